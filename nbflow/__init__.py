@@ -1,0 +1,56 @@
+"""nbflow: a workflow engine with a debugger built in, native to Jupyter."""
+from __future__ import annotations
+
+from ._util import set_actor
+from .breakpoints import Breakpoint
+from .commands import CommandResult
+from .context import StepContext
+from .errors import (
+    CommandRefused,
+    CycleError,
+    DefinitionError,
+    NbflowError,
+    OwnershipError,
+    SerializationError,
+    StoreError,
+    UnknownRunError,
+)
+from .run import ErrorInfo, Event, InstanceView, Run, runs
+from .states import InstanceStatus, RunStatus, StepKind, When
+from .store import Store
+from .workflow import Backoff, Workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "Breakpoint",
+    "CommandRefused",
+    "CommandResult",
+    "CycleError",
+    "DefinitionError",
+    "ErrorInfo",
+    "Event",
+    "InstanceStatus",
+    "InstanceView",
+    "NbflowError",
+    "OwnershipError",
+    "Run",
+    "RunStatus",
+    "SerializationError",
+    "StepContext",
+    "StepKind",
+    "Store",
+    "StoreError",
+    "UnknownRunError",
+    "When",
+    "Workflow",
+    "attach",
+    "runs",
+    "set_actor",
+]
+
+
+def attach(run_id: str, store: str | Store | None = None) -> Run:
+    """A handle on a stored run, by id (read it, act on it; its owner or `nbflow resume` drives it)."""
+    return Run(Store.open(store), run_id)

@@ -1,0 +1,57 @@
+"""Tiny shared helpers: clock, actor identity, JSON-safe rendering, process liveness."""
+from __future__ import annotations
+
+import contextvars
+import getpass
+import json
+import os
+import socket
+import time
+from typing import Any
+
+from .store.codec import to_json_text
+
+HOST = socket.gethostname()
+
+_actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbflow_actor", default=None)
+
+
+def now() -> float:
+    return time.time()
+
+
+def current_actor() -> str:
+    """Who is acting: a surface's identity (e.g. the Jupyter user) if set, else NBFLOW_ACTOR, else the OS user."""
+    actor = _actor.get()
+    if actor:
+        return actor
+    env = os.environ.get("NBFLOW_ACTOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:
+        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def set_actor(actor: str | None) -> contextvars.Token[str | None]:
+    """Make *actor* the author of commands written from this context (the server extension uses it)."""
+    return _actor.set(actor)
+
+
+def jsonable(value: Any) -> Any:
+    """The value itself when it is JSON, else its repr (for events and the CLI's JSON)."""
+    text = to_json_text(value)
+    return json.loads(text) if text is not None else {"repr": repr(value)[:2000]}
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,146 @@
+"""Breakpoints: records, parsing of ``step[:key]``, condition compile and evaluation, and
+``wf.breakpoints`` (workflow-scoped, persisted)."""
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+from .errors import DefinitionError
+from .states import When
+
+if TYPE_CHECKING:
+    from .workflow import Workflow
+
+_SAFE_BUILTINS = {"__builtins__": builtins}
+
+
+@dataclass(frozen=True)
+class Breakpoint:
+    """A breakpoint on a step (optionally one item key). ``run_id`` None means every run of the workflow."""
+
+    step: str
+    key: str | None = None
+    when: When = When.BEFORE
+    condition: str | None = None
+    id: int | None = None
+    run_id: str | None = None
+    workflow: str | None = None
+    created_by: str | None = None
+
+    @property
+    def scope(self) -> str:
+        return "workflow" if self.run_id is None else "run"
+
+    def matches(self, step: str, key: str | None, when: str) -> bool:
+        return self.step == step and self.when == when and (self.key is None or self.key == key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "step": self.step,
+            "key": self.key,
+            "when": str(self.when),
+            "condition": self.condition,
+            "scope": self.scope,
+            "run_id": self.run_id,
+            "created_by": self.created_by,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Breakpoint:
+        return cls(
+            step=row["step"], key=row["key"], when=When(row["when"]), condition=row["condition"], id=row["id"],
+            run_id=row["run_id"], workflow=row["workflow"], created_by=row["created_by"],
+        )
+
+
+def key_text(key: Any) -> str | None:
+    """Keys are matched by their text: ``enrich:5`` matches the key ``5``."""
+    return None if key is None else str(key)
+
+
+def parse_target(text: str) -> tuple[str, str | None]:
+    """``"step"`` -> (step, None); ``"step:key"`` -> (step, "key")."""
+    step, sep, key = text.partition(":")
+    if not step:
+        raise DefinitionError(f"bad breakpoint target {text!r}: write STEP or STEP:KEY")
+    return step, (key if sep else None)
+
+
+def compile_condition(condition: str | None) -> CodeType | None:
+    """Compile a condition expression; a syntax error is refused with the expression named."""
+    if condition is None:
+        return None
+    if not isinstance(condition, str) or not condition.strip():
+        raise DefinitionError("a breakpoint condition must be a non-empty Python expression, e.g. \"item['x'] > 3\"")
+    try:
+        return compile(condition, "<breakpoint condition>", "eval")
+    except SyntaxError as exc:
+        raise DefinitionError(
+            f"breakpoint condition {condition!r} is not a valid Python expression ({exc.msg}); "
+            "write an expression over the step's inputs, e.g. \"item['country'] == 'FR'\""
+        ) from None
+
+
+def evaluate(code: CodeType, inputs: Mapping[str, Any]) -> bool:
+    """Evaluate a compiled condition over an instance's inputs (exceptions propagate to the caller)."""
+    return bool(eval(code, dict(_SAFE_BUILTINS), dict(inputs)))  # noqa: S307 - the store is a trust boundary
+
+
+def normalize(spec: Any, *, run_id: str | None = None) -> Breakpoint:
+    """A breakpoint from ``"step"``, ``"step:key"`` or a :class:`Breakpoint`."""
+    if isinstance(spec, Breakpoint):
+        return Breakpoint(spec.step, key_text(spec.key), When(spec.when), spec.condition, run_id=run_id)
+    if isinstance(spec, str):
+        step, key = parse_target(spec)
+        return Breakpoint(step, key, run_id=run_id)
+    raise DefinitionError(f"a breakpoint is 'step', 'step:key' or nbflow.Breakpoint(...), got {spec!r}")
+
+
+def validate(bp: Breakpoint, steps: Mapping[str, Any]) -> None:
+    """Refuse a breakpoint on an unknown step, a bad `when`, or a condition that does not compile."""
+    if bp.step not in steps:
+        raise DefinitionError(
+            f"no step {bp.step!r} to break on; steps are: {', '.join(sorted(steps)) or 'none'}"
+        )
+    if str(bp.when) not in {w.value for w in When}:
+        raise DefinitionError(f"breakpoint when={bp.when!r}: use 'before', 'after' or 'error'")
+    compile_condition(bp.condition)
+
+
+class Breakpoints:
+    """``wf.breakpoints``: workflow-scoped breakpoints, persisted and applied to live runs."""
+
+    def __init__(self, wf: Workflow) -> None:
+        self._wf = wf
+
+    def add(
+        self, step: str, key: Any = None, when: str = "before", condition: str | None = None
+    ) -> Breakpoint:
+        try:
+            when_ = When(when)
+        except ValueError:
+            raise DefinitionError(f"breakpoint when={when!r}: use 'before', 'after' or 'error'") from None
+        bp = Breakpoint(step, key_text(key), when_, condition, workflow=self._wf.name)
+        validate(bp, self._wf.steps)
+        from .commands import add_breakpoint
+
+        return add_breakpoint(self._wf.store, self._wf.name, bp)
+
+    def remove(self, step: str, key: Any = None) -> int:
+        """Delete the workflow-scoped breakpoints on *step* (and *key*); returns how many went."""
+        from .commands import remove_breakpoints
+
+        return remove_breakpoints(self._wf.store, self._wf.name, step, key_text(key))
+
+    def list(self) -> list[Breakpoint]:
+        return [Breakpoint.from_row(r) for r in self._wf.store.breakpoint_rows(self._wf.name)]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        return len(self.list())

@@ -1,0 +1,395 @@
+"""The one command path. Every operator action, from any surface, is written here as a command
+row (actor, reason, time) and applied by the run's owner, which validates it against the
+instances' states and records what changed (old and new values) in the history."""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ._util import current_actor, jsonable, now
+from .breakpoints import Breakpoint, compile_condition, key_text
+from .errors import CommandRefused, DefinitionError
+from .states import InstanceStatus as S
+from .states import RunStatus, StepKind, When
+from .store import Store
+from .store import schema as t
+
+if TYPE_CHECKING:
+    from .engine.scheduler import Inst, Scheduler
+
+VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel", "breakpoint")
+APPLY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What became of a command: ``applied`` False means it is queued for an owner that is not running."""
+
+    id: int
+    verb: str
+    applied: bool
+    result: str | None
+    message: str | None
+
+
+# ---------------------------------------------------------------------------------- writing
+def submit(
+    store: Store,
+    run_id: str,
+    verb: str,
+    step: str | None = None,
+    keys: Iterable[Any] | None = None,
+    payload: Mapping[str, Any] | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+    wait: bool = True,
+) -> CommandResult:
+    """Validate what can be checked without the owner, write the command, and (in the owner's
+    process) wait until it is applied, raising :class:`CommandRefused` if it was refused."""
+    from .engine.lifecycle import live
+
+    if verb not in VERBS:
+        raise CommandRefused(f"unknown verb {verb!r}; verbs are: {', '.join(VERBS)}")
+    row = store.run_row(run_id)
+    status = RunStatus(row["status"])
+    if status.terminal:
+        raise CommandRefused(
+            f"run {run_id} is {status}; a finished run cannot be changed. Start a new run from it with run.fork()"
+        )
+    key_list = None if keys is None else [key_text(k) for k in keys]
+    if verb not in ("cancel", "breakpoint"):
+        _prevalidate(store, row, verb, step, key_list, payload)
+    enc = store.encode(dict(payload or {}), f"payload of {verb}")
+    with store.engine.begin() as conn:
+        cid = conn.execute(
+            t.commands.insert().values(
+                run_id=run_id, verb=verb, target=json.dumps({"step": step, "keys": key_list}),
+                payload_codec=enc.codec, payload=enc.data, actor=actor or current_actor(), reason=reason,
+                created_at=now(),
+            )
+        ).inserted_primary_key[0]
+    sched = live(run_id)
+    if sched is None or not wait:
+        return CommandResult(cid, verb, False, None, None)
+    ev = threading.Event()
+    sched.cmd_waiters[cid] = ev
+    if cid not in sched.cmd_results:
+        sched.wake()
+        while not ev.wait(0.1):
+            if cid in sched.cmd_results:
+                break
+            if not sched.alive():
+                return CommandResult(cid, verb, False, None, "the run's scheduler stopped before applying it")
+    result, message = sched.cmd_results.pop(cid)
+    if result != "ok":
+        raise CommandRefused(message)
+    return CommandResult(cid, verb, True, result, message)
+
+
+def _prevalidate(
+    store: Store, row: Mapping[str, Any], verb: str, step: str | None, keys: list[str | None] | None,
+    payload: Mapping[str, Any] | None,
+) -> None:
+    """Refuse unknown steps, keys and input names before anything is written."""
+    definition = store.definition(row["workflow"], row["version"])
+    steps = definition["steps"]
+    if step is None:
+        if verb != "resume":
+            raise CommandRefused(f"{verb} needs a step; steps are: {', '.join(definition['order'])}")
+        return
+    if step not in steps:
+        raise CommandRefused(f"run {row['id']} has no step {step!r}; steps are: {', '.join(definition['order'])}")
+    if keys is not None:
+        have = {r["key"] for r in store.instance_rows(row["id"], step=step)}
+        missing = [k for k in keys if k not in have]
+        if missing:
+            raise CommandRefused(
+                f"step {step!r} of run {row['id']} has no instance with key {', '.join(map(str, missing))}"
+                + (f" (it has {len(have)} instances)" if have else " (it has no instances yet)")
+            )
+    if verb == "set_inputs":
+        names = {b[0] for b in steps[step]["bindings"] if b[1] != "ctx"}
+        bad = sorted(set((payload or {}).get("inputs", {})) - names)
+        if bad:
+            raise CommandRefused(
+                f"step {step!r} takes no input named {', '.join(map(repr, bad))}; its inputs are: "
+                f"{', '.join(sorted(names)) or 'none'}"
+            )
+        if not (payload or {}).get("inputs"):
+            raise CommandRefused("set_inputs needs at least one input, e.g. set_inputs('enrich', key=5, item={...})")
+
+
+def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | None = None) -> Breakpoint:
+    """Persist a breakpoint and tell the affected live runs (they apply it to instances not yet past it)."""
+    compile_condition(bp.condition)
+    actor = current_actor()
+    with store.engine.begin() as conn:
+        bid = conn.execute(
+            t.breakpoints.insert().values(
+                workflow=workflow, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
+                condition=bp.condition, created_by=actor, created_at=now(),
+            )
+        ).inserted_primary_key[0]
+    _notify(store, workflow, run_id, "add", {"id": bid, "step": bp.step, "key": bp.key, "when": str(bp.when),
+                                                "condition": bp.condition})
+    return Breakpoint(bp.step, bp.key, bp.when, bp.condition, id=bid, run_id=run_id, workflow=workflow, created_by=actor)
+
+
+def remove_breakpoints(store: Store, workflow: str, step: str, key: str | None, run_id: str | None = None) -> int:
+    """Delete breakpoints on *step* (only *key*'s when given); instances they alone held resume."""
+    c = t.breakpoints.c
+    where = [c.workflow == workflow, c.step == step, c.run_id.is_(None) if run_id is None else c.run_id == run_id]
+    if key is not None:
+        where.append(c.key == key)
+    with store.engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(sa.select(c.id).where(*where))]
+        if not ids:
+            scope = f"run {run_id}" if run_id else f"workflow {workflow!r}"
+            raise DefinitionError(
+                f"no breakpoint on {step}{':' + key if key is not None else ''} in {scope}; "
+                "list them with wf.breakpoints.list() or `nbflow breakpoint list`"
+            )
+        conn.execute(t.breakpoints.delete().where(c.id.in_(ids)))
+    _notify(store, workflow, run_id, "remove", {"ids": ids, "step": step, "key": key})
+    return len(ids)
+
+
+def _notify(store: Store, workflow: str, run_id: str | None, action: str, data: dict[str, Any]) -> None:
+    if run_id is not None:
+        targets = [run_id]
+    else:
+        live_statuses = [RunStatus.RUNNING, RunStatus.PAUSED]
+        targets = [r["id"] for r in store.run_rows(workflow=workflow, status=live_statuses)]
+    for rid in targets:
+        try:
+            submit(store, rid, "breakpoint", payload={"action": action, **data})
+        except CommandRefused:
+            pass  # the run finished meanwhile
+
+
+# ---------------------------------------------------------------------------------- applying
+def apply_command(sched: Scheduler, row: Mapping[str, Any]) -> str:
+    """Apply one command in the owner's scheduler thread; raise CommandRefused to refuse it."""
+    target = json.loads(row["target"] or "null") or {}
+    payload = sched.store.decode(row["payload_codec"], row["payload"]) or {}
+    verb = row["verb"]
+    ctx = _Apply(sched, row, payload)
+    if verb == "cancel":
+        return ctx.cancel()
+    if verb == "breakpoint":
+        return ctx.breakpoints_changed()
+    insts = ctx.targets(target.get("step"), target.get("keys"), verb)
+    return getattr(ctx, verb)(insts)
+
+
+def _when(inst: Inst) -> str:
+    return (inst.pause_reason or "").split(":", 1)[0]
+
+
+def allowed_verbs(inst: Inst) -> list[str]:
+    """The verbs that fit the instance's state now (used in refusals and by the widget)."""
+    s = inst.status
+    if s == S.PAUSED:
+        w = _when(inst)
+        return ["resume", "skip", "retry"] + (["set_inputs"] if w in ("before", "error") else []) + (
+            ["set_output"] if w == "after" else []
+        )
+    if s == S.FAILED:
+        return ["retry", "skip", "set_inputs"]
+    if s == S.RETRYING:
+        return ["retry", "skip"]
+    return []
+
+
+class _Apply:
+    def __init__(self, sched: Scheduler, row: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        self.s = sched
+        self.row = row
+        self.payload = payload
+        self.actor = row["actor"]
+        self.reason = row["reason"]
+
+    def refuse(self, inst: Inst, verb: str, needs: str) -> CommandRefused:
+        state = f"{inst.status}" + (f" ({_when(inst)})" if inst.status == S.PAUSED else "")
+        allowed = allowed_verbs(inst)
+        return CommandRefused(
+            f"cannot {verb} {inst.label}: it is {state}, and {verb} needs {needs}; "
+            f"allowed now: {', '.join(allowed) if allowed else 'nothing (wait for it or cancel the run)'}"
+        )
+
+    def targets(self, step: str | None, keys: list[str] | None, verb: str) -> list[Inst]:
+        s = self.s
+        if step is None:
+            return [i for st in s.plan.order for i in s.by_step[st]]
+        if step not in s.by_step:
+            raise CommandRefused(f"run {s.run_id} has no step {step!r}; steps are: {', '.join(s.plan.order)}")
+        insts = s.by_step[step]
+        if keys is None:
+            if not insts:
+                raise CommandRefused(f"step {step!r} has no instances yet (it has not started)")
+            return list(insts)
+        by_key = {i.key: i for i in insts}
+        out = []
+        for k in keys:
+            if k not in by_key:
+                raise CommandRefused(f"step {step!r} has no instance with key {k}")
+            out.append(by_key[k])
+        return out
+
+    def _explicit(self) -> bool:
+        target = json.loads(self.row["target"] or "null") or {}
+        return target.get("keys") is not None or (
+            target.get("step") is not None and self.s.specs[target["step"]].kind != StepKind.FOREACH
+        )
+
+    def _select(self, insts: list[Inst], verb: str, ok: Any, needs: str) -> list[Inst]:
+        """Keep the instances that fit; with explicit targets, one that does not fit refuses the whole command."""
+        chosen = [i for i in insts if ok(i)]
+        if self._explicit():
+            for i in insts:
+                if not ok(i):
+                    raise self.refuse(i, verb, needs)
+        if not chosen:
+            where = "" if not insts else f" among {len(insts)} instance(s) of {insts[0].step}" if len({i.step for i in insts}) == 1 else ""
+            raise CommandRefused(f"nothing to {verb}: no instance {needs.removeprefix('an instance ')}{where}")
+        return chosen
+
+    def _event(self, kind: str, inst: Inst, **data: Any) -> None:
+        self.s._event(kind, inst, actor=self.actor, reason=self.reason, **data)
+
+    # -- verbs ---------------------------------------------------------------------------------
+    def resume(self, insts: list[Inst]) -> str:
+        chosen = self._select(insts, "resume", lambda i: i.status == S.PAUSED, "an instance that is paused")
+        for inst in chosen:
+            self.release(inst, inst.held_by)
+        return f"resumed {len(chosen)} instance(s)"
+
+    def release(self, inst: Inst, ids: Iterable[int]) -> None:
+        """Let a paused instance go on past the breakpoints *ids* (they will not catch it again)."""
+        s = self.s
+        when = _when(inst)
+        inst.released |= set(ids)
+        self._event("resumed", inst, when=when)
+        if when == When.AFTER:
+            s._succeed(inst)
+        elif when == When.ERROR:
+            res = inst.pending_error
+            inst.pending_error = None
+            s._fail_or_retry(inst, res)
+        else:
+            s._set(inst, S.PENDING, held_by=[], pause_reason=None)
+            s._make_ready(inst)
+
+    def skip(self, insts: list[Inst]) -> str:
+        if "output" not in self.payload:
+            raise CommandRefused("skip needs the output the skipped instance stands for, e.g. skip('enrich', key=3, output={...})")
+        chosen = self._select(
+            insts, "skip", lambda i: i.status in (S.PAUSED, S.FAILED, S.RETRYING),
+            "an instance that is paused, failed or waiting to retry",
+        )
+        value = self.payload["output"]
+        for inst in chosen:
+            enc = self.s.store.encode(value, f"output given to skip {inst.label}")
+            if enc.blob:
+                self.s.blobs.append(enc.blob)
+            inst.out, inst.value, inst.pending_error = enc, value, None
+            self.s._set(inst, S.SKIPPED, finished_at=now(), held_by=[], pause_reason=None, next_attempt_at=None)
+            self._event("skipped", inst, output=value)
+        return f"skipped {len(chosen)} instance(s)"
+
+    def retry(self, insts: list[Inst]) -> str:
+        chosen = self._select(
+            insts, "retry", lambda i: i.status in (S.PAUSED, S.FAILED, S.RETRYING),
+            "an instance that is failed, paused or waiting to retry",
+        )
+        for inst in chosen:
+            inst.released |= set(inst.held_by)
+            inst.pending_error = None
+            self._event("retry_requested", inst, previous_status=str(inst.status), attempt=inst.attempt)
+            self.s._set(inst, S.PENDING, held_by=[], pause_reason=None, next_attempt_at=None, finished_at=None)
+            self.s._make_ready(inst)
+        return f"retrying {len(chosen)} instance(s)"
+
+    def set_inputs(self, insts: list[Inst]) -> str:
+        new = dict(self.payload.get("inputs") or {})
+        names = {b.param for b in self.s.plan.bindings[insts[0].step] if b.source != "ctx"}
+        bad = sorted(set(new) - names)
+        if bad:
+            raise CommandRefused(f"step {insts[0].step!r} takes no input named {', '.join(map(repr, bad))}")
+        chosen = self._select(
+            insts, "set_inputs",
+            lambda i: (i.status == S.PAUSED and _when(i) in ("before", "error")) or i.status == S.FAILED,
+            "an instance paused before its body, paused on an error, or failed",
+        )
+        for inst in chosen:
+            current = self.s.inputs(inst)
+            old = {k: current.get(k) for k in new}
+            merged = {**self.s._overrides(inst), **new}
+            enc = self.s.store.encode(merged, f"inputs of {inst.label}")
+            if enc.blob:
+                self.s.blobs.append(enc.blob)
+            inst.inputs, inst.overrides = enc, merged
+            self.s.dirty[inst.ident] = inst
+            self._event("inputs_changed", inst, old=old, new=new)
+        return f"changed the inputs of {len(chosen)} instance(s)"
+
+    def set_output(self, insts: list[Inst]) -> str:
+        if "value" not in self.payload:
+            raise CommandRefused("set_output needs a value")
+        chosen = self._select(
+            insts, "set_output", lambda i: i.status == S.PAUSED and _when(i) == "after",
+            "an instance paused after its body (a breakpoint with when='after')",
+        )
+        value = self.payload["value"]
+        for inst in chosen:
+            old = self.s._value(inst)
+            enc = self.s.store.encode(value, f"output of {inst.label}")
+            if enc.blob:
+                self.s.blobs.append(enc.blob)
+            inst.out, inst.value = enc, value
+            self.s.dirty[inst.ident] = inst
+            self._event("output_changed", inst, old=old, new=value)
+        return f"changed the output of {len(chosen)} instance(s)"
+
+    def cancel(self) -> str:
+        s = self.s
+        n = 0
+        for inst in list(s.insts.values()):
+            if not inst.status.terminal:
+                s._set(inst, S.CANCELLED, finished_at=now(), held_by=[], pause_reason=None)
+                s._event("cancelled", inst, actor=self.actor)
+                n += 1
+        s.inflight.clear()
+        s.ready.clear()
+        s.status = RunStatus.CANCELLED
+        s.run_dirty = True
+        s._event("run_cancelled", None, actor=self.actor, reason=self.reason)
+        return f"cancelled the run ({n} unfinished instance(s))"
+
+    def breakpoints_changed(self) -> str:
+        s = self.s
+        s.reload_breakpoints()
+        present = {bp.id for bp in s.bps} | {0}
+        freed = 0
+        for inst in list(s.insts.values()):
+            if inst.status != S.PAUSED or not inst.held_by:
+                continue
+            still = [b for b in inst.held_by if b in present]
+            if len(still) == len(inst.held_by):
+                continue
+            if still:
+                inst.held_by = still
+                s.dirty[inst.ident] = inst
+                continue
+            self.release(inst, [])
+            freed += 1
+        self._event_run("breakpoints_changed", change=jsonable(dict(self.payload)), resumed=freed)
+        return f"breakpoints reloaded; {freed} instance(s) resumed"
+
+    def _event_run(self, kind: str, **data: Any) -> None:
+        self.s._event(kind, None, actor=self.actor, **data)

@@ -1,0 +1,1 @@
+"""The engine: the scheduler (the only writer of instance state), executors, output capture."""

@@ -1,0 +1,310 @@
+"""Starting runs, taking them over, and the owner lease: who drives a run, and whether it is alive."""
+from __future__ import annotations
+
+import atexit
+import difflib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+import sqlalchemy as sa
+
+from .._util import HOST, current_actor, now, pid_alive
+from ..breakpoints import Breakpoint, normalize, validate
+from ..errors import DefinitionError, OwnershipError, StoreError
+from ..states import InstanceStatus as S
+from ..states import RunStatus, StepKind
+from ..store import Store
+from ..store import schema as t
+from ..workflow import Plan, StepSpec, Workflow
+from .scheduler import TASK_ITEM, Scheduler
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+LEASE_S = 15.0
+"""A run whose owner on another host has not heartbeat for this long is interrupted."""
+
+_live: dict[str, Scheduler] = {}
+_live_lock = threading.Lock()
+
+
+def live(run_id: str) -> Scheduler | None:
+    """The scheduler driving *run_id* in this process, if any."""
+    sched = _live.get(run_id)
+    return sched if sched is not None and sched.alive() else None
+
+
+def forget(sched: Scheduler) -> None:
+    with _live_lock:
+        if _live.get(sched.run_id) is sched:
+            del _live[sched.run_id]
+
+
+def owner_alive(row: Mapping[str, Any]) -> bool:
+    """Whether the run's owner still drives it. Same host: by pid (at once); other hosts: by lease."""
+    if not row["owner_id"]:
+        return False
+    if row["owner_host"] == HOST:
+        if row["owner_pid"] == os.getpid():
+            sched = live(row["id"])
+            return sched is not None and sched.owner_id == row["owner_id"]
+        return pid_alive(int(row["owner_pid"] or 0))
+    return row["heartbeat_at"] is not None and now() - row["heartbeat_at"] < LEASE_S
+
+
+def owner_text(row: Mapping[str, Any]) -> str:
+    return f"pid {row['owner_pid']} on {row['owner_host']}" if row["owner_id"] else "nobody"
+
+
+def save_version(store: Store, wf: Workflow, plan: Plan, definition: dict[str, Any], version: str) -> None:
+    """Pin the code of *version*: its definition and each step's source and pickled callable."""
+    if store.has_version(wf.name, version):
+        return
+    code_rows = []
+    for name in plan.order:
+        spec = plan.steps[name]
+        try:
+            pickled = cloudpickle.dumps(spec)
+        except Exception as exc:
+            raise DefinitionError(
+                f"step {name!r} cannot be pickled to pin its code ({type(exc).__name__}: {exc}); "
+                "a step must not close over open files, locks or connections"
+            ) from None
+        code_rows.append({"version": version, "step": name, "source": spec.source, "pickled": pickled, "created_at": now()})
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                t.workflows.insert().values(
+                    name=wf.name, version=version, definition=json.dumps(definition), created_at=now()
+                )
+            )
+            conn.execute(t.step_code.insert(), code_rows)
+    except sa.exc.IntegrityError:
+        pass  # another process pinned the same version first
+
+
+def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
+    """The workflow exactly as pinned by *version* (used by `nbflow resume`)."""
+    definition = store.definition(name, version)
+    code = store.step_code(version)
+    steps: dict[str, StepSpec] = {}
+    for step in definition["order"]:
+        try:
+            steps[step] = cloudpickle.loads(code[step][1])
+        except Exception as exc:
+            raise StoreError(
+                f"cannot load the pinned code of step {step!r} (version {version}): {type(exc).__name__}: {exc}; "
+                "install what the step imports, or attach from a notebook with today's code"
+            ) from None
+    wf = Workflow(name, store)
+    wf.steps = steps
+    return wf
+
+
+def _check_same_graph(wf: Workflow, plan: Plan, definition: Mapping[str, Any], run_id: str) -> None:
+    stored = {s: (d["upstream"], d["bindings"]) for s, d in definition["steps"].items()}
+    today = {s: (list(plan.upstream[s]), [[b.param, b.source, b.name] for b in plan.bindings[s]]) for s in plan.order}
+    if stored != today:
+        changed = sorted(s for s in set(stored) | set(today) if stored.get(s) != today.get(s))
+        raise DefinitionError(
+            f"the steps or dependencies of workflow {wf.name!r} changed since run {run_id} started "
+            f"(changed: {', '.join(changed)}); continue it with its pinned code (`nbflow resume {run_id}`), "
+            f"or start a new run with run.fork()"
+        )
+
+
+def _register(sched: Scheduler) -> None:
+    with _live_lock:
+        _live[sched.run_id] = sched
+
+
+def start_run(
+    wf: Workflow,
+    params: dict[str, Any],
+    breakpoints: list[Any],
+    break_on_error: bool,
+    max_workers: int | None,
+    *,
+    seed: tuple[str, set[str]] | None = None,
+) -> Run:
+    """Validate, write the run and its task instances in one transaction, start its scheduler."""
+    from ..run import Run
+
+    plan = wf.plan()
+    wf.check_params(plan, params)
+    bps: list[Breakpoint] = []
+    for spec in breakpoints:
+        bp = normalize(spec)
+        validate(bp, plan.steps)
+        bps.append(bp)
+    store = wf.store
+    params_enc = store.encode(params, "run parameters")
+    definition = wf.definition(plan)
+    version = Workflow.version_of(definition)
+    save_version(store, wf, plan, definition, version)
+
+    run_id = uuid.uuid4().hex[:12]
+    owner_id = uuid.uuid4().hex
+    ts = now()
+    actor = current_actor()
+    options = {"break_on_error": bool(break_on_error), "max_workers": max_workers}
+    run_row = {
+        "id": run_id, "workflow": wf.name, "version": version, "params_codec": params_enc.codec,
+        "params": params_enc.data, "options": json.dumps(options), "status": str(RunStatus.RUNNING),
+        "owner_host": HOST, "owner_pid": os.getpid(), "owner_id": owner_id, "heartbeat_at": ts,
+        "parent_run_id": seed[0] if seed else None, "created_at": ts, "updated_at": ts, "finished_at": None,
+    }
+    copied: list[dict[str, Any]] = []
+    if seed is not None:
+        parent, steps = seed
+        for r in store.instance_rows(parent, status=[S.SUCCEEDED, S.SKIPPED]):
+            if r["step"] in steps:
+                copied.append({**r, "run_id": run_id})
+    have = {(r["step"], r["item"]) for r in copied}
+    rows = copied + [
+        {"run_id": run_id, "step": s, "item": TASK_ITEM, "key": None, "status": str(S.PENDING), "attempt": 0}
+        for s in plan.order
+        if plan.steps[s].kind != StepKind.FOREACH and (s, TASK_ITEM) not in have
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(t.runs.insert().values(**run_row))
+        conn.execute(t.instances.insert(), rows)
+        for bp in bps:
+            conn.execute(
+                t.breakpoints.insert().values(
+                    workflow=wf.name, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
+                    condition=bp.condition, created_by=actor, created_at=ts,
+                )
+            )
+        conn.execute(
+            t.events.insert().values(
+                run_id=run_id, kind="run_created", actor=actor, ts=ts,
+                data=json.dumps({"version": version, "forked_from": seed[0] if seed else None,
+                                 "reused_steps": sorted(seed[1]) if seed else []}),
+            )
+        )
+    sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True)
+    sched.load(store.instance_rows(run_id))
+    _register(sched)
+    sched.start()
+    return Run(store, run_id, wf)
+
+
+def take_over(
+    store: Store, wf: Workflow, run_id: str, max_workers: int | None, *, live_code: bool, force_code_check: bool = True
+) -> Run:
+    """Claim an interrupted or paused run whose owner is gone and drive it in this process."""
+    from ..run import Run
+
+    with _live_lock:
+        sched = live(run_id)
+    if sched is not None:
+        return Run(store, run_id, sched.wf)
+    row = store.run_row(run_id)
+    if row["workflow"] != wf.name:
+        raise DefinitionError(
+            f"run {run_id} belongs to workflow {row['workflow']!r}, not {wf.name!r}; attach it from that workflow"
+        )
+    if RunStatus(row["status"]).terminal:
+        return Run(store, run_id, wf)
+    if owner_alive(row):
+        raise OwnershipError(
+            f"run {run_id} is owned by a live process ({owner_text(row)}); act on it with run verbs or the CLI "
+            "(its owner applies them), or stop that process first"
+        )
+    stored_def = store.definition(row["workflow"], row["version"])
+    plan = wf.plan()
+    _check_same_graph(wf, plan, stored_def, run_id)
+    definition = wf.definition(plan)
+    version = Workflow.version_of(definition)
+    diffs: dict[str, str] = {}
+    if version != row["version"]:
+        save_version(store, wf, plan, definition, version)
+        for s in plan.order:
+            old = stored_def["steps"][s]["source"]
+            new = plan.steps[s].source
+            if old != new or stored_def["steps"][s]["options"] != plan.steps[s].options():
+                diffs[s] = "".join(
+                    difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"{s} ({row['version']})", f"{s} ({version})")
+                )
+    params = store.decode(row["params_codec"], row["params"]) or {}
+    owner_id = uuid.uuid4().hex
+    ts = now()
+    cond = t.runs.c.owner_id.is_(None) if row["owner_id"] is None else t.runs.c.owner_id == row["owner_id"]
+    with store.engine.begin() as conn:
+        res = conn.execute(
+            t.runs.update()
+            .where(t.runs.c.id == run_id, cond)
+            .values(owner_host=HOST, owner_pid=os.getpid(), owner_id=owner_id, heartbeat_at=ts, updated_at=ts, version=version)
+        )
+        if res.rowcount != 1:
+            raise OwnershipError(f"run {run_id} was just taken over by another process; try again to see who owns it")
+        conn.execute(
+            t.events.insert().values(
+                run_id=run_id, kind="taken_over", actor=current_actor(), ts=ts,
+                data=json.dumps({"previous_owner": owner_text(row), "pinned_code": not live_code}),
+            )
+        )
+        if diffs:
+            conn.execute(
+                t.events.insert().values(
+                    run_id=run_id, kind="code_changed", actor=current_actor(), ts=ts,
+                    data=json.dumps({"old_version": row["version"], "new_version": version, "diffs": diffs}),
+                )
+            )
+        rows = store.instance_rows(run_id, conn=conn)
+    row = {**row, "version": version, "owner_id": owner_id}
+    opts = json.loads(row["options"] or "{}")
+    sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"), live_code=live_code)
+    sched.load(rows)
+    _register(sched)
+    sched.start()
+    return Run(store, run_id, wf)
+
+
+def attach_run(wf: Workflow, run_id: str, max_workers: int | None) -> Run:
+    return take_over(wf.store, wf, run_id, max_workers, live_code=True)
+
+
+def resume_pinned(store: Store, run_id: str, max_workers: int | None = None) -> Run:
+    """Take over *run_id* with the code it was pinned to (what `nbflow resume RUN` does)."""
+    row = store.run_row(run_id)
+    wf = pinned_workflow(store, row["workflow"], row["version"])
+    return take_over(store, wf, run_id, max_workers, live_code=False)
+
+
+def fork_run(wf: Workflow, parent_id: str, from_step: str) -> Run:
+    """A new run with the parent's params, reusing every checkpoint upstream of *from_step*."""
+    store = wf.store
+    row = store.run_row(parent_id)
+    plan = wf.plan()
+    if from_step not in plan.steps:
+        raise DefinitionError(f"no step {from_step!r} to fork from; steps are: {', '.join(plan.order)}")
+    below: set[str] = {from_step}
+    for s in plan.order:
+        if any(u in below for u in plan.upstream[s]):
+            below.add(s)
+    reuse = set(plan.order) - below
+    params = store.decode(row["params_codec"], row["params"]) or {}
+    opts = json.loads(row["options"] or "{}")
+    return start_run(
+        wf, params, [], bool(opts.get("break_on_error")), opts.get("max_workers"), seed=(parent_id, reuse)
+    )
+
+
+@atexit.register
+def _give_up_leases() -> None:
+    """A process that exits normally hands its runs back: they can be taken over at once."""
+    for sched in list(_live.values()):
+        sched.request_stop()
+    for sched in list(_live.values()):
+        if sched.thread is not None:
+            sched.thread.join(timeout=5)
+
+
+__all__ = ["attach_run", "fork_run", "live", "owner_alive", "resume_pinned", "start_run", "take_over"]

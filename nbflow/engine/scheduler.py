@@ -1,0 +1,820 @@
+"""The scheduler: the one writer of instance state for a run it owns.
+
+It runs on a background thread. Each turn it takes worker results and operator commands,
+moves instances through their states (section 3 of DESIGN.md), dispatches ready instances to
+the executor, and commits everything of the turn in one transaction *before* anything it
+wrote becomes visible: an output is durable before a downstream instance can read it.
+"""
+from __future__ import annotations
+
+import difflib
+import heapq
+import itertools
+import json
+import logging
+import queue
+import random
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from .. import breakpoints as bpmod
+from .._util import HOST, jsonable, now
+from ..breakpoints import Breakpoint
+from ..context import StepContext
+from ..errors import CommandRefused, DefinitionError, SerializationError
+from ..states import InstanceStatus as S
+from ..states import RunStatus, StepKind, When
+from ..store import Store
+from ..store import schema as t
+from ..store.codec import Encoded
+from ..workflow import Plan, StepSpec, Workflow
+from . import capture
+from .executor import Result, Task, ThreadExecutor, error_triple
+
+log = logging.getLogger("nbflow.scheduler")
+
+TASK_ITEM = -1
+COMMAND_POLL_S = 0.05
+HEARTBEAT_S = 2.0
+_MISSING = object()
+
+
+@dataclass(slots=True, eq=False)
+class Inst:
+    """The scheduler's in-memory copy of one instance row."""
+
+    step: str
+    item: int
+    key: str | None
+    status: S
+    attempt: int = 0
+    inputs: Encoded | None = None
+    out: Encoded | None = None
+    saved: Encoded | None = None
+    error: tuple[str, str, str] | None = None
+    pause_reason: str | None = None
+    held_by: list[int] = field(default_factory=list)
+    released: set[int] = field(default_factory=set)
+    next_attempt_at: float | None = None
+    deadline: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    logs: str | None = None
+    token: str | None = None
+    new: bool = True
+    value: Any = _MISSING
+    overrides: Any = _MISSING
+    pending_error: Result | None = None  # the failed attempt an error breakpoint is holding
+
+    @property
+    def ident(self) -> tuple[str, int]:
+        return (self.step, self.item)
+
+    @property
+    def label(self) -> str:
+        return self.step if self.key is None else f"{self.step}:{self.key}"
+
+    def row(self, run_id: str) -> dict[str, Any]:
+        err = self.error or (None, None, None)
+        return {
+            "run_id": run_id, "step": self.step, "item": self.item, "key": self.key, "status": str(self.status),
+            "attempt": self.attempt,
+            "inputs_codec": self.inputs.codec if self.inputs else None, "inputs": self.inputs.data if self.inputs else None,
+            "output_codec": self.out.codec if self.out else None, "output": self.out.data if self.out else None,
+            "saved_codec": self.saved.codec if self.saved else None, "saved": self.saved.data if self.saved else None,
+            "error_type": err[0], "error_message": err[1], "error_traceback": err[2],
+            "pause_reason": self.pause_reason,
+            "held_by": json.dumps(self.held_by) if self.held_by else None,
+            "released": json.dumps(sorted(self.released)) if self.released else None,
+            "next_attempt_at": self.next_attempt_at, "deadline": self.deadline,
+            "started_at": self.started_at, "finished_at": self.finished_at, "logs": self.logs, "token": self.token,
+        }
+
+    @classmethod
+    def from_row(cls, r: Mapping[str, Any]) -> Inst:
+        def enc(c: str) -> Encoded | None:
+            return Encoded(r[f"{c}_codec"], r[c]) if r[f"{c}_codec"] else None
+
+        return cls(
+            step=r["step"], item=r["item"], key=r["key"], status=S(r["status"]), attempt=r["attempt"],
+            inputs=enc("inputs"), out=enc("output"), saved=enc("saved"),
+            error=(r["error_type"], r["error_message"], r["error_traceback"]) if r["error_type"] else None,
+            pause_reason=r["pause_reason"], held_by=json.loads(r["held_by"]) if r["held_by"] else [],
+            released=set(json.loads(r["released"])) if r["released"] else set(),
+            next_attempt_at=r["next_attempt_at"], deadline=r["deadline"], started_at=r["started_at"],
+            finished_at=r["finished_at"], logs=r["logs"], token=r["token"], new=False,
+        )
+
+
+_UPDATE = (
+    t.instances.update()
+    .where(
+        t.instances.c.run_id == sa.bindparam("b_run"),
+        t.instances.c.step == sa.bindparam("b_step"),
+        t.instances.c.item == sa.bindparam("b_item"),
+    )
+    .values({c.name: sa.bindparam(c.name) for c in t.instances.columns if c.name not in ("run_id", "step", "item")})
+)
+
+
+class Scheduler:
+    """Drives one run. Create with :meth:`Scheduler.for_run`; ``start()`` launches its thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        wf: Workflow,
+        plan: Plan,
+        run_row: Mapping[str, Any],
+        params: dict[str, Any],
+        owner_id: str,
+        max_workers: int | None,
+        live_code: bool,
+    ) -> None:
+        self.store = store
+        self.wf = wf
+        self.live_code = live_code  # True: adopt the workflow's redefinitions as they happen
+        self.plan = plan
+        self.specs: dict[str, StepSpec] = dict(plan.steps)
+        self.run_id: str = run_row["id"]
+        self.version: str = run_row["version"]
+        self.options: dict[str, Any] = json.loads(run_row["options"] or "{}")
+        self.params = params
+        self.owner_id = owner_id
+        self.status = RunStatus(run_row["status"])
+        self.committed_status = self.status  # what waiters see: only ever a status already in the store
+        self.max_workers = max_workers or 8
+        self.q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.executor = ThreadExecutor(self.max_workers, lambda r: self.q.put(("result", r)), f"nbflow-{self.run_id[:6]}")
+        self.cond = threading.Condition()
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+        self.insts: dict[tuple[str, int], Inst] = {}
+        self.by_step: dict[str, list[Inst]] = {s: [] for s in plan.order}
+        self.counts: Counter[S] = Counter()
+        self.expanded: dict[str, bool] = {s: plan.steps[s].kind != StepKind.FOREACH for s in plan.order}
+        self.remaining: dict[str, int] = {s: 0 for s in plan.order}
+        self.blocked: dict[str, int] = {s: len(plan.upstream[s]) for s in plan.order}
+        self.complete: set[str] = set()
+        self.items_cache: dict[str, list[Any]] = {}
+        self.output_cache: dict[str, Any] = {}
+        self.ready: deque[Inst] = deque()
+        self.timers: list[tuple[float, int, Inst]] = []
+        self._seq = itertools.count()
+        self.inflight: dict[tuple[str, int], int] = {}  # ident -> attempt running
+        self.bps: list[Breakpoint] = []
+        self._bp_code: dict[int, Any] = {}
+
+        self.dirty: dict[tuple[str, int], Inst] = {}
+        self.events: list[dict[str, Any]] = []
+        self.blobs: list[dict[str, Any]] = []
+        self.cmd_done: list[dict[str, Any]] = []
+        self.after_flush: list[threading.Event] = []
+        self.cmd_waiters: dict[int, threading.Event] = {}
+        self.cmd_results: dict[int, tuple[str, str]] = {}
+        self.run_dirty = True
+        self.stop_requested = False
+        self._last_poll = 0.0
+        self._last_hb = 0.0
+        self._ignored_specs: set[int] = set()
+
+    # ------------------------------------------------------------------ loading
+    def load(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Build the in-memory state from stored rows (a new run's, or one being taken over)."""
+        interrupted: list[Inst] = []
+        for r in rows:
+            inst = Inst.from_row(r)
+            if inst.step not in self.by_step:
+                continue
+            if inst.status == S.RUNNING:
+                inst.status = S.READY
+                interrupted.append(inst)
+                self.dirty[inst.ident] = inst
+            self._index(inst)
+        for s in self.plan.order:
+            if self.plan.steps[s].kind == StepKind.FOREACH and self.by_step[s]:
+                self.expanded[s] = True
+        for s in self.plan.order:
+            self.remaining[s] = sum(1 for i in self.by_step[s] if not i.status.done_ok)
+        for s in self.plan.order:
+            if self.expanded[s] and self.remaining[s] == 0 and self._step_has_rows_or_empty(s):
+                self.complete.add(s)
+        for s in self.plan.order:
+            self.blocked[s] = sum(1 for u in self.plan.upstream[s] if u not in self.complete)
+        for inst in interrupted:
+            self._event("interrupted", inst, attempt=inst.attempt)
+        self.reload_breakpoints()
+        # Re-arm everything that can progress, in DAG order.
+        rank = {st: n for n, st in enumerate(self.plan.order)}
+        for inst in sorted(self.insts.values(), key=lambda i: (rank[i.step], i.item)):
+            if inst.status == S.READY:
+                self.ready.append(inst)
+            elif inst.status == S.RETRYING:
+                self._arm_timer(inst, inst.next_attempt_at or now())
+            elif inst.status == S.PENDING and self.blocked[inst.step] == 0:
+                self._make_ready(inst)
+        for st in self.plan.order:
+            if self.blocked[st] == 0 and not self.expanded[st]:
+                self._expand(st)
+
+    def _step_has_rows_or_empty(self, step: str) -> bool:
+        return bool(self.by_step[step]) or self.plan.steps[step].kind != StepKind.FOREACH
+
+    def _index(self, inst: Inst) -> None:
+        self.insts[inst.ident] = inst
+        self.by_step[inst.step].append(inst)
+        self.counts[inst.status] += 1
+
+    def add_instance(self, inst: Inst) -> None:
+        self._index(inst)
+        self.dirty[inst.ident] = inst
+        if not inst.status.done_ok:
+            self.remaining[inst.step] += 1
+
+    # ------------------------------------------------------------------ state changes (the one place)
+    def _set(self, inst: Inst, status: S, **fields: Any) -> None:
+        old = inst.status
+        if old != status:
+            self.counts[old] -= 1
+            self.counts[status] += 1
+            inst.status = status
+        for k, v in fields.items():
+            setattr(inst, k, v)
+        self.dirty[inst.ident] = inst
+        if old.done_ok != status.done_ok:
+            self.remaining[inst.step] += -1 if status.done_ok else 1
+            if status.done_ok:
+                self._maybe_complete(inst.step)
+
+    def _maybe_complete(self, step: str) -> None:
+        if self.remaining[step] or not self.expanded[step] or step in self.complete:
+            return
+        self.complete.add(step)
+        for d in self.plan.downstream[step]:
+            self.blocked[d] -= 1
+            if self.blocked[d] == 0:
+                self._unblock(d)
+
+    def _unblock(self, step: str) -> None:
+        if self.plan.steps[step].kind == StepKind.FOREACH and not self.expanded[step]:
+            self._expand(step)
+            return
+        for inst in self.by_step[step]:
+            if inst.status == S.PENDING:
+                self._make_ready(inst)
+
+    def _expand(self, step: str) -> None:
+        """Create one instance per element of the foreach's upstream output."""
+        spec = self.specs[step]
+        assert spec.foreach is not None
+        try:
+            items = self._items(step)
+            keys: list[str] = []
+            if spec.key is None:
+                keys = [str(i) for i in range(len(items))]
+            else:
+                for i, item in enumerate(items):
+                    try:
+                        keys.append(str(spec.key(item)))
+                    except Exception as exc:
+                        raise DefinitionError(
+                            f"the key function of foreach step {step!r} raised {type(exc).__name__}: {exc} "
+                            f"on item {i}"
+                        ) from exc
+                seen: dict[str, int] = {}
+                for i, k in enumerate(keys):
+                    if k in seen:
+                        raise DefinitionError(
+                            f"foreach step {step!r}: items {seen[k]} and {i} have the same key {k!r}; "
+                            "keys must be unique, change the key function"
+                        )
+                    seen[k] = i
+        except Exception as exc:
+            inst = Inst(step, TASK_ITEM, None, S.PENDING)
+            self.add_instance(inst)
+            self.expanded[step] = True
+            self._set(inst, S.FAILED, error=error_triple(exc, 0), finished_at=now())
+            self._event("failed", inst, error=inst.error[1] if inst.error else None)
+            return
+        self.expanded[step] = True
+        self._event("expanded", None, step=step, items=len(items))
+        for i, k in enumerate(keys):
+            inst = Inst(step, i, k, S.PENDING)
+            self.add_instance(inst)
+            self._make_ready(inst)
+        if not items:
+            self._maybe_complete(step)
+
+    def _items(self, step: str) -> list[Any]:
+        """The elements a foreach iterates over (its upstream's output), cached."""
+        cached = self.items_cache.get(step)
+        if cached is not None:
+            return cached
+        up = self.specs[step].foreach
+        assert up is not None
+        value = self.step_output(up)
+        if isinstance(value, (str, bytes, bytearray, Mapping)) or not (
+            hasattr(value, "__len__") and hasattr(value, "__getitem__")
+        ):
+            raise TypeError(
+                f"foreach step {step!r} iterates over the output of {up!r}, which is a "
+                f"{type(value).__name__}, not a sequence; make {up!r} return a list"
+            )
+        items = list(value)
+        self.items_cache[step] = items
+        return items
+
+    def step_output(self, step: str) -> Any:
+        """A task's output, or a foreach's outputs as a list in item order."""
+        if step in self.output_cache:
+            return self.output_cache[step]
+        insts = self.by_step[step]
+        if self.plan.steps[step].kind == StepKind.FOREACH:
+            value = [self._value(i) for i in insts]
+        else:
+            value = self._value(insts[0])
+        if step in self.complete:
+            self.output_cache[step] = value
+        return value
+
+    def _value(self, inst: Inst) -> Any:
+        if inst.value is _MISSING:
+            inst.value = self.store.decode(inst.out.codec, inst.out.data) if inst.out else None
+        return inst.value
+
+    def _overrides(self, inst: Inst) -> dict[str, Any]:
+        if inst.overrides is _MISSING:
+            inst.overrides = self.store.decode(inst.inputs.codec, inst.inputs.data) if inst.inputs else {}
+        return inst.overrides  # type: ignore[no-any-return]
+
+    def inputs(self, inst: Inst) -> dict[str, Any]:
+        """The instance's inputs by parameter name (ctx excluded), operator edits applied."""
+        spec = self.specs[inst.step]
+        result: dict[str, Any] = {}
+        over = self._overrides(inst)
+        for b in self.plan.bindings[inst.step]:
+            if b.param in over:
+                result[b.param] = over[b.param]
+            elif b.source == "step":
+                result[b.param] = self.step_output(b.name)
+            elif b.source == "item":
+                result[b.param] = self._items(inst.step)[inst.item]
+            elif b.source == "param":
+                if b.param in self.params:
+                    result[b.param] = self.params[b.param]
+            # ctx is not an input; defaults apply when the function is called
+        del spec
+        return result
+
+    # ------------------------------------------------------------------ breakpoints
+    def reload_breakpoints(self) -> None:
+        self.bps = [Breakpoint.from_row(r) for r in self.store.breakpoint_rows(self.wf.name, self.run_id)]
+        self._bp_code = {}
+        for bp in self.bps:
+            try:
+                self._bp_code[bp.id] = bpmod.compile_condition(bp.condition)  # type: ignore[index]
+            except DefinitionError as exc:
+                self._bp_code[bp.id] = exc  # type: ignore[index]
+
+    def _matching(self, inst: Inst, when: When) -> tuple[list[int], str | None]:
+        """Breakpoint ids that catch *inst* at *when*, and a pause reason if a condition failed."""
+        held: list[int] = []
+        reason: str | None = None
+        inputs: dict[str, Any] | None = None
+        for bp in self.bps:
+            if bp.id in inst.released or not bp.matches(inst.step, inst.key, when):
+                continue
+            code = self._bp_code.get(bp.id)  # type: ignore[arg-type]
+            if code is None:
+                held.append(bp.id)  # type: ignore[arg-type]
+                continue
+            try:
+                if isinstance(code, Exception):
+                    raise code
+                if inputs is None:
+                    inputs = self.inputs(inst)
+                    if when != When.BEFORE and inst.out is not None:
+                        inputs = {**inputs, "output": self._value(inst)}
+                if bpmod.evaluate(code, inputs):
+                    held.append(bp.id)  # type: ignore[arg-type]
+            except Exception as exc:
+                held.append(bp.id)  # type: ignore[arg-type]
+                reason = f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
+        if self.options.get("break_on_error") and when == When.ERROR and 0 not in inst.released:
+            held.append(0)  # 0 stands for the run's break_on_error flag
+        return held, reason
+
+    def _pause(self, inst: Inst, when: When, held: list[int], reason: str | None, **fields: Any) -> None:
+        self._set(inst, S.PAUSED, held_by=held, pause_reason=f"{when}: {reason}" if reason else str(when), **fields)
+        self._event("paused", inst, when=str(when), breakpoints=held, reason=inst.pause_reason)
+
+    # ------------------------------------------------------------------ readiness and dispatch
+    def _make_ready(self, inst: Inst) -> None:
+        held, reason = self._matching(inst, When.BEFORE)
+        if held:
+            self._pause(inst, When.BEFORE, held, reason)
+            return
+        self._set(inst, S.READY)
+        self.ready.append(inst)
+
+    def _dispatch(self) -> None:
+        while self.ready and len(self.inflight) < self.max_workers:
+            inst = self.ready.popleft()
+            if inst.status != S.READY:
+                continue
+            self._start(inst)
+
+    def code(self, step: str) -> StepSpec:
+        """Today's definition of *step* when running live code, recording a code change once."""
+        if self.live_code:
+            live = self.wf.steps.get(step)
+            if live is not None and live is not self.specs[step] and id(live) not in self._ignored_specs:
+                self._adopt_code()
+        return self.specs[step]
+
+    def _adopt_code(self) -> None:
+        """The workflow was redefined under a live run: take the new bodies, keep the run's graph."""
+        try:
+            plan = self.wf.plan()
+        except DefinitionError as exc:
+            self._ignore_live(f"the new definition is invalid: {exc}")
+            return
+        if set(plan.order) != set(self.plan.order) or any(
+            plan.bindings[st] != self.plan.bindings[st] or plan.upstream[st] != self.plan.upstream[st]
+            for st in self.plan.order
+        ):
+            self._ignore_live("its steps or dependencies changed; fork the run to use the new graph")
+            return
+        from .lifecycle import save_version
+
+        old_specs = self.specs
+        definition = self.wf.definition(plan)
+        version = Workflow.version_of(definition)
+        save_version(self.store, self.wf, plan, definition, version)
+        diffs = {
+            s: "".join(
+                difflib.unified_diff(
+                    old_specs[s].source.splitlines(True), plan.steps[s].source.splitlines(True),
+                    f"{s} ({self.version})", f"{s} ({version})",
+                )
+            )
+            for s in plan.order
+            if old_specs[s].source != plan.steps[s].source or old_specs[s].options() != plan.steps[s].options()
+        }
+        self.specs = dict(plan.steps)
+        self.plan = Plan(plan.steps, self.plan.order, self.plan.bindings, self.plan.upstream, self.plan.downstream)
+        self._event("code_changed", None, old_version=self.version, new_version=version, diffs=diffs)
+        self.version = version
+        self.run_dirty = True
+
+    def _ignore_live(self, why: str) -> None:
+        for s in self.wf.steps.values():
+            self._ignored_specs.add(id(s))
+        self._event("code_change_ignored", None, reason=why)
+
+    def _start(self, inst: Inst) -> None:
+        spec = self.code(inst.step)
+        try:
+            kwargs = self.inputs(inst)
+            if "ctx" in spec.params:
+                kwargs["ctx"] = self._ctx(inst, inst.attempt + 1)
+        except Exception as exc:
+            inst.attempt += 1
+            self._set(inst, S.FAILED, error=error_triple(exc, 0), finished_at=now())
+            self._event("failed", inst, attempt=inst.attempt, error=f"inputs could not be resolved: {exc}")
+            return
+        attempt = inst.attempt + 1
+        self._set(inst, S.RUNNING, attempt=attempt, started_at=now(), next_attempt_at=None, pause_reason=None, held_by=[])
+        self._event("started", inst, attempt=attempt)
+        self.inflight[inst.ident] = attempt
+        label = f"step {inst.step!r}" if inst.key is None else f"step {inst.step!r} (key {inst.key})"
+        assert spec.fn is not None
+        self.executor.submit(Task(inst.ident, attempt, spec.fn, kwargs, f"output of {label}", self.store.encode))
+
+    def _ctx(self, inst: Inst, attempt: int) -> StepContext:
+        ident = inst.ident
+
+        def checkpoint(value: Any) -> None:
+            enc = self.store.encode(value, f"checkpoint of {inst.label}")
+            done = threading.Event()
+            self.q.put(("checkpoint", (ident, attempt, enc, done)))
+            done.wait()
+
+        return StepContext(
+            run_id=self.run_id,
+            step=inst.step,
+            key=inst.key,
+            item_index=None if inst.item == TASK_ITEM else inst.item,
+            attempt=attempt,
+            idempotency_key=f"{self.run_id}/{inst.step}/{inst.key or ''}",
+            log=capture.step_logger(self.wf.name, inst.step),
+            saved=self.store.decode(inst.saved.codec, inst.saved.data) if inst.saved else None,
+            _checkpoint=checkpoint,
+        )
+
+    # ------------------------------------------------------------------ results
+    def _on_result(self, res: Result) -> None:
+        if self.inflight.get(res.ident) != res.attempt:
+            return  # a late result of a cancelled or superseded attempt
+        del self.inflight[res.ident]
+        inst = self.insts[res.ident]
+        if inst.status != S.RUNNING:
+            return
+        header = f"--- attempt {res.attempt} ---\n" if (inst.logs or res.attempt > 1) and res.logs else ""
+        if res.logs:
+            inst.logs = (inst.logs or "") + header + res.logs
+        if res.ok:
+            assert res.enc is not None
+            if res.enc.blob:
+                self.blobs.append(res.enc.blob)
+            inst.out, inst.value, inst.error = res.enc, res.value, None
+            held, reason = self._matching(inst, When.AFTER)
+            if held:
+                self._pause(inst, When.AFTER, held, reason, finished_at=res.finished_at)
+                return
+            self._succeed(inst, res.finished_at)
+        else:
+            inst.error = res.error
+            held, reason = self._matching(inst, When.ERROR)
+            if held:
+                inst.pending_error = res
+                self._event("attempt_failed", inst, attempt=res.attempt, error=_err(res))
+                self._pause(inst, When.ERROR, held, reason, finished_at=res.finished_at)
+                return
+            self._fail_or_retry(inst, res)
+
+    def _succeed(self, inst: Inst, finished_at: float | None = None) -> None:
+        self._set(inst, S.SUCCEEDED, finished_at=finished_at or now(), pause_reason=None, held_by=[])
+        self._event("succeeded", inst, attempt=inst.attempt)
+
+    def _fail_or_retry(self, inst: Inst, res: Result | None) -> None:
+        spec = self.specs[inst.step]
+        exc = res.exc if res is not None else None
+        retryable = exc is None or (isinstance(exc, spec.retry_on) and not isinstance(exc, SerializationError))
+        if retryable and inst.attempt <= spec.retries:
+            b = spec.backoff
+            ceiling = min(b.cap, b.base * b.factor ** (inst.attempt - 1))
+            delay = random.uniform(0, ceiling) if b.jitter else ceiling
+            at = now() + delay
+            self._set(inst, S.RETRYING, next_attempt_at=at, pause_reason=None, held_by=[])
+            self._event("retrying", inst, attempt=inst.attempt, error=_err(res) if res else None, delay=round(delay, 4))
+            self._arm_timer(inst, at)
+            return
+        self._set(inst, S.FAILED, finished_at=now(), pause_reason=None, held_by=[])
+        self._event("failed", inst, attempt=inst.attempt, error=_err(res) if res else (inst.error[1] if inst.error else None))
+
+    def _arm_timer(self, inst: Inst, at: float) -> None:
+        heapq.heappush(self.timers, (at, next(self._seq), inst))
+
+    def _fire_timers(self) -> None:
+        t0 = now()
+        while self.timers and self.timers[0][0] <= t0:
+            _, _, inst = heapq.heappop(self.timers)
+            if inst.status == S.RETRYING and (inst.next_attempt_at or 0) <= t0:
+                self._make_ready(inst)
+
+    def _checkpoint(self, ident: tuple[str, int], attempt: int, enc: Encoded, done: threading.Event) -> None:
+        inst = self.insts[ident]
+        if self.inflight.get(ident) == attempt:
+            if enc.blob:
+                self.blobs.append(enc.blob)
+            inst.saved = enc
+            self.dirty[ident] = inst
+            self._event("checkpoint", inst, attempt=attempt)
+        self.after_flush.append(done)
+
+    # ------------------------------------------------------------------ commands
+    def _poll_commands(self, force: bool = False) -> None:
+        t0 = time.monotonic()
+        if not force and t0 - self._last_poll < COMMAND_POLL_S:
+            return
+        self._last_poll = t0
+        with self.store.engine.connect() as conn:
+            rows = self.store.pending_commands(self.run_id, conn)
+        from ..commands import apply_command
+
+        for row in rows:
+            try:
+                message = apply_command(self, row)
+                result = "ok"
+            except CommandRefused as exc:
+                message, result = str(exc), "refused"
+            except Exception as exc:  # a bug or a bad payload must not kill the run
+                log.exception("command %s failed", row["id"])
+                message, result = f"{type(exc).__name__}: {exc}", "refused"
+            self.cmd_done.append({"b_id": row["id"], "applied_at": now(), "result": result, "message": message})
+            self._event(
+                "command", None, actor=row["actor"], verb=row["verb"], target=json.loads(row["target"] or "null"),
+                reason=row["reason"], result=result, message=message, command_id=row["id"],
+            )
+
+    # ------------------------------------------------------------------ run status
+    def _compute_status(self) -> RunStatus:
+        if self.status == RunStatus.CANCELLED:
+            return RunStatus.CANCELLED
+        c = self.counts
+        if self.inflight or c[S.READY] or c[S.RUNNING] or c[S.RETRYING]:
+            return RunStatus.RUNNING
+        if c[S.PAUSED] or c[S.WAITING]:
+            return RunStatus.PAUSED
+        if c[S.FAILED]:
+            return RunStatus.FAILED
+        if len(self.complete) == len(self.plan.order):
+            return RunStatus.SUCCEEDED
+        if any(i.status == S.PENDING for i in self.insts.values()) or not all(self.expanded.values()):
+            # Nothing can move: an upstream failed and was not retried.
+            return RunStatus.FAILED
+        return RunStatus.RUNNING
+
+    def _finish(self, status: RunStatus) -> None:
+        for inst in list(self.insts.values()):
+            if not inst.status.terminal:
+                self._set(inst, S.CANCELLED, finished_at=now())
+                self._event("cancelled", inst)
+
+    # ------------------------------------------------------------------ events and flush
+    def _event(self, kind: str, inst: Inst | None, actor: str | None = None, step: str | None = None, **data: Any) -> None:
+        self.events.append(
+            {
+                "run_id": self.run_id,
+                "step": inst.step if inst else step,
+                "key": inst.key if inst else None,
+                "kind": kind,
+                "actor": actor,
+                "data": json.dumps({k: jsonable(v) for k, v in data.items()}) if data else None,
+                "ts": now(),
+            }
+        )
+
+    def _flush(self, final: bool = False) -> None:
+        t0 = now()
+        hb = t0 - self._last_hb >= HEARTBEAT_S
+        if not (self.dirty or self.events or self.cmd_done or self.run_dirty or hb or final):
+            self._release_waiters()
+            return
+        run_id = self.run_id
+        inserts, updates = [], []
+        for inst in self.dirty.values():
+            row = inst.row(run_id)
+            if inst.new:
+                inserts.append(row)
+            else:
+                row["b_run"], row["b_step"], row["b_item"] = run_id, row.pop("step"), row.pop("item")
+                del row["run_id"]
+                updates.append(row)
+        with self.store.engine.begin() as conn:
+            if inserts:
+                conn.execute(t.instances.insert(), inserts)
+            if updates:
+                conn.execute(_UPDATE, updates)
+            for blob in self.blobs:
+                exists = conn.execute(sa.select(t.blobs.c.hash).where(t.blobs.c.hash == blob["hash"])).first()
+                if exists is None:
+                    conn.execute(t.blobs.insert().values(**blob))
+            if self.events:
+                conn.execute(t.events.insert(), self.events)
+            if self.cmd_done:
+                conn.execute(
+                    t.commands.update()
+                    .where(t.commands.c.id == sa.bindparam("b_id"))
+                    .values(applied_at=sa.bindparam("applied_at"), result=sa.bindparam("result"), message=sa.bindparam("message")),
+                    self.cmd_done,
+                )
+            values: dict[str, Any] = {"status": str(self.status), "updated_at": t0, "heartbeat_at": t0, "version": self.version}
+            if self.status.terminal:
+                values["finished_at"] = t0
+            if final:
+                values.update(owner_id=None, owner_pid=None, owner_host=None)
+            res = conn.execute(
+                t.runs.update().where(t.runs.c.id == run_id, t.runs.c.owner_id == self.owner_id).values(**values)
+            )
+            if res.rowcount != 1:
+                raise _LostOwnership(f"run {run_id} was taken over by another owner")
+            if self.status.terminal:
+                conn.execute(t.breakpoints.delete().where(t.breakpoints.c.run_id == run_id))
+        for inst in self.dirty.values():
+            inst.new = False
+        for done in self.cmd_done:
+            self.cmd_results[done["b_id"]] = (done["result"], done["message"])
+            waiter = self.cmd_waiters.pop(done["b_id"], None)
+            if waiter is not None:
+                self.after_flush.append(waiter)
+        self.dirty.clear()
+        self.events.clear()
+        self.blobs.clear()
+        self.cmd_done.clear()
+        self.run_dirty = False
+        self.committed_status = self.status
+        self._last_hb = t0
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        for ev in self.after_flush:
+            ev.set()
+        self.after_flush.clear()
+        with self.cond:
+            self.cond.notify_all()
+
+    # ------------------------------------------------------------------ the loop
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._main, name=f"nbflow-scheduler-{self.run_id}", daemon=True)
+        self.thread.start()
+
+    def wake(self) -> None:
+        self.q.put(("wake", None))
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        self.q.put(("stop", None))
+
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def _main(self) -> None:
+        try:
+            self._loop()
+        except _LostOwnership as exc:
+            log.warning("%s", exc)
+            self.error = exc
+        except BaseException as exc:  # noqa: BLE001 - record, then let the run be taken over
+            log.exception("nbflow scheduler for run %s stopped", self.run_id)
+            self.error = exc
+        finally:
+            self.executor.shutdown()
+            with self.cond:
+                self.cond.notify_all()
+            from .lifecycle import forget
+
+            forget(self)
+
+    def _loop(self) -> None:
+        self._poll_commands(force=True)
+        while True:
+            self._fire_timers()
+            self._dispatch()
+            status = self._compute_status()
+            if status.terminal and not self.status.terminal:
+                self._finish(status)
+            if status != self.status:
+                self.status = status
+                self.run_dirty = True
+                self._event("run_" + str(status), None)
+            if self.status.terminal:
+                self._flush(final=True)
+                return
+            if self.stop_requested:
+                self._flush(final=True)
+                return
+            self._flush()
+            timeout = COMMAND_POLL_S
+            if self.timers:
+                timeout = max(0.0, min(timeout, self.timers[0][0] - now()))
+            try:
+                kind, payload = self.q.get(timeout=timeout)
+            except queue.Empty:
+                self._poll_commands()
+                continue
+            woke = self._handle(kind, payload)
+            while True:
+                try:
+                    kind, payload = self.q.get_nowait()
+                except queue.Empty:
+                    break
+                woke |= self._handle(kind, payload)
+            self._poll_commands(force=woke)
+
+    def _handle(self, kind: str, payload: Any) -> bool:
+        if kind == "result":
+            self._on_result(payload)
+        elif kind == "checkpoint":
+            self._checkpoint(*payload)
+        elif kind == "wake":
+            return True
+        elif kind == "stop":
+            self.stop_requested = True
+        return False
+
+
+class _LostOwnership(RuntimeError):
+    pass
+
+
+def _err(res: Result | None) -> str | None:
+    if res is None or res.error is None:
+        return None
+    return f"{res.error[0]}: {res.error[1]}"
+
+
+def new_owner_id() -> str:
+    return uuid.uuid4().hex
+
+
+__all__ = ["HOST", "Inst", "Scheduler", "TASK_ITEM", "new_owner_id"]

@@ -1,0 +1,302 @@
+"""``Run``: a handle on one run, live in this process or stored by another. It reads the store;
+its operator verbs write commands (``nbflow.commands``) that the run's owner applies."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .breakpoints import Breakpoint, key_text
+from .commands import CommandResult, submit
+from .errors import NbflowError
+from .states import InstanceStatus, RunStatus
+from .store import Store
+
+if TYPE_CHECKING:
+    from .workflow import Workflow
+
+TASK_ITEM = -1
+
+
+@dataclass
+class ErrorInfo:
+    type: str
+    message: str
+    traceback: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@dataclass
+class InstanceView:
+    """One step instance as stored: a snapshot, not live."""
+
+    step: str
+    item: int | None
+    key: str | None
+    status: InstanceStatus
+    attempts: int
+    inputs: dict[str, Any]
+    output: Any
+    error: ErrorInfo | None
+    pause_reason: str | None
+    logs: str
+    saved: Any = None
+    held_by: list[int] = field(default_factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+    next_attempt_at: float | None = None
+
+    @property
+    def attempt(self) -> int:
+        return self.attempts
+
+    @property
+    def label(self) -> str:
+        return self.step if self.key is None else f"{self.step}:{self.key}"
+
+
+@dataclass
+class Event:
+    id: int
+    ts: float
+    kind: str
+    step: str | None
+    key: str | None
+    actor: str | None
+    data: dict[str, Any]
+
+
+class _Reader:
+    """Resolves outputs and inputs of a stored run (one snapshot, values decoded once)."""
+
+    def __init__(self, store: Store, row: Mapping[str, Any]) -> None:
+        self.store = store
+        self.row = row
+        self.definition = store.definition(row["workflow"], row["version"])
+        self.params = store.decode(row["params_codec"], row["params"]) or {}
+        self.rows = store.instance_rows(row["id"])
+        self.by_step: dict[str, list[Mapping[str, Any]]] = {}
+        for r in self.rows:
+            self.by_step.setdefault(r["step"], []).append(r)
+        self._values: dict[tuple[str, int], Any] = {}
+        self._step_out: dict[str, Any] = {}
+
+    def value(self, r: Mapping[str, Any]) -> Any:
+        ident = (r["step"], r["item"])
+        if ident not in self._values:
+            self._values[ident] = self.store.decode(r["output_codec"], r["output"])
+        return self._values[ident]
+
+    def step_output(self, step: str) -> Any:
+        if step not in self._step_out:
+            spec = self.definition["steps"][step]
+            rows = self.by_step.get(step, [])
+            if spec["kind"] == "foreach":
+                self._step_out[step] = [self.value(r) for r in rows if r["item"] != TASK_ITEM]
+            else:
+                self._step_out[step] = self.value(rows[0]) if rows else None
+        return self._step_out[step]
+
+    def inputs(self, r: Mapping[str, Any]) -> dict[str, Any]:
+        spec = self.definition["steps"][r["step"]]
+        over = self.store.decode(r["inputs_codec"], r["inputs"]) or {}
+        out: dict[str, Any] = {}
+        for param, source, name in spec["bindings"]:
+            if param in over:
+                out[param] = over[param]
+            elif source == "step":
+                out[param] = self.step_output(name)
+            elif source == "item" and r["item"] != TASK_ITEM:
+                items = self.step_output(spec["foreach"])
+                out[param] = items[r["item"]] if r["item"] < len(items) else None
+            elif source == "param" and param in self.params:
+                out[param] = self.params[param]
+        return out
+
+    def view(self, r: Mapping[str, Any]) -> InstanceView:
+        try:
+            inputs = self.inputs(r)
+        except Exception as exc:  # an upstream value that cannot be decoded here
+            inputs = {"<unavailable>": f"{type(exc).__name__}: {exc}"}
+        return InstanceView(
+            step=r["step"],
+            item=None if r["item"] == TASK_ITEM else r["item"],
+            key=r["key"],
+            status=InstanceStatus(r["status"]),
+            attempts=r["attempt"],
+            inputs=inputs,
+            output=self.value(r),
+            error=ErrorInfo(r["error_type"], r["error_message"] or "", r["error_traceback"] or "") if r["error_type"] else None,
+            pause_reason=r["pause_reason"],
+            logs=r["logs"] or "",
+            saved=self.store.decode(r["saved_codec"], r["saved"]),
+            held_by=json.loads(r["held_by"]) if r["held_by"] else [],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            next_attempt_at=r["next_attempt_at"],
+        )
+
+
+class Run:
+    """A handle on a run. ``run.status`` and the views read the store; verbs go through commands."""
+
+    def __init__(self, store: Store, run_id: str, workflow: Workflow | None = None) -> None:
+        self.store = store
+        self.id = run_id
+        self._wf = workflow
+        self._row_cache = store.run_row(run_id)
+        self.workflow_name: str = self._row_cache["workflow"]
+
+    def __repr__(self) -> str:
+        return f"<nbflow.Run {self.id} of {self.workflow_name!r}: {self.status}>"
+
+    # -- state ---------------------------------------------------------------------------------
+    def _row(self) -> Mapping[str, Any]:
+        self._row_cache = self.store.run_row(self.id)
+        return self._row_cache
+
+    @property
+    def status(self) -> RunStatus:
+        from .engine.lifecycle import live
+
+        sched = live(self.id)
+        if sched is not None:
+            return sched.committed_status
+        return RunStatus(self._row()["status"])
+
+    @property
+    def interrupted(self) -> bool:
+        """True when the run is not finished and no live process drives it."""
+        from .engine.lifecycle import owner_alive
+
+        row = self._row()
+        return not RunStatus(row["status"]).terminal and not owner_alive(row)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        row = self._row_cache
+        return self.store.decode(row["params_codec"], row["params"]) or {}
+
+    @property
+    def version(self) -> str:
+        return str(self._row()["version"])
+
+    def wait(self, timeout: float | None = None) -> RunStatus:
+        """Block until the run is finished or paused (nothing can move without a person); return its status."""
+        from .engine.lifecycle import live
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sched = live(self.id)
+        if sched is not None:
+            with sched.cond:
+                while sched.alive() and sched.committed_status == RunStatus.RUNNING:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    sched.cond.wait(0.5 if left is None else min(left, 0.5))
+            if sched.error is not None and not sched.committed_status.terminal:
+                raise NbflowError(f"the scheduler of run {self.id} stopped: {sched.error}") from sched.error
+            return self.status
+        while True:
+            status = RunStatus(self._row()["status"])
+            if status != RunStatus.RUNNING or self.interrupted:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                return status
+            time.sleep(0.1)
+
+    # -- reading -------------------------------------------------------------------------------
+    def instances(self, step: str | None = None, status: str | Iterable[str] | None = None) -> list[InstanceView]:
+        reader = _Reader(self.store, self._row())
+        if step is not None and step not in reader.definition["steps"]:
+            raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
+        wanted = None if status is None else ({str(status)} if isinstance(status, str) else {str(s) for s in status})
+        order = {s: n for n, s in enumerate(reader.definition["order"])}
+        rows = sorted(reader.rows, key=lambda r: (order.get(r["step"], 0), r["item"]))
+        return [
+            reader.view(r) for r in rows
+            if (step is None or r["step"] == step) and (wanted is None or r["status"] in wanted)
+        ]
+
+    def instance(self, step: str, key: Any = None) -> InstanceView:
+        views = self.instances(step)
+        k = key_text(key)
+        for v in views:
+            if v.key == k:
+                return v
+        raise NbflowError(f"step {step!r} of run {self.id} has no instance with key {k}")
+
+    def output(self, step: str) -> Any:
+        """A task's output, or a foreach's outputs as a list in item order; refuses until it exists."""
+        reader = _Reader(self.store, self._row())
+        if step not in reader.definition["steps"]:
+            raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
+        rows = reader.by_step.get(step, [])
+        not_done = [r for r in rows if not InstanceStatus(r["status"]).done_ok]
+        if not rows or not_done:
+            state = ", ".join(sorted({r["status"] for r in not_done})) or "not started"
+            raise NbflowError(f"step {step!r} of run {self.id} has no output yet ({state})")
+        return reader.step_output(step)
+
+    def history(self) -> list[Event]:
+        return [
+            Event(r["id"], r["ts"], r["kind"], r["step"], r["key"], r["actor"], json.loads(r["data"]) if r["data"] else {})
+            for r in self.store.event_rows(self.id)
+        ]
+
+    def breakpoints(self) -> list[Breakpoint]:
+        """Breakpoints that apply to this run: the workflow's and its own."""
+        return [Breakpoint.from_row(r) for r in self.store.breakpoint_rows(self.workflow_name, self.id)]
+
+    # -- operator verbs ------------------------------------------------------------------------
+    def _command(
+        self, verb: str, step: str | None = None, key: Any = None, keys: Iterable[Any] | None = None,
+        payload: Mapping[str, Any] | None = None, reason: str | None = None,
+    ) -> CommandResult:
+        if key is not None and keys is not None:
+            raise NbflowError("pass key= or keys=, not both")
+        key_list = [key] if key is not None else (list(keys) if keys is not None else None)
+        return submit(self.store, self.id, verb, step, key_list, payload, reason)
+
+    def resume(self, step: str | None = None, key: Any = None, *, keys: Iterable[Any] | None = None,
+               reason: str | None = None) -> CommandResult:
+        """Resume paused instances: all of them, a step's, or chosen keys."""
+        return self._command("resume", step, key, keys, reason=reason)
+
+    def skip(self, step: str, key: Any = None, *, output: Any = None, keys: Iterable[Any] | None = None,
+             reason: str | None = None) -> CommandResult:
+        return self._command("skip", step, key, keys, {"output": output}, reason)
+
+    def retry(self, step: str, key: Any = None, *, keys: Iterable[Any] | None = None,
+              reason: str | None = None) -> CommandResult:
+        return self._command("retry", step, key, keys, reason=reason)
+
+    def set_inputs(self, step: str, key: Any = None, *, reason: str | None = None,
+                   keys: Iterable[Any] | None = None, **inputs: Any) -> CommandResult:
+        return self._command("set_inputs", step, key, keys, {"inputs": inputs}, reason)
+
+    def set_output(self, step: str, key: Any = None, value: Any = None, *, reason: str | None = None,
+                   keys: Iterable[Any] | None = None) -> CommandResult:
+        return self._command("set_output", step, key, keys, {"value": value}, reason)
+
+    def cancel(self, reason: str | None = None) -> CommandResult:
+        return self._command("cancel", reason=reason)
+
+    def fork(self, from_step: str) -> Run:
+        """A new run that reuses every checkpoint not downstream of *from_step*, with today's code."""
+        from .engine.lifecycle import fork_run
+
+        if self._wf is None:
+            raise NbflowError("fork needs the workflow's code: use wf.attach(run_id).fork(...) from a Workflow")
+        return fork_run(self._wf, self.id, from_step)
+
+
+def runs(store: str | Store | None = None, workflow: str | None = None, status: str | Iterable[str] | None = None,
+         limit: int | None = None) -> list[Run]:
+    """Runs in the store, newest first."""
+    st = Store.open(store)
+    return [Run(st, r["id"]) for r in st.run_rows(workflow=workflow, status=status, limit=limit)]

@@ -1,0 +1,100 @@
+"""Value encoding: JSON when the value round-trips as JSON (readable and editable in the
+widget and the CLI), else cloudpickle; values above a size threshold live in files."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ..errors import SerializationError
+
+JSON = "json"
+PICKLE = "pickle"
+REF = "ref"  # bytes are a res://sha256/<hex> reference to a file in the artifact folder
+
+LARGE_VALUE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A value as stored: its codec and its bytes (for REF, the reference text)."""
+
+    codec: str
+    data: bytes
+    blob: dict[str, Any] | None = None  # the blobs row to write, for a REF
+
+
+def to_json_text(value: Any) -> str | None:
+    """The compact JSON text of *value* when it decodes back to an equal value, else None."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    try:
+        same = json.loads(text) == value
+    except Exception:  # an __eq__ that raises counts as "does not round-trip"
+        return None
+    return text if same is True else None
+
+
+def encode(value: Any, what: str = "value") -> Encoded:
+    """Encode *value*; *what* names it in the error when neither codec can (e.g. "output of step 'load'")."""
+    text = to_json_text(value)
+    if text is not None:
+        return Encoded(JSON, text.encode())
+    try:
+        return Encoded(PICKLE, cloudpickle.dumps(value))
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot store the {what}: a value of type {type(value).__module__}.{type(value).__qualname__} "
+            f"is neither JSON nor picklable ({type(exc).__name__}: {exc}); return plain data or a picklable object"
+        ) from None
+
+
+def decode(codec: str | None, data: bytes | None) -> Any:
+    if codec is None or data is None:
+        return None
+    if codec == JSON:
+        return json.loads(data)
+    if codec == PICKLE:
+        return cloudpickle.loads(data)
+    raise SerializationError(f"unknown codec {codec!r}; this store was written by a newer nbflow")
+
+
+class Artifacts:
+    """Content-addressed files for large values: ``<root>/sha256/<hex>``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, enc: Encoded) -> tuple[str, str, int]:
+        """Write the bytes once; return (reference, hash, size)."""
+        digest = hashlib.sha256(enc.data).hexdigest()
+        path = self.root / "sha256" / digest
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            with open(tmp, "wb") as fh:
+                fh.write(enc.data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        return f"res://sha256/{digest}", digest, len(enc.data)
+
+    def get(self, ref: str) -> bytes:
+        prefix = "res://sha256/"
+        if not ref.startswith(prefix):
+            raise SerializationError(f"bad artifact reference {ref!r}")
+        path = self.root / "sha256" / ref[len(prefix):]
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise SerializationError(
+                f"artifact {ref} is missing from {self.root}; the store's artifact folder was moved or deleted"
+            ) from None

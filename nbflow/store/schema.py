@@ -1,0 +1,141 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them;
+``tests/test_store.py`` checks the two agree."""
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+SCHEMA_HEAD = "0001"
+"""The newest migration this nbflow knows; a store at another revision is migrated or refused."""
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("definition", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+step_code = Table(
+    "step_code",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("step", String(200), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("pickled", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("workflow", String(200), nullable=False, index=True),
+    Column("version", String(64), nullable=False),
+    Column("params_codec", String(16)),
+    Column("params", LargeBinary),
+    Column("options", Text, nullable=False, default="{}"),
+    Column("status", String(16), nullable=False),
+    Column("owner_host", String(255)),
+    Column("owner_pid", Integer),
+    Column("owner_id", String(64)),
+    Column("heartbeat_at", Float),
+    Column("parent_run_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("step", String(200), primary_key=True),
+    Column("item", Integer, primary_key=True),  # -1 for a task step's single instance
+    Column("key", Text),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("inputs_codec", String(16)),
+    Column("inputs", LargeBinary),  # operator edits only; other inputs derive from upstream outputs
+    Column("output_codec", String(16)),
+    Column("output", LargeBinary),
+    Column("saved_codec", String(16)),
+    Column("saved", LargeBinary),  # ctx.checkpoint progress
+    Column("error_type", String(200)),
+    Column("error_message", Text),
+    Column("error_traceback", Text),
+    Column("pause_reason", Text),
+    Column("held_by", Text),  # JSON list of breakpoint ids holding a paused instance
+    Column("released", Text),  # JSON list of breakpoint ids that already let it go
+    Column("next_attempt_at", Float),
+    Column("deadline", Float),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("logs", Text),
+    Column("token", String(255)),
+)
+
+breakpoints = Table(
+    "breakpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(200), nullable=False, index=True),
+    Column("run_id", String(64)),  # NULL: every run of the workflow
+    Column("step", String(200), nullable=False),
+    Column("key", Text),
+    Column("when", String(16), nullable=False),
+    Column("condition", Text),
+    Column("created_by", String(200)),
+    Column("created_at", Float, nullable=False),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("verb", String(32), nullable=False),
+    Column("target", Text),  # JSON: {"step": ..., "keys": [...]}
+    Column("payload_codec", String(16)),
+    Column("payload", LargeBinary),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text),
+    Column("created_at", Float, nullable=False),
+    Column("applied_at", Float),
+    Column("result", String(16)),  # "ok" | "refused"
+    Column("message", Text),
+    Index("ix_commands_pending", "run_id", "applied_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("step", String(200)),
+    Column("key", Text),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(200)),
+    Column("data", Text),
+    Column("ts", Float, nullable=False),
+    Index("ix_events_run", "run_id", "id"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("codec", String(16), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary),
+    Column("path", Text),
+)

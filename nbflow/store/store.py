@@ -1,0 +1,248 @@
+"""Opening a store (engine, pragmas, migrations, secret) and the queries every surface shares.
+
+Only the scheduler writes instance state (through :meth:`Store.flush`); surfaces write
+commands and breakpoints through ``nbflow.commands``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from ..errors import StoreError, UnknownRunError
+from . import codec, schema
+from .codec import Artifacts, Encoded
+
+_cache: dict[str, Store] = {}
+_cache_lock = threading.Lock()
+
+
+def default_url() -> str:
+    return os.environ.get("NBFLOW_DB") or "sqlite:///./.nbflow/nbflow.db"
+
+
+def _sqlite_path(url: sa.URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).expanduser().resolve()
+
+
+class Store:
+    """A connection to one nbflow database plus its artifact folder."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        path = _sqlite_path(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                # The store can make this user run code (pickles, conditions): owner-only.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            parsed = parsed.set(database=str(path))
+            self.artifacts = Artifacts(path.parent / "artifacts")
+        else:
+            self.artifacts = Artifacts(Path(os.environ.get("NBFLOW_ARTIFACTS", "./.nbflow/artifacts")).resolve())
+        self.url = parsed.render_as_string(hide_password=False)
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.engine = self._make_engine(parsed)
+        self._migrate()
+        self.secret = self._secret()
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, url: str | Store | None = None) -> Store:
+        """The store at *url* (a SQLAlchemy URL; None means NBFLOW_DB or ./.nbflow/nbflow.db), shared per process."""
+        if isinstance(url, Store):
+            return url
+        raw = url or default_url()
+        key = raw
+        parsed = make_url(raw)
+        path = _sqlite_path(parsed)
+        if path is not None:
+            key = f"sqlite:///{path}"
+        with _cache_lock:
+            store = _cache.get(key)
+            if store is None:
+                store = _cache[key] = cls(raw)
+            return store
+
+    def _make_engine(self, url: sa.URL) -> Engine:
+        if self.is_sqlite:
+            engine = sa.create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8, max_overflow=16
+            )
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+
+    def _migrate(self) -> None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current == schema.SCHEMA_HEAD:
+            return
+        from alembic import command
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+        known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
+        if current is not None and current not in known:
+            raise StoreError(
+                f"the store {self.display_url} has schema revision {current!r}, written by a newer nbflow "
+                f"(this one knows up to {schema.SCHEMA_HEAD!r}); upgrade nbflow or point NBFLOW_DB elsewhere"
+            )
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def _secret(self) -> bytes:
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "secret")).first()
+            if row is None:
+                value = secrets.token_hex(32)
+                try:
+                    conn.execute(schema.meta.insert().values(key="secret", value=value))
+                except sa.exc.IntegrityError:  # another process created it first
+                    pass
+                else:
+                    return value.encode()
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "secret")).scalar_one().encode()
+
+    # -- values --------------------------------------------------------------------------------
+    def encode(self, value: Any, what: str = "value") -> Encoded:
+        """Encode a value for storage; a large one goes to a file and its blob row is attached."""
+        enc = codec.encode(value, what)
+        if len(enc.data) <= codec.LARGE_VALUE_BYTES:
+            return enc
+        ref, digest, size = self.artifacts.put(enc)
+        return Encoded(codec.REF, ref.encode(), blob={"hash": digest, "codec": enc.codec, "size": size, "data": None, "path": ref})
+
+    def decode(self, codec_name: str | None, data: bytes | None) -> Any:
+        if codec_name == codec.REF and data is not None:
+            ref = data.decode()
+            digest = ref.rsplit("/", 1)[-1]
+            with self.engine.connect() as conn:
+                real = conn.execute(sa.select(schema.blobs.c.codec).where(schema.blobs.c.hash == digest)).scalar()
+            if real is None:
+                raise StoreError(f"no blob row for {ref}; the store is incomplete")
+            return codec.decode(real, self.artifacts.get(ref))
+        return codec.decode(codec_name, data)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def run_row(self, run_id: str, conn: Connection | None = None) -> Mapping[str, Any]:
+        stmt = sa.select(schema.runs).where(schema.runs.c.id == run_id)
+        if conn is None:
+            with self.engine.connect() as c:
+                row = c.execute(stmt).mappings().first()
+        else:
+            row = conn.execute(stmt).mappings().first()
+        if row is None:
+            raise UnknownRunError(f"no run {run_id!r} in {self.display_url}; list runs with `nbflow runs`")
+        return row
+
+    def run_rows(
+        self, workflow: str | None = None, status: str | Iterable[str] | None = None, limit: int | None = None
+    ) -> list[Mapping[str, Any]]:
+        stmt = sa.select(schema.runs).order_by(schema.runs.c.created_at.desc())
+        if workflow is not None:
+            stmt = stmt.where(schema.runs.c.workflow == workflow)
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            stmt = stmt.where(schema.runs.c.status.in_([str(s) for s in wanted]))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).mappings())
+
+    def definition(self, workflow: str, version: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            text = conn.execute(
+                sa.select(schema.workflows.c.definition).where(
+                    schema.workflows.c.name == workflow, schema.workflows.c.version == version
+                )
+            ).scalar()
+        if text is None:
+            raise StoreError(f"workflow {workflow!r} version {version} is missing from the store")
+        return json.loads(text)
+
+    def step_code(self, version: str) -> dict[str, tuple[str, bytes]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(schema.step_code).where(schema.step_code.c.version == version))
+            return {r.step: (r.source, r.pickled) for r in rows}
+
+    def has_version(self, workflow: str, version: str) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(schema.workflows.c.version).where(
+                        schema.workflows.c.name == workflow, schema.workflows.c.version == version
+                    )
+                ).first()
+                is not None
+            )
+
+    def instance_rows(
+        self, run_id: str, step: str | None = None, status: str | Iterable[str] | None = None,
+        conn: Connection | None = None,
+    ) -> list[Mapping[str, Any]]:
+        t = schema.instances
+        stmt = sa.select(t).where(t.c.run_id == run_id)
+        if step is not None:
+            stmt = stmt.where(t.c.step == step)
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            stmt = stmt.where(t.c.status.in_([str(s) for s in wanted]))
+        stmt = stmt.order_by(t.c.step, t.c.item)
+        if conn is not None:
+            return list(conn.execute(stmt).mappings())
+        with self.engine.connect() as c:
+            return list(c.execute(stmt).mappings())
+
+    def event_rows(self, run_id: str, after_id: int = 0) -> list[Mapping[str, Any]]:
+        t = schema.events
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.id > after_id).order_by(t.c.id)).mappings()
+            )
+
+    def breakpoint_rows(self, workflow: str, run_id: str | None = None) -> list[Mapping[str, Any]]:
+        """Workflow-scoped breakpoints, plus those of *run_id* when given."""
+        t = schema.breakpoints
+        scope = t.c.run_id.is_(None) if run_id is None else sa.or_(t.c.run_id.is_(None), t.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(t).where(t.c.workflow == workflow, scope).order_by(t.c.id)).mappings())
+
+    def pending_commands(self, run_id: str, conn: Connection) -> list[Mapping[str, Any]]:
+        t = schema.commands
+        return list(
+            conn.execute(
+                sa.select(t).where(t.c.run_id == run_id, t.c.applied_at.is_(None)).order_by(t.c.id)
+            ).mappings()
+        )
+
+    def command_row(self, command_id: int) -> Mapping[str, Any]:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(schema.commands).where(schema.commands.c.id == command_id)).mappings().one()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,361 @@
+"""Workflow definition: steps from plain functions, dependencies from parameter names,
+validation (cycles, unknown inputs), and the version hash that pins a run's code."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import marshal
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import CycleError, DefinitionError
+from .states import StepKind
+from .store import Store
+
+if TYPE_CHECKING:
+    from .breakpoints import Breakpoints
+    from .run import Run
+
+CTX = "ctx"
+ITEM = "item"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before retry n (1-based): full jitter over min(cap, base * factor**(n-1)) seconds."""
+
+    base: float = 0.5
+    factor: float = 2.0
+    cap: float = 60.0
+    jitter: bool = True
+
+
+@dataclass
+class StepSpec:
+    """One step: its callable and options. ``params`` are the callable's parameter names."""
+
+    name: str
+    kind: StepKind
+    fn: Callable[..., Any] | None
+    params: tuple[str, ...] = ()
+    defaults: frozenset[str] = frozenset()
+    foreach: str | None = None
+    key: Callable[[Any], Any] | None = None
+    after: tuple[str, ...] = ()
+    retries: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    timeout: float | None = None
+    source: str = ""
+    key_source: str = ""
+    line_offset: int = 0  # for cell steps: where the cell's first line is in the compiled source
+
+    def options(self) -> dict[str, Any]:
+        """The JSON-able options that take part in the version hash and the stored definition."""
+        return {
+            "retries": self.retries,
+            "backoff": [self.backoff.base, self.backoff.factor, self.backoff.cap, self.backoff.jitter],
+            "retry_on": [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on],
+            "timeout": self.timeout,
+        }
+
+
+def _source_of(fn: Callable[..., Any] | None) -> str:
+    if fn is None:
+        return ""
+    try:
+        return textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        return f"# source unavailable; code hash {hashlib.sha256(marshal.dumps(code)).hexdigest()[:16]}" if code else repr(fn)
+
+
+def _signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], frozenset[str]]:
+    params: list[str] = []
+    defaults: set[str] = set()
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise DefinitionError(
+                f"step {fn.__name__!r}: *{p.name} / **{p.name} parameters are not supported; "
+                "name each input (a step's name, a run parameter, ctx or item)"
+            )
+        params.append(p.name)
+        if p.default is not p.empty:
+            defaults.add(p.name)
+    return tuple(params), frozenset(defaults)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a parameter's value comes from: ``step``, ``item``, ``ctx``, ``param`` or ``default``."""
+
+    param: str
+    source: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated DAG: steps in topological order, each with its bindings and upstream steps."""
+
+    steps: dict[str, StepSpec]
+    order: tuple[str, ...]
+    bindings: dict[str, tuple[Binding, ...]]
+    upstream: dict[str, tuple[str, ...]]
+    downstream: dict[str, tuple[str, ...]]
+
+    def edges(self) -> list[list[str]]:
+        return [[u, s] for s in self.order for u in self.upstream[s]]
+
+
+class Workflow:
+    """A named DAG of steps. ``store`` is a SQLAlchemy URL, a Store, or None (NBFLOW_DB, else ./.nbflow/nbflow.db)."""
+
+    def __init__(self, name: str, store: str | Store | None = None, *, max_workers: int | None = None) -> None:
+        if not name or not isinstance(name, str):
+            raise DefinitionError("a workflow needs a non-empty name, e.g. Workflow('etl')")
+        self.name = name
+        self._store_arg = store
+        self._store: Store | None = store if isinstance(store, Store) else None
+        self.max_workers = max_workers
+        self.steps: dict[str, StepSpec] = {}
+        self._breakpoints: Breakpoints | None = None
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.name!r}, steps={list(self.steps)})"
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self._store_arg)  # type: ignore[arg-type]
+        return self._store
+
+    # -- definition ------------------------------------------------------------------------------
+    def step(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Decorator: ``@wf.step`` or ``@wf.step(name=..., retries=..., after=[...], timeout=...)``."""
+        if fn is not None:
+            return self._define(fn, StepKind.TASK, **options)
+        return lambda f: self._define(f, StepKind.TASK, **options)
+
+    def foreach(self, upstream: str, /, *, key: Callable[[Any], Any] | None = None, **options: Any) -> Any:
+        """Decorator: run the function once per element of *upstream*'s output; ``item`` receives the element."""
+        if not isinstance(upstream, str) or not upstream:
+            raise DefinitionError("foreach needs the name of the upstream step, e.g. @wf.foreach('load')")
+        return lambda f: self._define(f, StepKind.FOREACH, foreach=upstream, key=key, **options)
+
+    def add_step(self, spec: StepSpec) -> StepSpec:
+        """Add or replace a fully built step (the magics use this for cell steps)."""
+        old = self.steps.get(spec.name)
+        if old is not None and old.kind != spec.kind:
+            raise DefinitionError(
+                f"duplicate step {spec.name!r}: it is already a {old.kind} step and cannot also be a {spec.kind} "
+                f"step; rename one of them"
+            )
+        self.steps[spec.name] = spec
+        return spec
+
+    def _define(
+        self,
+        fn: Callable[..., Any],
+        kind: StepKind,
+        *,
+        name: str | None = None,
+        foreach: str | None = None,
+        key: Callable[[Any], Any] | None = None,
+        after: Iterable[str] = (),
+        retries: int = 0,
+        backoff: Backoff | float | None = None,
+        retry_on: Iterable[type[BaseException]] | type[BaseException] | None = None,
+        timeout: float | None = None,
+    ) -> Callable[..., Any]:
+        if not callable(fn):
+            raise DefinitionError(f"a step must be a function, got {type(fn).__name__}")
+        step_name = name or fn.__name__
+        if isinstance(after, str):
+            after = [after]
+        if not isinstance(retries, int) or retries < 0:
+            raise DefinitionError(f"step {step_name!r}: retries must be a whole number >= 0, got {retries!r}")
+        if isinstance(backoff, (int, float)):
+            backoff = Backoff(base=float(backoff))
+        if isinstance(retry_on, type):
+            retry_on = (retry_on,)
+        params, defaults = _signature(fn)
+        spec = StepSpec(
+            name=step_name,
+            kind=kind,
+            fn=fn,
+            params=params,
+            defaults=defaults,
+            foreach=foreach,
+            key=key,
+            after=tuple(after),
+            retries=retries,
+            backoff=backoff or Backoff(),
+            retry_on=tuple(retry_on) if retry_on else (Exception,),
+            timeout=timeout,
+            source=_source_of(fn),
+            key_source=_source_of(key) if key is not None else "",
+        )
+        self.add_step(spec)
+        return fn
+
+    # -- validation ------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        """Check the DAG (unknown names, foreach sources, cycles) and return it in topological order."""
+        if not self.steps:
+            raise DefinitionError(f"workflow {self.name!r} has no steps; define some with @wf.step")
+        bindings: dict[str, tuple[Binding, ...]] = {}
+        upstream: dict[str, tuple[str, ...]] = {}
+        for name, spec in self.steps.items():
+            deps: list[str] = []
+            binds: list[Binding] = []
+            if spec.kind == StepKind.FOREACH:
+                if spec.foreach not in self.steps:
+                    raise DefinitionError(
+                        f"foreach step {name!r} iterates over {spec.foreach!r}, which is not a step of workflow "
+                        f"{self.name!r} (steps: {', '.join(sorted(self.steps))})"
+                    )
+                deps.append(spec.foreach)  # type: ignore[arg-type]
+            for p in spec.params:
+                if p in self.steps and p != name:
+                    binds.append(Binding(p, "step", p))
+                    deps.append(p)
+                elif p == CTX:
+                    binds.append(Binding(p, "ctx", p))
+                elif p == ITEM and spec.kind == StepKind.FOREACH:
+                    binds.append(Binding(p, "item", p))
+                else:
+                    binds.append(Binding(p, "param", p))
+            for a in spec.after:
+                if a not in self.steps:
+                    raise DefinitionError(
+                        f"step {name!r} has after={a!r}, which is not a step of workflow {self.name!r}"
+                    )
+                deps.append(a)
+            bindings[name] = tuple(binds)
+            upstream[name] = tuple(dict.fromkeys(deps))
+        order = self._toposort(upstream)
+        downstream: dict[str, list[str]] = {s: [] for s in self.steps}
+        for s in order:
+            for u in upstream[s]:
+                downstream[u].append(s)
+        return Plan(
+            steps=dict(self.steps),
+            order=order,
+            bindings=bindings,
+            upstream=upstream,
+            downstream={k: tuple(v) for k, v in downstream.items()},
+        )
+
+    def check_params(self, plan: Plan, params: Mapping[str, Any]) -> None:
+        """Every parameter that is not a step, ctx or item must be a run parameter or have a default."""
+        for name in plan.order:
+            spec = plan.steps[name]
+            for b in plan.bindings[name]:
+                if b.source == "param" and b.param not in params and b.param not in spec.defaults:
+                    known = sorted(set(self.steps) - {name})
+                    raise DefinitionError(
+                        f"step {name!r} takes a parameter {b.param!r} that is neither a step nor a run parameter "
+                        f"(steps: {', '.join(known) or 'none'}; run parameters: {', '.join(sorted(params)) or 'none'}); "
+                        f"pass it with params={{{b.param!r}: ...}}, give it a default, or rename it after a step"
+                    )
+
+    def _toposort(self, upstream: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1 visiting, 2 done
+        for root in self.steps:
+            if state.get(root) == 2:
+                continue
+            stack: list[tuple[str, int]] = [(root, 0)]
+            path: list[str] = []
+            while stack:
+                node, i = stack.pop()
+                if i == 0:
+                    if state.get(node) == 2:
+                        continue
+                    state[node] = 1
+                    path.append(node)
+                deps = upstream[node]
+                if i < len(deps):
+                    stack.append((node, i + 1))
+                    dep = deps[i]
+                    if state.get(dep) == 1:
+                        cycle = path[path.index(dep):] + [dep]
+                        raise CycleError(
+                            f"workflow {self.name!r} has a cycle: {' -> '.join(cycle)}; steps "
+                            f"{', '.join(sorted(set(cycle)))} depend on each other, so none can start. "
+                            "Break the cycle by renaming a parameter or removing an after= edge"
+                        )
+                    if state.get(dep) != 2:
+                        stack.append((dep, 0))
+                    continue
+                state[node] = 2
+                path.pop()
+                order.append(node)
+        return tuple(order)
+
+    # -- version --------------------------------------------------------------------------------
+    def definition(self, plan: Plan) -> dict[str, Any]:
+        """The JSON definition stored with each version: steps, edges, options."""
+        return {
+            "name": self.name,
+            "order": list(plan.order),
+            "edges": plan.edges(),
+            "steps": {
+                s: {
+                    "kind": str(spec.kind),
+                    "params": list(spec.params),
+                    "defaults": sorted(spec.defaults),
+                    "bindings": [[b.param, b.source, b.name] for b in plan.bindings[s]],
+                    "foreach": spec.foreach,
+                    "after": list(spec.after),
+                    "upstream": list(plan.upstream[s]),
+                    "options": spec.options(),
+                    "source": spec.source,
+                    "key_source": spec.key_source,
+                }
+                for s, spec in ((s, plan.steps[s]) for s in plan.order)
+            },
+        }
+
+    @staticmethod
+    def version_of(definition: Mapping[str, Any]) -> str:
+        text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(
+        self,
+        params: Mapping[str, Any] | None = None,
+        breakpoints: Iterable[Any] = (),
+        break_on_error: bool = False,
+        *,
+        max_workers: int | None = None,
+    ) -> Run:
+        """Start a run in the background and return its handle at once."""
+        from .engine.lifecycle import start_run
+
+        return start_run(self, dict(params or {}), list(breakpoints), break_on_error, max_workers or self.max_workers)
+
+    def attach(self, run_id: str, *, max_workers: int | None = None) -> Run:
+        """Take over an interrupted or paused run with today's code (a finished one is returned read-only)."""
+        from .engine.lifecycle import attach_run
+
+        return attach_run(self, run_id, max_workers or self.max_workers)
+
+    @property
+    def breakpoints(self) -> Breakpoints:
+        from .breakpoints import Breakpoints
+
+        if self._breakpoints is None:
+            self._breakpoints = Breakpoints(self)
+        return self._breakpoints
+
+    def with_steps(self, steps: Mapping[str, StepSpec]) -> Workflow:
+        """A copy of this workflow with other step definitions (used to rebuild pinned code)."""
+        clone = Workflow(self.name, self._store or self._store_arg, max_workers=self.max_workers)
+        clone.steps = {k: replace(v) for k, v in steps.items()}
+        return clone
