@@ -297,14 +297,18 @@ def fork_run(wf: Workflow, parent_id: str, from_step: str) -> Run:
     )
 
 
-@atexit.register
-def _give_up_leases() -> None:
-    """A process that exits normally hands its runs back: they can be taken over at once."""
-    for sched in list(_live.values()):
+def stop_all(timeout: float = 5.0) -> None:
+    """Stop every scheduler of this process, giving up their leases (runs stay resumable)."""
+    scheds = list(_live.values())
+    for sched in scheds:
         sched.request_stop()
-    for sched in list(_live.values()):
+    for sched in scheds:
         if sched.thread is not None:
-            sched.thread.join(timeout=5)
+            sched.thread.join(timeout=timeout)
 
 
-__all__ = ["attach_run", "fork_run", "live", "owner_alive", "resume_pinned", "start_run", "take_over"]
+atexit.register(stop_all)
+"""A process that exits normally hands its runs back: they can be taken over at once."""
+
+
+__all__ = ["stop_all", "attach_run", "fork_run", "live", "owner_alive", "resume_pinned", "start_run", "take_over"]
