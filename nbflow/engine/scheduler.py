@@ -42,8 +42,11 @@ log = logging.getLogger("nbflow.scheduler")
 
 TASK_ITEM = -1
 COMMAND_POLL_S = 0.05
+GROUP_COMMIT_S = 0.02
+"""Writes that nothing waits on (an attempt started, an item succeeded) are grouped for at most this long."""
 HEARTBEAT_S = 2.0
 _MISSING = object()
+_NO_BREAK: tuple[list[int], None] = ([], None)
 
 
 @dataclass(slots=True, eq=False)
@@ -167,10 +170,12 @@ class Scheduler:
         self.items_cache: dict[str, list[Any]] = {}
         self.output_cache: dict[str, Any] = {}
         self.ready: deque[Inst] = deque()
+        self.unblocked: list[str] = []
         self.timers: list[tuple[float, int, Inst]] = []
         self._seq = itertools.count()
         self.inflight: dict[tuple[str, int], int] = {}  # ident -> attempt running
         self.bps: list[Breakpoint] = []
+        self._bp_steps: set[str] = set()
         self._bp_code: dict[int, Any] = {}
 
         self.dirty: dict[tuple[str, int], Inst] = {}
@@ -181,10 +186,14 @@ class Scheduler:
         self.cmd_waiters: dict[int, threading.Event] = {}
         self.cmd_results: dict[int, tuple[str, str]] = {}
         self.run_dirty = True
+        self.must_flush = True  # something waits on durability: a downstream input, a command, a status
+        self._last_flush = 0.0
         self.stop_requested = False
         self._last_poll = 0.0
         self._last_hb = 0.0
         self._ignored_specs: set[int] = set()
+        self._conn: sa.Connection | None = None
+        self._sql = _statements(store)
 
     # ------------------------------------------------------------------ loading
     def load(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -258,10 +267,11 @@ class Scheduler:
         if self.remaining[step] or not self.expanded[step] or step in self.complete:
             return
         self.complete.add(step)
+        self.must_flush = True
         for d in self.plan.downstream[step]:
             self.blocked[d] -= 1
             if self.blocked[d] == 0:
-                self._unblock(d)
+                self.unblocked.append(d)  # started after the next flush makes this output durable
 
     def _unblock(self, step: str) -> None:
         if self.plan.steps[step].kind == StepKind.FOREACH and not self.expanded[step]:
@@ -377,6 +387,7 @@ class Scheduler:
     # ------------------------------------------------------------------ breakpoints
     def reload_breakpoints(self) -> None:
         self.bps = [Breakpoint.from_row(r) for r in self.store.breakpoint_rows(self.wf.name, self.run_id)]
+        self._bp_steps = {bp.step for bp in self.bps}
         self._bp_code = {}
         for bp in self.bps:
             try:
@@ -386,6 +397,8 @@ class Scheduler:
 
     def _matching(self, inst: Inst, when: When) -> tuple[list[int], str | None]:
         """Breakpoint ids that catch *inst* at *when*, and a pause reason if a condition failed."""
+        if inst.step not in self._bp_steps and (when != When.ERROR or not self.options.get("break_on_error")):
+            return _NO_BREAK
         held: list[int] = []
         reason: str | None = None
         inputs: dict[str, Any] | None = None
@@ -413,6 +426,7 @@ class Scheduler:
         return held, reason
 
     def _pause(self, inst: Inst, when: When, held: list[int], reason: str | None, **fields: Any) -> None:
+        self.must_flush = True
         self._set(inst, S.PAUSED, held_by=held, pause_reason=f"{when}: {reason}" if reason else str(when), **fields)
         self._event("paused", inst, when=str(when), breakpoints=held, reason=inst.pause_reason)
 
@@ -426,7 +440,7 @@ class Scheduler:
         self.ready.append(inst)
 
     def _dispatch(self) -> None:
-        while self.ready and len(self.inflight) < self.max_workers:
+        while self.ready and len(self.inflight) < 2 * self.max_workers:
             inst = self.ready.popleft()
             if inst.status != S.READY:
                 continue
@@ -528,6 +542,7 @@ class Scheduler:
         inst = self.insts[res.ident]
         if inst.status != S.RUNNING:
             return
+        inst.started_at = res.started_at  # when the body really began (it may have queued)
         header = f"--- attempt {res.attempt} ---\n" if (inst.logs or res.attempt > 1) and res.logs else ""
         if res.logs:
             inst.logs = (inst.logs or "") + header + res.logs
@@ -590,6 +605,7 @@ class Scheduler:
             self.dirty[ident] = inst
             self._event("checkpoint", inst, attempt=attempt)
         self.after_flush.append(done)
+        self.must_flush = True
 
     # ------------------------------------------------------------------ commands
     def _poll_commands(self, force: bool = False) -> None:
@@ -601,6 +617,8 @@ class Scheduler:
             rows = self.store.pending_commands(self.run_id, conn)
         from ..commands import apply_command
 
+        if rows:
+            self.must_flush = True
         for row in rows:
             try:
                 message = apply_command(self, row)
@@ -621,7 +639,7 @@ class Scheduler:
         if self.status == RunStatus.CANCELLED:
             return RunStatus.CANCELLED
         c = self.counts
-        if self.inflight or c[S.READY] or c[S.RUNNING] or c[S.RETRYING]:
+        if self.inflight or self.unblocked or c[S.READY] or c[S.RUNNING] or c[S.RETRYING]:
             return RunStatus.RUNNING
         if c[S.PAUSED] or c[S.WAITING]:
             return RunStatus.PAUSED
@@ -649,7 +667,7 @@ class Scheduler:
                 "key": inst.key if inst else None,
                 "kind": kind,
                 "actor": actor,
-                "data": json.dumps({k: jsonable(v) for k, v in data.items()}) if data else None,
+                "data": json.dumps(data, default=_json_default) if data else None,
                 "ts": now(),
             }
         )
@@ -657,7 +675,7 @@ class Scheduler:
     def _flush(self, final: bool = False) -> None:
         t0 = now()
         hb = t0 - self._last_hb >= HEARTBEAT_S
-        if not (self.dirty or self.events or self.cmd_done or self.run_dirty or hb or final):
+        if not (self.dirty or self.events or self.cmd_done or self.run_dirty or self.blobs or hb or final):
             self._release_waiters()
             return
         run_id = self.run_id
@@ -670,36 +688,44 @@ class Scheduler:
                 row["b_run"], row["b_step"], row["b_item"] = run_id, row.pop("step"), row.pop("item")
                 del row["run_id"]
                 updates.append(row)
-        with self.store.engine.begin() as conn:
-            if inserts:
-                conn.execute(t.instances.insert(), inserts)
-            if updates:
-                conn.execute(_UPDATE, updates)
-            for blob in self.blobs:
-                exists = conn.execute(sa.select(t.blobs.c.hash).where(t.blobs.c.hash == blob["hash"])).first()
-                if exists is None:
-                    conn.execute(t.blobs.insert().values(**blob))
-            if self.events:
-                conn.execute(t.events.insert(), self.events)
-            if self.cmd_done:
-                conn.execute(
-                    t.commands.update()
-                    .where(t.commands.c.id == sa.bindparam("b_id"))
-                    .values(applied_at=sa.bindparam("applied_at"), result=sa.bindparam("result"), message=sa.bindparam("message")),
-                    self.cmd_done,
-                )
-            values: dict[str, Any] = {"status": str(self.status), "updated_at": t0, "heartbeat_at": t0, "version": self.version}
-            if self.status.terminal:
-                values["finished_at"] = t0
-            if final:
-                values.update(owner_id=None, owner_pid=None, owner_host=None)
-            res = conn.execute(
-                t.runs.update().where(t.runs.c.id == run_id, t.runs.c.owner_id == self.owner_id).values(**values)
-            )
-            if res.rowcount != 1:
-                raise _LostOwnership(f"run {run_id} was taken over by another owner")
-            if self.status.terminal:
-                conn.execute(t.breakpoints.delete().where(t.breakpoints.c.run_id == run_id))
+        conn = self._connection()
+        try:
+            with conn.begin():
+                if inserts:
+                    self.store.executemany(conn, self._sql["insert"], inserts)
+                if updates:
+                    self.store.executemany(conn, self._sql["update"], updates)
+                for blob in self.blobs:
+                    exists = conn.execute(sa.select(t.blobs.c.hash).where(t.blobs.c.hash == blob["hash"])).first()
+                    if exists is None:
+                        conn.execute(t.blobs.insert().values(**blob))
+                if self.events:
+                    self.store.executemany(conn, self._sql["event"], self.events)
+                if self.cmd_done:
+                    self.store.executemany(conn, self._sql["command"], self.cmd_done)
+                if self.run_dirty or hb or final or self.status.terminal:
+                    values: dict[str, Any] = {
+                        "status": str(self.status), "updated_at": t0, "heartbeat_at": t0, "version": self.version
+                    }
+                    if self.status.terminal:
+                        values["finished_at"] = t0
+                    if final:
+                        values.update(owner_id=None, owner_pid=None, owner_host=None)
+                    res = conn.execute(
+                        t.runs.update().where(t.runs.c.id == run_id, t.runs.c.owner_id == self.owner_id).values(**values)
+                    )
+                    if res.rowcount != 1:
+                        raise _LostOwnership(f"run {run_id} was taken over by another owner")
+                    self._last_hb = t0
+                if self.status.terminal:
+                    conn.execute(t.breakpoints.delete().where(t.breakpoints.c.run_id == run_id))
+        except _LostOwnership:
+            raise
+        except Exception:
+            self._drop_connection()
+            raise
+        if final:
+            self._drop_connection()
         for inst in self.dirty.values():
             inst.new = False
         for done in self.cmd_done:
@@ -712,9 +738,24 @@ class Scheduler:
         self.blobs.clear()
         self.cmd_done.clear()
         self.run_dirty = False
+        self.must_flush = False
+        self._last_flush = time.monotonic()
         self.committed_status = self.status
-        self._last_hb = t0
         self._release_waiters()
+
+    def _connection(self) -> sa.Connection:
+        """The scheduler's own connection, held for its lifetime (no pool round trip per turn)."""
+        if self._conn is None:
+            self._conn = self.store.engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection is simply dropped
+                pass
+            self._conn = None
 
     def _release_waiters(self) -> None:
         for ev in self.after_flush:
@@ -759,22 +800,22 @@ class Scheduler:
         self._poll_commands(force=True)
         while True:
             self._fire_timers()
+            if self._update_status():
+                return
+            if self.must_flush:
+                self._flush()  # outputs are durable before a dependent instance starts
+            while self.unblocked:
+                self._unblock(self.unblocked.pop(0))
             self._dispatch()
-            status = self._compute_status()
-            if status.terminal and not self.status.terminal:
-                self._finish(status)
-            if status != self.status:
-                self.status = status
-                self.run_dirty = True
-                self._event("run_" + str(status), None)
-            if self.status.terminal:
-                self._flush(final=True)
+            if self._update_status():
                 return
-            if self.stop_requested:
-                self._flush(final=True)
-                return
-            self._flush()
+            since = time.monotonic() - self._last_flush
+            if self.must_flush or not self.inflight or since >= GROUP_COMMIT_S:
+                self._flush()
+                since = 0.0
             timeout = COMMAND_POLL_S
+            if self.dirty or self.events:
+                timeout = max(0.0, min(timeout, GROUP_COMMIT_S - since))
             if self.timers:
                 timeout = max(0.0, min(timeout, self.timers[0][0] - now()))
             try:
@@ -791,6 +832,20 @@ class Scheduler:
                 woke |= self._handle(kind, payload)
             self._poll_commands(force=woke)
 
+    def _update_status(self) -> bool:
+        """Recompute the run status (so no flush commits a stale one); True when the loop must end."""
+        status = self._compute_status()
+        if status.terminal and not self.status.terminal:
+            self._finish(status)
+        if status != self.status:
+            self.status = status
+            self.run_dirty = self.must_flush = True
+            self._event("run_" + str(status), None)
+        if self.status.terminal or self.stop_requested:
+            self._flush(final=True)
+            return True
+        return False
+
     def _handle(self, kind: str, payload: Any) -> bool:
         if kind == "result":
             self._on_result(payload)
@@ -803,8 +858,33 @@ class Scheduler:
         return False
 
 
+_STATEMENTS: dict[str, dict[str, tuple[str, tuple[str, ...] | None]]] = {}
+
+
+def _statements(store: Store) -> dict[str, tuple[str, tuple[str, ...] | None]]:
+    """The hot-path statements, compiled once per dialect."""
+    name = store.engine.dialect.name
+    if name not in _STATEMENTS:
+        inst_cols = [c.name for c in t.instances.columns]
+        _STATEMENTS[name] = {
+            "insert": store.compiled(t.instances.insert(), inst_cols),
+            "update": store.compiled(_UPDATE),
+            "event": store.compiled(t.events.insert(), ["run_id", "step", "key", "kind", "actor", "data", "ts"]),
+            "command": store.compiled(
+                t.commands.update()
+                .where(t.commands.c.id == sa.bindparam("b_id"))
+                .values(applied_at=sa.bindparam("applied_at"), result=sa.bindparam("result"), message=sa.bindparam("message"))
+            ),
+        }
+    return _STATEMENTS[name]
+
+
 class _LostOwnership(RuntimeError):
     pass
+
+
+def _json_default(value: Any) -> Any:
+    return jsonable(value)
 
 
 def _err(res: Result | None) -> str | None:

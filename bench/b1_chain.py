@@ -1,0 +1,78 @@
+"""B1: per-step overhead of a 1,000-step sequential chain of trivial steps, next to this
+machine's floor: stdlib sqlite3, one WAL transaction (synchronous=NORMAL) per 200-byte row."""
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nbflow
+from nbflow.engine.lifecycle import stop_all
+
+
+def build(n: int, url: str) -> nbflow.Workflow:
+    wf = nbflow.Workflow("b1", store=url)
+    ns: dict[str, object] = {"__name__": "__main__"}  # as in a notebook: pickled by value
+    wf.step(name="s0")(lambda: 0)
+    for i in range(1, n):
+        exec(f"def s{i}(s{i - 1}):\n    return s{i - 1} + 1", ns)
+        wf.step(ns[f"s{i}"])
+    return wf
+
+
+def nbflow_once(n: int) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        wf = build(n, f"sqlite:///{d}/b1.db")
+        wf.plan()
+        t0 = time.perf_counter()
+        run = wf.run()
+        status = run.wait()
+        elapsed = time.perf_counter() - t0
+        assert status == "succeeded", status
+        assert run.output(f"s{n - 1}") == n - 1
+        stop_all()
+        wf.store.dispose()
+        return elapsed / n
+
+
+def floor_once(n: int) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        con = sqlite3.connect(Path(d) / "floor.db", isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+        row = b"x" * 200
+        t0 = time.perf_counter()
+        for i in range(n):
+            con.execute("BEGIN")
+            con.execute("INSERT INTO t (id, v) VALUES (?, ?)", (i, row))
+            con.execute("COMMIT")
+        elapsed = time.perf_counter() - t0
+        con.close()
+        return elapsed / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    nb = [nbflow_once(args.steps) for _ in range(args.repeat)]
+    fl = [floor_once(args.steps) for _ in range(args.repeat)]
+    med_nb, med_fl = statistics.median(nb), statistics.median(fl)
+    print(json.dumps({
+        "bench": "B1", "steps": args.steps, "repeat": args.repeat,
+        "nbflow_us_per_step_median": round(med_nb * 1e6, 1),
+        "nbflow_us_per_step_all": [round(x * 1e6, 1) for x in nb],
+        "sqlite_floor_us_per_txn_median": round(med_fl * 1e6, 1),
+        "ratio_to_floor": round(med_nb / med_fl, 2),
+        "target_us_per_step": 150,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,793 @@
+"""The ``nbflow`` command: list and inspect runs, manage breakpoints, and operate on runs.
+
+Every verb reads through the store's query helpers and :mod:`nbflow.views`, and acts through
+:mod:`nbflow.commands` (the one command path); it never writes store tables itself.
+Exit codes: 0 done, 1 refused or unknown run/step/key (the reason on stderr), 2 usage.
+docs/cli.md documents every verb and every field of ``-o json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import views
+from .breakpoints import Breakpoint, parse_target, validate
+from .commands import add_breakpoint, remove_breakpoints, submit
+from .errors import CommandRefused, NbflowError
+from .states import InstanceStatus, RunStatus, StepKind, When
+from .store import Store
+
+APPLY_WAIT_S = 10.0
+"""How long a verb sent to a live owner waits to report the owner's answer (it applies within ~0.1 s)."""
+
+RUN_STATUSES = [s.value for s in RunStatus]
+INSTANCE_STATUSES = [s.value for s in InstanceStatus]
+ATTENTION = ("paused", "failed", "retrying", "waiting")
+"""The instance states `nbflow show` lists in text by default: the ones a person may act on."""
+
+STYLE = {
+    "running": "cyan", "ready": "cyan", "pending": "dim", "retrying": "yellow", "paused": "bold yellow",
+    "waiting": "yellow", "succeeded": "green", "skipped": "green", "failed": "bold red", "cancelled": "magenta",
+}
+
+
+# ---------------------------------------------------------------------------------- plumbing
+class _State:
+    """What the group's options leave for the verbs: the store URL and the default output format."""
+
+    def __init__(self, db: str | None, fmt: str | None) -> None:
+        self.db = db
+        self.fmt = fmt
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            try:
+                self._store = Store.open(self.db)
+            except sa.exc.ArgumentError as exc:
+                raise click.BadParameter(f"{self.db!r} is not a usable SQLAlchemy URL ({exc})", param_hint="'--db'")
+            except sa.exc.OperationalError as exc:
+                raise click.ClickException(f"cannot open the store {self.db or '(default)'}: {exc.orig}") from None
+        return self._store
+
+    def format(self, fmt: str | None) -> str:
+        return fmt or self.fmt or "text"
+
+
+class _Group(click.Group):
+    """Turns nbflow's own errors into exit code 1 with their message, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NbflowError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _fmt_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-o", "--format", "fmt", type=click.Choice(["text", "json"]), default=None,
+        help="text (tables for people, the default) or json (stable, for scripts).",
+    )(f)
+
+
+def _force_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--force", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")(f)
+
+
+def _reason_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--reason", default=None, help="Why: recorded in the run's history with your name.")(f)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _local(iso: str | None) -> str:
+    if iso is None:
+        return "-"
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=STYLE.get(status, ""))
+
+
+def _compact(value: Any, width: int = 100) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _label(step: str | None, key: str | None) -> str:
+    if step is None:
+        return "-"
+    return step if key is None else f"{step}:{key}"
+
+
+def _parse_json(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Click callback: the option's JSON value; invalid JSON is a usage error (exit 2) naming the option."""
+    if value is None:
+        return _UNSET
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f"not valid JSON ({exc}); write a JSON value, e.g. '{{\"x\": 1}}', '3' or '\"text\"' (quotes included)",
+            ctx, param,
+        ) from None
+
+
+_UNSET: Any = object()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db", envvar="NBFLOW_DB", default=None, metavar="URL",
+    help="The store: a SQLAlchemy URL (default: $NBFLOW_DB, else sqlite:///./.nbflow/nbflow.db).",
+)
+@_fmt_option
+@click.version_option(package_name="nbflow", prog_name="nbflow")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, fmt: str | None) -> None:
+    """nbflow: inspect and operate workflow runs stored in an nbflow database.
+
+    Exit codes: 0 done, 1 refused or unknown run/step/key (the reason is printed), 2 usage.
+    """
+    ctx.obj = _State(db, fmt)
+
+
+# ---------------------------------------------------------------------------------- runs
+@cli.command("runs")
+@click.option("--workflow", default=None, help="Only runs of this workflow.")
+@click.option("--status", multiple=True, type=click.Choice(RUN_STATUSES), help="Only runs in this status (repeatable).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N runs, newest first (0: all).")
+@_fmt_option
+@click.pass_obj
+def runs_cmd(obj: _State, workflow: str | None, status: tuple[str, ...], limit: int, fmt: str | None) -> None:
+    """List runs, newest first."""
+    store = obj.store
+    rows = store.run_rows(workflow=workflow, status=list(status) or None, limit=limit or None)
+    items = [views.run_summary(store, r) for r in rows]
+    if obj.format(fmt) == "json":
+        _emit_json(items)
+        return
+    if not items:
+        click.echo(f"no runs in {store.display_url}" + (f" for workflow {workflow!r}" if workflow else ""))
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("ID", "WORKFLOW", "STATUS", "OWNER", "CREATED", "PAUSED", "PROGRESS"):
+        table.add_column(col, justify="right" if col in ("PAUSED", "PROGRESS") else "left")
+    for it in items:
+        table.add_row(
+            Text(it["id"]), Text(it["workflow"]), _status_text(it["status"]), _owner_cell(it),
+            _local(it["created"]), str(it["paused"]), f"{it['progress']['done']}/{it['progress']['total']}",
+        )
+    _console().print(table)
+
+
+def _owner_cell(view: Mapping[str, Any]) -> Text:
+    owner = view["owner"]
+    if view["interrupted"]:
+        return Text("interrupted", style="bold red")
+    if owner["alive"]:
+        return Text(f"alive (pid {owner['pid']})", style="green")
+    return Text("-", style="dim")
+
+
+# ---------------------------------------------------------------------------------- show
+@cli.command("show")
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "--status", "inst_status", multiple=True, type=click.Choice(INSTANCE_STATUSES),
+    help="List only instances in this status (repeatable). Text default: paused, failed, retrying, waiting.",
+)
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="List at most N instances.")
+@_fmt_option
+@click.pass_obj
+def show_cmd(obj: _State, run_id: str, inst_status: tuple[str, ...], limit: int | None, fmt: str | None) -> None:
+    """The debug view of RUN: steps with counts per status, breakpoints and what they hold, instances."""
+    store = obj.store
+    if obj.format(fmt) == "json":
+        _emit_json(views.run_view(store, run_id, status=inst_status or None, limit=limit))
+        return
+    wanted = inst_status or ATTENTION
+    view = views.run_view(store, run_id, status=wanted)
+    _render_run(view, wanted, 50 if limit is None else limit)
+
+
+def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> None:
+    con = _console()
+    head = Text()
+    head.append(f"run {view['id']}", style="bold")
+    head.append(f"  workflow {view['workflow']}  version {view['version']}  ")
+    head.append_text(_status_text(view["status"]))
+    con.print(head)
+    owner = view["owner"]
+    if view["interrupted"]:
+        who = f"owner {owner['text']} is gone" if owner["host"] else "no process drives it"
+        con.print(Text(f"interrupted: {who}; `nbflow resume {view['id']}` continues it here", style="bold red"))
+    elif owner["alive"]:
+        con.print(Text(f"owner: {owner['text']} (alive)"))
+    con.print(Text(f"params: {_compact(view['params'], 200)}"))
+    prog = view["progress"]
+    con.print(Text(f"progress: {prog['done']}/{prog['total']} instances finished"
+                   + ("  (break on error)" if view["break_on_error"]["enabled"] else "")))
+
+    steps = Table(title="steps", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("STEP", "KIND", "AFTER", "INSTANCES", "BY STATUS"):
+        steps.add_column(col, justify="right" if col == "INSTANCES" else "left")
+    for node in view["dag"]["nodes"]:
+        counts = Text()
+        for st, n in node["counts"].items():
+            if n:
+                if counts:
+                    counts.append("  ")
+                counts.append(f"{st} {n}", style=STYLE.get(st, ""))
+        kind = node["kind"] + (f" over {node['foreach']}" if node["foreach"] else "")
+        steps.add_row(Text(node["step"]), Text(kind), Text(", ".join(node["upstream"]) or "-"), str(node["total"]), counts)
+    con.print(steps)
+
+    if view["breakpoints"]:
+        bps = Table(title="breakpoints", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("ID", "SCOPE", "TARGET", "WHEN", "IF", "STATE", "HOLDING"):
+            bps.add_column(col)
+        for bp in view["breakpoints"]:
+            held = bp["holding"]
+            shown = ", ".join("-" if k is None else str(k) for k in held[:10]) + (f" … (+{len(held) - 10})" if len(held) > 10 else "")
+            bps.add_row(
+                str(bp["id"]), bp["scope"], Text(_label(bp["step"], bp["key"])), bp["when"], Text(bp["condition"] or "-"),
+                Text(bp["state"], style="bold yellow" if bp["state"] == "hit" else ""),
+                Text(f"{len(held)}: {shown}" if held else "-"),
+            )
+        con.print(bps)
+
+    insts = view["instances"]
+    total = len(insts)
+    title = f"instances {', '.join(wanted)} ({total})"
+    if not insts:
+        con.print(Text(f"{title}: none", style="dim"))
+        return
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("STEP", "KEY", "STATUS", "ATTEMPT", "REASON / ERROR", "VERBS"):
+        table.add_column(col, justify="right" if col == "ATTEMPT" else "left")
+    for inst in insts[:limit]:
+        why = inst["pause_reason"] or ""
+        if inst["error"]:
+            why = (why + ": " if why else "") + f"{inst['error']['type']}: {inst['error']['message']}"
+        table.add_row(
+            Text(inst["step"]), Text("-" if inst["key"] is None else inst["key"]), _status_text(inst["status"]),
+            str(inst["attempt"]), Text(why or "-"), Text(", ".join(inst["verbs"]) or "-"),
+        )
+    con.print(table)
+    if total > limit:
+        con.print(Text(f"… and {total - limit} more (use --limit N, --status S, or -o json)", style="dim"))
+
+
+# ---------------------------------------------------------------------------------- history
+@cli.command("history")
+@click.argument("run_id", metavar="RUN")
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Only events with an id above this one.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the last N events.")
+@_fmt_option
+@click.pass_obj
+def history_cmd(obj: _State, run_id: str, after: int, limit: int | None, fmt: str | None) -> None:
+    """The events of RUN, oldest first: status changes, attempts, errors, commands, mutations."""
+    events = views.history_view(obj.store, run_id, after=after)
+    if limit is not None:
+        events = events[-limit:] if limit else []
+    if obj.format(fmt) == "json":
+        _emit_json(events)
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("ID", "TIME", "KIND", "INSTANCE", "ACTOR", "DATA"):
+        table.add_column(col, justify="right" if col == "ID" else "left")
+    for ev in events:
+        table.add_row(
+            str(ev["id"]), _local(ev["ts"]), Text(ev["kind"]), Text(_label(ev["step"], ev["key"])),
+            Text(ev["actor"] or "-"), Text(_compact(ev["data"]) if ev["data"] else "-"),
+        )
+    _console().print(table)
+
+
+# ---------------------------------------------------------------------------------- breakpoints
+@cli.group("breakpoint", cls=_Group)
+def breakpoint_grp() -> None:
+    """List, add and remove breakpoints (workflow-scoped: every run; run-scoped: one run)."""
+
+
+def _scope(store: Store, workflow: str | None, run_id: str | None) -> tuple[str, Mapping[str, Any] | None]:
+    if (workflow is None) == (run_id is None):
+        raise click.UsageError("pass exactly one of --workflow W or --run RUN")
+    if run_id is not None:
+        row = store.run_row(run_id)
+        return row["workflow"], row
+    return str(workflow), None
+
+
+@breakpoint_grp.command("list")
+@click.option("--workflow", default=None, help="The workflow-scoped breakpoints of W.")
+@click.option("--run", "run_id", default=None, metavar="RUN", help="The breakpoints that apply to RUN (its workflow's and its own).")
+@_fmt_option
+@click.pass_obj
+def breakpoint_list(obj: _State, workflow: str | None, run_id: str | None, fmt: str | None) -> None:
+    """List breakpoints; with neither option, those of every workflow with runs in the store."""
+    store = obj.store
+    if workflow is not None and run_id is not None:
+        raise click.UsageError("pass at most one of --workflow W or --run RUN")
+    if run_id is not None:
+        row = store.run_row(run_id)
+        rows = list(store.breakpoint_rows(row["workflow"], run_id))
+    elif workflow is not None:
+        rows = list(store.breakpoint_rows(workflow))
+    else:
+        seen: dict[int, Mapping[str, Any]] = {}
+        all_runs = store.run_rows()
+        for name in dict.fromkeys(r["workflow"] for r in all_runs):
+            for b in store.breakpoint_rows(name):
+                seen[b["id"]] = b
+        for r in all_runs:
+            if not RunStatus(r["status"]).terminal:
+                for b in store.breakpoint_rows(r["workflow"], r["id"]):
+                    seen[b["id"]] = b
+        rows = [seen[i] for i in sorted(seen)]
+    items = [views.breakpoint_view(b) for b in rows]
+    if obj.format(fmt) == "json":
+        _emit_json(items)
+        return
+    if not items:
+        click.echo("no breakpoints")
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("ID", "WORKFLOW", "SCOPE", "TARGET", "WHEN", "IF", "BY"):
+        table.add_column(col)
+    for b in items:
+        scope = "workflow" if b["scope"] == "workflow" else f"run {b['run_id']}"
+        table.add_row(
+            str(b["id"]), Text(b["workflow"]), Text(scope), Text(_label(b["step"], b["key"])), b["when"],
+            Text(b["condition"] or "-"), Text(b["created_by"] or "-"),
+        )
+    _console().print(table)
+
+
+def _definition_for(store: Store, workflow: str, row: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The stored definition a breakpoint is checked against: the run's version, or the workflow's newest run's."""
+    if row is not None:
+        return store.definition(row["workflow"], row["version"])
+    newest = store.run_rows(workflow=workflow, limit=1)
+    if not newest:
+        raise CommandRefused(
+            f"workflow {workflow!r} has no runs in {store.display_url}, so its steps are unknown here; "
+            f"check the name with `nbflow runs`, or add the breakpoint from Python with wf.breakpoints.add(...)"
+        )
+    return store.definition(workflow, newest[0]["version"])
+
+
+@breakpoint_grp.command("add")
+@click.option("--workflow", default=None, help="Workflow-scoped: every run of W, now and later.")
+@click.option("--run", "run_id", default=None, metavar="RUN", help="Run-scoped: only RUN (deleted when it ends).")
+@click.argument("target", metavar="STEP[:KEY]")
+@click.option("--when", type=click.Choice([w.value for w in When]), default="before", show_default=True,
+              help="before the body, after it (output not yet visible downstream), or on error.")
+@click.option("--if", "condition", default=None, metavar="EXPR",
+              help="Only when this Python expression over the instance's inputs is true, e.g. \"item['x'] > 3\".")
+@_fmt_option
+@click.pass_obj
+def breakpoint_add(
+    obj: _State, workflow: str | None, run_id: str | None, target: str, when: str, condition: str | None, fmt: str | None,
+) -> None:
+    """Add a breakpoint on STEP (or one foreach item, STEP:KEY); live runs apply it at once."""
+    store = obj.store
+    name, row = _scope(store, workflow, run_id)
+    if row is not None and RunStatus(row["status"]).terminal:
+        raise CommandRefused(
+            f"run {row['id']} is {row['status']}; a run-scoped breakpoint only applies to an unfinished run "
+            f"(use --workflow {row['workflow']} for later runs)"
+        )
+    definition = _definition_for(store, name, row)
+    step, key = parse_target(target)
+    bp = Breakpoint(step, key, When(when), condition, workflow=name)
+    validate(bp, definition["steps"])
+    kind = definition["steps"][step]["kind"]
+    if key is not None and kind != StepKind.FOREACH:
+        raise CommandRefused(f"step {step!r} is a {kind} step with a single instance; a key only narrows a foreach step: write {step}")
+    if key is not None and row is not None:
+        have = {r["key"] for r in store.instance_rows(row["id"], step=step)}
+        if have and key not in have:
+            raise CommandRefused(f"step {step!r} of run {row['id']} has no instance with key {key} (it has {len(have)})")
+    created = add_breakpoint(store, name, bp, run_id)
+    result = views.breakpoint_view({
+        "id": created.id, "workflow": name, "run_id": run_id, "step": created.step, "key": created.key,
+        "when": str(created.when), "condition": created.condition, "created_by": created.created_by,
+        "created_at": time.time(),
+    })
+    if obj.format(fmt) == "json":
+        _emit_json(result)
+        return
+    scope = f"run {run_id}" if run_id else f"workflow {name!r}"
+    click.echo(f"breakpoint {created.id} added on {_label(step, key)} ({when}{', if ' + condition if condition else ''}) "
+               f"for {scope}")
+
+
+@breakpoint_grp.command("rm")
+@click.option("--workflow", default=None, help="Remove from the workflow-scoped breakpoints of W.")
+@click.option("--run", "run_id", default=None, metavar="RUN", help="Remove from RUN's own breakpoints.")
+@click.argument("target", metavar="STEP[:KEY]")
+@_fmt_option
+@click.pass_obj
+def breakpoint_rm(obj: _State, workflow: str | None, run_id: str | None, target: str, fmt: str | None) -> None:
+    """Remove the breakpoints on STEP (every one, keyed ones included) or on STEP:KEY only.
+
+    Instances that they alone held resume."""
+    store = obj.store
+    name, _row = _scope(store, workflow, run_id)
+    step, key = parse_target(target)
+    n = remove_breakpoints(store, name, step, key, run_id)
+    if obj.format(fmt) == "json":
+        _emit_json({"removed": n, "workflow": name, "run_id": run_id, "step": step, "key": key})
+        return
+    scope = f"run {run_id}" if run_id else f"workflow {name!r}"
+    click.echo(f"removed {n} breakpoint(s) on {_label(step, key)} from {scope}")
+
+
+# ---------------------------------------------------------------------------------- operator verbs
+Groups = list[tuple[str | None, list[str] | None]]
+
+
+def _groups(targets: Iterable[str]) -> Groups:
+    """``["enrich:3", "enrich:5", "report"]`` -> ``[("enrich", ["3", "5"]), ("report", None)]``."""
+    by: dict[str, list[str] | None] = {}
+    for text in targets:
+        step, key = parse_target(text)
+        if key is None:
+            by[step] = None
+        elif step not in by:
+            by[step] = [key]
+        else:
+            keys = by[step]
+            if keys is not None and key not in keys:
+                keys.append(key)
+    return list(by.items())
+
+
+def _describe(groups: Groups, verb: str) -> str:
+    parts = []
+    for step, keys in groups:
+        if step is None:
+            parts.append("every paused instance" if verb == "resume" else "the whole run")
+        elif keys is None:
+            parts.append(f"every instance of {step}")
+        else:
+            parts.extend(f"{step}:{k}" for k in keys)
+    return ", ".join(parts)
+
+
+def _check_run(row: Mapping[str, Any], verb: str) -> None:
+    status = RunStatus(row["status"])
+    if status.terminal:
+        raise CommandRefused(
+            f"run {row['id']} is {status}; a finished run cannot be changed (nothing to {verb}). "
+            "Start a new run from it with run.fork() in Python"
+        )
+
+
+def _check_targets(store: Store, row: Mapping[str, Any], groups: Groups, inputs: Mapping[str, Any] | None = None) -> None:
+    """Refuse unknown steps, keys and input names before anything is written."""
+    definition = store.definition(row["workflow"], row["version"])
+    steps = definition["steps"]
+    for step, keys in groups:
+        if step is None:
+            continue
+        if step not in steps:
+            raise CommandRefused(f"run {row['id']} has no step {step!r}; steps are: {', '.join(definition['order'])}")
+        if inputs is not None:
+            names = {b[0] for b in steps[step]["bindings"] if b[1] != "ctx"}
+            bad = sorted(set(inputs) - names)
+            if bad:
+                raise CommandRefused(
+                    f"step {step!r} takes no input named {', '.join(map(repr, bad))}; its inputs are: "
+                    f"{', '.join(sorted(names)) or 'none'}"
+                )
+        if keys is None:
+            continue
+        kind = steps[step]["kind"]
+        if kind != StepKind.FOREACH:
+            raise CommandRefused(f"step {step!r} is a {kind} step with a single instance; name it without a key: {step}")
+        have = [r["key"] for r in store.instance_rows(row["id"], step=step)]
+        missing = [k for k in keys if k not in set(have)]
+        if missing:
+            sample = ", ".join(str(k) for k in have[:5]) + (", …" if len(have) > 5 else "")
+            raise CommandRefused(
+                f"step {step!r} of run {row['id']} has no instance with key {', '.join(missing)}"
+                + (f" (it has {len(have)} instances, keys {sample})" if have else " (it has no instances yet)")
+            )
+
+
+def _confirm(force: bool, question: str, refusal: str) -> None:
+    """Ask on a terminal; without one, refuse unless --force (exit 1 with the hint)."""
+    if force:
+        return
+    if not sys.stdin.isatty():
+        raise click.ClickException(f"{refusal}: standard input is not a terminal, so nothing can be confirmed; pass --force")
+    if not click.confirm(question, default=False, err=True):
+        raise click.ClickException("not confirmed; nothing was changed")
+
+
+def _await(store: Store, ids: Sequence[int], timeout: float = APPLY_WAIT_S) -> dict[int, Mapping[str, Any]]:
+    """The command rows once the owner applied them (those still pending after *timeout* are left out)."""
+    deadline = time.monotonic() + timeout
+    done: dict[int, Mapping[str, Any]] = {}
+    while True:
+        for cid in ids:
+            if cid not in done:
+                row = store.command_row(cid)
+                if row["applied_at"] is not None:
+                    done[cid] = row
+        if len(done) == len(ids) or time.monotonic() >= deadline:
+            return done
+        time.sleep(0.02)
+
+
+def _send(store: Store, row: Mapping[str, Any], verb: str, groups: Groups, payload: Mapping[str, Any] | None,
+          reason: str | None) -> list[dict[str, Any]]:
+    """Write one command per step and, if the owner is alive, wait for its answer."""
+    sent = []
+    for step, keys in groups:
+        res = submit(store, row["id"], verb, step, keys, payload, reason)
+        sent.append({"id": res.id, "verb": verb, "step": step, "keys": keys, "state": "queued", "message": None})
+    if views.owner_view(store.run_row(row["id"]))["alive"]:
+        answers = _await(store, [c["id"] for c in sent])
+        for c in sent:
+            ans = answers.get(c["id"])
+            if ans is None:
+                c["state"] = "sent"
+            else:
+                c["state"] = "applied" if ans["result"] == "ok" else "refused"
+                c["message"] = ans["message"]
+    return sent
+
+
+def _report(obj: _State, fmt: str | None, result: dict[str, Any]) -> None:
+    """Print a mutation's result; exit 1 if the owner refused any command."""
+    run_id = result["run"]
+    refused = [c for c in result["commands"] if c["state"] == "refused"]
+    if obj.format(fmt) == "json":
+        _emit_json(result)
+    else:
+        for c in result["commands"]:
+            what = f"{c['verb']} {_describe([(c['step'], c['keys'])], c['verb'])}"
+            if c["state"] == "applied":
+                click.echo(f"{what}: {c['message']}")
+            elif c["state"] == "queued":
+                click.echo(
+                    f"{what}: queued. Run {run_id} has no live owner, so the command will be applied when the run "
+                    f"is resumed (`nbflow resume {run_id}`)"
+                )
+            elif c["state"] == "sent":
+                click.echo(f"{what}: sent; the owner has not applied it yet (see `nbflow history {run_id}`)")
+        if "took_over" in result and result.get("took_over"):
+            _print_outcome(result)
+    for c in refused:
+        _err(f"refused: {c['message']}")
+    if refused:
+        sys.exit(1)
+
+
+def _print_outcome(result: Mapping[str, Any]) -> None:
+    con = _console()
+    prog = result["progress"]
+    con.print(Text.assemble(f"run {result['run']}: ", _status_text(result["status"]),
+                            f"  ({prog['done']}/{prog['total']} instances finished)"))
+    paused = result["paused"]
+    if paused:
+        table = Table(title=f"paused ({len(paused)})", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("STEP", "KEY", "REASON / ERROR"):
+            table.add_column(col)
+        for inst in paused[:50]:
+            why = inst["pause_reason"] or "-"
+            if inst["error"]:
+                why += f": {inst['error']['type']}: {inst['error']['message']}"
+            table.add_row(Text(inst["step"]), Text(inst["key"] or "-"), Text(why))
+        con.print(table)
+        if len(paused) > 50:
+            con.print(Text(f"… and {len(paused) - 50} more (`nbflow show {result['run']} --status paused`)", style="dim"))
+
+
+def _mutation(obj: _State, run_id: str, verb: str, groups: Groups, payload: Mapping[str, Any] | None,
+              reason: str | None, force: bool, fmt: str | None, inputs: Mapping[str, Any] | None = None) -> None:
+    store = obj.store
+    row = store.run_row(run_id)
+    _check_run(row, verb)
+    _check_targets(store, row, groups, inputs)
+    what = _describe(groups, verb)
+    _confirm(force, f"{verb} {what} in run {run_id} (workflow {row['workflow']})?", f"refusing to {verb} {what} in run {run_id}")
+    commands = _send(store, row, verb, groups, payload, reason)
+    after = store.run_row(run_id)
+    _report(obj, fmt, {"run": run_id, "verb": verb, "owner": views.owner_view(row), "took_over": False,
+                       "commands": commands, "status": after["status"]})
+
+
+@cli.command("resume")
+@click.argument("run_id", metavar="RUN")
+@click.argument("targets", nargs=-1, metavar="[STEP[:KEY]]...")
+@_reason_option
+@_force_option
+@_fmt_option
+@click.pass_obj
+def resume_cmd(obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, fmt: str | None) -> None:
+    """Resume paused instances of RUN: the ones named, else every paused instance.
+
+    If the run's owner is alive, the owner applies the command. If it is gone (interrupted, or a
+    batch run that paused and exited), this process takes the run over with its pinned code and
+    drives it until it finishes or pauses again.
+    """
+    store = obj.store
+    row = store.run_row(run_id)
+    _check_run(row, "resume")
+    groups = _groups(targets) if targets else [(None, None)]
+    _check_targets(store, row, groups)
+    owner = views.owner_view(row)
+    paused = store.instance_rows(run_id, status=InstanceStatus.PAUSED)
+    if not owner["alive"]:
+        _check_paused(row, groups, paused)
+    what = _describe(groups, "resume")
+    if not owner["alive"] and not targets:
+        what = f"every paused instance ({len(paused)})" if paused else "the run (nothing is paused)"
+    question = f"resume {what} in run {run_id} (workflow {row['workflow']})" + (
+        "" if owner["alive"] else ", taking the run over in this process with its pinned code"
+    )
+    _confirm(force, question + "?", f"refusing to resume {what} in run {run_id}")
+    if owner["alive"]:
+        commands = _send(store, row, "resume", groups, None, reason)
+        after = store.run_row(run_id)
+        _report(obj, fmt, {"run": run_id, "verb": "resume", "owner": owner, "took_over": False,
+                           "commands": commands, "status": after["status"]})
+        return
+    _report(obj, fmt, _take_over_and_resume(store, row, groups if targets else [], bool(paused), reason, fmt))
+
+
+def _check_paused(row: Mapping[str, Any], groups: Groups, paused: Sequence[Mapping[str, Any]]) -> None:
+    """Before taking a run over, refuse targets that are not paused (nothing is written then)."""
+    by_step: dict[str, set[str | None]] = {}
+    for r in paused:
+        by_step.setdefault(r["step"], set()).add(r["key"])
+    for step, keys in groups:
+        if step is None:
+            continue
+        if keys is None:
+            if step not in by_step:
+                raise CommandRefused(f"nothing to resume: no instance of {step!r} is paused in run {row['id']}")
+            continue
+        for k in keys:
+            if k not in by_step.get(step, set()):
+                raise CommandRefused(
+                    f"cannot resume {step}:{k} in run {row['id']}: it is not paused (see `nbflow show {row['id']}`)"
+                )
+
+
+def _take_over_and_resume(
+    store: Store, row: Mapping[str, Any], groups: Groups, any_paused: bool, reason: str | None, fmt: str | None,
+) -> dict[str, Any]:
+    """Take the run over with its pinned code, resume the targets (all paused if none), wait."""
+    from .engine.lifecycle import resume_pinned
+
+    run_id = row["id"]
+    owner = views.owner_view(row)
+    run = resume_pinned(store, run_id)
+    _err(f"took over run {run_id} in this process (pid {os.getpid()}) with its pinned code; driving it until it "
+         "finishes or pauses (Ctrl-C stops here; `nbflow resume` continues later)")
+    commands: list[dict[str, Any]] = []
+    for step, keys in groups or ([(None, None)] if any_paused else []):
+        try:
+            res = submit(store, run_id, "resume", step, keys, reason=reason)
+        except CommandRefused as exc:
+            if groups:  # an explicit target that does not fit: report it
+                commands.append({"id": None, "verb": "resume", "step": step, "keys": keys, "state": "refused",
+                                 "message": str(exc)})
+                continue
+            res = None  # "resume everything" found nothing left to resume (a queued command got there first)
+        if res is not None:
+            commands.append({"id": res.id, "verb": "resume", "step": step, "keys": keys,
+                             "state": "applied" if res.applied else "queued", "message": res.message})
+    try:
+        status = run.wait()
+    except KeyboardInterrupt:
+        _err(f"stopped; run {run_id} is left as it is: `nbflow resume {run_id}` continues it")
+        sys.exit(130)
+    summary = views.run_summary(store, store.run_row(run_id))
+    return {"run": run_id, "verb": "resume", "owner": owner, "took_over": True, "commands": commands,
+            "status": str(status), "progress": summary["progress"], "paused": views.paused_instances(run)}
+
+
+@cli.command("skip")
+@click.argument("run_id", metavar="RUN")
+@click.argument("targets", nargs=-1, required=True, metavar="STEP[:KEY]...")
+@click.option("--output", "output", required=True, callback=_parse_json, metavar="JSON",
+              help="The output the skipped instances stand for, as JSON (downstream steps read it).")
+@_reason_option
+@_force_option
+@_fmt_option
+@click.pass_obj
+def skip_cmd(obj: _State, run_id: str, targets: tuple[str, ...], output: Any, reason: str | None, force: bool,
+             fmt: str | None) -> None:
+    """Skip paused, failed or retrying instances, giving the output they stand for."""
+    _mutation(obj, run_id, "skip", _groups(targets), {"output": output}, reason, force, fmt)
+
+
+@cli.command("retry")
+@click.argument("run_id", metavar="RUN")
+@click.argument("targets", nargs=-1, required=True, metavar="STEP[:KEY]...")
+@_reason_option
+@_force_option
+@_fmt_option
+@click.pass_obj
+def retry_cmd(obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, fmt: str | None) -> None:
+    """Re-run failed or paused instances with their current inputs (including `set --inputs` edits)."""
+    _mutation(obj, run_id, "retry", _groups(targets), None, reason, force, fmt)
+
+
+@cli.command("set")
+@click.argument("run_id", metavar="RUN")
+@click.argument("target", metavar="STEP[:KEY]")
+@click.option("--inputs", "inputs", default=None, callback=_parse_json, metavar="JSON",
+              help="A JSON object of input name to new value, for an instance paused before its body or on error.")
+@click.option("--output", "output", default=None, callback=_parse_json, metavar="JSON",
+              help="The new output as JSON, for an instance paused after its body.")
+@click.option("--reason", required=True, help="Why: recorded in the history with the old and new values.")
+@_force_option
+@_fmt_option
+@click.pass_obj
+def set_cmd(obj: _State, run_id: str, target: str, inputs: Any, output: Any, reason: str, force: bool,
+            fmt: str | None) -> None:
+    """Change the inputs or the output of a paused instance (an audited mutation)."""
+    if (inputs is _UNSET) == (output is _UNSET):
+        raise click.UsageError("pass exactly one of --inputs JSON or --output JSON")
+    groups = _groups([target])
+    if inputs is not _UNSET:
+        if not isinstance(inputs, dict) or not inputs:
+            raise click.BadParameter(
+                "must be a non-empty JSON object of input name to value, e.g. '{\"item\": {\"x\": 1}}'",
+                param_hint="'--inputs'",
+            )
+        _mutation(obj, run_id, "set_inputs", groups, {"inputs": inputs}, reason, force, fmt, inputs=inputs)
+    else:
+        _mutation(obj, run_id, "set_output", groups, {"value": output}, reason, force, fmt)
+
+
+@cli.command("cancel")
+@click.argument("run_id", metavar="RUN")
+@_reason_option
+@_force_option
+@_fmt_option
+@click.pass_obj
+def cancel_cmd(obj: _State, run_id: str, reason: str | None, force: bool, fmt: str | None) -> None:
+    """Cancel RUN: every unfinished instance is cancelled and the run ends."""
+    _mutation(obj, run_id, "cancel", [(None, None)], None, reason, force, fmt)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``nbflow`` script and of ``python -m nbflow``."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="nbflow")
+
+
+__all__ = ["cli", "main"]
