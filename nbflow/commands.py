@@ -184,6 +184,7 @@ def apply_command(sched: Scheduler, row: Mapping[str, Any]) -> str:
     if verb == "breakpoint":
         return ctx.breakpoints_changed()
     insts = ctx.targets(target.get("step"), target.get("keys"), verb)
+    sched._hydrate(insts)  # values first, so a change never writes over what was not loaded
     return getattr(ctx, verb)(insts)
 
 

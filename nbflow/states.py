@@ -23,9 +23,10 @@ class InstanceStatus(StrEnum):
     @property
     def done_ok(self) -> bool:
         """True when downstream may read this instance's output."""
-        return self in (InstanceStatus.SUCCEEDED, InstanceStatus.SKIPPED)
+        return self in _DONE_OK
 
 
+_DONE_OK = frozenset({InstanceStatus.SUCCEEDED, InstanceStatus.SKIPPED})
 _TERMINAL = frozenset(
     {InstanceStatus.SUCCEEDED, InstanceStatus.FAILED, InstanceStatus.SKIPPED, InstanceStatus.CANCELLED}
 )

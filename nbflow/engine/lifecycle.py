@@ -166,14 +166,17 @@ def start_run(
             if r["step"] in steps:
                 copied.append({**r, "run_id": run_id})
     have = {(r["step"], r["item"]) for r in copied}
-    rows = copied + [
+    fresh = [
         {"run_id": run_id, "step": s, "item": TASK_ITEM, "key": None, "status": str(S.PENDING), "attempt": 0}
         for s in plan.order
         if plan.steps[s].kind != StepKind.FOREACH and (s, TASK_ITEM) not in have
     ]
     with store.engine.begin() as conn:
         conn.execute(t.runs.insert().values(**run_row))
-        conn.execute(t.instances.insert(), rows)
+        # Copied rows carry every column, fresh ones only a few: one executemany needs one key set.
+        for rows in (copied, fresh):
+            if rows:
+                conn.execute(t.instances.insert(), rows)
         for bp in bps:
             conn.execute(
                 t.breakpoints.insert().values(
@@ -189,7 +192,7 @@ def start_run(
             )
         )
     sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True)
-    sched.load(store.instance_rows(run_id))
+    sched.load()
     _register(sched)
     sched.start()
     return Run(store, run_id, wf)
@@ -257,11 +260,10 @@ def take_over(
                     data=json.dumps({"old_version": row["version"], "new_version": version, "diffs": diffs}),
                 )
             )
-        rows = store.instance_rows(run_id, conn=conn)
     row = {**row, "version": version, "owner_id": owner_id}
     opts = json.loads(row["options"] or "{}")
     sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"), live_code=live_code)
-    sched.load(rows)
+    sched.load()
     _register(sched)
     sched.start()
     return Run(store, run_id, wf)

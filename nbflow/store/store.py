@@ -6,6 +6,7 @@ commands and breakpoints through ``nbflow.commands``.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import secrets
 import threading
@@ -218,6 +219,23 @@ class Store:
         with self.engine.connect() as c:
             return list(c.execute(stmt).mappings())
 
+    STATE_COLUMNS = (
+        "step", "item", "key", "status", "attempt", "error_type", "error_message", "pause_reason", "held_by",
+        "released", "next_attempt_at", "deadline", "started_at", "finished_at", "token",
+    )
+
+    def instance_state_rows(self, run_id: str) -> list[Any]:
+        """Every instance of a run without its values (outputs, inputs, logs): what scheduling needs,
+        plus a last column telling whether the row has values to load later."""
+        t = schema.instances
+        has_values = sa.or_(
+            t.c.inputs_codec.is_not(None), t.c.output_codec.is_not(None), t.c.saved_codec.is_not(None),
+            t.c.logs.is_not(None), t.c.error_traceback.is_not(None),
+        )
+        stmt = sa.select(*(t.c[n] for n in self.STATE_COLUMNS), has_values).where(t.c.run_id == run_id)
+        with self.engine.connect() as c:
+            return list(c.execute(stmt).all())
+
     def event_rows(self, run_id: str, after_id: int = 0) -> list[Mapping[str, Any]]:
         t = schema.events
         with self.engine.connect() as conn:
@@ -255,7 +273,12 @@ class Store:
     @staticmethod
     def executemany(conn: Connection, sql: tuple[str, tuple[str, ...] | None], rows: list[dict[str, Any]]) -> int:
         text, order = sql
-        params: list[Any] = [tuple(r[k] for k in order) for r in rows] if order is not None else rows
+        if order is None:
+            params: list[Any] = rows
+        elif len(order) == 1:
+            params = [(r[order[0]],) for r in rows]
+        else:
+            params = list(map(operator.itemgetter(*order), rows))
         cur = conn.connection.cursor()
         try:
             cur.executemany(text, params)
