@@ -207,6 +207,12 @@ def allowed_verbs(inst: Inst) -> list[str]:
     return []
 
 
+def _nothing_allowed(inst: Inst) -> str:
+    if inst.status.terminal:
+        return f"nothing, it is finished ({inst.status})"
+    return "nothing until it pauses or finishes (or cancel the run)"
+
+
 class _Apply:
     def __init__(self, sched: Scheduler, row: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
         self.s = sched
@@ -220,7 +226,7 @@ class _Apply:
         allowed = allowed_verbs(inst)
         return CommandRefused(
             f"cannot {verb} {inst.label}: it is {state}, and {verb} needs {needs}; "
-            f"allowed now: {', '.join(allowed) if allowed else 'nothing (wait for it or cancel the run)'}"
+            f"allowed now: {', '.join(allowed) if allowed else _nothing_allowed(inst)}"
         )
 
     def targets(self, step: str | None, keys: list[str] | None, verb: str) -> list[Inst]:
