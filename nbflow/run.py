@@ -237,6 +237,10 @@ class Run:
             raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
         rows = reader.by_step.get(step, [])
         not_done = [r for r in rows if not InstanceStatus(r["status"]).done_ok]
+        if not rows and reader.definition["steps"][step]["kind"] == "foreach" and any(
+            e["kind"] == "expanded" and e["step"] == step for e in self.store.event_rows(self.id)
+        ):
+            return []  # a foreach over an empty list: expanded, no instances, output []
         if not rows or not_done:
             state = ", ".join(sorted({r["status"] for r in not_done})) or "not started"
             raise NbflowError(f"step {step!r} of run {self.id} has no output yet ({state})")

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import difflib
 import json
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Mapping
@@ -61,21 +63,33 @@ def owner_text(row: Mapping[str, Any]) -> str:
     return f"pid {row['owner_pid']} on {row['owner_host']}" if row["owner_id"] else "nobody"
 
 
-def save_version(store: Store, wf: Workflow, plan: Plan, definition: dict[str, Any], version: str) -> None:
-    """Pin the code of *version*: its definition and each step's source and pickled callable."""
-    if store.has_version(wf.name, version):
-        return
-    code_rows = []
+def pin(wf: Workflow, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]]:
+    """The definition, version and pickled steps of *plan*. The version hashes each step's
+    pickled bytes too, so two runs whose steps read different captured values never share code."""
+    definition = wf.definition(plan)
+    pickles: dict[str, bytes] = {}
     for name in plan.order:
-        spec = plan.steps[name]
         try:
-            pickled = cloudpickle.dumps(spec)
+            pickles[name] = _pickle_pinned(plan.steps[name])
         except Exception as exc:
             raise DefinitionError(
                 f"step {name!r} cannot be pickled to pin its code ({type(exc).__name__}: {exc}); "
                 "a step must not close over open files, locks or connections"
             ) from None
-        code_rows.append({"version": version, "step": name, "source": spec.source, "pickled": pickled, "created_at": now()})
+        definition["steps"][name]["code_sha256"] = hashlib.sha256(pickles[name]).hexdigest()
+    return definition, Workflow.version_of(definition), pickles
+
+
+def save_version(
+    store: Store, wf: Workflow, plan: Plan, definition: dict[str, Any], version: str, pickles: Mapping[str, bytes]
+) -> None:
+    """Pin the code of *version*: its definition and each step's source and pickled callable."""
+    if store.has_version(wf.name, version):
+        return
+    code_rows = [
+        {"version": version, "step": name, "source": plan.steps[name].source, "pickled": pickles[name], "created_at": now()}
+        for name in plan.order
+    ]
     try:
         with store.engine.begin() as conn:
             conn.execute(
@@ -86,6 +100,30 @@ def save_version(store: Store, wf: Workflow, plan: Plan, definition: dict[str, A
             conn.execute(t.step_code.insert(), code_rows)
     except sa.exc.IntegrityError:
         pass  # another process pinned the same version first
+
+
+def _pickle_pinned(spec: StepSpec) -> bytes:
+    """Pickle a step with the code of its own module by value: by reference, a pinned run would
+    import today's module (or fail where it cannot be imported). Falls back to by reference when
+    the module's objects cannot be pickled by value."""
+    names = {getattr(f, "__module__", None) for f in (spec.fn, spec.key)}
+    registered = cloudpickle.list_registry_pickle_by_value()
+    mods = [
+        sys.modules[n] for n in names
+        if n and n != "__main__" and not n.startswith("nbflow") and n in sys.modules and n not in registered
+    ]
+    if not mods:
+        return cloudpickle.dumps(spec)
+    for mod in mods:
+        cloudpickle.register_pickle_by_value(mod)
+    try:
+        return cloudpickle.dumps(spec)
+    except Exception:  # noqa: BLE001 - e.g. a module global that cannot be pickled: keep the reference
+        pass
+    finally:
+        for mod in mods:
+            cloudpickle.unregister_pickle_by_value(mod)
+    return cloudpickle.dumps(spec)
 
 
 def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
@@ -144,9 +182,8 @@ def start_run(
         bps.append(bp)
     store = wf.store
     params_enc = store.encode(params, "run parameters")
-    definition = wf.definition(plan)
-    version = Workflow.version_of(definition)
-    save_version(store, wf, plan, definition, version)
+    definition, version, pickles = pin(wf, plan)
+    save_version(store, wf, plan, definition, version, pickles)
 
     run_id = uuid.uuid4().hex[:12]
     owner_id = uuid.uuid4().hex
@@ -223,11 +260,10 @@ def take_over(
     stored_def = store.definition(row["workflow"], row["version"])
     plan = wf.plan()
     _check_same_graph(wf, plan, stored_def, run_id)
-    definition = wf.definition(plan)
-    version = Workflow.version_of(definition)
+    definition, version, pickles = pin(wf, plan)
     diffs: dict[str, str] = {}
     if version != row["version"]:
-        save_version(store, wf, plan, definition, version)
+        save_version(store, wf, plan, definition, version, pickles)
         for s in plan.order:
             old = stored_def["steps"][s]["source"]
             new = plan.steps[s].source

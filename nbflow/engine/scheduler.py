@@ -231,6 +231,9 @@ class Scheduler:
                 interrupted.append(inst)
                 self.dirty[inst.ident] = inst
             self._index(inst)
+        # They are written back (running -> ready): load their values first, or the flush would
+        # erase their ctx.checkpoint progress, operator-edited inputs and logs.
+        self._hydrate(interrupted)
         for s in self.plan.order:
             if self.plan.steps[s].kind == StepKind.FOREACH and self.by_step[s]:
                 self.expanded[s] = True
@@ -509,12 +512,11 @@ class Scheduler:
         ):
             self._ignore_live("its steps or dependencies changed; fork the run to use the new graph")
             return
-        from .lifecycle import save_version
+        from .lifecycle import pin, save_version
 
         old_specs = self.specs
-        definition = self.wf.definition(plan)
-        version = Workflow.version_of(definition)
-        save_version(self.store, self.wf, plan, definition, version)
+        definition, version, pickles = pin(self.wf, plan)
+        save_version(self.store, self.wf, plan, definition, version, pickles)
         diffs = {
             s: "".join(
                 difflib.unified_diff(
@@ -655,8 +657,13 @@ class Scheduler:
         if not force and t0 - self._last_poll < COMMAND_POLL_S:
             return
         self._last_poll = t0
-        with self.store.engine.connect() as conn:
-            rows = self.store.pending_commands(self.run_id, conn)
+        conn = self._connection()
+        try:
+            with conn.begin():
+                rows = self.store.pending_commands(self.run_id, conn)
+        except Exception:
+            self._drop_connection()
+            raise
         from ..commands import apply_command
 
         if rows:

@@ -1,0 +1,299 @@
+"""Workflow definitions: bad ones are refused with a clear error before anything is written;
+good ones may name steps defined later; the version hash follows code and options."""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import nbflow
+from nbflow import CycleError, DefinitionError, Workflow
+
+
+def _table_counts(db_url: str) -> dict[str, int]:
+    """Rows per table that a run (or its pinned code) would write."""
+    path = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
+            for table in ("runs", "instances", "events", "workflows", "step_code")
+        }
+
+
+def assert_store_untouched(db_url: str) -> None:
+    """No run is visible through the API and no table holds a row for one."""
+    assert nbflow.runs(db_url) == []
+    assert _table_counts(db_url) == {"runs": 0, "instances": 0, "events": 0, "workflows": 0, "step_code": 0}
+
+
+def version(wf: Workflow) -> str:
+    """The version hash a run of *wf* would be pinned to."""
+    return Workflow.version_of(wf.definition(wf.plan()))
+
+
+def test_cycle_is_refused_naming_every_step_in_it(db_url: str) -> None:
+    wf = Workflow("cyclic", db_url)
+
+    @wf.step
+    def start() -> int:
+        return 1
+
+    @wf.step
+    def alpha(start: int, gamma: int) -> int:
+        return start + gamma
+
+    @wf.step
+    def beta(alpha: int) -> int:
+        return alpha
+
+    @wf.step
+    def gamma(beta: int) -> int:
+        return beta
+
+    with pytest.raises(CycleError) as err:
+        wf.run()
+    message = str(err.value)
+    assert "cycle" in message
+    for step in ("alpha", "beta", "gamma"):
+        assert step in message
+    assert "'start'" not in message.split("cycle", 1)[1]  # only the steps of the cycle are blamed
+    assert_store_untouched(db_url)
+
+
+def test_cycle_through_a_foreach_source_is_refused(db_url: str) -> None:
+    wf = Workflow("cyclic-foreach", db_url)
+
+    @wf.step
+    def report(enrich: list[int]) -> int:
+        return sum(enrich)
+
+    @wf.foreach("report")
+    def enrich(item: int) -> int:
+        return item
+
+    with pytest.raises(CycleError, match="cycle") as err:
+        wf.run()
+    assert "report" in str(err.value) and "enrich" in str(err.value)
+    assert_store_untouched(db_url)
+
+
+def test_self_cycle_through_after_is_refused(db_url: str) -> None:
+    wf = Workflow("self", db_url)
+
+    @wf.step(after=["lonely"])
+    def lonely() -> int:
+        return 1
+
+    with pytest.raises(CycleError, match="cycle.*lonely|lonely.*cycle"):
+        wf.run()
+    assert_store_untouched(db_url)
+
+
+def test_unknown_parameter_names_the_step_and_the_parameter(db_url: str) -> None:
+    wf = Workflow("unknown-param", db_url)
+
+    @wf.step
+    def load() -> list[int]:
+        return [1, 2]
+
+    @wf.step
+    def total(load: list[int], lode: int) -> int:
+        return sum(load) + lode
+
+    with pytest.raises(DefinitionError) as err:
+        wf.run(params={"n": 3})
+    message = str(err.value)
+    assert "'total'" in message
+    assert "'lode'" in message
+    assert "neither a step nor a run parameter" in message
+    assert_store_untouched(db_url)
+
+
+def test_parameter_with_a_default_need_not_be_a_run_parameter(db_url: str) -> None:
+    wf = Workflow("defaults", db_url)
+
+    @wf.step
+    def scaled(factor: int = 3) -> int:
+        return 2 * factor
+
+    run = wf.run()
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("scaled") == 6
+
+
+def test_step_name_reused_for_another_kind_is_a_duplicate(db_url: str) -> None:
+    wf = Workflow("dupe", db_url)
+
+    @wf.step
+    def load() -> list[int]:
+        return [1, 2, 3]
+
+    @wf.step
+    def enrich(load: list[int]) -> int:
+        return len(load)
+
+    before = version(wf)
+    with pytest.raises(DefinitionError) as err:
+
+        @wf.foreach("load")
+        def enrich(item: int) -> int:  # noqa: F811 - the redefinition is the point
+            return item
+
+    message = str(err.value)
+    assert "duplicate step" in message
+    assert "'enrich'" in message
+    assert "task" in message and "foreach" in message
+    assert wf.steps["enrich"].kind == "task"  # the refused definition changed nothing
+    assert version(wf) == before
+    assert_store_untouched(db_url)
+
+
+def test_redefining_a_step_with_the_same_kind_replaces_it(db_url: str) -> None:
+    wf = Workflow("redefine", db_url)
+
+    @wf.step
+    def answer() -> int:
+        return 1
+
+    first = version(wf)
+
+    @wf.step
+    def answer() -> int:  # noqa: F811 - a notebook cell run again
+        return 42
+
+    assert version(wf) != first
+    assert list(wf.steps) == ["answer"]
+    run = wf.run()
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("answer") == 42
+
+
+def test_foreach_over_an_unknown_step_is_refused(db_url: str) -> None:
+    wf = Workflow("foreach-unknown", db_url)
+
+    @wf.step
+    def load() -> list[int]:
+        return [1, 2]
+
+    @wf.foreach("lode")
+    def enrich(item: int) -> int:
+        return item
+
+    with pytest.raises(DefinitionError) as err:
+        wf.run()
+    message = str(err.value)
+    assert "'enrich'" in message and "'lode'" in message
+    assert_store_untouched(db_url)
+
+
+def test_after_naming_an_unknown_step_is_refused(db_url: str) -> None:
+    wf = Workflow("after-unknown", db_url)
+
+    @wf.step
+    def load() -> int:
+        return 1
+
+    @wf.step(after=["setup"])
+    def work(load: int) -> int:
+        return load
+
+    with pytest.raises(DefinitionError) as err:
+        wf.run()
+    message = str(err.value)
+    assert "'work'" in message and "'setup'" in message
+    assert_store_untouched(db_url)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: (lambda *rows: rows), id="args"),
+        pytest.param(lambda: (lambda **named: named), id="kwargs"),
+    ],
+)
+def test_star_parameters_are_refused_at_definition(db_url: str, make: Callable[[], Callable[..., Any]]) -> None:
+    wf = Workflow("star", db_url)
+    fn = make()
+    with pytest.raises(DefinitionError, match=r"not supported"):
+        wf.step(name="gather")(fn)
+    assert "gather" not in wf.steps
+    assert_store_untouched(db_url)
+
+
+def test_dependencies_may_name_a_step_defined_later(db_url: str) -> None:
+    wf = Workflow("forward", db_url)
+
+    @wf.step
+    def report(enrich: list[int], load: list[int]) -> dict[str, int]:
+        return {"rows": len(load), "total": sum(enrich)}
+
+    @wf.foreach("load")
+    def enrich(item: int) -> int:
+        return item * 10
+
+    @wf.step
+    def load(n: int) -> list[int]:
+        return list(range(n))
+
+    run = wf.run(params={"n": 4})
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("report") == {"rows": 4, "total": 60}
+
+
+def _build(retries: int = 0) -> Workflow:
+    """The same workflow text every call; options come in as arguments."""
+    wf = Workflow("versioned", "sqlite://")
+
+    @wf.step
+    def load(n: int) -> list[int]:
+        return list(range(n))
+
+    @wf.step(retries=retries)
+    def total(load: list[int]) -> int:
+        return sum(load)
+
+    return wf
+
+
+def test_version_is_stable_for_the_same_code_and_options() -> None:
+    assert version(_build()) == version(_build())
+
+
+def test_version_changes_when_options_change() -> None:
+    assert version(_build(retries=2)) != version(_build(retries=0))
+
+
+def test_version_changes_when_code_changes() -> None:
+    wf = _build()
+    before = version(wf)
+
+    @wf.step
+    def total(load: list[int]) -> int:
+        return sum(load) * 2
+
+    assert version(wf) != before
+
+
+
+def _captured_workflow(db_url: str, offset: int) -> Workflow:
+    wf = Workflow("captured", db_url)
+
+    @wf.step
+    def total():
+        return offset
+
+    return wf
+
+
+def test_runs_whose_steps_capture_different_values_pin_their_own_code(db_url: str) -> None:
+    from nbflow.engine.lifecycle import pinned_workflow
+
+    first = _captured_workflow(db_url, 1).run()
+    second = _captured_workflow(db_url, 2).run()
+    assert first.wait() == "succeeded" and second.wait() == "succeeded"
+
+    assert first.version != second.version
+    pinned = pinned_workflow(second.store, "captured", second.version)
+    assert pinned.steps["total"].fn() == 2

@@ -1,0 +1,259 @@
+"""The store: file permissions, Alembic schema, refusing a newer schema, codecs, artifacts,
+NBFLOW_DB, and outputs committed together with their instance's success."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import nbflow
+from nbflow import Store, StoreError, Workflow
+from nbflow.store import schema
+
+TIMEOUT = 60
+
+
+def db_path(db_url: str) -> Path:
+    return Path(db_url.removeprefix("sqlite:///"))
+
+
+def rows(db_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Read the store with the stdlib driver, as an outside tool would."""
+    with sqlite3.connect(db_path(db_url)) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def test_store_file_is_readable_by_its_owner_only(db_url: str) -> None:
+    Store.open(db_url)
+    mode = stat.S_IMODE(os.stat(db_path(db_url)).st_mode)
+    assert mode == 0o600, oct(mode)
+
+
+def test_store_side_files_and_artifacts_are_owner_only(db_url: str) -> None:
+    wf = Workflow("private", db_url)
+
+    @wf.step
+    def secret() -> str:
+        return "s" * (300 * 1024)  # large enough for an artifact file
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    folder = db_path(db_url).parent
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert any(p.parent.name == "sha256" for p in files)
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(0o600) for p in files}
+
+
+def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
+    store = Store.open(db_url)
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn)
+        assert ctx.get_current_revision() == schema.SCHEMA_HEAD
+        assert compare_metadata(ctx, schema.metadata) == []
+
+
+def test_reopening_a_current_store_keeps_its_data(db_url: str) -> None:
+    wf = Workflow("kept", db_url)
+
+    @wf.step
+    def one() -> int:
+        return 1
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    fresh = Store(db_url)  # a second open of the same file, as another process would do
+    try:
+        assert [r["id"] for r in fresh.run_rows()] == [run.id]
+    finally:
+        fresh.dispose()
+
+
+def _snapshot(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as conn:
+        return (
+            conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall(),
+            conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+            conn.execute("SELECT * FROM future_table").fetchall(),
+        )
+
+
+def test_store_from_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('0042_from_the_future')")
+        conn.execute("CREATE TABLE future_table (id INTEGER PRIMARY KEY, note TEXT)")
+        conn.execute("INSERT INTO future_table (note) VALUES ('keep me')")
+    before = _snapshot(path)
+    url = f"sqlite:///{path}"
+
+    with pytest.raises(StoreError) as err:
+        Store.open(url)
+    message = str(err.value)
+    assert "0042_from_the_future" in message
+    assert "newer" in message
+    assert str(path) in message
+
+    with pytest.raises(StoreError):  # the public entry points give the same clear error
+        nbflow.runs(url)
+    assert _snapshot(path) == before
+
+
+def test_large_value_goes_to_an_artifact_file_and_reads_back(db_url: str) -> None:
+    wf = Workflow("big", db_url)
+    big = {"rows": ["x" * 1000 + str(i) for i in range(300)]}  # about 300 KiB as JSON
+
+    @wf.step
+    def produce() -> dict[str, list[str]]:
+        return big
+
+    @wf.step
+    def measure(produce: dict[str, list[str]]) -> int:
+        return sum(len(r) for r in produce["rows"])
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    [(codec, ref)] = rows(db_url, "SELECT output_codec, output FROM instances WHERE step = 'produce'")
+    ref = bytes(ref).decode()
+    assert codec == "ref"
+    assert ref.startswith("res://sha256/")
+    digest = ref.removeprefix("res://sha256/")
+    artifact = db_path(db_url).parent / "artifacts" / "sha256" / digest
+    assert artifact.is_file() and artifact.stat().st_size > 256 * 1024
+    assert rows(db_url, "SELECT codec FROM blobs WHERE hash = ?", digest) == [("json",)]
+    assert run.output("produce") == big
+    assert run.output("measure") == sum(len(r) for r in big["rows"])
+
+
+def test_small_value_stays_in_the_database(db_url: str) -> None:
+    wf = Workflow("small", db_url)
+
+    @wf.step
+    def produce() -> str:
+        return "x" * 1000
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    assert rows(db_url, "SELECT output_codec FROM instances") == [("json",)]
+    assert not (db_path(db_url).parent / "artifacts").exists()
+
+
+def test_codec_is_recorded_json_or_pickle(db_url: str) -> None:
+    wf = Workflow("codecs", db_url)
+
+    @wf.step
+    def as_json() -> dict[str, Any]:
+        return {"a": [1, 2.5, None, "t"], "ok": True}
+
+    @wf.step
+    def as_pickle() -> set[int]:
+        return {1, 2}
+
+    @wf.step
+    def tuple_too() -> tuple[int, int]:
+        return (1, 2)
+
+    @wf.step
+    def nothing() -> None:
+        return None
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    codecs = dict(rows(db_url, "SELECT step, output_codec FROM instances"))
+    assert codecs == {"as_json": "json", "as_pickle": "pickle", "tuple_too": "pickle", "nothing": "json"}
+    [(text,)] = rows(db_url, "SELECT output FROM instances WHERE step = 'as_json'")
+    assert bytes(text).decode() == '{"a":[1,2.5,null,"t"],"ok":true}'  # readable by any tool
+
+
+def test_nbflow_db_is_used_when_no_store_is_given(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    assert os.environ["NBFLOW_DB"] == db_url
+    wf = Workflow("from-env")
+
+    @wf.step
+    def hello() -> str:
+        return "hi"
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    assert rows(db_url, "SELECT id, workflow, status FROM runs") == [(run.id, "from-env", "succeeded")]
+    assert [r.id for r in nbflow.runs()] == [run.id]
+    assert not (workdir / ".nbflow").exists()
+
+
+def test_default_store_is_under_dot_nbflow_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NBFLOW_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    wf = Workflow("default-place")
+
+    @wf.step
+    def hello() -> str:
+        return "hi"
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    url = f"sqlite:///{tmp_path / '.nbflow' / 'nbflow.db'}"
+    assert rows(url, "SELECT id FROM runs") == [(run.id,)]
+
+
+def test_output_is_committed_with_the_move_to_succeeded(db_url: str) -> None:
+    """Watch the store from outside while a run writes it: no output without success, no success without output."""
+    wf = Workflow("atomic", db_url)
+
+    @wf.step
+    def items() -> list[int]:
+        return list(range(300))
+
+    @wf.foreach("items")
+    def square(item: int) -> int:
+        time.sleep(0.001)
+        return item * item
+
+    @wf.step
+    def total(square: list[int]) -> int:
+        return sum(square)
+
+    run = wf.run(max_workers=4)
+    snapshots = 0
+    seen_statuses: set[str] = set()
+    conn = sqlite3.connect(db_path(db_url), timeout=30)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            finished = rows(db_url, "SELECT status FROM runs")[0][0] != "running"
+            state = conn.execute("SELECT status, output_codec, output FROM instances").fetchall()
+            snapshots += 1
+            for status, codec, output in state:
+                seen_statuses.add(status)
+                if status == "succeeded":
+                    assert codec is not None and output is not None, "a succeeded instance without its output"
+                else:
+                    assert codec is None and output is None, f"an output on a {status} instance"
+            if finished or time.monotonic() > deadline:
+                break
+    finally:
+        conn.close()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    assert run.output("total") == sum(i * i for i in range(300))
+    assert snapshots > 1 and "succeeded" in seen_statuses
+
+
+def test_store_engine_uses_wal(db_url: str) -> None:
+    store = Store.open(db_url)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
