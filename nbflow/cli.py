@@ -61,6 +61,11 @@ class _State:
                 raise click.BadParameter(f"{self.db!r} is not a usable SQLAlchemy URL ({exc})", param_hint="'--db'")
             except sa.exc.OperationalError as exc:
                 raise click.ClickException(f"cannot open the store {self.db or '(default)'}: {exc.orig}") from None
+            except ImportError as exc:
+                raise click.ClickException(
+                    f"cannot open the store: its database driver is not installed ({exc}); "
+                    "install the driver the URL names (for PostgreSQL: psycopg)"
+                ) from None
         return self._store
 
     def format(self, fmt: str | None) -> str:
@@ -161,7 +166,8 @@ def cli(ctx: click.Context, db: str | None, fmt: str | None) -> None:
 @cli.command("runs")
 @click.option("--workflow", default=None, help="Only runs of this workflow.")
 @click.option("--status", multiple=True, type=click.Choice(RUN_STATUSES), help="Only runs in this status (repeatable).")
-@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N runs, newest first (0: all).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="At most N runs, newest first (0: all).")
 @_fmt_option
 @click.pass_obj
 def runs_cmd(obj: _State, workflow: str | None, status: tuple[str, ...], limit: int, fmt: str | None) -> None:
@@ -245,7 +251,8 @@ def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> N
                     counts.append("  ")
                 counts.append(f"{st} {n}", style=STYLE.get(st, ""))
         kind = node["kind"] + (f" over {node['foreach']}" if node["foreach"] else "")
-        steps.add_row(Text(node["step"]), Text(kind), Text(", ".join(node["upstream"]) or "-"), str(node["total"]), counts)
+        after = Text(", ".join(node["upstream"]) or "-")
+        steps.add_row(Text(node["step"]), Text(kind), after, str(node["total"]), counts)
     con.print(steps)
 
     if view["breakpoints"]:
@@ -254,9 +261,12 @@ def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> N
             bps.add_column(col)
         for bp in view["breakpoints"]:
             held = bp["holding"]
-            shown = ", ".join("-" if k is None else str(k) for k in held[:10]) + (f" … (+{len(held) - 10})" if len(held) > 10 else "")
+            shown = ", ".join("-" if k is None else str(k) for k in held[:10])
+            if len(held) > 10:
+                shown += f" … (+{len(held) - 10})"
             bps.add_row(
-                str(bp["id"]), bp["scope"], Text(_label(bp["step"], bp["key"])), bp["when"], Text(bp["condition"] or "-"),
+                str(bp["id"]), bp["scope"], Text(_label(bp["step"], bp["key"])), bp["when"],
+                Text(bp["condition"] or "-"),
                 Text(bp["state"], style="bold yellow" if bp["state"] == "hit" else ""),
                 Text(f"{len(held)}: {shown}" if held else "-"),
             )
@@ -327,7 +337,8 @@ def _scope(store: Store, workflow: str | None, run_id: str | None) -> tuple[str,
 
 @breakpoint_grp.command("list")
 @click.option("--workflow", default=None, help="The workflow-scoped breakpoints of W.")
-@click.option("--run", "run_id", default=None, metavar="RUN", help="The breakpoints that apply to RUN (its workflow's and its own).")
+@click.option("--run", "run_id", default=None, metavar="RUN",
+              help="The breakpoints that apply to RUN (its workflow's and its own).")
 @_fmt_option
 @click.pass_obj
 def breakpoint_list(obj: _State, workflow: str | None, run_id: str | None, fmt: str | None) -> None:
@@ -394,7 +405,8 @@ def _definition_for(store: Store, workflow: str, row: Mapping[str, Any] | None) 
 @_fmt_option
 @click.pass_obj
 def breakpoint_add(
-    obj: _State, workflow: str | None, run_id: str | None, target: str, when: str, condition: str | None, fmt: str | None,
+    obj: _State, workflow: str | None, run_id: str | None, target: str, when: str, condition: str | None,
+    fmt: str | None,
 ) -> None:
     """Add a breakpoint on STEP (or one foreach item, STEP:KEY); live runs apply it at once."""
     store = obj.store
@@ -410,13 +422,18 @@ def breakpoint_add(
     validate(bp, definition["steps"])
     kind = definition["steps"][step]["kind"]
     if key is not None and kind != StepKind.FOREACH:
-        raise CommandRefused(f"step {step!r} is a {kind} step with a single instance; a key only narrows a foreach step: write {step}")
+        raise CommandRefused(
+            f"step {step!r} is a {kind} step with a single instance; a key only narrows a foreach step: write {step}"
+        )
     if key is not None and row is not None:
         have = {r["key"] for r in store.instance_rows(row["id"], step=step)}
         if have and key not in have:
-            raise CommandRefused(f"step {step!r} of run {row['id']} has no instance with key {key} (it has {len(have)})")
+            raise CommandRefused(
+                f"step {step!r} of run {row['id']} has no instance with key {key} (it has {len(have)})"
+            )
     created = add_breakpoint(store, name, bp, run_id)
-    result = views.breakpoint_view({
+    stored = [b for b in store.breakpoint_rows(name, run_id) if b["id"] == created.id]
+    result = views.breakpoint_view(stored[0] if stored else {  # removed again meanwhile: describe what was added
         "id": created.id, "workflow": name, "run_id": run_id, "step": created.step, "key": created.key,
         "when": str(created.when), "condition": created.condition, "created_by": created.created_by,
         "created_at": time.time(),
@@ -425,8 +442,8 @@ def breakpoint_add(
         _emit_json(result)
         return
     scope = f"run {run_id}" if run_id else f"workflow {name!r}"
-    click.echo(f"breakpoint {created.id} added on {_label(step, key)} ({when}{', if ' + condition if condition else ''}) "
-               f"for {scope}")
+    cond = f", if {condition}" if condition else ""
+    click.echo(f"breakpoint {created.id} added on {_label(step, key)} ({when}{cond}) for {scope}")
 
 
 @breakpoint_grp.command("rm")
@@ -474,7 +491,7 @@ def _describe(groups: Groups, verb: str) -> str:
     parts = []
     for step, keys in groups:
         if step is None:
-            parts.append("every paused instance" if verb == "resume" else "the whole run")
+            parts.append("every paused instance" if verb == "resume" else "every unfinished instance")
         elif keys is None:
             parts.append(f"every instance of {step}")
         else:
@@ -491,7 +508,9 @@ def _check_run(row: Mapping[str, Any], verb: str) -> None:
         )
 
 
-def _check_targets(store: Store, row: Mapping[str, Any], groups: Groups, inputs: Mapping[str, Any] | None = None) -> None:
+def _check_targets(
+    store: Store, row: Mapping[str, Any], groups: Groups, inputs: Mapping[str, Any] | None = None
+) -> None:
     """Refuse unknown steps, keys and input names before anything is written."""
     definition = store.definition(row["workflow"], row["version"])
     steps = definition["steps"]
@@ -512,7 +531,9 @@ def _check_targets(store: Store, row: Mapping[str, Any], groups: Groups, inputs:
             continue
         kind = steps[step]["kind"]
         if kind != StepKind.FOREACH:
-            raise CommandRefused(f"step {step!r} is a {kind} step with a single instance; name it without a key: {step}")
+            raise CommandRefused(
+                f"step {step!r} is a {kind} step with a single instance; name it without a key: {step}"
+            )
         have = [r["key"] for r in store.instance_rows(row["id"], step=step)]
         missing = [k for k in keys if k not in set(have)]
         if missing:
@@ -528,7 +549,9 @@ def _confirm(force: bool, question: str, refusal: str) -> None:
     if force:
         return
     if not sys.stdin.isatty():
-        raise click.ClickException(f"{refusal}: standard input is not a terminal, so nothing can be confirmed; pass --force")
+        raise click.ClickException(
+            f"{refusal}: standard input is not a terminal, so nothing can be confirmed; pass --force"
+        )
     if not click.confirm(question, default=False, err=True):
         raise click.ClickException("not confirmed; nothing was changed")
 
@@ -610,7 +633,8 @@ def _print_outcome(result: Mapping[str, Any]) -> None:
             table.add_row(Text(inst["step"]), Text(inst["key"] or "-"), Text(why))
         con.print(table)
         if len(paused) > 50:
-            con.print(Text(f"… and {len(paused) - 50} more (`nbflow show {result['run']} --status paused`)", style="dim"))
+            more = f"… and {len(paused) - 50} more (`nbflow show {result['run']} --status paused`)"
+            con.print(Text(more, style="dim"))
 
 
 def _mutation(obj: _State, run_id: str, verb: str, groups: Groups, payload: Mapping[str, Any] | None,
@@ -619,8 +643,13 @@ def _mutation(obj: _State, run_id: str, verb: str, groups: Groups, payload: Mapp
     row = store.run_row(run_id)
     _check_run(row, verb)
     _check_targets(store, row, groups, inputs)
+    if verb != "cancel" and not views.owner_view(row)["alive"]:
+        _check_states(store, row, verb, groups)
     what = _describe(groups, verb)
-    _confirm(force, f"{verb} {what} in run {run_id} (workflow {row['workflow']})?", f"refusing to {verb} {what} in run {run_id}")
+    _confirm(
+        force, f"{verb} {what} in run {run_id} (workflow {row['workflow']})?",
+        f"refusing to {verb} {what} in run {run_id}",
+    )
     commands = _send(store, row, verb, groups, payload, reason)
     after = store.run_row(run_id)
     _report(obj, fmt, {"run": run_id, "verb": verb, "owner": views.owner_view(row), "took_over": False,
@@ -634,7 +663,9 @@ def _mutation(obj: _State, run_id: str, verb: str, groups: Groups, payload: Mapp
 @_force_option
 @_fmt_option
 @click.pass_obj
-def resume_cmd(obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, fmt: str | None) -> None:
+def resume_cmd(
+    obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, fmt: str | None
+) -> None:
     """Resume paused instances of RUN: the ones named, else every paused instance.
 
     If the run's owner is alive, the owner applies the command. If it is gone (interrupted, or a
@@ -649,7 +680,7 @@ def resume_cmd(obj: _State, run_id: str, targets: tuple[str, ...], reason: str |
     owner = views.owner_view(row)
     paused = store.instance_rows(run_id, status=InstanceStatus.PAUSED)
     if not owner["alive"]:
-        _check_paused(row, groups, paused)
+        _check_states(store, row, "resume", groups)
     what = _describe(groups, "resume")
     if not owner["alive"] and not targets:
         what = f"every paused instance ({len(paused)})" if paused else "the run (nothing is paused)"
@@ -663,60 +694,87 @@ def resume_cmd(obj: _State, run_id: str, targets: tuple[str, ...], reason: str |
         _report(obj, fmt, {"run": run_id, "verb": "resume", "owner": owner, "took_over": False,
                            "commands": commands, "status": after["status"]})
         return
-    _report(obj, fmt, _take_over_and_resume(store, row, groups if targets else [], bool(paused), reason, fmt))
+    _report(obj, fmt, _take_over_and_resume(store, row, groups if targets else [], reason))
 
 
-def _check_paused(row: Mapping[str, Any], groups: Groups, paused: Sequence[Mapping[str, Any]]) -> None:
-    """Before taking a run over, refuse targets that are not paused (nothing is written then)."""
-    by_step: dict[str, set[str | None]] = {}
-    for r in paused:
-        by_step.setdefault(r["step"], set()).add(r["key"])
+def _check_states(store: Store, row: Mapping[str, Any], verb: str, groups: Groups) -> None:
+    """With no live owner the stored states are current: refuse a verb that does not fit them now,
+    before anything is written (a live owner answers for itself)."""
+    rows = store.instance_rows(row["id"])
     for step, keys in groups:
         if step is None:
             continue
-        if keys is None:
-            if step not in by_step:
-                raise CommandRefused(f"nothing to resume: no instance of {step!r} is paused in run {row['id']}")
-            continue
-        for k in keys:
-            if k not in by_step.get(step, set()):
+        insts = [r for r in rows if r["step"] == step]
+        if keys is not None:
+            named = [r for r in insts if r["key"] in keys]
+        else:  # a task step's single instance is named by the step alone
+            named = [r for r in insts if r["key"] is None]
+        for r in named:
+            allowed = views.verbs(r["status"], r["pause_reason"])
+            if verb not in allowed:
+                state = r["status"] + (f" ({r['pause_reason']})" if r["pause_reason"] else "")
                 raise CommandRefused(
-                    f"cannot resume {step}:{k} in run {row['id']}: it is not paused (see `nbflow show {row['id']}`)"
+                    f"cannot {verb} {_label(step, r['key'])} in run {row['id']}: it is {state}; "
+                    f"allowed now: {', '.join(allowed) if allowed else 'nothing'}"
                 )
+        if not any(verb in views.verbs(r["status"], r["pause_reason"]) for r in insts):
+            raise CommandRefused(
+                f"nothing to {verb}: no instance of {step!r} in run {row['id']} accepts {verb} now "
+                f"(see `nbflow show {row['id']}`)"
+            )
 
 
 def _take_over_and_resume(
-    store: Store, row: Mapping[str, Any], groups: Groups, any_paused: bool, reason: str | None, fmt: str | None,
+    store: Store, row: Mapping[str, Any], groups: Groups, reason: str | None,
 ) -> dict[str, Any]:
-    """Take the run over with its pinned code, resume the targets (all paused if none), wait."""
+    """Take the run over with its pinned code, let it apply the commands queued for it, resume the
+    targets (every paused instance if none), and drive it until it finishes or pauses."""
     from .engine.lifecycle import resume_pinned
 
     run_id = row["id"]
     owner = views.owner_view(row)
+    with store.engine.connect() as conn:
+        queued = [c["id"] for c in store.pending_commands(run_id, conn)]
     run = resume_pinned(store, run_id)
     _err(f"took over run {run_id} in this process (pid {os.getpid()}) with its pinned code; driving it until it "
-         "finishes or pauses (Ctrl-C stops here; `nbflow resume` continues later)")
+         f"finishes or pauses (Ctrl-C stops here; `nbflow resume {run_id}` continues later)")
+    earlier = []
+    for cid, ans in _await(store, queued).items():
+        earlier.append({"id": cid, "verb": ans["verb"], "state": "applied" if ans["result"] == "ok" else "refused",
+                        "message": ans["message"]})
+        if ans["result"] != "ok":
+            _err(f"note: command {cid} ({ans['verb']}) queued earlier was refused: {ans['message']}")
     commands: list[dict[str, Any]] = []
-    for step, keys in groups or ([(None, None)] if any_paused else []):
+    todo = groups or ([(None, None)] if store.instance_rows(run_id, status=InstanceStatus.PAUSED) else [])
+    for step, keys in todo:
         try:
             res = submit(store, run_id, "resume", step, keys, reason=reason)
         except CommandRefused as exc:
-            if groups:  # an explicit target that does not fit: report it
-                commands.append({"id": None, "verb": "resume", "step": step, "keys": keys, "state": "refused",
-                                 "message": str(exc)})
-                continue
-            res = None  # "resume everything" found nothing left to resume (a queued command got there first)
-        if res is not None:
-            commands.append({"id": res.id, "verb": "resume", "step": step, "keys": keys,
-                             "state": "applied" if res.applied else "queued", "message": res.message})
+            commands.append({"id": None, "verb": "resume", "step": step, "keys": keys, "state": "refused",
+                             "message": str(exc)})
+            continue
+        commands.append({"id": res.id, "verb": "resume", "step": step, "keys": keys,
+                         "state": "applied" if res.applied else "queued", "message": res.message})
     try:
-        status = run.wait()
+        status = _drive(store, run)
     except KeyboardInterrupt:
         _err(f"stopped; run {run_id} is left as it is: `nbflow resume {run_id}` continues it")
         sys.exit(130)
     summary = views.run_summary(store, store.run_row(run_id))
-    return {"run": run_id, "verb": "resume", "owner": owner, "took_over": True, "commands": commands,
-            "status": str(status), "progress": summary["progress"], "paused": views.paused_instances(run)}
+    return {"run": run_id, "verb": "resume", "owner": owner, "took_over": True, "earlier_commands": earlier,
+            "commands": commands, "status": str(status), "progress": summary["progress"],
+            "paused": views.paused_instances(run)}
+
+
+def _drive(store: Store, run: Any) -> RunStatus:
+    """``run.wait()``, made sure against a status read just before the scheduler published a change."""
+    while True:
+        status = RunStatus(run.wait())
+        row = store.run_row(run.id)
+        if status != RunStatus.RUNNING and row["status"] == RunStatus.RUNNING and views.owner_view(row)["alive"]:
+            time.sleep(0.05)
+            continue
+        return status
 
 
 @cli.command("skip")
@@ -741,7 +799,9 @@ def skip_cmd(obj: _State, run_id: str, targets: tuple[str, ...], output: Any, re
 @_force_option
 @_fmt_option
 @click.pass_obj
-def retry_cmd(obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, fmt: str | None) -> None:
+def retry_cmd(
+    obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, fmt: str | None
+) -> None:
     """Re-run failed or paused instances with their current inputs (including `set --inputs` edits)."""
     _mutation(obj, run_id, "retry", _groups(targets), None, reason, force, fmt)
 

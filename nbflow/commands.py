@@ -390,8 +390,7 @@ class _Apply:
             if len(still) == len(inst.held_by):
                 continue
             if still:
-                inst.held_by = still
-                s.dirty[inst.ident] = inst
+                s._set(inst, inst.status, held_by=still)  # via _set: loads its values before they are written back
                 continue
             self.release(inst, [])
             freed += 1

@@ -48,7 +48,7 @@ def _interrupted(row: Mapping[str, Any], alive: bool) -> bool:
 def _params(store: Store, row: Mapping[str, Any]) -> Any:
     try:
         return jsonable(store.decode(row["params_codec"], row["params"]) or {})
-    except Exception as exc:  # a pickled parameter whose class cannot be imported here
+    except Exception as exc:  # noqa: BLE001 - a pickled parameter whose class cannot be imported here
         return {"<unavailable>": f"{type(exc).__name__}: {exc}"}
 
 
@@ -61,11 +61,16 @@ def _progress(counts: Mapping[str, int]) -> dict[str, int]:
 class _Status:
     """Duck-typed stand-in for the scheduler's instance, for :func:`nbflow.commands.allowed_verbs`."""
 
-    __slots__ = ("status", "pause_reason")
+    __slots__ = ("pause_reason", "status")
 
     def __init__(self, status: str, pause_reason: str | None) -> None:
         self.status = InstanceStatus(status)
         self.pause_reason = pause_reason
+
+
+def verbs(status: str, pause_reason: str | None) -> list[str]:
+    """The operator verbs an instance in this state accepts (as the owner would judge them)."""
+    return allowed_verbs(_Status(status, pause_reason))  # type: ignore[arg-type]
 
 
 def instance_view(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,7 +84,7 @@ def instance_view(r: Mapping[str, Any]) -> dict[str, Any]:
         "pause_reason": r["pause_reason"],
         "error": {"type": r["error_type"], "message": r["error_message"] or ""} if r["error_type"] else None,
         "held_by": json.loads(r["held_by"]) if r["held_by"] else [],
-        "verbs": allowed_verbs(_Status(r["status"], r["pause_reason"])),  # type: ignore[arg-type]
+        "verbs": verbs(r["status"], r["pause_reason"]),
         "started_at": iso(r["started_at"]),
         "finished_at": iso(r["finished_at"]),
     }
@@ -218,5 +223,5 @@ def paused_instances(run: Run) -> list[dict[str, Any]]:
 
 __all__ = [
     "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "history_view", "instance_view", "iso", "owner_view",
-    "paused_instances", "run_summary", "run_view",
+    "paused_instances", "run_summary", "run_view", "verbs",
 ]

@@ -172,7 +172,9 @@ class Scheduler:
         self.params = params
         self.owner_id = owner_id
         self.status = RunStatus(run_row["status"])
-        self.committed_status = self.status  # what waiters see: only ever a status already in the store
+        # What waiters see: only a status this scheduler has stored. Until its first write it is
+        # "running", so a wait() right after a takeover sees the effect of commands queued before it.
+        self.committed_status = RunStatus.RUNNING
         self.max_workers = max_workers or 8
         self.q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.executor = ThreadExecutor(self.max_workers, lambda r: self.q.put(("result", r)), f"nbflow-{self.run_id[:6]}")
