@@ -16,6 +16,7 @@ from .errors import (
     UnknownRunError,
 )
 from .run import ErrorInfo, Event, InstanceView, Run, runs
+from .signals import SignalRefused, signal
 from .states import InstanceStatus, RunStatus, StepKind, When
 from .store import Store
 from .workflow import Backoff, Workflow
@@ -38,6 +39,7 @@ __all__ = [
     "Run",
     "RunStatus",
     "SerializationError",
+    "SignalRefused",
     "StepContext",
     "StepKind",
     "Store",
@@ -48,6 +50,7 @@ __all__ = [
     "attach",
     "runs",
     "set_actor",
+    "signal",
 ]
 
 

@@ -22,7 +22,7 @@ from .store import schema as t
 if TYPE_CHECKING:
     from .engine.scheduler import Inst, Scheduler
 
-VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel", "breakpoint")
+VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel", "breakpoint", "approve", "reject", "signal")
 APPLY_TIMEOUT_S = 30.0
 
 
@@ -62,7 +62,7 @@ def submit(
             f"run {run_id} is {status}; a finished run cannot be changed. Start a new run from it with run.fork()"
         )
     key_list = None if keys is None else [key_text(k) for k in keys]
-    if verb not in ("cancel", "breakpoint"):
+    if verb not in ("cancel", "breakpoint", "signal"):
         _prevalidate(store, row, verb, step, key_list, payload)
     enc = store.encode(dict(payload or {}), f"payload of {verb}")
     with store.engine.begin() as conn:
@@ -124,6 +124,27 @@ def _prevalidate(
             raise CommandRefused("set_inputs needs at least one input, e.g. set_inputs('enrich', key=5, item={...})")
 
 
+def submit_signal(
+    store: Store, token: str, run_id: str, step: str, item: int, name: str, payload: Any, actor: str | None = None
+) -> CommandResult:
+    """Write a signal delivery as a command. A delivery to a finished run is recorded as refused."""
+    from .signals import SignalRefused
+
+    try:
+        return submit(store, run_id, "signal", step, None, {"token": token, "item": item, "name": name,
+                                                             "payload": payload}, actor=actor)
+    except CommandRefused as exc:
+        if "finished run" in str(exc) or "is succeeded" in str(exc) or "is failed" in str(exc) or "is cancelled" in str(exc):
+            enc = store.encode({"token": token, "name": name}, "signal")
+            with store.engine.begin() as conn:
+                conn.execute(t.commands.insert().values(
+                    run_id=run_id, verb="signal", target=json.dumps({"step": step, "keys": None}),
+                    payload_codec=enc.codec, payload=enc.data, actor=actor or current_actor(), created_at=now(),
+                    applied_at=now(), result="refused", message=str(exc),
+                ))
+        raise SignalRefused(str(exc)) from None
+
+
 def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | None = None) -> Breakpoint:
     """Persist a breakpoint and tell the affected live runs (they apply it to instances not yet past it)."""
     compile_condition(bp.condition)
@@ -183,6 +204,8 @@ def apply_command(sched: Scheduler, row: Mapping[str, Any]) -> str:
         return ctx.cancel()
     if verb == "breakpoint":
         return ctx.breakpoints_changed()
+    if verb == "signal":
+        return ctx.signal(target.get("step"))
     insts = ctx.targets(target.get("step"), target.get("keys"), verb)
     sched._hydrate(insts)  # values first, so a change never writes over what was not loaded
     return getattr(ctx, verb)(insts)
@@ -204,6 +227,8 @@ def allowed_verbs(inst: Inst) -> list[str]:
         return ["retry", "skip", "set_inputs"]
     if s == S.RETRYING:
         return ["retry", "skip"]
+    if s == S.WAITING:
+        return ["approve", "reject", "skip"] if inst.pause_reason == "approval" else ["skip"]
     return []
 
 
@@ -296,8 +321,8 @@ class _Apply:
         if "output" not in self.payload:
             raise CommandRefused("skip needs the output the skipped instance stands for, e.g. skip('enrich', key=3, output={...})")
         chosen = self._select(
-            insts, "skip", lambda i: i.status in (S.PAUSED, S.FAILED, S.RETRYING),
-            "an instance that is paused, failed or waiting to retry",
+            insts, "skip", lambda i: i.status in (S.PAUSED, S.FAILED, S.RETRYING, S.WAITING),
+            "an instance that is paused, failed, waiting, or waiting to retry",
         )
         value = self.payload["output"]
         for inst in chosen:
@@ -365,18 +390,40 @@ class _Apply:
 
     def cancel(self) -> str:
         s = self.s
-        n = 0
-        for inst in list(s.insts.values()):
-            if not inst.status.terminal:
-                s._set(inst, S.CANCELLED, finished_at=now(), held_by=[], pause_reason=None)
-                s._event("cancelled", inst, actor=self.actor)
-                n += 1
-        s.inflight.clear()
-        s.ready.clear()
-        s.status = RunStatus.CANCELLED
-        s.run_dirty = True
-        s._event("run_cancelled", None, actor=self.actor, reason=self.reason)
+        n = s._cancel_all(self.actor, self.reason)
+        s.final = RunStatus.CANCELLED
+        s._event("run_cancel_requested", None, actor=self.actor, reason=self.reason)
         return f"cancelled the run ({n} unfinished instance(s))"
+
+    def approve(self, insts: list[Inst]) -> str:
+        return self._decide(insts, True)
+
+    def reject(self, insts: list[Inst]) -> str:
+        return self._decide(insts, False)
+
+    def _decide(self, insts: list[Inst], approved: bool) -> str:
+        verb = "approve" if approved else "reject"
+        for inst in insts:
+            if self.s.specs[inst.step].kind != StepKind.APPROVAL:
+                raise CommandRefused(f"{inst.step!r} is not an approval gate; {verb} applies to wf.approval(...) steps")
+        chosen = self._select(insts, verb, lambda i: i.status == S.WAITING, "a gate that is waiting for a decision")
+        for inst in chosen:
+            self.s._decide(inst, approved, self.actor, self.payload.get("comment") or self.reason,
+                           self.payload.get("payload"))
+        return f"{'approved' if approved else 'rejected'} {', '.join(i.label for i in chosen)}"
+
+    def signal(self, step: str | None) -> str:
+        from .signals import read_token
+
+        token = str(self.payload.get("token", ""))
+        run_id, tstep, item, name = read_token(self.s.store.secret, token)
+        if run_id != self.s.run_id or tstep != step:
+            raise CommandRefused("the signal token does not belong to this run and step")
+        inst = self.s.insts.get((tstep, item))
+        if inst is None:
+            raise CommandRefused(f"step {tstep!r} has no instance {item} (yet); the signal was not delivered")
+        self.s._hydrate([inst])
+        return self.s.deliver(inst, token, name, self.payload.get("payload"), self.actor)
 
     def breakpoints_changed(self) -> str:
         s = self.s

@@ -27,6 +27,8 @@ class StepContext:
     log: logging.Logger
     saved: Any = None
     _checkpoint: Callable[[Any], None] | None = field(default=None, repr=False)
+    _signals: dict[str, Any] = field(default_factory=dict, repr=False)
+    _token: Callable[[str], str] | None = field(default=None, repr=False)
 
     def checkpoint(self, value: Any) -> None:
         """Save progress durably; returns once it is committed. A later attempt reads it as ``ctx.saved``."""
@@ -34,3 +36,19 @@ class StepContext:
             raise RuntimeError("ctx.checkpoint is only available while the step runs")
         self._checkpoint(value)
         self.saved = value
+
+    def signal_token(self, name: str) -> str:
+        """The correlation token an external system passes to ``nbflow signal`` to deliver *name*.
+        The same on every attempt, so it can be handed out before ``wait_for_signal``."""
+        if self._token is None:
+            raise RuntimeError("ctx.signal_token is only available while the step runs")
+        return self._token(name)
+
+    def wait_for_signal(self, name: str, timeout: float | None = None) -> Any:
+        """The payload of signal *name*. If it has not arrived, the step is suspended (no worker is
+        held) and runs again from the start when it does; use ``checkpoint`` for work before it."""
+        if name in self._signals:
+            return self._signals[name]
+        from .signals import WaitForSignal
+
+        raise WaitForSignal(name, timeout)

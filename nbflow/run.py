@@ -49,6 +49,8 @@ class InstanceView:
     started_at: float | None = None
     finished_at: float | None = None
     next_attempt_at: float | None = None
+    token: str | None = None  # the correlation token of a waiting instance (signals)
+    deadline: float | None = None
 
     @property
     def attempt(self) -> int:
@@ -138,6 +140,8 @@ class _Reader:
             started_at=r["started_at"],
             finished_at=r["finished_at"],
             next_attempt_at=r["next_attempt_at"],
+            token=r["token"],
+            deadline=r["deadline"],
         )
 
 
@@ -286,6 +290,23 @@ class Run:
     def set_output(self, step: str, key: Any = None, value: Any = None, *, reason: str | None = None,
                    keys: Iterable[Any] | None = None) -> CommandResult:
         return self._command("set_output", step, key, keys, {"value": value}, reason)
+
+    def approve(self, step: str, *, comment: str | None = None, payload: Any = None,
+                reason: str | None = None) -> CommandResult:
+        """Approve a waiting gate; *payload* (if given) becomes its output."""
+        return self._command("approve", step, payload={"comment": comment, "payload": payload}, reason=reason)
+
+    def reject(self, step: str, *, comment: str | None = None, reason: str | None = None) -> CommandResult:
+        """Reject a waiting gate: it fails, and what depends on it is cancelled."""
+        return self._command("reject", step, payload={"comment": comment}, reason=reason)
+
+    def dead_letters(self, step: str | None = None) -> list[InstanceView]:
+        """Items of foreach steps with on_item_error='continue' that exhausted their retries."""
+        reader = _Reader(self.store, self._row())
+        continuing = {s for s, d in reader.definition["steps"].items()
+                      if d["options"].get("on_item_error") == "continue" and (step is None or s == step)}
+        return [reader.view(r) for r in reader.rows
+                if r["step"] in continuing and r["status"] == InstanceStatus.FAILED and r["item"] != TASK_ITEM]
 
     def cancel(self, reason: str | None = None) -> CommandResult:
         return self._command("cancel", reason=reason)

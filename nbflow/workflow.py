@@ -49,6 +49,9 @@ class StepSpec:
     backoff: Backoff = field(default_factory=Backoff)
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     timeout: float | None = None
+    on_item_error: str = "fail"  # foreach: "continue" dead-letters items that exhaust their retries
+    max_parallel: int | None = None  # at most this many instances of the step at once
+    on_timeout: str = "reject"  # approval gates: what a timeout decides
     source: str = ""
     key_source: str = ""
     line_offset: int = 0  # for cell steps: where the cell's first line is in the compiled source
@@ -60,6 +63,9 @@ class StepSpec:
             "backoff": [self.backoff.base, self.backoff.factor, self.backoff.cap, self.backoff.jitter],
             "retry_on": [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on],
             "timeout": self.timeout,
+            "on_item_error": self.on_item_error,
+            "max_parallel": self.max_parallel,
+            "on_timeout": self.on_timeout,
         }
 
 
@@ -86,6 +92,19 @@ def _signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], frozenset[str]]
         if p.default is not p.empty:
             defaults.add(p.name)
     return tuple(params), frozenset(defaults)
+
+
+def _check_options(
+    name: str, timeout: float | None, on_item_error: str, max_parallel: int | None, kind: StepKind
+) -> None:
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise DefinitionError(f"step {name!r}: timeout must be a number of seconds > 0, got {timeout!r}")
+    if on_item_error not in ("fail", "continue"):
+        raise DefinitionError(f"step {name!r}: on_item_error must be 'fail' or 'continue', got {on_item_error!r}")
+    if on_item_error == "continue" and kind != StepKind.FOREACH:
+        raise DefinitionError(f"step {name!r}: on_item_error applies to foreach steps only")
+    if max_parallel is not None and (not isinstance(max_parallel, int) or max_parallel < 1):
+        raise DefinitionError(f"step {name!r}: max_parallel must be a whole number >= 1, got {max_parallel!r}")
 
 
 @dataclass(frozen=True)
@@ -170,10 +189,13 @@ class Workflow:
         backoff: Backoff | float | None = None,
         retry_on: Iterable[type[BaseException]] | type[BaseException] | None = None,
         timeout: float | None = None,
+        on_item_error: str = "fail",
+        max_parallel: int | None = None,
     ) -> Callable[..., Any]:
         if not callable(fn):
             raise DefinitionError(f"a step must be a function, got {type(fn).__name__}")
         step_name = name or fn.__name__
+        _check_options(step_name, timeout, on_item_error, max_parallel, kind)
         if isinstance(after, str):
             after = [after]
         if not isinstance(retries, int) or retries < 0:
@@ -196,11 +218,37 @@ class Workflow:
             backoff=backoff or Backoff(),
             retry_on=tuple(retry_on) if retry_on else (Exception,),
             timeout=timeout,
+            on_item_error=on_item_error,
+            max_parallel=max_parallel,
             source=_source_of(fn),
             key_source=_source_of(key) if key is not None else "",
         )
         self.add_step(spec)
         return fn
+
+    def approval(
+        self, name: str, *, after: Iterable[str] = (), timeout: float | None = None, on_timeout: str = "reject"
+    ) -> StepSpec:
+        """A human gate: waits until approved or rejected (``run.approve``/``run.reject``, the widget, the
+        CLI). An approval's optional JSON payload becomes its output; a rejection fails it."""
+        if on_timeout not in ("reject", "approve"):
+            raise DefinitionError(f"approval {name!r}: on_timeout must be 'reject' or 'approve', got {on_timeout!r}")
+        _check_options(name, timeout, "fail", None, StepKind.APPROVAL)
+        after = [after] if isinstance(after, str) else list(after)
+        return self.add_step(StepSpec(
+            name=name, kind=StepKind.APPROVAL, fn=None, after=tuple(after), timeout=timeout, on_timeout=on_timeout,
+            source=f"approval {name} after={after} timeout={timeout} on_timeout={on_timeout}",
+        ))
+
+    def wait(self, name: str, *, after: Iterable[str] = (), timeout: float | None = None) -> StepSpec:
+        """A step that waits for an external signal; the signal's payload becomes its output. Its
+        correlation token is on the instance (``run.instance(name).token``) and in the ``waiting`` event."""
+        _check_options(name, timeout, "fail", None, StepKind.WAIT)
+        after = [after] if isinstance(after, str) else list(after)
+        return self.add_step(StepSpec(
+            name=name, kind=StepKind.WAIT, fn=None, after=tuple(after), timeout=timeout,
+            source=f"wait {name} after={after} timeout={timeout}",
+        ))
 
     # -- validation ------------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -334,11 +382,18 @@ class Workflow:
         break_on_error: bool = False,
         *,
         max_workers: int | None = None,
+        deadline: float | None = None,
     ) -> Run:
-        """Start a run in the background and return its handle at once."""
+        """Start a run in the background and return its handle at once. ``deadline``: seconds after
+        which the run fails and its unfinished instances are cancelled (paused time counts)."""
         from .engine.lifecycle import start_run
 
-        return start_run(self, dict(params or {}), list(breakpoints), break_on_error, max_workers or self.max_workers)
+        if deadline is not None and (not isinstance(deadline, (int, float)) or deadline <= 0):
+            raise DefinitionError(f"deadline must be a number of seconds > 0, got {deadline!r}")
+        return start_run(
+            self, dict(params or {}), list(breakpoints), break_on_error, max_workers or self.max_workers,
+            deadline=deadline,
+        )
 
     def attach(self, run_id: str, *, max_workers: int | None = None) -> Run:
         """Take over an interrupted or paused run with today's code (a finished one is returned read-only)."""

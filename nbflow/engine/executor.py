@@ -25,6 +25,7 @@ class Task:
     kwargs: dict[str, Any]
     what: str  # names the value in a serialization error, e.g. "output of step 'load'"
     encode: Callable[[Any, str], Encoded]
+    on_start: Callable[[float], None] | None = None  # told when the body really starts (for timeouts)
 
 
 @dataclass(slots=True)
@@ -57,6 +58,8 @@ def execute(task: Task) -> Result:
     capture.install()
     buf, token = capture.start()
     started = time.time()
+    if task.on_start is not None:
+        task.on_start(started)
     try:
         value = task.fn(**task.kwargs)
     except BaseException as exc:  # noqa: BLE001 - a step may raise anything; KeyboardInterrupt too
@@ -85,6 +88,12 @@ class ThreadExecutor:
         self._tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._name = name
+        self._abandoned = 0
+
+    def abandon(self) -> None:
+        """A timed-out attempt keeps its thread busy until its body returns: add one to replace it."""
+        self.max_workers += 1
+        self._abandoned += 1
 
     def submit(self, task: Task) -> None:
         if len(self._threads) < self.max_workers:

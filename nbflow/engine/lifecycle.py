@@ -169,6 +169,7 @@ def start_run(
     max_workers: int | None,
     *,
     seed: tuple[str, set[str]] | None = None,
+    deadline: float | None = None,
 ) -> Run:
     """Validate, write the run and its task instances in one transaction, start its scheduler."""
     from ..run import Run
@@ -189,7 +190,8 @@ def start_run(
     owner_id = uuid.uuid4().hex
     ts = now()
     actor = current_actor()
-    options = {"break_on_error": bool(break_on_error), "max_workers": max_workers}
+    options = {"break_on_error": bool(break_on_error), "max_workers": max_workers,
+               "deadline": ts + deadline if deadline else None}
     run_row = {
         "id": run_id, "workflow": wf.name, "version": version, "params_codec": params_enc.codec,
         "params": params_enc.data, "options": json.dumps(options), "status": str(RunStatus.RUNNING),

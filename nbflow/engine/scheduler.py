@@ -28,7 +28,8 @@ from .. import breakpoints as bpmod
 from .._util import HOST, jsonable, now
 from ..breakpoints import Breakpoint
 from ..context import StepContext
-from ..errors import CommandRefused, DefinitionError, SerializationError
+from ..errors import CommandRefused, DefinitionError, NbflowError, SerializationError
+from ..signals import WaitForSignal, make_token
 from ..states import InstanceStatus as S
 from ..states import RunStatus, StepKind, When
 from ..store import Store
@@ -193,7 +194,13 @@ class Scheduler:
         self.output_cache: dict[str, Any] = {}
         self.ready: deque[Inst] = deque()
         self.unblocked: list[str] = []
-        self.timers: list[tuple[float, int, Inst]] = []
+        self.timers: list[tuple[float, int, str, Inst | None, int]] = []  # (at, seq, kind, inst, attempt)
+        self.final: RunStatus | None = None  # set by cancel (cancelled) or the run deadline (failed)
+        self.step_inflight: Counter[str] = Counter()
+        self.held_back: dict[str, deque[Inst]] = {}
+        self.signals: dict[tuple[str, int], dict[str, Any]] = {}  # received payloads by instance and name
+        self.signal_tokens: set[str] = set()
+        self.signal_rows: list[dict[str, Any]] = []
         self._seq = itertools.count()
         self.inflight: dict[tuple[str, int], int] = {}  # ident -> attempt running
         self.bps: list[Breakpoint] = []
@@ -240,7 +247,7 @@ class Scheduler:
             if self.plan.steps[s].kind == StepKind.FOREACH and self.by_step[s]:
                 self.expanded[s] = True
         for s in self.plan.order:
-            self.remaining[s] = sum(1 for i in self.by_step[s] if not i.status.done_ok)
+            self.remaining[s] = sum(1 for i in self.by_step[s] if not self._done(i, i.status))
         for s in self.plan.order:
             if self.expanded[s] and self.remaining[s] == 0 and self._step_has_rows_or_empty(s):
                 self.complete.add(s)
@@ -249,6 +256,13 @@ class Scheduler:
         for inst in interrupted:
             self._event("interrupted", inst, attempt=inst.attempt)
         self.reload_breakpoints()
+        for r in self.store.signal_rows(self.run_id):
+            self.signal_tokens.add(r["token"])
+            self.signals.setdefault((r["step"], r["item"]), {})[r["name"]] = self.store.decode(
+                r["payload_codec"], r["payload"]
+            )
+        if self.options.get("deadline"):
+            self._arm_timer(None, float(self.options["deadline"]), "run_deadline")
         # Re-arm everything that can progress, in DAG order.
         rank = {st: n for n, st in enumerate(self.plan.order)}
         for inst in sorted(self.insts.values(), key=lambda i: (rank[i.step], i.item)):
@@ -256,6 +270,8 @@ class Scheduler:
                 self.ready.append(inst)
             elif inst.status == S.RETRYING:
                 self._arm_timer(inst, inst.next_attempt_at or now())
+            elif inst.status == S.WAITING and inst.deadline is not None:
+                self._arm_timer(inst, inst.deadline, "deadline")
             elif inst.status == S.PENDING and self.blocked[inst.step] == 0:
                 self._make_ready(inst)
         for st in self.plan.order:
@@ -286,7 +302,7 @@ class Scheduler:
     def add_instance(self, inst: Inst) -> None:
         self._index(inst)
         self.dirty[inst.ident] = inst
-        if not inst.status.done_ok:
+        if not self._done(inst, inst.status):
             self.remaining[inst.step] += 1
 
     # ------------------------------------------------------------------ state changes (the one place)
@@ -301,10 +317,19 @@ class Scheduler:
         for k, v in fields.items():
             setattr(inst, k, v)
         self.dirty[inst.ident] = inst
-        if old.done_ok != status.done_ok:
-            self.remaining[inst.step] += -1 if status.done_ok else 1
-            if status.done_ok:
+        was, now_done = self._done(inst, old), self._done(inst, status)
+        if was != now_done:
+            self.remaining[inst.step] += -1 if now_done else 1
+            if now_done:
                 self._maybe_complete(inst.step)
+
+    def _done(self, inst: Inst, status: S) -> bool:
+        """Finished as far as downstream is concerned: succeeded, skipped, or dead-lettered."""
+        return status.done_ok or (status == S.FAILED and self.dead_letter(inst))
+
+    def dead_letter(self, inst: Inst) -> bool:
+        """A failed item of a foreach with on_item_error='continue' is a dead letter, not a failure."""
+        return inst.item != TASK_ITEM and self.specs[inst.step].on_item_error == "continue"
 
     def _maybe_complete(self, step: str) -> None:
         if self.remaining[step] or not self.expanded[step] or step in self.complete:
@@ -391,7 +416,7 @@ class Scheduler:
             return self.output_cache[step]
         insts = self.by_step[step]
         if self.plan.steps[step].kind == StepKind.FOREACH:
-            value = [self._value(i) for i in insts]
+            value = [self._value(i) for i in insts if i.status.done_ok]
         else:
             value = self._value(insts[0])
         if step in self.complete:
@@ -483,6 +508,10 @@ class Scheduler:
         if held:
             self._pause(inst, When.BEFORE, held, reason)
             return
+        kind = self.specs[inst.step].kind
+        if kind in (StepKind.APPROVAL, StepKind.WAIT):
+            self._wait(inst, inst.step, self.specs[inst.step].timeout)
+            return
         self._set(inst, S.READY)
         self.ready.append(inst)
 
@@ -490,6 +519,10 @@ class Scheduler:
         while self.ready and len(self.inflight) < 2 * self.max_workers:
             inst = self.ready.popleft()
             if inst.status != S.READY:
+                continue
+            limit = self.specs[inst.step].max_parallel
+            if limit is not None and self.step_inflight[inst.step] >= limit:
+                self.held_back.setdefault(inst.step, deque()).append(inst)
                 continue
             self._start(inst)
 
@@ -555,9 +588,19 @@ class Scheduler:
         self._set(inst, S.RUNNING, attempt=attempt, started_at=now(), next_attempt_at=None, pause_reason=None, held_by=[])
         self._event("started", inst, attempt=attempt)
         self.inflight[inst.ident] = attempt
+        self.step_inflight[inst.step] += 1
         label = f"step {inst.step!r}" if inst.key is None else f"step {inst.step!r} (key {inst.key})"
         assert spec.fn is not None
-        self.executor.submit(Task(inst.ident, attempt, spec.fn, kwargs, f"output of {label}", self.store.encode))
+        on_start = None
+        if spec.timeout:
+            timeout = spec.timeout
+
+            def on_start(started: float, ident: tuple[str, int] = inst.ident, attempt: int = attempt) -> None:
+                self.q.put(("started", (ident, attempt, started + timeout)))
+
+        self.executor.submit(
+            Task(inst.ident, attempt, spec.fn, kwargs, f"output of {label}", self.store.encode, on_start)
+        )
 
     def _ctx(self, inst: Inst, attempt: int) -> StepContext:
         ident = inst.ident
@@ -578,13 +621,15 @@ class Scheduler:
             log=capture.step_logger(self.wf.name, inst.step),
             saved=self.store.decode(inst.saved.codec, inst.saved.data) if inst.saved else None,
             _checkpoint=checkpoint,
+            _signals=dict(self.signals.get(ident, {})),
+            _token=lambda name: make_token(self.store.secret, self.run_id, ident[0], ident[1], name),
         )
 
     # ------------------------------------------------------------------ results
     def _on_result(self, res: Result) -> None:
         if self.inflight.get(res.ident) != res.attempt:
-            return  # a late result of a cancelled or superseded attempt
-        del self.inflight[res.ident]
+            return  # a late result of a cancelled, timed-out or superseded attempt
+        self._forget_inflight(res.ident)
         inst = self.insts[res.ident]
         if inst.status != S.RUNNING:
             return
@@ -602,15 +647,22 @@ class Scheduler:
                 self._pause(inst, When.AFTER, held, reason, finished_at=res.finished_at)
                 return
             self._succeed(inst, res.finished_at)
+        elif isinstance(res.exc, WaitForSignal):
+            inst.attempt -= 1  # the attempt is suspended, not spent: it runs again when the signal arrives
+            self._wait(inst, res.exc.name, res.exc.timeout)
         else:
-            inst.error = res.error
-            held, reason = self._matching(inst, When.ERROR)
-            if held:
-                inst.pending_error = res
-                self._event("attempt_failed", inst, attempt=res.attempt, error=_err(res))
-                self._pause(inst, When.ERROR, held, reason, finished_at=res.finished_at)
-                return
-            self._fail_or_retry(inst, res)
+            self._failed_attempt(inst, res)
+
+    def _failed_attempt(self, inst: Inst, res: Result) -> None:
+        """A failed attempt: pause on an error breakpoint, else retry or fail."""
+        inst.error = res.error
+        held, reason = self._matching(inst, When.ERROR)
+        if held:
+            inst.pending_error = res
+            self._event("attempt_failed", inst, attempt=res.attempt, error=_err(res))
+            self._pause(inst, When.ERROR, held, reason, finished_at=res.finished_at)
+            return
+        self._fail_or_retry(inst, res)
 
     def _succeed(self, inst: Inst, finished_at: float | None = None) -> None:
         self._set(inst, S.SUCCEEDED, finished_at=finished_at or now(), pause_reason=None, held_by=[])
@@ -632,15 +684,114 @@ class Scheduler:
         self._set(inst, S.FAILED, finished_at=now(), pause_reason=None, held_by=[])
         self._event("failed", inst, attempt=inst.attempt, error=_err(res) if res else (inst.error[1] if inst.error else None))
 
-    def _arm_timer(self, inst: Inst, at: float) -> None:
-        heapq.heappush(self.timers, (at, next(self._seq), inst))
+    def _arm_timer(self, inst: Inst | None, at: float, kind: str = "retry", attempt: int = 0) -> None:
+        heapq.heappush(self.timers, (at, next(self._seq), kind, inst, attempt))
 
     def _fire_timers(self) -> None:
         t0 = now()
         while self.timers and self.timers[0][0] <= t0:
-            _, _, inst = heapq.heappop(self.timers)
-            if inst.status == S.RETRYING and (inst.next_attempt_at or 0) <= t0:
+            _, _, kind, inst, attempt = heapq.heappop(self.timers)
+            if kind == "run_deadline":
+                if not self.status.terminal and self.final is None:
+                    self._cancel_all(None, "the run's deadline passed")
+                    self.final = RunStatus.FAILED
+                    self._event("deadline_exceeded", None, deadline=self.options.get("deadline"))
+                continue
+            assert inst is not None
+            if kind == "retry":
+                if inst.status == S.RETRYING and (inst.next_attempt_at or 0) <= t0:
+                    self._make_ready(inst)
+            elif kind == "deadline":
+                if inst.status == S.WAITING and inst.deadline is not None and inst.deadline <= t0:
+                    self._wait_timed_out(inst)
+            elif kind == "step_timeout" and self.inflight.get(inst.ident) == attempt:
+                spec = self.specs[inst.step]
+                self._forget_inflight(inst.ident)
+                self.executor.abandon()
+                exc = StepTimeout(f"step {inst.label!r} timed out after {spec.timeout:g} s (attempt {attempt})")
+                res = Result(inst.ident, attempt, False, exc=exc, error=(type(exc).__name__, str(exc), str(exc)),
+                             finished_at=t0)
+                self._event("timed_out", inst, attempt=attempt, timeout=spec.timeout)
+                self._failed_attempt(inst, res)
+
+    def _forget_inflight(self, ident: tuple[str, int]) -> None:
+        """An attempt left the executor (result, timeout or cancel): free its step's slot."""
+        if self.inflight.pop(ident, None) is None:
+            return
+        step = ident[0]
+        self.step_inflight[step] -= 1
+        held = self.held_back.get(step)
+        if held:
+            self.ready.appendleft(held.popleft())
+
+    # ------------------------------------------------------------------ waiting (approvals, signals)
+    def _wait(self, inst: Inst, name: str, timeout: float | None) -> None:
+        """Hold *inst* as a row until a decision or a signal arrives; no worker is used."""
+        deadline = now() + timeout if timeout else None
+        token = make_token(self.store.secret, self.run_id, inst.step, inst.item, name)
+        approval = self.specs[inst.step].kind == StepKind.APPROVAL
+        reason = "approval" if approval else f"signal: {name}"
+        self._set(inst, S.WAITING, token=token, deadline=deadline, pause_reason=reason)
+        self.must_flush = True
+        self._event("waiting", inst, name=name, token=token, deadline=deadline, attempt=inst.attempt)
+        if deadline is not None:
+            self._arm_timer(inst, deadline, "deadline")
+
+    def _wait_timed_out(self, inst: Inst) -> None:
+        spec = self.specs[inst.step]
+        if spec.kind == StepKind.APPROVAL and spec.on_timeout == "approve":
+            self._decide(inst, True, "timeout", f"no decision within {spec.timeout:g} s", None)
+            return
+        name = (inst.pause_reason or "").removeprefix("signal: ")
+        message = f"no {'decision' if spec.kind == StepKind.APPROVAL else 'signal ' + repr(name)} within the timeout"
+        self._set(inst, S.FAILED, error=("TimeoutError", message, message), finished_at=now(), pause_reason=None)
+        self._event("timed_out", inst, name=name)
+        self._event("failed", inst, error=f"TimeoutError: {message}")
+
+    def _decide(self, inst: Inst, approved: bool, actor: str | None, comment: str | None, payload: Any) -> None:
+        """Close an approval gate: approved -> succeeded with the payload (or a decision record)."""
+        if approved:
+            value = payload if payload is not None else {"approved": True, "by": actor, "comment": comment}
+            enc = self.store.encode(value, f"approval payload of {inst.label}")
+            if enc.blob:
+                self.blobs.append(enc.blob)
+            inst.out, inst.value = enc, value
+            self._set(inst, S.SUCCEEDED, finished_at=now(), pause_reason=None)
+            self._event("approved", inst, actor=actor, comment=comment, payload=payload)
+        else:
+            message = f"rejected by {actor}" + (f": {comment}" if comment else "")
+            self._set(inst, S.FAILED, error=("Rejected", message, message), finished_at=now(), pause_reason=None)
+            self._event("rejected", inst, actor=actor, comment=comment)
+
+    def deliver(self, inst: Inst, token: str, name: str, payload: Any, actor: str | None) -> str:
+        """Apply a signal (from the command path): record it once; wake what waits on it."""
+        if token in self.signal_tokens:
+            self._event("signal_duplicate", inst, actor=actor, name=name)
+            return "duplicate delivery: already received, ignored"
+        if inst.status == S.FAILED and inst.error and inst.error[0] == "TimeoutError":
+            self._event("signal_refused", inst, actor=actor, name=name, reason="timed out")
+            raise CommandRefused(f"the wait of {inst.label} for signal {name!r} timed out; the delivery was recorded and refused")
+        if inst.status.terminal:
+            self._event("signal_refused", inst, actor=actor, name=name, reason=str(inst.status))
+            raise CommandRefused(f"{inst.label} is {inst.status}; it no longer waits for signal {name!r}")
+        enc = self.store.encode(payload, f"signal payload for {inst.label}")
+        self.signal_tokens.add(token)
+        self.signals.setdefault(inst.ident, {})[name] = payload
+        self.signal_rows.append({
+            "token": token, "run_id": self.run_id, "step": inst.step, "item": inst.item, "name": name,
+            "payload_codec": enc.codec, "payload": enc.data, "actor": actor, "received_at": now(),
+        })
+        self._event("signal_received", inst, actor=actor, name=name, payload=payload)
+        if inst.status == S.WAITING and inst.pause_reason == f"signal: {name}":
+            if self.specs[inst.step].kind == StepKind.WAIT:
+                inst.out, inst.value = enc, payload
+                self._set(inst, S.SUCCEEDED, finished_at=now(), pause_reason=None)
+                self._event("succeeded", inst)
+            else:  # a step suspended in ctx.wait_for_signal: run it again; the call now returns
+                self._set(inst, S.PENDING, pause_reason=None, deadline=None)
                 self._make_ready(inst)
+            return "delivered"
+        return "received; the step will find it when it waits"
 
     def _checkpoint(self, ident: tuple[str, int], attempt: int, enc: Encoded, done: threading.Event) -> None:
         inst = self.insts[ident]
@@ -687,14 +838,14 @@ class Scheduler:
 
     # ------------------------------------------------------------------ run status
     def _compute_status(self) -> RunStatus:
-        if self.status == RunStatus.CANCELLED:
-            return RunStatus.CANCELLED
+        if self.final is not None:
+            return self.final
         c = self.counts
         if self.inflight or self.unblocked or c[S.READY] or c[S.RUNNING] or c[S.RETRYING]:
             return RunStatus.RUNNING
         if c[S.PAUSED] or c[S.WAITING]:
             return RunStatus.PAUSED
-        if c[S.FAILED]:
+        if c[S.FAILED] and any(i.status == S.FAILED and not self.dead_letter(i) for i in self.insts.values()):
             return RunStatus.FAILED
         if len(self.complete) == len(self.plan.order):
             return RunStatus.SUCCEEDED
@@ -702,6 +853,20 @@ class Scheduler:
             # Nothing can move: an upstream failed and was not retried.
             return RunStatus.FAILED
         return RunStatus.RUNNING
+
+    def _cancel_all(self, actor: str | None, reason: str | None) -> int:
+        n = 0
+        for inst in list(self.insts.values()):
+            if not inst.status.terminal:
+                self._set(inst, S.CANCELLED, finished_at=now(), held_by=[], pause_reason=None)
+                self._event("cancelled", inst, actor=actor, reason=reason)
+                n += 1
+        self.inflight.clear()
+        self.step_inflight.clear()
+        self.held_back.clear()
+        self.ready.clear()
+        self.run_dirty = self.must_flush = True
+        return n
 
     def _finish(self, status: RunStatus) -> None:
         for inst in list(self.insts.values()):
@@ -726,7 +891,8 @@ class Scheduler:
     def _flush(self, final: bool = False) -> None:
         t0 = now()
         hb = t0 - self._last_hb >= HEARTBEAT_S
-        if not (self.dirty or self.events or self.cmd_done or self.run_dirty or self.blobs or hb or final):
+        if not (self.dirty or self.events or self.cmd_done or self.run_dirty or self.blobs or self.signal_rows
+                or hb or final):
             self._release_waiters()
             return
         run_id = self.run_id
@@ -750,6 +916,8 @@ class Scheduler:
                     exists = conn.execute(sa.select(t.blobs.c.hash).where(t.blobs.c.hash == blob["hash"])).first()
                     if exists is None:
                         conn.execute(t.blobs.insert().values(**blob))
+                if self.signal_rows:
+                    conn.execute(t.signals.insert(), self.signal_rows)
                 if self.events:
                     self.store.executemany(conn, self._sql["event"], self.events)
                 if self.cmd_done:
@@ -786,6 +954,7 @@ class Scheduler:
                 self.after_flush.append(waiter)
         self.dirty.clear()
         self.events.clear()
+        self.signal_rows.clear()
         self.blobs.clear()
         self.cmd_done.clear()
         self.run_dirty = False
@@ -902,6 +1071,10 @@ class Scheduler:
             self._on_result(payload)
         elif kind == "checkpoint":
             self._checkpoint(*payload)
+        elif kind == "started":
+            ident, attempt, at = payload
+            if self.inflight.get(ident) == attempt:
+                self._arm_timer(self.insts[ident], at, "step_timeout", attempt)
         elif kind == "wake":
             return True
         elif kind == "stop":
@@ -928,6 +1101,10 @@ def _statements(store: Store) -> dict[str, tuple[str, tuple[str, ...] | None]]:
             ),
         }
     return _STATEMENTS[name]
+
+
+class StepTimeout(NbflowError, TimeoutError):
+    """An attempt ran longer than its step's ``timeout``; its late result is discarded."""
 
 
 class _LostOwnership(RuntimeError):

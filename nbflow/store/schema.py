@@ -6,7 +6,7 @@ from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, Str
 
 metadata = MetaData()
 
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 """The newest migration this nbflow knows; a store at another revision is migrated or refused."""
 
 meta = Table(
@@ -138,4 +138,19 @@ blobs = Table(
     Column("size", Integer, nullable=False),
     Column("data", LargeBinary),
     Column("path", Text),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("token", String(255), primary_key=True),  # one delivery per correlation token
+    Column("run_id", String(64), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("item", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("payload_codec", String(16)),
+    Column("payload", LargeBinary),
+    Column("actor", String(200)),
+    Column("received_at", Float, nullable=False),
+    Index("ix_signals_run", "run_id"),
 )

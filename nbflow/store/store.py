@@ -250,6 +250,11 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(t).where(t.c.workflow == workflow, scope).order_by(t.c.id)).mappings())
 
+    def signal_rows(self, run_id: str) -> list[Mapping[str, Any]]:
+        t = schema.signals
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(t).where(t.c.run_id == run_id)).mappings())
+
     def pending_commands(self, run_id: str, conn: Connection) -> list[Mapping[str, Any]]:
         t = schema.commands
         return list(
