@@ -224,4 +224,263 @@ def paused_instances(run: Run) -> list[dict[str, Any]]:
 __all__ = [
     "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "history_view", "instance_view", "iso", "owner_view",
     "paused_instances", "run_summary", "run_view", "verbs",
+    "change_token", "instance_counts", "instance_detail", "instance_page", "run_state", "value_view",
 ]
+
+
+# ------------------------------------------------------------------ light views for live surfaces
+# The widget (and anything that refreshes often) must cost the same for 10 or 10,000 instances:
+# counts come from GROUP BY queries, instances from one page, values from one instance only.
+
+def instance_counts(store: Store, run_id: str) -> dict[str, dict[str, int]]:
+    """``{step: {status: n}}`` for the run's instances, from one GROUP BY query."""
+    import sqlalchemy as sa
+
+    from .store import schema
+
+    t = schema.instances
+    stmt = sa.select(t.c.step, t.c.status, sa.func.count()).where(t.c.run_id == run_id).group_by(t.c.step, t.c.status)
+    out: dict[str, dict[str, int]] = {}
+    with store.engine.connect() as conn:
+        for step, status, n in conn.execute(stmt):
+            out.setdefault(step, {})[status] = int(n)
+    return out
+
+
+def _held_counts(store: Store, run_id: str) -> dict[int, int]:
+    """Breakpoint id -> how many paused instances it holds (grouped by the held_by text, which has few values)."""
+    import sqlalchemy as sa
+
+    from .store import schema
+
+    t = schema.instances
+    stmt = (
+        sa.select(t.c.held_by, sa.func.count())
+        .where(t.c.run_id == run_id, t.c.status == InstanceStatus.PAUSED.value, t.c.held_by.is_not(None))
+        .group_by(t.c.held_by)
+    )
+    out: dict[int, int] = {}
+    with store.engine.connect() as conn:
+        for held_by, n in conn.execute(stmt):
+            for bid in json.loads(held_by or "[]"):
+                out[bid] = out.get(bid, 0) + int(n)
+    return out
+
+
+def run_state(store: Store, run_id: str) -> dict[str, Any]:
+    """:func:`run_view` without instance rows, for surfaces that refresh often: the same fields, with
+    ``instances`` empty (``instances_omitted`` says how many exist), and each breakpoint's ``holding``
+    replaced by ``held`` (how many instances it holds) — page through instances with :func:`instance_page`."""
+    row = store.run_row(run_id)
+    definition = store.definition(row["workflow"], row["version"])
+    order = list(definition["order"])
+    owner = owner_view(row)
+    options = json.loads(row["options"] or "{}")
+    per_step = instance_counts(store, run_id)
+    held = _held_counts(store, run_id)
+    all_counts: Counter[str] = Counter()
+    nodes = []
+    for s in order:
+        spec = definition["steps"][s]
+        c = per_step.get(s, {})
+        all_counts.update(c)
+        nodes.append({
+            "step": s,
+            "kind": spec["kind"],
+            "foreach": spec.get("foreach"),
+            "upstream": list(spec.get("upstream", [])),
+            "counts": {st: c.get(st, 0) for st in STATUSES},
+            "total": sum(c.values()),
+        })
+    breakpoints = []
+    for b in store.breakpoint_rows(row["workflow"], run_id):
+        view = breakpoint_view(b)
+        view["held"] = held.get(b["id"], 0)
+        view["state"] = "hit" if view["held"] else "set"
+        breakpoints.append(view)
+    return {
+        "id": row["id"],
+        "workflow": row["workflow"],
+        "version": row["version"],
+        "status": row["status"],
+        "interrupted": _interrupted(row, owner["alive"]),
+        "owner": owner,
+        "params": _params(store, row),
+        "break_on_error": {"enabled": bool(options.get("break_on_error")), "held": held.get(BREAK_ON_ERROR_ID, 0)},
+        "created": iso(row["created_at"]),
+        "updated": iso(row["updated_at"]),
+        "finished": iso(row["finished_at"]),
+        "forked_from": row["parent_run_id"],
+        "progress": _progress(all_counts),
+        "counts": {st: all_counts.get(st, 0) for st in STATUSES},
+        "dag": {"nodes": nodes, "edges": [list(e) for e in definition["edges"]]},
+        "breakpoints": breakpoints,
+        "instances": [],
+        "instances_omitted": sum(all_counts.values()),
+    }
+
+
+def instance_page(
+    store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None, text: str | None = None,
+    offset: int = 0, limit: int = 50,
+) -> dict[str, Any]:
+    """One page of a step's instances in item order (no values), narrowed by *status* and by *text*
+    (found in the key, the pause reason or the error); ``total`` counts every match."""
+    import sqlalchemy as sa
+
+    from .store import schema
+
+    t = schema.instances
+    where = [t.c.run_id == run_id, t.c.step == step]
+    if status:
+        wanted = [status] if isinstance(status, str) else list(status)
+        where.append(t.c.status.in_([str(s) for s in wanted]))
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(sa.or_(*(c.like(pattern, escape="\\") for c in (t.c.key, t.c.error_message, t.c.pause_reason))))
+    offset, limit = max(int(offset), 0), max(int(limit), 1)
+    cols = [t.c[n] for n in (
+        "step", "item", "key", "status", "attempt", "pause_reason", "error_type", "error_message", "held_by",
+        "started_at", "finished_at",
+    )]
+    with store.engine.connect() as conn:
+        total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
+        if offset >= total and total:
+            offset = (total - 1) // limit * limit  # the last page, when the filter shrank the list
+        rows = list(conn.execute(sa.select(*cols).where(*where).order_by(t.c.item).offset(offset).limit(limit)).mappings())
+    return {"step": step, "offset": offset, "limit": limit, "total": total, "rows": [instance_view(r) for r in rows]}
+
+
+def change_token(store: Store, run_id: str) -> tuple[Any, ...]:
+    """A cheap value that changes whenever what a debug view shows may have changed: the newest
+    event of the run, the run row's status and update time, and the breakpoints that apply to it."""
+    import sqlalchemy as sa
+
+    from .store import schema
+
+    e, r, b = schema.events, schema.runs, schema.breakpoints
+    with store.engine.connect() as conn:
+        run = conn.execute(
+            sa.select(r.c.status, r.c.updated_at, r.c.owner_id, r.c.workflow).where(r.c.id == run_id)
+        ).first()
+        if run is None:
+            return (None,)
+        last = conn.execute(sa.select(sa.func.max(e.c.id)).where(e.c.run_id == run_id)).scalar()
+        bps = conn.execute(
+            sa.select(sa.func.count(), sa.func.max(b.c.id), sa.func.sum(b.c.id)).where(
+                b.c.workflow == run.workflow, sa.or_(b.c.run_id.is_(None), b.c.run_id == run_id)
+            )
+        ).first()
+    return (run.status, run.updated_at, run.owner_id, last, tuple(bps or ()))
+
+
+VALUE_LIMIT_CHARS = 64 * 1024
+"""Values whose JSON text is longer than this are shown truncated (and cannot be edited in place)."""
+
+
+def value_view(value: Any, limit: int = VALUE_LIMIT_CHARS) -> tuple[Any, bool]:
+    """``(shown, editable)``: the value itself when it is JSON and not too long, else a stand-in
+    (``{"repr": ...}`` or ``{"truncated": ..., "chars": n}``) that must not be written back."""
+    from .store.codec import to_json_text
+
+    text = to_json_text(value)
+    if text is None:
+        return {"repr": repr(value)[:2000]}, False
+    if len(text) > limit:
+        return {"truncated": text[: min(limit, 4000)], "chars": len(text)}, False
+    return value, True
+
+
+class _StepRows(dict):  # type: ignore[type-arg]
+    """Instance rows by step, read from the store on first use (only the steps an instance reads)."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        super().__init__()
+        self._store, self._run_id = store, run_id
+
+    def get(self, step: str, default: Any = None) -> Any:  # type: ignore[override]
+        if step not in self:
+            self[step] = self._store.instance_rows(self._run_id, step=step)
+        return super().get(step, default)
+
+
+def _light_reader(store: Store, row: Mapping[str, Any]) -> Any:
+    from .run import _Reader
+
+    reader = _Reader.__new__(_Reader)
+    reader.store, reader.row = store, row
+    reader.definition = store.definition(row["workflow"], row["version"])
+    reader.params = store.decode(row["params_codec"], row["params"]) or {}
+    reader.rows = []
+    reader.by_step = _StepRows(store, row["id"])
+    reader._values, reader._step_out = {}, {}
+    return reader
+
+
+ATTEMPT_EVENTS = ("started", "attempt_failed", "retrying", "succeeded", "failed", "timed_out", "interrupted")
+
+
+def instance_detail(store: Store, run_id: str, step: str, key: str | None, history_limit: int = 200) -> dict[str, Any] | None:
+    """Everything about one instance (``None`` when it does not exist yet): :func:`instance_view`'s
+    fields plus ``inputs``/``output`` (see :func:`value_view`; ``readonly_inputs`` lists inputs
+    that are not editable JSON), the error with its traceback, ``logs``, ``attempts`` and its
+    ``history`` (newest *history_limit* events). Reads only this instance and the steps it reads."""
+    import sqlalchemy as sa
+
+    from .store import schema
+
+    t, e = schema.instances, schema.events
+    run_row = store.run_row(run_id)
+    key_cond = t.c.key.is_(None) if key is None else t.c.key == str(key)
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.step == step, key_cond)).mappings().first()
+        ekey = e.c.key.is_(None) if key is None else e.c.key == str(key)
+        events = list(conn.execute(
+            sa.select(e).where(e.c.run_id == run_id, e.c.step == step, ekey).order_by(e.c.id)
+        ).mappings())
+    if row is None:
+        return None
+    view = instance_view(row)
+    iv = _light_reader(store, run_row).view(row)
+    inputs: dict[str, Any] = {}
+    readonly: list[str] = []
+    for name, value in iv.inputs.items():
+        inputs[name], ok = value_view(value)
+        if not ok:
+            readonly.append(name)
+    output, output_ok = value_view(iv.output)
+    history = []
+    for r in events:
+        try:
+            data = json.loads(r["data"]) if r["data"] else {}
+        except ValueError:
+            data = {"text": r["data"]}
+        history.append({"id": r["id"], "ts": iso(r["ts"]), "kind": r["kind"], "actor": r["actor"], "data": data})
+    attempts: list[dict[str, Any]] = []
+    for h in history:
+        if h["kind"] not in ATTEMPT_EVENTS:
+            continue
+        n = h["data"].get("attempt")
+        if h["kind"] == "started" or not attempts:
+            attempts.append({"attempt": n, "started": h["ts"] if h["kind"] == "started" else None,
+                             "outcome": None if h["kind"] == "started" else h["kind"], "error": h["data"].get("error"),
+                             "finished": None if h["kind"] == "started" else h["ts"]})
+        elif attempts[-1]["outcome"] is None:
+            attempts[-1].update(outcome=h["kind"], error=h["data"].get("error"), finished=h["ts"])
+    view.update({
+        "inputs": inputs,
+        "readonly_inputs": readonly,
+        "output": output,
+        "output_editable": output_ok,
+        "has_output": row["output_codec"] is not None,
+        "error": None if iv.error is None else {
+            "type": iv.error.type, "message": iv.error.message, "traceback": iv.error.traceback,
+        },
+        "logs": iv.logs[-VALUE_LIMIT_CHARS:],
+        "logs_truncated": len(iv.logs) > VALUE_LIMIT_CHARS,
+        "attempts": attempts,
+        "history": history[-history_limit:],
+        "history_omitted": max(len(history) - history_limit, 0),
+        "last_event": events[-1]["id"] if events else 0,
+    })
+    return view

@@ -310,13 +310,14 @@ class Scheduler:
         if not inst.hydrated:
             self._hydrate([inst])
         old = inst.status
-        if old != status:
-            self.counts[old] -= 1
-            self.counts[status] += 1
-            inst.status = status
         for k, v in fields.items():
             setattr(inst, k, v)
-        self.dirty[inst.ident] = inst
+        self.dirty[(inst.step, inst.item)] = inst
+        if old is status:
+            return
+        self.counts[old] -= 1
+        self.counts[status] += 1
+        inst.status = status
         was, now_done = self._done(inst, old), self._done(inst, status)
         if was != now_done:
             self.remaining[inst.step] += -1 if now_done else 1
@@ -883,7 +884,7 @@ class Scheduler:
                 "key": inst.key if inst else None,
                 "kind": kind,
                 "actor": actor,
-                "data": json.dumps(data, default=_json_default) if data else None,
+                "data": data or None,  # serialized at flush, off the per-instance path
                 "ts": now(),
             }
         )
@@ -919,7 +920,11 @@ class Scheduler:
                 if self.signal_rows:
                     conn.execute(t.signals.insert(), self.signal_rows)
                 if self.events:
-                    self.store.executemany(conn, self._sql["event"], self.events)
+                    rows = self.events
+                    for e in rows:
+                        if e["data"] is not None:
+                            e["data"] = json.dumps(e["data"], default=_json_default)
+                    self.store.executemany(conn, self._sql["event"], rows)
                 if self.cmd_done:
                     self.store.executemany(conn, self._sql["command"], self.cmd_done)
                 if self.run_dirty or hb or final or self.status.terminal:
@@ -1022,17 +1027,18 @@ class Scheduler:
             self._fire_timers()
             if self._update_status():
                 return
-            if self.must_flush:
-                self._flush()  # outputs are durable before a dependent instance starts
+            if self.must_flush or time.monotonic() - self._last_flush >= GROUP_COMMIT_S:
+                # Outputs are durable before a dependent instance starts; attempts started in this
+                # turn are written with the next group, usually already finished (one row write each).
+                self._flush()
             while self.unblocked:
                 self._unblock(self.unblocked.pop(0))
             self._dispatch()
             if self._update_status():
                 return
-            since = time.monotonic() - self._last_flush
-            if self.must_flush or not self.inflight or since >= GROUP_COMMIT_S:
+            if self.must_flush or not self.inflight:
                 self._flush()
-                since = 0.0
+            since = time.monotonic() - self._last_flush
             timeout = COMMAND_POLL_S
             if self.dirty or self.events:
                 timeout = max(0.0, min(timeout, GROUP_COMMIT_S - since))
