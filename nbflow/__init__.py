@@ -57,3 +57,10 @@ __all__ = [
 def attach(run_id: str, store: str | Store | None = None) -> Run:
     """A handle on a stored run, by id (read it, act on it; its owner or `nbflow resume` drives it)."""
     return Run(Store.open(store), run_id)
+
+
+def load_ipython_extension(ip: object) -> None:
+    """``%load_ext nbflow``: the ``%%step`` and ``%nbflow`` magics."""
+    from .notebook.magics import load_ipython_extension as load
+
+    load(ip)

@@ -221,6 +221,7 @@ class Scheduler:
         self._last_poll = 0.0
         self._last_hb = 0.0
         self._ignored_specs: set[int] = set()
+        self._status_changed = False
         self._conn: sa.Connection | None = None
         self._sql = _statements(store)
 
@@ -965,7 +966,9 @@ class Scheduler:
         self.run_dirty = False
         self.must_flush = False
         self._last_flush = time.monotonic()
-        self.committed_status = self.status
+        if self.committed_status != self.status:
+            self.committed_status = self.status
+            self._status_changed = True
         self._release_waiters()
 
     def _connection(self) -> sa.Connection:
@@ -986,8 +989,10 @@ class Scheduler:
         for ev in self.after_flush:
             ev.set()
         self.after_flush.clear()
-        with self.cond:
-            self.cond.notify_all()
+        if self._status_changed:  # run.wait() waits on the status only: wake it only when it changed
+            self._status_changed = False
+            with self.cond:
+                self.cond.notify_all()
 
     # ------------------------------------------------------------------ the loop
     def start(self) -> None:
