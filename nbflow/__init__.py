@@ -55,12 +55,13 @@ __all__ = [
 
 
 def attach(run_id: str, store: str | Store | None = None) -> Run:
-    """A handle on a stored run, by id (read it, act on it; its owner or `nbflow resume` drives it)."""
-    return Run(Store.open(store), run_id)
+    """Debug a stored run from here. If its owner is gone (a batch run that paused and exited, a
+    crashed kernel), this process takes it over with the code pinned in the store; otherwise (a live
+    owner, or a finished run) the handle reads the run and its verbs go to the owner."""
+    from .engine.lifecycle import owner_alive, resume_pinned
 
-
-def load_ipython_extension(ip: object) -> None:
-    """``%load_ext nbflow``: the ``%%step`` and ``%nbflow`` magics."""
-    from .notebook.magics import load_ipython_extension as load
-
-    load(ip)
+    st = Store.open(store)
+    row = st.run_row(run_id)
+    if RunStatus(row["status"]).terminal or owner_alive(row):
+        return Run(st, run_id)
+    return resume_pinned(st, run_id)

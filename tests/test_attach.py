@@ -315,6 +315,32 @@ def test_resume_pinned_in_this_process_needs_no_import_of_the_workflow_module(fl
     assert run.output("total") == V1_TOTAL
 
 
+def test_nbflow_attach_takes_over_an_orphaned_run_with_its_pinned_code(flow_dir: Path, db_url: str) -> None:
+    """nbflow.attach(run_id) needs no workflow object: another notebook debugs a batch run that exited."""
+    child, run_id = start(flow_dir, breakpoints=["square"])
+    assert child.line() == "paused"
+    child.release()
+
+    run = nbflow.attach(run_id, db_url)
+    assert owner(db_url, run_id) == (socket.gethostname(), os.getpid())
+    assert len(run.instances("square", status="paused")) == N
+    run.resume()
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("total") == V1_TOTAL
+
+
+def test_nbflow_attach_to_a_live_run_only_reads_it(flow_dir: Path, db_url: str) -> None:
+    """While the owner lives, nbflow.attach gives a handle whose verbs the owner applies; no takeover."""
+    child, run_id = start(flow_dir, breakpoints=["total"], hold=True)
+    assert child.line() == "paused"
+    run = nbflow.attach(run_id, db_url)
+    assert live(run_id) is None
+    assert owner(db_url, run_id)[1] != os.getpid()
+    run.resume("total")
+    poll(lambda: run.status == "succeeded", "the owner to finish the run")
+    child.release()
+
+
 def test_interrupted_only_while_no_live_process_drives_an_unfinished_run(flow_dir: Path, db_url: str) -> None:
     """interrupted: False while the owner lives, True once it exited, False again when attached and when done."""
     child, run_id = start(flow_dir, breakpoints=["total"], hold=True)
