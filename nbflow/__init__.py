@@ -65,3 +65,10 @@ def attach(run_id: str, store: str | Store | None = None) -> Run:
     if RunStatus(row["status"]).terminal or owner_alive(row):
         return Run(st, run_id)
     return resume_pinned(st, run_id)
+
+
+def load_ipython_extension(ip: object) -> None:
+    """``%load_ext nbflow``: the ``%%step`` and ``%nbflow`` magics."""
+    from .notebook.magics import load_ipython_extension as load
+
+    load(ip)

@@ -253,22 +253,23 @@ class Workflow:
     # -- validation ------------------------------------------------------------------------------
     def plan(self) -> Plan:
         """Check the DAG (unknown names, foreach sources, cycles) and return it in topological order."""
-        if not self.steps:
+        steps = dict(self.steps)  # a snapshot: a notebook cell may redefine a step meanwhile
+        if not steps:
             raise DefinitionError(f"workflow {self.name!r} has no steps; define some with @wf.step")
         bindings: dict[str, tuple[Binding, ...]] = {}
         upstream: dict[str, tuple[str, ...]] = {}
-        for name, spec in self.steps.items():
+        for name, spec in steps.items():
             deps: list[str] = []
             binds: list[Binding] = []
             if spec.kind == StepKind.FOREACH:
-                if spec.foreach not in self.steps:
+                if spec.foreach not in steps:
                     raise DefinitionError(
                         f"foreach step {name!r} iterates over {spec.foreach!r}, which is not a step of workflow "
-                        f"{self.name!r} (steps: {', '.join(sorted(self.steps))})"
+                        f"{self.name!r} (steps: {', '.join(sorted(steps))})"
                     )
                 deps.append(spec.foreach)  # type: ignore[arg-type]
             for p in spec.params:
-                if p in self.steps and p != name:
+                if p in steps and p != name:
                     binds.append(Binding(p, "step", p))
                     deps.append(p)
                 elif p == CTX:
@@ -278,20 +279,20 @@ class Workflow:
                 else:
                     binds.append(Binding(p, "param", p))
             for a in spec.after:
-                if a not in self.steps:
+                if a not in steps:
                     raise DefinitionError(
                         f"step {name!r} has after={a!r}, which is not a step of workflow {self.name!r}"
                     )
                 deps.append(a)
             bindings[name] = tuple(binds)
             upstream[name] = tuple(dict.fromkeys(deps))
-        order = self._toposort(upstream)
-        downstream: dict[str, list[str]] = {s: [] for s in self.steps}
+        order = self._toposort(upstream, steps)
+        downstream: dict[str, list[str]] = {s: [] for s in steps}
         for s in order:
             for u in upstream[s]:
                 downstream[u].append(s)
         return Plan(
-            steps=dict(self.steps),
+            steps=dict(steps),
             order=order,
             bindings=bindings,
             upstream=upstream,
@@ -311,10 +312,10 @@ class Workflow:
                         f"pass it with params={{{b.param!r}: ...}}, give it a default, or rename it after a step"
                     )
 
-    def _toposort(self, upstream: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    def _toposort(self, upstream: Mapping[str, tuple[str, ...]], steps: Mapping[str, StepSpec]) -> tuple[str, ...]:
         order: list[str] = []
         state: dict[str, int] = {}  # 1 visiting, 2 done
-        for root in self.steps:
+        for root in steps:
             if state.get(root) == 2:
                 continue
             stack: list[tuple[str, int]] = [(root, 0)]

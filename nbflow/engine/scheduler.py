@@ -316,6 +316,8 @@ class Scheduler:
         self.dirty[(inst.step, inst.item)] = inst
         if old is status:
             return
+        if inst.step in self.output_cache:  # a dead letter retried or skipped after its step completed
+            del self.output_cache[inst.step]
         self.counts[old] -= 1
         self.counts[status] += 1
         inst.status = status
@@ -553,6 +555,10 @@ class Scheduler:
 
         old_specs = self.specs
         definition, version, pickles = pin(self.wf, plan)
+        if version == self.version:  # the cell was run again unchanged: nothing to record
+            self.specs = dict(plan.steps)
+            self.plan = Plan(plan.steps, self.plan.order, self.plan.bindings, self.plan.upstream, self.plan.downstream)
+            return
         save_version(self.store, self.wf, plan, definition, version, pickles)
         diffs = {
             s: "".join(

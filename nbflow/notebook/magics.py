@@ -17,10 +17,10 @@ import html
 import json
 import keyword
 import linecache
-import sys
 import symtable
+import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -127,16 +127,17 @@ def free_names(tree: ast.Module) -> list[str]:
 
 
 def classify(free: Sequence[str], *, own: str, kind: StepKind, steps: Sequence[str],
-             user_ns: Mapping[str, Any]) -> tuple[str, ...]:
-    """The free names that become parameters: steps, ``ctx``, ``item`` (foreach), and names that are
-    neither defined in the user namespace nor builtins (run parameters, or steps defined later)."""
+             user_ns: Mapping[str, Any], run_params: Collection[str] = ()) -> tuple[str, ...]:
+    """The free names that become parameters: steps, given run parameters, ``ctx``, ``item``
+    (foreach), and names that are neither defined in the user namespace nor builtins (run
+    parameters, or steps defined later). Other names stay globals, read when the step runs."""
     params: list[str] = []
     for name in free:
         if name == own:
             continue
-        if name in steps or name == CTX or (name == ITEM and kind == StepKind.FOREACH):
-            params.append(name)
-        elif name not in user_ns and not hasattr(builtins, name):
+        wired = name in steps or name in run_params or name == CTX or (name == ITEM and kind == StepKind.FOREACH)
+        unknown = name not in user_ns and not hasattr(builtins, name)
+        if wired or unknown:
             params.append(name)
     return tuple(params)
 
@@ -176,23 +177,26 @@ def _key_function(cell: CellStep) -> Callable[[Any], Any] | None:
     if cell.key_source is None:
         return None
     try:
-        code = compile(f"lambda item: ({cell.key_source})", f"<key of step {cell.name}>", "eval", dont_inherit=True)
+        ast.parse(cell.key_source.strip(), mode="eval")
+        code = compile(f"lambda item: ({cell.key_source.strip()})", f"<key of step {cell.name}>", "eval",
+                       dont_inherit=True)
     except SyntaxError as exc:
         raise DefinitionError(
             f"step {cell.name!r}: --key {cell.key_source!r} is not a Python expression ({exc.msg}); "
             "write an expression over item, e.g. --key item['id']"
         ) from None
-    return eval(code, cell.user_ns)  # type: ignore[no-any-return]  # noqa: S307 - the user's own expression
+    return eval(code, cell.user_ns)  # type: ignore[no-any-return]
 
 
-def build(cell: CellStep, wf: Workflow) -> StepSpec:
+def build(cell: CellStep, wf: Workflow, run_params: Collection[str] = ()) -> StepSpec:
     """Compile *cell* into a step spec, deriving its parameters from today's steps and namespace."""
     try:
         cell.free = tuple(free_names(_parse(cell)))
     except SyntaxError:
         _function(cell, ())  # raises the same error located at the cell's own line
         raise
-    params = classify(cell.free, own=cell.name, kind=cell.kind, steps=list(wf.steps), user_ns=cell.user_ns)
+    params = classify(cell.free, own=cell.name, kind=cell.kind, steps=list(wf.steps), user_ns=cell.user_ns,
+                      run_params=run_params)
     fn = _function(cell, params)
     _check_options(cell.name, cell.timeout, "fail", None, cell.kind)
     return StepSpec(
@@ -211,25 +215,27 @@ def build(cell: CellStep, wf: Workflow) -> StepSpec:
     )
 
 
-def define(cell: CellStep, wf: Workflow) -> StepSpec:
+def define(cell: CellStep, wf: Workflow, run_params: Collection[str] = ()) -> StepSpec:
     """Define or redefine the step of *cell* in *wf* (the same name and kind replaces it)."""
-    spec = build(cell, wf)
+    spec = build(cell, wf, run_params)
     wf.add_step(spec)
     cell.spec = spec
     _state.cells[(id(wf), cell.name)] = cell
     return spec
 
 
-def refresh(wf: Workflow) -> None:
-    """Re-derive the inputs of *wf*'s cell steps: a step defined after a cell that reads its name,
-    or a helper defined after it, changes which free names are parameters (bindings resolve at run)."""
+def refresh(wf: Workflow, run_params: Collection[str] = ()) -> None:
+    """Re-derive the inputs of *wf*'s cell steps before a run: a step defined after a cell that
+    reads its name, a run parameter named like a notebook variable, or a helper defined after the
+    cell changes which free names are parameters (bindings resolve at run time)."""
     steps = list(wf.steps)
     for (wid, name), cell in list(_state.cells.items()):
         if wid != id(wf) or cell.spec is None or wf.steps.get(name) is not cell.spec:
             continue
-        params = classify(cell.free, own=name, kind=cell.kind, steps=steps, user_ns=cell.user_ns)
+        params = classify(cell.free, own=name, kind=cell.kind, steps=steps, user_ns=cell.user_ns,
+                          run_params=run_params)
         if params != cell.spec.params:
-            define(cell, wf)
+            define(cell, wf, run_params)
 
 
 def _cell_location(shell: Any, line: str, body: str) -> tuple[str, int]:
@@ -490,7 +496,7 @@ class NbflowMagics(Magics):
         try:
             args = _step_parser().parse_args(split_args(line))
         except _Exit:
-            return None
+            return
         name = args.name
         if not name.isidentifier() or keyword.iskeyword(name):
             raise UsageError(f"%%step: step name {name!r} is not a Python identifier (other steps receive its "
@@ -511,10 +517,12 @@ class NbflowMagics(Magics):
             raise _quiet(exc) from None
         except SyntaxError as exc:  # shown like IPython shows a cell's syntax error, without our frames
             err = DefinitionError(f"step {name!r}: {exc.msg} (line {exc.lineno} of the cell)")
+            if exc.text is None and exc.lineno:  # compiled from an AST: take the line from the cell
+                exc.text = linecache.getline(filename, exc.lineno) or None
             lines = traceback.format_exception_only(type(exc), exc)
             err._render_traceback_ = lambda: [ln.rstrip("\n") for ln in lines]  # type: ignore[attr-defined]
             raise err from None
-        return None
+        return
 
     @line_magic("nbflow")
     @no_var_expand
@@ -549,8 +557,9 @@ class NbflowMagics(Magics):
 
     def _do_run(self, args: argparse.Namespace) -> Run:
         wf = current_workflow()
-        refresh(wf)
-        run = wf.run(params=dict(args.param), breakpoints=args.breaks, break_on_error=args.break_on_error)
+        params = dict(args.param)
+        refresh(wf, params)
+        run = wf.run(params=params, breakpoints=args.breaks, break_on_error=args.break_on_error)
         self._set_run(run)
         if args.wait:
             run.wait()
@@ -620,7 +629,7 @@ class NbflowMagics(Magics):
 
     def _do_attach(self, args: argparse.Namespace) -> Run:
         wf = current_workflow()
-        refresh(wf)
+        refresh(wf, Run(wf.store, args.run).params)
         return self._set_run(wf.attach(args.run))
 
 
