@@ -158,6 +158,12 @@ class Run:
     def __repr__(self) -> str:
         return f"<nbflow.Run {self.id} of {self.workflow_name!r}: {self.status}>"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The rich display: the live widget in a kernel, plus a static SVG/summary and text."""
+        from .notebook.widget import mimebundle
+
+        return mimebundle(self, include, exclude)
+
     # -- state ---------------------------------------------------------------------------------
     def _row(self) -> Mapping[str, Any]:
         self._row_cache = self.store.run_row(self.id)

@@ -222,9 +222,9 @@ def paused_instances(run: Run) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "history_view", "instance_view", "iso", "owner_view",
-    "paused_instances", "run_summary", "run_view", "verbs",
-    "change_token", "instance_counts", "instance_detail", "instance_page", "run_state", "value_view",
+    "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "change_token", "history_view", "instance_counts",
+    "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "owner_view", "paused_instances",
+    "run_state", "run_summary", "run_view", "value_view", "verbs",
 ]
 
 
@@ -484,3 +484,20 @@ def instance_detail(store: Store, run_id: str, step: str, key: str | None, histo
         "last_event": events[-1]["id"] if events else 0,
     })
     return view
+
+
+def instance_stamp(store: Store, run_id: str, step: str, key: str | None) -> tuple[Any, ...] | None:
+    """A cheap value that changes when :func:`instance_detail` of this instance may have changed
+    (its state columns and the sizes of its values), or None when it does not exist."""
+    import sqlalchemy as sa
+
+    from .store import schema
+
+    t = schema.instances
+    cols = [t.c[n] for n in ("status", "attempt", "pause_reason", "held_by", "error_type", "started_at",
+                             "finished_at", "next_attempt_at", "inputs_codec", "output_codec")]
+    sizes = [sa.func.length(t.c[n]) for n in ("inputs", "output", "logs", "saved", "error_traceback")]
+    key_cond = t.c.key.is_(None) if key is None else t.c.key == str(key)
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(*cols, *sizes).where(t.c.run_id == run_id, t.c.step == step, key_cond)).first()
+    return None if row is None else tuple(row)

@@ -7,9 +7,30 @@ Actions arrive as custom messages from the browser and go through the ``Run`` ve
 run's change token and refreshes the traits, at most ~10 times a second, from one place
 (:meth:`RunWidget.refresh`), until the run is finished or the widget is closed. The widget works
 for runs owned by another process too: it reads the store and writes commands; the owner applies
-them, and the widget reports the outcome when it sees it."""
+them, and the widget reports the outcome when it sees it.
+
+Messages from the browser (``model.send``; every one may carry ``req``, echoed in ``message``):
+navigation ``select_step {step}``, ``page {offset}``, ``filter {status, text}``,
+``select_instance {step, key}``, ``close_instance``, ``refresh``; actions ``resume {step, key | keys}``,
+``resume_all``, ``retry {step, key}``, ``skip {step, key, json, reason}``, ``set_inputs {step, key,
+json, reason}`` (only the inputs that differ are sent on), ``set_output {step, key, json, reason}``,
+``approve``/``reject {step, reason}``, ``cancel {reason}``, ``add_breakpoint {step, key, when,
+condition}`` (workflow-scoped), ``remove_breakpoint {step, key}``. ``json`` is the editor's text,
+parsed again here.
+
+The DOM (the browser test relies on it; see /work/notes/ISSUE4.md): ``.nbflow-widget[data-run-id]
+[data-status]``; ``status-badge``, ``progress``; ``g[data-testid=node][data-step]`` with
+``bp-marker``; ``instances`` with ``instance-row[data-key]``, ``row-status``, ``select``;
+``filter-status``, ``filter-text``, ``page-prev``, ``page-next``, ``page-info``; ``resume-selected``,
+``resume-all``, ``cancel-run`` (two clicks: the first arms it); ``instance-panel`` with ``inputs``,
+``output``, ``error``, ``logs``, ``attempts``, ``history`` and ``resume-one``, ``retry``, ``skip``
+(opens the JSON editor for the output the skipped instance stands for), ``edit-inputs``,
+``edit-output``; ``json-editor``, ``reason``, ``json-save``, ``json-cancel``, ``json-error``;
+``add-breakpoint``, ``bp-condition``, ``bp-when``, ``bp-key``, ``remove-breakpoint``; ``message``
+(class ``error`` when refused)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -34,6 +55,7 @@ from . import render
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 50
 POLL_S = 0.1  # at most ~10 refreshes a second
+BUSY_FACTOR = 6  # wait at least 6x as long as a refresh took: the watcher takes < ~15% of the process
 FULL_REFRESH_S = 5.0  # re-read even without a change (an owner's lease can expire silently)
 
 
@@ -75,6 +97,8 @@ class RunWidget(anywidget.AnyWidget):
         self._seq = 0
         self._pending: dict[int, tuple[str, Any]] = {}  # command id -> (what, browser request id)
         self._thread: threading.Thread | None = None
+        self._detail: dict[str, Any] | None = None
+        self._detail_stamp: tuple[Any, ...] | None = None
         values = self._compute()
         first = _first_interesting_step(values["dag"]["nodes"])
         if first is not None:
@@ -88,16 +112,17 @@ class RunWidget(anywidget.AnyWidget):
             self._thread.start()
 
     # -- state ------------------------------------------------------------------------------------
-    def refresh(self) -> None:
+    def refresh(self, force: bool = True) -> None:
         """Read the store and set every trait that changed, in one comm message: the one place the
-        state traits are set (from the watcher thread or after an action)."""
+        state traits are set (from the watcher thread or after an action). Without *force*, the
+        selected instance's detail is re-read only when its row changed."""
         with self._lock:
-            values = self._compute()
+            values = self._compute(force)
             with self.hold_sync():
                 for name, value in values.items():
                     setattr(self, name, value)
 
-    def _compute(self) -> dict[str, Any]:
+    def _compute(self, force: bool = True) -> dict[str, Any]:
         """The state traits' values, read from the store (counts, one page, one instance)."""
         token = views.change_token(self.store, self.run.id)
         state = views.run_state(self.store, self.run.id)
@@ -121,9 +146,14 @@ class RunWidget(anywidget.AnyWidget):
         page = self._page() if self._step is not None else {}
         detail = None
         if self._sel is not None:
-            detail = views.instance_detail(self.store, self.run.id, self._sel["step"], self._sel["key"])
-            if detail is None:
-                detail = {"step": self._sel["step"], "key": self._sel["key"], "missing": True}
+            step, key = self._sel["step"], self._sel["key"]
+            stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key))
+            if force or stamp != self._detail_stamp:  # values are decoded only when the instance changed
+                self._detail = views.instance_detail(self.store, self.run.id, step, key) or {
+                    "step": step, "key": key, "missing": True,
+                }
+                self._detail_stamp = stamp
+            detail = self._detail
         self._token = token
         return {
             "summary": summary, "dag": {"nodes": nodes, "edges": state["dag"]["edges"]},
@@ -155,8 +185,6 @@ class RunWidget(anywidget.AnyWidget):
         self._step = step
         if node["kind"] != "foreach":
             self._sel = {"step": step, "key": None}  # a task has one instance: open it
-        elif node["counts"].get("paused"):
-            self._filter_status = "paused"  # what a person came for
 
     # -- live updates -----------------------------------------------------------------------------
     def _watch(self) -> None:
@@ -169,7 +197,7 @@ class RunWidget(anywidget.AnyWidget):
                     self._check_pending()
                 token = views.change_token(self.store, self.run.id)
                 if token != self._token or t0 - last_full > FULL_REFRESH_S:
-                    self.refresh()
+                    self.refresh(force=False)
                     last_full = t0
                 errors = 0
                 if RunStatus(self._status).terminal and not self._pending:
@@ -180,8 +208,9 @@ class RunWidget(anywidget.AnyWidget):
                     self._say(False, f"live updates stopped: {type(exc).__name__}: {exc}", "watch")
                     break
             spent = time.monotonic() - t0
-            self._stop.wait(max(POLL_S, 3 * spent))  # coalesce: never busier than ~25% of a core
-        self.live = False
+            self._stop.wait(max(POLL_S, BUSY_FACTOR * spent))  # coalesce, and leave the GIL to the run
+        with self._lock:
+            self.live = False
 
     def close(self) -> None:
         """Stop the live updates and close the widget."""
@@ -230,10 +259,8 @@ class RunWidget(anywidget.AnyWidget):
                     self._say(True, text, action, req)
         except (NbflowError, ValueError, TypeError, KeyError) as exc:
             self._say(False, _refusal(exc), action, req)
-            try:
+            with contextlib.suppress(Exception):  # show the state as it is now, if the store answers
                 self.refresh()
-            except Exception:  # noqa: BLE001
-                pass
         except Exception as exc:  # noqa: BLE001 - never a traceback in the kernel's log for a click
             self._say(False, f"internal error: {type(exc).__name__}: {exc}", action, req)
         finally:
@@ -393,7 +420,9 @@ def _first_interesting_step(nodes: list[dict[str, Any]]) -> str | None:
 
 def _reason(m: Mapping[str, Any]) -> str | None:
     r = m.get("reason")
-    return str(r).strip()[:2000] or None if r is not None else None
+    if r is None:
+        return None
+    return str(r).strip()[:2000] or None
 
 
 def _json_arg(m: Mapping[str, Any], text_field: str, value_field: str) -> Any:
@@ -449,11 +478,14 @@ def mimebundle(run: Run, include: Any = None, exclude: Any = None) -> tuple[dict
     data: dict[str, Any] = dict(render.static_bundle(run))
     meta: dict[str, Any] = {}
     if widgets_supported():
-        w = widget_for(run)
-        wdata, wmeta = w._repr_mimebundle_()
-        wdata.pop("text/plain", None)
-        data.update(wdata)
-        meta.update(wmeta or {})
+        try:
+            wdata, wmeta = widget_for(run)._repr_mimebundle_()
+        except Exception as exc:  # noqa: BLE001 - a display must not raise: the static copy still shows
+            data["text/plain"] += f"\n(the live view is unavailable: {type(exc).__name__}: {exc})"
+        else:
+            wdata.pop("text/plain", None)
+            data.update(wdata)
+            meta.update(wmeta or {})
     return data, meta
 
 
