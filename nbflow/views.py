@@ -128,6 +128,44 @@ def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _base_view(
+    store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], per_step: Mapping[str, Mapping[str, int]]
+) -> dict[str, Any]:
+    """The fields :func:`run_view` and :func:`run_state` share: the run, the DAG with counts, progress."""
+    owner = owner_view(row)
+    all_counts: Counter[str] = Counter()
+    nodes = []
+    for s in definition["order"]:
+        spec = definition["steps"][s]
+        c = per_step.get(s, {})
+        all_counts.update(c)
+        nodes.append({
+            "step": s,
+            "kind": spec["kind"],
+            "foreach": spec.get("foreach"),
+            "upstream": list(spec.get("upstream", [])),
+            "counts": {st: c.get(st, 0) for st in STATUSES},
+            "total": sum(c.values()),
+        })
+    return {
+        "id": row["id"],
+        "workflow": row["workflow"],
+        "version": row["version"],
+        "status": row["status"],
+        "interrupted": _interrupted(row, owner["alive"]),
+        "owner": owner,
+        "params": _params(store, row),
+        "break_on_error": {"enabled": bool(json.loads(row["options"] or "{}").get("break_on_error"))},
+        "created": iso(row["created_at"]),
+        "updated": iso(row["updated_at"]),
+        "finished": iso(row["finished_at"]),
+        "forked_from": row["parent_run_id"],
+        "progress": _progress(all_counts),
+        "counts": {st: all_counts.get(st, 0) for st in STATUSES},
+        "dag": {"nodes": nodes, "edges": [list(e) for e in definition["edges"]]},
+    }
+
+
 def run_view(
     store: Store, run_id: str, *, status: Iterable[str] | None = None, limit: int | None = None
 ) -> dict[str, Any]:
@@ -139,8 +177,6 @@ def run_view(
     order = list(definition["order"])
     rank = {s: n for n, s in enumerate(order)}
     rows = sorted(store.instance_rows(run_id), key=lambda r: (rank.get(r["step"], len(order)), r["item"]))
-    owner = owner_view(row)
-    options = json.loads(row["options"] or "{}")
 
     counts: dict[str, Counter[str]] = {s: Counter() for s in order}
     holding: dict[int, list[str | None]] = {}
@@ -150,54 +186,22 @@ def run_view(
             for bid in json.loads(r["held_by"]):
                 holding.setdefault(bid, []).append(r["key"])
 
-    nodes = []
-    for s in order:
-        spec = definition["steps"][s]
-        c = counts[s]
-        nodes.append({
-            "step": s,
-            "kind": spec["kind"],
-            "foreach": spec.get("foreach"),
-            "upstream": list(spec.get("upstream", [])),
-            "counts": {st: c.get(st, 0) for st in STATUSES},
-            "total": sum(c.values()),
-        })
-
-    breakpoints = []
+    view = _base_view(store, row, definition, counts)
+    view["break_on_error"]["holding"] = holding.get(BREAK_ON_ERROR_ID, [])
+    view["breakpoints"] = []
     for b in store.breakpoint_rows(row["workflow"], run_id):
-        view = breakpoint_view(b)
+        bp = breakpoint_view(b)
         held = holding.get(b["id"], [])
-        view["state"] = "hit" if held else "set"
-        view["holding"] = held
-        breakpoints.append(view)
+        bp["state"] = "hit" if held else "set"
+        bp["holding"] = held
+        view["breakpoints"].append(bp)
 
     wanted = None if status is None else {str(s) for s in status}
     chosen = [r for r in rows if wanted is None or r["status"] in wanted]
     listed = chosen if limit is None else chosen[: max(limit, 0)]
-    all_counts: Counter[str] = Counter(r["status"] for r in rows)
-    return {
-        "id": row["id"],
-        "workflow": row["workflow"],
-        "version": row["version"],
-        "status": row["status"],
-        "interrupted": _interrupted(row, owner["alive"]),
-        "owner": owner,
-        "params": _params(store, row),
-        "break_on_error": {
-            "enabled": bool(options.get("break_on_error")),
-            "holding": holding.get(BREAK_ON_ERROR_ID, []),
-        },
-        "created": iso(row["created_at"]),
-        "updated": iso(row["updated_at"]),
-        "finished": iso(row["finished_at"]),
-        "forked_from": row["parent_run_id"],
-        "progress": _progress(all_counts),
-        "counts": {st: all_counts.get(st, 0) for st in STATUSES},
-        "dag": {"nodes": nodes, "edges": [list(e) for e in definition["edges"]]},
-        "breakpoints": breakpoints,
-        "instances": [instance_view(r) for r in listed],
-        "instances_omitted": len(rows) - len(listed),
-    }
+    view["instances"] = [instance_view(r) for r in listed]
+    view["instances_omitted"] = len(rows) - len(listed)
+    return view
 
 
 def history_view(store: Store, run_id: str, after: int = 0) -> list[dict[str, Any]]:
@@ -273,51 +277,18 @@ def run_state(store: Store, run_id: str) -> dict[str, Any]:
     replaced by ``held`` (how many instances it holds) — page through instances with :func:`instance_page`."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
-    order = list(definition["order"])
-    owner = owner_view(row)
-    options = json.loads(row["options"] or "{}")
-    per_step = instance_counts(store, run_id)
     held = _held_counts(store, run_id)
-    all_counts: Counter[str] = Counter()
-    nodes = []
-    for s in order:
-        spec = definition["steps"][s]
-        c = per_step.get(s, {})
-        all_counts.update(c)
-        nodes.append({
-            "step": s,
-            "kind": spec["kind"],
-            "foreach": spec.get("foreach"),
-            "upstream": list(spec.get("upstream", [])),
-            "counts": {st: c.get(st, 0) for st in STATUSES},
-            "total": sum(c.values()),
-        })
-    breakpoints = []
+    view = _base_view(store, row, definition, instance_counts(store, run_id))
+    view["break_on_error"]["held"] = held.get(BREAK_ON_ERROR_ID, 0)
+    view["breakpoints"] = []
     for b in store.breakpoint_rows(row["workflow"], run_id):
-        view = breakpoint_view(b)
-        view["held"] = held.get(b["id"], 0)
-        view["state"] = "hit" if view["held"] else "set"
-        breakpoints.append(view)
-    return {
-        "id": row["id"],
-        "workflow": row["workflow"],
-        "version": row["version"],
-        "status": row["status"],
-        "interrupted": _interrupted(row, owner["alive"]),
-        "owner": owner,
-        "params": _params(store, row),
-        "break_on_error": {"enabled": bool(options.get("break_on_error")), "held": held.get(BREAK_ON_ERROR_ID, 0)},
-        "created": iso(row["created_at"]),
-        "updated": iso(row["updated_at"]),
-        "finished": iso(row["finished_at"]),
-        "forked_from": row["parent_run_id"],
-        "progress": _progress(all_counts),
-        "counts": {st: all_counts.get(st, 0) for st in STATUSES},
-        "dag": {"nodes": nodes, "edges": [list(e) for e in definition["edges"]]},
-        "breakpoints": breakpoints,
-        "instances": [],
-        "instances_omitted": sum(all_counts.values()),
-    }
+        bp = breakpoint_view(b)
+        bp["held"] = held.get(b["id"], 0)
+        bp["state"] = "hit" if bp["held"] else "set"
+        view["breakpoints"].append(bp)
+    view["instances"] = []
+    view["instances_omitted"] = sum(view["counts"].values())
+    return view
 
 
 def instance_page(
