@@ -72,3 +72,8 @@ def load_ipython_extension(ip: object) -> None:
     from .notebook.magics import load_ipython_extension as load
 
     load(ip)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter server extension (``nbflow.server``): the REST API and the signal endpoint."""
+    return [{"module": "nbflow.server"}]

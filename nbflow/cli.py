@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -493,7 +494,7 @@ def _describe(groups: Groups, verb: str) -> str:
         if step is None:
             parts.append("every paused instance" if verb == "resume" else "every unfinished instance")
         elif keys is None:
-            parts.append(f"every instance of {step}")
+            parts.append(step if verb in ("approve", "reject") else f"every instance of {step}")
         else:
             parts.extend(f"{step}:{k}" for k in keys)
     return ", ".join(parts)
@@ -661,17 +662,32 @@ def _mutation(obj: _State, run_id: str, verb: str, groups: Groups, payload: Mapp
 @click.argument("targets", nargs=-1, metavar="[STEP[:KEY]]...")
 @_reason_option
 @_force_option
+@click.option("--notebook", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="NB",
+              help="Instead: re-execute NB with papermill, injecting nbflow_resume=RUN (its workflow attaches).")
+@click.option("--output", "nb_output", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="OUT",
+              help="With --notebook: the executed notebook (default: NB's name with .RUN.out.ipynb).")
+@click.option("-p", "--parameter", "nb_params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="With --notebook: a papermill parameter (repeatable).")
 @_fmt_option
 @click.pass_obj
 def resume_cmd(
-    obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, fmt: str | None
+    obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, notebook: Path | None,
+    nb_output: Path | None, nb_params: tuple[tuple[str, str], ...], fmt: str | None,
 ) -> None:
     """Resume paused instances of RUN: the ones named, else every paused instance.
 
     If the run's owner is alive, the owner applies the command. If it is gone (interrupted, or a
     batch run that paused and exited), this process takes the run over with its pinned code and
-    drives it until it finishes or pauses again.
+    drives it until it finishes or pauses again. With --notebook NB, NB is re-executed with
+    papermill instead and its workflow attaches to RUN (exit codes as for `nbflow run`).
     """
+    if notebook is not None:
+        from .batch import resume_notebook
+
+        resume_notebook(obj, run_id, targets, notebook, nb_output, nb_params, force, fmt)
+        return
+    if nb_output is not None or nb_params:
+        raise click.UsageError("--output and -p go with --notebook NB")
     store = obj.store
     row = store.run_row(run_id)
     _check_run(row, "resume")
@@ -843,6 +859,184 @@ def set_cmd(obj: _State, run_id: str, target: str, inputs: Any, output: Any, rea
 def cancel_cmd(obj: _State, run_id: str, reason: str | None, force: bool, fmt: str | None) -> None:
     """Cancel RUN: every unfinished instance is cancelled and the run ends."""
     _mutation(obj, run_id, "cancel", [(None, None)], None, reason, force, fmt)
+
+
+# ---------------------------------------------------------------------------------- gates and signals
+def _check_gate(store: Store, row: Mapping[str, Any], step: str, verb: str) -> None:
+    """Refuse (exit 1, nothing written) a step that does not exist or is not an approval gate."""
+    definition = store.definition(row["workflow"], row["version"])
+    steps = definition["steps"]
+    if step not in steps:
+        raise CommandRefused(f"run {row['id']} has no step {step!r}; steps are: {', '.join(definition['order'])}")
+    if steps[step]["kind"] != StepKind.APPROVAL:
+        gates = [s for s in definition["order"] if steps[s]["kind"] == StepKind.APPROVAL]
+        raise CommandRefused(
+            f"{step!r} is a {steps[step]['kind']} step, not an approval gate; {verb} applies to wf.approval(...) "
+            f"steps" + (f" (gates of this run: {', '.join(gates)})" if gates else " (this run has none)")
+        )
+
+
+@cli.command("approve")
+@click.argument("run_id", metavar="RUN")
+@click.argument("step", metavar="STEP")
+@click.option("--comment", default=None, help="Why: recorded with the decision and your name.")
+@click.option("--payload", "payload", default=None, callback=_parse_json, metavar="JSON",
+              help="The gate's output as JSON (what downstream steps receive); default: a decision record.")
+@_force_option
+@_fmt_option
+@click.pass_obj
+def approve_cmd(obj: _State, run_id: str, step: str, comment: str | None, payload: Any, force: bool,
+                fmt: str | None) -> None:
+    """Approve the approval gate STEP of RUN: it succeeds, and downstream steps go on."""
+    row = obj.store.run_row(run_id)
+    _check_gate(obj.store, row, step, "approve")
+    body = {"comment": comment, "payload": None if payload is _UNSET else payload}
+    _mutation(obj, run_id, "approve", [(step, None)], body, comment, force, fmt)
+
+
+@cli.command("reject")
+@click.argument("run_id", metavar="RUN")
+@click.argument("step", metavar="STEP")
+@click.option("--comment", default=None, help="Why: recorded with the decision and your name.")
+@_force_option
+@_fmt_option
+@click.pass_obj
+def reject_cmd(obj: _State, run_id: str, step: str, comment: str | None, force: bool, fmt: str | None) -> None:
+    """Reject the approval gate STEP of RUN: it fails, and what depends on it is cancelled."""
+    row = obj.store.run_row(run_id)
+    _check_gate(obj.store, row, step, "reject")
+    _mutation(obj, run_id, "reject", [(step, None)], {"comment": comment}, comment, force, fmt)
+
+
+_SIGNAL_STATES = {
+    "delivered": "delivered",
+    "duplicate delivery: already received, ignored": "duplicate",
+    "received; the step will find it when it waits": "received",
+}
+
+
+@cli.command("signal")
+@click.argument("token", metavar="TOKEN")
+@click.option("--payload", "payload", default=None, callback=_parse_json, metavar="JSON",
+              help="The payload as JSON: the waiting step's output (or wait_for_signal's return value).")
+@_fmt_option
+@click.pass_obj
+def signal_cmd(obj: _State, token: str, payload: Any, fmt: str | None) -> None:
+    """Deliver a signal to the instance waiting on TOKEN (the run is named by the token).
+
+    For machines: it never asks for confirmation. Exit 1 when the token is forged or from another
+    store, the wait timed out, or the run is finished; a duplicate delivery is reported, exit 0.
+    """
+    from .signals import SignalRefused, read_token, signal
+
+    store = obj.store
+    try:
+        run_id, step, item, name = read_token(store.secret, token)
+    except SignalRefused as exc:  # forged, truncated or from another store: nothing is written
+        _err(f"refused: {exc}")
+        sys.exit(1)
+    out: dict[str, Any] = {"run": run_id, "step": step, "key": None, "name": name, "command": None,
+                           "state": "queued", "message": None}
+    for r in store.instance_rows(run_id, step=step):
+        if r["item"] == item:
+            out["key"] = r["key"]
+    try:
+        res = signal(token, None if payload is _UNSET else payload, store=store)
+    except SignalRefused as exc:  # the run is finished (recorded as a refused command)
+        out.update(state="refused", message=str(exc))
+    else:
+        out["command"] = res.id
+        if res.applied:  # answered already (a finished run's duplicate)
+            out.update(message=res.message, state=_SIGNAL_STATES.get(res.message or "", "delivered"))
+        elif views.owner_view(store.run_row(run_id))["alive"]:
+            ans = _await(store, [res.id]).get(res.id)
+            if ans is None:
+                out["state"] = "sent"
+            else:
+                ok = ans["result"] == "ok"
+                out.update(message=ans["message"],
+                           state=_SIGNAL_STATES.get(ans["message"] or "", "delivered") if ok else "refused")
+    where = f"{_label(step, out['key'])} of run {run_id} (signal {name!r})"
+    if obj.format(fmt) == "json":
+        _emit_json(out)
+    elif out["state"] == "delivered":
+        click.echo(f"delivered to {where}")
+    elif out["state"] == "duplicate":
+        click.echo(f"duplicate: {where} already received this signal; this delivery was recorded and ignored")
+    elif out["state"] == "received":
+        click.echo(f"received by {where}; the step will find it when it waits")
+    elif out["state"] == "queued":
+        click.echo(f"queued for {where}: the run has no live owner, so the signal will be delivered when the run "
+                   f"is resumed (`nbflow resume {run_id}`)")
+    elif out["state"] == "sent":
+        click.echo(f"sent to {where}; the owner has not applied it yet (see `nbflow history {run_id}`)")
+    if out["state"] == "refused":
+        _err(f"refused: {out['message']}")
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------- dead letters
+def dead_letter_view(v: Any) -> dict[str, Any]:
+    """One dead-lettered item as JSON (``nbflow dead-letters -o json``)."""
+    inputs = {}
+    for name, value in v.inputs.items():
+        inputs[name], _ok = views.value_view(value)
+    return {
+        "step": v.step,
+        "item": v.item,
+        "key": v.key,
+        "attempts": v.attempts,
+        "error": None if v.error is None else {"type": v.error.type, "message": v.error.message,
+                                               "traceback": v.error.traceback},
+        "inputs": inputs,
+        "finished_at": views.iso(v.finished_at),
+        "verbs": views.verbs(str(v.status), v.pause_reason),
+    }
+
+
+@cli.command("dead-letters")
+@click.argument("run_id", metavar="RUN")
+@click.argument("step", required=False, metavar="[STEP]")
+@_fmt_option
+@click.pass_obj
+def dead_letters_cmd(obj: _State, run_id: str, step: str | None, fmt: str | None) -> None:
+    """Items of RUN's foreach steps with on_item_error='continue' that exhausted their retries.
+
+    They can still be retried or skipped (`nbflow retry|skip RUN STEP:KEY`) while the run is alive."""
+    from .run import Run
+
+    store = obj.store
+    row = store.run_row(run_id)
+    definition = store.definition(row["workflow"], row["version"])
+    steps = definition["steps"]
+    if step is not None and step not in steps:
+        raise CommandRefused(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition['order'])}")
+    items = [dead_letter_view(v) for v in Run(store, run_id).dead_letters(step)]
+    if obj.format(fmt) == "json":
+        _emit_json(items)
+        return
+    if not items:
+        continuing = [s for s in definition["order"] if steps[s]["options"].get("on_item_error") == "continue"]
+        if step is not None and step not in continuing:
+            click.echo(f"no dead letters: step {step!r} does not dead-letter items (on_item_error='fail')")
+        else:
+            click.echo(f"no dead letters in run {run_id}" + (f" for step {step!r}" if step else ""))
+        return
+    table = Table(title=f"dead letters ({len(items)})", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("STEP", "KEY", "ATTEMPTS", "ERROR", "INPUTS"):
+        table.add_column(col, justify="right" if col == "ATTEMPTS" else "left")
+    for it in items:
+        err = it["error"]
+        table.add_row(
+            Text(it["step"]), Text(it["key"] or "-"), str(it["attempts"]),
+            Text(f"{err['type']}: {err['message']}" if err else "-"), Text(_compact(it["inputs"], 80)),
+        )
+    _console().print(table)
+
+
+from .batch import run_cmd as _batch_run_cmd  # `nbflow run NOTEBOOK` (papermill) lives in batch.py
+
+cli.add_command(_batch_run_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -134,15 +134,40 @@ def submit_signal(
         return submit(store, run_id, "signal", step, None, {"token": token, "item": item, "name": name,
                                                              "payload": payload}, actor=actor)
     except CommandRefused as exc:
+        message, result = str(exc), "refused"
         if "finished run" in str(exc) or "is succeeded" in str(exc) or "is failed" in str(exc) or "is cancelled" in str(exc):
-            enc = store.encode({"token": token, "name": name}, "signal")
+            # No owner will answer: judge it here as the owner would have (duplicate, timed out,
+            # no longer waiting), and record it in the commands and the history.
+            who = actor or current_actor()
             with store.engine.begin() as conn:
-                conn.execute(t.commands.insert().values(
+                inst = conn.execute(sa.select(t.instances).where(
+                    t.instances.c.run_id == run_id, t.instances.c.step == step, t.instances.c.item == item,
+                )).mappings().first()
+                label = step if inst is None or inst["key"] is None else f"{step}:{inst['key']}"
+                kind, why = "signal_refused", "run finished"
+                if conn.execute(sa.select(t.signals.c.token).where(t.signals.c.token == token)).first():
+                    message, result, kind = "duplicate delivery: already received, ignored", "ok", "signal_duplicate"
+                elif inst is not None and inst["status"] == S.FAILED and inst["error_type"] == "TimeoutError":
+                    message, why = (f"the wait of {label} for signal {name!r} timed out; the delivery was recorded "
+                                    "and refused"), "timed out"
+                else:
+                    message = (f"{exc}; {label} no longer waits for signal {name!r}"
+                               + (f" (it is {inst['status']})" if inst is not None else "")
+                               + "; the delivery was recorded and refused")
+                enc = store.encode({"token": token, "name": name}, "signal")
+                cid = conn.execute(t.commands.insert().values(
                     run_id=run_id, verb="signal", target=json.dumps({"step": step, "keys": None}),
-                    payload_codec=enc.codec, payload=enc.data, actor=actor or current_actor(), created_at=now(),
-                    applied_at=now(), result="refused", message=str(exc),
+                    payload_codec=enc.codec, payload=enc.data, actor=who, created_at=now(),
+                    applied_at=now(), result=result, message=message,
+                )).inserted_primary_key[0]
+                data = {"name": name} if result == "ok" else {"name": name, "reason": why}
+                conn.execute(t.events.insert().values(
+                    run_id=run_id, step=step, key=inst["key"] if inst is not None else None, kind=kind, actor=who,
+                    data=json.dumps(data), ts=now(),
                 ))
-        raise SignalRefused(str(exc)) from None
+            if result == "ok":
+                return CommandResult(cid, "signal", True, result, message)
+        raise SignalRefused(message) from None
 
 
 def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | None = None) -> Breakpoint:
@@ -423,6 +448,8 @@ class _Apply:
         if inst is None:
             raise CommandRefused(f"step {tstep!r} has no instance {item} (yet); the signal was not delivered")
         self.s._hydrate([inst])
+        if inst.status == S.WAITING and inst.deadline is not None and self.row["created_at"] > inst.deadline:
+            self.s._wait_timed_out(inst)  # sent after the deadline while no owner ran: it is late, not in time
         return self.s.deliver(inst, token, name, self.payload.get("payload"), self.actor)
 
     def breakpoints_changed(self) -> str:

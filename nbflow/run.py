@@ -309,6 +309,8 @@ class Run:
     def dead_letters(self, step: str | None = None) -> list[InstanceView]:
         """Items of foreach steps with on_item_error='continue' that exhausted their retries."""
         reader = _Reader(self.store, self._row())
+        if step is not None and step not in reader.definition["steps"]:
+            raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
         continuing = {s for s, d in reader.definition["steps"].items()
                       if d["options"].get("on_item_error") == "continue" and (step is None or s == step)}
         return [reader.view(r) for r in reader.rows

@@ -87,6 +87,8 @@ def instance_view(r: Mapping[str, Any]) -> dict[str, Any]:
         "verbs": verbs(r["status"], r["pause_reason"]),
         "started_at": iso(r["started_at"]),
         "finished_at": iso(r["finished_at"]),
+        "next_attempt_at": iso(r.get("next_attempt_at")),  # when a retrying instance tries again
+        "deadline": iso(r.get("deadline")),  # when a waiting instance times out
     }
 
 
@@ -312,7 +314,7 @@ def instance_page(
     offset, limit = max(int(offset), 0), max(int(limit), 1)
     cols = [t.c[n] for n in (
         "step", "item", "key", "status", "attempt", "pause_reason", "error_type", "error_message", "held_by",
-        "started_at", "finished_at",
+        "started_at", "finished_at", "next_attempt_at", "deadline",
     )]
     with store.engine.connect() as conn:
         total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
@@ -449,6 +451,7 @@ def instance_detail(store: Store, run_id: str, step: str, key: str | None, histo
         },
         "logs": iv.logs[-VALUE_LIMIT_CHARS:],
         "logs_truncated": len(iv.logs) > VALUE_LIMIT_CHARS,
+        "token": row["token"] if row["status"] == "waiting" else None,  # a waiting instance's signal token
         "attempts": attempts,
         "history": history[-history_limit:],
         "history_omitted": max(len(history) - history_limit, 0),

@@ -346,7 +346,7 @@ def test_resume_finishes_an_orphaned_paused_run(db_url: str, orphan: str) -> Non
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["took_over"] is True and out["status"] == "succeeded" and out["paused"] == []
-    run = nbflow.attach(orphan, db_url)
+    run = nbflow.Run(nbflow.Store.open(db_url), orphan)  # a reader: no takeover
     assert run.status == "succeeded"
     assert run.output("report") == sum(2 * x for x in range(5))
 
@@ -355,7 +355,7 @@ def test_skip_on_an_orphaned_run_is_queued_until_it_is_resumed(db_url: str, orph
     res = cli(db_url, "skip", orphan, "enrich:2", "--output", "100", "--force")
     assert res.returncode == 0, res.stderr
     assert "queued" in res.stdout and f"nbflow resume {orphan}" in res.stdout
-    run = nbflow.attach(orphan, db_url)
+    run = nbflow.Run(nbflow.Store.open(db_url), orphan)  # a reader: no takeover
     assert run.instance("enrich", 2).status == "paused"
     res = cli(db_url, "resume", orphan, "--force")
     assert res.returncode == 0, res.stderr
@@ -378,6 +378,6 @@ def test_a_verb_that_does_not_fit_an_orphaned_run_is_refused_not_queued(db_url: 
     assert "cannot skip enrich:1" in res.stderr and "it is succeeded" in res.stderr
     res = cli(db_url, "resume", orphan, "--force")
     assert res.returncode == 0, res.stderr
-    run = nbflow.attach(orphan, db_url)
+    run = nbflow.Run(nbflow.Store.open(db_url), orphan)  # a reader: no takeover
     assert run.instance("enrich", 1).status == "succeeded"
     assert not [e for e in run.history() if e.kind == "command" and e.data["verb"] == "skip"]

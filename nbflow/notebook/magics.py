@@ -556,13 +556,17 @@ class NbflowMagics(Magics):
         print(f"workflow {wf.name!r} ({len(wf.steps)} steps) in {wf.store.display_url}")
 
     def _do_run(self, args: argparse.Namespace) -> Run:
+        from .. import batch  # papermill's nbflow_resume / nbflow_breakpoints / nbflow_fail_on_pause
+
         wf = current_workflow()
         params = dict(args.param)
-        refresh(wf, params)
-        run = wf.run(params=params, breakpoints=args.breaks, break_on_error=args.break_on_error)
+        ns = self.shell.user_ns
+        resume_id = batch.resume_target(wf, ns)
+        refresh(wf, Run(wf.store, resume_id).params if resume_id else params)
+        run = batch.run_or_resume(wf, params, args.breaks, args.break_on_error, resume=resume_id or (), namespace=ns)
         self._set_run(run)
         if args.wait:
-            run.wait()
+            batch.finish(run, display=False, report="unfinished", namespace=ns)
         return run
 
     @staticmethod

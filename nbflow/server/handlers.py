@@ -1,0 +1,668 @@
+"""Tornado handlers of the Jupyter server extension.
+
+Two kinds of endpoint:
+
+* ``/nbflow/api/...`` (:class:`ApiHandler` subclasses): Jupyter authentication on every method,
+  Jupyter's XSRF protection on every mutating one (a browser session must send the ``_xsrf``
+  cookie back as ``X-XSRFToken``; a token in the ``Authorization`` header is the non-browser path),
+  and the authorizer's ``read``/``write`` on the resource ``nbflow``. Commands go through
+  :func:`nbflow.commands.submit` with the Jupyter user as the actor; payloads are JSON only, so no
+  pickle ever comes from the network.
+* ``/nbflow/signal/<token>`` (:class:`SignalHandler`): no Jupyter login and no XSRF (external
+  systems call it), but only a token signed with the store's secret is accepted, each once, before
+  its deadline; the body is size- and rate-limited.
+
+Every error is ``{"message": ...}`` with a status code (400 bad input, 403 not allowed, 404 unknown
+run/step/key, 409 refused by the run's state, 413/429 limits); never a traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from http.client import responses
+from typing import Any
+
+from jupyter_server.auth.decorator import allow_unauthenticated, authorized
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.utils import ensure_async
+from tornado import web
+from tornado.web import HTTPError
+
+from .. import views
+from .._util import set_actor
+from ..breakpoints import Breakpoint, parse_target, validate
+from ..commands import add_breakpoint, remove_breakpoints, submit
+from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
+from ..signals import SignalRefused, read_token, signal
+from ..states import InstanceStatus, RunStatus, StepKind, When
+from ..store import Store
+
+COMMAND_VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel", "approve", "reject")
+"""The verbs ``POST runs/<id>/commands`` accepts."""
+
+APPLY_WAIT_S = 10.0
+"""How long a request waits for a live owner to apply a command before answering ``202 sent``."""
+
+SIGNAL_MAX_BYTES = 1024 * 1024
+"""The largest signal body accepted (413 beyond)."""
+
+SIGNAL_RATE = (120, 60.0)
+"""At most this many signal requests per client address per this many seconds (429 beyond)."""
+
+_SIGNAL_HITS: dict[str, deque[float]] = {}
+"""Recent signal request times per client address (the rate limit)."""
+
+_SIGNAL_STATES = {
+    "delivered": "delivered",
+    "duplicate delivery: already received, ignored": "duplicate",
+    "received; the step will find it when it waits": "received",
+}
+
+
+def _http(status: int, message: str) -> HTTPError:
+    """An HTTPError whose message is shown as is (``%`` in it is not a format)."""
+    return HTTPError(status, "%s", message)
+
+
+def _translate(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn nbflow's errors into HTTP errors with their message (no traceback)."""
+
+    @functools.wraps(fn)
+    async def inner(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            out = fn(self, *args, **kwargs)
+            if inspect.isawaitable(out):
+                out = await out
+            return out
+        except HTTPError:
+            raise
+        except UnknownRunError as exc:
+            raise _http(404, str(exc)) from None
+        except SignalRefused as exc:
+            raise _http(409, str(exc)) from None
+        except CommandRefused as exc:
+            raise _http(409, str(exc)) from None
+        except DefinitionError as exc:
+            raise _http(400, str(exc)) from None
+        except StoreError as exc:
+            raise _http(503, str(exc)) from None
+        except NbflowError as exc:
+            raise _http(400, str(exc)) from None
+
+    return inner
+
+
+class _JsonErrors:
+    """``write_error`` as ``{"message": ...}``: the HTTPError's own message, else a generic one."""
+
+    def write_error(self: Any, status_code: int, **kwargs: Any) -> None:
+        message = responses.get(status_code, "error")
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], HTTPError):
+            e = exc_info[1]
+            if e.log_message:
+                try:
+                    message = e.log_message % e.args if e.args else e.log_message
+                except (TypeError, ValueError):
+                    message = e.log_message
+        elif exc_info:
+            message = "internal error in the nbflow server extension; see the Jupyter server log"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message}))
+
+
+def _open_store(settings: Mapping[str, Any]) -> Store:
+    url = settings.get("nbflow_db")
+    try:
+        return Store.open(url)
+    except NbflowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a driver or file error: say which store, never its password
+        from sqlalchemy.engine import make_url
+
+        try:
+            shown = make_url(url).render_as_string(hide_password=True) if url else "(default)"
+        except Exception:  # noqa: BLE001
+            shown = "(unparsable URL)"
+        raise StoreError(f"cannot open the nbflow store {shown}: {type(exc).__name__}") from None
+
+
+def _json_body(raw: bytes, *, allow_empty: bool = False) -> Any:
+    if not raw.strip():
+        if allow_empty:
+            return None
+        raise _http(400, "the request body must be JSON; it is empty")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _http(400, f"the request body is not valid JSON ({exc})") from None
+
+
+async def _await_applied(store: Store, command_id: int, timeout: float = APPLY_WAIT_S) -> Mapping[str, Any] | None:
+    """The command row once the owner applied it, or None after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = await asyncio.to_thread(store.command_row, command_id)
+        if row["applied_at"] is not None:
+            return row
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------- REST API
+class ApiHandler(_JsonErrors, APIHandler):
+    """Base of ``/nbflow/api/``: the store, JSON replies, the Jupyter user as actor."""
+
+    auth_resource = "nbflow"
+
+    @property
+    def store(self) -> Store:
+        return _open_store(self.settings)
+
+    @property
+    def actor(self) -> str:
+        user = self.current_user
+        return str(getattr(user, "username", None) or getattr(user, "name", None) or user)
+
+    def reply(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(value, default=str))
+
+    def body_object(self, allowed: tuple[str, ...]) -> dict[str, Any]:
+        body = _json_body(self.request.body)
+        if not isinstance(body, dict):
+            raise _http(400, "the request body must be a JSON object")
+        extra = sorted(set(body) - set(allowed))
+        if extra:
+            raise _http(400, f"unknown field(s) {', '.join(map(repr, extra))}; fields are: {', '.join(allowed)}")
+        return body
+
+    def int_arg(self, name: str, default: int | None) -> int | None:
+        text = self.get_query_argument(name, None)
+        if text in (None, ""):
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise _http(400, f"query argument {name!r} must be an integer, got {text!r}") from None
+        if value < 0:
+            raise _http(400, f"query argument {name!r} must be >= 0")
+        return value
+
+    def list_arg(self, name: str) -> list[str]:
+        """Repeated or comma-separated query values."""
+        return [v for text in self.get_query_arguments(name) for v in text.split(",") if v]
+
+    def statuses(self, name: str, known: tuple[str, ...]) -> list[str]:
+        wanted = self.list_arg(name)
+        bad = [s for s in wanted if s not in known]
+        if bad:
+            raise _http(400, f"unknown status {', '.join(map(repr, bad))}; statuses are: {', '.join(known)}")
+        return wanted
+
+
+RUN_STATUSES = tuple(s.value for s in RunStatus)
+INSTANCE_STATUSES = tuple(s.value for s in InstanceStatus)
+
+
+class RunsHandler(ApiHandler):
+    """``GET /nbflow/api/runs?workflow=&status=&limit=``: the same list as ``nbflow runs -o json``
+    (newest first; ``limit`` defaults to 50, 0 means all)."""
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def get(self) -> None:
+        workflow = self.get_query_argument("workflow", None) or None
+        status = self.statuses("status", RUN_STATUSES)
+        limit = self.int_arg("limit", 50)
+
+        def work() -> list[dict[str, Any]]:
+            store = self.store
+            rows = store.run_rows(workflow=workflow, status=status or None, limit=limit or None)
+            return [views.run_summary(store, r) for r in rows]
+
+        self.reply(await asyncio.to_thread(work))
+
+
+class RunHandler(ApiHandler):
+    """``GET /nbflow/api/runs/<id>``: ``nbflow show RUN -o json`` (``?status=&limit=`` narrow the
+    instance list); ``?light=1``: :func:`nbflow.views.run_state` (no instance rows)."""
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def get(self, run_id: str) -> None:
+        light = self.get_query_argument("light", "") not in ("", "0", "false")
+        status = self.statuses("status", INSTANCE_STATUSES)
+        limit = self.int_arg("limit", None)
+
+        def work() -> dict[str, Any]:
+            if light:
+                return views.run_state(self.store, run_id)
+            return views.run_view(self.store, run_id, status=status or None, limit=limit)
+
+        self.reply(await asyncio.to_thread(work))
+
+
+class HistoryHandler(ApiHandler):
+    """``GET /nbflow/api/runs/<id>/history?after=N``: ``nbflow history RUN -o json``."""
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def get(self, run_id: str) -> None:
+        after = self.int_arg("after", 0) or 0
+        self.reply(await asyncio.to_thread(views.history_view, self.store, run_id, after))
+
+
+def _definition(store: Store, run_id: str) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    row = store.run_row(run_id)
+    return row, store.definition(row["workflow"], row["version"])
+
+
+def _check_step(run_id: str, definition: Mapping[str, Any], step: str) -> None:
+    if step not in definition["steps"]:
+        raise _http(404, f"run {run_id} has no step {step!r}; steps are: {', '.join(definition['order'])}")
+
+
+class InstancesHandler(ApiHandler):
+    """``GET /nbflow/api/runs/<id>/instances?step=&status=&text=&offset=&limit=``: one page of a
+    step's instances (:func:`nbflow.views.instance_page`)."""
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def get(self, run_id: str) -> None:
+        step = self.get_query_argument("step", None)
+        if not step:
+            raise _http(400, "name the step: ?step=STEP")
+        status = self.statuses("status", INSTANCE_STATUSES)
+        text = self.get_query_argument("text", None) or None
+        offset = self.int_arg("offset", 0) or 0
+        limit = self.int_arg("limit", 50) or 50
+
+        def work() -> dict[str, Any]:
+            store = self.store
+            _row, definition = _definition(store, run_id)
+            _check_step(run_id, definition, step)
+            return views.instance_page(store, run_id, step, status=status or None, text=text, offset=offset,
+                                       limit=min(limit, 1000))
+
+        self.reply(await asyncio.to_thread(work))
+
+
+class InstanceHandler(ApiHandler):
+    """``GET /nbflow/api/runs/<id>/instances/<step>/<key>`` (a task step: ``.../instances/<step>``):
+    everything about one instance (:func:`nbflow.views.instance_detail`)."""
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def get(self, run_id: str, step: str, key: str | None = None) -> None:
+        def work() -> dict[str, Any]:
+            store = self.store
+            _row, definition = _definition(store, run_id)
+            _check_step(run_id, definition, step)
+            detail = views.instance_detail(store, run_id, step, key)
+            if detail is None:
+                label = step if key is None else f"{step}:{key}"
+                raise _http(404, f"run {run_id} has no instance {label} (yet)")
+            return detail
+
+        self.reply(await asyncio.to_thread(work))
+
+
+class CommandsHandler(ApiHandler):
+    """``POST /nbflow/api/runs/<id>/commands`` with ``{"verb", "step", "keys", "payload", "reason"}``:
+    one operator command through :func:`nbflow.commands.submit`, authored by the Jupyter user.
+
+    Verbs: resume, skip, retry, set_inputs, set_output, cancel, approve, reject. ``payload`` is a
+    JSON object (``{"output": ...}`` for skip, ``{"inputs": {...}}`` for set_inputs, ``{"value": ...}``
+    for set_output, ``{"comment", "payload"}`` for approve/reject); it is stored as JSON, never
+    unpickled. With a live owner the reply waits (up to 10 s) for its answer: 200 ``applied`` or
+    409 with the refusal; 202 ``sent`` if it has not answered yet, 202 ``queued`` when the run has
+    no live owner (applied when the run is resumed)."""
+
+    FIELDS = ("verb", "step", "keys", "payload", "reason")
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def post(self, run_id: str) -> None:
+        body = self.body_object(self.FIELDS)
+        verb = body.get("verb")
+        if verb not in COMMAND_VERBS:
+            raise _http(400, f"unknown verb {verb!r}; verbs are: {', '.join(COMMAND_VERBS)}")
+        step = body.get("step")
+        if step is not None and not isinstance(step, str):
+            raise _http(400, "'step' must be a string or null")
+        keys = body.get("keys")
+        if keys is not None and (
+            not isinstance(keys, list) or any(isinstance(k, bool) or not isinstance(k, (str, int)) for k in keys)
+        ):
+            raise _http(400, "'keys' must be a list of keys (strings or integers) or null")
+        keys = None if keys is None else [str(k) for k in keys]
+        payload = body.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            raise _http(400, "'payload' must be a JSON object or null")
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise _http(400, "'reason' must be a string or null")
+        actor = self.actor
+
+        def work() -> tuple[int, bool]:
+            store = self.store
+            row, definition = _definition(store, run_id)
+            if RunStatus(row["status"]).terminal:
+                raise _http(409, f"run {run_id} is {row['status']}; a finished run cannot be changed")
+            if verb != "cancel":
+                self._check_target(store, row, definition, verb, step, keys, payload)
+            alive = views.owner_view(row)["alive"]
+            if not alive and verb != "cancel":
+                self._check_states(store, run_id, verb, step, keys)
+            res = submit(store, run_id, verb, step, keys, payload, reason, actor=actor, wait=False)
+            return res.id, alive
+
+        cid, alive = await asyncio.to_thread(work)
+        out: dict[str, Any] = {"id": cid, "run": run_id, "verb": verb, "step": step, "keys": keys, "actor": actor}
+        if not alive:
+            self.reply({**out, "state": "queued", "message": (
+                f"run {run_id} has no live owner; the command is applied when the run is resumed")}, 202)
+            return
+        row = await _await_applied(self.store, cid)
+        if row is None:
+            self.reply({**out, "state": "sent", "message": "the owner has not applied it yet; see the history"}, 202)
+        elif row["result"] != "ok":
+            raise _http(409, row["message"] or "refused by the run's owner")
+        else:
+            self.reply({**out, "state": "applied", "message": row["message"]})
+
+    @staticmethod
+    def _check_target(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], verb: str,
+                      step: str | None, keys: list[str] | None, payload: Mapping[str, Any] | None) -> None:
+        """Unknown step/key: 404; a malformed command: 400 (nothing is written)."""
+        run_id = row["id"]
+        if step is None:
+            if verb != "resume":
+                raise _http(400, f"{verb} needs a step; steps are: {', '.join(definition['order'])}")
+            if keys is not None:
+                raise _http(400, "keys need a step")
+            return
+        _check_step(run_id, definition, step)
+        spec = definition["steps"][step]
+        if keys is not None:
+            if spec["kind"] != StepKind.FOREACH:
+                raise _http(400, f"step {step!r} is a {spec['kind']} step with a single instance; send no keys")
+            have = {r["key"] for r in store.instance_rows(run_id, step=step)}
+            missing = [k for k in keys if k not in have]
+            if missing:
+                raise _http(404, f"step {step!r} of run {run_id} has no instance with key {', '.join(missing)}")
+        if verb in ("approve", "reject") and spec["kind"] != StepKind.APPROVAL:
+            raise _http(400, f"{step!r} is a {spec['kind']} step, not an approval gate; {verb} applies to gates")
+        if verb == "skip" and "output" not in (payload or {}):
+            raise _http(400, "skip needs the output the skipped instance stands for: payload {\"output\": ...}")
+        if verb == "set_output" and "value" not in (payload or {}):
+            raise _http(400, "set_output needs payload {\"value\": ...}")
+        if verb == "set_inputs":
+            inputs = (payload or {}).get("inputs")
+            if not isinstance(inputs, dict) or not inputs:
+                raise _http(400, "set_inputs needs payload {\"inputs\": {name: value, ...}} with at least one input")
+            names = {b[0] for b in spec["bindings"] if b[1] != "ctx"}
+            bad = sorted(set(inputs) - names)
+            if bad:
+                raise _http(400, f"step {step!r} takes no input named {', '.join(map(repr, bad))}; its inputs are: "
+                                 f"{', '.join(sorted(names)) or 'none'}")
+
+    @staticmethod
+    def _check_states(store: Store, run_id: str, verb: str, step: str | None, keys: list[str] | None) -> None:
+        """With no live owner the stored states are current: refuse (409) a verb that does not fit them."""
+        if step is None:
+            return
+        rows = store.instance_rows(run_id, step=step)
+        named = [r for r in rows if r["key"] in keys] if keys is not None else rows
+        for r in named:
+            allowed = views.verbs(r["status"], r["pause_reason"])
+            if verb not in allowed:
+                label = step if r["key"] is None else f"{step}:{r['key']}"
+                state = r["status"] + (f" ({r['pause_reason']})" if r["pause_reason"] else "")
+                raise _http(409, f"cannot {verb} {label} in run {run_id}: it is {state}; "
+                                 f"allowed now: {', '.join(allowed) if allowed else 'nothing'}")
+
+
+class BreakpointsHandler(ApiHandler):
+    """``/nbflow/api/breakpoints``: list (GET ``?workflow=W`` or ``?run=RUN``, neither: all), add
+    (POST ``{"workflow"|"run", "step", "key", "when", "condition"}``), remove (DELETE
+    ``?workflow=W|run=RUN&step=S[&key=K]``), as ``nbflow breakpoint list|add|rm -o json`` do.
+
+    A condition is Python code that the run's owner evaluates. It is accepted only from an
+    authenticated Jupyter user (with XSRF protection) whom the authorizer also allows to
+    ``execute`` on ``kernels``, i.e. someone who could already run code in this server; such a
+    user gains nothing by it. Without a condition, ``write`` on ``nbflow`` is enough."""
+
+    FIELDS = ("workflow", "run", "step", "key", "when", "condition")
+
+    def _scope(self, store: Store, workflow: Any, run_id: Any) -> tuple[str, Mapping[str, Any] | None]:
+        if (workflow is None) == (run_id is None):
+            raise _http(400, "name exactly one of 'workflow' or 'run'")
+        if not isinstance(workflow or run_id, str):
+            raise _http(400, "'workflow' and 'run' are strings")
+        if run_id is not None:
+            row = store.run_row(run_id)
+            return row["workflow"], row
+        return str(workflow), None
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def get(self) -> None:
+        workflow = self.get_query_argument("workflow", None) or None
+        run_id = self.get_query_argument("run", None) or None
+        if workflow is not None and run_id is not None:
+            raise _http(400, "pass at most one of ?workflow= or ?run=")
+
+        def work() -> list[dict[str, Any]]:
+            store = self.store
+            if run_id is not None:
+                row = store.run_row(run_id)
+                rows = list(store.breakpoint_rows(row["workflow"], run_id))
+            elif workflow is not None:
+                rows = list(store.breakpoint_rows(workflow))
+            else:
+                seen: dict[int, Mapping[str, Any]] = {}
+                all_runs = store.run_rows()
+                for name in dict.fromkeys(r["workflow"] for r in all_runs):
+                    for b in store.breakpoint_rows(name):
+                        seen[b["id"]] = b
+                for r in all_runs:
+                    if not RunStatus(r["status"]).terminal:
+                        for b in store.breakpoint_rows(r["workflow"], r["id"]):
+                            seen[b["id"]] = b
+                rows = [seen[i] for i in sorted(seen)]
+            return [views.breakpoint_view(b) for b in rows]
+
+        self.reply(await asyncio.to_thread(work))
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def post(self) -> None:
+        body = self.body_object(self.FIELDS)
+        step, key = body.get("step"), body.get("key")
+        if not isinstance(step, str) or not step:
+            raise _http(400, "'step' is required: a step name, or 'step:key'")
+        if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
+            raise _http(400, "'key' must be a string, an integer or null")
+        when = body.get("when") or "before"
+        if when not in {w.value for w in When}:
+            raise _http(400, f"'when' must be one of {', '.join(w.value for w in When)}")
+        condition = body.get("condition")
+        if condition is not None and not isinstance(condition, str):
+            raise _http(400, "'condition' must be a Python expression (a string) or null")
+        if condition is not None:
+            allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "execute", "kernels"))
+            if not allowed:
+                raise _http(403, "a breakpoint condition is code; only users allowed to execute code in this "
+                                 "server may set one")
+        if key is None and ":" in step:
+            step, key = parse_target(step)
+        key = None if key is None else str(key)
+        actor = self.actor
+
+        def work() -> dict[str, Any]:
+            set_actor(actor)  # this thread's context only
+            store = self.store
+            name, row = self._scope(store, body.get("workflow"), body.get("run"))
+            run_id = None if row is None else row["id"]
+            if row is not None:
+                if RunStatus(row["status"]).terminal:
+                    raise _http(409, f"run {run_id} is {row['status']}; a run-scoped breakpoint only applies to "
+                                     "an unfinished run")
+                definition = store.definition(row["workflow"], row["version"])
+            else:
+                newest = store.run_rows(workflow=name, limit=1)
+                if not newest:
+                    raise _http(404, f"workflow {name!r} has no runs in this store, so its steps are unknown here")
+                definition = store.definition(name, newest[0]["version"])
+            if step not in definition["steps"]:
+                raise _http(404, f"no step {step!r} to break on; steps are: {', '.join(definition['order'])}")
+            bp = Breakpoint(step, key, When(when), condition, workflow=name)
+            validate(bp, definition["steps"])
+            if key is not None and definition["steps"][step]["kind"] != StepKind.FOREACH:
+                raise _http(400, f"step {step!r} has a single instance; a key only narrows a foreach step")
+            created = add_breakpoint(store, name, bp, run_id)
+            for b in store.breakpoint_rows(name, run_id):
+                if b["id"] == created.id:
+                    return views.breakpoint_view(b)
+            return {"id": created.id, "workflow": name, "run_id": run_id, "step": step, "key": key, "when": when,
+                    "condition": condition, "created_by": actor}
+
+        self.reply(await asyncio.to_thread(work), 201)
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def delete(self) -> None:
+        workflow = self.get_query_argument("workflow", None) or None
+        run_id = self.get_query_argument("run", None) or None
+        target = self.get_query_argument("step", None)
+        if not target:
+            raise _http(400, "name the step: ?step=STEP (and &key=KEY for one item)")
+        key = self.get_query_argument("key", None)
+        step, tkey = parse_target(target)
+        key = key if key is not None else tkey
+        actor = self.actor
+
+        def work() -> dict[str, Any]:
+            set_actor(actor)
+            store = self.store
+            name, _row = self._scope(store, workflow, run_id)
+            try:
+                n = remove_breakpoints(store, name, step, key, run_id)
+            except DefinitionError as exc:
+                raise _http(404, str(exc)) from None
+            return {"removed": n, "workflow": name, "run_id": run_id, "step": step, "key": key}
+
+        self.reply(await asyncio.to_thread(work))
+
+
+# ---------------------------------------------------------------------------------- signal callback
+@web.stream_request_body
+class SignalHandler(_JsonErrors, JupyterHandler):
+    """``POST /nbflow/signal/<token>`` with a JSON body (the payload; empty means null): deliver an
+    external signal. No Jupyter login and no XSRF check (callers are other systems, not browsers
+    with a session): the signed token is the credential. Replies: 200 ``{"result": "delivered" |
+    "duplicate" | "received", "message"}``; 202 ``queued``/``sent`` when no live owner answered;
+    403 a forged or foreign token (nothing written); 409 a wait that timed out or a finished run;
+    400 invalid JSON; 413 a body over 1 MB; 429 too many requests from one address."""
+
+    def check_xsrf_cookie(self) -> None:
+        """No XSRF for this endpoint only: it uses no cookie, so there is no session to forge."""
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        self._chunks: list[bytes] = []
+        self._size = 0
+        if self.request.method != "POST":
+            return
+        limit, window = SIGNAL_RATE
+        now = time.monotonic()
+        if len(_SIGNAL_HITS) > 10_000:  # forget idle addresses
+            for ip in [ip for ip, h in _SIGNAL_HITS.items() if not h or h[-1] < now - window]:
+                del _SIGNAL_HITS[ip]
+        hits = _SIGNAL_HITS.setdefault(self.request.remote_ip or "?", deque())
+        while hits and hits[0] < now - window:
+            hits.popleft()
+        if len(hits) >= limit:
+            raise _http(429, "too many signal requests from this address; try again later")
+        hits.append(now)
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > SIGNAL_MAX_BYTES:
+            raise _http(413, f"the signal body is larger than {SIGNAL_MAX_BYTES} bytes")
+        self.request.connection.set_max_body_size(SIGNAL_MAX_BYTES)  # type: ignore[union-attr]
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > SIGNAL_MAX_BYTES:
+            raise _http(413, f"the signal body is larger than {SIGNAL_MAX_BYTES} bytes")
+        self._chunks.append(chunk)
+
+    def reply(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(value, default=str))
+
+    @allow_unauthenticated
+    @_translate
+    async def post(self, token: str) -> None:
+        payload = _json_body(b"".join(self._chunks), allow_empty=True)
+        actor = f"signal endpoint ({self.request.remote_ip})"
+
+        def work() -> tuple[Any, bool, Store]:
+            store = _open_store(self.settings)
+            try:
+                run_id, _step, _item, _name = read_token(store.secret, token)
+            except SignalRefused as exc:  # forged, truncated or from another store: nothing is written
+                raise _http(403, str(exc)) from None
+            res = signal(token, payload, store, actor=actor)  # SignalRefused here: a finished wait -> 409
+            alive = res.applied or views.owner_view(store.run_row(run_id))["alive"]
+            return res, alive, store
+
+        res, alive, store = await asyncio.to_thread(work)
+        if res.applied:
+            self.reply({"result": _SIGNAL_STATES.get(res.message or "", "delivered"), "message": res.message})
+            return
+        if not alive:
+            self.reply({"result": "queued", "message": "the run has no live owner; the signal is delivered when "
+                                                       "the run is resumed"}, 202)
+            return
+        row = await _await_applied(store, res.id)
+        if row is None:
+            self.reply({"result": "sent", "message": "the run's owner has not applied it yet"}, 202)
+        elif row["result"] != "ok":
+            raise _http(409, row["message"] or "refused")
+        else:
+            self.reply({"result": _SIGNAL_STATES.get(row["message"] or "", "delivered"), "message": row["message"]})
+
+
+def handlers() -> list[tuple[str, type[web.RequestHandler]]]:
+    """URL patterns (relative to the server's base URL) and their handlers."""
+    run = r"nbflow/api/runs/([^/]+)"
+    return [
+        (r"nbflow/api/runs", RunsHandler),
+        (run, RunHandler),
+        (run + r"/history", HistoryHandler),
+        (run + r"/instances", InstancesHandler),
+        (run + r"/instances/([^/]+)", InstanceHandler),
+        (run + r"/instances/([^/]+)/([^/]+)", InstanceHandler),
+        (run + r"/commands", CommandsHandler),
+        (r"nbflow/api/breakpoints", BreakpointsHandler),
+        (r"nbflow/signal/([^/]+)", SignalHandler),
+    ]

@@ -1,0 +1,344 @@
+"""The Jupyter server extension against a real `jupyter server` subprocess on 127.0.0.1.
+
+The test process owns the runs (its schedulers apply the commands the server writes), as a
+kernel would; the server only reads the store and writes commands."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+import nbflow
+from nbflow import views
+from nbflow.store import Store
+from tests.browser.server import free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Server:
+    url: str
+    token: str
+    db: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def api(self, path: str) -> str:
+        return f"{self.url}/nbflow/api/{path}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return requests.get(self.api(path), headers=self.auth, timeout=20, **kw)
+
+    def post(self, path: str, body: Any, **kw: Any) -> requests.Response:
+        return requests.post(self.api(path), headers=self.auth, json=body, timeout=30, **kw)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`jupyter server` with only nbflow enabled explicitly in its (isolated) config: an editable
+    install does not put the shipped `etc/jupyter` file in place."""
+    base = tmp_path_factory.mktemp("jpserver")
+    for d in ("config", "data", "runtime", "root"):
+        (base / d).mkdir()
+    (base / "config" / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {
+        "nbflow": True, "jupyterlab": False, "notebook": False, "jupyter_lsp": False,
+        "jupyter_server_terminals": False, "notebook_shim": False,
+    }}}))
+    db = f"sqlite:///{base / 'nbflow.db'}"
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "NBFLOW_DB": db, "JUPYTER_CONFIG_DIR": str(base / "config"),
+           "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+           "JUPYTER_PLATFORM_DIRS": "1"}
+    env.pop("JUPYTER_TOKEN", None)
+    cmd = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'root'}",
+           "--ServerApp.open_browser=False"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--ServerApp.allow_root=True")
+    log = base / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    srv = Server(f"http://127.0.0.1:{port}", token, db, proc, log)
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if requests.get(f"{srv.url}/api/status", headers=srv.auth, timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    yield srv
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def poll(fn: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def paused_run(db: str, name: str) -> nbflow.Run:
+    """A live run (owned by this process) with `double:1..3` paused before their body."""
+    wf = nbflow.Workflow(name, store=db)
+
+    @wf.step
+    def load():
+        return [1, 2, 3]
+
+    @wf.foreach("load", key=lambda x: x)
+    def double(item):
+        return item * 2
+
+    run = wf.run(breakpoints=["double"])
+    assert run.wait(timeout=30) == "paused"
+    return run
+
+
+def finished_run(db: str) -> nbflow.Run:
+    wf = nbflow.Workflow("srv_done", store=db)
+
+    @wf.step
+    def load():
+        return [1, 2]
+
+    @wf.foreach("load", key=lambda x: x)
+    def inc(item):
+        print("inc", item)
+        return item + 1
+
+    run = wf.run()
+    assert run.wait(timeout=30) == "succeeded"
+    return run
+
+
+def command_count(db: str) -> int:
+    import sqlalchemy as sa
+
+    from nbflow.store import schema
+
+    with Store.open(db).engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(schema.commands)).scalar_one())
+
+
+def assert_error(resp: requests.Response, status: int) -> str:
+    """An error reply: the status, a JSON body with only a message, and no traceback."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"message"} and body["message"]
+    assert "Traceback" not in resp.text and 'File "' not in resp.text
+    return str(body["message"])
+
+
+def browser_session(server: Server) -> requests.Session:
+    """A cookie-authenticated session, as a browser has after opening the server with its token."""
+    s = requests.Session()
+    assert s.get(f"{server.url}/api/status", params={"token": server.token}, timeout=10).ok
+    assert any(c.name.startswith("username-") for c in s.cookies)  # the login cookie
+    return s
+
+
+# ---------------------------------------------------------------------------------- authentication
+def test_every_api_endpoint_refuses_a_request_without_a_token(server: Server) -> None:
+    run = finished_run(server.db)
+    before = command_count(server.db)
+    calls = [
+        ("GET", "runs"), ("GET", f"runs/{run.id}"), ("GET", f"runs/{run.id}?light=1"),
+        ("GET", f"runs/{run.id}/history"), ("GET", f"runs/{run.id}/instances?step=inc"),
+        ("GET", f"runs/{run.id}/instances/inc/1"), ("GET", "breakpoints"),
+        ("POST", f"runs/{run.id}/commands"), ("POST", "breakpoints"), ("DELETE", "breakpoints?workflow=x&step=y"),
+    ]
+    for method, path in calls:
+        resp = requests.request(method, server.api(path), json={"verb": "cancel"}, timeout=10)
+        assert resp.status_code == 403, (method, path, resp.status_code)
+        assert "Traceback" not in resp.text
+    bad = requests.get(server.api("runs"), headers={"Authorization": "token wrong"}, timeout=10)
+    assert bad.status_code == 403
+    assert command_count(server.db) == before
+
+
+def test_with_the_token_the_api_returns_the_same_json_as_the_cli(server: Server) -> None:
+    run = finished_run(server.db)
+    store = Store.open(server.db)
+    listed = server.get("runs").json()
+    assert run.id in [r["id"] for r in listed]
+    assert next(r for r in listed if r["id"] == run.id) == views.run_summary(store, store.run_row(run.id))
+    assert server.get(f"runs/{run.id}").json() == views.run_view(store, run.id)
+    assert server.get(f"runs/{run.id}?light=1").json() == views.run_state(store, run.id)
+    assert server.get(f"runs/{run.id}/history").json() == views.history_view(store, run.id)
+    page = server.get(f"runs/{run.id}/instances", params={"step": "inc", "status": "succeeded", "limit": 1}).json()
+    assert (page["total"], len(page["rows"]), page["rows"][0]["key"]) == (2, 1, "1")
+    detail = server.get(f"runs/{run.id}/instances/inc/2").json()
+    assert (detail["status"], detail["output"], detail["inputs"]) == ("succeeded", 3, {"item": 2})
+    assert "inc 2" in detail["logs"]
+    assert server.get(f"runs/{run.id}/instances/load").json()["output"] == [1, 2]
+
+
+def test_unknown_run_step_and_key_are_404_with_a_message(server: Server) -> None:
+    run = finished_run(server.db)
+    assert "no run 'nope'" in assert_error(server.get("runs/nope"), 404)
+    assert_error(server.get("runs/nope/history"), 404)
+    assert_error(server.post("runs/nope/commands", {"verb": "resume"}), 404)
+    assert "no step 'zzz'" in assert_error(server.get(f"runs/{run.id}/instances/zzz/1"), 404)
+    assert_error(server.get(f"runs/{run.id}/instances/inc/99"), 404)
+
+
+# ---------------------------------------------------------------------------------- commands
+def test_a_cookie_session_post_without_xsrf_is_refused_and_writes_nothing(server: Server) -> None:
+    run = paused_run(server.db, "srv_xsrf")
+    session = browser_session(server)
+    assert session.get(server.api(f"runs/{run.id}"), timeout=10).ok  # the cookie alone can read
+    before = command_count(server.db)
+    resp = session.post(server.api(f"runs/{run.id}/commands"), json={"verb": "resume", "step": "double",
+                                                                      "keys": ["1"]}, timeout=10)
+    assert_error(resp, 403)
+    assert command_count(server.db) == before
+    assert run.instance("double", key=1).status == "paused"
+
+
+def test_command_round_trip_resumes_one_key_authored_by_the_jupyter_user(server: Server) -> None:
+    run = paused_run(server.db, "srv_roundtrip")
+    session = browser_session(server)
+    user = session.get(f"{server.url}/api/me", timeout=10).json()["identity"]["username"]
+    xsrf = secrets.token_hex(16)  # the browser sends its _xsrf cookie back in the header
+    session.cookies.set("_xsrf", xsrf)
+    resp = session.post(server.api(f"runs/{run.id}/commands"), headers={"X-XSRFToken": xsrf},
+                        json={"verb": "resume", "step": "double", "keys": [2], "reason": "looks fine"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["state"], resp.json()["actor"]) == ("applied", user)
+    poll(lambda: run.instance("double", key=2).status == "succeeded")
+    assert run.instance("double", key=2).output == 4
+    assert run.instance("double", key=1).status == "paused"
+    (resumed,) = [e for e in server.get(f"runs/{run.id}/history").json() if e["kind"] == "resumed"]
+    assert (resumed["key"], resumed["actor"]) == ("2", user)
+
+
+def test_a_token_header_post_needs_no_xsrf(server: Server) -> None:
+    run = paused_run(server.db, "srv_token")
+    resp = server.post(f"runs/{run.id}/commands", {"verb": "skip", "step": "double", "keys": ["3"],
+                                                    "payload": {"output": 0}})
+    assert resp.status_code == 200, resp.text
+    assert run.instance("double", key=3).status == "skipped"
+    assert run.instance("double", key=3).output == 0
+
+
+def test_a_command_the_owner_refuses_is_409_with_its_reason(server: Server) -> None:
+    run = paused_run(server.db, "srv_refused")
+    message = assert_error(server.post(f"runs/{run.id}/commands", {"verb": "set_output", "step": "double",
+                                                                    "keys": ["1"], "payload": {"value": 9}}), 409)
+    assert "paused (before)" in message
+    assert run.instance("double", key=1).status == "paused"
+
+
+def test_invalid_json_is_400_and_writes_nothing(server: Server) -> None:
+    run = paused_run(server.db, "srv_badjson")
+    before = command_count(server.db)
+    resp = requests.post(server.api(f"runs/{run.id}/commands"), data=b"{verb: resume", timeout=10,
+                         headers={**server.auth, "Content-Type": "application/json"})
+    assert "not valid JSON" in assert_error(resp, 400)
+    assert "unknown verb 'explode'" in assert_error(server.post(f"runs/{run.id}/commands", {"verb": "explode"}), 400)
+    assert "unknown field" in assert_error(server.post(f"runs/{run.id}/commands", {"verb": "resume", "x": 1}), 400)
+    assert command_count(server.db) == before
+    assert run.instance("double", key=1).status == "paused"
+
+
+def test_finished_run_commands_are_409(server: Server) -> None:
+    run = finished_run(server.db)
+    assert "succeeded" in assert_error(server.post(f"runs/{run.id}/commands", {"verb": "cancel"}), 409)
+
+
+# ---------------------------------------------------------------------------------- breakpoints
+def test_breakpoints_are_added_listed_and_removed_through_the_api(server: Server) -> None:
+    run = paused_run(server.db, "srv_bps")
+    added = server.post("breakpoints", {"run": run.id, "step": "double", "key": 1, "when": "after",
+                                        "condition": "item > 0"})
+    assert added.status_code == 201, added.text
+    assert {k: added.json()[k] for k in ("step", "key", "when", "condition", "scope")} == {
+        "step": "double", "key": "1", "when": "after", "condition": "item > 0", "scope": "run"}
+    listed = server.get("breakpoints", params={"run": run.id}).json()
+    assert added.json()["id"] in [b["id"] for b in listed]
+    assert "no step 'nope'" in assert_error(server.post("breakpoints", {"run": run.id, "step": "nope"}), 404)
+    assert_error(server.post("breakpoints", {"run": run.id, "step": "double", "condition": "item >"}), 400)
+    gone = requests.delete(server.api("breakpoints"), params={"run": run.id, "step": "double", "key": "1"},
+                           headers=server.auth, timeout=10)
+    assert gone.json()["removed"] == 1
+    assert added.json()["id"] not in [b["id"] for b in server.get("breakpoints", params={"run": run.id}).json()]
+
+
+# ---------------------------------------------------------------------------------- signal endpoint
+def waiting_run(db: str) -> tuple[nbflow.Run, str]:
+    wf = nbflow.Workflow("srv_signal", store=db)
+    wf.wait("hook", timeout=120)
+
+    @wf.step
+    def use(hook):
+        return {"got": hook}
+
+    run = wf.run()
+    assert run.wait(timeout=30) == "paused"
+    return run, run.instance("hook").token
+
+
+def test_signal_with_a_valid_token_needs_no_login_and_delivers_once(server: Server) -> None:
+    run, token = waiting_run(server.db)
+    url = f"{server.url}/nbflow/signal/{token}"
+    resp = requests.post(url, json={"rows": 42}, timeout=30)  # no token, no cookie, no XSRF
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["result"] == "delivered"
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("use") == {"got": {"rows": 42}}
+    again = requests.post(url, json={"rows": 43}, timeout=30)
+    assert again.status_code == 200, again.text
+    assert again.json()["result"] == "duplicate"
+    assert run.output("use") == {"got": {"rows": 42}}
+
+
+def test_signal_with_a_forged_token_is_403_and_writes_nothing(server: Server) -> None:
+    run, token = waiting_run(server.db)
+    before = command_count(server.db)
+    body, mac = token.split(".")
+    forged = f"{body}.{'A' * len(mac)}"
+    assert "not valid" in assert_error(requests.post(f"{server.url}/nbflow/signal/{forged}", json=1, timeout=10), 403)
+    assert_error(requests.post(f"{server.url}/nbflow/signal/garbage", json=1, timeout=10), 403)
+    assert command_count(server.db) == before
+    assert run.instance("hook").status == "waiting"
+
+
+def test_signal_body_must_be_json_and_at_most_1_mb(server: Server) -> None:
+    _run, token = waiting_run(server.db)
+    url = f"{server.url}/nbflow/signal/{token}"
+    assert_error(requests.post(url, data=b"{nope", timeout=10), 400)
+    assert_error(requests.post(url, data=b"1" * (1024 * 1024 + 1), timeout=30), 413)
+
+
+def test_signal_to_a_finished_wait_is_409(server: Server) -> None:
+    run, token = waiting_run(server.db)
+    assert server.post(f"runs/{run.id}/commands", {"verb": "cancel", "reason": "no longer needed"}).ok
+    assert run.wait(timeout=30) == "cancelled"
+    message = assert_error(requests.post(f"{server.url}/nbflow/signal/{token}", json=1, timeout=30), 409)
+    assert "no longer waits" in message
