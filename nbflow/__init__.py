@@ -77,3 +77,9 @@ def load_ipython_extension(ip: object) -> None:
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     """The Jupyter server extension (``nbflow.server``): the REST API and the signal endpoint."""
     return [{"module": "nbflow.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension (the "Workflow runs" sidebar), for ``jupyter labextension develop``;
+    a wheel installs it under ``share/jupyter/labextensions/nbflow-labextension``."""
+    return [{"src": "labextension", "dest": "nbflow-labextension"}]

@@ -21,7 +21,7 @@ import pytest
 import nbflow
 from nbflow import Workflow
 from nbflow.notebook import render
-from nbflow.notebook.widget import RunWidget
+from nbflow.notebook.widget import PAGE_SIZE, RunWidget
 
 WAIT_S = 30
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,6 +305,81 @@ def test_cancel_the_run(db_url: str, widgets: Any) -> None:
     assert w.message["ok"] is False and "finished run cannot be changed" in w.message["text"]
 
 
+def gated(db_url: str, name: str = "gated") -> nbflow.Run:
+    """prepare -> gate (an approval) -> ship(gate), paused at the waiting gate."""
+    wf = Workflow(name, store=db_url)
+
+    @wf.step
+    def prepare():
+        return "artifact"
+
+    wf.approval("gate", after=["prepare"])
+
+    @wf.step
+    def ship(gate):
+        return {"decision": gate}
+
+    run = wf.run()
+    assert run.wait(timeout=WAIT_S) == "paused"
+    return run
+
+
+def test_approve_a_waiting_gate_with_a_comment_and_a_json_payload(
+    db_url: str, widgets: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBFLOW_ACTOR", "ana")
+    run = gated(db_url)
+    w = widgets(run, live=False)
+    assert w.selected == {"step": "gate", "key": None} and {"approve", "reject"} <= set(w.detail["verbs"])
+
+    w.handle_message({"action": "approve", "step": "gate", "comment": "looks good", "json": '{"region": "eu"}'})
+
+    assert w.message["ok"] is True, w.message
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    assert run.output("ship") == {"decision": {"region": "eu"}}
+    (approved,) = [e for e in run.history() if e.kind == "approved"]
+    assert approved.actor == "ana" and approved.data == {"comment": "looks good", "payload": {"region": "eu"}}
+
+
+def test_reject_a_waiting_gate_with_a_comment(db_url: str, widgets: Any) -> None:
+    run = gated(db_url)
+    w = widgets(run, live=False)
+
+    w.handle_message({"action": "reject", "step": "gate", "comment": "not today", "json": ""})
+
+    assert w.message["ok"] is True, w.message
+    assert run.wait(timeout=WAIT_S) == "failed"
+    assert run.instance("gate").error.message.endswith(": not today")
+
+
+def test_an_approval_payload_that_is_not_json_is_refused(db_url: str, widgets: Any) -> None:
+    run = gated(db_url)
+    w = widgets(run, live=False)
+    before = snapshot(run)
+
+    w.handle_message({"action": "approve", "step": "gate", "json": '{"region": '})
+
+    assert w.message["ok"] is False and "invalid JSON" in w.message["text"]
+    assert snapshot(run) == before
+
+
+def test_a_waiting_signal_shows_its_token_in_the_instance_detail(db_url: str, widgets: Any) -> None:
+    wf = Workflow("hooked", store=db_url)
+
+    @wf.step
+    def prepare():
+        return 1
+
+    wf.wait("hook", after=["prepare"], timeout=120)
+    run = wf.run()
+    assert run.wait(timeout=WAIT_S) == "paused"
+    w = widgets(run, live=False)
+
+    assert w.selected == {"step": "hook", "key": None}
+    assert w.detail["status"] == "waiting" and w.detail["pause_reason"] == "signal: hook"
+    assert w.detail["token"] == run.instance("hook").token and w.detail["deadline"] is not None
+
+
 def test_an_unknown_action_is_reported_not_raised(db_url: str, widgets: Any) -> None:
     run = paused(shop(db_url))
     w = widgets(run, live=False)
@@ -324,11 +399,11 @@ def test_a_10000_item_foreach_ships_counts_and_one_page(db_url: str, widgets: An
         return len(json.dumps(state))
 
     assert node(w, "enrich")["counts"]["paused"] == 10_000 and w.summary["progress"]["total"] == 10_002
-    assert len(w.instances["rows"]) == 50 and w.instances["total"] == 10_000
+    assert len(w.instances["rows"]) == PAGE_SIZE and w.instances["total"] == 10_000
     assert state_size() < 200_000
 
-    w.handle_message({"action": "page", "offset": 9_950})
-    assert [r["key"] for r in w.instances["rows"]][-1] == "9999" and len(w.instances["rows"]) == 50
+    w.handle_message({"action": "page", "offset": 10_000 - PAGE_SIZE})
+    assert [r["key"] for r in w.instances["rows"]][-1] == "9999" and len(w.instances["rows"]) == PAGE_SIZE
 
     w.handle_message({"action": "filter", "status": "paused", "text": "777"})
     keys = [r["key"] for r in w.instances["rows"]]

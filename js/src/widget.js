@@ -6,9 +6,12 @@ import dagre from "@dagrejs/dagre";
 const STATUSES = ["pending", "ready", "running", "retrying", "paused", "waiting", "succeeded", "failed", "skipped", "cancelled"];
 // the order of the stacked progress bar and of a node's mini bar
 const BAR_ORDER = ["succeeded", "skipped", "failed", "cancelled", "paused", "waiting", "running", "retrying", "ready", "pending"];
+const TERMINAL_RUN = ["succeeded", "failed", "cancelled"];
 const NODE_W = 176;
 const NODE_H = { task: 46, foreach: 62 };
 const SVG_NS = "http://www.w3.org/2000/svg";
+const HISTORY_SHOWN = 6; // newest events shown before "show older"
+const SHORT_LOGS = 6; // logs up to this many lines start unfolded
 
 // ------------------------------------------------------------------ tiny DOM helpers
 function h(tag, attrs = {}, ...children) {
@@ -37,6 +40,8 @@ function setAttrs(el, attrs) {
 }
 
 const fmt = (n) => Number(n || 0).toLocaleString("en-US");
+const plural = (n, word) => `${fmt(n)} ${word}${n === 1 ? "" : "s"}`;
+const quote = (text) => `“${text}”`;
 
 function countsText(counts, sep = " · ") {
   const parts = Object.entries(counts || {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
@@ -55,20 +60,270 @@ function pretty(value) {
 function compact(value, max = 240) {
   let text;
   try {
-    text = JSON.stringify(value);
+    text = value === undefined ? "—" : JSON.stringify(value);
   } catch (e) {
     text = String(value);
   }
   return text.length > max ? text.slice(0, max) + "…" : text;
 }
 
-function time(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
-  return isNaN(d) ? iso : d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+function cut(text, max = 160) {
+  text = String(text ?? "");
+  return text.length > max ? text.slice(0, max - 1) + "…" : text;
+}
+
+function toDate(t) {
+  if (t == null || t === "") return null;
+  const d = typeof t === "number" ? new Date(t * 1000) : new Date(t); // numbers are epoch seconds (event data)
+  return isNaN(d) ? null : d;
+}
+
+// 20:22:24.151 (history) and 20:22:24 (everything else), in the browser's time zone
+function time(t) {
+  const d = toDate(t);
+  return d ? d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0") : "";
+}
+
+function clock(t) {
+  const d = toDate(t);
+  return d ? d.toLocaleTimeString([], { hour12: false }) : "";
+}
+
+function secs(x) {
+  if (x == null || isNaN(x)) return "";
+  x = Number(x);
+  if (x < 0.001) return "<1 ms";
+  if (x < 0.1) return `${Math.round(x * 1000)} ms`;
+  if (x < 1) return `${+x.toFixed(2)} s`;
+  if (x < 60) return `${+x.toFixed(1)} s`;
+  if (x < 3600) return `${Math.floor(x / 60)} min ${Math.round(x % 60)} s`;
+  return `${Math.floor(x / 3600)} h ${Math.round((x % 3600) / 60)} min`;
+}
+
+function duration(a, b) {
+  const da = toDate(a);
+  const db = toDate(b);
+  return da && db ? secs((db - da) / 1000) : "";
 }
 
 const label = (step, key) => (key == null ? step : `${step}:${key}`);
+const errText = (e) => (!e ? "" : typeof e === "string" ? e : `${e.type}: ${e.message}`);
+const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+// ------------------------------------------------------------------ words for pauses, breakpoints, events
+const WHEN = { before: "before", after: "after", error: "on error" };
+const WHEN_LONG = { before: "before its body", after: "after its body", error: "on an error" };
+
+/** "before" from a pause reason "before" or "before: breakpoint condition ... raised ..." */
+const pauseWhen = (reason) => String(reason || "").split(":")[0];
+const pauseExtra = (reason) => {
+  const text = String(reason || "");
+  const at = text.indexOf(": ");
+  return at >= 0 ? text.slice(at + 2) : "";
+};
+
+/** One breakpoint id as words: 0 is the run's break_on_error flag. */
+function bpText(id, bps) {
+  if (id === 0) return "break on error";
+  const b = bps.get(id);
+  if (!b) return `breakpoint #${id}`;
+  return `breakpoint #${id}${b.key != null ? ` (key ${b.key})` : ""}${b.condition ? ` if ${b.condition}` : ""}`;
+}
+
+const heldText = (ids, bps) => (ids || []).map((id) => bpText(id, bps)).join(", ");
+
+/** Why an instance has made no attempt. */
+function notStarted(status, kind) {
+  if (kind === "approval" || kind === "wait") return "none: it runs no code";
+  return ["pending", "ready", "paused", "waiting"].includes(status) ? "not started yet" : "none";
+}
+
+/** What the table's detail column says about a row: what the status does not already say. */
+function rowDetail(r, bps) {
+  const err = errText(r.error);
+  switch (r.status) {
+    case "paused": {
+      const when = pauseWhen(r.pause_reason);
+      const held = r.held_by || [];
+      // "break on error" already says when
+      const parts = when === "error" && held.length === 1 && held[0] === 0 ? [] : [WHEN[when] || when];
+      if (held.length) parts.push(heldText(held, bps));
+      const extra = pauseExtra(r.pause_reason);
+      if (extra) parts.push(extra);
+      if (when === "error" && err) parts.push(err);
+      return parts.join(" · ");
+    }
+    case "waiting": {
+      const what = r.pause_reason === "approval" ? "needs a decision" : `signal ${quote(String(r.pause_reason || "").replace(/^signal: /, ""))}`;
+      return what + (r.deadline ? ` · until ${clock(r.deadline)}` : "");
+    }
+    case "retrying":
+      return (r.next_attempt_at ? `next attempt at ${clock(r.next_attempt_at)}` : "waiting to retry") + (err ? ` · ${err}` : "");
+    case "failed":
+      return err;
+    case "running":
+      return r.started_at ? `since ${clock(r.started_at)}` : "";
+    case "succeeded":
+      return duration(r.started_at, r.finished_at) ? `took ${duration(r.started_at, r.finished_at)}` : "";
+    case "ready":
+      return "queued";
+    default:
+      return err;
+  }
+}
+
+/** The instance panel's one-line explanation of where the instance stands. */
+function whyText(d, bps) {
+  const err = errText(d.error);
+  switch (d.status) {
+    case "paused": {
+      const when = pauseWhen(d.pause_reason);
+      const by = d.held_by && d.held_by.length ? ` — ${heldText(d.held_by, bps)}` : "";
+      const extra = pauseExtra(d.pause_reason);
+      const hint = when === "after" ? " Its output can be edited before it goes on." : when === "error" ? " Resume lets the error go on; or edit the inputs and retry, or skip." : "";
+      return `Paused ${WHEN_LONG[when] || when}${by}${extra ? ` (${extra})` : ""}.${hint}`;
+    }
+    case "waiting":
+      if (d.pause_reason === "approval") return `Waiting for a decision${d.deadline ? ` until ${clock(d.deadline)}` : ""}: approve or reject it below.`;
+      return `Waiting for signal ${quote(String(d.pause_reason || "").replace(/^signal: /, ""))}${d.deadline ? ` until ${clock(d.deadline)}` : ""}: deliver it with the token below.`;
+    case "retrying":
+      return `Attempt ${d.attempt} failed${err ? ` (${cut(err, 120)})` : ""}; ${d.next_attempt_at ? `next attempt at ${clock(d.next_attempt_at)}` : "it will be tried again"}.`;
+    case "failed":
+      return d.attempt ? `Failed after ${plural(d.attempt, "attempt")}.` : "Failed before it could start.";
+    case "running":
+      return `Running attempt ${d.attempt || 1}${d.started_at ? ` since ${clock(d.started_at)}` : ""}.`;
+    case "succeeded":
+      return `Succeeded${d.attempt ? ` on attempt ${d.attempt}` : ""}${duration(d.started_at, d.finished_at) ? ` in ${duration(d.started_at, d.finished_at)}` : ""}.`;
+    case "skipped":
+      return "Skipped: downstream received the output given for it.";
+    case "cancelled":
+      return "Cancelled.";
+    case "ready":
+      return "Queued: it starts when a worker is free.";
+    case "pending":
+      return "Not started yet: it waits for its upstream steps.";
+    default:
+      return "";
+  }
+}
+
+/** Changed leaves between two JSON values: [[path, old, new], ...] (null when there are too many). */
+function changes(a, b, max = 6) {
+  const out = [];
+  const walk = (x, y, path) => {
+    if (out.length > max) return;
+    if (isObj(x) && isObj(y)) {
+      for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) walk(x[k], y[k], path ? `${path}.${k}` : k);
+      return;
+    }
+    if (JSON.stringify(x) === JSON.stringify(y)) return;
+    out.push([path, x, y]);
+  };
+  walk(a, b, "");
+  return out.length > max ? null : out;
+}
+
+/** old → new, legibly: one line per changed field (muted old value, normal new value). */
+function diffBlock(oldV, newV) {
+  const diff = changes(oldV, newV);
+  const box = h("div", { class: "nbf-diff", title: `was: ${compact(oldV, 2000)}\nnow: ${compact(newV, 2000)}` });
+  if (diff === null) {
+    box.append(
+      h("div", {}, h("span", { class: "nbf-diff-label" }, "was"), h("code", { class: "nbf-diff-old" }, compact(oldV, 200))),
+      h("div", {}, h("span", { class: "nbf-diff-label" }, "now"), h("code", { class: "nbf-diff-new" }, compact(newV, 200))));
+  } else if (!diff.length) {
+    box.append(h("span", { class: "nbf-muted" }, "(the same value)"));
+  } else {
+    for (const [path, o, n] of diff) {
+      box.append(h("div", {}, path ? h("span", { class: "nbf-diff-path" }, path) : "",
+        h("code", { class: "nbf-diff-old" }, compact(o, 80)), h("span", { class: "nbf-diff-arrow" }, " → "), h("code", { class: "nbf-diff-new" }, compact(n, 80))));
+    }
+  }
+  return box;
+}
+
+const valueBlock = (name, v) => h("div", { class: "nbf-diff", title: compact(v, 2000) }, h("span", { class: "nbf-diff-label" }, name), h("code", { class: "nbf-diff-new" }, compact(v, 160)));
+
+/** A history event as a sentence: {head, tail, block}; the actor goes between head and tail. */
+function describeEvent(e, ctx) {
+  const d = e.data || {};
+  const err = d.error ? `: ${cut(d.error, 200)}` : "";
+  switch (e.kind) {
+    case "started":
+      return { head: `started attempt ${d.attempt ?? "?"}` };
+    case "attempt_failed":
+      return { head: `attempt ${d.attempt ?? "?"} failed`, tail: err };
+    case "retrying":
+      return { head: `retrying${d.delay != null ? ` in ${secs(d.delay)}` : ""}`, tail: d.error ? ` after ${cut(d.error, 200)}` : "" };
+    case "succeeded":
+      return { head: d.attempt != null ? `succeeded (attempt ${d.attempt})` : "succeeded" };
+    case "failed":
+      return { head: `failed${d.attempt ? ` after attempt ${d.attempt}` : ""}`, tail: err };
+    case "timed_out":
+      if (d.timeout != null) return { head: `attempt ${d.attempt ?? "?"} timed out after ${secs(d.timeout)}` };
+      return { head: ctx.kind === "approval" || d.name === "approval" ? "timed out waiting for a decision" : `timed out waiting for signal ${quote(d.name)}` };
+    case "interrupted":
+      return { head: `attempt ${d.attempt ?? "?"} interrupted (its process stopped)` };
+    case "paused": {
+      const ids = d.breakpoints || [];
+      const extra = pauseExtra(d.reason);
+      return { head: `paused ${WHEN[d.when] || d.when || ""}${ids.length ? ` · ${heldText(ids, ctx.bps)}` : ""}${extra ? ` · ${extra}` : ""}` };
+    }
+    case "resumed":
+      return { head: "resumed", tail: d.when ? ` (was paused ${WHEN[d.when] || d.when})` : "" };
+    case "skipped":
+      return { head: "skipped", block: "output" in d ? valueBlock("output", d.output) : null };
+    case "retry_requested":
+      return { head: "retry requested", tail: d.previous_status ? ` (was ${d.previous_status}${d.attempt ? ` after attempt ${d.attempt}` : ""})` : "" };
+    case "inputs_changed":
+      return { head: "inputs changed", block: diffBlock(d.old, d.new) };
+    case "output_changed":
+      return { head: "output changed", block: diffBlock(d.old, d.new) };
+    case "cancelled":
+      return { head: "cancelled" };
+    case "waiting": {
+      const until = d.deadline ? ` until ${clock(d.deadline)}` : "";
+      return { head: ctx.kind === "approval" ? `waiting for a decision${until}` : `waiting for signal ${quote(d.name)}${until}` };
+    }
+    case "approved":
+      return { head: "approved", tail: d.comment ? `: ${quote(d.comment)}` : "", block: d.payload != null ? valueBlock("payload", d.payload) : null };
+    case "rejected":
+      return { head: "rejected", tail: d.comment ? `: ${quote(d.comment)}` : "" };
+    case "signal_received":
+      return { head: `signal ${quote(d.name)} received`, block: d.payload !== undefined ? valueBlock("payload", d.payload) : null };
+    case "signal_duplicate":
+      return { head: `duplicate signal ${quote(d.name)} ignored` };
+    case "signal_refused":
+      return { head: `signal ${quote(d.name)} refused`, tail: d.reason ? ` (${d.reason})` : "" };
+    case "checkpoint":
+      return { head: `checkpoint saved (attempt ${d.attempt ?? "?"})` };
+    case "expanded":
+      return { head: `expanded into ${plural(d.items, "item")}` };
+    case "command":
+      return { head: `command ${d.verb}`, tail: `: ${d.result === "refused" ? "refused — " : ""}${cut(d.message, 200)}` };
+    default: {
+      const rest = Object.entries(d).filter(([k]) => !(e.actor && k === "reason"))
+        .map(([k, v]) => `${k}: ${typeof v === "string" ? cut(v, 80) : compact(v, 80)}`).join(" · ");
+      return { head: String(e.kind).replaceAll("_", " "), tail: rest ? ` — ${rest}` : "" };
+    }
+  }
+}
+
+async function copyText(text, fallbackInput) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch (e) {
+    // not a secure context, or no permission: select the text and use the old command
+    fallbackInput.focus();
+    fallbackInput.select();
+    try {
+      return document.execCommand("copy");
+    } catch (e2) {
+      return false;
+    }
+  }
+}
 
 // ------------------------------------------------------------------ the view
 function render({ model, el }) {
@@ -78,16 +333,24 @@ function render({ model, el }) {
     off.push(() => model.off(`change:${name}`, fn));
   };
   let reqSeq = 0;
-  const ui = { selectedKeys: new Set(), keysStep: null, editor: null, cancelArmed: null, layoutKey: null, layout: null, nodeEls: new Map() };
+  const ui = { selectedKeys: new Set(), keysStep: null, editor: null, cancelArmed: null, layoutKey: null, layout: null, nodeEls: new Map(), detailFor: null, historyAll: false, msgSlot: null };
+  const stop = (elem) => elem.addEventListener("keydown", (e) => e.stopPropagation()); // keep Jupyter's shortcuts out
 
   const send = (msg) => {
     const req = `${Date.now().toString(36)}-${++reqSeq}`;
     model.send({ ...msg, req });
     return req;
   };
-  const act = (msg) => {
+  // an action: its result shows in `slot`, next to where it was asked for
+  const act = (msg, slot) => {
+    placeMessage(slot);
     showMessage({ ok: true, text: "working…", pending: true });
     return send(msg);
+  };
+  const breakpointsById = () => {
+    const m = new Map();
+    for (const n of (model.get("dag") || {}).nodes || []) for (const b of n.breakpoints || []) m.set(b.id, b);
+    return m;
   };
 
   // ---------------------------------------------------------------- skeleton
@@ -100,36 +363,41 @@ function render({ model, el }) {
   const progress = h("span", { class: "nbf-progress", testid: "progress" });
   const countsEl = h("span", { class: "nbf-counts" });
   const ownerEl = h("div", { class: "nbf-owner" });
-  const resumeAll = h("button", { class: "nbf-btn", testid: "resume-all", title: "resume every paused instance of the run", onclick: () => act({ action: "resume_all" }) }, "Resume all paused");
+  const slotHeader = h("div", { class: "nbf-msg-slot" });
+  const resumeAll = h("button", { class: "nbf-btn", testid: "resume-all", title: "resume every paused instance of the run", onclick: () => act({ action: "resume_all" }, slotHeader) }, "Resume all paused");
   const cancelRun = h("button", { class: "nbf-btn nbf-danger", testid: "cancel-run", title: "cancel the run (click twice)", onclick: onCancel }, "Cancel run");
 
   const header = h("div", { class: "nbf-header" },
     h("div", { class: "nbf-title" }, h("span", { class: "nbf-logo" }, "nbflow"), runId, wfName, badge, interrupted, liveDot),
-    h("div", { class: "nbf-progress-row" }, bar, progress, countsEl, h("span", { class: "nbf-spacer" }), resumeAll, cancelRun),
-    ownerEl,
+    h("div", { class: "nbf-progress-row" }, h("div", { class: "nbf-progress-info" }, bar, progress, countsEl), h("div", { class: "nbf-run-actions" }, resumeAll, cancelRun)),
+    ownerEl, slotHeader,
   );
 
   // DAG + breakpoints
   const svg = s("svg", { class: "nbf-svg", role: "img" });
-  const dagBox = h("div", { class: "nbf-dag", testid: "dag" }, svg);
+  const legend = h("div", { class: "nbf-legend", hidden: true },
+    h("span", { class: "nbf-legend-item" }, h("span", { class: "nbf-dot" }), "breakpoint set"),
+    h("span", { class: "nbf-legend-item" }, h("span", { class: "nbf-dot nbf-hit" }), "hit (holding instances)"));
+  const dagBox = h("div", { class: "nbf-dag", testid: "dag" }, svg, legend);
   const bpTitle = h("div", { class: "nbf-section-title" });
   const bpList = h("ul", { class: "nbf-bp-list", testid: "bp-list" });
-  const bpKey = h("input", { class: "nbf-input nbf-bp-key", testid: "bp-key", placeholder: "key (all)", size: 6 });
-  const bpWhen = h("select", { class: "nbf-input", testid: "bp-when" }, ["before", "after", "error"].map((w) => h("option", { value: w }, w)));
-  const bpCond = h("input", { class: "nbf-input nbf-grow", testid: "bp-condition", placeholder: "condition, e.g. item['x'] > 3 (optional)" });
+  const bpKey = h("input", { class: "nbf-input nbf-bp-key", testid: "bp-key", placeholder: "all keys", title: "only this key (empty: every instance of the step)", size: 7 });
+  const bpWhen = h("select", { class: "nbf-input", testid: "bp-when", title: "pause before its body, after it (to edit the output), or on an error" }, ["before", "after", "error"].map((w) => h("option", { value: w }, w === "error" ? "on error" : w)));
+  const bpCond = h("input", { class: "nbf-input nbf-grow", testid: "bp-condition", placeholder: "if … (optional)", title: "a Python condition on the inputs, e.g. item['x'] > 3 (empty: always)" });
+  const slotBp = h("div", { class: "nbf-msg-slot" });
   const bpAdd = h("button", { class: "nbf-btn", testid: "add-breakpoint", onclick: () => {
     const step = model.get("selected_step");
     if (!step) return;
-    act({ action: "add_breakpoint", step, key: bpKey.value.trim() || null, when: bpWhen.value, condition: bpCond.value.trim() || null });
+    act({ action: "add_breakpoint", step, key: bpKey.value.trim() || null, when: bpWhen.value, condition: bpCond.value.trim() || null }, slotBp);
   } }, "Add breakpoint");
-  const bpRemove = h("button", { class: "nbf-btn", testid: "remove-breakpoint", onclick: () => {
+  const bpRemove = h("button", { class: "nbf-btn", testid: "remove-breakpoint", title: "remove the breakpoints on this step (or on the key given)", onclick: () => {
     const step = model.get("selected_step");
     if (!step) return;
-    act({ action: "remove_breakpoint", step, key: bpKey.value.trim() || null });
+    act({ action: "remove_breakpoint", step, key: bpKey.value.trim() || null }, slotBp);
   } }, "Remove");
   const bpBox = h("div", { class: "nbf-bp", hidden: true }, bpTitle, bpList,
     h("div", { class: "nbf-row" }, bpWhen, bpKey, bpCond),
-    h("div", { class: "nbf-row" }, bpAdd, bpRemove));
+    h("div", { class: "nbf-row" }, bpAdd, bpRemove), slotBp);
   const left = h("div", { class: "nbf-left" }, dagBox, bpBox);
 
   // instances
@@ -150,10 +418,12 @@ function render({ model, el }) {
   function sendFilter() {
     send({ action: "filter", status: filterStatus.value, text: filterText.value });
   }
+  const slotTable = h("div", { class: "nbf-msg-slot" });
   const resumeSelected = h("button", { class: "nbf-btn", testid: "resume-selected", onclick: () => {
     const step = model.get("selected_step");
+    placeMessage(slotTable);
     if (!step || !ui.selectedKeys.size) return showMessage({ ok: false, text: "no instance selected: tick the rows to resume" });
-    const req = act({ action: "resume", step, keys: [...ui.selectedKeys] });
+    const req = act({ action: "resume", step, keys: [...ui.selectedKeys] }, slotTable);
     ui.clearOn = req;
   } }, "Resume selected");
   const pageAll = h("input", { type: "checkbox", class: "nbf-check", title: "select every row of this page", onchange: () => {
@@ -165,19 +435,21 @@ function render({ model, el }) {
   } });
   const tbody = h("tbody");
   const table = h("table", { class: "nbf-table", testid: "instances" },
-    h("thead", {}, h("tr", {}, h("th", { class: "nbf-c-check" }, pageAll), h("th", {}, "key"), h("th", {}, "status"), h("th", { class: "nbf-c-num" }, "att."), h("th", {}, "detail"))),
+    h("thead", {}, h("tr", {}, h("th", { class: "nbf-c-check" }, pageAll), h("th", { class: "nbf-c-key" }, "key"), h("th", { class: "nbf-c-status" }, "status"),
+      h("th", { class: "nbf-c-num", title: "attempts made" }, "att."), h("th", { class: "nbf-c-detail" }, "detail"))),
     tbody);
   const pagePrev = h("button", { class: "nbf-btn nbf-small", testid: "page-prev", onclick: () => {
     const p = model.get("instances");
-    send({ action: "page", offset: Math.max((p.offset || 0) - (p.limit || 50), 0) });
+    send({ action: "page", offset: Math.max((p.offset || 0) - (p.limit || 20), 0) });
   } }, "‹ Prev");
   const pageNext = h("button", { class: "nbf-btn nbf-small", testid: "page-next", onclick: () => {
     const p = model.get("instances");
-    send({ action: "page", offset: (p.offset || 0) + (p.limit || 50) });
+    send({ action: "page", offset: (p.offset || 0) + (p.limit || 20) });
   } }, "Next ›");
   const pageInfo = h("span", { class: "nbf-page-info", testid: "page-info" });
   const instBox = h("div", { class: "nbf-instances-box", hidden: true },
-    h("div", { class: "nbf-row" }, stepTitle, filterStatus, filterText, resumeSelected),
+    h("div", { class: "nbf-row nbf-filter-row" }, stepTitle, filterStatus, filterText, resumeSelected),
+    slotTable,
     h("div", { class: "nbf-table-wrap" }, table),
     h("div", { class: "nbf-pager" }, pagePrev, pageInfo, pageNext));
   const hint = h("div", { class: "nbf-hint" }, "Click a node of the graph to see its instances.");
@@ -185,20 +457,61 @@ function render({ model, el }) {
   // instance panel
   const panelTitle = h("span", { class: "nbf-panel-title" });
   const panelStatus = h("span", { class: "nbf-pill" });
+  const whyEl = h("div", { class: "nbf-why", testid: "why" });
   const closePanel = h("button", { class: "nbf-btn nbf-small nbf-ghost", title: "close", onclick: () => send({ action: "close_instance" }) }, "✕");
   const target = () => {
     const d = model.get("selected");
     return d ? { step: d.step, key: d.key } : null;
   };
+  const slotPanel = h("div", { class: "nbf-msg-slot" });
   const actionBtn = (testid, text, title, fn) => h("button", { class: "nbf-btn", testid, title, onclick: fn }, text);
-  const bResume = actionBtn("resume-one", "Resume", "let this instance go on", () => target() && act({ action: "resume", ...target() }));
-  const bRetry = actionBtn("retry", "Retry", "run it again with today's code and its current inputs", () => target() && act({ action: "retry", ...target() }));
+  const bResume = actionBtn("resume-one", "Resume", "let this instance go on", () => target() && act({ action: "resume", ...target() }, slotPanel));
+  const bRetry = actionBtn("retry", "Retry", "run it again with today's code and its current inputs", () => target() && act({ action: "retry", ...target() }, slotPanel));
   const bSkip = actionBtn("skip", "Skip…", "skip it, giving the output it stands for", () => openEditor("skip"));
   const bInputs = actionBtn("edit-inputs", "Edit inputs…", "change its inputs (paused before its body, on an error, or failed)", () => openEditor("set_inputs"));
   const bOutput = actionBtn("edit-output", "Edit output…", "change its output (paused after its body)", () => openEditor("set_output"));
-  const bApprove = actionBtn("approve", "Approve", "approve this gate", () => target() && act({ action: "approve", ...target() }));
-  const bReject = actionBtn("reject", "Reject", "reject this gate", () => target() && act({ action: "reject", ...target() }));
-  const verbButtons = { resume: bResume, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput, approve: bApprove, reject: bReject };
+  const verbButtons = { resume: bResume, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput };
+  const actionsRow = h("div", { class: "nbf-actions" }, bResume, bRetry, bSkip, bInputs, bOutput);
+
+  // an approval gate that waits: approve or reject, with a comment and an optional JSON payload
+  const apComment = h("input", { class: "nbf-input nbf-grow", testid: "approval-comment", placeholder: "comment (optional, recorded with the decision)" });
+  const apPayload = h("textarea", { class: "nbf-editor-text nbf-payload", testid: "approval-payload", spellcheck: "false", rows: 2, placeholder: "payload (optional JSON): becomes the gate's output, e.g. {\"region\": \"eu\"}" });
+  const apError = h("div", { class: "nbf-json-error", testid: "approval-error" });
+  const decide = (verb) => {
+    const t = target();
+    if (!t) return;
+    const text = apPayload.value.trim();
+    if (verb === "approve" && text) {
+      try {
+        JSON.parse(text);
+      } catch (e) {
+        apError.textContent = `Invalid JSON: ${e.message}`;
+        apPayload.classList.add("nbf-invalid");
+        return; // invalid JSON never leaves the browser
+      }
+    }
+    apError.textContent = "";
+    apPayload.classList.remove("nbf-invalid");
+    act({ action: verb, step: t.step, comment: apComment.value.trim() || null, json: verb === "approve" ? text || null : null }, slotPanel);
+  };
+  apPayload.addEventListener("input", () => {
+    apError.textContent = "";
+    apPayload.classList.remove("nbf-invalid");
+  });
+  const bApprove = h("button", { class: "nbf-btn nbf-primary", testid: "approve", title: "approve this gate (the payload, if any, becomes its output)", onclick: () => decide("approve") }, "Approve");
+  const bReject = h("button", { class: "nbf-btn nbf-danger", testid: "reject", title: "reject this gate: it fails and what depends on it is cancelled", onclick: () => decide("reject") }, "Reject");
+  const approvalBox = h("div", { class: "nbf-callout", testid: "approval", hidden: true },
+    h("div", { class: "nbf-row" }, apComment), apPayload, apError, h("div", { class: "nbf-row" }, bApprove, bReject));
+
+  // a wait for a signal: the token to hand to whoever sends it
+  const tokenEl = h("input", { class: "nbf-input nbf-grow nbf-token", testid: "token", readonly: true, title: "the signal's correlation token" });
+  const copyToken = h("button", { class: "nbf-btn", testid: "copy-token", title: "copy the token to the clipboard", onclick: async () => {
+    const ok = await copyText(tokenEl.value, tokenEl);
+    copyToken.textContent = ok ? "Copied ✓" : "Press Ctrl+C";
+    setTimeout(() => (copyToken.textContent = "Copy"), 1800);
+  } }, "Copy");
+  const tokenHint = h("div", { class: "nbf-muted nbf-token-hint" });
+  const signalBox = h("div", { class: "nbf-callout", testid: "signal", hidden: true }, h("div", { class: "nbf-row" }, h("span", { class: "nbf-field-label" }, "token"), tokenEl, copyToken), tokenHint);
 
   const edTitle = h("div", { class: "nbf-section-title" });
   const edText = h("textarea", { class: "nbf-editor-text", testid: "json-editor", spellcheck: "false", rows: 8 });
@@ -212,33 +525,46 @@ function render({ model, el }) {
       e.preventDefault();
       saveEditor();
     }
-    e.stopPropagation(); // keep Jupyter's keyboard shortcuts out of the editor
   });
-  edReason.addEventListener("keydown", (e) => e.stopPropagation());
-  filterText.addEventListener("keydown", (e) => e.stopPropagation());
-  bpCond.addEventListener("keydown", (e) => e.stopPropagation());
-  bpKey.addEventListener("keydown", (e) => e.stopPropagation());
+  for (const elem of [edText, edReason, filterText, bpCond, bpKey, apComment, apPayload, tokenEl]) stop(elem);
   const editor = h("div", { class: "nbf-editor", hidden: true }, edTitle, edText, edError, h("div", { class: "nbf-row" }, edReason, edSave, edCancel));
 
   const inputsEl = h("pre", { class: "nbf-pre", testid: "inputs" });
   const outputEl = h("pre", { class: "nbf-pre", testid: "output" });
-  const errorEl = h("div", { class: "nbf-error", testid: "error" });
+  const errorLine = h("div", { class: "nbf-error-line" });
+  const tbSummary = h("summary", {});
+  const tbPre = h("pre", { class: "nbf-pre nbf-traceback" });
+  const tbFold = h("details", { class: "nbf-fold", testid: "traceback" }, tbSummary, tbPre);
+  const errorEl = h("div", { class: "nbf-error", testid: "error" }, errorLine, tbFold);
   const logsEl = h("pre", { class: "nbf-pre nbf-logs", testid: "logs" });
+  const logsSummary = h("summary", { class: "nbf-section-title" });
+  const logsFold = h("details", { class: "nbf-section nbf-fold" }, logsSummary, logsEl);
   const attemptsEl = h("div", { class: "nbf-attempts", testid: "attempts" });
   const historyEl = h("ol", { class: "nbf-history", testid: "history" });
-  const section = (title, body) => h("div", { class: "nbf-section" }, h("div", { class: "nbf-section-title" }, title), body);
+  const historyMore = h("button", { class: "nbf-btn nbf-small nbf-ghost nbf-more", onclick: () => {
+    ui.historyAll = !ui.historyAll;
+    renderDetail();
+  } });
+  const section = (title, body, extra = {}) => h("div", { class: "nbf-section", ...extra }, h("div", { class: "nbf-section-title" }, title), body);
+  const errorSection = section("Error", errorEl);
   const panel = h("div", { class: "nbf-panel", testid: "instance-panel", hidden: true },
     h("div", { class: "nbf-panel-head" }, panelTitle, panelStatus, h("span", { class: "nbf-spacer" }), closePanel),
-    h("div", { class: "nbf-actions" }, bResume, bRetry, bSkip, bInputs, bOutput, bApprove, bReject),
+    whyEl,
+    actionsRow,
+    slotPanel,
+    approvalBox,
+    signalBox,
     editor,
     h("div", { class: "nbf-grid2" }, section("Inputs", inputsEl), section("Output", outputEl)),
-    section("Error", errorEl),
-    h("div", { class: "nbf-grid2" }, section("Logs", logsEl), section("Attempts", attemptsEl)),
-    section("History", historyEl));
+    errorSection,
+    h("div", { class: "nbf-grid2" }, logsFold, section("Attempts", attemptsEl)),
+    section("History", h("div", {}, historyEl, historyMore)));
 
-  const right = h("div", { class: "nbf-right" }, hint, instBox, panel);
-  const message = h("div", { class: "nbf-message", testid: "message", role: "status", "aria-live": "polite" });
-  const root = h("div", { class: "nbflow-widget" }, header, h("div", { class: "nbf-body" }, left, right), message);
+  const slotTop = h("div", { class: "nbf-msg-slot" });
+  const right = h("div", { class: "nbf-right" }, slotTop, hint, instBox, panel);
+  const message = h("div", { class: "nbf-message", testid: "message", role: "status", "aria-live": "polite", title: "click to dismiss", onclick: () => showMessage(null) });
+  slotTop.append(message);
+  const root = h("div", { class: "nbflow-widget" }, header, h("div", { class: "nbf-body" }, left, right));
   el.append(root);
 
   // ---------------------------------------------------------------- header
@@ -264,7 +590,7 @@ function render({ model, el }) {
     bar.setAttribute("aria-valuemax", String(p.total));
     const owner = sm.owner || {};
     ownerEl.textContent = owner.text ? `owner: ${owner.text}` : "";
-    const terminal = ["succeeded", "failed", "cancelled"].includes(status);
+    const terminal = TERMINAL_RUN.includes(status);
     resumeAll.disabled = terminal || !((sm.counts || {}).paused > 0);
     cancelRun.disabled = terminal;
   }
@@ -281,7 +607,7 @@ function render({ model, el }) {
       ui.cancelArmed = null;
       cancelRun.textContent = "Cancel run";
       cancelRun.classList.remove("nbf-armed");
-      act({ action: "cancel" });
+      act({ action: "cancel" }, slotHeader);
       return;
     }
     cancelRun.textContent = "Click again to cancel";
@@ -298,13 +624,13 @@ function render({ model, el }) {
     const key = JSON.stringify([dag.nodes.map((n) => [n.step, n.kind]), dag.edges]);
     if (key === ui.layoutKey) return ui.layout;
     const g = new dagre.graphlib.Graph();
-    g.setGraph({ rankdir: "TB", nodesep: 22, ranksep: 34, marginx: 10, marginy: 10 });
+    g.setGraph({ rankdir: "TB", nodesep: 22, ranksep: 34, marginx: 12, marginy: 10 });
     g.setDefaultEdgeLabel(() => ({}));
     for (const n of dag.nodes) g.setNode(n.step, { width: NODE_W, height: NODE_H[n.kind === "foreach" ? "foreach" : "task"] });
     for (const [a, b] of dag.edges) if (g.hasNode(a) && g.hasNode(b)) g.setEdge(a, b);
     dagre.layout(g);
     const layout = {
-      width: g.graph().width || NODE_W + 20,
+      width: g.graph().width || NODE_W + 24,
       height: g.graph().height || 60,
       nodes: new Map(g.nodes().map((v) => [v, g.node(v)])),
       edges: g.edges().map((e) => ({ v: e.v, w: e.w, points: g.edge(e).points })),
@@ -341,6 +667,9 @@ function render({ model, el }) {
       svg.setAttribute("viewBox", `0 0 ${layout.width} ${layout.height}`);
       svg.setAttribute("width", layout.width);
       svg.setAttribute("height", layout.height);
+      // a wide graph widens its column (up to a share of the widget), and never shrinks below 70 %: the box scrolls
+      root.style.setProperty("--nbf-dag-w", `${Math.ceil(layout.width) + 12}px`);
+      svg.style.minWidth = `${Math.round(layout.width * 0.7)}px`;
     }
     for (const n of dag.nodes) {
       const g = ui.nodeEls.get(n.step);
@@ -348,6 +677,7 @@ function render({ model, el }) {
       if (!g || !pos) continue;
       drawNode(g, n, pos, n.step === selected);
     }
+    legend.hidden = !dag.nodes.some((n) => n.breakpoints.length);
     renderBreakpoints();
   }
 
@@ -367,6 +697,10 @@ function render({ model, el }) {
     return d;
   }
 
+  function bpSummary(b) {
+    return `#${b.id} ${WHEN[b.when] || b.when}${b.key != null ? ` key ${b.key}` : ""}${b.condition ? ` if ${b.condition}` : ""}${b.state === "hit" ? ` — holding ${fmt(b.held)}` : ""}`;
+  }
+
   function drawNode(g, n, pos, selected) {
     const w = pos.width;
     const hgt = pos.height;
@@ -377,33 +711,38 @@ function render({ model, el }) {
     g.setAttribute("class", `nbf-node nbf-st-${n.status}${selected ? " nbf-selected" : ""}`);
     g.setAttribute("aria-label", `${n.step}: ${countsText(n.counts)}`);
     const kids = [
-      s("title", {}, `${n.step} (${n.kind}) — ${countsText(n.counts)}${n.breakpoints.length ? `\nbreakpoints: ${n.breakpoints.map((b) => b.when + (b.key != null ? ` key ${b.key}` : "") + (b.condition ? ` if ${b.condition}` : "")).join("; ")}` : ""}`),
+      s("title", {}, `${n.step} (${n.kind}) — ${countsText(n.counts)}${n.breakpoints.length ? `\nbreakpoints: ${n.breakpoints.map(bpSummary).join("; ")}` : ""}`),
       s("rect", { class: "nbf-node-box", width: w, height: hgt, rx: 8, ry: 8 }),
-      s("text", { class: "nbf-node-name", x: 12, y: 18 }, truncate(n.step, 20)),
+      s("text", { class: "nbf-node-name", x: 14, y: 18 }, truncate(n.step, 20)),
     ];
     if (n.kind !== "task") kids.push(s("text", { class: "nbf-node-kind", x: w - 10, y: 17, "text-anchor": "end" }, n.kind));
     if (n.kind === "foreach") {
       // a mini stacked bar of the item statuses, then the counts
-      const bw = w - 24;
-      let off = 0;
+      const bw = w - 26;
+      let offset = 0;
       const total = n.total || 0;
-      kids.push(s("rect", { class: "nbf-mini-bg", x: 12, y: 27, width: bw, height: 6, rx: 3 }));
+      kids.push(s("rect", { class: "nbf-mini-bg", x: 14, y: 27, width: bw, height: 6, rx: 3 }));
       if (total) {
         for (const st of BAR_ORDER) {
           const c = n.counts[st] || 0;
           if (!c) continue;
           const sw = (bw * c) / total;
-          kids.push(s("rect", { class: `nbf-mini nbf-fill-${st}`, x: 12 + off, y: 27, width: Math.max(sw, 1), height: 6 }));
-          off += sw;
+          kids.push(s("rect", { class: `nbf-mini nbf-fill-${st}`, x: 14 + offset, y: 27, width: Math.max(sw, 1), height: 6 }));
+          offset += sw;
         }
       }
-      kids.push(s("text", { class: "nbf-node-counts", x: 12, y: 50 }, truncate(total ? countsText(n.counts) : "not started", 30)));
+      kids.push(s("text", { class: "nbf-node-counts", x: 14, y: 50 }, truncate(total ? countsText(n.counts) : "not started", 30)));
     } else {
-      kids.push(s("text", { class: "nbf-node-counts", x: 12, y: 36 }, n.total ? Object.keys(n.counts).filter((st) => n.counts[st]).join(", ") : "not started"));
+      kids.push(s("text", { class: "nbf-node-counts", x: 14, y: 36 }, n.total ? Object.keys(n.counts).filter((st) => n.counts[st]).join(", ") : "not started"));
     }
     if (n.breakpoints.length) {
+      // a hollow ring: set, waiting for an instance; a filled red dot: hit, holding instances
       const hit = n.breakpoints.some((b) => b.state === "hit");
-      kids.push(s("circle", { testid: "bp-marker", class: `nbf-bp-marker${hit ? " nbf-hit" : ""}`, cx: 0, cy: 0, r: 7, "data-count": n.breakpoints.length }));
+      const tip = `${hit ? "breakpoint hit" : "breakpoint set (nothing held)"}: ${n.breakpoints.map(bpSummary).join("; ")}`;
+      kids.push(s("g", { testid: "bp-marker", class: `nbf-bp-marker${hit ? " nbf-hit" : ""}`, "data-state": hit ? "hit" : "set", "data-count": n.breakpoints.length, transform: `translate(0,${hgt / 2})` },
+        s("title", {}, tip),
+        hit ? s("circle", { class: "nbf-bp-halo", r: 10 }) : null,
+        s("circle", { class: "nbf-bp-core", r: hit ? 6.5 : 5.5 })));
     }
     g.replaceChildren(...kids);
   }
@@ -420,13 +759,13 @@ function render({ model, el }) {
     if (!node) return;
     bpTitle.replaceChildren("Breakpoints on ", h("b", {}, step));
     bpList.replaceChildren(...(node.breakpoints.length ? node.breakpoints.map((b) =>
-      h("li", { class: `nbf-bp-item${b.state === "hit" ? " nbf-hit" : ""}`, "data-bp-id": b.id },
-        h("span", { class: "nbf-dot" }), `#${b.id} ${b.when}`, b.key != null ? ` · key ${b.key}` : "", b.condition ? ` · if ` : "",
-        b.condition ? h("code", {}, b.condition) : "", ` · ${b.scope}`, b.state === "hit" ? ` · holding ${fmt(b.held)}` : "")) :
+      h("li", { class: `nbf-bp-item${b.state === "hit" ? " nbf-hit" : ""}`, "data-bp-id": b.id, title: b.state === "hit" ? "hit: holding paused instances" : "set: nothing held yet" },
+        h("span", { class: `nbf-dot${b.state === "hit" ? " nbf-hit" : ""}` }), h("b", {}, `#${b.id}`), ` ${WHEN[b.when] || b.when}`, b.key != null ? ` · key ${b.key}` : "", b.condition ? " · if " : "",
+        b.condition ? h("code", {}, b.condition) : "", ` · ${b.scope === "run" ? "this run" : "every run"}`,
+        b.state === "hit" ? h("span", { class: "nbf-hit-text" }, ` · holding ${fmt(b.held)}`) : "")) :
       [h("li", { class: "nbf-muted" }, "none")]));
     bpRemove.disabled = !node.breakpoints.length;
-    const terminal = ["succeeded", "failed", "cancelled"].includes((model.get("summary") || {}).status);
-    bpAdd.disabled = terminal;
+    bpAdd.disabled = TERMINAL_RUN.includes((model.get("summary") || {}).status);
   }
 
   // ---------------------------------------------------------------- instances
@@ -454,6 +793,7 @@ function render({ model, el }) {
     filterStatus.value = p.status || "";
     if (document.activeElement !== filterText && filterText.value !== (p.text || "")) filterText.value = p.text || "";
     const sel = model.get("selected");
+    const bps = breakpointsById();
     const rows = p.rows || [];
     const next = new Map();
     const els = rows.map((r) => {
@@ -466,7 +806,7 @@ function render({ model, el }) {
           updateSelectedCount();
         } });
         tr = h("tr", { testid: "instance-row", "data-key": k, class: "nbf-inst-row", tabindex: 0 },
-          h("td", { class: "nbf-c-check" }, box), h("td", { class: "nbf-c-key" }), h("td", { testid: "row-status" }), h("td", { class: "nbf-c-num" }), h("td", { class: "nbf-c-detail" }));
+          h("td", { class: "nbf-c-check" }, box), h("td", { class: "nbf-c-key" }, h("span", { class: "nbf-key-text" })), h("td", { testid: "row-status" }), h("td", { class: "nbf-c-num" }), h("td", { class: "nbf-c-detail" }));
         tr._box = box;
         tr.addEventListener("click", () => send({ action: "select_instance", step: tr._step, key: tr._key }));
         tr.addEventListener("keydown", (ev) => {
@@ -476,13 +816,17 @@ function render({ model, el }) {
       tr._key = r.key;
       tr._step = r.step;
       const [, keyTd, stTd, attTd, detTd] = tr.children;
-      keyTd.textContent = r.key == null ? "—" : String(r.key);
+      keyTd.firstChild.textContent = r.key == null ? "—" : String(r.key);
+      keyTd.title = r.key == null ? "the step's single instance" : String(r.key);
       stTd.textContent = r.status;
       stTd.className = `nbf-c-status nbf-fg-${r.status}`;
       stTd.setAttribute("data-status", r.status);
-      attTd.textContent = r.attempt || "";
-      detTd.textContent = r.error ? `${r.error.type}: ${r.error.message}` : r.pause_reason ? `paused ${r.pause_reason}` : "";
+      attTd.textContent = r.attempt ? String(r.attempt) : "–";
+      attTd.title = r.attempt ? plural(r.attempt, "attempt") : notStarted(r.status, node && node.kind);
+      attTd.classList.toggle("nbf-muted", !r.attempt);
+      detTd.textContent = rowDetail(r, bps);
       detTd.title = detTd.textContent;
+      detTd.classList.toggle("nbf-fg-failed", r.status === "failed" || (r.status === "paused" && pauseWhen(r.pause_reason) === "error"));
       tr._box.checked = ui.selectedKeys.has(r.key);
       tr._box.disabled = r.key == null;
       tr.classList.toggle("nbf-current", !!sel && sel.step === r.step && (sel.key ?? null) === (r.key ?? null));
@@ -496,7 +840,7 @@ function render({ model, el }) {
     const offset = p.offset || 0;
     pageInfo.textContent = total ? `${fmt(offset + 1)}–${fmt(offset + rows.length)} of ${fmt(total)}` : "0 of 0";
     pagePrev.disabled = offset <= 0;
-    pageNext.disabled = offset + (p.limit || 50) >= total;
+    pageNext.disabled = offset + (p.limit || 20) >= total;
     pageAll.checked = rows.length > 0 && rows.every((r) => ui.selectedKeys.has(r.key));
     updateSelectedCount();
   }
@@ -517,52 +861,94 @@ function render({ model, el }) {
       return;
     }
     if (ui.editor && (ui.editor.step !== sel.step || (ui.editor.key ?? null) !== (sel.key ?? null))) closeEditor();
+    const which = `${sel.step}\u0000${sel.key ?? ""}`;
+    const fresh = ui.detailFor !== which;
+    if (fresh) {
+      // another instance: fold its traceback, show its newest history, clear the decision form
+      ui.detailFor = which;
+      ui.historyAll = false;
+      tbFold.open = false;
+      apComment.value = apPayload.value = apError.textContent = "";
+    }
     panelTitle.textContent = label(sel.step, sel.key);
     for (const tr of rowEls.values()) tr.classList.toggle("nbf-current", sel.step === tr._step && (sel.key ?? null) === (tr._key ?? null));
     if (!d || d.missing) {
       panelStatus.textContent = d ? "not started" : "loading…";
       panelStatus.className = "nbf-pill nbf-st-pending";
+      whyEl.textContent = d ? "Not started yet: it waits for its upstream steps." : "";
       for (const b of Object.values(verbButtons)) b.disabled = true;
-      bApprove.hidden = bReject.hidden = true;
-      inputsEl.textContent = outputEl.textContent = logsEl.textContent = "";
-      errorEl.replaceChildren(h("span", { class: "nbf-muted" }, "—"));
-      attemptsEl.replaceChildren();
+      actionsRow.hidden = true;
+      approvalBox.hidden = signalBox.hidden = true;
+      inputsEl.textContent = outputEl.textContent = "";
+      logsEl.textContent = "(nothing captured)";
+      logsSummary.textContent = "Logs · none";
+      errorSection.hidden = true;
+      attemptsEl.replaceChildren(h("span", { class: "nbf-muted" }, "not started yet"));
       historyEl.replaceChildren();
+      historyMore.hidden = true;
       return;
     }
-    panelStatus.textContent = d.status + (d.pause_reason ? ` · ${d.pause_reason}` : "");
+    const bps = breakpointsById();
+    const node = (model.get("dag").nodes || []).find((n) => n.step === sel.step);
+    panelStatus.textContent = d.status + (d.status === "paused" && d.pause_reason ? ` · ${WHEN[pauseWhen(d.pause_reason)] || pauseWhen(d.pause_reason)}` : "");
     panelStatus.className = `nbf-pill nbf-st-${d.status}`;
+    whyEl.textContent = whyText(d, bps);
     const verbs = new Set(d.verbs || []);
-    for (const [verb, b] of Object.entries(verbButtons)) b.disabled = !verbs.has(verb);
-    bApprove.hidden = bReject.hidden = !verbs.has("approve");
-    inputsEl.textContent = pretty(d.inputs);
+    // paused: every verb shows (the disabled ones say what a pause elsewhere would allow); otherwise only what applies
+    for (const [verb, b] of Object.entries(verbButtons)) {
+      b.disabled = !verbs.has(verb);
+      b.hidden = d.status !== "paused" && !verbs.has(verb);
+    }
+    actionsRow.hidden = d.status !== "paused" && !Object.keys(verbButtons).some((v) => verbs.has(v));
+    approvalBox.hidden = !verbs.has("approve");
+    signalBox.hidden = !(d.status === "waiting" && d.token && d.pause_reason !== "approval");
+    if (!signalBox.hidden) {
+      tokenEl.value = d.token;
+      tokenHint.replaceChildren("Deliver the payload with ", h("code", {}, "nbflow signal TOKEN --payload JSON"), " or ", h("code", {}, "nbflow.signal(token, payload)"), ".");
+    }
+    inputsEl.textContent = Object.keys(d.inputs || {}).length ? pretty(d.inputs) : "(no inputs)";
+    inputsEl.classList.toggle("nbf-empty-pre", !Object.keys(d.inputs || {}).length);
     if (d.readonly_inputs && d.readonly_inputs.length) inputsEl.title = `not editable here (not JSON, or too large): ${d.readonly_inputs.join(", ")}`;
     else inputsEl.removeAttribute("title");
-    outputEl.textContent = d.has_output ? pretty(d.output) : "— (no output yet)";
+    outputEl.textContent = d.has_output ? pretty(d.output) : "(no output yet)";
+    outputEl.classList.toggle("nbf-empty-pre", !d.has_output);
+    errorSection.hidden = !d.error;
     if (d.error) {
-      errorEl.replaceChildren(h("div", { class: "nbf-error-line" }, h("b", {}, d.error.type), ": ", d.error.message),
-        d.error.traceback ? h("pre", { class: "nbf-pre nbf-traceback" }, d.error.traceback) : "");
-    } else errorEl.replaceChildren(h("span", { class: "nbf-muted" }, "—"));
-    logsEl.textContent = d.logs ? (d.logs_truncated ? "…\n" : "") + d.logs : "";
-    logsEl.classList.toggle("nbf-empty-pre", !d.logs);
-    if (!d.logs) logsEl.textContent = "(nothing captured)";
+      errorLine.replaceChildren(h("b", {}, d.error.type), ": ", d.error.message);
+      const tb = d.error.traceback || "";
+      tbFold.hidden = !tb.trim();
+      tbSummary.textContent = `Traceback · ${plural(tb.trimEnd().split("\n").length, "line")}`;
+      tbPre.textContent = tb;
+    }
+    const logs = d.logs || "";
+    const lines = logs ? logs.trimEnd().split("\n").length : 0;
+    logsEl.textContent = logs ? (d.logs_truncated ? "…\n" : "") + logs : "(nothing captured)";
+    logsEl.classList.toggle("nbf-empty-pre", !logs);
+    logsSummary.textContent = lines ? `Logs · ${plural(lines, "line")}${d.logs_truncated ? " (the last)" : ""}` : "Logs · none";
+    if (fresh) logsFold.open = lines > 0 && lines <= SHORT_LOGS;
     attemptsEl.replaceChildren(...(d.attempts && d.attempts.length ? d.attempts.map((a) =>
-      h("div", { class: "nbf-attempt" }, h("b", {}, `#${a.attempt ?? "?"}`), ` ${time(a.started)} `,
+      h("div", { class: "nbf-attempt" }, h("b", {}, `#${a.attempt ?? "?"}`), h("span", { class: "nbf-muted" }, ` ${clock(a.started)} `),
         a.outcome ? h("span", { class: `nbf-fg-${a.outcome === "succeeded" ? "succeeded" : a.outcome === "retrying" || a.outcome === "attempt_failed" ? "paused" : "failed"}` }, a.outcome.replace("_", " ")) : h("span", { class: "nbf-fg-running" }, "running"),
-        a.error ? h("span", { class: "nbf-muted" }, ` — ${a.error}`) : "")) :
-      [h("span", { class: "nbf-muted" }, `attempts: ${d.attempt || 0}`)]));
+        a.started && a.finished ? h("span", { class: "nbf-muted" }, ` · ${duration(a.started, a.finished)}`) : "",
+        a.error ? h("div", { class: "nbf-attempt-error", title: a.error }, a.error) : "")) :
+      [h("span", { class: "nbf-muted" }, d.attempt ? plural(d.attempt, "attempt") : notStarted(d.status, node && node.kind))]));
+    const ctx = { bps, kind: node ? node.kind : "task" };
     const hist = (d.history || []).slice().reverse();
-    historyEl.replaceChildren(...hist.map((e) => {
-      const data = { ...(e.data || {}) };
-      const reason = e.actor ? data.reason : null; // an operator's reason (a pause has its own "reason")
-      if (e.actor) delete data.reason;
-      let body;
-      if (e.kind === "inputs_changed" || e.kind === "output_changed") body = [h("span", { class: "nbf-old" }, compact(data.old)), " → ", h("span", { class: "nbf-new" }, compact(data.new))];
-      else body = Object.keys(data).length ? compact(data) : "";
-      return h("li", { "data-kind": e.kind, "data-event-id": e.id }, h("span", { class: "nbf-muted" }, time(e.ts)), " ", h("b", {}, e.kind), e.actor ? h("span", { class: "nbf-muted" }, ` by ${e.actor}`) : "",
-        reason ? h("span", { class: "nbf-reason" }, ` “${reason}”`) : "", " ", h("span", { class: "nbf-ev-data" }, body));
+    const shown = ui.historyAll ? hist : hist.slice(0, HISTORY_SHOWN);
+    historyEl.replaceChildren(...shown.map((e) => {
+      const data = e.data || {};
+      const reason = e.actor && e.kind !== "signal_refused" ? data.reason : null; // an operator's reason (a pause has its own "reason")
+      const { head, tail, block } = describeEvent(e, ctx);
+      return h("li", { "data-kind": e.kind, "data-event-id": e.id, class: `nbf-ev nbf-ev-${e.kind}` },
+        h("span", { class: "nbf-h-time", title: e.ts || "" }, time(e.ts)),
+        h("span", { class: "nbf-h-text" }, h("b", {}, head), e.actor ? h("span", { class: "nbf-muted" }, ` by ${e.actor}`) : "", tail || "",
+          reason ? h("span", { class: "nbf-reason" }, ` — ${quote(reason)}`) : ""),
+        block || "");
     }));
-    if (d.history_omitted) historyEl.append(h("li", { class: "nbf-muted" }, `… ${fmt(d.history_omitted)} older events`));
+    const older = hist.length - shown.length + (d.history_omitted || 0);
+    historyMore.hidden = hist.length <= HISTORY_SHOWN;
+    historyMore.textContent = ui.historyAll ? "show the newest only" : `show ${plural(older, "older event")}`;
+    if (ui.historyAll && d.history_omitted) historyEl.append(h("li", { class: "nbf-muted" }, `… ${plural(d.history_omitted, "older event")} not loaded (nbflow history)`));
   }
 
   // ---------------------------------------------------------------- JSON editor
@@ -615,7 +1001,7 @@ function render({ model, el }) {
     const v = validateEditor();
     if (!v.ok) return; // invalid JSON never leaves the browser
     const { mode, step, key } = ui.editor;
-    ui.editor.req = act({ action: mode, step, key, json: edText.value, reason: edReason.value.trim() || null });
+    ui.editor.req = act({ action: mode, step, key, json: edText.value, reason: edReason.value.trim() || null }, slotPanel);
     edSave.disabled = true;
   }
 
@@ -627,7 +1013,15 @@ function render({ model, el }) {
   }
 
   // ---------------------------------------------------------------- messages
+  // One message element ([data-testid=message]); it moves next to the control that asked.
+  function placeMessage(slot) {
+    ui.msgSlot = slot || slotTop;
+    if (message.parentNode !== ui.msgSlot) ui.msgSlot.append(message);
+  }
+
   function showMessage(m) {
+    // a slot that is no longer shown (a closed panel, another step): fall back to the top of the right column
+    if (message.parentNode !== slotTop && message.parentNode.closest("[hidden]")) placeMessage(slotTop);
     message.textContent = m && m.text ? m.text : "";
     message.className = `nbf-message${m && m.text ? (m.pending ? " pending" : m.ok ? " ok" : " error") : ""}`;
   }
@@ -657,6 +1051,7 @@ function render({ model, el }) {
   on("dag", () => {
     renderDag();
     renderInstances();
+    renderDetail();
   });
   on("selected_step", () => {
     renderDag();

@@ -14,7 +14,8 @@ navigation ``select_step {step}``, ``page {offset}``, ``filter {status, text}``,
 ``select_instance {step, key}``, ``close_instance``, ``refresh``; actions ``resume {step, key | keys}``,
 ``resume_all``, ``retry {step, key}``, ``skip {step, key, json, reason}``, ``set_inputs {step, key,
 json, reason}`` (only the inputs that differ are sent on), ``set_output {step, key, json, reason}``,
-``approve``/``reject {step, reason}``, ``cancel {reason}``, ``add_breakpoint {step, key, when,
+``approve {step, comment, json}`` (``json``: optional payload text, the gate's output),
+``reject {step, comment}``, ``cancel {reason}``, ``add_breakpoint {step, key, when,
 condition}`` (workflow-scoped), ``remove_breakpoint {step, key}``. ``json`` is the editor's text,
 parsed again here.
 
@@ -25,7 +26,8 @@ The DOM (the browser test relies on it; see /work/notes/ISSUE4.md): ``.nbflow-wi
 ``resume-all``, ``cancel-run`` (two clicks: the first arms it); ``instance-panel`` with ``inputs``,
 ``output``, ``error``, ``logs``, ``attempts``, ``history`` and ``resume-one``, ``retry``, ``skip``
 (opens the JSON editor for the output the skipped instance stands for), ``edit-inputs``,
-``edit-output``; ``json-editor``, ``reason``, ``json-save``, ``json-cancel``, ``json-error``;
+``edit-output``, and for a waiting gate ``approve``, ``reject``, ``approval-comment``,
+``approval-payload``, ``approval-error``; for a waiting signal ``token`` and ``copy-token``; ``json-editor``, ``reason``, ``json-save``, ``json-cancel``, ``json-error``;
 ``add-breakpoint``, ``bp-condition``, ``bp-when``, ``bp-key``, ``remove-breakpoint``; ``message``
 (class ``error`` when refused)."""
 from __future__ import annotations
@@ -53,7 +55,7 @@ from ..states import RunStatus, When
 from . import render
 
 STATIC = Path(__file__).parent / "static"
-PAGE_SIZE = 50
+PAGE_SIZE = 20  # the page drives the table's height (no scroll box inside the notebook output)
 POLL_S = 0.1  # at most ~10 refreshes a second
 BUSY_FACTOR = 6  # wait at least 6x as long as a refresh took: the watcher takes < ~15% of the process
 FULL_REFRESH_S = 5.0  # re-read even without a change (an owner's lease can expire silently)
@@ -366,11 +368,16 @@ class RunWidget(anywidget.AnyWidget):
 
     def _do_approve(self, m: Mapping[str, Any]) -> str:
         step, _ = self._target(m)
-        return self._result(self.run.approve(step, comment=_reason(m), reason=_reason(m)), "approve", m.get("req"))
+        text = m.get("json")
+        payload = _json_arg(m, "json", "payload") if isinstance(text, str) and text.strip() else m.get("payload")
+        comment = _text(m, "comment") or _reason(m)
+        res = self.run.approve(step, comment=comment, payload=payload, reason=_reason(m))
+        return self._result(res, "approve", m.get("req"))
 
     def _do_reject(self, m: Mapping[str, Any]) -> str:
         step, _ = self._target(m)
-        return self._result(self.run.reject(step, comment=_reason(m), reason=_reason(m)), "reject", m.get("req"))
+        comment = _text(m, "comment") or _reason(m)
+        return self._result(self.run.reject(step, comment=comment, reason=_reason(m)), "reject", m.get("req"))
 
     def _do_cancel(self, m: Mapping[str, Any]) -> str:
         return self._result(self.run.cancel(reason=_reason(m)), "cancel", m.get("req"))
@@ -423,6 +430,12 @@ def _reason(m: Mapping[str, Any]) -> str | None:
     if r is None:
         return None
     return str(r).strip()[:2000] or None
+
+
+def _text(m: Mapping[str, Any], field: str) -> str | None:
+    """A short free-text field of a message (a comment), stripped; None when empty."""
+    value = m.get(field)
+    return None if value is None else (str(value).strip()[:2000] or None)
 
 
 def _json_arg(m: Mapping[str, Any], text_field: str, value_field: str) -> Any:

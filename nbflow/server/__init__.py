@@ -26,7 +26,10 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     url = store_url(serverapp.root_dir)
     web_app.settings["nbflow_db"] = url
     base = web_app.settings.get("base_url", "/")
-    web_app.add_handlers(".*$", [(url_path_join(base, pattern), cls) for pattern, cls in handlers()])
+    from .worker import TakeoverHandler
+
+    routes = [*handlers(), (r"nbflow/api/runs/([^/]+)/takeover", TakeoverHandler)]
+    web_app.add_handlers(".*$", [(url_path_join(base, pattern), cls) for pattern, cls in routes])
     from sqlalchemy.engine import make_url
 
     serverapp.log.info("nbflow: REST API at %snbflow/api/, store %s", base,
