@@ -4,6 +4,7 @@ widget's debugger view; "Resume here" starts a worker that takes the run over, a
 paused instance from the view lets the run finish."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -19,10 +20,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(240)
 
-BATCH = textwrap.dedent('''
-    """A batch run: foreach enrich over 3 items, a breakpoint on item 2; the process exits while paused."""
-    import sys
+WORKFLOW = textwrap.dedent('''
     from nbflow import Workflow
+    from nbflow.batch import finish, run_or_resume
 
     wf = Workflow("sidebar_etl")
 
@@ -37,21 +37,28 @@ BATCH = textwrap.dedent('''
     @wf.step
     def report(enrich):
         return sum(enrich)
-
-    run = wf.run(breakpoints=["enrich:2"])
-    print(run.id, run.wait(60), flush=True)
 ''')
 
 
 def paused_batch_run(server: JupyterServer, tmp: Path) -> str:
-    """Run the batch script in a subprocess on the server's store; it exits with its run paused."""
-    script = tmp / "batch_etl.py"
-    script.write_text(BATCH)
-    out = subprocess.run([sys.executable, str(script)], env=server.env(), capture_output=True, text=True,
-                         timeout=120, check=True)
-    run_id, status = out.stdout.split()[:2]
-    assert status == "paused", out.stdout + out.stderr
-    return run_id
+    """A papermill batch (`nbflow run NB --break enrich:2`) on the server's store: the notebook ends
+    with its run paused, papermill exits, and nothing drives the run any more."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(WORKFLOW),
+                nbformat.v4.new_code_cell("run = run_or_resume(wf)\nfinish(run)")]
+    path = tmp / "batch_etl.ipynb"
+    nbformat.write(nb, path)
+    out = subprocess.run(
+        [sys.executable, "-m", "nbflow", "--db", server.db_url, "run", str(path), "--break", "enrich:2", "-o", "json"],
+        env=server.env(), capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 3, out.stdout + out.stderr  # 3: a run is left paused
+    (run,) = json.loads(out.stdout)["runs"]
+    assert run["status"] == "paused", out.stdout
+    return str(run["id"])
 
 
 def open_sidebar(page: Page, server: JupyterServer) -> None:
