@@ -88,12 +88,10 @@ class ThreadExecutor:
         self._tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._name = name
-        self._abandoned = 0
 
     def abandon(self) -> None:
         """A timed-out attempt keeps its thread busy until its body returns: add one to replace it."""
         self.max_workers += 1
-        self._abandoned += 1
 
     def submit(self, task: Task) -> None:
         if len(self._threads) < self.max_workers:

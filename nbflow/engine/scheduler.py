@@ -443,7 +443,6 @@ class Scheduler:
 
     def inputs(self, inst: Inst) -> dict[str, Any]:
         """The instance's inputs by parameter name (ctx excluded), operator edits applied."""
-        spec = self.specs[inst.step]
         result: dict[str, Any] = {}
         over = self._overrides(inst)
         for b in self.plan.bindings[inst.step]:
@@ -457,7 +456,6 @@ class Scheduler:
                 if b.param in self.params:
                     result[b.param] = self.params[b.param]
             # ctx is not an input; defaults apply when the function is called
-        del spec
         return result
 
     # ------------------------------------------------------------------ breakpoints
