@@ -344,26 +344,9 @@ def _scope(store: Store, workflow: str | None, run_id: str | None) -> tuple[str,
 @click.pass_obj
 def breakpoint_list(obj: _State, workflow: str | None, run_id: str | None, fmt: str | None) -> None:
     """List breakpoints; with neither option, those of every workflow with runs in the store."""
-    store = obj.store
     if workflow is not None and run_id is not None:
         raise click.UsageError("pass at most one of --workflow W or --run RUN")
-    if run_id is not None:
-        row = store.run_row(run_id)
-        rows = list(store.breakpoint_rows(row["workflow"], run_id))
-    elif workflow is not None:
-        rows = list(store.breakpoint_rows(workflow))
-    else:
-        seen: dict[int, Mapping[str, Any]] = {}
-        all_runs = store.run_rows()
-        for name in dict.fromkeys(r["workflow"] for r in all_runs):
-            for b in store.breakpoint_rows(name):
-                seen[b["id"]] = b
-        for r in all_runs:
-            if not RunStatus(r["status"]).terminal:
-                for b in store.breakpoint_rows(r["workflow"], r["id"]):
-                    seen[b["id"]] = b
-        rows = [seen[i] for i in sorted(seen)]
-    items = [views.breakpoint_view(b) for b in rows]
+    items = views.breakpoints_list(obj.store, workflow, run_id)
     if obj.format(fmt) == "json":
         _emit_json(items)
         return

@@ -109,6 +109,28 @@ def breakpoint_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def breakpoints_list(store: Store, workflow: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+    """``nbflow breakpoint list -o json``: the breakpoints of a workflow, of a run (its workflow's and
+    its own), or with neither, of every workflow with runs plus those of unfinished runs."""
+    if run_id is not None:
+        row = store.run_row(run_id)
+        rows = list(store.breakpoint_rows(row["workflow"], run_id))
+    elif workflow is not None:
+        rows = list(store.breakpoint_rows(workflow))
+    else:
+        seen: dict[int, Mapping[str, Any]] = {}
+        all_runs = store.run_rows()
+        for name in dict.fromkeys(r["workflow"] for r in all_runs):
+            for b in store.breakpoint_rows(name):
+                seen[b["id"]] = b
+        for r in all_runs:
+            if not RunStatus(r["status"]).terminal:
+                for b in store.breakpoint_rows(r["workflow"], r["id"]):
+                    seen[b["id"]] = b
+        rows = [seen[i] for i in sorted(seen)]
+    return [breakpoint_view(b) for b in rows]
+
+
 def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
     """One line of ``nbflow runs``."""
     counts = Counter(r["status"] for r in store.instance_rows(row["id"]))
@@ -228,7 +250,7 @@ def paused_instances(run: Run) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "change_token", "history_view", "instance_counts",
+    "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view", "instance_counts",
     "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "owner_view", "paused_instances",
     "run_state", "run_summary", "run_view", "value_view", "verbs",
 ]

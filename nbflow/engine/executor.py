@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..context import StepContext
 from ..errors import SerializationError
 from ..store.codec import Encoded
 from . import capture

@@ -469,24 +469,7 @@ class BreakpointsHandler(ApiHandler):
             raise _http(400, "pass at most one of ?workflow= or ?run=")
 
         def work() -> list[dict[str, Any]]:
-            store = self.store
-            if run_id is not None:
-                row = store.run_row(run_id)
-                rows = list(store.breakpoint_rows(row["workflow"], run_id))
-            elif workflow is not None:
-                rows = list(store.breakpoint_rows(workflow))
-            else:
-                seen: dict[int, Mapping[str, Any]] = {}
-                all_runs = store.run_rows()
-                for name in dict.fromkeys(r["workflow"] for r in all_runs):
-                    for b in store.breakpoint_rows(name):
-                        seen[b["id"]] = b
-                for r in all_runs:
-                    if not RunStatus(r["status"]).terminal:
-                        for b in store.breakpoint_rows(r["workflow"], r["id"]):
-                            seen[b["id"]] = b
-                rows = [seen[i] for i in sorted(seen)]
-            return [views.breakpoint_view(b) for b in rows]
+            return views.breakpoints_list(self.store, workflow, run_id)
 
         self.reply(await asyncio.to_thread(work))
 
