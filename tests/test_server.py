@@ -342,3 +342,27 @@ def test_signal_to_a_finished_wait_is_409(server: Server) -> None:
     assert run.wait(timeout=30) == "cancelled"
     message = assert_error(requests.post(f"{server.url}/nbflow/signal/{token}", json=1, timeout=30), 409)
     assert "no longer waits" in message
+
+
+# ---------------------------------------------------------------------------------- "Resume here"
+def test_takeover_needs_a_login(server: Server) -> None:
+    run = paused_run(server.db, "srv_takeover_auth")
+    resp = requests.post(server.api(f"runs/{run.id}/takeover"), json={}, timeout=20)
+    assert_error(resp, 403)
+    assert live_owner_pid(server.db, run.id) == os.getpid()
+
+
+def test_takeover_of_a_run_whose_owner_is_alive_is_409_naming_it(server: Server) -> None:
+    run = paused_run(server.db, "srv_takeover_live")
+    message = assert_error(server.post(f"runs/{run.id}/takeover", {}), 409)
+    assert str(os.getpid()) in message
+    assert live_owner_pid(server.db, run.id) == os.getpid()
+
+
+def test_takeover_of_a_finished_run_is_409(server: Server) -> None:
+    run = finished_run(server.db)
+    assert "succeeded" in assert_error(server.post(f"runs/{run.id}/takeover", {}), 409)
+
+
+def live_owner_pid(db: str, run_id: str) -> int | None:
+    return Store.open(db).run_row(run_id)["owner_pid"]
