@@ -918,10 +918,8 @@ class Scheduler:
                     self.store.executemany(conn, self._sql["insert"], inserts)
                 if updates:
                     self.store.executemany(conn, self._sql["update"], updates)
-                for blob in self.blobs:
-                    exists = conn.execute(sa.select(t.blobs.c.hash).where(t.blobs.c.hash == blob["hash"])).first()
-                    if exists is None:
-                        conn.execute(t.blobs.insert().values(**blob))
+                for blob in self.blobs:  # content-addressed: another run may have stored the same value
+                    conn.execute(_insert_ignoring_duplicates(conn, t.blobs, blob, "hash"))
                 if self.signal_rows:
                     conn.execute(t.signals.insert(), self.signal_rows)
                 if self.events:
@@ -1095,6 +1093,15 @@ class Scheduler:
         elif kind == "stop":
             self.stop_requested = True
         return False
+
+
+def _insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table, row: dict[str, Any], key: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect (SQLite or PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).values(**row).on_conflict_do_nothing(index_elements=[key])
 
 
 _STATEMENTS: dict[str, dict[str, tuple[str, tuple[str, ...] | None]]] = {}

@@ -114,6 +114,11 @@ class Store:
                 f"(this one knows up to {schema.SCHEMA_HEAD!r}); upgrade nbflow or point NBFLOW_DB elsewhere"
             )
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Processes opening a fresh database together: one migrates, the others wait, then see head.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262011)"))
+                if MigrationContext.configure(conn).get_current_revision() == schema.SCHEMA_HEAD:
+                    return
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
