@@ -11,3 +11,15 @@ const staging = process.env.JUPYTERLAB_STAGING ||
   join(execFileSync(python, ["-c", "import jupyterlab, os; print(os.path.dirname(jupyterlab.__file__))"], { encoding: "utf8" }).trim(), "staging");
 const builder = join(here, "node_modules", "@jupyterlab", "builder", "lib", "build-labextension.js");
 execFileSync(process.execPath, [builder, "--core-path", staging, here], { stdio: "inherit", cwd: here });
+
+// Record what the bundle was built from, so a test can tell a stale committed bundle without node.
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+const sources = [];
+for (const dir of ["src", "style"]) {
+  for (const name of readdirSync(join(here, dir)).sort()) sources.push(join(here, dir, name));
+}
+for (const name of ["widget.js", "widget.css"]) sources.push(join(here, "..", "js", "src", name));
+const digest = createHash("sha256");
+for (const file of sources) digest.update(readFileSync(file));
+writeFileSync(join(here, "..", "nbflow", "labextension", "sources.sha256"), digest.digest("hex") + "\n");

@@ -36,3 +36,17 @@ def test_jupyter_labextension_list_shows_it_enabled() -> None:
         pytest.fail("nbflow-labextension is not installed: for an editable install run "
                     "`jupyter labextension develop --overwrite .` in the repository\n" + text)
     assert "enabled" in line and "OK" in line, line
+
+
+def test_committed_bundle_was_built_from_todays_sources() -> None:
+    """The sidebar bundles the widget's view: rebuilding is needed after either changes."""
+    import hashlib
+
+    sources = [p for d in ("src", "style") for p in sorted((ROOT / "labextension" / d).iterdir())]
+    sources += [ROOT / "js" / "src" / "widget.js", ROOT / "js" / "src" / "widget.css"]
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.read_bytes())
+    assert (BUILT / "sources.sha256").read_text().strip() == digest.hexdigest(), (
+        "nbflow/labextension is stale: run `npm ci --prefix js && cd labextension && npm ci && npm run build`"
+    )
