@@ -289,7 +289,8 @@ class Scheduler:
             if not inst.hydrated:
                 todo.setdefault(inst.step, {})[inst.item] = inst
         for step, by_item in todo.items():
-            rows = self.store.instance_rows(self.run_id, step=step)
+            few = len(by_item) <= 500  # a takeover's interrupted attempts: not the whole fan-out
+            rows = self.store.instance_rows(self.run_id, step=step, items=by_item if few else None)
             for r in rows:
                 inst = by_item.get(r["item"])
                 if inst is not None:

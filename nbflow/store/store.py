@@ -211,12 +211,14 @@ class Store:
 
     def instance_rows(
         self, run_id: str, step: str | None = None, status: str | Iterable[str] | None = None,
-        conn: Connection | None = None,
+        conn: Connection | None = None, items: Iterable[int] | None = None,
     ) -> list[Mapping[str, Any]]:
         t = schema.instances
         stmt = sa.select(t).where(t.c.run_id == run_id)
         if step is not None:
             stmt = stmt.where(t.c.step == step)
+        if items is not None:
+            stmt = stmt.where(t.c.item.in_(list(items)))
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
             stmt = stmt.where(t.c.status.in_([str(s) for s in wanted]))
