@@ -131,9 +131,8 @@ def breakpoints_list(store: Store, workflow: str | None = None, run_id: str | No
     return [breakpoint_view(b) for b in rows]
 
 
-def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
-    """One line of ``nbflow runs``."""
-    counts = Counter(r["status"] for r in store.instance_rows(row["id"]))
+def _run_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's own fields, shared by every view of a run."""
     owner = owner_view(row)
     return {
         "id": row["id"],
@@ -146,6 +145,16 @@ def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
         "updated": iso(row["updated_at"]),
         "finished": iso(row["finished_at"]),
         "forked_from": row["parent_run_id"],
+    }
+
+
+def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
+    """One line of ``nbflow runs`` (counts from one GROUP BY: the sidebar polls this)."""
+    counts: Counter[str] = Counter()
+    for per_status in instance_counts(store, row["id"]).values():
+        counts.update(per_status)
+    return {
+        **_run_fields(row),
         "paused": counts.get(InstanceStatus.PAUSED.value, 0),
         "failed": counts.get(InstanceStatus.FAILED.value, 0),
         "progress": _progress(counts),
@@ -156,7 +165,6 @@ def _base_view(
     store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], per_step: Mapping[str, Mapping[str, int]]
 ) -> dict[str, Any]:
     """The fields :func:`run_view` and :func:`run_state` share: the run, the DAG with counts, progress."""
-    owner = owner_view(row)
     all_counts: Counter[str] = Counter()
     nodes = []
     for s in definition["order"]:
@@ -172,18 +180,9 @@ def _base_view(
             "total": sum(c.values()),
         })
     return {
-        "id": row["id"],
-        "workflow": row["workflow"],
-        "version": row["version"],
-        "status": row["status"],
-        "interrupted": _interrupted(row, owner["alive"]),
-        "owner": owner,
+        **_run_fields(row),
         "params": _params(store, row),
         "break_on_error": {"enabled": bool(json.loads(row["options"] or "{}").get("break_on_error"))},
-        "created": iso(row["created_at"]),
-        "updated": iso(row["updated_at"]),
-        "finished": iso(row["finished_at"]),
-        "forked_from": row["parent_run_id"],
         "progress": _progress(all_counts),
         "counts": {st: all_counts.get(st, 0) for st in STATUSES},
         "dag": {"nodes": nodes, "edges": [list(e) for e in definition["edges"]]},
