@@ -127,47 +127,59 @@ def _prevalidate(
 def submit_signal(
     store: Store, token: str, run_id: str, step: str, item: int, name: str, payload: Any, actor: str | None = None
 ) -> CommandResult:
-    """Write a signal delivery as a command. A delivery to a finished run is recorded as refused."""
+    """Write a signal delivery as a command. A delivery to a finished run is judged here, as the
+    owner would have, and recorded in the commands and the history."""
     from .signals import SignalRefused
 
-    try:
-        return submit(store, run_id, "signal", step, None, {"token": token, "item": item, "name": name,
-                                                             "payload": payload}, actor=actor)
-    except CommandRefused as exc:
-        message, result = str(exc), "refused"
-        if "finished run" in str(exc) or "is succeeded" in str(exc) or "is failed" in str(exc) or "is cancelled" in str(exc):
-            # No owner will answer: judge it here as the owner would have (duplicate, timed out,
-            # no longer waiting), and record it in the commands and the history.
-            who = actor or current_actor()
-            with store.engine.begin() as conn:
-                inst = conn.execute(sa.select(t.instances).where(
-                    t.instances.c.run_id == run_id, t.instances.c.step == step, t.instances.c.item == item,
-                )).mappings().first()
-                label = step if inst is None or inst["key"] is None else f"{step}:{inst['key']}"
-                kind, why = "signal_refused", "run finished"
-                if conn.execute(sa.select(t.signals.c.token).where(t.signals.c.token == token)).first():
-                    message, result, kind = "duplicate delivery: already received, ignored", "ok", "signal_duplicate"
-                elif inst is not None and inst["status"] == S.FAILED and inst["error_type"] == "TimeoutError":
-                    message, why = (f"the wait of {label} for signal {name!r} timed out; the delivery was recorded "
-                                    "and refused"), "timed out"
-                else:
-                    message = (f"{exc}; {label} no longer waits for signal {name!r}"
-                               + (f" (it is {inst['status']})" if inst is not None else "")
-                               + "; the delivery was recorded and refused")
-                enc = store.encode({"token": token, "name": name}, "signal")
-                cid = conn.execute(t.commands.insert().values(
-                    run_id=run_id, verb="signal", target=json.dumps({"step": step, "keys": None}),
-                    payload_codec=enc.codec, payload=enc.data, actor=who, created_at=now(),
-                    applied_at=now(), result=result, message=message,
-                )).inserted_primary_key[0]
-                data = {"name": name} if result == "ok" else {"name": name, "reason": why}
-                conn.execute(t.events.insert().values(
-                    run_id=run_id, step=step, key=inst["key"] if inst is not None else None, kind=kind, actor=who,
-                    data=json.dumps(data), ts=now(),
-                ))
-            if result == "ok":
-                return CommandResult(cid, "signal", True, result, message)
-        raise SignalRefused(message) from None
+    if not RunStatus(store.run_row(run_id)["status"]).terminal:
+        try:
+            return submit(store, run_id, "signal", step, None, {"token": token, "item": item, "name": name,
+                                                                 "payload": payload}, actor=actor)
+        except CommandRefused as exc:
+            status = RunStatus(store.run_row(run_id)["status"])
+            if not status.terminal:  # the owner's refusal: it recorded it already
+                raise SignalRefused(str(exc)) from None
+    return _signal_to_finished_run(store, token, run_id, step, item, name, actor)
+
+
+def _signal_to_finished_run(
+    store: Store, token: str, run_id: str, step: str, item: int, name: str, actor: str | None
+) -> CommandResult:
+    """No owner will answer: a duplicate is acknowledged, anything else refused; both are recorded."""
+    from .signals import SignalRefused
+
+    who = actor or current_actor()
+    status = RunStatus(store.run_row(run_id)["status"])
+    result = "refused"
+    with store.engine.begin() as conn:
+        inst = conn.execute(sa.select(t.instances).where(
+            t.instances.c.run_id == run_id, t.instances.c.step == step, t.instances.c.item == item,
+        )).mappings().first()
+        label = step if inst is None or inst["key"] is None else f"{step}:{inst['key']}"
+        kind, why = "signal_refused", "run finished"
+        if conn.execute(sa.select(t.signals.c.token).where(t.signals.c.token == token)).first():
+            message, result, kind = "duplicate delivery: already received, ignored", "ok", "signal_duplicate"
+        elif inst is not None and inst["status"] == S.FAILED and inst["error_type"] == "TimeoutError":
+            message, why = (f"the wait of {label} for signal {name!r} timed out; the delivery was recorded "
+                            "and refused"), "timed out"
+        else:
+            message = (f"run {run_id} is {status}, a finished run cannot be changed; {label} no longer waits "
+                       f"for signal {name!r}" + (f" (it is {inst['status']})" if inst is not None else "")
+                       + "; the delivery was recorded and refused")
+        enc = store.encode({"token": token, "name": name}, "signal")
+        cid = conn.execute(t.commands.insert().values(
+            run_id=run_id, verb="signal", target=json.dumps({"step": step, "keys": None}),
+            payload_codec=enc.codec, payload=enc.data, actor=who, created_at=now(),
+            applied_at=now(), result=result, message=message,
+        )).inserted_primary_key[0]
+        data = {"name": name} if result == "ok" else {"name": name, "reason": why}
+        conn.execute(t.events.insert().values(
+            run_id=run_id, step=step, key=inst["key"] if inst is not None else None, kind=kind, actor=who,
+            data=json.dumps(data), ts=now(),
+        ))
+    if result == "ok":
+        return CommandResult(cid, "signal", True, result, message)
+    raise SignalRefused(message)
 
 
 def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | None = None) -> Breakpoint:

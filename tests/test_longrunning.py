@@ -815,3 +815,28 @@ def test_the_readme_idempotency_key_example_charges_once_across_attempts(db_url:
     assert payments.calls == 3  # one charge per order, not per attempt
     assert sorted(payments.charged) == [f"{run.id}/charge/{k}" for k in ("0", "1", "2")]
     assert all(v.attempts == 2 for v in run.instances("charge"))
+
+
+def test_a_signal_the_live_owner_refuses_is_recorded_once(db_url: str) -> None:
+    """A wait that no longer waits (its gate was rejected) in a run still alive: the owner refuses the
+    delivery and records it; nothing else writes a second record for it."""
+    wf = nbflow.Workflow("refused_signal", db_url)
+    wf.approval("gate")
+
+    @wf.step
+    def other():
+        return 1
+
+    run = wf.run(breakpoints=["other"])
+    assert run.wait(timeout=30) == "paused"
+    run.reject("gate", comment="no")
+    assert run.wait(timeout=30) == "paused"  # `other` still holds the run open
+    token = run.instance("gate").token
+    before = command_count(db_url)
+
+    with pytest.raises(nbflow.SignalRefused, match="no longer waits"):
+        nbflow.signal(token, {"late": True}, store=db_url)
+
+    assert command_count(db_url) == before + 1
+    assert run.status == "paused"
+    assert [e.data.get("reason") for e in events(run, "signal_refused")] == ["failed"]
