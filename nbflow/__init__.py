@@ -5,12 +5,15 @@ from ._util import set_actor
 from .breakpoints import Breakpoint
 from .commands import CommandResult
 from .context import StepContext
+from .engine.dask_executor import DaskExecutor
 from .errors import (
     CommandRefused,
     CycleError,
     DefinitionError,
+    ExecutorError,
     NbflowError,
     OwnershipError,
+    RemoteError,
     SerializationError,
     StoreError,
     UnknownRunError,
@@ -29,13 +32,16 @@ __all__ = [
     "CommandRefused",
     "CommandResult",
     "CycleError",
+    "DaskExecutor",
     "DefinitionError",
     "ErrorInfo",
     "Event",
+    "ExecutorError",
     "InstanceStatus",
     "InstanceView",
     "NbflowError",
     "OwnershipError",
+    "RemoteError",
     "Run",
     "RunStatus",
     "SerializationError",

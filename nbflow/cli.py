@@ -651,11 +651,14 @@ def _mutation(obj: _State, run_id: str, verb: str, groups: Groups, payload: Mapp
               help="With --notebook: the executed notebook (default: NB's name with .RUN.out.ipynb).")
 @click.option("-p", "--parameter", "nb_params", nargs=2, multiple=True, metavar="NAME VALUE",
               help="With --notebook: a papermill parameter (repeatable).")
+@click.option("--executor", default=None, metavar="EXECUTOR",
+              help="When taking the run over: run its steps on threads, processes, dask (NBFLOW_DASK_ADDRESS) or "
+                   "the Dask scheduler at tcp://HOST:PORT, instead of the executor the run recorded.")
 @_fmt_option
 @click.pass_obj
 def resume_cmd(
     obj: _State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, notebook: Path | None,
-    nb_output: Path | None, nb_params: tuple[tuple[str, str], ...], fmt: str | None,
+    nb_output: Path | None, nb_params: tuple[tuple[str, str], ...], executor: str | None, fmt: str | None,
 ) -> None:
     """Resume paused instances of RUN: the ones named, else every paused instance.
 
@@ -665,6 +668,8 @@ def resume_cmd(
     papermill instead and its workflow attaches to RUN (exit codes as for `nbflow run`).
     """
     if notebook is not None:
+        if executor is not None:
+            raise click.UsageError("--executor does not go with --notebook (set NBFLOW_EXECUTOR for the notebook)")
         from .batch import resume_notebook
 
         resume_notebook(obj, run_id, targets, notebook, nb_output, nb_params, force, fmt)
@@ -688,12 +693,24 @@ def resume_cmd(
     )
     _confirm(force, question + "?", f"refusing to resume {what} in run {run_id}")
     if owner["alive"]:
+        if executor is not None:
+            raise click.UsageError(f"--executor applies when this process takes run {run_id} over, but its owner "
+                                   f"(pid {owner['pid']} on {owner['host']}) is alive and keeps its executor")
         commands = _send(store, row, "resume", groups, None, reason)
         after = store.run_row(run_id)
         _report(obj, fmt, {"run": run_id, "verb": "resume", "owner": owner, "took_over": False,
                            "commands": commands, "status": after["status"]})
         return
-    _report(obj, fmt, _take_over_and_resume(store, row, groups if targets else [], reason))
+    _report(obj, fmt, _take_over_and_resume(store, row, groups if targets else [], reason, _executor(executor)))
+
+
+def _executor(value: str | None) -> Any:
+    """``--executor``: a name, or a Dask scheduler's address."""
+    if value is None or value in ("threads", "processes", "dask"):
+        return value
+    if "://" in value:
+        return {"dask": value}
+    raise click.BadParameter(f"{value!r}: use threads, processes, dask or tcp://HOST:PORT", param_hint="--executor")
 
 
 def _check_states(store: Store, row: Mapping[str, Any], verb: str, groups: Groups) -> None:
@@ -724,7 +741,7 @@ def _check_states(store: Store, row: Mapping[str, Any], verb: str, groups: Group
 
 
 def _take_over_and_resume(
-    store: Store, row: Mapping[str, Any], groups: Groups, reason: str | None,
+    store: Store, row: Mapping[str, Any], groups: Groups, reason: str | None, executor: Any = None,
 ) -> dict[str, Any]:
     """Take the run over with its pinned code, let it apply the commands queued for it, resume the
     targets (every paused instance if none), and drive it until it finishes or pauses."""
@@ -734,7 +751,7 @@ def _take_over_and_resume(
     owner = views.owner_view(row)
     with store.engine.connect() as conn:
         queued = [c["id"] for c in store.pending_commands(run_id, conn)]
-    run = resume_pinned(store, run_id)
+    run = resume_pinned(store, run_id, executor=executor)
     _err(f"took over run {run_id} in this process (pid {os.getpid()}) with its pinned code; driving it until it "
          f"finishes or pauses (Ctrl-C stops here; `nbflow resume {run_id}` continues later)")
     earlier = []

@@ -30,6 +30,10 @@ class StepContext:
     _signals: dict[str, Any] = field(default_factory=dict, repr=False)
     _token: Callable[[str], str] | None = field(default=None, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Shipped to a process or Dask worker without its way back; the worker wires its own."""
+        return {**self.__dict__, "_checkpoint": None}
+
     def checkpoint(self, value: Any) -> None:
         """Save progress durably; returns once it is committed. A later attempt reads it as ``ctx.saved``."""
         if self._checkpoint is None:

@@ -32,3 +32,12 @@ class CommandRefused(NbflowError):
 
 class OwnershipError(NbflowError):
     """The run is owned by a live process, so it cannot be taken over."""
+
+
+class RemoteError(NbflowError):
+    """A step attempt failed away from its owner: its worker died, the cluster gave up on the task,
+    or the step's exception could not be sent back (its type and message are kept)."""
+
+
+class ExecutorError(NbflowError, ValueError):
+    """An executor cannot be used as given (unknown name, unreachable Dask scheduler...)."""

@@ -25,6 +25,9 @@ class WaitForSignal(BaseException):  # noqa: N818 - control flow, not an error
         self.name = name
         self.timeout = timeout
 
+    def __reduce__(self) -> tuple[Any, ...]:  # travels back from a process or Dask worker
+        return (WaitForSignal, (self.name, self.timeout))
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -145,6 +145,7 @@ def _run_fields(row: Mapping[str, Any]) -> dict[str, Any]:
         "updated": iso(row["updated_at"]),
         "finished": iso(row["finished_at"]),
         "forked_from": row["parent_run_id"],
+        "executor": json.loads(row["options"] or "{}").get("executor") or "threads",
     }
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import CycleError, DefinitionError
+from .engine.executor import EXECUTORS
+from .errors import CycleError, DefinitionError, ExecutorError
 from .states import StepKind
 from .store import Store
 
@@ -131,15 +132,22 @@ class Plan:
 
 
 class Workflow:
-    """A named DAG of steps. ``store`` is a SQLAlchemy URL, a Store, or None (NBFLOW_DB, else ./.nbflow/nbflow.db)."""
+    """A named DAG of steps. ``store`` is a SQLAlchemy URL, a Store, or None (NBFLOW_DB, else ./.nbflow/nbflow.db).
+    ``executor`` runs the step bodies: ``"threads"`` (default), ``"processes"``, ``"dask"`` or
+    ``nbflow.DaskExecutor(client)``; ``max_workers`` bounds how many run at once per run."""
 
-    def __init__(self, name: str, store: str | Store | None = None, *, max_workers: int | None = None) -> None:
+    def __init__(
+        self, name: str, store: str | Store | None = None, *, max_workers: int | None = None, executor: Any = None
+    ) -> None:
         if not name or not isinstance(name, str):
             raise DefinitionError("a workflow needs a non-empty name, e.g. Workflow('etl')")
         self.name = name
         self._store_arg = store
         self._store: Store | None = store if isinstance(store, Store) else None
         self.max_workers = max_workers
+        self.executor = executor
+        if isinstance(executor, str) and executor not in EXECUTORS:
+            raise ExecutorError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)} or nbflow.DaskExecutor(client)")
         self.steps: dict[str, StepSpec] = {}
         self._breakpoints: Breakpoints | None = None
 
@@ -384,6 +392,7 @@ class Workflow:
         *,
         max_workers: int | None = None,
         deadline: float | None = None,
+        executor: Any = None,
     ) -> Run:
         """Start a run in the background and return its handle at once. ``deadline``: seconds after
         which the run fails and its unfinished instances are cancelled (paused time counts)."""
@@ -393,14 +402,16 @@ class Workflow:
             raise DefinitionError(f"deadline must be a number of seconds > 0, got {deadline!r}")
         return start_run(
             self, dict(params or {}), list(breakpoints), break_on_error, max_workers or self.max_workers,
-            deadline=deadline,
+            deadline=deadline, executor=executor if executor is not None else self.executor,
         )
 
-    def attach(self, run_id: str, *, max_workers: int | None = None) -> Run:
-        """Take over an interrupted or paused run with today's code (a finished one is returned read-only)."""
+    def attach(self, run_id: str, *, max_workers: int | None = None, executor: Any = None) -> Run:
+        """Take over an interrupted or paused run with today's code (a finished one is returned read-only).
+        The run keeps the executor it recorded unless *executor* (or the workflow's) says otherwise."""
         from .engine.lifecycle import attach_run
 
-        return attach_run(self, run_id, max_workers or self.max_workers)
+        return attach_run(self, run_id, max_workers or self.max_workers,
+                          executor if executor is not None else self.executor)
 
     @property
     def breakpoints(self) -> Breakpoints:
@@ -412,6 +423,6 @@ class Workflow:
 
     def with_steps(self, steps: Mapping[str, StepSpec]) -> Workflow:
         """A copy of this workflow with other step definitions (used to rebuild pinned code)."""
-        clone = Workflow(self.name, self._store or self._store_arg, max_workers=self.max_workers)
+        clone = Workflow(self.name, self._store or self._store_arg, max_workers=self.max_workers, executor=self.executor)
         clone.steps = {k: replace(v) for k, v in steps.items()}
         return clone

@@ -9,18 +9,64 @@ import pytest
 from nbflow.engine.lifecycle import stop_all
 
 
+ENGINES = [f"{store}-{executor}" for store in ("sqlite", "postgres") for executor in ("threads", "processes", "dask")]
+"""Store x executor: a module marked ``every_engine`` runs each of its ``db_url`` tests on all six."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "every_engine: run the module's db_url tests on every store x executor")
+    config.addinivalue_line("markers", "threads_only(reason): the test observes the thread executor itself")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("every_engine") and "db_url" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("threads_only")
+        engines = [e for e in ENGINES if not only or e.endswith("-threads")]
+        metafunc.parametrize("engine", engines, indirect=True)
+
+
 @pytest.fixture
-def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh store file; NBFLOW_DB points at it too, so nothing lands in the working directory."""
+def engine(request: pytest.FixtureRequest) -> str:
+    """``store-executor``; outside the matrix, SQLite and threads."""
+    return getattr(request, "param", "sqlite-threads")
+
+
+@pytest.fixture
+def db_url(engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A fresh store (a SQLite file, or a PostgreSQL database in the matrix); NBFLOW_DB points at it
+    too, so nothing lands in the working directory. In the matrix, NBFLOW_EXECUTOR picks the executor."""
+    store, executor = engine.split("-")
+    if executor != "threads":
+        monkeypatch.setenv("NBFLOW_EXECUTOR", executor)
+    if executor == "dask":
+        monkeypatch.setenv("NBFLOW_DASK_ADDRESS", request.getfixturevalue("dask_address"))
+    if store == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     url = f"sqlite:///{tmp_path / 'nbflow.db'}"
     monkeypatch.setenv("NBFLOW_DB", url)
     return url
+
+
+@pytest.fixture(scope="session")
+def dask_address() -> Iterator[str]:
+    """A Dask LocalCluster for the session: 2 worker processes with 2 threads each."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0")
+    yield cluster.scheduler_address
+    cluster.close()
 
 
 @pytest.fixture(autouse=True)
 def _stop_schedulers() -> Iterator[None]:
     yield
     stop_all(timeout=10)
+    # Each PostgreSQL test has its own database: close its pooled connections (the server allows 300).
+    from nbflow.store import store as store_module
+
+    with store_module._cache_lock:
+        for key in [k for k in store_module._cache if k.startswith("postgresql")]:
+            store_module._cache.pop(key).dispose()
 
 
 # -- PostgreSQL (issue 8): a throwaway server for the session, a fresh database per test ---------
@@ -52,6 +98,10 @@ def pg_url(pg_cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The same test over a SQLite file and a PostgreSQL database."""
-    return request.getfixturevalue("db_url" if request.param == "sqlite" else "pg_url")
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    url = f"sqlite:///{tmp_path / 'nbflow.db'}"
+    monkeypatch.setenv("NBFLOW_DB", url)
+    return url

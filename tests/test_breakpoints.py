@@ -4,6 +4,7 @@ verbs return once the owner applied them."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,9 @@ import pytest
 import nbflow
 from nbflow import Breakpoint, Workflow
 from nbflow.commands import remove_breakpoints
+from sidefx import Trail
+
+pytestmark = pytest.mark.every_engine  # every test here runs on each store x executor
 
 N = 1000
 WAIT_S = 60
@@ -53,6 +57,7 @@ def test_run_scoped_breakpoint_pauses_every_foreach_item(db_url: str) -> None:
     assert run.instance("report").status == "pending"
 
 
+@pytest.mark.threads_only("counts the thread executor's threads")
 def test_paused_foreach_items_hold_no_threads(db_url: str) -> None:
     wf = etl(db_url)
     pool = 4
@@ -120,9 +125,9 @@ def test_workflow_breakpoint_applies_to_a_run_already_alive(db_url: str) -> None
 
 
 # ------------------------------------------------------------------ after breakpoints
-def test_after_breakpoint_output_corrected_before_downstream_reads_it(db_url: str) -> None:
+def test_after_breakpoint_output_corrected_before_downstream_reads_it(db_url: str, tmp_path: Path) -> None:
     wf = Workflow("after", store=db_url)
-    seen: list[Any] = []
+    seen = Trail(str(tmp_path / "seen"))
 
     @wf.step
     def price(base):
@@ -130,7 +135,7 @@ def test_after_breakpoint_output_corrected_before_downstream_reads_it(db_url: st
 
     @wf.step
     def invoice(price):
-        seen.append(price)
+        seen.add(price)
         return f"total {price}"
 
     run = wf.run(params={"base": 21}, breakpoints=[Breakpoint("price", when="after")])
@@ -145,7 +150,7 @@ def test_after_breakpoint_output_corrected_before_downstream_reads_it(db_url: st
     assert run.wait(timeout=WAIT_S) == "succeeded"
     assert run.output("price") == 40
     assert run.output("invoice") == "total 40"
-    assert seen == [40]
+    assert seen.items() == [40]
     changed = [e for e in run.history() if e.kind == "output_changed"]
     assert [(e.step, e.data["old"], e.data["new"], e.data["reason"]) for e in changed] == [
         ("price", 42, 40, "discount agreed")
@@ -203,13 +208,13 @@ def test_explicit_resume_releases_an_instance_held_by_two_breakpoints(db_url: st
 
 
 @pytest.mark.parametrize("how", ["error_breakpoint", "break_on_error"])
-def test_released_breakpoint_does_not_catch_automatic_retries(db_url: str, how: str) -> None:
+def test_released_breakpoint_does_not_catch_automatic_retries(db_url: str, how: str, tmp_path: Path) -> None:
     wf = Workflow("flaky", store=db_url)
-    attempts: list[int] = []
+    attempts = Trail(str(tmp_path / "attempts"))
 
     @wf.step(retries=2, backoff=0)
     def flaky(ctx):
-        attempts.append(ctx.attempt)
+        attempts.add(ctx.attempt)
         if ctx.attempt < 3:
             raise RuntimeError(f"transient failure {ctx.attempt}")
         return "ok"
@@ -226,7 +231,7 @@ def test_released_breakpoint_does_not_catch_automatic_retries(db_url: str, how: 
     run.resume("flaky")
 
     assert run.wait(timeout=WAIT_S) == "succeeded"
-    assert attempts == [1, 2, 3]
+    assert attempts.items() == [1, 2, 3]
     assert run.instance("flaky").attempts == 3
     assert [e.kind for e in run.history() if e.kind == "paused"] == ["paused"]
 

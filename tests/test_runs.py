@@ -1,13 +1,13 @@
 """Runs end to end: outputs, foreach fan-out, failures and retries, concurrency, the run list.
 
-Step bodies that share a lock or an event with the test call the module-level helpers below:
-a run pins its steps' code with cloudpickle, and a lock captured by value cannot be pickled,
-while a module-level function is pickled by reference.
+Every test runs on each store x executor, so step bodies share state with the test through
+files (``sidefx``), never through Python objects a worker process could not see.
 """
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,45 +15,11 @@ import pytest
 
 import nbflow
 from nbflow import StepContext, Workflow
+from sidefx import Barrier, Gate, Trail, peak_overlap
+
+pytestmark = pytest.mark.every_engine  # every test here runs on each store x executor
 
 TIMEOUT = 60
-
-
-# -- shared state for step bodies (see the module docstring) -------------------------------------
-_gate = threading.Event()
-_barrier = threading.Barrier(2)
-_lock = threading.Lock()
-_active = 0
-_peak = 0
-
-
-def gate_wait() -> bool:
-    return _gate.wait(timeout=TIMEOUT)
-
-
-def barrier_wait() -> None:
-    _barrier.wait(timeout=TIMEOUT)
-
-
-def enter() -> None:
-    global _active, _peak
-    with _lock:
-        _active += 1
-        _peak = max(_peak, _active)
-
-
-def leave() -> None:
-    global _active
-    with _lock:
-        _active -= 1
-
-
-@pytest.fixture(autouse=True)
-def _reset_shared_state() -> None:
-    global _active, _peak
-    _gate.clear()
-    _barrier.reset()
-    _active = _peak = 0
 
 
 @dataclass(frozen=True)
@@ -264,20 +230,20 @@ def test_non_json_picklable_output_round_trips(db_url: str, value: Any) -> None:
     assert run.output("seen") == type(value).__name__
 
 
-def test_retries_until_success_count_attempts_from_one(db_url: str) -> None:
+def test_retries_until_success_count_attempts_from_one(db_url: str, tmp_path: Path) -> None:
     wf = Workflow("flaky", db_url)
-    seen: list[int] = []
+    seen = Trail(str(tmp_path / "attempts"))
 
     @wf.step(retries=3, backoff=0)
     def flaky(ctx: StepContext) -> str:
-        seen.append(ctx.attempt)
+        seen.add(ctx.attempt)
         if ctx.attempt < 3:
             raise ConnectionError(f"attempt {ctx.attempt} failed")
         return "ok"
 
     run = wf.run()
     assert run.wait(timeout=TIMEOUT) == "succeeded"
-    assert seen == [1, 2, 3]
+    assert seen.items() == [1, 2, 3]
     [view] = run.instances("flaky")
     assert (view.status, view.attempts, view.output) == ("succeeded", 3, "ok")
     kinds = [e.kind for e in run.history() if e.step == "flaky"]
@@ -357,28 +323,30 @@ def test_failure_without_retries_fails_the_run_and_cancels_downstream(db_url: st
 
 
 # -- waiting, listing, ordering, concurrency -----------------------------------------------------
-def test_wait_with_timeout_returns_the_current_status(db_url: str) -> None:
+def test_wait_with_timeout_returns_the_current_status(db_url: str, tmp_path: Path) -> None:
     wf = Workflow("slow", db_url)
+    gate = Gate(str(tmp_path / "gate"))
 
     @wf.step
     def blocked() -> bool:
-        return gate_wait()
+        return gate.wait()
 
     run = wf.run()
     try:
         assert run.wait(timeout=0.2) == "running"
     finally:
-        _gate.set()
+        gate.open()
     assert run.wait(timeout=TIMEOUT) == "succeeded"
     assert run.output("blocked") is True
 
 
-def test_two_concurrent_runs_of_one_workflow_stay_independent(db_url: str) -> None:
+def test_two_concurrent_runs_of_one_workflow_stay_independent(db_url: str, tmp_path: Path) -> None:
     wf = Workflow("twins", db_url)
+    both = Barrier(str(tmp_path / "barrier"), 2)
 
     @wf.step
     def load(n: int) -> list[int]:
-        barrier_wait()  # both runs are inside a step at the same time
+        both.wait()  # both runs are inside a step at the same time
         return list(range(n))
 
     @wf.foreach("load")
@@ -431,35 +399,36 @@ def test_runs_filters_by_workflow_and_status(db_url: str) -> None:
     assert ids(workflow="nope") == set()
 
 
-def test_after_adds_an_ordering_only_edge(db_url: str) -> None:
+def test_after_adds_an_ordering_only_edge(db_url: str, tmp_path: Path) -> None:
     wf = Workflow("ordered", db_url)
-    trail: list[str] = []
+    trail = Trail(str(tmp_path / "trail"))
 
     @wf.step
     def migrate() -> str:
         time.sleep(0.05)  # a real edge, not luck, keeps seed behind migrate
-        trail.append("migrate")
+        trail.add("migrate")
         return "schema v2"
 
     @wf.step(after=["migrate"])
     def seed() -> str:
-        trail.append("seed")
+        trail.add("seed")
         return "seeded"
 
     @wf.step(after=["seed", "migrate"])
     def serve(ctx: StepContext) -> str:
-        trail.append("serve")
+        trail.add("serve")
         return "up"
 
     run = wf.run()
     assert run.wait(timeout=TIMEOUT) == "succeeded"
-    assert trail == ["migrate", "seed", "serve"]
+    assert trail.items() == ["migrate", "seed", "serve"]
     assert run.instances("seed")[0].inputs == {}  # ordering only: no value flows
     assert run.output("serve") == "up"
 
 
-def test_max_workers_bounds_concurrent_step_bodies(db_url: str) -> None:
+def test_max_workers_bounds_concurrent_step_bodies(db_url: str, tmp_path: Path) -> None:
     wf = Workflow("bounded", db_url)
+    spans = Trail(str(tmp_path / "spans"))
 
     @wf.step
     def items() -> list[int]:
@@ -467,14 +436,12 @@ def test_max_workers_bounds_concurrent_step_bodies(db_url: str) -> None:
 
     @wf.foreach("items")
     def work(item: int) -> int:
-        enter()
-        try:
-            time.sleep(0.02)
-        finally:
-            leave()
+        start = time.time()
+        time.sleep(0.05)
+        spans.add([start, time.time()])
         return item
 
     run = wf.run(max_workers=3)
     assert run.wait(timeout=TIMEOUT) == "succeeded"
     assert run.output("work") == list(range(16))
-    assert 1 <= _peak <= 3
+    assert 1 <= peak_overlap(spans.items()) <= 3

@@ -66,7 +66,11 @@ def install() -> None:
 
 def step_logger(workflow: str, step: str) -> logging.Logger:
     """``ctx.log``: INFO and above, captured with the instance, not propagated to other handlers."""
-    logger = logging.getLogger(f"nbflow.step.{workflow}.{step}")
+    return adopt(logging.getLogger(f"nbflow.step.{workflow}.{step}"))
+
+
+def adopt(logger: logging.Logger) -> logging.Logger:
+    """Make *logger* a step logger in this process (a ``ctx.log`` unpickled on a worker arrives bare)."""
     if _handler not in logger.handlers:
         logger.addHandler(_handler)
         logger.setLevel(logging.INFO)

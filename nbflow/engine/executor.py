@@ -1,13 +1,14 @@
 """Executors run step bodies and hand results back; they never touch instance state."""
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import SerializationError
 from ..store.codec import Encoded
@@ -25,6 +26,7 @@ class Task:
     what: str  # names the value in a serialization error, e.g. "output of step 'load'"
     encode: Callable[[Any, str], Encoded]
     on_start: Callable[[float], None] | None = None  # told when the body really starts (for timeouts)
+    spec: Any = None  # the StepSpec, for executors that ship the step's pinned code elsewhere
 
 
 @dataclass(slots=True)
@@ -78,19 +80,50 @@ def execute(task: Task) -> Result:
     return res
 
 
+@dataclass(slots=True)
+class Hooks:
+    """How an executor reaches the scheduler of one run (called from executor threads)."""
+
+    sink: Callable[[Result], None]  # an attempt finished (or its worker died)
+    started: Callable[[tuple[str, int], int, float], None]  # a timed attempt's body began
+    checkpoint: Callable[[tuple[str, int], int, Encoded], None]  # commit a remote ctx.checkpoint, then return
+
+
+class Executor(Protocol):
+    """What a run's scheduler submits attempts to. One per run; results go to its :class:`Hooks`."""
+
+    capacity: int  # how many attempts it runs at once
+    max_inflight: int  # how many the scheduler hands it before waiting for results
+
+    def submit(self, task: Task) -> None: ...
+
+    def flush(self) -> None:
+        """The scheduler's turn is over: send what :meth:`submit` buffered (Dask maps a turn at once)."""
+
+    def cancel(self, ident: tuple[str, int], attempt: int) -> None:
+        """The attempt timed out or was cancelled: stop it if the executor can, and drop its result."""
+
+    def shutdown(self) -> None: ...
+
+
 class ThreadExecutor:
     """A fixed pool of daemon threads; results go to ``sink``. Idle threads cost nothing but a stack."""
 
     def __init__(self, max_workers: int, sink: Callable[[Result], None], name: str = "nbflow-worker") -> None:
         self.max_workers = max_workers
+        self.capacity = max_workers
+        self.max_inflight = 2 * max_workers  # a short queue keeps the threads busy
         self._sink = sink
         self._tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._name = name
 
-    def abandon(self) -> None:
-        """A timed-out attempt keeps its thread busy until its body returns: add one to replace it."""
+    def cancel(self, ident: tuple[str, int], attempt: int) -> None:
+        """A thread cannot be stopped: the attempt keeps it until its body returns, so add one."""
         self.max_workers += 1
+
+    def flush(self) -> None:
+        pass
 
     def submit(self, task: Task) -> None:
         if len(self._threads) < self.max_workers:
@@ -109,3 +142,64 @@ class ThreadExecutor:
     def shutdown(self) -> None:
         for _ in self._threads:
             self._tasks.put(None)
+
+
+class Backend(Protocol):
+    """An executor choice: makes each run's :class:`Executor` and describes itself for the run's record."""
+
+    def describe(self) -> Any: ...
+
+    def for_run(self, hooks: Hooks, max_workers: int | None, name: str) -> Executor: ...
+
+
+class Threads:
+    """``executor="threads"`` (the default): a daemon thread pool per run."""
+
+    def describe(self) -> str:
+        return "threads"
+
+    def for_run(self, hooks: Hooks, max_workers: int | None, name: str) -> Executor:
+        return ThreadExecutor(max_workers or DEFAULT_THREADS, hooks.sink, name)
+
+
+class Processes:
+    """``executor="processes"``: a pool of local worker processes shared by the kernel's runs."""
+
+    def describe(self) -> str:
+        return "processes"
+
+    def for_run(self, hooks: Hooks, max_workers: int | None, name: str) -> Executor:
+        from .processes import ProcessExecutor
+
+        return ProcessExecutor(hooks, max_workers)
+
+
+DEFAULT_THREADS = 8
+EXECUTORS = ("threads", "processes", "dask")
+
+
+def resolve(choice: Any) -> Backend:
+    """The backend for ``executor=``: a name, a DaskExecutor, or a run's recorded description.
+    Nothing chosen: ``NBFLOW_EXECUTOR`` (so a batch run can move to a cluster without editing
+    its notebook), else threads."""
+    if choice is None:
+        choice = os.environ.get("NBFLOW_EXECUTOR") or "threads"
+    if choice == "threads":
+        return Threads()
+    if choice == "processes":
+        return Processes()
+    if choice == "dask":
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor()
+    if isinstance(choice, dict) and set(choice) == {"dask"}:
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor(choice["dask"])
+    if hasattr(choice, "for_run") and hasattr(choice, "describe"):
+        return choice  # type: ignore[no-any-return]
+    from ..errors import ExecutorError
+
+    raise ExecutorError(
+        f"unknown executor {choice!r}; use 'threads' (default), 'processes', 'dask' or nbflow.DaskExecutor(client)"
+    )

@@ -23,6 +23,7 @@ from ..states import RunStatus, StepKind
 from ..store import Store
 from ..store import schema as t
 from ..workflow import Plan, StepSpec, Workflow
+from .executor import resolve
 from .scheduler import TASK_ITEM, Scheduler
 
 if TYPE_CHECKING:
@@ -170,6 +171,7 @@ def start_run(
     *,
     seed: tuple[str, set[str]] | None = None,
     deadline: float | None = None,
+    executor: Any = None,
 ) -> Run:
     """Validate, write the run and its task instances in one transaction, start its scheduler."""
     from ..run import Run
@@ -182,6 +184,7 @@ def start_run(
         validate(bp, plan.steps)
         bps.append(bp)
     store = wf.store
+    backend = resolve(executor)
     params_enc = store.encode(params, "run parameters")
     definition, version, pickles = pin(wf, plan)
     save_version(store, wf, plan, definition, version, pickles)
@@ -191,7 +194,7 @@ def start_run(
     ts = now()
     actor = current_actor()
     options = {"break_on_error": bool(break_on_error), "max_workers": max_workers,
-               "deadline": ts + deadline if deadline else None}
+               "deadline": ts + deadline if deadline else None, "executor": backend.describe()}
     run_row = {
         "id": run_id, "workflow": wf.name, "version": version, "params_codec": params_enc.codec,
         "params": params_enc.data, "options": json.dumps(options), "status": str(RunStatus.RUNNING),
@@ -230,7 +233,7 @@ def start_run(
                                  "reused_steps": sorted(seed[1]) if seed else []}),
             )
         )
-    sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True)
+    sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True, backend=backend)
     sched.load()
     _register(sched)
     sched.start()
@@ -238,7 +241,8 @@ def start_run(
 
 
 def take_over(
-    store: Store, wf: Workflow, run_id: str, max_workers: int | None, *, live_code: bool, force_code_check: bool = True
+    store: Store, wf: Workflow, run_id: str, max_workers: int | None, *, live_code: bool, force_code_check: bool = True,
+    executor: Any = None,
 ) -> Run:
     """Claim an interrupted or paused run whose owner is gone and drive it in this process."""
     from ..run import Run
@@ -259,6 +263,8 @@ def take_over(
             f"run {run_id} is owned by a live process ({owner_text(row)}); act on it with run verbs or the CLI "
             "(its owner applies them), or stop that process first"
         )
+    opts = json.loads(row["options"] or "{}")
+    backend = resolve(executor if executor is not None else opts.get("executor"))
     stored_def = store.definition(row["workflow"], row["version"])
     plan = wf.plan()
     _check_same_graph(wf, plan, stored_def, run_id)
@@ -281,7 +287,8 @@ def take_over(
         res = conn.execute(
             t.runs.update()
             .where(t.runs.c.id == run_id, cond)
-            .values(owner_host=HOST, owner_pid=os.getpid(), owner_id=owner_id, heartbeat_at=ts, updated_at=ts, version=version)
+            .values(owner_host=HOST, owner_pid=os.getpid(), owner_id=owner_id, heartbeat_at=ts, updated_at=ts, version=version,
+                    options=json.dumps({**opts, "executor": backend.describe()}))
         )
         if res.rowcount != 1:
             raise OwnershipError(f"run {run_id} was just taken over by another process; try again to see who owns it")
@@ -299,23 +306,24 @@ def take_over(
                 )
             )
     row = {**row, "version": version, "owner_id": owner_id}
-    opts = json.loads(row["options"] or "{}")
-    sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"), live_code=live_code)
+    sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"), live_code=live_code,
+                      backend=backend)
     sched.load()
     _register(sched)
     sched.start()
     return Run(store, run_id, wf)
 
 
-def attach_run(wf: Workflow, run_id: str, max_workers: int | None) -> Run:
-    return take_over(wf.store, wf, run_id, max_workers, live_code=True)
+def attach_run(wf: Workflow, run_id: str, max_workers: int | None, executor: Any = None) -> Run:
+    return take_over(wf.store, wf, run_id, max_workers, live_code=True, executor=executor)
 
 
-def resume_pinned(store: Store, run_id: str, max_workers: int | None = None) -> Run:
-    """Take over *run_id* with the code it was pinned to (what `nbflow resume RUN` does)."""
+def resume_pinned(store: Store, run_id: str, max_workers: int | None = None, executor: Any = None) -> Run:
+    """Take over *run_id* with the code it was pinned to (what `nbflow resume RUN` does). The run
+    keeps the executor it recorded unless *executor* says otherwise."""
     row = store.run_row(run_id)
     wf = pinned_workflow(store, row["workflow"], row["version"])
-    return take_over(store, wf, run_id, max_workers, live_code=False)
+    return take_over(store, wf, run_id, max_workers, live_code=False, executor=executor)
 
 
 def fork_run(wf: Workflow, parent_id: str, from_step: str) -> Run:
@@ -333,7 +341,8 @@ def fork_run(wf: Workflow, parent_id: str, from_step: str) -> Run:
     params = store.decode(row["params_codec"], row["params"]) or {}
     opts = json.loads(row["options"] or "{}")
     return start_run(
-        wf, params, [], bool(opts.get("break_on_error")), opts.get("max_workers"), seed=(parent_id, reuse)
+        wf, params, [], bool(opts.get("break_on_error")), opts.get("max_workers"), seed=(parent_id, reuse),
+        executor=wf.executor if wf.executor is not None else opts.get("executor"),
     )
 
 

@@ -8,6 +8,7 @@ wrote becomes visible: an output is durable before a downstream instance can rea
 from __future__ import annotations
 
 import difflib
+import functools
 import heapq
 import itertools
 import json
@@ -34,10 +35,11 @@ from ..states import InstanceStatus as S
 from ..states import RunStatus, StepKind, When
 from ..store import Store
 from ..store import schema as t
-from ..store.codec import Encoded
+from ..store.codec import LARGE_VALUE_BYTES, Encoded
 from ..workflow import Plan, StepSpec, Workflow
 from . import capture
-from .executor import Result, Task, ThreadExecutor, error_triple
+from .executor import Backend, Hooks, Result, Task, Threads, error_triple
+from .remote import REMOTE_VALUE
 
 log = logging.getLogger("nbflow.scheduler")
 
@@ -161,6 +163,7 @@ class Scheduler:
         owner_id: str,
         max_workers: int | None,
         live_code: bool,
+        backend: Backend | None = None,
     ) -> None:
         self.store = store
         self.wf = wf
@@ -176,9 +179,11 @@ class Scheduler:
         # What waiters see: only a status this scheduler has stored. Until its first write it is
         # "running", so a wait() right after a takeover sees the effect of commands queued before it.
         self.committed_status = RunStatus.RUNNING
-        self.max_workers = max_workers or 8
         self.q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self.executor = ThreadExecutor(self.max_workers, lambda r: self.q.put(("result", r)), f"nbflow-{self.run_id[:6]}")
+        self.backend = backend or Threads()
+        hooks = Hooks(self._remote_result, lambda ident, attempt, at: self.q.put(("started", (ident, attempt, at))),
+                      self._remote_checkpoint)
+        self.executor = self.backend.for_run(hooks, max_workers, f"nbflow-{self.run_id[:6]}")
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -519,7 +524,7 @@ class Scheduler:
         self.ready.append(inst)
 
     def _dispatch(self) -> None:
-        while self.ready and len(self.inflight) < 2 * self.max_workers:
+        while self.ready and len(self.inflight) < self.executor.max_inflight:
             inst = self.ready.popleft()
             if inst.status != S.READY:
                 continue
@@ -528,6 +533,7 @@ class Scheduler:
                 self.held_back.setdefault(inst.step, deque()).append(inst)
                 continue
             self._start(inst)
+        self.executor.flush()
 
     def code(self, step: str) -> StepSpec:
         """Today's definition of *step* when running live code, recording a code change once."""
@@ -600,14 +606,28 @@ class Scheduler:
         assert spec.fn is not None
         on_start = None
         if spec.timeout:
-            timeout = spec.timeout
-
             def on_start(started: float, ident: tuple[str, int] = inst.ident, attempt: int = attempt) -> None:
-                self.q.put(("started", (ident, attempt, started + timeout)))
+                self.q.put(("started", (ident, attempt, started)))
 
         self.executor.submit(
-            Task(inst.ident, attempt, spec.fn, kwargs, f"output of {label}", self.store.encode, on_start)
+            Task(inst.ident, attempt, spec.fn, kwargs, f"output of {label}", self.store.encode, on_start, spec)
         )
+
+    def _remote_result(self, res: Result) -> None:
+        """A result from a process or Dask worker: large outputs go to the artifact folder here, off the scheduler."""
+        if res.enc is not None and res.enc.blob is None and len(res.enc.data) > LARGE_VALUE_BYTES:
+            res.enc = self.store.externalize(res.enc)
+        self.q.put(("result", res))
+
+    def _remote_checkpoint(self, ident: tuple[str, int], attempt: int, enc: Encoded) -> None:
+        """``ctx.checkpoint`` on a worker: committed by this scheduler like a local one; returns once durable."""
+        if len(enc.data) > LARGE_VALUE_BYTES:
+            enc = self.store.externalize(enc)
+        done = threading.Event()
+        self.q.put(("checkpoint", (ident, attempt, enc, done)))
+        while not done.wait(0.5):
+            if not self.alive():
+                raise NbflowError(f"the owner of run {self.run_id} stopped before the checkpoint was committed")
 
     def _ctx(self, inst: Inst, attempt: int) -> StepContext:
         ident = inst.ident
@@ -629,7 +649,7 @@ class Scheduler:
             saved=self.store.decode(inst.saved.codec, inst.saved.data) if inst.saved else None,
             _checkpoint=checkpoint,
             _signals=dict(self.signals.get(ident, {})),
-            _token=lambda name: make_token(self.store.secret, self.run_id, ident[0], ident[1], name),
+            _token=functools.partial(make_token, self.store.secret, self.run_id, ident[0], ident[1]),
         )
 
     # ------------------------------------------------------------------ results
@@ -648,7 +668,7 @@ class Scheduler:
             assert res.enc is not None
             if res.enc.blob:
                 self.blobs.append(res.enc.blob)
-            inst.out, inst.value, inst.error = res.enc, res.value, None
+            inst.out, inst.value, inst.error = res.enc, _MISSING if res.value is REMOTE_VALUE else res.value, None
             held, reason = self._matching(inst, When.AFTER)
             if held:
                 self._pause(inst, When.AFTER, held, reason, finished_at=res.finished_at)
@@ -714,7 +734,7 @@ class Scheduler:
             elif kind == "step_timeout" and self.inflight.get(inst.ident) == attempt:
                 spec = self.specs[inst.step]
                 self._forget_inflight(inst.ident)
-                self.executor.abandon()
+                self.executor.cancel(inst.ident, attempt)
                 exc = StepTimeout(f"step {inst.label!r} timed out after {spec.timeout:g} s (attempt {attempt})")
                 res = Result(inst.ident, attempt, False, exc=exc, error=(type(exc).__name__, str(exc), str(exc)),
                              finished_at=t0)
@@ -868,6 +888,8 @@ class Scheduler:
                 self._set(inst, S.CANCELLED, finished_at=now(), held_by=[], pause_reason=None)
                 self._event("cancelled", inst, actor=actor, reason=reason)
                 n += 1
+        for ident, attempt in self.inflight.items():
+            self.executor.cancel(ident, attempt)
         self.inflight.clear()
         self.step_inflight.clear()
         self.held_back.clear()
@@ -1086,9 +1108,10 @@ class Scheduler:
         elif kind == "checkpoint":
             self._checkpoint(*payload)
         elif kind == "started":
-            ident, attempt, at = payload
-            if self.inflight.get(ident) == attempt:
-                self._arm_timer(self.insts[ident], at, "step_timeout", attempt)
+            ident, attempt, started = payload
+            timeout = self.specs[ident[0]].timeout
+            if self.inflight.get(ident) == attempt and timeout:
+                self._arm_timer(self.insts[ident], started + timeout, "step_timeout", attempt)
         elif kind == "wake":
             return True
         elif kind == "stop":

@@ -142,6 +142,10 @@ class Store:
         enc = codec.encode(value, what)
         if len(enc.data) <= codec.LARGE_VALUE_BYTES:
             return enc
+        return self.externalize(enc)
+
+    def externalize(self, enc: Encoded) -> Encoded:
+        """Move an encoded value's bytes to the artifact folder; return the reference (with its blob row)."""
         ref, digest, size = self.artifacts.put(enc)
         return Encoded(codec.REF, ref.encode(), blob={"hash": digest, "codec": enc.codec, "size": size, "data": None, "path": ref})
 

@@ -1,0 +1,253 @@
+"""``executor=nbflow.DaskExecutor(client_or_address)``: step bodies as tasks on a Dask cluster.
+
+Only ready attempts become Dask tasks: a paused, waiting or backing-off instance is a row in the
+store and holds nothing on the cluster. The scheduler, the commands and the checkpoints stay with
+the owner; ``ctx.checkpoint`` and the start of a timed attempt come back over a Dask queue.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+from ..errors import ExecutorError
+from ..store.codec import Encoded
+from .executor import Hooks, Task
+from .remote import Packer, failed, run_call, unpack
+
+ACK_TIMEOUT_S = 600.0
+"""How long a worker's ``ctx.checkpoint`` waits for the owner to commit it."""
+
+
+class DaskExecutor:
+    """Run step bodies on a Dask cluster. Pass a ``distributed.Client``, a scheduler address
+    (``"tcp://host:8786"``), or nothing to use ``NBFLOW_DASK_ADDRESS`` (else Dask's own
+    ``scheduler-address`` setting). The run records the address, so ``nbflow resume`` reconnects."""
+
+    def __init__(self, client_or_address: Any = None) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ExecutorError(
+                "the Dask executor needs the distributed package: pip install 'nbflow[dask]'"
+            ) from None
+        if client_or_address is None:
+            import dask
+
+            client_or_address = os.environ.get("NBFLOW_DASK_ADDRESS") or dask.config.get("scheduler-address", None)
+            if not client_or_address:
+                raise ExecutorError(
+                    "executor='dask' needs a Dask scheduler address: set NBFLOW_DASK_ADDRESS=tcp://host:8786, "
+                    "or pass executor=nbflow.DaskExecutor(client) with a distributed.Client"
+                )
+        if isinstance(client_or_address, str):
+            try:
+                self.client = _client(client_or_address)
+            except (OSError, TimeoutError) as exc:
+                raise ExecutorError(
+                    f"cannot reach the Dask scheduler at {client_or_address} ({type(exc).__name__}: {exc}); "
+                    "start the cluster, or choose another executor (executor='threads' runs here)"
+                ) from None
+        elif isinstance(client_or_address, Client):
+            self.client = client_or_address
+        else:
+            raise ExecutorError(
+                f"DaskExecutor takes a distributed.Client or a scheduler address, not {type(client_or_address).__name__}"
+            )
+
+    @property
+    def address(self) -> str:
+        return str(self.client.scheduler.address)
+
+    def describe(self) -> dict[str, str]:
+        return {"dask": self.address}
+
+    def for_run(self, hooks: Hooks, max_workers: int | None, name: str) -> _DaskRun:
+        return _DaskRun(self.client, hooks, name, max_workers)
+
+    def __repr__(self) -> str:
+        return f"DaskExecutor({self.address!r})"
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(address: str) -> Any:
+    """One client per scheduler address in this process, shared by the runs that name it."""
+    from distributed import Client
+
+    with _clients_lock:
+        client = _clients.get(address)
+        if client is None or client.status not in ("running", "connecting"):
+            client = _clients[address] = Client(address, set_as_default=False, timeout=10)
+        return client
+
+
+class _Channel:
+    """Worker side of the way back: a Dask queue to the owner, a Dask variable for each answer."""
+
+    def __init__(self, queue_name: str) -> None:
+        self.queue_name = queue_name
+
+    def _put(self, msg: tuple[Any, ...]) -> None:
+        from distributed import Queue
+
+        Queue(self.queue_name).put(msg)
+
+    def started(self, ident: tuple[str, int], attempt: int, at: float) -> None:
+        self._put(("started", ident, attempt, at, None, None))
+
+    def checkpoint(self, ident: tuple[str, int], attempt: int, codec_name: str, data: bytes) -> None:
+        from distributed import Variable
+
+        answer = f"{self.queue_name}-ack-{uuid.uuid4().hex}"
+        self._put(("checkpoint", ident, attempt, codec_name, data, answer))
+        var = Variable(answer)
+        try:
+            status = var.get(timeout=ACK_TIMEOUT_S)
+        finally:
+            var.delete()
+        if status != "ok":
+            raise RuntimeError(f"the checkpoint was not saved: {status}")
+
+
+def _task(payload: bytes, channel: _Channel) -> bytes:
+    return run_call(payload, channel)
+
+
+class _DaskRun:
+    """One run's use of the cluster: its futures, and a listener for its workers' messages."""
+
+    def __init__(self, client: Any, hooks: Hooks, name: str, max_workers: int | None) -> None:
+        self.client = client
+        self.hooks = hooks
+        self.name = name
+        self.capacity = max_workers or max(1, sum(client.nthreads().values()))
+        # The cluster queues what it is given: max_workers bounds what runs at once, exactly.
+        self.max_inflight = max_workers or max(256, 8 * self.capacity)
+        self._packer = Packer()
+        self._futures: dict[tuple[tuple[str, int], int], Any] = {}
+        self._cancelled: set[tuple[tuple[str, int], int]] = set()
+        self._lock = threading.Lock()
+        self._queue_name = f"nbflow-{name}-{uuid.uuid4().hex[:8]}"
+        self._channel = _Channel(self._queue_name)
+        self._listener: threading.Thread | None = None
+        self._stopping = False
+        self._buffer: list[Task] = []
+        self._tasks: dict[str, tuple[Task, float]] = {}
+        self._collector: threading.Thread | None = None
+        self._more = threading.Event()
+        self._done: Any = None  # a distributed.as_completed, made with the first futures
+
+    def submit(self, task: Task) -> None:
+        """Buffered: :meth:`flush` sends the scheduler's whole turn to the cluster in one map."""
+        if self._listener is None and (task.on_start is not None or "ctx" in task.kwargs):
+            self._listener = threading.Thread(target=self._listen, name=f"{self.name}-dask-listener", daemon=True)
+            self._listener.start()
+        self._buffer.append(task)
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        tasks, self._buffer = self._buffer, []
+        keys = [f"nbflow-{self.name}-{t.ident[0]}-{t.ident[1]}-{t.attempt}-{uuid.uuid4().hex[:6]}" for t in tasks]
+        futures = self.client.map(_task, [self._packer.pack(t) for t in tasks], key=keys, pure=False,
+                                  channel=self._channel)
+        submitted = time.time()
+        with self._lock:
+            for task, fut in zip(tasks, futures):
+                self._futures[(task.ident, task.attempt)] = fut
+                self._tasks[fut.key] = (task, submitted)
+        if self._done is None:
+            from distributed import as_completed
+
+            self._done = as_completed(futures, loop=self.client.loop, with_results=True, raise_errors=False)
+        else:
+            self._done.update(futures)
+        self._more.set()
+        if self._collector is None:
+            self._collector = threading.Thread(target=self._collect, name=f"{self.name}-dask-results", daemon=True)
+            self._collector.start()
+
+    def _collect(self) -> None:
+        """Results in batches (one callback per future costs a round trip each on the client's loop)."""
+        while not self._stopping:
+            self._more.clear()
+            for batch in self._done.batches():
+                for fut, value in batch:
+                    self._finish(fut, value)
+                del batch, fut, value  # hold no future while idle: the cluster forgets released tasks
+            self._more.wait(1.0)  # as_completed ends when it runs dry: wait for the next flush
+
+    def _finish(self, fut: Any, value: Any) -> None:
+        with self._lock:
+            task, submitted = self._tasks.pop(fut.key, (None, 0.0))
+            if task is None:
+                return
+            key = (task.ident, task.attempt)
+            self._futures.pop(key, None)
+            if key in self._cancelled:
+                self._cancelled.discard(key)
+                return
+        if fut.status == "finished":
+            res = unpack(value)
+        else:
+            why = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else f"the task was {fut.status}"
+            res = failed(task.ident, task.attempt, f"the Dask cluster lost the {task.what.removeprefix('output of ')}: "
+                         f"{why}", submitted)
+        self.hooks.sink(res)
+
+    def cancel(self, ident: tuple[str, int], attempt: int) -> None:
+        """Dask drops a queued task; one already running finishes on its worker and is ignored."""
+        self._buffer = [t for t in self._buffer if (t.ident, t.attempt) != (ident, attempt)]
+        with self._lock:
+            fut = self._futures.pop((ident, attempt), None)
+            if fut is None:
+                return
+            self._cancelled.add((ident, attempt))
+        fut.cancel()
+
+    def _listen(self) -> None:
+        from distributed import Queue, Variable
+
+        queue = Queue(self._queue_name, client=self.client)
+        while not self._stopping:
+            try:
+                msg = queue.get()  # shutdown() puts a "stop" message: a timed get logs errors on the scheduler
+            except Exception:  # noqa: BLE001 - the client closing
+                return
+            kind, ident, attempt, a, b, answer = msg
+            if kind == "stop":
+                return
+            ident = tuple(ident)
+            if kind == "started":
+                self.hooks.started(ident, attempt, a)
+                continue
+            try:
+                self.hooks.checkpoint(ident, attempt, Encoded(a, b))
+            except Exception as exc:  # noqa: BLE001 - tell the step why its checkpoint failed
+                status = f"{type(exc).__name__}: {exc}"
+            else:
+                status = "ok"
+            Variable(answer, client=self.client).set(status)
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        self._more.set()
+        self._buffer.clear()
+        if self._listener is not None and self.client.status == "running":
+            from distributed import Queue
+
+            try:
+                Queue(self._queue_name, client=self.client).put(("stop", None, None, None, None, None))
+            except Exception:  # noqa: BLE001 - the cluster is gone; the listener thread is a daemon
+                pass
+        with self._lock:
+            futures = list(self._futures.items())
+            self._futures.clear()
+            self._cancelled.update(k for k, _ in futures)
+        for _, fut in futures:
+            fut.cancel()
