@@ -152,9 +152,19 @@ class _DaskRun:
     def flush(self) -> None:
         if not self._buffer:
             return
-        tasks, self._buffer = self._buffer, []
+        tasks, payloads = [], []
+        for task in self._buffer:
+            payload = self._packer.pack(task)
+            if isinstance(payload, bytes):
+                tasks.append(task)
+                payloads.append(payload)
+            else:
+                self.hooks.sink(payload)
+        self._buffer = []
+        if not tasks:
+            return
         keys = [f"nbflow-{self.name}-{t.ident[0]}-{t.ident[1]}-{t.attempt}-{uuid.uuid4().hex[:6]}" for t in tasks]
-        futures = self.client.map(_task, [self._packer.pack(t) for t in tasks], key=keys, pure=False,
+        futures = self.client.map(_task, payloads, key=keys, pure=False,
                                   channel=self._channel)
         submitted = time.time()
         with self._lock:

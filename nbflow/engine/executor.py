@@ -1,6 +1,7 @@
 """Executors run step bodies and hand results back; they never touch instance state."""
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
@@ -107,7 +108,10 @@ class Executor(Protocol):
 
 
 class ThreadExecutor:
-    """A fixed pool of daemon threads; results go to ``sink``. Idle threads cost nothing but a stack."""
+    """A pool of up to ``max_workers`` daemon threads; results go to ``sink``. Idle threads cost nothing
+    but a stack. A thread is added only when every thread is busy: a chain of quick steps runs on one
+    thread, which finds the next task it dispatched itself (``Scheduler._sink``) instead of another
+    idle thread being woken for it (B1 in bench/)."""
 
     def __init__(self, max_workers: int, sink: Callable[[Result], None], name: str = "nbflow-worker") -> None:
         self.max_workers = max_workers
@@ -117,6 +121,9 @@ class ThreadExecutor:
         self._tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._name = name
+        self._submitted = 0  # written by one thread at a time: whoever holds the scheduler's turn lock
+        self._finished = itertools.count(1)
+        self._done = 0  # the last value taken from _finished; a stale (lower) value only adds a thread
 
     def cancel(self, ident: tuple[str, int], attempt: int) -> None:
         """A thread cannot be stopped: the attempt keeps it until its body returns, so add one."""
@@ -126,18 +133,24 @@ class ThreadExecutor:
         pass
 
     def submit(self, task: Task) -> None:
-        if len(self._threads) < self.max_workers:
-            t = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+        n = len(self._threads)
+        if n < self.max_workers and self._submitted - self._done >= n:  # no thread is idle
+            t = threading.Thread(target=self._work, name=f"{self._name}-{n}", daemon=True)
             self._threads.append(t)
             t.start()
+        self._submitted += 1
         self._tasks.put(task)
 
     def _work(self) -> None:
+        get, sink, finished = self._tasks.get, self._sink, self._finished
         while True:
-            task = self._tasks.get()
+            task = get()
             if task is None:
                 return
-            self._sink(execute(task))
+            res = execute(task)
+            # Idle from here on: a task the sink submits (it may run the scheduler's turn) is for this thread.
+            self._done = next(finished)
+            sink(res)
 
     def shutdown(self) -> None:
         for _ in self._threads:

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..store.codec import Encoded
-from .executor import Hooks, Task
+from .executor import Hooks, Result, Task
 from .remote import Packer, failed, run_call, unpack
 
 _pools: dict[int, _Pool] = {}
@@ -170,7 +170,11 @@ class ProcessExecutor:
         self._jobs: dict[tuple[tuple[str, int], int], _Job] = {}
 
     def submit(self, task: Task) -> None:
-        job = _Job(self, task, self._packer.pack(task))
+        payload = self._packer.pack(task)
+        if isinstance(payload, Result):
+            self.hooks.sink(payload)
+            return
+        job = _Job(self, task, payload)
         self._jobs[(task.ident, task.attempt)] = job
         self.pool.jobs.put(job)
 

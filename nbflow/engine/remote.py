@@ -53,7 +53,15 @@ class Packer:
     def __init__(self) -> None:
         self._code: dict[int, tuple[Any, str, bytes]] = {}
 
-    def pack(self, task: Task) -> bytes:
+    def pack(self, task: Task) -> bytes | Result:
+        """The pickled call, or a failed Result naming what could not be pickled (its inputs, its ctx)."""
+        try:
+            return self._pack(task)
+        except Exception as exc:  # noqa: BLE001 - e.g. an input a step upstream returned that cloudpickle cannot ship
+            return failed(task.ident, task.attempt, f"the {task.what.removeprefix('output of ')} cannot be sent to "
+                          f"a worker: {type(exc).__name__}: {exc}")
+
+    def _pack(self, task: Task) -> bytes:
         spec = task.spec
         held = self._code.get(id(spec))
         if held is None or held[0] is not spec:

@@ -29,10 +29,23 @@ class Encoded:
     blob: dict[str, Any] | None = None  # the blobs row to write, for a REF
 
 
+_encode_str = json.encoder.encode_basestring  # ensure_ascii=False: no escaping beyond JSON's own
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+"""json.dumps with these options, without building an encoder per call (stateless, thread-safe)."""
+
+
 def to_json_text(value: Any) -> str | None:
     """The compact JSON text of *value* when it decodes back to an equal value, else None."""
+    tp = type(value)
     try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        # The commonest outputs, as json.dumps writes them; they always round-trip.
+        if tp is int:
+            return int.__repr__(value)  # ValueError past Python's digit limit
+        if tp is str:
+            return _encode_str(value)
+        if value is None or tp is bool:
+            return "null" if value is None else "true" if value else "false"
+        text = _COMPACT(value)
     except (TypeError, ValueError, RecursionError):
         return None
     try:
