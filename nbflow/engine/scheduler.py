@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import gc
 import heapq
 import itertools
 import json
@@ -21,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,7 @@ _RUN_RUNNING = RunStatus.RUNNING
 _RUN_TERMINAL = frozenset(m for m in RunStatus if m.terminal)
 _BEFORE, _ERROR = When.BEFORE, When.ERROR
 _HELD_AS_ROWS = frozenset({StepKind.APPROVAL, StepKind.WAIT})
+_get_status = operator.attrgetter("status")
 _INST_COLS = tuple(c.name for c in t.instances.columns)
 _UPDATE_KEYS = _INST_COLS[3:] + ("b_run", "b_step", "b_item")  # SET every other column WHERE the key
 _EVENT_KEYS = ("run_id", "step", "key", "kind", "actor", "data", "ts")
@@ -144,14 +146,20 @@ class Inst:
 
     @classmethod
     def light(cls, r: Sequence[Any]) -> Inst:
-        """From ``Store.STATE_COLUMNS``: everything but the values, which load on first use."""
-        return cls(
-            step=r[0], item=r[1], key=r[2], status=_STATUS[r[3]], attempt=r[4],
-            error=(r[5], r[6], "") if r[5] else None, pause_reason=r[7],
-            held_by=json.loads(r[8]) if r[8] else (), released=set(json.loads(r[9])) if r[9] else frozenset(),
-            next_attempt_at=r[10], deadline=r[11], started_at=r[12], finished_at=r[13], token=r[14],
-            new=False, hydrated=not r[15],
-        )
+        """From ``Store.STATE_COLUMNS``: everything but the values, which load on first use. Built
+        slot by slot, not through ``__init__``'s keywords: a takeover builds 10,000 (B3 in bench/)."""
+        inst = _new(cls)
+        inst.step, inst.item, inst.key, inst.status, inst.attempt = r[0], r[1], r[2], _STATUS[r[3]], r[4]
+        inst.inputs = inst.out = inst.saved = inst.logs = inst.pending_error = None
+        inst.error = (r[5], r[6], "") if r[5] else None
+        inst.pause_reason = r[7]
+        inst.held_by = json.loads(r[8]) if r[8] else ()
+        inst.released = set(json.loads(r[9])) if r[9] else frozenset()
+        inst.next_attempt_at, inst.deadline, inst.started_at, inst.finished_at, inst.token = r[10], r[11], r[12], r[13], r[14]
+        inst.new = False
+        inst.value = inst.overrides = _MISSING
+        inst.hydrated = not r[15]
+        return inst
 
     def hydrate(self, r: Mapping[str, Any]) -> None:
         """Fill in the values from a full row."""
@@ -174,6 +182,29 @@ class Inst:
             next_attempt_at=r["next_attempt_at"], deadline=r["deadline"], started_at=r["started_at"],
             finished_at=r["finished_at"], logs=r["logs"], token=r["token"], new=False,
         )
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a takeover builds its objects (10,000 instances: B3 in
+    bench/). They all survive, so collecting only walks them, and a full collection of a busy
+    notebook's heap falling into that window costs ~50-120 ms here. Collection resumes after, as
+    usual; a collector the process had turned off stays off."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+_new = object.__new__
+assert Inst.__slots__ == (
+    "step", "item", "key", "status", "attempt", "inputs", "out", "saved", "error", "pause_reason", "held_by", "released",
+    "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "new", "value", "overrides",
+    "pending_error", "hydrated",
+), "Inst.light must set every field"
 
 
 _UPDATE = (
@@ -284,24 +315,40 @@ class Scheduler:
 
         Finished instances load without their values; those load per step on first use, so a
         takeover of a 10,000-instance run starts work at once (B3 in bench/)."""
-        interrupted: list[Inst] = []
+        with _gc_paused():
+            self._load()
+
+    def _load(self) -> None:
+        # One pass over the rows (in step, item order), then one per step: no per-row method calls.
+        by_step, insts, light = self.by_step, self.insts, Inst.light
         for r in self.store.instance_state_rows(self.run_id):
-            inst = Inst.light(r)
-            if inst.step not in self.by_step:
+            rows = by_step.get(r[0])
+            if rows is not None:
+                inst = light(r)
+                rows.append(inst)
+                insts[(inst.step, inst.item)] = inst
+        interrupted: list[Inst] = []
+        active: dict[str, list[Inst]] = {}  # what may need re-arming: all but the succeeded, in item order
+        for s in self.plan.order:
+            rows = by_step[s]
+            if not rows:
                 continue
-            if inst.status == S.RUNNING:
-                inst.status = S.READY
-                interrupted.append(inst)
-                self.dirty[inst.ident] = inst
-            self._index(inst)
+            active[s] = todo = [i for i in rows if i.status is not _SUCCEEDED]
+            for inst in todo:
+                if inst.status is _RUNNING:
+                    inst.status = _READY
+                    interrupted.append(inst)
+                    self.dirty[(s, inst.item)] = inst
+            counts = Counter(map(_get_status, rows))
+            self.counts.update(counts)
+            self.remaining[s] = len(rows) - sum(counts[st] for st in _DONE_OK) - (
+                sum(1 for i in todo if i.status is _FAILED and self.dead_letter(i)) if counts[_FAILED] else 0
+            )
+            if self.plan.steps[s].kind == StepKind.FOREACH:
+                self.expanded[s] = True
         # They are written back (running -> ready): load their values first, or the flush would
         # erase their ctx.checkpoint progress, operator-edited inputs and logs.
         self._hydrate(interrupted)
-        for s in self.plan.order:
-            if self.plan.steps[s].kind == StepKind.FOREACH and self.by_step[s]:
-                self.expanded[s] = True
-        for s in self.plan.order:
-            self.remaining[s] = sum(1 for i in self.by_step[s] if not self._done(i, i.status))
         for s in self.plan.order:
             if self.expanded[s] and self.remaining[s] == 0 and self._step_has_rows_or_empty(s):
                 self.complete.add(s)
@@ -318,15 +365,16 @@ class Scheduler:
         if self.options.get("deadline"):
             self._arm_timer(None, float(self.options["deadline"]), "run_deadline")
         # Re-arm everything that can progress, in DAG order.
-        rank = {st: n for n, st in enumerate(self.plan.order)}
-        for inst in sorted(self.insts.values(), key=lambda i: (rank[i.step], i.item)):
-            if inst.status == S.READY:
-                self.ready.append(inst)
-            elif inst.status == S.RETRYING:
+        ready = self.ready
+        for inst in itertools.chain.from_iterable(active[s] for s in self.plan.order if s in active):
+            status = inst.status
+            if status is _READY:
+                ready.append(inst)
+            elif status is _RETRYING:
                 self._arm_timer(inst, inst.next_attempt_at or now())
-            elif inst.status == S.WAITING and inst.deadline is not None:
+            elif status is _WAITING and inst.deadline is not None:
                 self._arm_timer(inst, inst.deadline, "deadline")
-            elif inst.status == S.PENDING and self.blocked[inst.step] == 0:
+            elif status is _PENDING and self.blocked[inst.step] == 0:
                 self._make_ready(inst)
         for st in self.plan.order:
             if self.blocked[st] == 0 and not self.expanded[st]:

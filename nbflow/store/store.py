@@ -5,6 +5,7 @@ commands and breakpoints through ``nbflow.commands``.
 """
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import os
@@ -258,15 +259,30 @@ class Store:
 
     def instance_state_rows(self, run_id: str) -> list[Any]:
         """Every instance of a run without its values (outputs, inputs, logs): what scheduling needs,
-        plus a last column telling whether the row has values to load later."""
+        plus a last column telling whether the row has values to load later. In (step, item) order.
+        Read on the DB-API cursor, rows as plain tuples: a takeover reads 10,000 of them (B3 in bench/)."""
+        text, order = self._state_sql
+        params = {"run_id": run_id}
+        with self.engine.connect() as c:
+            cur = c.connection.dbapi_connection.cursor()
+            try:
+                cur.execute(text, tuple(params[k] for k in order) if order is not None else params)
+                return cur.fetchall()
+            finally:
+                cur.close()
+
+    @functools.cached_property
+    def _state_sql(self) -> tuple[str, tuple[str, ...] | None]:
         t = schema.instances
         has_values = sa.or_(
             t.c.inputs_codec.is_not(None), t.c.output_codec.is_not(None), t.c.saved_codec.is_not(None),
             t.c.logs.is_not(None), t.c.error_traceback.is_not(None),
         )
-        stmt = sa.select(*(t.c[n] for n in self.STATE_COLUMNS), has_values).where(t.c.run_id == run_id)
-        with self.engine.connect() as c:
-            return list(c.execute(stmt).all())
+        return self.compiled(
+            sa.select(*(t.c[n] for n in self.STATE_COLUMNS), has_values)
+            .where(t.c.run_id == sa.bindparam("run_id"))
+            .order_by(t.c.step, t.c.item)
+        )
 
     def event_rows(self, run_id: str, after_id: int = 0) -> list[Mapping[str, Any]]:
         t = schema.events
