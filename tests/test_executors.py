@@ -342,3 +342,98 @@ def test_cli_resume_can_move_a_run_to_another_executor(db_url: str, tmp_path: Pa
     store = Store.open(db_url)
     pids = {r["step"]: store.decode(r["output_codec"], r["output"]) for r in store.instance_rows(run_id)}
     assert pids["crunch"] != pids["prepare"]  # crunch ran in a worker process of the resuming CLI
+
+
+class ApiError(Exception):
+    """An exception whose __init__ takes two arguments: it pickles, but unpickles only by hand."""
+
+    def __init__(self, code: int, body: str) -> None:
+        super().__init__(f"{code}: {body}")
+        self.code, self.body = code, body
+
+
+def test_an_exception_that_cannot_travel_back_fails_the_attempt_with_its_text(db_url: str, executor: str) -> None:
+    wf = Workflow("api", db_url, executor=executor)
+
+    @wf.foreach("items")
+    def call(item: int) -> int:
+        if item == 0:
+            raise ApiError(503, "busy")
+        return item
+
+    @wf.step
+    def items() -> list[int]:
+        return [0, 1, 2]
+
+    run = wf.run()
+    assert run.wait(timeout=WAIT_S) == "failed"
+    view = run.instance("call", 0)
+    assert (view.status, view.error.type, view.error.message) == ("failed", "test_executors.ApiError", "503: busy")
+    assert [run.instance("call", k).status for k in (1, 2)] == ["succeeded", "succeeded"]
+
+
+def test_a_timed_out_attempt_does_not_hold_up_the_attempts_queued_behind_it(db_url: str, tmp_path: Path) -> None:
+    wf = Workflow("queued", db_url)
+    release = Gate(str(tmp_path / "release"))
+
+    @wf.step
+    def items() -> list[int]:
+        return [0, 1]
+
+    @wf.foreach("items", timeout=0.5)
+    def work(item: int) -> int:
+        if item == 0:
+            release.wait()  # stuck well past its timeout
+        return item
+
+    run = wf.run(max_workers=1)
+    try:
+        assert run.wait(timeout=WAIT_S) == "failed"
+        assert (run.instance("work", 0).status, run.instance("work", 1).status) == ("failed", "succeeded")
+    finally:
+        release.open()
+
+
+def test_cancelling_a_run_drops_attempts_that_had_not_started(db_url: str, tmp_path: Path) -> None:
+    wf = Workflow("dropped", db_url)
+    release, ran = Gate(str(tmp_path / "release")), Trail(str(tmp_path / "ran"))
+
+    @wf.step
+    def items() -> list[int]:
+        return [0, 1]
+
+    @wf.foreach("items")
+    def work(item: int) -> int:
+        ran.add(item)
+        if item == 0:
+            release.wait()
+        return item
+
+    run = wf.run(max_workers=1)
+    deadline = time.monotonic() + WAIT_S
+    while ran.items() != [0] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run.cancel(reason="wrong day")
+    release.open()
+    assert run.wait(timeout=WAIT_S) == "cancelled"
+    time.sleep(0.3)  # give a wrongly kept task the time to run
+    assert ran.items() == [0]
+
+
+def test_a_timed_out_process_step_takes_the_processes_it_started_with_it(db_url: str, tmp_path: Path) -> None:
+    wf = Workflow("spawner", db_url, executor="processes")
+    pids = Trail(str(tmp_path / "pids"))
+
+    @wf.step(timeout=1.0)
+    def spawner() -> None:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        pids.add(child.pid)
+        time.sleep(60)
+
+    run = wf.run()
+    assert run.wait(timeout=WAIT_S) == "failed"
+    [child] = pids.items()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "a process started by the timed-out step outlived it"

@@ -445,3 +445,15 @@ def test_max_workers_bounds_concurrent_step_bodies(db_url: str, tmp_path: Path) 
     assert run.wait(timeout=TIMEOUT) == "succeeded"
     assert run.output("work") == list(range(16))
     assert 1 <= peak_overlap(spans.items()) <= 3
+
+
+def test_a_string_output_that_is_not_valid_unicode_is_stored(db_url: str) -> None:
+    wf = Workflow("surrogates", db_url)
+
+    @wf.step
+    def name() -> str:
+        return "report-\udcff.csv"  # as os.listdir returns an undecodable file name
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    assert run.output("name") == "report-\udcff.csv"

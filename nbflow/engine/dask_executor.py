@@ -6,6 +6,7 @@ the owner; ``ctx.checkpoint`` and the start of a timed attempt come back over a 
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -17,7 +18,9 @@ from ..store.codec import Encoded
 from .executor import Hooks, Task
 from .remote import Packer, failed, run_call, unpack
 
-ACK_TIMEOUT_S = 600.0
+log = logging.getLogger("nbflow.dask")
+
+ACK_TIMEOUT_S = 120.0
 """How long a worker's ``ctx.checkpoint`` waits for the owner to commit it."""
 
 
@@ -188,7 +191,10 @@ class _DaskRun:
             self._more.clear()
             for batch in self._done.batches():
                 for fut, value in batch:
-                    self._finish(fut, value)
+                    try:
+                        self._finish(fut, value)
+                    except Exception:  # noqa: BLE001 - this thread collects every result of the run: it must live
+                        log.exception("nbflow: a Dask result could not be handled")
                 del batch, fut, value  # hold no future while idle: the cluster forgets released tasks
             self._more.wait(1.0)  # as_completed ends when it runs dry: wait for the next flush
 
@@ -203,7 +209,12 @@ class _DaskRun:
                 self._cancelled.discard(key)
                 return
         if fut.status == "finished":
-            res = unpack(value)
+            try:
+                res = unpack(value)
+                res.ident, res.attempt = task.ident, task.attempt  # also when the worker could not load the call
+            except Exception as exc:  # noqa: BLE001 - e.g. a type the owner cannot import
+                res = failed(task.ident, task.attempt, f"the result of the {task.what.removeprefix('output of ')} "
+                             f"could not be read: {type(exc).__name__}: {exc}", submitted)
         else:
             why = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else f"the task was {fut.status}"
             res = failed(task.ident, task.attempt, f"the Dask cluster lost the {task.what.removeprefix('output of ')}: "
@@ -237,12 +248,17 @@ class _DaskRun:
                 self.hooks.started(ident, attempt, a)
                 continue
             try:
+                if self._stopping:
+                    raise RuntimeError("the run's owner stopped")
                 self.hooks.checkpoint(ident, attempt, Encoded(a, b))
             except Exception as exc:  # noqa: BLE001 - tell the step why its checkpoint failed
                 status = f"{type(exc).__name__}: {exc}"
             else:
                 status = "ok"
-            Variable(answer, client=self.client).set(status)
+            try:
+                Variable(answer, client=self.client).set(status)
+            except Exception:  # noqa: BLE001 - the cluster is going away; the worker's wait times out
+                log.warning("nbflow: could not answer a checkpoint of %s", ident)
 
     def shutdown(self) -> None:
         self._stopping = True

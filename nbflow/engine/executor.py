@@ -71,6 +71,9 @@ def execute(task: Task) -> Result:
             enc = task.encode(value, task.what)
         except SerializationError as exc:
             res = Result(task.ident, task.attempt, False, exc=exc, error=(type(exc).__name__, str(exc), str(exc)))
+        except Exception as exc:  # noqa: BLE001 - e.g. the artifact folder is full: the attempt fails, the worker lives
+            res = Result(task.ident, task.attempt, False, exc=exc,
+                         error=error_triple(SerializationError(f"cannot store the {task.what}: {type(exc).__name__}: {exc}"), 0))
         else:
             res = Result(task.ident, task.attempt, True, enc=enc, value=value)
     finally:
@@ -124,30 +127,55 @@ class ThreadExecutor:
         self._submitted = 0  # written by one thread at a time: whoever holds the scheduler's turn lock
         self._finished = itertools.count(1)
         self._done = 0  # the last value taken from _finished; a stale (lower) value only adds a thread
+        self._cancelled: set[tuple[tuple[str, int], int]] = set()
+        self._running: set[tuple[tuple[str, int], int]] = set()
+        self._owed = 0  # threads to add for running attempts that were cancelled
 
     def cancel(self, ident: tuple[str, int], attempt: int) -> None:
-        """A thread cannot be stopped: the attempt keeps it until its body returns, so add one."""
-        self.max_workers += 1
+        """A queued attempt is dropped. A running one cannot be stopped: it keeps its thread until its
+        body returns, so another thread takes its place (tasks queued behind it must not wait for it)."""
+        key = (ident, attempt)
+        self._cancelled.add(key)
+        if key in self._running:
+            self.max_workers += 1
+            self._owed += 1  # added at flush(), once every attempt of this turn is marked: a new thread
+            # must not pick up a queued attempt that the same turn is about to cancel
 
     def flush(self) -> None:
-        pass
+        while self._owed:
+            self._owed -= 1
+            if len(self._threads) < self.max_workers:
+                self._add_thread()
 
     def submit(self, task: Task) -> None:
         n = len(self._threads)
         if n < self.max_workers and self._submitted - self._done >= n:  # no thread is idle
-            t = threading.Thread(target=self._work, name=f"{self._name}-{n}", daemon=True)
-            self._threads.append(t)
-            t.start()
+            self._add_thread()
         self._submitted += 1
         self._tasks.put(task)
 
+    def _add_thread(self) -> None:
+        t = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
     def _work(self) -> None:
         get, sink, finished = self._tasks.get, self._sink, self._finished
+        running, cancelled = self._running, self._cancelled
         while True:
             task = get()
             if task is None:
                 return
+            key = (task.ident, task.attempt)
+            running.add(key)
+            if key in cancelled:  # cancelled while queued: its body never runs
+                running.discard(key)
+                cancelled.discard(key)
+                self._done = next(finished)
+                continue
             res = execute(task)
+            running.discard(key)
+            cancelled.discard(key)
             # Idle from here on: a task the sink submits (it may run the scheduler's turn) is for this thread.
             self._done = next(finished)
             sink(res)

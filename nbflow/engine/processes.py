@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -81,22 +82,32 @@ class _Slot:
         return self.conn
 
     def kill(self, job: _Job | None = None) -> None:
-        """Kill the worker (only if it still runs *job*, when given); the next job starts a new one."""
+        """Kill the worker and anything it started (its own session), only if it still runs *job* when
+        given; the next job starts a new one."""
         with self.lock:
             if (job is None or self.job is job) and self.proc is not None and self.proc.poll() is None:
-                self.proc.kill()
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def loop(self) -> None:
         while True:
             job = self.pool.jobs.get()
             if job is None:
                 return
-            if job.cancelled:
-                continue
             with self.lock:
+                if job.cancelled:  # checked under the lock a cancel takes: it cannot slip in between
+                    job.port.forget(job)
+                    continue
                 self.job = job
             try:
                 self._run(job)
+            except Exception as exc:  # noqa: BLE001 - this thread serves every run of the kernel: it must live
+                if not job.cancelled:
+                    job.port.hooks.sink(failed(job.task.ident, job.task.attempt,
+                                               f"nbflow could not handle the result of the {_label(job.task)}: "
+                                               f"{type(exc).__name__}: {exc}"))
             finally:
                 with self.lock:
                     self.job = None
@@ -109,9 +120,14 @@ class _Slot:
             conn = self.ensure()
             conn.send_bytes(job.payload)
             while True:
+                # A child the step forked may hold the pipe open after the worker died: watch the worker too.
+                while not conn.incoming.poll(0.5):
+                    if self.proc is None or self.proc.poll() is not None:
+                        raise EOFError
                 msg = conn.recv()
                 if msg[0] == "result":
                     res = unpack(msg[1])
+                    res.ident, res.attempt = task.ident, task.attempt  # also when the worker could not load the call
                     break
                 if msg[0] == "started":
                     started = msg[3]
@@ -127,10 +143,15 @@ class _Slot:
             code = self.proc.wait() if self.proc is not None else None
             if job.cancelled:
                 return
-            res = failed(task.ident, task.attempt, f"the worker process running the {task.what.removeprefix('output of ')} "
-                         f"died (exit code {code})", started)
+            self.proc = None
+            res = failed(task.ident, task.attempt, f"the worker process running the {_label(task)} died (exit code {code})",
+                         started)
         if not job.cancelled:
             job.port.hooks.sink(res)
+
+
+def _label(task: Task) -> str:
+    return task.what.removeprefix("output of ")
 
 
 class _Pool:

@@ -114,8 +114,8 @@ def run_call(payload: bytes, channel: Channel) -> bytes:
     res = execute(Task(call.ident, call.attempt, spec.fn, call.kwargs, call.what, codec.encode, on_start))
     res.value = None  # the owner decodes the encoded output when it needs the value
     if res.exc is not None:
-        try:
-            cloudpickle.dumps(res.exc)
+        try:  # a round trip: an exception whose __init__ takes other arguments pickles but cannot unpickle
+            cloudpickle.loads(cloudpickle.dumps(res.exc))
         except Exception:  # noqa: BLE001 - an exception that cannot travel: keep its text
             res.exc = RemoteError(f"{res.error[0]}: {res.error[1]}" if res.error else repr(res.exc))
     return cloudpickle.dumps(res)

@@ -746,7 +746,9 @@ class Scheduler:
             enc = self.store.encode(value, f"checkpoint of {inst.label}")
             done = threading.Event()
             self.q.put(("checkpoint", (ident, attempt, enc, done)))
-            done.wait()
+            while not done.wait(0.5):
+                if not self.alive():
+                    raise NbflowError(f"run {self.run_id} stopped before the checkpoint of {inst.label} was committed")
 
         return StepContext(
             run_id=self.run_id,
@@ -1195,6 +1197,9 @@ class Scheduler:
         self._acquire_turn()
         try:
             self._poll_commands(force=True)
+        except BaseException:
+            self._ended = True  # set before the lock is released: no worker may run a turn for a dead scheduler
+            raise
         finally:
             lock.release()
         while True:
@@ -1206,6 +1211,9 @@ class Scheduler:
                     return
                 timeout = self._timeout()
                 self._wake_at = time.monotonic() + timeout
+            except BaseException:
+                self._ended = True
+                raise
             finally:
                 lock.release()
             try:
@@ -1221,6 +1229,9 @@ class Scheduler:
                 woke = kind is not None and self._handle(kind, payload)
                 woke |= self._drain()
                 self._poll_commands(force=woke)
+            except BaseException:
+                self._ended = True
+                raise
             finally:
                 lock.release()
 

@@ -59,7 +59,10 @@ def encode(value: Any, what: str = "value") -> Encoded:
     """Encode *value*; *what* names it in the error when neither codec can (e.g. "output of step 'load'")."""
     text = to_json_text(value)
     if text is not None:
-        return Encoded(JSON, text.encode())
+        try:
+            return Encoded(JSON, text.encode())
+        except UnicodeEncodeError:  # lone surrogates (e.g. undecodable file names): JSON text, not UTF-8
+            pass
     try:
         return Encoded(PICKLE, cloudpickle.dumps(value))
     except Exception as exc:
