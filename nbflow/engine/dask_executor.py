@@ -117,8 +117,13 @@ class _Channel:
             raise RuntimeError(f"the checkpoint was not saved: {status}")
 
 
-def _task(payload: bytes, channel: _Channel) -> bytes:
-    return run_call(payload, channel)
+def _task(payloads: list[bytes], channel: _Channel) -> list[bytes]:
+    """One Dask task runs a chunk of attempts one after the other (Dask's own cost per task is ~ms)."""
+    return [run_call(payload, channel) for payload in payloads]
+
+
+CHUNK_MAX = 32
+"""At most this many attempts per Dask task; fewer when that would leave cluster threads idle."""
 
 
 class _DaskRun:
@@ -130,7 +135,7 @@ class _DaskRun:
         self.name = name
         self.capacity = max_workers or max(1, sum(client.nthreads().values()))
         # The cluster queues what it is given: max_workers bounds what runs at once, exactly.
-        self.max_inflight = max_workers or max(256, 8 * self.capacity)
+        self.max_inflight = max_workers or max(1024, 64 * self.capacity)
         self._packer = Packer()
         self._futures: dict[tuple[tuple[str, int], int], Any] = {}
         self._cancelled: set[tuple[tuple[str, int], int]] = set()
@@ -166,14 +171,17 @@ class _DaskRun:
         self._buffer = []
         if not tasks:
             return
-        keys = [f"nbflow-{self.name}-{t.ident[0]}-{t.ident[1]}-{t.attempt}-{uuid.uuid4().hex[:6]}" for t in tasks]
-        futures = self.client.map(_task, payloads, key=keys, pure=False,
-                                  channel=self._channel)
+        size = max(1, min(CHUNK_MAX, -(-len(tasks) // (2 * self.capacity))))
+        chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+        keys = [f"nbflow-{self.name}-{c[0].ident[0]}-{c[0].ident[1]}-{c[0].attempt}-{uuid.uuid4().hex[:6]}" for c in chunks]
+        futures = self.client.map(_task, [payloads[i:i + size] for i in range(0, len(payloads), size)], key=keys,
+                                  pure=False, channel=self._channel)
         submitted = time.time()
         with self._lock:
-            for task, fut in zip(tasks, futures):
-                self._futures[(task.ident, task.attempt)] = fut
-                self._tasks[fut.key] = (task, submitted)
+            for chunk, fut in zip(chunks, futures):
+                for task in chunk:
+                    self._futures[(task.ident, task.attempt)] = fut
+                self._tasks[fut.key] = (chunk, submitted)
         if self._done is None:
             from distributed import as_completed
 
@@ -200,35 +208,41 @@ class _DaskRun:
 
     def _finish(self, fut: Any, value: Any) -> None:
         with self._lock:
-            task, submitted = self._tasks.pop(fut.key, (None, 0.0))
-            if task is None:
-                return
-            key = (task.ident, task.attempt)
-            self._futures.pop(key, None)
-            if key in self._cancelled:
-                self._cancelled.discard(key)
-                return
-        if fut.status == "finished":
-            try:
-                res = unpack(value)
-                res.ident, res.attempt = task.ident, task.attempt  # also when the worker could not load the call
-            except Exception as exc:  # noqa: BLE001 - e.g. a type the owner cannot import
-                res = failed(task.ident, task.attempt, f"the result of the {task.what.removeprefix('output of ')} "
-                             f"could not be read: {type(exc).__name__}: {exc}", submitted)
-        else:
-            why = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else f"the task was {fut.status}"
-            res = failed(task.ident, task.attempt, f"the Dask cluster lost the {task.what.removeprefix('output of ')}: "
-                         f"{why}", submitted)
-        self.hooks.sink(res)
+            chunk, submitted = self._tasks.pop(fut.key, ((), 0.0))
+            live = []
+            for i, task in enumerate(chunk):
+                key = (task.ident, task.attempt)
+                self._futures.pop(key, None)
+                if key in self._cancelled:
+                    self._cancelled.discard(key)
+                else:
+                    live.append((i, task))
+        for i, task in live:
+            what = task.what.removeprefix("output of ")
+            if fut.status == "finished":
+                try:
+                    res = unpack(value[i])
+                    res.ident, res.attempt = task.ident, task.attempt  # also when the worker could not load the call
+                except Exception as exc:  # noqa: BLE001 - e.g. a type the owner cannot import
+                    res = failed(task.ident, task.attempt, f"the result of the {what} could not be read: "
+                                 f"{type(exc).__name__}: {exc}", submitted)
+            else:
+                why = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else f"the task was {fut.status}"
+                res = failed(task.ident, task.attempt, f"the Dask cluster lost the {what}: {why}", submitted)
+            self.hooks.sink(res)
 
     def cancel(self, ident: tuple[str, int], attempt: int) -> None:
-        """Dask drops a queued task; one already running finishes on its worker and is ignored."""
+        """Dask drops a queued task once every attempt in it is cancelled; one already running finishes
+        on its worker and its result is ignored."""
         self._buffer = [t for t in self._buffer if (t.ident, t.attempt) != (ident, attempt)]
         with self._lock:
             fut = self._futures.pop((ident, attempt), None)
             if fut is None:
                 return
             self._cancelled.add((ident, attempt))
+            chunk, _ = self._tasks.get(fut.key, ((), 0.0))
+            if any((t.ident, t.attempt) not in self._cancelled for t in chunk):
+                return
         fut.cancel()
 
     def _listen(self) -> None:
