@@ -17,7 +17,6 @@ import cloudpickle
 
 from ..errors import RemoteError
 from ..store import codec
-from ..store.codec import Encoded
 from . import capture
 from .executor import Result, Task, execute
 
@@ -140,4 +139,4 @@ def failed(ident: tuple[str, int], attempt: int, message: str, started: float | 
                   started_at=started or t, finished_at=t)
 
 
-__all__ = ["Call", "Channel", "Encoded", "Packer", "REMOTE_VALUE", "failed", "run_call", "unpack"]
+__all__ = ["Call", "Channel", "Packer", "REMOTE_VALUE", "failed", "run_call", "unpack"]
