@@ -118,6 +118,8 @@ class _Slot:
         started = time.time()
         try:
             conn = self.ensure()
+            if job.cancelled:  # cancelled while its worker was being (re)started
+                return
             conn.send_bytes(job.payload)
             while True:
                 # A child the step forked may hold the pipe open after the worker died: watch the worker too.
