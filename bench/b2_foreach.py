@@ -12,8 +12,9 @@ import nbflow
 from nbflow.engine.lifecycle import stop_all
 
 
-def once(n: int, url: str) -> float:
-    wf = nbflow.Workflow("b2", store=url)
+def once(n: int, url: str, executor: object = None) -> float:
+    """Seconds for one n-item foreach of trivial items, end to end, on *executor* (default threads)."""
+    wf = nbflow.Workflow("b2", store=url, executor=executor)
 
     @wf.step
     def items(n):
@@ -35,6 +36,7 @@ def once(n: int, url: str) -> float:
     assert status == "succeeded", status
     assert run.output("total") == sum(i * i for i in range(n))
     stop_all()
+    wf.store.dispose()
     return elapsed
 
 

@@ -13,7 +13,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,49 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nbflow  # noqa: E402
-from b1_chain import build as build_chain  # noqa: E402
-from nbflow.engine.lifecycle import stop_all  # noqa: E402
+from b1_chain import nbflow_once  # noqa: E402
+from b2_foreach import once as b2_once  # noqa: E402
 
 
 def b1(url: str, n: int) -> float:
     """Seconds per step of an n-step chain, from wf.run() returning to the end."""
-    wf = build_chain(n, url)
-    wf.plan()
-    wf.store
-    run = wf.run()
-    t1 = time.perf_counter()
-    assert run.wait() == "succeeded"
-    elapsed = (time.perf_counter() - t1) / n
-    stop_all()
-    wf.store.dispose()
-    return elapsed
+    return nbflow_once(n, url)[1]
 
 
 def b2(url: str, n: int, executor: Any = None) -> float:
     """Seconds for one n-item foreach of trivial items, end to end."""
-    wf = nbflow.Workflow("b2", store=url, executor=executor)
-
-    @wf.step
-    def items(n):
-        return list(range(n))
-
-    @wf.foreach("items")
-    def square(item):
-        return item * item
-
-    @wf.step
-    def total(square):
-        return sum(square)
-
-    wf.store
-    t0 = time.perf_counter()
-    run = wf.run(params={"n": n})
-    assert run.wait() == "succeeded"
-    elapsed = time.perf_counter() - t0
-    assert run.output("total") == sum(i * i for i in range(n))
-    stop_all()
-    wf.store.dispose()
-    return elapsed
+    return b2_once(n, url, executor)
 
 
 def median_of(repeat: int, fn: Callable[[], float]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .engine.executor import EXECUTORS
-from .errors import CycleError, DefinitionError, ExecutorError
+from .engine.executor import check as check_executor
+from .errors import CycleError, DefinitionError
 from .states import StepKind
 from .store import Store
 
@@ -146,8 +146,7 @@ class Workflow:
         self._store: Store | None = store if isinstance(store, Store) else None
         self.max_workers = max_workers
         self.executor = executor
-        if isinstance(executor, str) and executor not in EXECUTORS:
-            raise ExecutorError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)} or nbflow.DaskExecutor(client)")
+        check_executor(executor)
         self.steps: dict[str, StepSpec] = {}
         self._breakpoints: Breakpoints | None = None
 

@@ -98,10 +98,6 @@ def pg_url(pg_cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def store_url(request: pytest.FixtureRequest) -> str:
     """The same test over a SQLite file and a PostgreSQL database."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
-    url = f"sqlite:///{tmp_path / 'nbflow.db'}"
-    monkeypatch.setenv("NBFLOW_DB", url)
-    return url
+    return str(request.getfixturevalue("db_url" if request.param == "sqlite" else "pg_url"))

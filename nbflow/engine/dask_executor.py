@@ -218,7 +218,7 @@ class _DaskRun:
                 else:
                     live.append((i, task))
         for i, task in live:
-            what = task.what.removeprefix("output of ")
+            what = task.label
             if fut.status == "finished":
                 try:
                     res = unpack(value[i])

@@ -29,6 +29,11 @@ class Task:
     on_start: Callable[[float], None] | None = None  # told when the body really starts (for timeouts)
     spec: Any = None  # the StepSpec, for executors that ship the step's pinned code elsewhere
 
+    @property
+    def label(self) -> str:
+        """The attempt's step in messages, e.g. "step 'load' (key 3)"."""
+        return self.what.removeprefix("output of ")
+
 
 @dataclass(slots=True)
 class Result:
@@ -237,8 +242,16 @@ def resolve(choice: Any) -> Backend:
         from .dask_executor import DaskExecutor
 
         return DaskExecutor(choice["dask"])
+    check(choice)
+    return choice  # type: ignore[no-any-return]
+
+
+def check(choice: Any) -> None:
+    """Refuse what cannot be an executor, without connecting to anything (Workflow() checks early)."""
+    if choice is None or choice in EXECUTORS or (isinstance(choice, dict) and set(choice) == {"dask"}):
+        return
     if hasattr(choice, "for_run") and hasattr(choice, "describe"):
-        return choice  # type: ignore[no-any-return]
+        return
     from ..errors import ExecutorError
 
     raise ExecutorError(

@@ -106,7 +106,7 @@ class _Slot:
             except Exception as exc:  # noqa: BLE001 - this thread serves every run of the kernel: it must live
                 if not job.cancelled:
                     job.port.hooks.sink(failed(job.task.ident, job.task.attempt,
-                                               f"nbflow could not handle the result of the {_label(job.task)}: "
+                                               f"nbflow could not handle the result of the {job.task.label}: "
                                                f"{type(exc).__name__}: {exc}"))
             finally:
                 with self.lock:
@@ -146,14 +146,10 @@ class _Slot:
             if job.cancelled:
                 return
             self.proc = None
-            res = failed(task.ident, task.attempt, f"the worker process running the {_label(task)} died (exit code {code})",
+            res = failed(task.ident, task.attempt, f"the worker process running the {task.label} died (exit code {code})",
                          started)
         if not job.cancelled:
             job.port.hooks.sink(res)
-
-
-def _label(task: Task) -> str:
-    return task.what.removeprefix("output of ")
 
 
 class _Pool:

@@ -57,7 +57,7 @@ class Packer:
         try:
             return self._pack(task)
         except Exception as exc:  # noqa: BLE001 - e.g. an input a step upstream returned that cloudpickle cannot ship
-            return failed(task.ident, task.attempt, f"the {task.what.removeprefix('output of ')} cannot be sent to "
+            return failed(task.ident, task.attempt, f"the {task.label} cannot be sent to "
                           f"a worker: {type(exc).__name__}: {exc}")
 
     def _pack(self, task: Task) -> bytes:

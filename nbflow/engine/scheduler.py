@@ -39,7 +39,7 @@ from ..states import InstanceStatus as S
 from ..states import RunStatus, StepKind, When
 from ..store import Store
 from ..store import schema as t
-from ..store.codec import LARGE_VALUE_BYTES, Encoded
+from ..store.codec import Encoded
 from ..workflow import Plan, StepSpec, Workflow
 from . import capture
 from .executor import Backend, Hooks, Result, Task, Threads, error_triple
@@ -252,8 +252,8 @@ class Scheduler:
         # Threads hand results to _sink (which may run the turn on the worker: a chain's fast path);
         # processes and Dask hand them to _remote_result, from their feeder or collector thread.
         hooks = Hooks(self._sink if isinstance(self.backend, Threads) else self._remote_result,
-                      lambda ident, attempt, at: self.q.put(("started", (ident, attempt, at))),
-                      self._remote_checkpoint)
+                      self._started,
+                      self._commit_checkpoint)
         self.executor = self.backend.for_run(hooks, max_workers, f"nbflow-{self.run_id[:6]}")
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
@@ -714,25 +714,25 @@ class Scheduler:
         self.step_inflight[inst.step] += 1
         label = f"step {inst.step!r}" if inst.key is None else f"step {inst.step!r} (key {inst.key})"
         assert spec.fn is not None
-        on_start = None
-        if spec.timeout:
-            def on_start(started: float, ident: tuple[str, int] = inst.ident, attempt: int = attempt) -> None:
-                self.q.put(("started", (ident, attempt, started)))
-
+        on_start = functools.partial(self._started, inst.ident, attempt) if spec.timeout else None
         self.executor.submit(
             Task(inst.ident, attempt, spec.fn, kwargs, f"output of {label}", self.store.encode, on_start, spec)
         )
 
+    def _started(self, ident: tuple[str, int], attempt: int, at: float) -> None:
+        """A timed attempt's body began (told by its worker thread, process or Dask task): arm its timeout."""
+        self.q.put(("started", (ident, attempt, at)))
+
     def _remote_result(self, res: Result) -> None:
         """A result from a process or Dask worker: large outputs go to the artifact folder here, off the scheduler."""
-        if res.enc is not None and res.enc.blob is None and len(res.enc.data) > LARGE_VALUE_BYTES:
-            res.enc = self.store.externalize(res.enc)
+        if res.enc is not None:
+            res.enc = self.store.keep(res.enc)
         self.q.put(("result", res))
 
-    def _remote_checkpoint(self, ident: tuple[str, int], attempt: int, enc: Encoded) -> None:
-        """``ctx.checkpoint`` on a worker: committed by this scheduler like a local one; returns once durable."""
-        if len(enc.data) > LARGE_VALUE_BYTES:
-            enc = self.store.externalize(enc)
+    def _commit_checkpoint(self, ident: tuple[str, int], attempt: int, enc: Encoded) -> None:
+        """``ctx.checkpoint`` (in a worker thread, process or Dask task): committed by this scheduler;
+        returns once durable."""
+        enc = self.store.keep(enc)
         done = threading.Event()
         self.q.put(("checkpoint", (ident, attempt, enc, done)))
         while not done.wait(0.5):
@@ -743,12 +743,7 @@ class Scheduler:
         ident = inst.ident
 
         def checkpoint(value: Any) -> None:
-            enc = self.store.encode(value, f"checkpoint of {inst.label}")
-            done = threading.Event()
-            self.q.put(("checkpoint", (ident, attempt, enc, done)))
-            while not done.wait(0.5):
-                if not self.alive():
-                    raise NbflowError(f"run {self.run_id} stopped before the checkpoint of {inst.label} was committed")
+            self._commit_checkpoint(ident, attempt, self.store.encode(value, f"checkpoint of {inst.label}"))
 
         return StepContext(
             run_id=self.run_id,

@@ -159,13 +159,13 @@ class Store:
     # -- values --------------------------------------------------------------------------------
     def encode(self, value: Any, what: str = "value") -> Encoded:
         """Encode a value for storage; a large one goes to a file and its blob row is attached."""
-        enc = codec.encode(value, what)
-        if len(enc.data) <= codec.LARGE_VALUE_BYTES:
-            return enc
-        return self.externalize(enc)
+        return self.keep(codec.encode(value, what))
 
-    def externalize(self, enc: Encoded) -> Encoded:
-        """Move an encoded value's bytes to the artifact folder; return the reference (with its blob row)."""
+    def keep(self, enc: Encoded) -> Encoded:
+        """An encoded value as the store keeps it: a large one moved to the artifact folder and
+        replaced by its reference (with the blob row to write); others, and references, unchanged."""
+        if enc.codec == codec.REF or len(enc.data) <= codec.LARGE_VALUE_BYTES:
+            return enc
         ref, digest, size = self.artifacts.put(enc)
         return Encoded(codec.REF, ref.encode(), blob={"hash": digest, "codec": enc.codec, "size": size, "data": None, "path": ref})
 
