@@ -173,10 +173,8 @@ def _signal_to_finished_run(
             applied_at=now(), result=result, message=message,
         )).inserted_primary_key[0]
         data = {"name": name} if result == "ok" else {"name": name, "reason": why}
-        conn.execute(t.events.insert().values(
-            run_id=run_id, step=step, key=inst["key"] if inst is not None else None, kind=kind, actor=who,
-            data=json.dumps(data), ts=now(),
-        ))
+        store.add_event(conn, run_id, kind, step=step, key=inst["key"] if inst is not None else None, actor=who,
+                        data=data, ts=now())
     if result == "ok":
         return CommandResult(cid, "signal", True, result, message)
     raise SignalRefused(message)

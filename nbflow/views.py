@@ -353,14 +353,14 @@ def change_token(store: Store, run_id: str) -> tuple[Any, ...]:
 
     from .store import schema
 
-    e, r, b = schema.events, schema.runs, schema.breakpoints
+    r, b = schema.runs, schema.breakpoints
     with store.engine.connect() as conn:
         run = conn.execute(
             sa.select(r.c.status, r.c.updated_at, r.c.owner_id, r.c.workflow).where(r.c.id == run_id)
         ).first()
         if run is None:
             return (None,)
-        last = conn.execute(sa.select(sa.func.max(e.c.id)).where(e.c.run_id == run_id)).scalar()
+        last = store.last_event_id(run_id, conn)
         bps = conn.execute(
             sa.select(sa.func.count(), sa.func.max(b.c.id), sa.func.sum(b.c.id)).where(
                 b.c.workflow == run.workflow, sa.or_(b.c.run_id.is_(None), b.c.run_id == run_id)
@@ -430,8 +430,9 @@ def instance_detail(store: Store, run_id: str, step: str, key: str | None, histo
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.step == step, key_cond)).mappings().first()
         ekey = e.c.key.is_(None) if key is None else e.c.key == str(key)
+        low, high = store.event_range(run_id, conn)
         events = list(conn.execute(
-            sa.select(e).where(e.c.run_id == run_id, e.c.step == step, ekey).order_by(e.c.id)
+            sa.select(e).where(e.c.id > low, e.c.id < high, e.c.run_id == run_id, e.c.step == step, ekey).order_by(e.c.id)
         ).mappings())
     if row is None:
         return None

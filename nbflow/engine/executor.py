@@ -8,7 +8,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import SerializationError
@@ -47,7 +47,6 @@ class Result:
     logs: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def error_triple(exc: BaseException, skip_frames: int = 1) -> tuple[str, str, str]:

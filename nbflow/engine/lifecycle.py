@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from ..run import Run
 
 LEASE_S = 15.0
+_SEQ_TRIES = 5
+_NEXT_SEQ = sa.select(sa.func.coalesce(sa.func.max(t.runs.c.seq), 0) + 1).scalar_subquery()
+"""A new run's number (``runs.seq``): one more than the newest."""
 """A run whose owner on another host has not heartbeat for this long is interrupted."""
 
 _live: dict[str, Scheduler] = {}
@@ -213,26 +216,34 @@ def start_run(
         for s in plan.order
         if plan.steps[s].kind != StepKind.FOREACH and (s, TASK_ITEM) not in have
     ]
-    with store.engine.begin() as conn:
-        conn.execute(t.runs.insert().values(**run_row))
-        # Copied rows carry every column, fresh ones only a few: one executemany needs one key set.
-        for rows in (copied, fresh):
-            if rows:
-                conn.execute(t.instances.insert(), rows)
-        for bp in bps:
-            conn.execute(
-                t.breakpoints.insert().values(
-                    workflow=wf.name, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
-                    condition=bp.condition, created_by=actor, created_at=ts,
-                )
-            )
-        conn.execute(
-            t.events.insert().values(
-                run_id=run_id, kind="run_created", actor=actor, ts=ts,
-                data=json.dumps({"version": version, "forked_from": seed[0] if seed else None,
-                                 "reused_steps": sorted(seed[1]) if seed else []}),
-            )
-        )
+    for tries_left in reversed(range(_SEQ_TRIES)):
+        try:
+            with store.engine.begin() as conn:
+                # The run's number: the next one, taken under the write lock on SQLite; on PostgreSQL two
+                # creators can take the same, and the unique index turns one away to try again.
+                run_row["seq"] = conn.execute(
+                    t.runs.insert().values(**run_row, seq=_NEXT_SEQ).returning(t.runs.c.seq)
+                ).scalar_one()
+                # Copied rows carry every column, fresh ones only a few: one executemany needs one key set.
+                for rows in (copied, fresh):
+                    if rows:
+                        conn.execute(t.instances.insert(), rows)
+                for bp in bps:
+                    conn.execute(
+                        t.breakpoints.insert().values(
+                            workflow=wf.name, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
+                            condition=bp.condition, created_by=actor, created_at=ts,
+                        )
+                    )
+                store.add_event(conn, run_id, "run_created", actor=actor, ts=ts, data={
+                    "version": version, "forked_from": seed[0] if seed else None,
+                    "reused_steps": sorted(seed[1]) if seed else [],
+                })
+            break
+        except sa.exc.IntegrityError:
+            run_row.pop("seq", None)
+            if not tries_left:
+                raise
     sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True, backend=backend)
     sched.load()
     _register(sched)
@@ -292,19 +303,11 @@ def take_over(
         )
         if res.rowcount != 1:
             raise OwnershipError(f"run {run_id} was just taken over by another process; try again to see who owns it")
-        conn.execute(
-            t.events.insert().values(
-                run_id=run_id, kind="taken_over", actor=current_actor(), ts=ts,
-                data=json.dumps({"previous_owner": owner_text(row), "pinned_code": not live_code}),
-            )
-        )
+        store.add_event(conn, run_id, "taken_over", actor=current_actor(), ts=ts,
+                        data={"previous_owner": owner_text(row), "pinned_code": not live_code})
         if diffs:
-            conn.execute(
-                t.events.insert().values(
-                    run_id=run_id, kind="code_changed", actor=current_actor(), ts=ts,
-                    data=json.dumps({"old_version": row["version"], "new_version": version, "diffs": diffs}),
-                )
-            )
+            store.add_event(conn, run_id, "code_changed", actor=current_actor(), ts=ts,
+                            data={"old_version": row["version"], "new_version": version, "diffs": diffs})
     row = {**row, "version": version, "owner_id": owner_id}
     sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"), live_code=live_code,
                       backend=backend)

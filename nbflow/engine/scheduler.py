@@ -33,7 +33,7 @@ from .. import breakpoints as bpmod
 from .._util import HOST, jsonable, now
 from ..breakpoints import Breakpoint
 from ..context import StepContext
-from ..errors import CommandRefused, DefinitionError, NbflowError, SerializationError
+from ..errors import CommandRefused, DefinitionError, NbflowError, SerializationError, StoreError
 from ..signals import WaitForSignal, make_token
 from ..states import InstanceStatus as S
 from ..states import RunStatus, StepKind, When
@@ -64,10 +64,11 @@ _RUN_RUNNING = RunStatus.RUNNING
 _RUN_TERMINAL = frozenset(m for m in RunStatus if m.terminal)
 _BEFORE, _ERROR = When.BEFORE, When.ERROR
 _HELD_AS_ROWS = frozenset({StepKind.APPROVAL, StepKind.WAIT})
+_FOREACH = StepKind.FOREACH
 _get_status = operator.attrgetter("status")
 _INST_COLS = tuple(c.name for c in t.instances.columns)
 _UPDATE_KEYS = _INST_COLS[3:] + ("b_run", "b_step", "b_item")  # SET every other column WHERE the key
-_EVENT_KEYS = ("run_id", "step", "key", "kind", "actor", "data", "ts")
+_EVENT_KEYS = ("id", "run_id", "step", "key", "kind", "actor", "data", "ts")
 assert _INST_COLS == (
     "run_id", "step", "item", "key", "status", "attempt", "inputs_codec", "inputs", "output_codec", "output",
     "saved_codec", "saved", "error_type", "error_message", "error_traceback", "pause_reason", "held_by", "released",
@@ -284,7 +285,9 @@ class Scheduler:
         self._bp_code: dict[int, Any] = {}
 
         self.dirty: dict[tuple[str, int], Inst] = {}
-        self.events: list[dict[str, Any]] = []
+        self.events: list[tuple[Any, ...]] = []  # rows in _EVENT_KEYS order
+        self._event_id = 0  # the id of the run's newest event (see load and schema.EVENT_ID_SPAN)
+        self._event_high = 0  # the first id past the run's range
         self.blobs: list[dict[str, Any]] = []
         self.cmd_done: list[dict[str, Any]] = []
         self.after_flush: list[threading.Event] = []
@@ -315,6 +318,9 @@ class Scheduler:
 
         Finished instances load without their values; those load per step on first use, so a
         takeover of a 10,000-instance run starts work at once (B3 in bench/)."""
+        with self.store.engine.connect() as conn:
+            self._event_id = self.store.last_event_id(self.run_id, conn)
+            self._event_high = self.store.event_range(self.run_id, conn)[1]
         with _gc_paused():
             self._load()
 
@@ -451,7 +457,7 @@ class Scheduler:
                 self.unblocked.append(d)  # started after the next flush makes this output durable
 
     def _unblock(self, step: str) -> None:
-        if self.plan.steps[step].kind == StepKind.FOREACH and not self.expanded[step]:
+        if not self.expanded[step]:  # a foreach not yet expanded
             self._expand(step)
             return
         for inst in self.by_step[step]:
@@ -535,7 +541,7 @@ class Scheduler:
         if step in self.output_cache:
             return self.output_cache[step]
         insts = self.by_step[step]
-        if self.plan.steps[step].kind == StepKind.FOREACH:
+        if self.specs[step].kind is _FOREACH:
             value = [self._value(i) for i in insts if i.status.done_ok]
         else:
             value = self._value(insts[0])
@@ -707,8 +713,9 @@ class Scheduler:
             self._set(inst, S.FAILED, error=error_triple(exc, 0), finished_at=now())
             self._event("failed", inst, attempt=inst.attempt, error=f"inputs could not be resolved: {exc}")
             return
-        attempt = inst.attempt + 1
-        self._set(inst, S.RUNNING, attempt=attempt, started_at=now(), next_attempt_at=None, pause_reason=None, held_by=[])
+        inst.attempt = attempt = inst.attempt + 1
+        inst.started_at, inst.next_attempt_at, inst.pause_reason, inst.held_by = now(), None, None, []
+        self._set(inst, _RUNNING)
         self._event("started", inst, attempt=attempt)
         self.inflight[inst.ident] = attempt
         self.step_inflight[inst.step] += 1
@@ -799,7 +806,8 @@ class Scheduler:
         self._fail_or_retry(inst, res)
 
     def _succeed(self, inst: Inst, finished_at: float | None = None) -> None:
-        self._set(inst, _SUCCEEDED, finished_at=finished_at or now(), pause_reason=None, held_by=())
+        inst.finished_at, inst.pause_reason, inst.held_by = finished_at or now(), None, ()
+        self._set(inst, _SUCCEEDED)
         self._event("succeeded", inst, attempt=inst.attempt)
 
     def _fail_or_retry(self, inst: Inst, res: Result | None) -> None:
@@ -1020,10 +1028,11 @@ class Scheduler:
     def _event(self, kind: str, inst: Inst | None, actor: str | None = None, step: str | None = None, **data: Any) -> None:
         # A row in _EVENT_KEYS order, its data serialized now: no dict lives until the flush.
         text = _data_text(data) if data else None
+        eid = self._event_id = self._event_id + 1
         if inst is not None:
-            self.events.append((self.run_id, inst.step, inst.key, kind, actor, text, time.time()))
+            self.events.append((eid, self.run_id, inst.step, inst.key, kind, actor, text, time.time()))
         else:
-            self.events.append((self.run_id, step, None, kind, actor, text, time.time()))
+            self.events.append((eid, self.run_id, step, None, kind, actor, text, time.time()))
 
     def _flush(self, final: bool = False) -> None:
         t0 = now()
@@ -1041,70 +1050,19 @@ class Scheduler:
                 inserts.append(v)
             else:
                 updates.append(v[3:] + v[:3])  # _UPDATE_KEYS order
-        events = self.events
         run_update = self.run_dirty or hb or final or self.status in _RUN_TERMINAL
-        sql = self._sql
-        conn = self._connection()
-        try:
-            if not (run_update or self.blobs or self.signal_rows):
-                # The hot path (B1, B2): DB-API statements and commit on the held connection.
-                raw, cur = self._raw
-                try:
-                    if inserts:
-                        _executemany(cur, sql["insert"], inserts)
-                    if updates:
-                        _executemany(cur, sql["update"], updates)
-                    if events:
-                        _executemany(cur, sql["event"], events)
-                    if self.cmd_done:
-                        self.store.executemany(conn, sql["command"], self.cmd_done)
-                    raw.commit()
-                except BaseException:
-                    raw.rollback()
+        if self.events and self.events[-1][0] >= self._event_high:
+            raise StoreError(f"run {run_id} has {t.EVENT_ID_SPAN - 1} events, as many as one run can record")
+        for retry in (False, True):
+            try:
+                self._write(inserts, updates, run_update, t0, final)
+                break
+            except _LostOwnership:
+                raise
+            except Exception:
+                self._drop_connection()
+                if retry or not self._events_overtaken():
                     raise
-            else:
-                with conn.begin():
-                    cur = conn.connection.cursor()
-                    try:
-                        if inserts:
-                            _executemany(cur, sql["insert"], inserts)
-                        if updates:
-                            _executemany(cur, sql["update"], updates)
-                    finally:
-                        cur.close()
-                    for blob in self.blobs:  # content-addressed: another run may have stored the same value
-                        conn.execute(_insert_ignoring_duplicates(conn, t.blobs, blob, "hash"))
-                    if self.signal_rows:
-                        conn.execute(t.signals.insert(), self.signal_rows)
-                    if events:
-                        cur = conn.connection.cursor()
-                        try:
-                            _executemany(cur, sql["event"], events)
-                        finally:
-                            cur.close()
-                    if self.cmd_done:
-                        self.store.executemany(conn, sql["command"], self.cmd_done)
-                    if run_update:
-                        values: dict[str, Any] = {
-                            "status": str(self.status), "updated_at": t0, "heartbeat_at": t0, "version": self.version
-                        }
-                        if self.status.terminal:
-                            values["finished_at"] = t0
-                        if final:
-                            values.update(owner_id=None, owner_pid=None, owner_host=None)
-                        res = conn.execute(
-                            t.runs.update().where(t.runs.c.id == run_id, t.runs.c.owner_id == self.owner_id).values(**values)
-                        )
-                        if res.rowcount != 1:
-                            raise _LostOwnership(f"run {run_id} was taken over by another owner")
-                        self._last_hb = t0
-                    if self.status.terminal:
-                        conn.execute(t.breakpoints.delete().where(t.breakpoints.c.run_id == run_id))
-        except _LostOwnership:
-            raise
-        except Exception:
-            self._drop_connection()
-            raise
         if final:
             self._drop_connection()
         for inst in self.dirty.values():
@@ -1126,6 +1084,82 @@ class Scheduler:
             self.committed_status = self.status
             self._status_changed = True
         self._release_waiters()
+
+    def _write(self, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]], run_update: bool, t0: float,
+               final: bool) -> None:
+        """One transaction: the flush's rows, events, command results and (when due) the run row."""
+        run_id = self.run_id
+        events = self.events
+        sql = self._sql
+        conn = self._connection()
+        if not (run_update or self.blobs or self.signal_rows):
+            # The hot path (B1, B2): DB-API statements and commit on the held connection.
+            raw, cur = self._raw
+            try:
+                if inserts:
+                    _executemany(cur, sql["insert"], inserts)
+                if updates:
+                    _executemany(cur, sql["update"], updates)
+                if events:
+                    _executemany(cur, sql["event"], events)
+                if self.cmd_done:
+                    self.store.executemany(conn, sql["command"], self.cmd_done)
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+        else:
+            with conn.begin():
+                cur = conn.connection.cursor()
+                try:
+                    if inserts:
+                        _executemany(cur, sql["insert"], inserts)
+                    if updates:
+                        _executemany(cur, sql["update"], updates)
+                finally:
+                    cur.close()
+                for blob in self.blobs:  # content-addressed: another run may have stored the same value
+                    conn.execute(_insert_ignoring_duplicates(conn, t.blobs, blob, "hash"))
+                if self.signal_rows:
+                    conn.execute(t.signals.insert(), self.signal_rows)
+                if events:
+                    cur = conn.connection.cursor()
+                    try:
+                        _executemany(cur, sql["event"], events)
+                    finally:
+                        cur.close()
+                if self.cmd_done:
+                    self.store.executemany(conn, sql["command"], self.cmd_done)
+                if run_update:
+                    values: dict[str, Any] = {
+                        "status": str(self.status), "updated_at": t0, "heartbeat_at": t0, "version": self.version
+                    }
+                    if self.status.terminal:
+                        values["finished_at"] = t0
+                    if final:
+                        values.update(owner_id=None, owner_pid=None, owner_host=None)
+                    res = conn.execute(
+                        t.runs.update().where(t.runs.c.id == run_id, t.runs.c.owner_id == self.owner_id).values(**values)
+                    )
+                    if res.rowcount != 1:
+                        raise _LostOwnership(f"run {run_id} was taken over by another owner")
+                    self._last_hb = t0
+                if self.status.terminal:
+                    conn.execute(t.breakpoints.delete().where(t.breakpoints.c.run_id == run_id))
+
+    def _events_overtaken(self) -> bool:
+        """After a failed write: did another writer take the ids of the events being written (an old
+        owner that was still running after a takeover)? Then number them after its events, to retry."""
+        try:
+            with self.store.engine.connect() as conn:
+                last = self.store.last_event_id(self.run_id, conn)
+        except Exception:  # noqa: BLE001 - the store is unreachable: the write's own error is the one to report
+            return False
+        if not self.events or last < self.events[0][0]:
+            return False
+        self.events[:] = [(last + n, *row[1:]) for n, row in enumerate(self.events, 1)]
+        self._event_id = last + len(self.events)
+        return True
 
     def _connection(self) -> sa.Connection:
         """The scheduler's own connection, held for its lifetime (no pool round trip per turn)."""

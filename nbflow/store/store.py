@@ -287,9 +287,39 @@ class Store:
     def event_rows(self, run_id: str, after_id: int = 0) -> list[Mapping[str, Any]]:
         t = schema.events
         with self.engine.connect() as conn:
+            low, high = self.event_range(run_id, conn)
             return list(
-                conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.id > after_id).order_by(t.c.id)).mappings()
+                conn.execute(
+                    sa.select(t).where(t.c.id > max(after_id, low), t.c.id < high, t.c.run_id == run_id).order_by(t.c.id)
+                ).mappings()
             )
+
+    def event_range(self, run_id: str, conn: Connection) -> tuple[int, int]:
+        """``(low, high)``: the ids of the run's events lie strictly between (``schema.EVENT_ID_SPAN``);
+        an unknown run has an empty range."""
+        seq = conn.execute(sa.select(schema.runs.c.seq).where(schema.runs.c.id == run_id)).scalar()
+        if seq is None:
+            return 0, 1
+        return seq * schema.EVENT_ID_SPAN, (seq + 1) * schema.EVENT_ID_SPAN
+
+    def last_event_id(self, run_id: str, conn: Connection) -> int:
+        """The id of the run's newest event, or the bottom of its range when it has none."""
+        t = schema.events
+        low, high = self.event_range(run_id, conn)
+        return conn.execute(sa.select(sa.func.max(t.c.id)).where(t.c.id > low, t.c.id < high)).scalar() or low
+
+    def add_event(
+        self, conn: Connection, run_id: str, kind: str, *, step: str | None = None, key: str | None = None,
+        actor: str | None = None, data: Mapping[str, Any] | None = None, ts: float,
+    ) -> int:
+        """Write one event of a run that no scheduler of this process is writing (its creation, a
+        takeover, a refusal after it finished), with the run's next id; returns the id."""
+        event_id = self.last_event_id(run_id, conn) + 1
+        conn.execute(schema.events.insert().values(
+            id=event_id, run_id=run_id, step=step, key=key, kind=kind, actor=actor,
+            data=None if data is None else json.dumps(data), ts=ts,
+        ))
+        return event_id
 
     def breakpoint_rows(self, workflow: str, run_id: str | None = None) -> list[Mapping[str, Any]]:
         """Workflow-scoped breakpoints, plus those of *run_id* when given."""
