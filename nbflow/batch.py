@@ -340,7 +340,7 @@ def runs_of(store: Store, actor: str, since: float = 0.0) -> list[str]:
     stmt = (
         sa.select(t.events.c.run_id)
         .where(t.events.c.actor == actor, t.events.c.kind.in_(("run_created", "taken_over")), t.events.c.ts >= since)
-        .order_by(t.events.c.id)
+        .order_by(t.events.c.ts, t.events.c.id)  # ids are per run (schema.EVENT_ID_SPAN): time orders across runs
     )
     with store.engine.connect() as conn:
         ids = [r[0] for r in conn.execute(stmt)]
