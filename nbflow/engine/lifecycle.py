@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from ..run import Run
 
 LEASE_S = 15.0
-_SEQ_TRIES = 5
+"""A run whose owner on another host has not heartbeat for this long is interrupted."""
+_WRITE_TRIES = 5
 _NEXT_SEQ = sa.select(sa.func.coalesce(sa.func.max(t.runs.c.seq), 0) + 1).scalar_subquery()
 """A new run's number (``runs.seq``): one more than the newest."""
-"""A run whose owner on another host has not heartbeat for this long is interrupted."""
+_RUN_SEQ_LOCK = 7262012
+"""PostgreSQL advisory lock creators hold while they take a run number (SQLite's write lock does that)."""
 
 _live: dict[str, Scheduler] = {}
 _live_lock = threading.Lock()
@@ -216,11 +218,13 @@ def start_run(
         for s in plan.order
         if plan.steps[s].kind != StepKind.FOREACH and (s, TASK_ITEM) not in have
     ]
-    for tries_left in reversed(range(_SEQ_TRIES)):
+    for tries_left in reversed(range(_WRITE_TRIES)):
         try:
             with store.engine.begin() as conn:
-                # The run's number: the next one, taken under the write lock on SQLite; on PostgreSQL two
-                # creators can take the same, and the unique index turns one away to try again.
+                # The run's number: the next one, taken under SQLite's write lock or PostgreSQL's advisory
+                # lock, so creators queue instead of colliding (the unique index would turn one away).
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RUN_SEQ_LOCK})
                 run_row["seq"] = conn.execute(
                     t.runs.insert().values(**run_row, seq=_NEXT_SEQ).returning(t.runs.c.seq)
                 ).scalar_one()
@@ -294,20 +298,28 @@ def take_over(
     owner_id = uuid.uuid4().hex
     ts = now()
     cond = t.runs.c.owner_id.is_(None) if row["owner_id"] is None else t.runs.c.owner_id == row["owner_id"]
-    with store.engine.begin() as conn:
-        res = conn.execute(
-            t.runs.update()
-            .where(t.runs.c.id == run_id, cond)
-            .values(owner_host=HOST, owner_pid=os.getpid(), owner_id=owner_id, heartbeat_at=ts, updated_at=ts, version=version,
-                    options=json.dumps({**opts, "executor": backend.describe()}))
-        )
-        if res.rowcount != 1:
-            raise OwnershipError(f"run {run_id} was just taken over by another process; try again to see who owns it")
-        store.add_event(conn, run_id, "taken_over", actor=current_actor(), ts=ts,
-                        data={"previous_owner": owner_text(row), "pinned_code": not live_code})
-        if diffs:
-            store.add_event(conn, run_id, "code_changed", actor=current_actor(), ts=ts,
-                            data={"old_version": row["version"], "new_version": version, "diffs": diffs})
+    for tries_left in reversed(range(_WRITE_TRIES)):
+        try:
+            with store.engine.begin() as conn:
+                res = conn.execute(
+                    t.runs.update()
+                    .where(t.runs.c.id == run_id, cond)
+                    .values(owner_host=HOST, owner_pid=os.getpid(), owner_id=owner_id, heartbeat_at=ts, updated_at=ts,
+                            version=version, options=json.dumps({**opts, "executor": backend.describe()}))
+                )
+                if res.rowcount != 1:
+                    raise OwnershipError(
+                        f"run {run_id} was just taken over by another process; try again to see who owns it"
+                    )
+                store.add_event(conn, run_id, "taken_over", actor=current_actor(), ts=ts,
+                                data={"previous_owner": owner_text(row), "pinned_code": not live_code})
+                if diffs:
+                    store.add_event(conn, run_id, "code_changed", actor=current_actor(), ts=ts,
+                                    data={"old_version": row["version"], "new_version": version, "diffs": diffs})
+            break
+        except sa.exc.IntegrityError:  # an old owner, still writing, took the event id just read: read again
+            if not tries_left:
+                raise
     row = {**row, "version": version, "owner_id": owner_id}
     sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"), live_code=live_code,
                       backend=backend)

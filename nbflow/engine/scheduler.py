@@ -1053,7 +1053,7 @@ class Scheduler:
         run_update = self.run_dirty or hb or final or self.status in _RUN_TERMINAL
         if self.events and self.events[-1][0] >= self._event_high:
             raise StoreError(f"run {run_id} has {t.EVENT_ID_SPAN - 1} events, as many as one run can record")
-        for retry in (False, True):
+        for tries_left in reversed(range(3)):
             try:
                 self._write(inserts, updates, run_update, t0, final)
                 break
@@ -1061,7 +1061,7 @@ class Scheduler:
                 raise
             except Exception:
                 self._drop_connection()
-                if retry or not self._events_overtaken():
+                if not tries_left or not self._events_overtaken():
                     raise
         if final:
             self._drop_connection()
@@ -1150,12 +1150,20 @@ class Scheduler:
     def _events_overtaken(self) -> bool:
         """After a failed write: did another writer take the ids of the events being written (an old
         owner that was still running after a takeover)? Then number them after its events, to retry."""
+        if not self.events:
+            return False
+        first = self.events[0]
         try:
             with self.store.engine.connect() as conn:
                 last = self.store.last_event_id(self.run_id, conn)
+                there = conn.execute(
+                    sa.select(t.events.c.kind, t.events.c.ts).where(t.events.c.id == first[0])
+                ).first()
         except Exception:  # noqa: BLE001 - the store is unreachable: the write's own error is the one to report
             return False
-        if not self.events or last < self.events[0][0]:
+        if last < first[0] or there is None or tuple(there) == (first[4], first[7]):
+            return False  # not taken, or taken by this very write (committed, then the connection broke)
+        if last + len(self.events) >= self._event_high:
             return False
         self.events[:] = [(last + n, *row[1:]) for n, row in enumerate(self.events, 1)]
         self._event_id = last + len(self.events)

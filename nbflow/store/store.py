@@ -294,27 +294,30 @@ class Store:
                 ).mappings()
             )
 
-    def event_range(self, run_id: str, conn: Connection) -> tuple[int, int]:
+    def event_range(self, run_id: str, conn: Connection, lock: bool = False) -> tuple[int, int]:
         """``(low, high)``: the ids of the run's events lie strictly between (``schema.EVENT_ID_SPAN``);
-        an unknown run has an empty range."""
-        seq = conn.execute(sa.select(schema.runs.c.seq).where(schema.runs.c.id == run_id)).scalar()
+        an unknown run has an empty range. *lock*: hold the run's row until the transaction ends
+        (PostgreSQL; SQLite's write lock already serializes writers)."""
+        stmt = sa.select(schema.runs.c.seq).where(schema.runs.c.id == run_id)
+        seq = conn.execute(stmt.with_for_update() if lock else stmt).scalar()
         if seq is None:
             return 0, 1
         return seq * schema.EVENT_ID_SPAN, (seq + 1) * schema.EVENT_ID_SPAN
 
-    def last_event_id(self, run_id: str, conn: Connection) -> int:
+    def last_event_id(self, run_id: str, conn: Connection, lock: bool = False) -> int:
         """The id of the run's newest event, or the bottom of its range when it has none."""
         t = schema.events
-        low, high = self.event_range(run_id, conn)
+        low, high = self.event_range(run_id, conn, lock)
         return conn.execute(sa.select(sa.func.max(t.c.id)).where(t.c.id > low, t.c.id < high)).scalar() or low
 
     def add_event(
         self, conn: Connection, run_id: str, kind: str, *, step: str | None = None, key: str | None = None,
         actor: str | None = None, data: Mapping[str, Any] | None = None, ts: float,
     ) -> int:
-        """Write one event of a run that no scheduler of this process is writing (its creation, a
-        takeover, a refusal after it finished), with the run's next id; returns the id."""
-        event_id = self.last_event_id(run_id, conn) + 1
+        """Write one event of a run that no scheduler is writing (its creation, a takeover, a refusal
+        after it finished), with the run's next id; returns the id. Writers of this kind queue on the
+        run's row, so two deliveries to a finished run do not take the same id."""
+        event_id = self.last_event_id(run_id, conn, lock=True) + 1
         conn.execute(schema.events.insert().values(
             id=event_id, run_id=run_id, step=step, key=key, kind=kind, actor=actor,
             data=None if data is None else json.dumps(data), ts=ts,

@@ -55,17 +55,21 @@ def upgrade() -> None:
     )
     op.drop_table("events")
     op.rename_table("events_new", "events")
+    if conn.dialect.name == "postgresql":  # the constraint keeps the name it was created with
+        op.execute("ALTER TABLE events RENAME CONSTRAINT events_new_pkey TO events_pkey")
 
 
 def downgrade() -> None:
     _events_table("events_old", sa.Integer, autoincrement=True)
     op.execute(
-        f"INSERT INTO events_old (id, {_COLS}) SELECT ROW_NUMBER() OVER (ORDER BY e.ts, e.id), "
+        f"INSERT INTO events_old (id, {_COLS}) SELECT ROW_NUMBER() OVER (ORDER BY e.id), "
         + ", ".join(f"e.{c}" for c in _COLS.split(", ")) + " FROM events e"
     )
     op.drop_table("events")
     op.rename_table("events_old", "events")
-    if op.get_bind().dialect.name == "postgresql":  # the serial's sequence continues after the copied ids
+    if op.get_bind().dialect.name == "postgresql":  # names as 0001 made them; the serial continues after the ids
+        op.execute("ALTER TABLE events RENAME CONSTRAINT events_old_pkey TO events_pkey")
+        op.execute("ALTER SEQUENCE events_old_id_seq RENAME TO events_id_seq")
         op.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE(MAX(id), 1)) FROM events")
     op.create_index("ix_events_run", "events", ["run_id", "id"])
     with op.batch_alter_table("runs") as batch:
