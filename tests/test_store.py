@@ -134,6 +134,29 @@ def test_large_value_goes_to_an_artifact_file_and_reads_back(db_url: str) -> Non
     assert run.output("measure") == sum(len(r) for r in big["rows"])
 
 
+def test_foreach_items_returning_the_same_large_value_at_once_all_succeed(db_url: str) -> None:
+    """Eight workers write the same artifact together: each gets the one file, none trips on another's."""
+    wf = Workflow("same_big", db_url)
+
+    @wf.step
+    def items() -> list[int]:
+        return list(range(8))
+
+    @wf.foreach("items")
+    def blow_up(item: int, n: int) -> str:
+        return "x" * n
+
+    for n in range(3_000_000, 3_000_003):  # three runs, each writing a value not stored yet
+        run = wf.run(params={"n": n}, max_workers=8)
+        assert run.wait(timeout=TIMEOUT) == "succeeded", [i.error for i in run.instances("blow_up")]
+    folder = db_path(db_url).parent / "artifacts" / "sha256"
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(
+        r[0] for r in rows(db_url, "SELECT hash FROM blobs")
+    )
+    assert len(rows(db_url, "SELECT hash FROM blobs")) == 3
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_small_value_stays_in_the_database(db_url: str) -> None:
     wf = Workflow("small", db_url)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,12 @@ class Artifacts:
         path = self.root / "sha256" / digest
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            with open(tmp, "wb") as fh:
+            # A temporary name of its own: threads and processes may store the same value at once.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest}.", suffix=".tmp")  # mode 0o600
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(enc.data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         return f"res://sha256/{digest}", digest, len(enc.data)
 
