@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import operator
+import os
 import queue
 import random
 import threading
@@ -69,6 +70,21 @@ _get_status = operator.attrgetter("status")
 _INST_COLS = tuple(c.name for c in t.instances.columns)
 _UPDATE_KEYS = _INST_COLS[3:] + ("b_run", "b_step", "b_item")  # SET every other column WHERE the key
 _EVENT_KEYS = ("id", "run_id", "step", "key", "kind", "actor", "data", "ts")
+_BLOB_KEYS = tuple(c.name for c in t.blobs.columns)
+_SIGNAL_KEYS = tuple(c.name for c in t.signals.columns)
+_RUN_KEYS = ("status", "updated_at", "heartbeat_at", "version", "finished_at", "owner_id", "owner_pid", "owner_host",
+             "b_id", "b_owner")
+_RUN_UPDATE = (
+    t.runs.update()
+    .where(t.runs.c.id == sa.bindparam("b_id"), t.runs.c.owner_id == sa.bindparam("b_owner"))
+    .values(
+        status=sa.bindparam("status"), updated_at=sa.bindparam("updated_at"), heartbeat_at=sa.bindparam("heartbeat_at"),
+        version=sa.bindparam("version"),
+        finished_at=sa.func.coalesce(sa.bindparam("finished_at", type_=sa.Float), t.runs.c.finished_at),
+        owner_id=sa.bindparam("owner_id"), owner_pid=sa.bindparam("owner_pid"), owner_host=sa.bindparam("owner_host"),
+    )
+)
+"""The run row's status and heartbeat, written by its owner only; finished_at once, owner cleared at the end."""
 assert _INST_COLS == (
     "run_id", "step", "item", "key", "status", "attempt", "inputs_codec", "inputs", "output_codec", "output",
     "saved_codec", "saved", "error_type", "error_message", "error_traceback", "pause_reason", "held_by", "released",
@@ -1087,65 +1103,41 @@ class Scheduler:
 
     def _write(self, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]], run_update: bool, t0: float,
                final: bool) -> None:
-        """One transaction: the flush's rows, events, command results and (when due) the run row."""
-        run_id = self.run_id
-        events = self.events
+        """One transaction on the scheduler's DB-API connection, statements compiled once per dialect:
+        the flush's rows, blobs, signals, events, command results and, when due, the run row (whose
+        owner must still be this scheduler)."""
         sql = self._sql
         conn = self._connection()
-        if not (run_update or self.blobs or self.signal_rows):
-            # The hot path (B1, B2): DB-API statements and commit on the held connection.
-            raw, cur = self._raw
-            try:
-                if inserts:
-                    _executemany(cur, sql["insert"], inserts)
-                if updates:
-                    _executemany(cur, sql["update"], updates)
-                if events:
-                    _executemany(cur, sql["event"], events)
-                if self.cmd_done:
-                    self.store.executemany(conn, sql["command"], self.cmd_done)
-                raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
-        else:
-            with conn.begin():
-                cur = conn.connection.cursor()
-                try:
-                    if inserts:
-                        _executemany(cur, sql["insert"], inserts)
-                    if updates:
-                        _executemany(cur, sql["update"], updates)
-                finally:
-                    cur.close()
-                for blob in self.blobs:  # content-addressed: another run may have stored the same value
-                    conn.execute(_insert_ignoring_duplicates(conn, t.blobs, blob, "hash"))
-                if self.signal_rows:
-                    conn.execute(t.signals.insert(), self.signal_rows)
-                if events:
-                    cur = conn.connection.cursor()
-                    try:
-                        _executemany(cur, sql["event"], events)
-                    finally:
-                        cur.close()
-                if self.cmd_done:
-                    self.store.executemany(conn, sql["command"], self.cmd_done)
-                if run_update:
-                    values: dict[str, Any] = {
-                        "status": str(self.status), "updated_at": t0, "heartbeat_at": t0, "version": self.version
-                    }
-                    if self.status.terminal:
-                        values["finished_at"] = t0
-                    if final:
-                        values.update(owner_id=None, owner_pid=None, owner_host=None)
-                    res = conn.execute(
-                        t.runs.update().where(t.runs.c.id == run_id, t.runs.c.owner_id == self.owner_id).values(**values)
-                    )
-                    if res.rowcount != 1:
-                        raise _LostOwnership(f"run {run_id} was taken over by another owner")
-                    self._last_hb = t0
-                if self.status.terminal:
-                    conn.execute(t.breakpoints.delete().where(t.breakpoints.c.run_id == run_id))
+        raw, cur = self._raw
+        try:
+            if inserts:
+                _executemany(cur, sql["insert"], inserts)
+            if updates:
+                _executemany(cur, sql["update"], updates)
+            if self.blobs:  # content-addressed: another run may have stored the same value
+                _executemany(cur, sql["blob"], [tuple(b[k] for k in _BLOB_KEYS) for b in self.blobs])
+            if self.signal_rows:
+                _executemany(cur, sql["signal"], [tuple(r[k] for k in _SIGNAL_KEYS) for r in self.signal_rows])
+            if self.events:
+                _executemany(cur, sql["event"], self.events)
+            if self.cmd_done:
+                self.store.executemany(conn, sql["command"], self.cmd_done)
+            if run_update:
+                terminal = self.status.terminal
+                _executemany(cur, sql["run"], [(
+                    str(self.status), t0, t0, self.version, t0 if terminal else None,
+                    None if final else self.owner_id, None if final else os.getpid(), None if final else HOST,
+                    self.run_id, self.owner_id,
+                )])
+                if cur.rowcount != 1:
+                    raise _LostOwnership(f"run {self.run_id} was taken over by another owner")
+                self._last_hb = t0
+                if terminal:
+                    _executemany(cur, sql["unbreak"], [(self.run_id,)])
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
 
     def _events_overtaken(self) -> bool:
         """After a failed write: did another writer take the ids of the events being written (an old
@@ -1381,13 +1373,13 @@ class Scheduler:
         return False
 
 
-def _insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table, row: dict[str, Any], key: str) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect (SQLite or PostgreSQL)."""
-    if conn.dialect.name == "postgresql":
+def _insert_or_ignore(dialect: str, table: sa.Table, key: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING in *dialect* (SQLite or PostgreSQL)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(table).values(**row).on_conflict_do_nothing(index_elements=[key])
+    return insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
 _STATEMENTS: dict[str, dict[str, tuple[str, Any]]] = {}
@@ -1412,6 +1404,12 @@ def _statements(store: Store) -> dict[str, tuple[str, Any]]:
             "insert": rows_as(store.compiled(t.instances.insert(), _INST_COLS), _INST_COLS),
             "update": rows_as(store.compiled(_UPDATE), _UPDATE_KEYS),
             "event": rows_as(store.compiled(t.events.insert(), _EVENT_KEYS), _EVENT_KEYS),
+            "blob": rows_as(store.compiled(_insert_or_ignore(name, t.blobs, "hash"), _BLOB_KEYS), _BLOB_KEYS),
+            "signal": rows_as(store.compiled(t.signals.insert(), _SIGNAL_KEYS), _SIGNAL_KEYS),
+            "run": rows_as(store.compiled(_RUN_UPDATE), _RUN_KEYS),
+            "unbreak": rows_as(
+                store.compiled(t.breakpoints.delete().where(t.breakpoints.c.run_id == sa.bindparam("b_run"))), ("b_run",)
+            ),
             "poll": store.compiled(
                 sa.select(t.commands)
                 .where(t.commands.c.run_id == sa.bindparam("run_id"), t.commands.c.applied_at.is_(None))
