@@ -12,12 +12,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 
 def worker(steps: int) -> None:
-    """Runs in the tree under test (started in its bench/, its package on PYTHONPATH): one run per line read."""
-    sys.path.insert(0, os.getcwd())  # that tree's b1_chain.py, not the one next to this file
+    """Runs the engine of the tree under test (its package on PYTHONPATH) under this file's B1 harness
+    (b1_chain.py next to it, so only the engine differs): one run per line read."""
     from b1_chain import nbflow_once
 
     for _ in sys.stdin:
@@ -40,8 +41,8 @@ def main() -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "--worker", "--steps", str(args.steps)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.path.join(tree, "bench"),
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(tree, "bench"), tree])},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tempfile.gettempdir(),
+            env={**os.environ, "PYTHONPATH": tree},
         )
         for tree in trees
     ]

@@ -730,7 +730,7 @@ class Scheduler:
             self._event("failed", inst, attempt=inst.attempt, error=f"inputs could not be resolved: {exc}")
             return
         inst.attempt = attempt = inst.attempt + 1
-        inst.started_at, inst.next_attempt_at, inst.pause_reason, inst.held_by = now(), None, None, []
+        inst.started_at, inst.next_attempt_at, inst.pause_reason, inst.held_by = now(), None, None, ()
         self._set(inst, _RUNNING)
         self._event("started", inst, attempt=attempt)
         self.inflight[inst.ident] = attempt
