@@ -133,14 +133,35 @@ class Store:
                 f"the store {self.display_url} has schema revision {current!r}, written by a newer nbflow "
                 f"(this one knows up to {schema.SCHEMA_HEAD!r}); upgrade nbflow or point NBFLOW_DB elsewhere"
             )
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Processes opening a fresh database together: one migrates, the others wait, then see head.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262011)"))
+        # Processes opening a fresh store together: one migrates, the others wait for it, then see head.
+        engine = self._locking_engine() if self.is_sqlite else self.engine
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262011)"))
                 if MigrationContext.configure(conn).get_current_revision() == schema.SCHEMA_HEAD:
                     return
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
+
+    def _locking_engine(self) -> Engine:
+        """A SQLite engine whose transactions begin with the write lock (``BEGIN IMMEDIATE``, waiting up
+        to the busy timeout), for the migration: SQLite's DDL is transactional, so a second process
+        waits, then finds the schema at head (SQLAlchemy's recipe for explicit BEGIN with pysqlite)."""
+        engine = sa.create_engine(self.url, connect_args={"timeout": 30}, poolclass=sa.pool.NullPool)
+
+        @sa.event.listens_for(engine, "connect")
+        def _no_implicit_begin(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
 
     def _secret(self) -> bytes:
         with self.engine.begin() as conn:
