@@ -2,6 +2,7 @@
 widget and the CLI), else cloudpickle; values above a size threshold live in files."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -97,11 +98,16 @@ class Artifacts:
             path.parent.mkdir(parents=True, exist_ok=True)
             # A temporary name of its own: threads and processes may store the same value at once.
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest}.", suffix=".tmp")  # mode 0o600
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(enc.data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(enc.data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:  # e.g. the disk is full: leave no partial file behind
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
         return f"res://sha256/{digest}", digest, len(enc.data)
 
     def get(self, ref: str) -> bytes:
