@@ -4,8 +4,6 @@ and a scheduler whose ids were taken by another writer renumbers its events inst
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +168,11 @@ print(" ".join(ids))
 
 
 def test_processes_creating_runs_at_once_get_distinct_numbers(store_url: str, tmp_path: Path) -> None:
+    from procs import run_at_once
+
     store = Store.open(store_url)  # the schema exists; the processes race only to create runs
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _CREATE, store_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=tmp_path)
-        for _ in range(8)
-    ]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, [err for _, err in outs]
-    run_ids = [r for out, _ in outs for r in out.split()]
+    outs = run_at_once(_CREATE, [store_url], 8, tmp_path)
+    run_ids = [r for out in outs for r in out.split()]
     with store.engine.connect() as conn:
         seqs = conn.execute(sa.select(schema.runs.c.seq).where(schema.runs.c.id.in_(run_ids))).scalars().all()
     assert sorted(seqs) == list(range(1, 25))

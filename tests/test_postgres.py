@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from test_attach import CHILD, V1, V1_TOTAL, Child, N, import_flow, owner, poll
+from test_breakpoints import etl as bp_etl
+from test_runs import etl
 
 from nbflow import Run, Store
 from nbflow.store import schema
-from test_attach import CHILD, N, V1, V1_TOTAL, Child, import_flow, owner, poll
-from test_breakpoints import etl as bp_etl
-from test_runs import etl
 
 WAIT_S = 30
 
@@ -54,20 +54,6 @@ def test_migrations_on_postgres_produce_the_schema_of_the_metadata(pg_url: str) 
         ctx = MigrationContext.configure(conn)
         assert ctx.get_current_revision() == schema.SCHEMA_HEAD
         assert compare_metadata(ctx, schema.metadata) == []
-
-
-def test_processes_opening_a_fresh_database_at_once_agree_on_one_secret(pg_url: str, tmp_path: Path) -> None:
-    """Migrations and the store secret are created once even when several processes open the store together."""
-    script = "import sys, nbflow; print(nbflow.Store.open(sys.argv[1]).secret.decode())"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, pg_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=tmp_path)
-        for _ in range(4)
-    ]
-    outs = [p.communicate(timeout=60) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
-    assert len({out.strip() for out, _ in outs}) == 1
-    assert Store.open(pg_url).secret.decode() == outs[0][0].strip()
 
 
 def test_breakpoints_pause_resume_one_key_and_audited_set_inputs(pg_url: str) -> None:

@@ -282,19 +282,16 @@ def test_store_engine_uses_wal(db_url: str) -> None:
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
 
 
-def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path) -> None:
-    """One migrates the new file; the others wait for it and find the schema in place."""
-    import subprocess
-    import sys
+def test_processes_opening_a_fresh_store_at_once_agree_on_one_schema_and_secret(
+    store_url: str, tmp_path: Path
+) -> None:
+    """One process migrates the new store; the others wait for it, find the schema and share its secret."""
+    from procs import run_at_once
 
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
     script = "import sys, nbflow; print(nbflow.Store.open(sys.argv[1]).secret.decode())"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=tmp_path)
-        for _ in range(6)
-    ]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 6, [err[-500:] for _, err in outs]
-    assert len({out.strip() for out, _ in outs}) == 1
-    assert rows(url, "SELECT version_num FROM alembic_version") == [(schema.SCHEMA_HEAD,)]
+    outs = run_at_once(script, [store_url], 6, tmp_path)
+    assert len({out.strip() for out in outs}) == 1
+    store = Store.open(store_url)
+    assert store.secret.decode() == outs[0].strip()
+    with store.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == schema.SCHEMA_HEAD
