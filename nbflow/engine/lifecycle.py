@@ -218,36 +218,29 @@ def start_run(
         for s in plan.order
         if plan.steps[s].kind != StepKind.FOREACH and (s, TASK_ITEM) not in have
     ]
-    for tries_left in reversed(range(_WRITE_TRIES)):
-        try:
-            with store.engine.begin() as conn:
-                # The run's number: the next one, taken under SQLite's write lock or PostgreSQL's advisory
-                # lock, so creators queue instead of colliding (the unique index would turn one away).
-                if conn.dialect.name == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RUN_SEQ_LOCK})
-                run_row["seq"] = conn.execute(
-                    t.runs.insert().values(**run_row, seq=_NEXT_SEQ).returning(t.runs.c.seq)
-                ).scalar_one()
-                # Copied rows carry every column, fresh ones only a few: one executemany needs one key set.
-                for rows in (copied, fresh):
-                    if rows:
-                        conn.execute(t.instances.insert(), rows)
-                for bp in bps:
-                    conn.execute(
-                        t.breakpoints.insert().values(
-                            workflow=wf.name, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
-                            condition=bp.condition, created_by=actor, created_at=ts,
-                        )
-                    )
-                store.add_event(conn, run_id, "run_created", actor=actor, ts=ts, data={
-                    "version": version, "forked_from": seed[0] if seed else None,
-                    "reused_steps": sorted(seed[1]) if seed else [],
-                })
-            break
-        except sa.exc.IntegrityError:
-            run_row.pop("seq", None)
-            if not tries_left:
-                raise
+    with store.engine.begin() as conn:
+        # The run's number: the next one, taken under SQLite's write lock or PostgreSQL's advisory
+        # lock, so creators queue instead of colliding (the unique index guards it).
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RUN_SEQ_LOCK})
+        run_row["seq"] = conn.execute(
+            t.runs.insert().values(**run_row, seq=_NEXT_SEQ).returning(t.runs.c.seq)
+        ).scalar_one()
+        # Copied rows carry every column, fresh ones only a few: one executemany needs one key set.
+        for rows in (copied, fresh):
+            if rows:
+                conn.execute(t.instances.insert(), rows)
+        for bp in bps:
+            conn.execute(
+                t.breakpoints.insert().values(
+                    workflow=wf.name, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
+                    condition=bp.condition, created_by=actor, created_at=ts,
+                )
+            )
+        store.add_event(conn, run_id, "run_created", actor=actor, ts=ts, data={
+            "version": version, "forked_from": seed[0] if seed else None,
+            "reused_steps": sorted(seed[1]) if seed else [],
+        })
     sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True, backend=backend)
     sched.load()
     _register(sched)

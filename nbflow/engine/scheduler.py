@@ -72,6 +72,7 @@ _UPDATE_KEYS = _INST_COLS[3:] + ("b_run", "b_step", "b_item")  # SET every other
 _EVENT_KEYS = ("id", "run_id", "step", "key", "kind", "actor", "data", "ts")
 _BLOB_KEYS = tuple(c.name for c in t.blobs.columns)
 _SIGNAL_KEYS = tuple(c.name for c in t.signals.columns)
+_COMMAND_KEYS = ("b_id", "applied_at", "result", "message")  # a command's outcome, as cmd_done records it
 _RUN_KEYS = ("status", "updated_at", "heartbeat_at", "version", "finished_at", "owner_id", "owner_pid", "owner_host",
              "b_id", "b_owner")
 _RUN_UPDATE = (
@@ -336,7 +337,7 @@ class Scheduler:
         takeover of a 10,000-instance run starts work at once (B3 in bench/)."""
         with self.store.engine.connect() as conn:
             self._event_id = self.store.last_event_id(self.run_id, conn)
-            self._event_high = self.store.event_range(self.run_id, conn)[1]
+        self._event_high = (self._event_id // t.EVENT_ID_SPAN + 1) * t.EVENT_ID_SPAN
         with _gc_paused():
             self._load()
 
@@ -1107,7 +1108,7 @@ class Scheduler:
         the flush's rows, blobs, signals, events, command results and, when due, the run row (whose
         owner must still be this scheduler)."""
         sql = self._sql
-        conn = self._connection()
+        self._connection()
         raw, cur = self._raw
         try:
             if inserts:
@@ -1121,7 +1122,7 @@ class Scheduler:
             if self.events:
                 _executemany(cur, sql["event"], self.events)
             if self.cmd_done:
-                self.store.executemany(conn, sql["command"], self.cmd_done)
+                _executemany(cur, sql["command"], [tuple(d[k] for k in _COMMAND_KEYS) for d in self.cmd_done])
             if run_update:
                 terminal = self.status.terminal
                 _executemany(cur, sql["run"], [(
@@ -1415,11 +1416,11 @@ def _statements(store: Store) -> dict[str, tuple[str, Any]]:
                 .where(t.commands.c.run_id == sa.bindparam("run_id"), t.commands.c.applied_at.is_(None))
                 .order_by(t.commands.c.id)
             ),
-            "command": store.compiled(
+            "command": rows_as(store.compiled(
                 t.commands.update()
                 .where(t.commands.c.id == sa.bindparam("b_id"))
                 .values(applied_at=sa.bindparam("applied_at"), result=sa.bindparam("result"), message=sa.bindparam("message"))
-            ),
+            ), _COMMAND_KEYS),
         }
     return _STATEMENTS[name]
 
