@@ -19,6 +19,7 @@ from typing import Any
 import nbformat
 import pytest
 from click.testing import CliRunner, Result
+from shown import shown as _shown
 
 import nbflow
 from nbflow import Run, Store
@@ -63,16 +64,7 @@ def cell_outputs(path: Path, contains: str) -> list[dict[str, Any]]:
 
 def shown(outputs: list[dict[str, Any]]) -> str:
     """What a reader of the saved notebook sees without JavaScript: streams, text/plain and text/html."""
-    parts = []
-    for o in outputs:
-        if o["output_type"] == "stream":
-            parts.append(o["text"])
-        elif o["output_type"] in ("display_data", "execute_result"):
-            parts.append(o["data"].get("text/plain", ""))
-            parts.append(o["data"].get("text/html", ""))
-        elif o["output_type"] == "error":
-            parts.append(f"{o['ename']}: {o['evalue']}")
-    return "\n".join(parts)
+    return _shown(outputs, html=True)
 
 
 def only_run(db_url: str) -> Run:

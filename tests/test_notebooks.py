@@ -14,6 +14,7 @@ from typing import Any
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from shown import shown
 
 import nbflow
 from nbflow import Run, Store
@@ -50,16 +51,8 @@ class Executed:
         raise AssertionError(f"no code cell contains {contains!r}")
 
     def shown(self, contains: str) -> str:
-        """Streams, text/plain results and errors of the first code cell containing *contains*, without ANSI colour."""
-        parts = []
-        for o in self.cell(contains).get("outputs", []):
-            if o["output_type"] == "stream":
-                parts.append(o["text"])
-            elif o["output_type"] in ("execute_result", "display_data"):
-                parts.append(o["data"].get("text/plain", ""))
-            elif o["output_type"] == "error":
-                parts.append(f"{o['ename']}: {o['evalue']}")
-        return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(parts))
+        """What the first code cell containing *contains* shows, as text (see shown.shown)."""
+        return shown(self.cell(contains).get("outputs", []))
 
     def mimetypes(self, contains: str) -> set[str]:
         return {m for o in self.cell(contains).get("outputs", []) for m in o.get("data", {})}
