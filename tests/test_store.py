@@ -6,6 +6,8 @@ import os
 import sqlite3
 import stat
 import time
+from collections import Counter, defaultdict
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,38 @@ def test_codec_is_recorded_json_or_pickle(db_url: str) -> None:
     assert codecs == {"as_json": "json", "as_pickle": "pickle", "tuple_too": "pickle", "nothing": "json"}
     [(text,)] = rows(db_url, "SELECT output FROM instances WHERE step = 'as_json'")
     assert bytes(text).decode() == '{"a":[1,2.5,null,"t"],"ok":true}'  # readable by any tool
+
+
+def test_dict_subclasses_and_enums_keep_their_type_downstream_and_in_the_store(db_url: str) -> None:
+    """JSON would read a defaultdict back as a plain dict: on another process (or after a resume)
+    the step below would then fail on the missing key."""
+    wf = Workflow("subclasses", db_url, executor="processes")
+
+    @wf.step
+    def groups() -> defaultdict[str, list[int]]:
+        return defaultdict(list, {"a": [1]})
+
+    @wf.step
+    def counts() -> Counter[str]:
+        return Counter("abb")
+
+    @wf.step
+    def status() -> HTTPStatus:
+        return HTTPStatus.OK
+
+    @wf.step
+    def use(groups: defaultdict[str, list[int]]) -> list[int]:
+        groups["missing"].append(2)
+        return groups["missing"]
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded", run.instance("use").error
+    assert run.output("use") == [2]
+    reread = nbflow.Run(Store.open(db_url), run.id)
+    assert type(reread.output("counts")) is Counter and reread.output("counts")["b"] == 2
+    assert reread.output("status") is HTTPStatus.OK
+    assert dict(rows(db_url, "SELECT step, output_codec FROM instances")) == {
+        "groups": "pickle", "counts": "pickle", "status": "pickle", "use": "json"}
 
 
 def test_nbflow_db_is_used_when_no_store_is_given(
