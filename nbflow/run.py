@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .breakpoints import Breakpoint, key_text
 from .commands import CommandResult, submit
 from .errors import NbflowError
-from .states import InstanceStatus, RunStatus
+from .states import InstanceStatus, RunStatus, status_filter
 from .store import Store
 
 if TYPE_CHECKING:
@@ -224,7 +224,8 @@ class Run:
         reader = _Reader(self.store, self._row())
         if step is not None and step not in reader.definition["steps"]:
             raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
-        wanted = None if status is None else ({str(status)} if isinstance(status, str) else {str(s) for s in status})
+        names = status_filter(status, InstanceStatus)
+        wanted = None if names is None else set(names)
         order = {s: n for n, s in enumerate(reader.definition["order"])}
         rows = sorted(reader.rows, key=lambda r: (order.get(r["step"], 0), r["item"]))
         return [

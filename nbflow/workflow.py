@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .engine.executor import check as check_executor
+from .engine.executor import check_workers
 from .errors import CycleError, DefinitionError
 from .states import StepKind
 from .store import Store
@@ -144,7 +145,7 @@ class Workflow:
         self.name = name
         self._store_arg = store
         self._store: Store | None = store if isinstance(store, Store) else None
-        self.max_workers = max_workers
+        self.max_workers = check_workers(max_workers)
         self.executor = executor
         check_executor(executor)
         self.steps: dict[str, StepSpec] = {}
@@ -202,6 +203,11 @@ class Workflow:
         if not callable(fn):
             raise DefinitionError(f"a step must be a function, got {type(fn).__name__}")
         step_name = name or fn.__name__
+        if step_name in (CTX, ITEM):
+            raise DefinitionError(
+                f"a step cannot be named {step_name!r}: a parameter named {CTX!r} receives the step context and one "
+                f"named {ITEM!r} a foreach body's element; rename the function or pass name='...'"
+            )
         _check_options(step_name, timeout, on_item_error, max_parallel, kind)
         if isinstance(after, str):
             after = [after]
@@ -307,7 +313,15 @@ class Workflow:
         )
 
     def check_params(self, plan: Plan, params: Mapping[str, Any]) -> None:
-        """Every parameter that is not a step, ctx or item must be a run parameter or have a default."""
+        """Every parameter that is not a step, ctx or item must be a run parameter or have a default;
+        no run parameter may be named after a step or ctx (no step could receive it)."""
+        for p in params:
+            if p in plan.steps or p == CTX:
+                receives = f"the output of step {p!r}" if p in plan.steps else "the step context"
+                raise DefinitionError(
+                    f"run parameter {p!r} would never be used: a step parameter named {p!r} receives {receives}; "
+                    f"rename the run parameter"
+                )
         for name in plan.order:
             spec = plan.steps[name]
             for b in plan.bindings[name]:
@@ -399,8 +413,10 @@ class Workflow:
 
         if deadline is not None and (not isinstance(deadline, (int, float)) or deadline <= 0):
             raise DefinitionError(f"deadline must be a number of seconds > 0, got {deadline!r}")
+        if executor is not None:
+            check_executor(executor)
         return start_run(
-            self, dict(params or {}), list(breakpoints), break_on_error, max_workers or self.max_workers,
+            self, dict(params or {}), list(breakpoints), break_on_error, check_workers(max_workers) or self.max_workers,
             deadline=deadline, executor=executor if executor is not None else self.executor,
         )
 
@@ -409,7 +425,9 @@ class Workflow:
         The run keeps the executor it recorded unless *executor* (or the workflow's) says otherwise."""
         from .engine.lifecycle import attach_run
 
-        return attach_run(self, run_id, max_workers or self.max_workers,
+        if executor is not None:
+            check_executor(executor)
+        return attach_run(self, run_id, check_workers(max_workers) or self.max_workers,
                           executor if executor is not None else self.executor)
 
     @property

@@ -11,6 +11,7 @@ import os
 import queue
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from sidefx import Trail
 
 import nbflow
 from nbflow import Run, Store
@@ -384,3 +386,42 @@ def test_a_taken_over_run_keeps_the_values_of_its_paused_instances(db_url: str) 
     run.resume()
     assert run.wait(timeout=30) == "succeeded"
     assert run.output("plus_one") == 41
+
+
+def test_a_scheduler_stopped_by_an_error_hands_the_run_back_to_be_taken_over(db_url: str, tmp_path: Path) -> None:
+    """The store refuses a write (here a trigger, as a full disk or a broken constraint would): the
+    scheduler stops, records why and gives up the lease, so any process sees the run interrupted
+    and can take it over once the cause is gone, without re-running what succeeded."""
+    ran = Trail(str(tmp_path / "ran.jsonl"))
+    wf = nbflow.Workflow("refused", store=db_url)
+
+    @wf.step
+    def first():  # type: ignore[no-untyped-def]
+        ran.add("first")
+        return 1
+
+    @wf.step
+    def second(first):  # type: ignore[no-untyped-def]
+        ran.add("second")
+        return first + 1
+
+    wf.store  # opened (created) before the trigger is added
+    db = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TRIGGER refuse BEFORE UPDATE ON instances WHEN NEW.step = 'second' "
+                     "AND NEW.status = 'succeeded' BEGIN SELECT RAISE(ABORT, 'no space left on device'); END")
+    run = wf.run()
+    with pytest.raises(nbflow.NbflowError, match=f"the scheduler of run {run.id} stopped:.*no space left"):
+        run.wait(timeout=30)
+
+    assert owner(db_url, run.id) == (None, None)
+    assert Run(Store.open(db_url), run.id).interrupted is True
+    (stopped,) = [e for e in run.history() if e.kind == "scheduler_stopped"]
+    assert "no space left on device" in stopped.data["error"]
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER refuse")
+    run = wf.attach(run.id)
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("second") == 2
+    assert ran.items() == ["first", "second", "second"]  # first succeeded before the stop: not re-run

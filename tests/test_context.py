@@ -3,6 +3,7 @@ capture of stdout, stderr and logging."""
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -208,3 +209,29 @@ def test_output_printed_outside_steps_is_not_captured(db_url: str, capsys: pytes
     logs = run.instances("inside")[0].logs
     assert "printed inside the step" in logs
     assert "notebook cell" not in logs
+
+
+def test_a_program_without_logging_setup_still_sees_its_warnings_after_a_run(tmp_path: Any) -> None:
+    """With no handler configured, Python prints WARNING and above to stderr; nbflow's capture must
+    not take that away from the rest of the program (a warning inside a step stays with the step)."""
+    script = f"""
+import logging
+import nbflow
+
+wf = nbflow.Workflow("quiet", store="sqlite:///{tmp_path}/n.db")
+
+@wf.step
+def step():
+    logging.getLogger("lib").warning("warned inside the step")
+    return 1
+
+logging.getLogger("app").warning("warned before the run")
+run = wf.run()
+assert run.wait(60) == "succeeded"
+logging.getLogger("app").warning("warned after the run")
+logging.getLogger("app").info("an info line is not printed, as without nbflow")
+print("step logs:", run.instance("step").logs)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stderr.splitlines() == ["warned before the run", "warned after the run"]
+    assert "WARNING lib: warned inside the step" in done.stdout

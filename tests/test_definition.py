@@ -111,6 +111,53 @@ def test_unknown_parameter_names_the_step_and_the_parameter(db_url: str) -> None
     assert_store_untouched(db_url)
 
 
+@pytest.mark.parametrize("name", ["ctx", "item"])
+def test_a_step_named_ctx_or_item_is_refused(db_url: str, name: str) -> None:
+    wf = Workflow("reserved", db_url)
+
+    def body() -> int:
+        return 1
+
+    with pytest.raises(DefinitionError, match=f"a step cannot be named '{name}'.*rename"):
+        wf.step(name=name)(body)
+    assert wf.steps == {}
+    assert_store_untouched(db_url)
+
+
+@pytest.mark.parametrize(("param", "receives"), [("load", "the output of step 'load'"), ("ctx", "the step context")])
+def test_a_run_parameter_named_after_a_step_or_ctx_is_refused(db_url: str, param: str, receives: str) -> None:
+    wf = Workflow("shadowed", db_url)
+
+    @wf.step
+    def load() -> list[int]:
+        return [1, 2]
+
+    @wf.step
+    def total(load: list[int]) -> int:
+        return sum(load)
+
+    with pytest.raises(DefinitionError) as err:
+        wf.run(params={param: [100]})
+    assert f"run parameter {param!r} would never be used" in str(err.value)
+    assert receives in str(err.value) and "rename the run parameter" in str(err.value)
+    assert_store_untouched(db_url)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "4", 2.5, True])
+def test_max_workers_that_is_not_a_whole_number_of_at_least_one_is_refused(db_url: str, bad: Any) -> None:
+    with pytest.raises(nbflow.ExecutorError, match=f"max_workers must be a whole number of at least 1.*got {bad!r}"):
+        Workflow("workers", db_url, max_workers=bad)
+    wf = Workflow("workers", db_url)
+
+    @wf.step
+    def one() -> int:
+        return 1
+
+    with pytest.raises(nbflow.ExecutorError, match="max_workers"):
+        wf.run(max_workers=bad)
+    assert_store_untouched(db_url)
+
+
 def test_parameter_with_a_default_need_not_be_a_run_parameter(db_url: str) -> None:
     wf = Workflow("defaults", db_url)
 

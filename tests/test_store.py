@@ -251,6 +251,32 @@ def test_nbflow_db_is_used_when_no_store_is_given(
     assert not (workdir / ".nbflow").exists()
 
 
+def test_a_path_in_nbflow_db_is_refused_with_the_url_to_write_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBFLOW_DB", str(tmp_path / "n.db"))
+    with pytest.raises(StoreError, match=r"NBFLOW_DB must be a SQLAlchemy URL, got '/.*n\.db'.*sqlite:///"):
+        nbflow.runs()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_status_filter_that_is_not_a_status_is_an_error_not_an_empty_list(db_url: str) -> None:
+    wf = Workflow("filters", db_url)
+
+    @wf.step
+    def one() -> int:
+        return 1
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    with pytest.raises(nbflow.NbflowError, match="'succeded' is not a status of a run; use one of: running, paused"):
+        nbflow.runs(db_url, status="succeded")
+    with pytest.raises(nbflow.NbflowError, match="'done' is not a status of an instance; use one of: pending"):
+        run.instances("one", status=["succeeded", "done"])
+    assert [r.id for r in nbflow.runs(db_url, status="succeeded")] == [run.id]
+    assert [i.status for i in run.instances("one", status="succeeded")] == ["succeeded"]
+
+
 def test_default_store_is_under_dot_nbflow_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

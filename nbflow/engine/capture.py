@@ -44,6 +44,21 @@ class _Handler(logging.Handler):
         buf = _buffer.get()
         if buf is not None:
             buf.write(self.format(record) + "\n")
+        elif not _others_handle(record) and logging.lastResort is not None:
+            # Outside a step this handler must change nothing: with no handler of the program's own,
+            # logging prints WARNING and above to stderr ("last resort"), and still does.
+            if record.levelno >= logging.lastResort.level:
+                logging.lastResort.handle(record)
+
+
+def _others_handle(record: logging.LogRecord) -> bool:
+    """Whether a handler other than the capture's sees *record* (as Logger.callHandlers walks them)."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        if any(h is not _handler for h in logger.handlers):
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
 
 
 _handler = _Handler()

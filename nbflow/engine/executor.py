@@ -256,3 +256,16 @@ def check(choice: Any) -> None:
     raise ExecutorError(
         f"unknown executor {choice!r}; use 'threads' (default), 'processes', 'dask' or nbflow.DaskExecutor(client)"
     )
+
+
+def check_workers(max_workers: Any) -> int | None:
+    """*max_workers* if it can bound a run's concurrency (None: the executor's default), else a clear error."""
+    if max_workers is None or (type(max_workers) is int and max_workers >= 1):
+        return max_workers  # type: ignore[no-any-return]
+    from ..errors import ExecutorError
+
+    raise ExecutorError(
+        f"max_workers must be a whole number of at least 1 (how many step bodies of a run may run at once), "
+        f"got {max_workers!r}; leave it out for the executor's default"
+    )
+

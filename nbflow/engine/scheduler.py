@@ -1214,6 +1214,7 @@ class Scheduler:
         except BaseException as exc:  # noqa: BLE001 - record, then let the run be taken over
             log.exception("nbflow scheduler for run %s stopped", self.run_id)
             self.error = exc
+            self._hand_back(exc)
         finally:
             self.executor.shutdown()
             with self.cond:
@@ -1221,6 +1222,24 @@ class Scheduler:
             from .lifecycle import forget
 
             forget(self)
+
+    def _hand_back(self, exc: BaseException) -> None:
+        """The scheduler stopped on an error: record it and give up the lease (best effort: the store
+        itself may be what failed), so every process sees the run as interrupted and can take it
+        over once the cause is fixed, as after a crash of the owner process."""
+        self._drop_connection()
+        try:
+            with self.store.engine.begin() as conn:
+                released = conn.execute(
+                    t.runs.update()
+                    .where(t.runs.c.id == self.run_id, t.runs.c.owner_id == self.owner_id)
+                    .values(owner_id=None, owner_pid=None, owner_host=None, updated_at=now())
+                ).rowcount
+                if released:
+                    self.store.add_event(conn, self.run_id, "scheduler_stopped", ts=now(),
+                                         data={"error": f"{type(exc).__name__}: {exc}"})
+        except Exception:
+            log.exception("nbflow: run %s could not be handed back after its scheduler stopped", self.run_id)
 
     def _loop(self) -> None:
         lock = self._turn_lock

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from ..errors import StoreError, UnknownRunError
+from ..states import InstanceStatus, RunStatus, status_filter
 from . import codec, schema
 from .codec import Artifacts, Encoded
 
@@ -79,7 +80,14 @@ class Store:
             return url
         raw = url or default_url()
         key = raw
-        parsed = make_url(raw)
+        try:
+            parsed = make_url(raw)
+        except (sa.exc.ArgumentError, TypeError, ValueError):
+            where = "NBFLOW_DB" if not url and os.environ.get("NBFLOW_DB") else "the store"
+            raise StoreError(
+                f"{where} must be a SQLAlchemy URL, got {raw!r}; for a SQLite file write sqlite:///path/to/nbflow.db "
+                f"(four slashes for an absolute path), for PostgreSQL postgresql+psycopg://user@host/db"
+            ) from None
         path = _sqlite_path(parsed)
         if path is not None:
             key = f"sqlite:///{path}"
@@ -218,9 +226,9 @@ class Store:
         stmt = sa.select(schema.runs).order_by(schema.runs.c.created_at.desc())
         if workflow is not None:
             stmt = stmt.where(schema.runs.c.workflow == workflow)
-        if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
-            stmt = stmt.where(schema.runs.c.status.in_([str(s) for s in wanted]))
+        wanted = status_filter(status, RunStatus)
+        if wanted is not None:
+            stmt = stmt.where(schema.runs.c.status.in_(wanted))
         if limit is not None:
             stmt = stmt.limit(limit)
         with self.engine.connect() as conn:
@@ -263,9 +271,9 @@ class Store:
             stmt = stmt.where(t.c.step == step)
         if items is not None:
             stmt = stmt.where(t.c.item.in_(list(items)))
-        if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
-            stmt = stmt.where(t.c.status.in_([str(s) for s in wanted]))
+        wanted = status_filter(status, InstanceStatus)
+        if wanted is not None:
+            stmt = stmt.where(t.c.status.in_(wanted))
         stmt = stmt.order_by(t.c.step, t.c.item)
         if conn is not None:
             return list(conn.execute(stmt).mappings())
