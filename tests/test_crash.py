@@ -195,7 +195,7 @@ def _crash_and_finish(
     # Odd seeds kill inside the long step (after a seeded number of its checkpoints), even seeds
     # after a seeded number of side effects of the chain and the foreach.
     if seed % 2:
-        killed = _kill_when(proc, progress, 1 + rng.randint(2, CHUNKS - 8))
+        killed = _kill_when(proc, progress, 1 + rng.randint(2, CHUNKS // 2))  # >= 0.6 s of it left to kill in
     else:
         killed = _kill_when(proc, effects, rng.randint(1, TOTAL_LINES - 50))
     assert killed, "the run finished before the kill point"

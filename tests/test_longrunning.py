@@ -193,7 +193,8 @@ def test_an_instance_waiting_out_its_backoff_holds_no_worker(db_url: str) -> Non
     assert len(quick_done) == 4
     # every quick item ran on the only worker while flaky was waiting out its 1 s backoff
     assert all(retrying.id < e.id < second.id for e in quick_done)
-    assert second.ts - retrying.ts >= 1.0 - 1e-3
+    # the retry time is set just before the retrying event is stamped: allow for a preempted thread
+    assert second.ts - retrying.ts >= 1.0 - 0.05
 
 
 # ---------------------------------------------------------------------------------- timeouts and deadlines
@@ -226,14 +227,14 @@ def test_a_timed_out_attempt_is_retried_and_its_late_result_discarded(db_url: st
 def test_time_paused_at_a_breakpoint_does_not_count_against_the_timeout(db_url: str) -> None:
     wf = nbflow.Workflow("pause_timeout", store=db_url)
 
-    @wf.step(timeout=0.5)
+    @wf.step(timeout=1.5)
     def quick():
         time.sleep(0.05)
         return "done"
 
     run = wf.run(breakpoints=["quick"])
     assert run.wait(timeout=30) == "paused"
-    time.sleep(0.8)  # held longer than the timeout
+    time.sleep(2.0)  # held longer than the timeout
     assert run.instance("quick").status == "paused"
     run.resume("quick")
     assert run.wait(timeout=30) == "succeeded"
@@ -257,7 +258,7 @@ def test_a_run_past_its_deadline_fails_and_cancels_what_is_unfinished(db_url: st
     def after(long):
         return long
 
-    run = wf.run(deadline=0.5)
+    run = wf.run(deadline=2.0)  # time enough for first to finish on a loaded machine
     try:
         assert finish(run) == "failed"
     finally:
@@ -266,7 +267,7 @@ def test_a_run_past_its_deadline_fails_and_cancels_what_is_unfinished(db_url: st
     assert statuses == {"first": "succeeded", "long": "cancelled", "after": "cancelled"}
     (exceeded,) = events(run, "deadline_exceeded")
     (created,) = events(run, "run_created")
-    assert 0.5 <= exceeded.data["deadline"] - created.ts < 2.0  # stored as the time it falls due
+    assert 2.0 <= exceeded.data["deadline"] - created.ts < 3.5  # stored as the time it falls due
     assert exceeded.data["deadline"] <= exceeded.ts
     assert events(run, "run_failed")
 

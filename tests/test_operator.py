@@ -294,7 +294,7 @@ def test_command_from_another_process_is_applied_by_the_live_owner(db_url: str) 
 
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"  # written, not waited for: the owner is another process
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT_S
     while run.instance("enrich", 3).status != "succeeded" and time.monotonic() < deadline:
         time.sleep(0.02)
     assert run.instance("enrich", 3).status == "succeeded"

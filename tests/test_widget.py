@@ -467,7 +467,8 @@ def test_a_run_owned_by_another_process_is_driven_through_its_owner(db_url: str,
 
         assert w.message["ok"] is True and "waiting for the run's owner" in w.message["text"]
         until(lambda: w.message.get("text") == "resumed 1 instance(s)", "the owner's answer in the widget")
-        assert statuses(run) == {"0": "paused", "1": "succeeded", "2": "paused"}
+        # the owner answers when the instance is ready; it succeeds a commit later
+        until(lambda: statuses(run) == {"0": "paused", "1": "succeeded", "2": "paused"}, "the resumed item to finish")
         w.handle_message({"action": "set_output", "step": "enrich", "key": "0", "json": "1"})
         until(lambda: w.message.get("text", "").startswith("refused: cannot set_output"), "the owner's refusal")
         assert w.message["ok"] is False
