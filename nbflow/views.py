@@ -460,9 +460,11 @@ def instance_detail(store: Store, run_id: str, step: str, key: str | None, histo
         if h["kind"] == "started" or not attempts:
             attempts.append({"attempt": n, "started": h["ts"] if h["kind"] == "started" else None,
                              "outcome": None if h["kind"] == "started" else h["kind"], "error": h["data"].get("error"),
+                             "traceback": h["data"].get("traceback"),
                              "finished": None if h["kind"] == "started" else h["ts"]})
         elif attempts[-1]["outcome"] is None:
-            attempts[-1].update(outcome=h["kind"], error=h["data"].get("error"), finished=h["ts"])
+            attempts[-1].update(outcome=h["kind"], error=h["data"].get("error"), traceback=h["data"].get("traceback"),
+                                finished=h["ts"])
     view.update({
         "inputs": inputs,
         "readonly_inputs": readonly,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import nbflow
-from nbflow import StepContext, Workflow
+from nbflow import StepContext, Workflow, views
 from sidefx import Barrier, Gate, Trail, peak_overlap
 
 pytestmark = pytest.mark.every_engine  # every test here runs on each store x executor
@@ -248,6 +248,28 @@ def test_retries_until_success_count_attempts_from_one(db_url: str, tmp_path: Pa
     assert (view.status, view.attempts, view.output) == ("succeeded", 3, "ok")
     kinds = [e.kind for e in run.history() if e.step == "flaky"]
     assert kinds.count("started") == 3 and kinds.count("retrying") == 2 and kinds[-1] == "succeeded"
+
+
+def test_a_retried_attempt_keeps_its_traceback_after_a_later_attempt_succeeds(db_url: str) -> None:
+    wf = Workflow("flaky-traced", db_url)
+
+    @wf.step(retries=1, backoff=0)
+    def flaky(ctx: StepContext) -> str:
+        if ctx.attempt == 1:
+            raise ConnectionError("the API hung up")
+        return "ok"
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    assert run.instance("flaky").error is None  # the instance keeps only its last outcome
+    (retrying,) = [e for e in run.history() if e.kind == "retrying"]
+    assert retrying.data["error"] == "ConnectionError: the API hung up"
+    assert 'raise ConnectionError("the API hung up")' in retrying.data["traceback"]
+    detail = views.instance_detail(wf.store, run.id, "flaky", None)
+    assert detail is not None
+    first, second = detail["attempts"]
+    assert (first["outcome"], second["outcome"], second["traceback"]) == ("retrying", "succeeded", None)
+    assert "Traceback (most recent call last)" in first["traceback"]
 
 
 def test_retries_exhausted_fail_after_one_plus_retries_attempts(db_url: str) -> None:

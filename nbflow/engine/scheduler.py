@@ -817,7 +817,7 @@ class Scheduler:
         held, reason = self._matching(inst, When.ERROR)
         if held:
             inst.pending_error = res
-            self._event("attempt_failed", inst, attempt=res.attempt, error=_err(res))
+            self._event("attempt_failed", inst, attempt=res.attempt, error=_err(res), **_traceback(res))
             self._pause(inst, When.ERROR, held, reason, finished_at=res.finished_at)
             return
         self._fail_or_retry(inst, res)
@@ -837,7 +837,8 @@ class Scheduler:
             delay = random.uniform(0, ceiling) if b.jitter else ceiling
             at = now() + delay
             self._set(inst, S.RETRYING, next_attempt_at=at, pause_reason=None, held_by=[])
-            self._event("retrying", inst, attempt=inst.attempt, error=_err(res) if res else None, delay=round(delay, 4))
+            self._event("retrying", inst, attempt=inst.attempt, error=_err(res) if res else None, delay=round(delay, 4),
+                        **_traceback(res))
             self._arm_timer(inst, at)
             return
         self._set(inst, S.FAILED, finished_at=now(), pause_reason=None, held_by=[])
@@ -1484,6 +1485,12 @@ def _err(res: Result | None) -> str | None:
     if res is None or res.error is None:
         return None
     return f"{res.error[0]}: {res.error[1]}"
+
+
+def _traceback(res: Result | None) -> dict[str, str]:
+    """A failed attempt's traceback for its event: the instance keeps only its last error, and a
+    retried attempt's would otherwise be lost once a later one succeeds."""
+    return {"traceback": res.error[2]} if res is not None and res.error is not None and res.error[2] else {}
 
 
 def new_owner_id() -> str:
