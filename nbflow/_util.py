@@ -45,6 +45,18 @@ def jsonable(value: Any) -> Any:
     return json.loads(text) if text is not None else {"repr": repr(value)[:2000]}
 
 
+def process_started_at(pid: int) -> float | None:
+    """When process *pid* started (epoch seconds, to the second), or None where /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()  # after "pid (command)"
+        with open("/proc/stat", "rb") as fh:
+            boot = next(float(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: start time in ticks
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
 def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False

@@ -217,6 +217,31 @@ def test_attach_takes_over_at_once_when_the_owner_was_killed(flow_dir: Path, db_
     assert [v.attempts for v in run.instances("square")] == [1] * N
 
 
+def test_attach_takes_over_when_the_dead_owners_pid_now_belongs_to_a_newer_process(
+    flow_dir: Path, db_url: str
+) -> None:
+    """A restarted container or machine hands out the same low pids again: a live process with the
+    owner's pid that started after the owner's last heartbeat is not the owner."""
+    child, run_id = start(flow_dir, breakpoints=["total"])
+    assert child.line() == "paused"
+    child.kill()
+    newcomer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:  # the owner died a minute ago
+            conn.execute("UPDATE runs SET owner_pid = ?, heartbeat_at = heartbeat_at - 60 WHERE id = ?",
+                         (newcomer.pid, run_id))
+        assert Run(Store.open(db_url), run_id).interrupted is True
+
+        run = import_flow(flow_dir).wf.attach(run_id)
+        assert owner(db_url, run_id) == (socket.gethostname(), os.getpid())
+        run.resume()
+        assert run.wait(timeout=30) == "succeeded"
+        assert newcomer.poll() is None  # nothing was done to the process that only had the pid
+    finally:
+        newcomer.kill()
+        newcomer.wait()
+
+
 def test_attach_is_refused_while_the_owner_is_alive_naming_it(flow_dir: Path, db_url: str) -> None:
     """A second owner for a live run is refused with the owner's pid and host; nothing changes."""
     child, run_id = start(flow_dir, breakpoints=["total"], hold=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 import sqlalchemy as sa
 
-from .._util import HOST, current_actor, now, pid_alive
+from .._util import HOST, current_actor, now, pid_alive, process_started_at
 from ..breakpoints import Breakpoint, normalize, validate
 from ..errors import DefinitionError, OwnershipError, StoreError
 from ..states import InstanceStatus as S
@@ -61,7 +61,13 @@ def owner_alive(row: Mapping[str, Any]) -> bool:
         if row["owner_pid"] == os.getpid():
             sched = live(row["id"])
             return sched is not None and sched.owner_id == row["owner_id"]
-        return pid_alive(int(row["owner_pid"] or 0))
+        pid = int(row["owner_pid"] or 0)
+        if not pid_alive(pid):
+            return False
+        # A process that started after the owner's last heartbeat is not the owner: its pid was reused
+        # (a restarted container or machine hands out the same low pids again).
+        started = process_started_at(pid)
+        return started is None or row["heartbeat_at"] is None or started <= row["heartbeat_at"] + 2.0
     return row["heartbeat_at"] is not None and now() - row["heartbeat_at"] < LEASE_S
 
 
