@@ -59,7 +59,7 @@ class When(StrEnum):
     ERROR = "error"
 
 
-def status_filter(status: str | Iterable[str] | None, kind: type[InstanceStatus] | type[RunStatus]) -> list[str] | None:
+def status_filter(status: str | Iterable[str] | None, kind: type[InstanceStatus | RunStatus]) -> list[str] | None:
     """A ``status=`` argument (one status or several) as a list of names; a name that is not a
     status of *kind* gets an error listing the ones that are (a typo must not read as "none")."""
     if status is None:
@@ -75,4 +75,3 @@ def status_filter(status: str | Iterable[str] | None, kind: type[InstanceStatus]
             f"{', '.join(map(repr, unknown))} is not a status of {what}; use one of: {', '.join(m.value for m in kind)}"
         )
     return names
-

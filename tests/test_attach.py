@@ -430,7 +430,7 @@ def test_a_scheduler_stopped_by_an_error_hands_the_run_back_to_be_taken_over(db_
         ran.add("second")
         return first + 1
 
-    wf.store  # opened (created) before the trigger is added
+    assert wf.store.is_sqlite  # opened (created) before the trigger is added
     db = db_url.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TRIGGER refuse BEFORE UPDATE ON instances WHEN NEW.step = 'second' "

@@ -44,11 +44,10 @@ class _Handler(logging.Handler):
         buf = _buffer.get()
         if buf is not None:
             buf.write(self.format(record) + "\n")
-        elif not _others_handle(record) and logging.lastResort is not None:
+        elif (last := logging.lastResort) is not None and record.levelno >= last.level and not _others_handle(record):
             # Outside a step this handler must change nothing: with no handler of the program's own,
             # logging prints WARNING and above to stderr ("last resort"), and still does.
-            if record.levelno >= logging.lastResort.level:
-                logging.lastResort.handle(record)
+            last.handle(record)
 
 
 def _others_handle(record: logging.LogRecord) -> bool:

@@ -268,4 +268,3 @@ def check_workers(max_workers: Any) -> int | None:
         f"max_workers must be a whole number of at least 1 (how many step bodies of a run may run at once), "
         f"got {max_workers!r}; leave it out for the executor's default"
     )
-
