@@ -251,6 +251,26 @@ def test_nbflow_db_is_used_when_no_store_is_given(
     assert not (workdir / ".nbflow").exists()
 
 
+def test_a_new_store_has_small_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    """1 KiB pages make a step's commit cheaper (bench/ B1); a file made with other pages still works."""
+    Store.open(f"sqlite:///{tmp_path / 'new.db'}")
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    wf = Workflow("on-old-pages", f"sqlite:///{old}")
+
+    @wf.step
+    def hello() -> str:
+        return "hi"
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded" and run.output("hello") == "hi"
+    page_size = "PRAGMA page_size"
+    assert rows(f"sqlite:///{tmp_path / 'new.db'}", page_size) == [(1024,)]
+    assert rows(f"sqlite:///{old}", page_size) == [(4096,)]
+
+
 def test_a_path_in_nbflow_db_is_refused_with_the_url_to_write_instead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
