@@ -33,6 +33,19 @@ def rows(db_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
 
 
+def hello_run(name: str, store: str | None = None) -> nbflow.Run:
+    """A finished run of a one-step workflow *name* (``hello`` returns "hi") in *store* (None: the default)."""
+    wf = Workflow(name, store)
+
+    @wf.step
+    def hello() -> str:
+        return "hi"
+
+    run = wf.run()
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    return run
+
+
 def test_store_file_is_readable_by_its_owner_only(db_url: str) -> None:
     Store.open(db_url)
     mode = stat.S_IMODE(os.stat(db_path(db_url)).st_mode)
@@ -63,14 +76,7 @@ def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
 
 
 def test_reopening_a_current_store_keeps_its_data(db_url: str) -> None:
-    wf = Workflow("kept", db_url)
-
-    @wf.step
-    def one() -> int:
-        return 1
-
-    run = wf.run()
-    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    run = hello_run("kept", db_url)
     fresh = Store(db_url)  # a second open of the same file, as another process would do
     try:
         assert [r["id"] for r in fresh.run_rows()] == [run.id]
@@ -238,14 +244,7 @@ def test_nbflow_db_is_used_when_no_store_is_given(
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     assert os.environ["NBFLOW_DB"] == db_url
-    wf = Workflow("from-env")
-
-    @wf.step
-    def hello() -> str:
-        return "hi"
-
-    run = wf.run()
-    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    run = hello_run("from-env")
     assert rows(db_url, "SELECT id, workflow, status FROM runs") == [(run.id, "from-env", "succeeded")]
     assert [r.id for r in nbflow.runs()] == [run.id]
     assert not (workdir / ".nbflow").exists()
@@ -258,14 +257,7 @@ def test_a_new_store_has_small_pages_and_an_existing_one_keeps_its_own(tmp_path:
     with sqlite3.connect(old) as conn:
         conn.execute("PRAGMA page_size=4096")
         conn.execute("CREATE TABLE notes (text TEXT)")
-    wf = Workflow("on-old-pages", f"sqlite:///{old}")
-
-    @wf.step
-    def hello() -> str:
-        return "hi"
-
-    run = wf.run()
-    assert run.wait(timeout=TIMEOUT) == "succeeded" and run.output("hello") == "hi"
+    assert hello_run("on-old-pages", f"sqlite:///{old}").output("hello") == "hi"
     page_size = "PRAGMA page_size"
     assert rows(f"sqlite:///{tmp_path / 'new.db'}", page_size) == [(1024,)]
     assert rows(f"sqlite:///{old}", page_size) == [(4096,)]
@@ -281,20 +273,13 @@ def test_a_path_in_nbflow_db_is_refused_with_the_url_to_write_instead(
 
 
 def test_a_status_filter_that_is_not_a_status_is_an_error_not_an_empty_list(db_url: str) -> None:
-    wf = Workflow("filters", db_url)
-
-    @wf.step
-    def one() -> int:
-        return 1
-
-    run = wf.run()
-    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    run = hello_run("filters", db_url)
     with pytest.raises(nbflow.NbflowError, match="'succeded' is not a status of a run; use one of: running, paused"):
         nbflow.runs(db_url, status="succeded")
     with pytest.raises(nbflow.NbflowError, match="'done' is not a status of an instance; use one of: pending"):
-        run.instances("one", status=["succeeded", "done"])
+        run.instances("hello", status=["succeeded", "done"])
     assert [r.id for r in nbflow.runs(db_url, status="succeeded")] == [run.id]
-    assert [i.status for i in run.instances("one", status="succeeded")] == ["succeeded"]
+    assert [i.status for i in run.instances("hello", status="succeeded")] == ["succeeded"]
 
 
 def test_default_store_is_under_dot_nbflow_in_the_working_directory(
@@ -302,14 +287,7 @@ def test_default_store_is_under_dot_nbflow_in_the_working_directory(
 ) -> None:
     monkeypatch.delenv("NBFLOW_DB", raising=False)
     monkeypatch.chdir(tmp_path)
-    wf = Workflow("default-place")
-
-    @wf.step
-    def hello() -> str:
-        return "hi"
-
-    run = wf.run()
-    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    run = hello_run("default-place")
     url = f"sqlite:///{tmp_path / '.nbflow' / 'nbflow.db'}"
     assert rows(url, "SELECT id FROM runs") == [(run.id,)]
 
