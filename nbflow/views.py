@@ -456,13 +456,11 @@ def instance_detail(store: Store, run_id: str, step: str, key: str | None, histo
     for h in history:
         if h["kind"] not in ATTEMPT_EVENTS:
             continue
-        n = h["data"].get("attempt")
-        if h["kind"] == "started" or not attempts:
-            attempts.append({"attempt": n, "started": h["ts"] if h["kind"] == "started" else None,
-                             "outcome": None if h["kind"] == "started" else h["kind"], "error": h["data"].get("error"),
-                             "traceback": h["data"].get("traceback"),
-                             "finished": None if h["kind"] == "started" else h["ts"]})
-        elif attempts[-1]["outcome"] is None:
+        started = h["kind"] == "started"
+        if started or not attempts:  # an outcome without a start: inputs that could not be resolved
+            attempts.append({"attempt": h["data"].get("attempt"), "started": h["ts"] if started else None,
+                             "outcome": None, "error": None, "traceback": None, "finished": None})
+        if not started and attempts[-1]["outcome"] is None:
             attempts[-1].update(outcome=h["kind"], error=h["data"].get("error"), traceback=h["data"].get("traceback"),
                                 finished=h["ts"])
     view.update({

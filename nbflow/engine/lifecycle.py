@@ -65,7 +65,8 @@ def owner_alive(row: Mapping[str, Any]) -> bool:
         if not pid_alive(pid):
             return False
         # A process that started after the owner's last heartbeat is not the owner: its pid was reused
-        # (a restarted container or machine hands out the same low pids again).
+        # (a restarted container or machine hands out the same low pids again). The 2 s allow for
+        # start times known to the second.
         started = process_started_at(pid)
         return started is None or row["heartbeat_at"] is None or started <= row["heartbeat_at"] + 2.0
     return row["heartbeat_at"] is not None and now() - row["heartbeat_at"] < LEASE_S
