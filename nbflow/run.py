@@ -197,7 +197,7 @@ class Run:
 
     def wait(self, timeout: float | None = None) -> RunStatus:
         """Block until the run is finished or paused (nothing can move without a person); return its status."""
-        from .engine.lifecycle import live
+        from .engine.lifecycle import live, stopped_error
 
         deadline = None if timeout is None else time.monotonic() + timeout
         sched = live(self.id)
@@ -209,11 +209,17 @@ class Run:
                         break
                     sched.cond.wait(0.5 if left is None else min(left, 0.5))
             if sched.error is not None and not sched.committed_status.terminal:
-                raise NbflowError(f"the scheduler of run {self.id} stopped: {sched.error}") from sched.error
+                raise _stopped(self.id, sched.error)
             return self.status
         while True:
-            status = RunStatus(self._row()["status"])
+            row = self._row()
+            status = RunStatus(row["status"])
             if status != RunStatus.RUNNING or self.interrupted:
+                # Its scheduler here stopped on an error (maybe before this wait began) and handed the
+                # run back; nobody has taken it over since.
+                error = stopped_error(self.id)
+                if error is not None and status == RunStatus.RUNNING and row["owner_id"] is None:
+                    raise _stopped(self.id, error)
                 return status
             if deadline is not None and time.monotonic() >= deadline:
                 return status
@@ -327,6 +333,13 @@ class Run:
         if self._wf is None:
             raise NbflowError("fork needs the workflow's code: use wf.attach(run_id).fork(...) from a Workflow")
         return fork_run(self._wf, self.id, from_step)
+
+
+def _stopped(run_id: str, error: BaseException) -> NbflowError:
+    """What ``wait`` raises when the run's scheduler in this process stopped on *error*."""
+    exc = NbflowError(f"the scheduler of run {run_id} stopped: {error}")
+    exc.__cause__ = error
+    return exc
 
 
 def runs(store: str | Store | None = None, workflow: str | None = None, status: str | Iterable[str] | None = None,

@@ -436,7 +436,10 @@ def test_a_scheduler_stopped_by_an_error_hands_the_run_back_to_be_taken_over(db_
         conn.execute("CREATE TRIGGER refuse BEFORE UPDATE ON instances WHEN NEW.step = 'second' "
                      "AND NEW.status = 'succeeded' BEGIN SELECT RAISE(ABORT, 'no space left on device'); END")
     run = wf.run()
-    with pytest.raises(nbflow.NbflowError, match=f"the scheduler of run {run.id} stopped:.*no space left"):
+    stopped = f"the scheduler of run {run.id} stopped:.*no space left"
+    with pytest.raises(nbflow.NbflowError, match=stopped):
+        run.wait(timeout=30)
+    with pytest.raises(nbflow.NbflowError, match=stopped):  # also once the scheduler is gone
         run.wait(timeout=30)
 
     assert owner(db_url, run.id) == (None, None)

@@ -39,6 +39,8 @@ _RUN_SEQ_LOCK = 7262012
 
 _live: dict[str, Scheduler] = {}
 _live_lock = threading.Lock()
+_stopped: dict[str, BaseException] = {}
+"""Runs whose scheduler in this process stopped on an error, and the error (until it drives them again)."""
 
 
 def live(run_id: str) -> Scheduler | None:
@@ -51,6 +53,13 @@ def forget(sched: Scheduler) -> None:
     with _live_lock:
         if _live.get(sched.run_id) is sched:
             del _live[sched.run_id]
+            if sched.error is not None:
+                _stopped[sched.run_id] = sched.error
+
+
+def stopped_error(run_id: str) -> BaseException | None:
+    """The error that stopped this process's scheduler of *run_id*, if that is how it last ended here."""
+    return _stopped.get(run_id)
 
 
 def owner_alive(row: Mapping[str, Any]) -> bool:
@@ -172,6 +181,7 @@ def _check_same_graph(wf: Workflow, plan: Plan, definition: Mapping[str, Any], r
 def _register(sched: Scheduler) -> None:
     with _live_lock:
         _live[sched.run_id] = sched
+        _stopped.pop(sched.run_id, None)
 
 
 def start_run(
