@@ -7,3 +7,4 @@ python3 b1_chain.py --repeat 5
 python3 b2_foreach.py --repeat 5
 python3 b3_attach.py --repeat 5
 python3 b4_resume_latency.py --samples 15 --repeat 5
+python3 b6_large_global.py --repeat 7

@@ -255,6 +255,10 @@ def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> N
         after = Text(", ".join(node["upstream"]) or "-")
         steps.add_row(Text(node["step"]), Text(kind), after, str(node["total"]), counts)
     con.print(steps)
+    for node in view["dag"]["nodes"]:
+        if node["uses"]:
+            con.print(Text(f"{node['step']} uses from the notebook (not stored with the run's code): "
+                           + ", ".join(u["text"] for u in node["uses"]), style="yellow"))
 
     if view["breakpoints"]:
         bps = Table(title="breakpoints", title_justify="left", box=box.SIMPLE_HEAD)

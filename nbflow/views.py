@@ -13,6 +13,7 @@ from ._util import jsonable
 from .breakpoints import Breakpoint
 from .commands import allowed_verbs
 from .engine.lifecycle import owner_alive, owner_text
+from .engine.pinning import Use
 from .run import TASK_ITEM, Run
 from .states import InstanceStatus, RunStatus
 from .store import Store
@@ -179,6 +180,7 @@ def _base_view(
             "upstream": list(spec.get("upstream", [])),
             "counts": {st: c.get(st, 0) for st in STATUSES},
             "total": sum(c.values()),
+            "uses": [{**u, "text": Use.from_json(u).describe()} for u in spec.get("uses", ())],
         })
     return {
         **_run_fields(row),

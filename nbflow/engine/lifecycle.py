@@ -6,13 +6,11 @@ import hashlib
 import difflib
 import json
 import os
-import sys
 import threading
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import cloudpickle
 import sqlalchemy as sa
 
 from .._util import HOST, current_actor, now, pid_alive, process_started_at
@@ -23,7 +21,9 @@ from ..states import RunStatus, StepKind
 from ..store import Store
 from ..store import schema as t
 from ..workflow import Plan, StepSpec, Workflow
+from . import pinning, source_lines
 from .executor import resolve
+from .pinning import Use
 from .scheduler import TASK_ITEM, Scheduler
 
 if TYPE_CHECKING:
@@ -87,19 +87,54 @@ def owner_text(row: Mapping[str, Any]) -> str:
 
 def pin(wf: Workflow, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]]:
     """The definition, version and pickled steps of *plan*. The version hashes each step's
-    pickled bytes too, so two runs whose steps read different captured values never share code."""
+    pickled bytes too, so two runs whose steps read different captured values never share code.
+    Each step's notebook uses (globals left out of its pickle) and source origins are recorded in
+    the definition after the version is taken: they say where the code came from, not what it is."""
     definition = wf.definition(plan)
     pickles: dict[str, bytes] = {}
+    uses: dict[str, list[Use]] = {}
     for name in plan.order:
         try:
-            pickles[name] = _pickle_pinned(plan.steps[name])
+            pickles[name], uses[name] = pinning.pickle_step(plan.steps[name])
         except Exception as exc:
             raise DefinitionError(
                 f"step {name!r} cannot be pickled to pin its code ({type(exc).__name__}: {exc}); "
                 "a step must not close over open files, locks or connections"
             ) from None
         definition["steps"][name]["code_sha256"] = hashlib.sha256(pickles[name]).hexdigest()
-    return definition, Workflow.version_of(definition), pickles
+    version = Workflow.version_of(definition)
+    for name in plan.order:
+        definition["steps"][name]["uses"] = [u.as_json() for u in uses[name]]
+        definition["steps"][name]["origins"] = [o.as_json() for o in source_lines.origins(plan.steps[name])]
+    return definition, version, pickles
+
+
+def notebook_uses(definition: Mapping[str, Any], step: str) -> list[Use]:
+    """What *step* of a stored definition reads from the notebook that is not stored with its code."""
+    return [Use.from_json(u) for u in definition["steps"][step].get("uses", ())]
+
+
+def check_portable(definition: Mapping[str, Any], backend: Any) -> None:
+    """Refuse a remote executor for a step whose notebook uses cannot travel with its code."""
+    where = backend.describe()
+    if where == "threads":
+        return
+    for step, spec in definition["steps"].items():
+        uses = notebook_uses(definition, step)
+        if uses:
+            kind = "processes" if where == "processes" else "dask"
+            raise DefinitionError(
+                f"step {step!r} uses {', '.join(u.describe() for u in uses)} from the notebook, which cannot be "
+                f"sent to executor={kind!r} ({_why(uses)}); create or load it inside the step, or run with the "
+                "thread executor"
+            )
+
+
+def _why(uses: list[Use]) -> str:
+    reasons = {u.reason for u in uses}
+    parts = (["it cannot be pickled"] if "unpicklable" in reasons else []) + (
+        [f"it is larger than {pinning.LARGE_GLOBAL_BYTES >> 20} MiB"] if "large" in reasons else [])
+    return " or ".join(parts)
 
 
 def save_version(
@@ -124,30 +159,6 @@ def save_version(
         pass  # another process pinned the same version first
 
 
-def _pickle_pinned(spec: StepSpec) -> bytes:
-    """Pickle a step with the code of its own module by value: by reference, a pinned run would
-    import today's module (or fail where it cannot be imported). Falls back to by reference when
-    the module's objects cannot be pickled by value."""
-    names = {getattr(f, "__module__", None) for f in (spec.fn, spec.key)}
-    registered = cloudpickle.list_registry_pickle_by_value()
-    mods = [
-        sys.modules[n] for n in names
-        if n and n != "__main__" and not n.startswith("nbflow") and n in sys.modules and n not in registered
-    ]
-    if not mods:
-        return cloudpickle.dumps(spec)
-    for mod in mods:
-        cloudpickle.register_pickle_by_value(mod)
-    try:
-        return cloudpickle.dumps(spec)
-    except Exception:  # noqa: BLE001 - e.g. a module global that cannot be pickled: keep the reference
-        pass
-    finally:
-        for mod in mods:
-            cloudpickle.unregister_pickle_by_value(mod)
-    return cloudpickle.dumps(spec)
-
-
 def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
     """The workflow exactly as pinned by *version* (used by `nbflow resume`)."""
     definition = store.definition(name, version)
@@ -155,15 +166,36 @@ def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
     steps: dict[str, StepSpec] = {}
     for step in definition["order"]:
         try:
-            steps[step] = cloudpickle.loads(code[step][1])
+            steps[step] = pinning.loads(code[step][1])
         except Exception as exc:
             raise StoreError(
                 f"cannot load the pinned code of step {step!r} (version {version}): {type(exc).__name__}: {exc}; "
                 "install what the step imports, or attach from a notebook with today's code"
             ) from None
+        found = definition["steps"][step].get("origins", ())
+        source_lines.restore(steps[step], tuple(source_lines.Origin.from_json(o) for o in found))
+        pinning.remember(steps[step], code[step][1], notebook_uses(definition, step))
     wf = Workflow(name, store)
     wf.steps = steps
     return wf
+
+
+def _check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any]) -> None:
+    """Refuse pinned code that lacks a notebook use a step still to run needs, naming both."""
+    done = {S.SUCCEEDED, S.SKIPPED, S.CANCELLED, S.FAILED}
+    for step in definition["order"]:
+        uses = notebook_uses(definition, step)
+        if not uses:
+            continue
+        rows = store.instance_rows(row["id"], step=step)
+        if rows and all(S(r["status"]) in done for r in rows):
+            continue
+        raise DefinitionError(
+            f"step {step!r} of run {row['id']} uses {', '.join(u.describe() for u in uses)} from the notebook, "
+            f"which is not stored with the run's code; resume it with `nbflow resume {row['id']} --notebook NB` "
+            "(runs the notebook's definitions first) or attach it from that notebook, or create the object inside "
+            "the step"
+        )
 
 
 def _check_same_graph(wf: Workflow, plan: Plan, definition: Mapping[str, Any], run_id: str) -> None:
@@ -209,6 +241,7 @@ def start_run(
     backend = resolve(executor)
     params_enc = store.encode(params, "run parameters")
     definition, version, pickles = pin(wf, plan)
+    check_portable(definition, backend)
     save_version(store, wf, plan, definition, version, pickles)
 
     run_id = uuid.uuid4().hex[:12]
@@ -294,6 +327,7 @@ def take_over(
     plan = wf.plan()
     _check_same_graph(wf, plan, stored_def, run_id)
     definition, version, pickles = pin(wf, plan)
+    check_portable(definition, backend)
     diffs: dict[str, str] = {}
     if version != row["version"]:
         save_version(store, wf, plan, definition, version, pickles)
@@ -348,6 +382,8 @@ def resume_pinned(store: Store, run_id: str, max_workers: int | None = None, exe
     keeps the executor it recorded unless *executor* says otherwise."""
     row = store.run_row(run_id)
     wf = pinned_workflow(store, row["workflow"], row["version"])
+    if not RunStatus(row["status"]).terminal:
+        _check_supplied(store, row, store.definition(row["workflow"], row["version"]))
     return take_over(store, wf, run_id, max_workers, live_code=False, executor=executor)
 
 

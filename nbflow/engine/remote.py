@@ -17,8 +17,9 @@ import cloudpickle
 
 from ..errors import RemoteError
 from ..store import codec
-from . import capture
+from . import capture, pinning, source_lines
 from .executor import Result, Task, execute
+from .source_lines import Origin
 
 _CACHE_SIZE = 64
 _specs: OrderedDict[str, Any] = OrderedDict()  # worker side: unpickled step code by digest
@@ -44,13 +45,14 @@ class Call:
     kwargs: dict[str, Any]
     what: str
     timed: bool
+    origins: tuple[Origin, ...] = ()  # the step's file names and lines, for the worker's tracebacks
 
 
 class Packer:
     """Owner side: pickles each step's code once per definition, then one call per attempt."""
 
     def __init__(self) -> None:
-        self._code: dict[int, tuple[Any, str, bytes]] = {}
+        self._code: dict[int, tuple[Any, str, bytes, tuple[Origin, ...]]] = {}
 
     def pack(self, task: Task) -> bytes | Result:
         """The pickled call, or a failed Result naming what could not be pickled (its inputs, its ctx)."""
@@ -64,24 +66,26 @@ class Packer:
         spec = task.spec
         held = self._code.get(id(spec))
         if held is None or held[0] is not spec:
-            from .lifecycle import _pickle_pinned
-
-            code = _pickle_pinned(spec)
-            held = (spec, hashlib.sha256(code).hexdigest(), code)
+            code, _uses = pinning.pickle_step(spec)
+            held = (spec, hashlib.sha256(code).hexdigest(), code, source_lines.origins(spec))
             self._code[id(spec)] = held
-        call = Call(task.ident, task.attempt, held[1], held[2], task.kwargs, task.what, task.on_start is not None)
+        call = Call(task.ident, task.attempt, held[1], held[2], task.kwargs, task.what, task.on_start is not None,
+                    held[3])
         return cloudpickle.dumps(call)
 
 
-def _step_code(digest: str, code: bytes) -> Any:
+def _step_code(digest: str, code: bytes, origins: tuple[Origin, ...]) -> Any:
     spec = _specs.get(digest)
     if spec is None:
-        spec = cloudpickle.loads(code)
+        spec = pinning.loads(code)
+        source_lines.restore(spec, origins)
         _specs[digest] = spec
         if len(_specs) > _CACHE_SIZE:
             _specs.popitem(last=False)
     else:
         _specs.move_to_end(digest)
+        for origin in origins:  # linecache may have been cleared since
+            source_lines.register(origin)
     return spec
 
 
@@ -89,7 +93,7 @@ def run_call(payload: bytes, channel: Channel) -> bytes:
     """Worker side: run one shipped attempt and return the pickled :class:`Result`."""
     try:
         call: Call = cloudpickle.loads(payload)
-        spec = _step_code(call.digest, call.code)
+        spec = _step_code(call.digest, call.code, call.origins)
     except BaseException as exc:  # noqa: BLE001 - e.g. a module the worker cannot import
         from .executor import error_triple
 
