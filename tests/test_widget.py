@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +114,21 @@ def test_the_widget_opens_on_the_paused_step_with_counts_and_one_page(db_url: st
     assert sorted(map(tuple, w.dag["edges"])) == [("enrich", "total"), ("load", "enrich")]
     assert w.selected_step == "enrich"
     assert [r["key"] for r in w.instances["rows"]] == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_the_widget_names_what_a_step_uses_from_the_notebook(db_url: str, widgets: Any) -> None:
+    lock = threading.Lock()  # a notebook object that cannot be pickled
+    wf = nbflow.Workflow("uses", db_url)
+
+    @wf.step
+    def guarded() -> int:
+        with lock:
+            return 1
+
+    run = wf.run(breakpoints=["guarded"])
+    assert run.wait(timeout=WAIT_S) == "paused"
+    w = widgets(run, live=False)
+    assert [u["text"] for u in node(w, "guarded")["uses"]] == ["lock (_thread.lock)"]
 
 
 # ------------------------------------------------------------------ operator actions

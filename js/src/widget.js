@@ -711,7 +711,7 @@ function render({ model, el }) {
     g.setAttribute("class", `nbf-node nbf-st-${n.status}${selected ? " nbf-selected" : ""}`);
     g.setAttribute("aria-label", `${n.step}: ${countsText(n.counts)}`);
     const kids = [
-      s("title", {}, `${n.step} (${n.kind}) — ${countsText(n.counts)}${n.breakpoints.length ? `\nbreakpoints: ${n.breakpoints.map(bpSummary).join("; ")}` : ""}`),
+      s("title", {}, `${n.step} (${n.kind}) — ${countsText(n.counts)}${n.breakpoints.length ? `\nbreakpoints: ${n.breakpoints.map(bpSummary).join("; ")}` : ""}${usesText(n) ? `\n${usesText(n)}` : ""}`),
       s("rect", { class: "nbf-node-box", width: w, height: hgt, rx: 8, ry: 8 }),
       s("text", { class: "nbf-node-name", x: 14, y: 18 }, truncate(n.step, 20)),
     ];
@@ -745,6 +745,11 @@ function render({ model, el }) {
         s("circle", { class: "nbf-bp-core", r: hit ? 6.5 : 5.5 })));
     }
     g.replaceChildren(...kids);
+  }
+
+  // what the step reads from the notebook that is not stored with the run's code (a resume elsewhere needs the notebook)
+  function usesText(n) {
+    return n.uses && n.uses.length ? `uses from the notebook: ${n.uses.map((u) => u.text).join(", ")}` : "";
   }
 
   function truncate(text, max) {
@@ -781,7 +786,8 @@ function render({ model, el }) {
       ui.selectedKeys.clear();
       ui.keysStep = step;
     }
-    stepTitle.replaceChildren(h("b", {}, step), node ? h("span", { class: "nbf-muted" }, ` ${node.kind} · ${fmt(node.total)}`) : "");
+    stepTitle.replaceChildren(h("b", {}, step), node ? h("span", { class: "nbf-muted" }, ` ${node.kind} · ${fmt(node.total)}`) : "",
+      node && usesText(node) ? h("span", { class: "nbf-uses", testid: "step-uses", title: "not stored with the run's code: a resume in another process needs the notebook (nbflow resume RUN --notebook NB)" }, ` · ${usesText(node)}`) : "");
     // the status filter, with the node's counts
     const counts = node ? node.counts : {};
     const want = [["", `all (${fmt(node ? node.total : 0)})`], ...STATUSES.filter((st) => counts[st] || st === p.status).map((st) => [st, `${st} (${fmt(counts[st] || 0)})`])];

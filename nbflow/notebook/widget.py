@@ -29,7 +29,8 @@ The DOM (the browser test relies on it; see /work/notes/ISSUE4.md): ``.nbflow-wi
 ``edit-output``, and for a waiting gate ``approve``, ``reject``, ``approval-comment``,
 ``approval-payload``, ``approval-error``; for a waiting signal ``token`` and ``copy-token``; ``json-editor``, ``reason``, ``json-save``, ``json-cancel``, ``json-error``;
 ``add-breakpoint``, ``bp-condition``, ``bp-when``, ``bp-key``, ``remove-breakpoint``; ``message``
-(class ``error`` when refused)."""
+(class ``error`` when refused); ``step-uses`` (what the chosen step reads from the notebook that is
+not stored with the run's code)."""
 from __future__ import annotations
 
 import contextlib
