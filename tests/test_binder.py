@@ -34,7 +34,7 @@ def requirement_lines(path: Path) -> list[str]:
     lines = []
     for raw in path.read_text().splitlines():
         line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if line:
+        if line and not line.startswith("-"):  # options such as -c FILE are not requirements
             lines.append(line)
     return lines
 
@@ -50,6 +50,32 @@ def test_binder_requirements_parse_and_name_jupyterlab() -> None:
     assert {"jupyterlab", "papermill", "dask"} <= names
     (lab,) = [r for r in reqs if r.name.lower() == "jupyterlab"]
     assert lab.specifier.contains("4.2.0") and not lab.specifier.contains("5.0.0")  # the sidebar is built for Lab 4
+
+
+def locked_versions() -> dict[str, str]:
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", (ROOT / "requirements" / "lock.txt").read_text(), re.M)
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
+
+
+def test_the_lock_pins_every_dependency_the_project_names() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    named = [*project["dependencies"], *project["optional-dependencies"]["dev"],
+             *requirement_lines(BINDER / "requirements.txt")]
+    locked = locked_versions()
+    missing = sorted({re.sub(r"[-_.]+", "-", Requirement(r).name).lower() for r in named} - set(locked))
+    assert not missing, f"requirements/lock.txt lacks {missing}: refresh it with ./scripts/lock"
+    for req in map(Requirement, named):  # the lock satisfies the ranges
+        version = locked[re.sub(r"[-_.]+", "-", req.name).lower()]
+        assert req.specifier.contains(version, prereleases=True), f"{req} is locked at {version}"
+
+
+def test_every_install_uses_the_lock() -> None:
+    for script in ("scripts/start", "scripts/test", "binder/postBuild"):
+        installs = [ln for ln in (ROOT / script).read_text().splitlines() if "pip install" in ln]
+        assert installs and all("-c requirements/lock.txt" in ln for ln in installs), script
+    assert "-c ../requirements/lock.txt" in (BINDER / "requirements.txt").read_text().splitlines()
 
 
 def test_binder_runtime_is_a_python_the_package_supports() -> None:
