@@ -205,16 +205,38 @@ def _owner_cell(view: Mapping[str, Any]) -> Text:
 # ---------------------------------------------------------------------------------- show
 @cli.command("show")
 @click.argument("run_id", metavar="RUN")
+@click.argument("target", required=False, metavar="[STEP[:KEY]]")
 @click.option(
     "--status", "inst_status", multiple=True, type=click.Choice(INSTANCE_STATUSES),
     help="List only instances in this status (repeatable). Text default: paused, failed, retrying, waiting.",
 )
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="List at most N instances.")
+@click.option("--inputs-only", is_flag=True,
+              help="With STEP[:KEY]: print only the instance's inputs, a JSON object of input name to value.")
 @_fmt_option
 @click.pass_obj
-def show_cmd(obj: _State, run_id: str, inst_status: tuple[str, ...], limit: int | None, fmt: str | None) -> None:
-    """The debug view of RUN: steps with counts per status, breakpoints and what they hold, instances."""
+def show_cmd(obj: _State, run_id: str, target: str | None, inst_status: tuple[str, ...], limit: int | None,
+             inputs_only: bool, fmt: str | None) -> None:
+    """The debug view of RUN: steps with counts per status, breakpoints and what they hold, instances.
+
+    With STEP[:KEY]: that one instance, with its inputs, output, error and traceback, logs, attempts
+    and history."""
     store = obj.store
+    if target is not None:
+        if inst_status or limit is not None:
+            raise click.UsageError("--status and --limit narrow the list of a run's instances; "
+                                   "they do not go with STEP[:KEY]")
+        detail = _instance_detail(store, store.run_row(run_id), target)
+        if inputs_only:
+            _emit_json(detail["inputs"])
+        elif obj.format(fmt) == "json":
+            _emit_json({"run": run_id, **detail})
+        else:
+            _render_instance(run_id, detail)
+        return
+    if inputs_only:
+        raise click.UsageError(f"--inputs-only shows one instance's inputs: name it, `nbflow show {run_id} STEP[:KEY] "
+                               "--inputs-only`")
     if obj.format(fmt) == "json":
         _emit_json(views.run_view(store, run_id, status=inst_status or None, limit=limit))
         return
@@ -299,30 +321,159 @@ def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> N
         con.print(Text(f"… and {total - limit} more (use --limit N, --status S, or -o json)", style="dim"))
 
 
+def _one_target(store: Store, row: Mapping[str, Any], target: str) -> tuple[str, str | None]:
+    """STEP[:KEY] naming a step or one instance of the run; an unknown step, a key on a task step or an
+    unknown key is refused naming it (exit 1). A found key costs one row's read, not the step's."""
+    ((step, keys),) = _groups([target])
+    key = keys[0] if keys else None
+    if key is None or views.instance_stamp(store, row["id"], step, key) is None:
+        _check_targets(store, row, [(step, keys)])
+    return step, key
+
+
+def _instance_detail(store: Store, row: Mapping[str, Any], target: str) -> dict[str, Any]:
+    """:func:`views.instance_detail` of the instance *target* names, or refused (exit 1) saying why there is none."""
+    run_id = row["id"]
+    step, key = _one_target(store, row, target)
+    detail = views.instance_detail(store, run_id, step, key)
+    if detail is not None:
+        return detail
+    if store.definition(row["workflow"], row["version"])["steps"][step]["kind"] == StepKind.FOREACH:
+        page = views.instance_page(store, run_id, step, limit=5)
+        if page["total"]:
+            sample = ", ".join(f"{step}:{r['key']}" for r in page["rows"]) + (", …" if page["total"] > 5 else "")
+            raise CommandRefused(
+                f"step {step!r} is a foreach step with {page['total']} instances; name one by its key: {sample}"
+            )
+        raise CommandRefused(f"step {step!r} of run {run_id} has no instances yet (its upstream output is not known)")
+    raise CommandRefused(f"step {step!r} of run {run_id} has no instance yet (the run has not reached it)")
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _render_instance(run_id: str, d: Mapping[str, Any]) -> None:
+    """One instance for people: its state, then a section per part (values as JSON, texts verbatim)."""
+    con = _console()
+
+    def heading(title: str, note: str = "") -> None:
+        con.print()
+        con.print(Text.assemble((title, "bold underline"), (f"  {note}" if note else "", "dim")))
+
+    def verbatim(text: str) -> None:
+        con.print(Text(text.rstrip("\n")), soft_wrap=True)
+
+    head = Text()
+    head.append(_label(d["step"], d["key"]), style="bold")
+    head.append(f"  in run {run_id}  ")
+    head.append_text(_status_text(d["status"]))
+    head.append(f"  attempt {d['attempt']}")
+    con.print(head)
+    facts = [("pause reason", d["pause_reason"]),
+             ("held by", ", ".join("break_on_error" if b == views.BREAK_ON_ERROR_ID else f"breakpoint {b}"
+                                   for b in d["held_by"]) or None),
+             ("started", d["started_at"] and _local(d["started_at"])),
+             ("finished", d["finished_at"] and _local(d["finished_at"])),
+             ("next attempt", d["next_attempt_at"] and _local(d["next_attempt_at"])),
+             ("deadline", d["deadline"] and _local(d["deadline"])),
+             ("signal token", d["token"]),
+             ("verbs now", ", ".join(d["verbs"]) or "none")]
+    for name, value in facts:
+        if value:
+            con.print(Text.assemble((f"{name}: ", "bold"), str(value)))
+
+    heading("inputs", f"read-only (not JSON, or too long): {', '.join(d['readonly_inputs'])}"
+            if d["readonly_inputs"] else "")
+    if not d["inputs"]:
+        con.print(Text("(none)", style="dim"))
+    for name, value in d["inputs"].items():
+        text = _json_text(value)
+        verbatim(f"{name} = " + text.replace("\n", "\n" + " " * (len(name) + 3)))
+    heading("output")
+    if d["has_output"]:
+        verbatim(_json_text(d["output"]))
+    else:
+        con.print(Text("(none)", style="dim"))
+    if d["error"]:
+        heading("error")
+        con.print(Text(f"{d['error']['type']}: {d['error']['message']}", style="bold red"), soft_wrap=True)
+        if d["error"]["traceback"]:
+            verbatim(d["error"]["traceback"])
+    heading("logs", "(only the last 64 KiB)" if d["logs_truncated"] else "")
+    if d["logs"]:
+        verbatim(d["logs"])
+    else:
+        con.print(Text("(none)", style="dim"))
+
+    heading("attempts")
+    if not d["attempts"]:
+        con.print(Text("(none yet)", style="dim"))
+    else:
+        table = Table(box=box.SIMPLE_HEAD)
+        for col in ("ATTEMPT", "STARTED", "FINISHED", "OUTCOME", "ERROR"):
+            table.add_column(col, justify="right" if col == "ATTEMPT" else "left")
+        for a in d["attempts"]:
+            table.add_row("-" if a["attempt"] is None else str(a["attempt"]), _local(a["started"]),
+                          _local(a["finished"]), _status_text(a["outcome"] or "running"), Text(a["error"] or "-"))
+        con.print(table)
+        final = d["error"]["traceback"] if d["error"] else None
+        for a in d["attempts"]:
+            if a["traceback"] and a["traceback"] != final:  # the last error's is printed above
+                con.print(Text(f"traceback of attempt {a['attempt']} ({a['outcome']}):", style="bold"))
+                verbatim(a["traceback"])
+
+    heading("history", f"(the last {len(d['history'])}; {d['history_omitted']} earlier: "
+            f"`nbflow history {run_id} --step {_label(d['step'], d['key'])}`)" if d["history_omitted"] else "")
+    con.print(_history_table(d["history"], with_instance=False))
+
+
+def _history_table(events: Sequence[Mapping[str, Any]], with_instance: bool = True) -> Table:
+    """Events as a table, numbered by ``n`` (their place in the run's history) rather than storage ids."""
+    table = Table(box=box.SIMPLE_HEAD)
+    cols = ("#", "TIME", "KIND", "INSTANCE", "ACTOR", "DATA")
+    for col in cols if with_instance else [c for c in cols if c != "INSTANCE"]:
+        table.add_column(col, justify="right" if col == "#" else "left")
+    for ev in events:
+        cells = [str(ev["n"]), _local(ev["ts"]), Text(ev["kind"])]
+        if with_instance:
+            cells.append(Text(_label(ev["step"], ev["key"])))
+        cells += [Text(ev["actor"] or "-"), Text(_compact(ev["data"]) if ev["data"] else "-")]
+        table.add_row(*cells)
+    return table
+
+
 # ---------------------------------------------------------------------------------- history
 @cli.command("history")
 @click.argument("run_id", metavar="RUN")
-@click.option("--after", type=click.IntRange(min=0), default=0, help="Only events with an id above this one.")
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the last N events.")
+@click.option("--step", "target", default=None, metavar="STEP[:KEY]",
+              help="Only the events of STEP's instances (or of one foreach item, STEP:KEY).")
+@click.option("--kind", "kinds", multiple=True, metavar="KIND",
+              help="Only events of this kind, e.g. failed, command (repeatable).")
+@click.option("--after", type=click.IntRange(min=0), default=0,
+              help="Only events after this one: its id (JSON) or its number # (text).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the last N (matching) events.")
 @_fmt_option
 @click.pass_obj
-def history_cmd(obj: _State, run_id: str, after: int, limit: int | None, fmt: str | None) -> None:
-    """The events of RUN, oldest first: status changes, attempts, errors, commands, mutations."""
-    events = views.history_view(obj.store, run_id, after=after)
-    if limit is not None:
-        events = events[-limit:] if limit else []
+def history_cmd(obj: _State, run_id: str, target: str | None, kinds: tuple[str, ...], after: int, limit: int | None,
+                fmt: str | None) -> None:
+    """The events of RUN, oldest first: status changes, attempts, errors, commands, mutations.
+
+    Text numbers them 1, 2, 3... within the run (the same number whatever the filters)."""
+    store = obj.store
+    step, key = _one_target(store, store.run_row(run_id), target) if target is not None else (None, None)
+    events = views.history_view(store, run_id, after=after, step=step, key=key, kinds=list(kinds) or None,
+                                limit=limit)
+    if not events and kinds:
+        have = store.event_kinds(run_id)
+        absent = [k for k in kinds if k not in have]
+        if absent:
+            _err(f"note: run {run_id} has no event of kind {', '.join(map(repr, absent))}; "
+                 f"its kinds are: {', '.join(have)}")
     if obj.format(fmt) == "json":
         _emit_json(events)
         return
-    table = Table(box=box.SIMPLE_HEAD)
-    for col in ("ID", "TIME", "KIND", "INSTANCE", "ACTOR", "DATA"):
-        table.add_column(col, justify="right" if col == "ID" else "left")
-    for ev in events:
-        table.add_row(
-            str(ev["id"]), _local(ev["ts"]), Text(ev["kind"]), Text(_label(ev["step"], ev["key"])),
-            Text(ev["actor"] or "-"), Text(_compact(ev["data"]) if ev["data"] else "-"),
-        )
-    _console().print(table)
+    _console().print(_history_table(events))
 
 
 # ---------------------------------------------------------------------------------- breakpoints

@@ -230,17 +230,21 @@ def run_view(
     return view
 
 
-def history_view(store: Store, run_id: str, after: int = 0) -> list[dict[str, Any]]:
-    """The run's events, oldest first (``nbflow history RUN -o json``)."""
+def history_view(
+    store: Store, run_id: str, after: int = 0, *, step: str | None = None, key: str | None = None,
+    kinds: Iterable[str] | None = None, limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The run's events, oldest first (``nbflow history RUN -o json``), narrowed as
+    :meth:`Store.event_rows` says; ``n`` numbers each among all the run's events, from 1."""
     store.run_row(run_id)  # an unknown run is an error, not an empty history
     out = []
-    for r in store.event_rows(run_id, after_id=after):
+    for r in store.event_rows(run_id, after_id=after, step=step, key=key, kinds=kinds, limit=limit):
         try:
             data = json.loads(r["data"]) if r["data"] else {}
         except ValueError:
             data = {"text": r["data"]}
         out.append({
-            "id": r["id"], "ts": iso(r["ts"]), "kind": r["kind"], "step": r["step"], "key": r["key"],
+            "id": r["id"], "n": r["n"], "ts": iso(r["ts"]), "kind": r["kind"], "step": r["step"], "key": r["key"],
             "actor": r["actor"], "data": data,
         })
     return out
@@ -453,7 +457,8 @@ def instance_detail(store: Store, run_id: str, step: str, key: str | None, histo
             data = json.loads(r["data"]) if r["data"] else {}
         except ValueError:
             data = {"text": r["data"]}
-        history.append({"id": r["id"], "ts": iso(r["ts"]), "kind": r["kind"], "actor": r["actor"], "data": data})
+        history.append({"id": r["id"], "n": r["id"] - low, "ts": iso(r["ts"]), "kind": r["kind"], "actor": r["actor"],
+                        "data": data})
     attempts: list[dict[str, Any]] = []
     for h in history:
         if h["kind"] not in ATTEMPT_EVENTS:

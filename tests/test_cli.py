@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ import jsonschema
 import pytest
 
 import nbflow
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # The documented schema of `nbflow show RUN -o json` (docs/cli.md); fields may be added, never removed.
 INSTANCE_STATUSES = ["pending", "ready", "running", "retrying", "paused", "waiting", "succeeded", "failed", "skipped",
@@ -262,6 +265,158 @@ def test_unknown_step_or_key_exits_1_and_changes_nothing(
     assert res.returncode == 1
     assert message in res.stderr and "Traceback" not in res.stderr
     assert not [e for e in paused_run.history() if e.kind == "command"]
+
+
+# ---------------------------------------------------------------------------------- one instance, history
+def failed_item_run(db_url: str) -> nbflow.Run:
+    """A finished run whose foreach item enrich:3 printed a line and raised on both of its attempts."""
+    wf = nbflow.Workflow("cli-fail", store=db_url)
+
+    @wf.step
+    def load(n):
+        return [{"id": i, "x": i} for i in range(n)]
+
+    @wf.foreach("load", key=lambda item: item["id"], retries=1, backoff=0)
+    def enrich(item):
+        print(f"enriching row {item['id']}")
+        if item["id"] == 3:
+            raise ValueError(f"row {item['id']} is bad")
+        return item["x"] * 10
+
+    @wf.step
+    def report(enrich):
+        return sum(enrich)
+
+    run = wf.run(params={"n": 5})
+    assert run.wait(timeout=30) == "failed"
+    return run
+
+
+def documented_fields(heading: str, table: int = 0) -> set[str]:
+    """The field names in the first column of the *table*-th table under README's ``#### `heading```."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(f"#### `{heading}`\n", 1)[1].split("\n#### ", 1)[0]
+    tables = re.findall(r"((?:^\|.*\|\n)+)", section, re.MULTILINE)
+    rows = tables[table].splitlines()[2:]
+    return {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split(" | ")[0])}
+
+
+def test_show_one_failed_item_prints_its_traceback_inputs_logs_and_attempts(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    res = cli(db_url, "show", run.id, "enrich:3")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "enrich:3" in out and "failed" in out
+    assert 'raise ValueError(f"row {item[\'id\']} is bad")' in out  # the traceback's source line, in full
+    assert "Traceback (most recent call last)" in out and "ValueError: row 3 is bad" in out
+    assert '"id": 3' in out and '"x": 3' in out  # its input
+    assert "enriching row 3\n--- attempt 2 ---\nenriching row 3" in out  # its logs, verbatim
+    attempts = out.split("attempts")[1].split("history")[0]
+    assert re.search(r"^\s*1\s.*retrying\s+ValueError: row 3 is bad", attempts, re.MULTILINE)
+    assert re.search(r"^\s*2\s.*failed\s+ValueError: row 3 is bad", attempts, re.MULTILINE)
+
+
+def test_show_one_instance_json_has_the_documented_fields(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    res = cli(db_url, "show", run.id, "enrich:3", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    detail = json.loads(res.stdout)
+    assert set(detail) == documented_fields("show RUN STEP[:KEY] -o json")
+    assert set(detail["attempts"][0]) == documented_fields("show RUN STEP[:KEY] -o json", table=1)
+    assert (detail["run"], detail["step"], detail["key"], detail["status"]) == (run.id, "enrich", "3", "failed")
+    assert detail["inputs"] == {"item": {"id": 3, "x": 3}}
+    assert detail["error"]["type"] == "ValueError" and "raise ValueError" in detail["error"]["traceback"]
+    assert detail["logs"] == "enriching row 3\n--- attempt 2 ---\nenriching row 3\n"
+    assert [(a["attempt"], a["outcome"]) for a in detail["attempts"]] == [(1, "retrying"), (2, "failed")]
+    assert "raise ValueError" in detail["attempts"][0]["traceback"]
+    numbered = {e["id"]: e["n"] for e in json.loads(cli(db_url, "history", run.id, "-o", "json").stdout)}
+    assert [(e["kind"], e["n"]) for e in detail["history"]] == [
+        (e["kind"], numbered[e["id"]]) for e in detail["history"]
+    ]
+    assert [e["kind"] for e in detail["history"]] == ["started", "retrying", "started", "failed"]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("nostep", "has no step 'nostep'; steps are: load, enrich, report"),
+     ("enrich:99", "step 'enrich' of run {run} has no instance with key 99"),
+     ("load:3", "step 'load' is a task step with a single instance; name it without a key: load"),
+     ("enrich", "step 'enrich' is a foreach step with 5 instances; name one by its key: enrich:0")],
+)
+def test_show_an_unknown_step_or_key_exits_1_naming_it(db_url: str, target: str, message: str) -> None:
+    run = failed_item_run(db_url)
+    res = cli(db_url, "show", run.id, target)
+    assert res.returncode == 1
+    assert message.format(run=run.id) in res.stderr and "Traceback" not in res.stderr
+    assert res.stdout == ""
+
+
+def test_show_inputs_only_prints_exactly_the_inputs(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    as_json = cli(db_url, "show", run.id, "enrich:3", "--inputs-only", "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {"item": {"id": 3, "x": 3}}
+    as_text = cli(db_url, "show", run.id, "enrich:3", "--inputs-only")
+    assert json.loads(as_text.stdout) == {"item": {"id": 3, "x": 3}}
+
+
+def test_show_inputs_only_without_an_instance_is_a_usage_error(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    res = cli(db_url, "show", run.id, "--inputs-only")
+    assert res.returncode == 2 and "--inputs-only" in res.stderr and "STEP[:KEY]" in res.stderr
+
+
+def test_history_json_keeps_the_id_and_numbers_events_from_1(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    events = json.loads(cli(db_url, "history", run.id, "-o", "json").stdout)
+    assert [e["n"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["id"] - e["n"] for e in events] == [events[0]["id"] - 1] * len(events)
+    assert set(events[0]) == documented_fields("history -o json")
+
+
+def test_history_filters_by_step_and_kind_keeping_each_events_number(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    every = json.loads(cli(db_url, "history", run.id, "-o", "json").stdout)
+    res = cli(db_url, "history", run.id, "--step", "enrich:3", "--kind", "started", "--kind", "failed", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    expected = [e for e in every if (e["step"], e["key"]) == ("enrich", "3") and e["kind"] in ("started", "failed")]
+    assert json.loads(res.stdout) == expected
+    assert [e["kind"] for e in expected] == ["started", "started", "failed"]
+    whole_step = json.loads(cli(db_url, "history", run.id, "--step", "enrich", "-o", "json").stdout)
+    assert whole_step == [e for e in every if e["step"] == "enrich"]
+    assert {e["key"] for e in whole_step} == {None, "0", "1", "2", "3", "4"}  # `expanded` is the step's own
+
+
+def test_history_limit_keeps_the_last_n_matching_events(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    every = json.loads(cli(db_url, "history", run.id, "-o", "json").stdout)
+    res = cli(db_url, "history", run.id, "--kind", "started", "--limit", "2", "-o", "json")
+    assert json.loads(res.stdout) == [e for e in every if e["kind"] == "started"][-2:]
+
+
+def test_history_text_numbers_events_and_after_takes_that_number(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    every = json.loads(cli(db_url, "history", run.id, "-o", "json").stdout)
+    res = cli(db_url, "history", run.id, "--after", "3", "--limit", "100")
+    assert res.returncode == 0, res.stderr
+    numbers = re.findall(r"^\s+(\d+)\s+\d{4}-\d\d-\d\d", res.stdout, re.MULTILINE)
+    assert numbers == [str(n) for n in range(4, len(every) + 1)]
+    assert str(every[0]["id"]) not in res.stdout
+    by_id = cli(db_url, "history", run.id, "--after", str(every[2]["id"]), "-o", "json")
+    assert json.loads(by_id.stdout) == every[3:]
+
+
+def test_history_of_an_unknown_step_exits_1_naming_it(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    res = cli(db_url, "history", run.id, "--step", "nostep")
+    assert res.returncode == 1 and "has no step 'nostep'" in res.stderr
+
+
+def test_history_of_a_kind_the_run_never_had_says_which_kinds_it_has(db_url: str) -> None:
+    run = failed_item_run(db_url)
+    res = cli(db_url, "history", run.id, "--kind", "faild", "-o", "json")
+    assert res.returncode == 0 and json.loads(res.stdout) == []
+    assert "no event of kind 'faild'" in res.stderr and "failed" in res.stderr
 
 
 # ---------------------------------------------------------------------------------- live runs

@@ -317,15 +317,36 @@ class Store:
             .order_by(t.c.step, t.c.item)
         )
 
-    def event_rows(self, run_id: str, after_id: int = 0) -> list[Mapping[str, Any]]:
+    def event_rows(
+        self, run_id: str, after_id: int = 0, *, step: str | None = None, key: str | None = None,
+        kinds: Iterable[str] | None = None, limit: int | None = None,
+    ) -> list[Mapping[str, Any]]:
+        """The run's events, oldest first, each with ``n``: its 1-based position in the whole history
+        (ids are dense per run, ``schema.EVENT_ID_SPAN``). *after_id* is an event id or, below the
+        run's range, a position n; *step*, *key* and *kinds* narrow, and *limit* keeps the last N, in
+        the query (a 1,000-item run has thousands of events)."""
         t = schema.events
         with self.engine.connect() as conn:
             low, high = self.event_range(run_id, conn)
-            return list(
-                conn.execute(
-                    sa.select(t).where(t.c.id > max(after_id, low), t.c.id < high, t.c.run_id == run_id).order_by(t.c.id)
-                ).mappings()
-            )
+            where = [t.c.id > (after_id if after_id >= low else low + after_id), t.c.id < high, t.c.run_id == run_id]
+            if step is not None:
+                where.append(t.c.step == step)
+            if key is not None:
+                where.append(t.c.key == key)
+            if kinds is not None:
+                where.append(t.c.kind.in_(list(kinds)))
+            stmt = sa.select(t, (t.c.id - low).label("n")).where(*where)
+            if limit is None:
+                return list(conn.execute(stmt.order_by(t.c.id)).mappings())
+            return list(conn.execute(stmt.order_by(t.c.id.desc()).limit(limit)).mappings())[::-1]
+
+    def event_kinds(self, run_id: str) -> list[str]:
+        """The kinds of event the run's history has, sorted (to tell a mistyped kind from an absent one)."""
+        t = schema.events
+        with self.engine.connect() as conn:
+            low, high = self.event_range(run_id, conn)
+            stmt = sa.select(t.c.kind).where(t.c.id > low, t.c.id < high).distinct().order_by(t.c.kind)
+            return list(conn.execute(stmt).scalars())
 
     def event_range(self, run_id: str, conn: Connection, lock: bool = False) -> tuple[int, int]:
         """``(low, high)``: the ids of the run's events lie strictly between (``schema.EVENT_ID_SPAN``);
