@@ -208,6 +208,30 @@ def test_unknown_run_step_and_key_are_404_with_a_message(server: Server) -> None
     assert_error(server.get(f"runs/{run.id}/instances/inc/99"), 404)
 
 
+@pytest.mark.parametrize("value", ["99999999999999999999", str(2**53), "-1", "ten", "1e3",
+                                   pytest.param("9" * 5000, id="5000-digits")])
+@pytest.mark.parametrize(("path", "name"), [
+    ("runs", "limit"), ("runs/{run}", "limit"), ("runs/{run}/history", "after"),
+    ("runs/{run}/instances?step=inc", "offset"),
+])
+def test_a_numeric_query_argument_out_of_range_is_400_naming_it_and_its_range(
+    server: Server, path: str, name: str, value: str
+) -> None:
+    run = finished_run(server.db)
+    url = path.format(run=run.id)
+    message = assert_error(server.get(url, params={name: value}), 400)
+    assert f"query argument {name!r} must be a whole number from 0 to {2**53 - 1}" in message
+    assert server.get(url, params={name: 2**53 - 1}).ok  # the top of the range is answered
+
+
+def test_an_instance_page_larger_than_1000_is_400_naming_the_range(server: Server) -> None:
+    run = finished_run(server.db)
+    message = assert_error(server.get(f"runs/{run.id}/instances", params={"step": "inc", "limit": 1001}), 400)
+    assert "query argument 'limit' must be a whole number from 0 to 1000, got '1001'" in message
+    page = server.get(f"runs/{run.id}/instances", params={"step": "inc", "limit": 1000}).json()
+    assert (page["limit"], page["total"]) == (1000, 2)
+
+
 # ---------------------------------------------------------------------------------- commands
 def test_a_cookie_session_post_without_xsrf_is_refused_and_writes_nothing(server: Server) -> None:
     run = paused_run(server.db, "srv_xsrf")

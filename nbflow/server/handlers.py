@@ -48,6 +48,12 @@ COMMAND_VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel"
 APPLY_WAIT_S = 10.0
 """How long a request waits for a live owner to apply a command before answering ``202 sent``."""
 
+QUERY_INT_MAX = 2**53 - 1
+"""The largest number a query argument (limit, offset, after) takes: exact in JSON, within SQL's 64-bit integers."""
+
+PAGE_MAX = 1000
+"""The most instances one ``GET runs/<id>/instances`` page holds (``?limit=``)."""
+
 SIGNAL_MAX_BYTES = 1024 * 1024
 """The largest signal body accepted (413 beyond)."""
 
@@ -184,16 +190,18 @@ class ApiHandler(_JsonErrors, APIHandler):
             raise _http(400, f"unknown field(s) {', '.join(map(repr, extra))}; fields are: {', '.join(allowed)}")
         return body
 
-    def int_arg(self, name: str, default: int | None) -> int | None:
+    def int_arg(self, name: str, default: int | None, high: int = QUERY_INT_MAX) -> int | None:
+        """A whole-number query argument from 0 to *high*; anything else is a 400 naming the range."""
         text = self.get_query_argument(name, None)
         if text in (None, ""):
             return default
         try:
-            value = int(text)
+            value: int | None = int(text)
         except ValueError:
-            raise _http(400, f"query argument {name!r} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise _http(400, f"query argument {name!r} must be >= 0")
+            value = None
+        if value is None or not 0 <= value <= high:
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise _http(400, f"query argument {name!r} must be a whole number from 0 to {high}, got {shown!r}")
         return value
 
     def list_arg(self, name: str) -> list[str]:
@@ -275,7 +283,7 @@ def _check_step(run_id: str, definition: Mapping[str, Any], step: str) -> None:
 
 class InstancesHandler(ApiHandler):
     """``GET /nbflow/api/runs/<id>/instances?step=&status=&text=&offset=&limit=``: one page of a
-    step's instances (:func:`nbflow.views.instance_page`)."""
+    step's instances (:func:`nbflow.views.instance_page`); ``limit`` is at most 1000 (0: the default 50)."""
 
     @web.authenticated
     @authorized
@@ -287,14 +295,14 @@ class InstancesHandler(ApiHandler):
         status = self.statuses("status", INSTANCE_STATUSES)
         text = self.get_query_argument("text", None) or None
         offset = self.int_arg("offset", 0) or 0
-        limit = self.int_arg("limit", 50) or 50
+        limit = self.int_arg("limit", 50, PAGE_MAX) or 50
 
         def work() -> dict[str, Any]:
             store = self.store
             _row, definition = _definition(store, run_id)
             _check_step(run_id, definition, step)
             return views.instance_page(store, run_id, step, status=status or None, text=text, offset=offset,
-                                       limit=min(limit, 1000))
+                                       limit=limit)
 
         self.reply(await asyncio.to_thread(work))
 
