@@ -360,6 +360,38 @@ def test_signal_body_must_be_json_and_at_most_1_mb(server: Server) -> None:
     assert_error(requests.post(url, data=b"1" * (1024 * 1024 + 1), timeout=30), 413)
 
 
+def post_chunked(url: str, chunks: Iterator[bytes]) -> tuple[int, str]:
+    """POST *chunks* with ``Transfer-Encoding: chunked`` (no Content-Length); the status and body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", parts.path, body=chunks, encode_chunked=True,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_a_chunked_signal_body_over_1_mb_is_413_and_delivers_nothing(server: Server) -> None:
+    run, token = waiting_run(server.db)
+    status, text = post_chunked(f"{server.url}/nbflow/signal/{token}", (b"1" * 65536 for _ in range(17)))
+    assert status == 413, text
+    assert "larger than 1048576 bytes" in json.loads(text)["message"]
+    assert run.instance("hook").status == "waiting"
+
+
+def test_a_chunked_signal_body_within_1_mb_is_delivered(server: Server) -> None:
+    run, token = waiting_run(server.db)
+    status, text = post_chunked(f"{server.url}/nbflow/signal/{token}", iter([b'{"rows": ', b"42", b"}"]))
+    assert status == 200, text
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("use") == {"got": {"rows": 42}}
+
+
 def test_signal_to_a_finished_wait_is_409(server: Server) -> None:
     run, token = waiting_run(server.db)
     assert server.post(f"runs/{run.id}/commands", {"verb": "cancel", "reason": "no longer needed"}).ok

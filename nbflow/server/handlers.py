@@ -57,6 +57,11 @@ PAGE_MAX = 1000
 SIGNAL_MAX_BYTES = 1024 * 1024
 """The largest signal body accepted (413 beyond)."""
 
+SIGNAL_DRAIN_BYTES = 16 * SIGNAL_MAX_BYTES
+"""A body over the limit is read to its end and dropped, up to this size, so that the client, still sending,
+gets its 413 instead of a reset connection; a body declared larger is answered 413 at once, and a chunked one
+that grows larger is cut off by the server."""
+
 SIGNAL_RATE = (120, 60.0)
 """At most this many signal requests per client address per this many seconds (429 beyond)."""
 
@@ -595,15 +600,21 @@ class SignalHandler(_JsonErrors, JupyterHandler):
             raise _http(429, "too many signal requests from this address; try again later")
         hits.append(now)
         length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > SIGNAL_MAX_BYTES:
-            raise _http(413, f"the signal body is larger than {SIGNAL_MAX_BYTES} bytes")
-        self.request.connection.set_max_body_size(SIGNAL_MAX_BYTES)  # type: ignore[union-attr]
+        if length is not None and length.isdigit() and int(length) > SIGNAL_DRAIN_BYTES:
+            raise self._too_large()
+        self.request.connection.set_max_body_size(SIGNAL_DRAIN_BYTES)  # type: ignore[union-attr]
 
     def data_received(self, chunk: bytes) -> None:
+        """Keep the body up to the limit; past it, count and drop (``post`` answers 413)."""
         self._size += len(chunk)
-        if self._size > SIGNAL_MAX_BYTES:
-            raise _http(413, f"the signal body is larger than {SIGNAL_MAX_BYTES} bytes")
-        self._chunks.append(chunk)
+        if self._size <= SIGNAL_MAX_BYTES:
+            self._chunks.append(chunk)
+        else:
+            self._chunks.clear()
+
+    @staticmethod
+    def _too_large() -> HTTPError:
+        return _http(413, f"the signal body is larger than {SIGNAL_MAX_BYTES} bytes")
 
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -613,6 +624,8 @@ class SignalHandler(_JsonErrors, JupyterHandler):
     @allow_unauthenticated
     @_translate
     async def post(self, token: str) -> None:
+        if self._size > SIGNAL_MAX_BYTES:
+            raise self._too_large()
         payload = _json_body(b"".join(self._chunks), allow_empty=True)
         actor = f"signal endpoint ({self.request.remote_ip})"
 
