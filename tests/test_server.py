@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -418,6 +419,43 @@ def test_takeover_of_a_run_whose_owner_is_alive_is_409_naming_it(server: Server)
 def test_takeover_of_a_finished_run_is_409(server: Server) -> None:
     run = finished_run(server.db)
     assert "succeeded" in assert_error(server.post(f"runs/{run.id}/takeover", {}), 409)
+
+
+ORPHAN_SCRIPT = """
+import sys
+
+import nbflow
+
+wf = nbflow.Workflow("srv_orphan", store=sys.argv[1])
+
+
+@wf.step
+def load():
+    print("loading")
+    return 1
+
+
+run = wf.run(breakpoints=["load"])
+print(run.id, run.wait(timeout=60))
+"""
+
+
+def test_a_takeover_worker_log_is_readable_by_its_owner_only(server: Server, tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120)
+    run_id, status = proc.stdout.split()
+    assert status == "paused", proc.stderr
+    resp = server.post(f"runs/{run_id}/takeover", {})
+    assert resp.status_code in (200, 202), resp.text
+    workers = Path(server.db.removeprefix("sqlite:///")).parent / "workers"
+    log = workers / f"{run_id}.log"
+    assert oct(stat.S_IMODE(workers.stat().st_mode)) == oct(0o700)
+    assert oct(stat.S_IMODE(log.stat().st_mode)) == oct(0o600)
+    assert server.post(f"runs/{run_id}/commands", {"verb": "cancel"}).status_code in (200, 202)
+    run = nbflow.Run(Store.open(server.db), run_id)
+    assert run.wait(timeout=30) == "cancelled"
+    poll(lambda: "is cancelled" in log.read_text())  # the worker said so and is done
 
 
 def live_owner_pid(db: str, run_id: str) -> int | None:
