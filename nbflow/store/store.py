@@ -1,7 +1,7 @@
 """Opening a store (engine, pragmas, migrations, secret) and the queries every surface shares.
 
-Only the scheduler writes instance state (through :meth:`Store.flush`); surfaces write
-commands and breakpoints through ``nbflow.commands``.
+Only a run's scheduler writes instance state (in batches: ``Scheduler._flush`` in :mod:`nbflow.engine.scheduler`);
+surfaces write commands and breakpoints through ``nbflow.commands``.
 """
 from __future__ import annotations
 
