@@ -3,7 +3,8 @@
 Every verb reads through the store's query helpers and :mod:`nbflow.views`, and acts through
 :mod:`nbflow.commands` (the one command path); it never writes store tables itself.
 Exit codes: 0 done, 1 refused or unknown run/step/key (the reason on stderr), 2 usage.
-docs/cli.md documents every verb and every field of ``-o json``.
+README.md documents every verb (section "The CLI: `nbflow`") and every field of ``-o json``
+(its "JSON reference").
 """
 from __future__ import annotations
 

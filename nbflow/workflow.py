@@ -16,6 +16,7 @@ from .engine.executor import check_workers
 from .errors import CycleError, DefinitionError
 from .states import StepKind
 from .store import Store
+from .store.schema import instances, workflows
 
 if TYPE_CHECKING:
     from .breakpoints import Breakpoints
@@ -23,6 +24,12 @@ if TYPE_CHECKING:
 
 CTX = "ctx"
 ITEM = "item"
+
+STEP_NAME_MAX: int = instances.c.step.type.length  # type: ignore[attr-defined]
+"""The longest step name the store's columns hold (characters)."""
+
+WORKFLOW_NAME_MAX: int = workflows.c.name.type.length  # type: ignore[attr-defined]
+"""The longest workflow name the store's columns hold (characters)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,25 @@ def _signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], frozenset[str]]
     return tuple(params), frozenset(defaults)
 
 
+def check_step_name(name: Any, what: str = "step") -> None:
+    """Refuse a name that could be stored but not addressed: ``step:key`` targets split at ``:``, and
+    the store's columns hold at most :data:`STEP_NAME_MAX` characters."""
+    if not isinstance(name, str):
+        raise DefinitionError(f"a {what} name must be a string, got {type(name).__name__} {name!r}")
+    if not name.strip():
+        raise DefinitionError(f"a {what} name cannot be empty or blank, got {name!r}; give it a name, e.g. 'load'")
+    if ":" in name:
+        raise DefinitionError(
+            f"{what} name {name!r} contains ':', which separates a step from a key in targets such as "
+            f"'step:key'; rename it without ':'"
+        )
+    if len(name) > STEP_NAME_MAX:
+        raise DefinitionError(
+            f"{what} name {name[:40]!r}... is {len(name)} characters long; the store holds at most "
+            f"{STEP_NAME_MAX}: shorten it"
+        )
+
+
 def _check_options(
     name: str, timeout: float | None, on_item_error: str, max_parallel: int | None, kind: StepKind
 ) -> None:
@@ -142,6 +168,11 @@ class Workflow:
     ) -> None:
         if not name or not isinstance(name, str):
             raise DefinitionError("a workflow needs a non-empty name, e.g. Workflow('etl')")
+        if len(name) > WORKFLOW_NAME_MAX:
+            raise DefinitionError(
+                f"workflow name {name[:40]!r}... is {len(name)} characters long; the store holds at most "
+                f"{WORKFLOW_NAME_MAX}: shorten it"
+            )
         self.name = name
         self._store_arg = store
         self._store: Store | None = store if isinstance(store, Store) else None
@@ -175,6 +206,7 @@ class Workflow:
 
     def add_step(self, spec: StepSpec) -> StepSpec:
         """Add or replace a fully built step (the magics use this for cell steps)."""
+        check_step_name(spec.name)
         old = self.steps.get(spec.name)
         if old is not None and old.kind != spec.kind:
             raise DefinitionError(
@@ -202,7 +234,8 @@ class Workflow:
     ) -> Callable[..., Any]:
         if not callable(fn):
             raise DefinitionError(f"a step must be a function, got {type(fn).__name__}")
-        step_name = name or fn.__name__
+        step_name = fn.__name__ if name is None else name
+        check_step_name(step_name)
         if step_name in (CTX, ITEM):
             raise DefinitionError(
                 f"a step cannot be named {step_name!r}: a parameter named {CTX!r} receives the step context and one "
@@ -244,6 +277,7 @@ class Workflow:
     ) -> StepSpec:
         """A human gate: waits until approved or rejected (``run.approve``/``run.reject``, the widget, the
         CLI). An approval's optional JSON payload becomes its output; a rejection fails it."""
+        check_step_name(name, "approval")
         if on_timeout not in ("reject", "approve"):
             raise DefinitionError(f"approval {name!r}: on_timeout must be 'reject' or 'approve', got {on_timeout!r}")
         _check_options(name, timeout, "fail", None, StepKind.APPROVAL)
@@ -256,6 +290,7 @@ class Workflow:
     def wait(self, name: str, *, after: Iterable[str] = (), timeout: float | None = None) -> StepSpec:
         """A step that waits for an external signal; the signal's payload becomes its output. Its
         correlation token is on the instance (``run.instance(name).token``) and in the ``waiting`` event."""
+        check_step_name(name, "wait step")
         _check_options(name, timeout, "fail", None, StepKind.WAIT)
         after = [after] if isinstance(after, str) else list(after)
         return self.add_step(StepSpec(

@@ -2,6 +2,7 @@
 good ones may name steps defined later; the version hash follows code and options."""
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -121,6 +122,64 @@ def test_a_step_named_ctx_or_item_is_refused(db_url: str, name: str) -> None:
     with pytest.raises(DefinitionError, match=f"a step cannot be named '{name}'.*rename"):
         wf.step(name=name)(body)
     assert wf.steps == {}
+    assert_store_untouched(db_url)
+
+
+def _define_each_kind(wf: Workflow, name: Any) -> list[Callable[[], Any]]:
+    """One definition of a step called *name* per way of defining one."""
+
+    def body() -> int:
+        return 1
+
+    return [lambda: wf.step(name=name)(body), lambda: wf.foreach("load", name=name)(body),
+            lambda: wf.approval(name), lambda: wf.wait(name)]
+
+
+@pytest.mark.parametrize("kind", range(4), ids=["step", "foreach", "approval", "wait"])
+def test_a_step_name_with_a_colon_is_refused_because_step_colon_key_could_not_address_it(
+    db_url: str, kind: int
+) -> None:
+    wf = Workflow("colons", db_url)
+    with pytest.raises(DefinitionError, match=r"'load:all' contains ':'.*'step:key'.*rename it without ':'"):
+        _define_each_kind(wf, "load:all")[kind]()
+    assert wf.steps == {}
+    assert_store_untouched(db_url)
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+@pytest.mark.parametrize("kind", range(4), ids=["step", "foreach", "approval", "wait"])
+def test_an_empty_or_blank_step_name_is_refused_not_replaced_by_the_function_name(
+    db_url: str, name: str, kind: int
+) -> None:
+    wf = Workflow("blank", db_url)
+    with pytest.raises(DefinitionError, match=f"name cannot be empty or blank, got {re.escape(repr(name))}"):
+        _define_each_kind(wf, name)[kind]()
+    assert wf.steps == {}  # in particular no step named 'body'
+    assert_store_untouched(db_url)
+
+
+@pytest.mark.parametrize("kind", range(4), ids=["step", "foreach", "approval", "wait"])
+def test_a_step_name_longer_than_the_store_holds_is_refused(db_url: str, kind: int) -> None:
+    wf = Workflow("long_steps", db_url)
+    with pytest.raises(DefinitionError, match="is 201 characters long; the store holds at most 200: shorten it"):
+        _define_each_kind(wf, "s" * 201)[kind]()
+    assert wf.steps == {}
+    _define_each_kind(wf, "s" * 200)[0]()  # the longest name that fits is fine
+    assert list(wf.steps) == ["s" * 200]
+    assert_store_untouched(db_url)
+
+
+def test_a_step_name_that_is_not_a_string_is_refused(db_url: str) -> None:
+    wf = Workflow("typed", db_url)
+    with pytest.raises(DefinitionError, match="a step name must be a string, got int 7"):
+        _define_each_kind(wf, 7)[0]()
+    assert wf.steps == {}
+
+
+def test_a_workflow_name_longer_than_the_store_holds_is_refused(db_url: str) -> None:
+    with pytest.raises(DefinitionError, match="workflow name 'wwww.*is 201 characters long.*at most 200: shorten it"):
+        Workflow("w" * 201, db_url)
+    assert Workflow("w" * 200, db_url).name == "w" * 200
     assert_store_untouched(db_url)
 
 

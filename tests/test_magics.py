@@ -246,6 +246,19 @@ def test_bad_magic_arguments_give_usage_and_no_traceback(kernel: Kernel) -> None
     assert kernel.value("list(current_workflow().steps)") == "[]"  # nothing was defined
 
 
+def test_a_cell_step_name_longer_than_the_store_holds_is_a_one_line_error(kernel: Kernel) -> None:
+    kernel.ok("%nbflow workflow long_cell_names")
+    long = kernel(f"""
+        %%step {"s" * 201}
+        1
+    """)
+    (err,) = long.errors
+    assert err["ename"] == "DefinitionError" and len(err["traceback"]) == 1
+    assert "201 characters long; the store holds at most 200: shorten it" in err["traceback"][0]
+    kernel.ok("from nbflow.notebook import current_workflow")
+    assert kernel.value("list(current_workflow().steps)") == "[]"
+
+
 def test_nbflow_errors_are_one_line_messages(kernel: Kernel) -> None:
     define_etl(kernel, "errors")
     kernel.ok("%nbflow run -p n=2 --break report --wait")

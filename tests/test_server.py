@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -208,6 +209,30 @@ def test_unknown_run_step_and_key_are_404_with_a_message(server: Server) -> None
     assert_error(server.get(f"runs/{run.id}/instances/inc/99"), 404)
 
 
+@pytest.mark.parametrize("value", ["99999999999999999999", str(2**53), "-1", "ten", "1e3",
+                                   pytest.param("9" * 5000, id="5000-digits")])
+@pytest.mark.parametrize(("path", "name"), [
+    ("runs", "limit"), ("runs/{run}", "limit"), ("runs/{run}/history", "after"),
+    ("runs/{run}/instances?step=inc", "offset"),
+])
+def test_a_numeric_query_argument_out_of_range_is_400_naming_it_and_its_range(
+    server: Server, path: str, name: str, value: str
+) -> None:
+    run = finished_run(server.db)
+    url = path.format(run=run.id)
+    message = assert_error(server.get(url, params={name: value}), 400)
+    assert f"query argument {name!r} must be a whole number from 0 to {2**53 - 1}" in message
+    assert server.get(url, params={name: 2**53 - 1}).ok  # the top of the range is answered
+
+
+def test_an_instance_page_larger_than_1000_is_400_naming_the_range(server: Server) -> None:
+    run = finished_run(server.db)
+    message = assert_error(server.get(f"runs/{run.id}/instances", params={"step": "inc", "limit": 1001}), 400)
+    assert "query argument 'limit' must be a whole number from 0 to 1000, got '1001'" in message
+    page = server.get(f"runs/{run.id}/instances", params={"step": "inc", "limit": 1000}).json()
+    assert (page["limit"], page["total"]) == (1000, 2)
+
+
 # ---------------------------------------------------------------------------------- commands
 def test_a_cookie_session_post_without_xsrf_is_refused_and_writes_nothing(server: Server) -> None:
     run = paused_run(server.db, "srv_xsrf")
@@ -336,6 +361,38 @@ def test_signal_body_must_be_json_and_at_most_1_mb(server: Server) -> None:
     assert_error(requests.post(url, data=b"1" * (1024 * 1024 + 1), timeout=30), 413)
 
 
+def post_chunked(url: str, chunks: Iterator[bytes]) -> tuple[int, str]:
+    """POST *chunks* with ``Transfer-Encoding: chunked`` (no Content-Length); the status and body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", parts.path, body=chunks, encode_chunked=True,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_a_chunked_signal_body_over_1_mb_is_413_and_delivers_nothing(server: Server) -> None:
+    run, token = waiting_run(server.db)
+    status, text = post_chunked(f"{server.url}/nbflow/signal/{token}", (b"1" * 65536 for _ in range(17)))
+    assert status == 413, text
+    assert "larger than 1048576 bytes" in json.loads(text)["message"]
+    assert run.instance("hook").status == "waiting"
+
+
+def test_a_chunked_signal_body_within_1_mb_is_delivered(server: Server) -> None:
+    run, token = waiting_run(server.db)
+    status, text = post_chunked(f"{server.url}/nbflow/signal/{token}", iter([b'{"rows": ', b"42", b"}"]))
+    assert status == 200, text
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("use") == {"got": {"rows": 42}}
+
+
 def test_signal_to_a_finished_wait_is_409(server: Server) -> None:
     run, token = waiting_run(server.db)
     assert server.post(f"runs/{run.id}/commands", {"verb": "cancel", "reason": "no longer needed"}).ok
@@ -362,6 +419,43 @@ def test_takeover_of_a_run_whose_owner_is_alive_is_409_naming_it(server: Server)
 def test_takeover_of_a_finished_run_is_409(server: Server) -> None:
     run = finished_run(server.db)
     assert "succeeded" in assert_error(server.post(f"runs/{run.id}/takeover", {}), 409)
+
+
+ORPHAN_SCRIPT = """
+import sys
+
+import nbflow
+
+wf = nbflow.Workflow("srv_orphan", store=sys.argv[1])
+
+
+@wf.step
+def load():
+    print("loading")
+    return 1
+
+
+run = wf.run(breakpoints=["load"])
+print(run.id, run.wait(timeout=60))
+"""
+
+
+def test_a_takeover_worker_log_is_readable_by_its_owner_only(server: Server, tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120)
+    run_id, status = proc.stdout.split()
+    assert status == "paused", proc.stderr
+    resp = server.post(f"runs/{run_id}/takeover", {})
+    assert resp.status_code in (200, 202), resp.text
+    workers = Path(server.db.removeprefix("sqlite:///")).parent / "workers"
+    log = workers / f"{run_id}.log"
+    assert oct(stat.S_IMODE(workers.stat().st_mode)) == oct(0o700)
+    assert oct(stat.S_IMODE(log.stat().st_mode)) == oct(0o600)
+    assert server.post(f"runs/{run_id}/commands", {"verb": "cancel"}).status_code in (200, 202)
+    run = nbflow.Run(Store.open(server.db), run_id)
+    assert run.wait(timeout=30) == "cancelled"
+    poll(lambda: "is cancelled" in log.read_text())  # the worker said so and is done
 
 
 def live_owner_pid(db: str, run_id: str) -> int | None:

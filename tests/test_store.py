@@ -7,6 +7,7 @@ import sqlite3
 import stat
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,41 @@ def test_store_side_files_and_artifacts_are_owner_only(db_url: str) -> None:
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert any(p.parent.name == "sha256" for p in files)
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(0o600) for p in files}
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The most permissive umask (0): whatever nbflow makes owner-only, it makes so itself."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> str:
+    return oct(stat.S_IMODE(path.stat().st_mode))
+
+
+def test_folders_a_new_store_creates_are_owner_only_and_the_users_own_keep_their_mode(
+    tmp_path: Path, open_umask: None
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    store = home / "project" / ".nbflow"
+    wf = Workflow("private_folders", f"sqlite:///{store / 'nbflow.db'}")
+
+    @wf.step
+    def secret() -> str:
+        return "s" * (300 * 1024)  # large enough for an artifact file
+
+    assert wf.run().wait(timeout=TIMEOUT) == "succeeded"
+    created = [home / "project", store, store / "artifacts", store / "artifacts" / "sha256"]
+    assert [mode(p) for p in created] == [oct(0o700)] * len(created)
+    assert mode(home) == oct(0o755)
+    files = [p for p in store.rglob("*") if p.is_file()]
+    assert any(p.parent.name == "sha256" for p in files)
+    assert {p.name: mode(p) for p in files} == {p.name: oct(0o600) for p in files}
 
 
 def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:

@@ -32,7 +32,7 @@ from ..errors import DefinitionError, NbflowError
 from ..run import Run
 from ..states import StepKind
 from ..views import run_summary
-from ..workflow import CTX, ITEM, StepSpec, Workflow, _check_options
+from ..workflow import CTX, ITEM, StepSpec, Workflow, _check_options, check_step_name
 
 DEFAULT_WORKFLOW = "notebook"
 """The workflow a ``%%step`` cell joins when no ``%nbflow workflow NAME`` selected one."""
@@ -190,6 +190,7 @@ def _key_function(cell: CellStep) -> Callable[[Any], Any] | None:
 
 def build(cell: CellStep, wf: Workflow, run_params: Collection[str] = ()) -> StepSpec:
     """Compile *cell* into a step spec, deriving its parameters from today's steps and namespace."""
+    check_step_name(cell.name)
     try:
         cell.free = tuple(free_names(_parse(cell)))
     except SyntaxError:

@@ -19,7 +19,7 @@ json, reason}`` (only the inputs that differ are sent on), ``set_output {step, k
 condition}`` (workflow-scoped), ``remove_breakpoint {step, key}``. ``json`` is the editor's text,
 parsed again here.
 
-The DOM (the browser test relies on it; see /work/notes/ISSUE4.md): ``.nbflow-widget[data-run-id]
+The DOM (tests/test_browser.py relies on it): ``.nbflow-widget[data-run-id]
 [data-status]``; ``status-badge``, ``progress``; ``g[data-testid=node][data-step]`` with
 ``bp-marker``; ``instances`` with ``instance-row[data-key]``, ``row-status``, ``select``;
 ``filter-status``, ``filter-text``, ``page-prev``, ``page-next``, ``page-info``; ``resume-selected``,

@@ -48,8 +48,19 @@ COMMAND_VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel"
 APPLY_WAIT_S = 10.0
 """How long a request waits for a live owner to apply a command before answering ``202 sent``."""
 
+QUERY_INT_MAX = 2**53 - 1
+"""The largest number a query argument (limit, offset, after) takes: exact in JSON, within SQL's 64-bit integers."""
+
+PAGE_MAX = 1000
+"""The most instances one ``GET runs/<id>/instances`` page holds (``?limit=``)."""
+
 SIGNAL_MAX_BYTES = 1024 * 1024
 """The largest signal body accepted (413 beyond)."""
+
+SIGNAL_DRAIN_BYTES = 16 * SIGNAL_MAX_BYTES
+"""A body over the limit is read to its end and dropped, up to this size, so that the client, still sending,
+gets its 413 instead of a reset connection; a body declared larger is answered 413 at once, and a chunked one
+that grows larger is cut off by the server."""
 
 SIGNAL_RATE = (120, 60.0)
 """At most this many signal requests per client address per this many seconds (429 beyond)."""
@@ -184,16 +195,18 @@ class ApiHandler(_JsonErrors, APIHandler):
             raise _http(400, f"unknown field(s) {', '.join(map(repr, extra))}; fields are: {', '.join(allowed)}")
         return body
 
-    def int_arg(self, name: str, default: int | None) -> int | None:
+    def int_arg(self, name: str, default: int | None, high: int = QUERY_INT_MAX) -> int | None:
+        """A whole-number query argument from 0 to *high*; anything else is a 400 naming the range."""
         text = self.get_query_argument(name, None)
         if text in (None, ""):
             return default
         try:
-            value = int(text)
+            value: int | None = int(text)
         except ValueError:
-            raise _http(400, f"query argument {name!r} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise _http(400, f"query argument {name!r} must be >= 0")
+            value = None
+        if value is None or not 0 <= value <= high:
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise _http(400, f"query argument {name!r} must be a whole number from 0 to {high}, got {shown!r}")
         return value
 
     def list_arg(self, name: str) -> list[str]:
@@ -275,7 +288,7 @@ def _check_step(run_id: str, definition: Mapping[str, Any], step: str) -> None:
 
 class InstancesHandler(ApiHandler):
     """``GET /nbflow/api/runs/<id>/instances?step=&status=&text=&offset=&limit=``: one page of a
-    step's instances (:func:`nbflow.views.instance_page`)."""
+    step's instances (:func:`nbflow.views.instance_page`); ``limit`` is at most 1000 (0: the default 50)."""
 
     @web.authenticated
     @authorized
@@ -287,14 +300,14 @@ class InstancesHandler(ApiHandler):
         status = self.statuses("status", INSTANCE_STATUSES)
         text = self.get_query_argument("text", None) or None
         offset = self.int_arg("offset", 0) or 0
-        limit = self.int_arg("limit", 50) or 50
+        limit = self.int_arg("limit", 50, PAGE_MAX) or 50
 
         def work() -> dict[str, Any]:
             store = self.store
             _row, definition = _definition(store, run_id)
             _check_step(run_id, definition, step)
             return views.instance_page(store, run_id, step, status=status or None, text=text, offset=offset,
-                                       limit=min(limit, 1000))
+                                       limit=limit)
 
         self.reply(await asyncio.to_thread(work))
 
@@ -587,15 +600,21 @@ class SignalHandler(_JsonErrors, JupyterHandler):
             raise _http(429, "too many signal requests from this address; try again later")
         hits.append(now)
         length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > SIGNAL_MAX_BYTES:
-            raise _http(413, f"the signal body is larger than {SIGNAL_MAX_BYTES} bytes")
-        self.request.connection.set_max_body_size(SIGNAL_MAX_BYTES)  # type: ignore[union-attr]
+        if length is not None and length.isdigit() and int(length) > SIGNAL_DRAIN_BYTES:
+            raise self._too_large()
+        self.request.connection.set_max_body_size(SIGNAL_DRAIN_BYTES)  # type: ignore[union-attr]
 
     def data_received(self, chunk: bytes) -> None:
+        """Keep the body up to the limit; past it, count and drop (``post`` answers 413)."""
         self._size += len(chunk)
-        if self._size > SIGNAL_MAX_BYTES:
-            raise _http(413, f"the signal body is larger than {SIGNAL_MAX_BYTES} bytes")
-        self._chunks.append(chunk)
+        if self._size <= SIGNAL_MAX_BYTES:
+            self._chunks.append(chunk)
+        else:
+            self._chunks.clear()
+
+    @staticmethod
+    def _too_large() -> HTTPError:
+        return _http(413, f"the signal body is larger than {SIGNAL_MAX_BYTES} bytes")
 
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -605,6 +624,8 @@ class SignalHandler(_JsonErrors, JupyterHandler):
     @allow_unauthenticated
     @_translate
     async def post(self, token: str) -> None:
+        if self._size > SIGNAL_MAX_BYTES:
+            raise self._too_large()
         payload = _json_body(b"".join(self._chunks), allow_empty=True)
         actor = f"signal endpoint ({self.request.remote_ip})"
 

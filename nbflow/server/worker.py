@@ -23,6 +23,7 @@ from tornado import web
 
 from .. import views
 from ..states import RunStatus
+from ..store.codec import private_dirs
 from .handlers import ApiHandler, _http, _translate
 
 IDLE_EXIT_S = 1800.0
@@ -49,8 +50,9 @@ def start_worker(url: str, run_id: str, actor: str | None = None) -> subprocess.
     log = _log_path(url, run_id)
     out: Any = subprocess.DEVNULL
     if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        out = open(log, "ab")  # noqa: SIM115 - handed to the child, closed below
+        private_dirs(log.parent)
+        # Owner-only, like the store: a worker's log holds step output.
+        out = os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nbflow.server.worker", run_id],

@@ -100,6 +100,18 @@ def decode(codec: str | None, data: bytes | None) -> Any:
     raise SerializationError(f"unknown codec {codec!r}; this store was written by a newer nbflow")
 
 
+def private_dirs(path: Path) -> None:
+    """Create folder *path* and its missing parents owner-only (0700): a store's folders hold values and
+    logs that other local users must not read. Folders that already exist keep their mode."""
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another thread or process made it meanwhile
+            folder.mkdir(mode=0o700)
+
+
 class Artifacts:
     """Content-addressed files for large values: ``<root>/sha256/<hex>``."""
 
@@ -111,7 +123,7 @@ class Artifacts:
         digest = hashlib.sha256(enc.data).hexdigest()
         path = self.root / "sha256" / digest
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(path.parent)
             # A temporary name of its own: threads and processes may store the same value at once.
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest}.", suffix=".tmp")  # mode 0o600
             try:

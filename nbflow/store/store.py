@@ -1,7 +1,7 @@
 """Opening a store (engine, pragmas, migrations, secret) and the queries every surface shares.
 
-Only the scheduler writes instance state (through :meth:`Store.flush`); surfaces write
-commands and breakpoints through ``nbflow.commands``.
+Only a run's scheduler writes instance state (in batches: ``Scheduler._flush`` in :mod:`nbflow.engine.scheduler`);
+surfaces write commands and breakpoints through ``nbflow.commands``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from ..errors import StoreError, UnknownRunError
 from ..states import InstanceStatus, RunStatus, status_filter
 from . import codec, schema
-from .codec import Artifacts, Encoded
+from .codec import Artifacts, Encoded, private_dirs
 
 _cache: dict[str, Store] = {}
 _cache_lock = threading.Lock()
@@ -57,7 +57,7 @@ class Store:
         parsed = make_url(url)
         path = _sqlite_path(parsed)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(path.parent)
             if not path.exists():
                 # The store can make this user run code (pickles, conditions): owner-only.
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
