@@ -16,7 +16,7 @@ from .breakpoints import Breakpoint, compile_condition, key_text
 from .errors import CommandRefused, DefinitionError
 from .states import InstanceStatus as S
 from .states import RunStatus, StepKind, When
-from .store import Store
+from .store import Store, codec
 from .store import schema as t
 
 if TYPE_CHECKING:
@@ -64,8 +64,9 @@ def submit(
     key_list = None if keys is None else [key_text(k) for k in keys]
     if verb not in ("cancel", "breakpoint", "signal"):
         _prevalidate(store, row, verb, step, key_list, payload)
-    enc = store.encode(dict(payload or {}), f"payload of {verb}")
-    with store.engine.begin() as conn:
+    enc = codec.encode(dict(payload or {}), f"payload of {verb}")
+    with store.begin() as conn:  # a large payload's file goes again if the command is not written
+        enc = store.write_value(conn, enc)
         cid = conn.execute(
             t.commands.insert().values(
                 run_id=run_id, verb=verb, target=json.dumps({"step": step, "keys": key_list}),
@@ -151,7 +152,7 @@ def _signal_to_finished_run(
     who = actor or current_actor()
     status = RunStatus(store.run_row(run_id)["status"])
     result = "refused"
-    with store.engine.begin() as conn:
+    with store.begin() as conn:
         inst = conn.execute(sa.select(t.instances).where(
             t.instances.c.run_id == run_id, t.instances.c.step == step, t.instances.c.item == item,
         )).mappings().first()
@@ -166,7 +167,7 @@ def _signal_to_finished_run(
             message = (f"run {run_id} is {status}, a finished run cannot be changed; {label} no longer waits "
                        f"for signal {name!r}" + (f" (it is {inst['status']})" if inst is not None else "")
                        + "; the delivery was recorded and refused")
-        enc = store.encode({"token": token, "name": name}, "signal")
+        enc = store.write_value(conn, codec.encode({"token": token, "name": name}, "signal"))
         cid = conn.execute(t.commands.insert().values(
             run_id=run_id, verb="signal", target=json.dumps({"step": step, "keys": None}),
             payload_codec=enc.codec, payload=enc.data, actor=who, created_at=now(),
@@ -361,9 +362,7 @@ class _Apply:
         )
         value = self.payload["output"]
         for inst in chosen:
-            enc = self.s.store.encode(value, f"output given to skip {inst.label}")
-            if enc.blob:
-                self.s.blobs.append(enc.blob)
+            enc = self.s.encode(value, f"output given to skip {inst.label}")
             inst.out, inst.value, inst.pending_error = enc, value, None
             self.s._set(inst, S.SKIPPED, finished_at=now(), held_by=[], pause_reason=None, next_attempt_at=None)
             self._event("skipped", inst, output=value)
@@ -397,9 +396,7 @@ class _Apply:
             current = self.s.inputs(inst)
             old = {k: current.get(k) for k in new}
             merged = {**self.s._overrides(inst), **new}
-            enc = self.s.store.encode(merged, f"inputs of {inst.label}")
-            if enc.blob:
-                self.s.blobs.append(enc.blob)
+            enc = self.s.encode(merged, f"inputs of {inst.label}")
             inst.inputs, inst.overrides = enc, merged
             self.s.dirty[inst.ident] = inst
             self._event("inputs_changed", inst, old=old, new=new)
@@ -415,9 +412,7 @@ class _Apply:
         value = self.payload["value"]
         for inst in chosen:
             old = self.s._value(inst)
-            enc = self.s.store.encode(value, f"output of {inst.label}")
-            if enc.blob:
-                self.s.blobs.append(enc.blob)
+            enc = self.s.encode(value, f"output of {inst.label}")
             inst.out, inst.value = enc, value
             self.s.dirty[inst.ident] = inst
             self._event("output_changed", inst, old=old, new=value)

@@ -21,7 +21,9 @@ import requests
 
 import nbflow
 from nbflow import views
+from nbflow.server.handlers import SIGNAL_MAX_BYTES
 from nbflow.store import Store
+from nbflow.store.codec import LARGE_VALUE_BYTES
 from tests.browser.server import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -399,6 +401,30 @@ def test_signal_to_a_finished_wait_is_409(server: Server) -> None:
     assert run.wait(timeout=30) == "cancelled"
     message = assert_error(requests.post(f"{server.url}/nbflow/signal/{token}", json=1, timeout=30), 409)
     assert "no longer waits" in message
+
+
+@pytest.mark.parametrize("size", [LARGE_VALUE_BYTES - 64, LARGE_VALUE_BYTES + 64, SIGNAL_MAX_BYTES - 64],
+                         ids=["below_artifact_threshold", "above_artifact_threshold", "just_under_1_mb"])
+def test_a_large_signal_body_under_the_1_mb_limit_is_delivered(server: Server, size: int) -> None:
+    run, token = waiting_run(server.db)
+    blob = "x" * (size - 2)  # a JSON string of *size* bytes
+    resp = requests.post(f"{server.url}/nbflow/signal/{token}", data=json.dumps(blob),
+                         headers={"Content-Type": "application/json"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["result"] == "delivered"
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("hook") == blob and run.output("use") == {"got": blob}
+
+
+@pytest.mark.parametrize("size", [LARGE_VALUE_BYTES - 64, LARGE_VALUE_BYTES + 64], ids=["below", "above"])
+def test_a_command_with_a_large_payload_is_applied(server: Server, size: int) -> None:
+    run = paused_run(server.db, "srv_large_skip")
+    blob = "x" * (size - 2)
+    resp = server.post(f"runs/{run.id}/commands", {"verb": "skip", "step": "double", "keys": ["3"],
+                                                    "payload": {"output": blob}})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["state"] == "applied"
+    assert run.instance("double", key=3).output == blob
 
 
 # ---------------------------------------------------------------------------------- "Resume here"

@@ -18,7 +18,7 @@ from ..breakpoints import Breakpoint, normalize, validate
 from ..errors import DefinitionError, OwnershipError, StoreError
 from ..states import InstanceStatus as S
 from ..states import RunStatus, StepKind
-from ..store import Store
+from ..store import Store, codec
 from ..store import schema as t
 from ..workflow import Plan, StepSpec, Workflow
 from . import pinning, source_lines
@@ -239,7 +239,7 @@ def start_run(
         bps.append(bp)
     store = wf.store
     backend = resolve(executor)
-    params_enc = store.encode(params, "run parameters")
+    params_enc = codec.encode(params, "run parameters")  # refused here if it cannot be stored; its file comes later
     definition, version, pickles = pin(wf, plan)
     check_portable(definition, backend)
     save_version(store, wf, plan, definition, version, pickles)
@@ -251,8 +251,8 @@ def start_run(
     options = {"break_on_error": bool(break_on_error), "max_workers": max_workers,
                "deadline": ts + deadline if deadline else None, "executor": backend.describe()}
     run_row = {
-        "id": run_id, "workflow": wf.name, "version": version, "params_codec": params_enc.codec,
-        "params": params_enc.data, "options": json.dumps(options), "status": str(RunStatus.RUNNING),
+        "id": run_id, "workflow": wf.name, "version": version, "params_codec": None,
+        "params": None, "options": json.dumps(options), "status": str(RunStatus.RUNNING),
         "owner_host": HOST, "owner_pid": os.getpid(), "owner_id": owner_id, "heartbeat_at": ts,
         "parent_run_id": seed[0] if seed else None, "created_at": ts, "updated_at": ts, "finished_at": None,
     }
@@ -268,7 +268,9 @@ def start_run(
         for s in plan.order
         if plan.steps[s].kind != StepKind.FOREACH and (s, TASK_ITEM) not in have
     ]
-    with store.engine.begin() as conn:
+    with store.begin() as conn:  # a large parameter's file goes again if the run is not written
+        params_enc = store.write_value(conn, params_enc)
+        run_row["params_codec"], run_row["params"] = params_enc.codec, params_enc.data
         # The run's number: the next one, taken under SQLite's write lock or PostgreSQL's advisory
         # lock, so creators queue instead of colliding (the unique index guards it).
         if conn.dialect.name == "postgresql":

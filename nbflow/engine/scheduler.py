@@ -305,7 +305,7 @@ class Scheduler:
         self.events: list[tuple[Any, ...]] = []  # rows in _EVENT_KEYS order
         self._event_id = 0  # the id of the run's newest event (see load and schema.EVENT_ID_SPAN)
         self._event_high = 0  # the first id past the run's range
-        self.blobs: list[dict[str, Any]] = []
+        self.blobs: list[Encoded] = []  # values moved to files, whose blob rows the next flush writes
         self.cmd_done: list[dict[str, Any]] = []
         self.after_flush: list[threading.Event] = []
         self.cmd_waiters: dict[int, threading.Event] = {}
@@ -798,7 +798,7 @@ class Scheduler:
         if res.ok:
             assert res.enc is not None
             if res.enc.blob:
-                self.blobs.append(res.enc.blob)
+                self.blobs.append(res.enc)
             inst.out, inst.value, inst.error = res.enc, _MISSING if res.value is REMOTE_VALUE else res.value, None
             held, reason = self._matching(inst, When.AFTER)
             if held:
@@ -908,13 +908,19 @@ class Scheduler:
         self._event("timed_out", inst, name=name)
         self._event("failed", inst, error=f"TimeoutError: {message}")
 
+    def encode(self, value: Any, what: str) -> Encoded:
+        """*value* as the store keeps it, a large one's blob row queued for the flush that writes the row
+        referencing it (every value the scheduler stores, but results and checkpoints, encoded elsewhere)."""
+        enc = self.store.encode(value, what)
+        if enc.blob:
+            self.blobs.append(enc)
+        return enc
+
     def _decide(self, inst: Inst, approved: bool, actor: str | None, comment: str | None, payload: Any) -> None:
         """Close an approval gate: approved -> succeeded with the payload (or a decision record)."""
         if approved:
             value = payload if payload is not None else {"approved": True, "by": actor, "comment": comment}
-            enc = self.store.encode(value, f"approval payload of {inst.label}")
-            if enc.blob:
-                self.blobs.append(enc.blob)
+            enc = self.encode(value, f"approval payload of {inst.label}")
             inst.out, inst.value = enc, value
             self._set(inst, S.SUCCEEDED, finished_at=now(), pause_reason=None)
             self._event("approved", inst, actor=actor, comment=comment, payload=payload)
@@ -934,7 +940,7 @@ class Scheduler:
         if inst.status.terminal:
             self._event("signal_refused", inst, actor=actor, name=name, reason=str(inst.status))
             raise CommandRefused(f"{inst.label} is {inst.status}; it no longer waits for signal {name!r}")
-        enc = self.store.encode(payload, f"signal payload for {inst.label}")
+        enc = self.encode(payload, f"signal payload for {inst.label}")  # the signal row's; a wait step's output
         self.signal_tokens.add(token)
         self.signals.setdefault(inst.ident, {})[name] = payload
         self.signal_rows.append({
@@ -957,7 +963,7 @@ class Scheduler:
         inst = self.insts[ident]
         if self.inflight.get(ident) == attempt:
             if enc.blob:
-                self.blobs.append(enc.blob)
+                self.blobs.append(enc)
             inst.saved = enc
             self.dirty[ident] = inst
             self._event("checkpoint", inst, attempt=attempt)
@@ -1076,10 +1082,12 @@ class Scheduler:
                 self._write(inserts, updates, run_update, t0, final)
                 break
             except _LostOwnership:
+                self.store.discard(self.blobs)
                 raise
             except Exception:
                 self._drop_connection()
                 if not tries_left or not self._events_overtaken():
+                    self.store.discard(self.blobs)  # nothing of this flush committed: its new files go too
                     raise
         if final:
             self._drop_connection()
@@ -1117,7 +1125,7 @@ class Scheduler:
             if updates:
                 _executemany(cur, sql["update"], updates)
             if self.blobs:  # content-addressed: another run may have stored the same value
-                _executemany(cur, sql["blob"], [tuple(b[k] for k in _BLOB_KEYS) for b in self.blobs])
+                _executemany(cur, sql["blob"], [tuple(e.blob[k] for k in _BLOB_KEYS) for e in self.blobs])
             if self.signal_rows:
                 _executemany(cur, sql["signal"], [tuple(r[k] for k in _SIGNAL_KEYS) for r in self.signal_rows])
             if self.events:
@@ -1394,15 +1402,6 @@ class Scheduler:
         return False
 
 
-def _insert_or_ignore(dialect: str, table: sa.Table, key: str) -> Any:
-    """INSERT ... ON CONFLICT (key) DO NOTHING in *dialect* (SQLite or PostgreSQL)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=[key])
-
-
 _STATEMENTS: dict[str, dict[str, tuple[str, Any]]] = {}
 
 
@@ -1425,7 +1424,7 @@ def _statements(store: Store) -> dict[str, tuple[str, Any]]:
             "insert": rows_as(store.compiled(t.instances.insert(), _INST_COLS), _INST_COLS),
             "update": rows_as(store.compiled(_UPDATE), _UPDATE_KEYS),
             "event": rows_as(store.compiled(t.events.insert(), _EVENT_KEYS), _EVENT_KEYS),
-            "blob": rows_as(store.compiled(_insert_or_ignore(name, t.blobs, "hash"), _BLOB_KEYS), _BLOB_KEYS),
+            "blob": rows_as(store.compiled(store.blob_insert, _BLOB_KEYS), _BLOB_KEYS),
             "signal": rows_as(store.compiled(t.signals.insert(), _SIGNAL_KEYS), _SIGNAL_KEYS),
             "run": rows_as(store.compiled(_RUN_UPDATE), _RUN_KEYS),
             "unbreak": rows_as(

@@ -29,6 +29,7 @@ class Encoded:
     codec: str
     data: bytes
     blob: dict[str, Any] | None = None  # the blobs row to write, for a REF
+    fresh: bool = False  # for a REF: this write created the file (removed again if no row comes to reference it)
 
 
 _encode_str = json.encoder.encode_basestring  # ensure_ascii=False: no escaping beyond JSON's own
@@ -118,11 +119,12 @@ class Artifacts:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def put(self, enc: Encoded) -> tuple[str, str, int]:
-        """Write the bytes once; return (reference, hash, size)."""
+    def put(self, enc: Encoded) -> tuple[str, str, int, bool]:
+        """Write the bytes once; return (reference, hash, size, whether this call created the file)."""
         digest = hashlib.sha256(enc.data).hexdigest()
         path = self.root / "sha256" / digest
-        if not path.exists():
+        created = not path.exists()
+        if created:
             private_dirs(path.parent)
             # A temporary name of its own: threads and processes may store the same value at once.
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest}.", suffix=".tmp")  # mode 0o600
@@ -136,7 +138,12 @@ class Artifacts:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-        return f"res://sha256/{digest}", digest, len(enc.data)
+        return f"res://sha256/{digest}", digest, len(enc.data), created
+
+    def remove(self, digest: str) -> None:
+        """Delete the file of *digest*, if it is there."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / "sha256" / digest).unlink()
 
     def get(self, ref: str) -> bytes:
         prefix = "res://sha256/"

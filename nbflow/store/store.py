@@ -5,12 +5,13 @@ surfaces write commands and breakpoints through ``nbflow.commands``.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from ..errors import StoreError, UnknownRunError
 from ..states import InstanceStatus, RunStatus, status_filter
 from . import codec, schema
 from .codec import Artifacts, Encoded, private_dirs
+
+_CREATED = "nbflow.created_artifacts"
+"""Key in a connection's info: the values whose files were created in its :meth:`Store.begin` transaction."""
 
 _cache: dict[str, Store] = {}
 _cache_lock = threading.Lock()
@@ -199,8 +203,61 @@ class Store:
         replaced by its reference (with the blob row to write); others, and references, unchanged."""
         if enc.codec == codec.REF or len(enc.data) <= codec.LARGE_VALUE_BYTES:
             return enc
-        ref, digest, size = self.artifacts.put(enc)
-        return Encoded(codec.REF, ref.encode(), blob={"hash": digest, "codec": enc.codec, "size": size, "data": None, "path": ref})
+        ref, digest, size, created = self.artifacts.put(enc)
+        blob = {"hash": digest, "codec": enc.codec, "size": size, "data": None, "path": ref}
+        return Encoded(codec.REF, ref.encode(), blob=blob, fresh=created)
+
+    @functools.cached_property
+    def blob_insert(self) -> sa.Insert:
+        """The INSERT of a blobs row, doing nothing when the hash is there already (values are content-addressed)."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(schema.blobs).on_conflict_do_nothing(index_elements=["hash"])
+
+    def write_value(self, conn: Connection, enc: Encoded) -> Encoded:
+        """*enc* as the store keeps it (see :meth:`keep`), a large value's blob row written in *conn*'s transaction,
+        which must also write the row referencing it. Every writer of a value but the scheduler's flush goes
+        through here; in a :meth:`begin` transaction that does not commit, the file it created is removed."""
+        enc = self.keep(enc)
+        if enc.blob is not None:
+            conn.execute(self.blob_insert, enc.blob)
+            created = conn.info.get(_CREATED)
+            if enc.fresh and created is not None:
+                created.append(enc)
+        return enc
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction (as ``engine.begin()``) for rows referencing values written with :meth:`write_value`:
+        when it does not commit (a refusal, a failure), the artifact files it created are removed again."""
+        created: list[Encoded] = []
+        try:
+            with self.engine.begin() as conn:
+                conn.info[_CREATED] = created
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop(_CREATED, None)
+        except BaseException:
+            self.discard(created)
+            raise
+
+    def discard(self, encs: Iterable[Encoded]) -> None:
+        """Remove the artifact files these values created, unless a committed blob row references one (the
+        same content stored by another writer). Called when the rows referencing the values did not commit."""
+        digests = {e.blob["hash"] for e in encs if e.fresh and e.blob is not None}
+        if not digests:
+            return
+        hashes = schema.blobs.c.hash
+        try:
+            with self.engine.connect() as conn:
+                kept = set(conn.execute(sa.select(hashes).where(hashes.in_(digests))).scalars())
+        except Exception:  # noqa: BLE001 - the store is unreachable: keeping the files is harmless
+            return
+        for digest in digests - kept:
+            self.artifacts.remove(digest)
 
     def decode(self, codec_name: str | None, data: bytes | None) -> Any:
         if codec_name == codec.REF and data is not None:
