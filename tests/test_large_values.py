@@ -270,8 +270,8 @@ def test_a_run_that_received_a_large_signal_is_taken_over_with_it(db_url: str, s
 
 # ---------------------------------------------------------------------------------- refusals
 def test_a_run_refused_after_its_large_parameter_was_encoded_leaves_no_file(store_url: str) -> None:
-    wf = Workflow("unpicklable", store=store_url)
-    lock = threading.Lock()
+    wf = Workflow("unpicklable", store=store_url, executor="processes")
+    lock = threading.Lock()  # a notebook object a worker process cannot get: refused after encoding
 
     @wf.step
     def guarded(blob):
@@ -279,7 +279,7 @@ def test_a_run_refused_after_its_large_parameter_was_encoded_leaves_no_file(stor
             return len(blob)
 
     before = artifact_files(store_url)
-    with pytest.raises(DefinitionError, match="cannot be pickled"):
+    with pytest.raises(DefinitionError, match="cannot be sent to executor='processes'"):
         wf.run(params={"blob": text(LARGE_VALUE_BYTES + 64)})
     assert artifact_files(store_url) == before
     assert nbflow.Store.open(store_url).run_rows() == []
