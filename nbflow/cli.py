@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from .commands import add_breakpoint, remove_breakpoints, submit
 from .errors import CommandRefused, NbflowError
 from .states import InstanceStatus, RunStatus, StepKind, When
 from .store import Store
+from .store.store import error_text, store_error
 
 APPLY_WAIT_S = 10.0
 """How long a verb sent to a live owner waits to report the owner's answer (it applies within ~0.1 s)."""
@@ -81,6 +83,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NbflowError as exc:
             raise click.ClickException(str(exc)) from None
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:  # a query the store's own mapping did not see
+            obj = ctx.obj
+            known = obj._store if isinstance(obj, _State) else None
+            where = known.where if known is not None else f"the store {getattr(obj, 'db', None) or '(default)'}"
+            err = store_error(where, exc)
+            raise click.ClickException(str(err) if err else f"{where} failed: {error_text(exc)}") from None
 
 
 def _fmt_option(f: Callable[..., Any]) -> Callable[..., Any]:
