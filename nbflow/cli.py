@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import views
+from ._util import dumps, parse_json
 from .breakpoints import Breakpoint, parse_target, validate
 from .commands import add_breakpoint, remove_breakpoints, submit
 from .errors import CommandRefused, NbflowError
@@ -107,7 +108,8 @@ def _reason_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    """Print *value* as strict JSON (NaN or a lone surrogate in a stored value is shown as text)."""
+    click.echo(dumps(value, indent=2))
 
 
 def _console() -> Console:
@@ -129,7 +131,7 @@ def _status_text(status: str) -> Text:
 
 
 def _compact(value: Any, width: int = 100) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    text = dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -140,16 +142,19 @@ def _label(step: str | None, key: str | None) -> str:
 
 
 def _parse_json(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    """Click callback: the option's JSON value; invalid JSON is a usage error (exit 2) naming the option."""
+    """Click callback: the option's JSON value; invalid JSON, NaN, Infinity or a lone surrogate is a
+    usage error (exit 2) naming the option."""
     if value is None:
         return _UNSET
     try:
-        return json.loads(value)
+        return parse_json(value)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(
             f"not valid JSON ({exc}); write a JSON value, e.g. '{{\"x\": 1}}', '3' or '\"text\"' (quotes included)",
             ctx, param,
         ) from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 _UNSET: Any = object()

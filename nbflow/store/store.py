@@ -513,10 +513,11 @@ class Store:
         """Write one event of a run that no scheduler is writing (its creation, a takeover, a refusal
         after it finished), with the run's next id; returns the id. Writers of this kind queue on the
         run's row, so two deliveries to a finished run do not take the same id."""
+        from .._util import dumps, jsonable  # _util imports the codec, so this package, first
         event_id = self.last_event_id(run_id, conn, lock=True) + 1
         conn.execute(schema.events.insert().values(
             id=event_id, run_id=run_id, step=step, key=key, kind=kind, actor=actor,
-            data=None if data is None else json.dumps(data), ts=ts,
+            data=None if data is None else dumps(data, default=jsonable), ts=ts,
         ))
         return event_id
 
