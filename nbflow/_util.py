@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import getpass
 import json
+import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .store.codec import to_json_text
@@ -43,6 +46,119 @@ def jsonable(value: Any) -> Any:
     """The value itself when it is JSON, else its repr (for events and the CLI's JSON)."""
     text = to_json_text(value)
     return json.loads(text) if text is not None else {"repr": repr(value)[:2000]}
+
+
+# ------------------------------------------------------------------ strict JSON in and out
+# JSON in, JSON out (RFC 8259): NaN, Infinity and lone surrogates are not JSON, and a browser's
+# JSON.parse or a strict parser refuses a document holding them. Every surface refuses them on input
+# (parse_json) and every JSON nbflow writes goes through dumps, which shows such values as text.
+
+class _Constant:
+    """What the parser makes of ``NaN``/``Infinity``/``-Infinity``, to say where one was."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _surrogate(what: str, text: str) -> str:
+    bad = next(c for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+    return f"{what} holds a lone surrogate ({ascii(bad)[1:-1]}), which is not Unicode text; send valid UTF-8 text"
+
+
+def _not_strict(value: Any, at: str) -> str | None:
+    """Why *value* (parsed JSON, at path *at*) is not strict JSON, or None when it is."""
+    where = f" at {at}" if at else ""
+    if isinstance(value, _Constant):
+        return (f"{value.name} is not JSON{where} (JSON has no NaN or Infinity); write null or a number, "
+                f"or the string \"{value.name}\"")
+    if isinstance(value, str):
+        return _surrogate(f"the string{where}", value) if _has_lone_surrogate(value) else None
+    items: Any = ()
+    if isinstance(value, list):
+        items = ((f"{at}[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, dict):
+        for k in value:
+            if _has_lone_surrogate(k):
+                return _surrogate(f"a key{where}", k)
+        items = ((f"{at}.{k}" if at else k, v) for k, v in value.items())
+    for path, v in items:
+        why = _not_strict(v, path)
+        if why:
+            return why
+    return None
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse JSON as RFC 8259 has it: invalid JSON raises :class:`json.JSONDecodeError`; NaN, Infinity
+    and lone surrogates raise :class:`ValueError` saying where they are (e.g. ``at inputs.x[2]``)."""
+    value = json.loads(text, parse_constant=_Constant)
+    why = _not_strict(value, "")
+    if why:
+        raise ValueError(why)
+    return value
+
+
+def _strict_key(key: Any) -> str:
+    """A dict key as json writes it (str, and null/true/false/numbers as their JSON text), made strict."""
+    if isinstance(key, str):
+        return strict(str(key))
+    if key is None or isinstance(key, bool):
+        return json.dumps(key)
+    if isinstance(key, float) and not math.isfinite(key):
+        return repr(float(key))
+    if isinstance(key, (int, float)):
+        return json.dumps(key)
+    return strict(str(key))
+
+
+def strict(value: Any, default: Callable[[Any], Any] = str, _path: frozenset[int] = frozenset()) -> Any:
+    """*value* as strict JSON can hold it: NaN and infinities as ``{"repr": "nan"}``, a lone surrogate
+    in a string as its escape (``\\udcff``, as text), other values that are not JSON through *default*."""
+    if isinstance(value, str):
+        text = str(value)
+        return text.encode("utf-8", "backslashreplace").decode() if _has_lone_surrogate(text) else text
+    if value is None or isinstance(value, (bool, int)):
+        return value if value is None or isinstance(value, bool) else int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else {"repr": repr(float(value))}
+    if id(value) in _path:
+        return {"repr": "<a reference to itself>"}
+    inner = _path | {id(value)}
+    if isinstance(value, dict):
+        return {_strict_key(k): strict(v, default, inner) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v, default, inner) for v in value]
+    return strict(default(value), default, inner)
+
+
+@functools.lru_cache(maxsize=16)
+def _encoder(indent: int | None, default: Callable[[Any], Any]) -> Callable[[Any], str]:
+    return json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=indent, default=default).encode
+
+
+def dumps(value: Any, *, indent: int | None = None, default: Callable[[Any], Any] = str) -> str:
+    """*value* as strict JSON text, valid UTF-8 whatever it holds (see :func:`strict`): every JSON nbflow
+    writes out (``-o json``, REST bodies, events' data) goes through here."""
+    encode = _encoder(indent, default)
+    try:
+        text = encode(value)
+        if not _has_lone_surrogate(text):
+            return text
+    except ValueError:  # NaN or an infinity (or a structure holding itself)
+        pass
+    return encode(strict(value, default))
 
 
 def process_started_at(pid: int) -> float | None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import sqlalchemy as sa
 
-from ._util import current_actor
+from ._util import current_actor, dumps
 from .breakpoints import parse_target
 from .errors import CommandRefused, NbflowError, OwnershipError
 from .run import Run
@@ -482,7 +481,7 @@ def _report(obj: Any, fmt: str | None, result: BatchResult, notebook_arg: str) -
     store = obj.store
     view = result_view(store, result)
     if obj.format(fmt) == "json":
-        click.echo(json.dumps(view, indent=2, ensure_ascii=False, default=str))
+        click.echo(dumps(view, indent=2))
     else:
         _print_result(store, result, view, notebook_arg)
     sys.exit(result.exit_code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,11 +26,13 @@ from rich.table import Table
 from rich.text import Text
 
 from . import views
+from ._util import dumps, parse_json
 from .breakpoints import Breakpoint, parse_target, validate
 from .commands import add_breakpoint, remove_breakpoints, submit
 from .errors import CommandRefused, NbflowError
 from .states import InstanceStatus, RunStatus, StepKind, When
 from .store import Store
+from .store.store import error_text, store_error
 
 APPLY_WAIT_S = 10.0
 """How long a verb sent to a live owner waits to report the owner's answer (it applies within ~0.1 s)."""
@@ -82,6 +85,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NbflowError as exc:
             raise click.ClickException(str(exc)) from None
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:  # a query the store's own mapping did not see
+            obj = ctx.obj
+            known = obj._store if isinstance(obj, _State) else None
+            where = known.where if known is not None else f"the store {getattr(obj, 'db', None) or '(default)'}"
+            err = store_error(where, exc)
+            raise click.ClickException(str(err) if err else f"{where} failed: {error_text(exc)}") from None
 
 
 def _fmt_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,7 +109,8 @@ def _reason_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    """Print *value* as strict JSON (NaN or a lone surrogate in a stored value is shown as text)."""
+    click.echo(dumps(value, indent=2))
 
 
 def _console() -> Console:
@@ -122,7 +132,7 @@ def _status_text(status: str) -> Text:
 
 
 def _compact(value: Any, width: int = 100) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    text = dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -133,16 +143,19 @@ def _label(step: str | None, key: str | None) -> str:
 
 
 def _parse_json(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    """Click callback: the option's JSON value; invalid JSON is a usage error (exit 2) naming the option."""
+    """Click callback: the option's JSON value; invalid JSON, NaN, Infinity or a lone surrogate is a
+    usage error (exit 2) naming the option."""
     if value is None:
         return _UNSET
     try:
-        return json.loads(value)
+        return parse_json(value)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(
             f"not valid JSON ({exc}); write a JSON value, e.g. '{{\"x\": 1}}', '3' or '\"text\"' (quotes included)",
             ctx, param,
         ) from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 _UNSET: Any = object()

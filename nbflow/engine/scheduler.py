@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import breakpoints as bpmod
-from .._util import HOST, jsonable, now
+from .._util import HOST, dumps, jsonable, now, strict
 from ..breakpoints import Breakpoint
 from ..context import StepContext
 from ..errors import CommandRefused, DefinitionError, NbflowError, SerializationError, StoreError
@@ -792,9 +792,11 @@ class Scheduler:
         if inst.status is not _RUNNING:
             return
         inst.started_at = res.started_at  # when the body really began (it may have queued)
+        if res.error is not None:  # text columns hold UTF-8: a lone surrogate (an undecodable file name) as its escape
+            res.error = (strict(res.error[0]), strict(res.error[1]), strict(res.error[2]))
         header = f"--- attempt {res.attempt} ---\n" if (inst.logs or res.attempt > 1) and res.logs else ""
         if res.logs:
-            inst.logs = (inst.logs or "") + header + res.logs
+            inst.logs = (inst.logs or "") + header + strict(res.logs)
         if res.ok:
             assert res.enc is not None
             if res.enc.blob:
@@ -1455,17 +1457,13 @@ def _executemany(cur: Any, sql: tuple[str, Any], rows: list[tuple[Any, ...]]) ->
         cur.executemany(text, [shape(r) for r in rows])
 
 
-_DUMPS = json.JSONEncoder(default=lambda v: _json_default(v)).encode
-"""json.dumps(value, default=jsonable), with the encoder built once."""
-
-
 def _data_text(data: dict[str, Any]) -> str:
     """An event's data as JSON text; the commonest, ``{"attempt": n}``, without the encoder."""
     if len(data) == 1:
         attempt = data.get("attempt")
         if type(attempt) is int:
             return f'{{"attempt": {attempt}}}'
-    return _DUMPS(data)
+    return dumps(data, default=jsonable)
 
 
 class StepTimeout(NbflowError, TimeoutError):
@@ -1474,10 +1472,6 @@ class StepTimeout(NbflowError, TimeoutError):
 
 class _LostOwnership(RuntimeError):
     pass
-
-
-def _json_default(value: Any) -> Any:
-    return jsonable(value)
 
 
 def _err(res: Result | None) -> str | None:

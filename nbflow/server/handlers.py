@@ -34,7 +34,7 @@ from tornado import web
 from tornado.web import HTTPError
 
 from .. import views
-from .._util import set_actor
+from .._util import dumps, parse_json, set_actor
 from ..breakpoints import Breakpoint, parse_target, validate
 from ..commands import add_breakpoint, remove_breakpoints, submit
 from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
@@ -124,7 +124,7 @@ class _JsonErrors:
         elif exc_info:
             message = "internal error in the nbflow server extension; see the Jupyter server log"
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message}))
+        self.finish(dumps({"message": message}))
 
 
 def _open_store(settings: Mapping[str, Any]) -> Store:
@@ -149,9 +149,11 @@ def _json_body(raw: bytes, *, allow_empty: bool = False) -> Any:
             return None
         raise _http(400, "the request body must be JSON; it is empty")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return parse_json(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _http(400, f"the request body is not valid JSON ({exc})") from None
+    except ValueError as exc:  # NaN, Infinity or a lone surrogate: Python's parser takes them, RFC 8259 does not
+        raise _http(400, f"the request body is refused: {exc}") from None
 
 
 async def _await_applied(store: Store, command_id: int, timeout: float = APPLY_WAIT_S) -> Mapping[str, Any] | None:
@@ -184,7 +186,7 @@ class ApiHandler(_JsonErrors, APIHandler):
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(value, default=str))
+        self.finish(dumps(value))
 
     def body_object(self, allowed: tuple[str, ...]) -> dict[str, Any]:
         body = _json_body(self.request.body)
@@ -619,7 +621,7 @@ class SignalHandler(_JsonErrors, JupyterHandler):
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(value, default=str))
+        self.finish(dumps(value))
 
     @allow_unauthenticated
     @_translate

@@ -54,8 +54,20 @@ def _plain(value: Any) -> bool:
 
 
 def to_json_text(value: Any) -> str | None:
-    """The compact JSON text of *value* when it decodes back to an equal value of the same types,
-    else None."""
+    """The compact JSON text of *value* when it decodes back to an equal value of the same types and
+    is valid UTF-8 (no lone surrogate), else None."""
+    text = _json_text(value)
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # lone surrogates (e.g. undecodable file names): JSON text, not UTF-8
+        return None
+    return text
+
+
+def _json_text(value: Any) -> str | None:
+    """:func:`to_json_text` without the UTF-8 check (:func:`encode` makes the bytes anyway)."""
     tp = type(value)
     try:
         # The commonest outputs, as json.dumps writes them; they always round-trip.
@@ -76,7 +88,7 @@ def to_json_text(value: Any) -> str | None:
 
 def encode(value: Any, what: str = "value") -> Encoded:
     """Encode *value*; *what* names it in the error when neither codec can (e.g. "output of step 'load'")."""
-    text = to_json_text(value)
+    text = _json_text(value)
     if text is not None:
         try:
             return Encoded(JSON, text.encode())

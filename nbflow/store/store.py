@@ -14,14 +14,16 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.util import asbool
 
 from ..errors import StoreError, UnknownRunError
 from ..states import InstanceStatus, RunStatus, status_filter
 from . import codec, schema
-from .codec import Artifacts, Encoded, private_dirs
+from .codec import Artifacts, Encoded
 
 _CREATED = "nbflow.created_artifacts"
 """Key in a connection's info: the values whose files were created in its :meth:`Store.begin` transaction."""
@@ -48,10 +50,105 @@ def default_url() -> str:
     return os.environ.get("NBFLOW_DB") or "sqlite:///./.nbflow/nbflow.db"
 
 
+def _sqlite_uri(url: sa.URL) -> bool:
+    """True for SQLite's URI form, ``sqlite:///file:path?mode=ro&uri=true`` (the driver's ``uri`` flag)."""
+    value = url.query.get("uri")
+    try:
+        return value is not None and asbool(value[-1] if isinstance(value, tuple) else value)
+    except ValueError:  # the driver refuses it too, with its own message
+        return False
+
+
 def _sqlite_path(url: sa.URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    return Path(url.database).expanduser().resolve()
+    if not _sqlite_uri(url):
+        return Path(url.database).expanduser().resolve()
+    if not url.database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    rest = url.database[len("file:"):]
+    if rest.startswith("//"):  # file://host/path: SQLite accepts an empty host or localhost only
+        rest = "/" + rest[2:].partition("/")[2]
+    return Path(unquote(rest)).expanduser().resolve() if rest and rest != ":memory:" else None
+
+
+def _with_path(url: sa.URL, path: Path) -> sa.URL:
+    """*url* pointing at the absolute *path*, in the form it came in (plain or SQLite URI)."""
+    return url.set(database="file:" + quote(str(path)) if _sqlite_uri(url) else str(path))
+
+
+_SQLITE_TROUBLE = (
+    ("file is not a database", "is not a SQLite database ({error}); point --db or NBFLOW_DB at an nbflow store, "
+                               "or move this file away to start a new store there"),
+    ("malformed", "is damaged ({error}); restore it from a backup, or move it away to start a new store there"),
+    ("readonly", "is read-only ({error}); running and operating runs writes to the store: make the file and its "
+                 "folder writable, or copy the store to a place you can write"),
+    ("unable to open", "cannot be opened ({error}); check that its folder exists and that you may read and write "
+                       "there"),
+    ("disk i/o error", "cannot be read or written ({error}); check the disk and the file"),
+    ("disk is full", "cannot be written ({error}); free some space"),
+)
+"""SQLite errors that mean the store file itself is unusable, and what to tell the user (a fragment of its message)."""
+
+
+def error_text(exc: BaseException) -> str:
+    """The first line of the driver's message for a database error (SQLAlchemy adds lines with links)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+def store_error(where: str, exc: BaseException) -> StoreError | None:
+    """A one-line :class:`StoreError` for a database error that makes the store *where* (``the store
+    PATH``) unusable, e.g. a corrupt or read-only file, chained to *exc*; None for any other error."""
+    text = error_text(exc)
+    low = text.lower()
+    for fragment, advice in _SQLITE_TROUBLE:
+        if fragment in low:
+            err = StoreError(f"{where} {advice.format(error='SQLite: ' + text)}")
+            err.__cause__ = exc
+            return err
+    return None
+
+
+def _check_length(path: Path) -> None:
+    """Refuse a SQLite file shorter than its header says (cut by a full disk or a partial copy): SQLite
+    itself only notices when a query reaches a missing page, maybe much later. Not while a WAL or a
+    journal has content: a checkpoint in progress writes the header before the pages it adds."""
+    for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")):
+        with contextlib.suppress(OSError):
+            if side.stat().st_size:
+                return
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+            size = os.fstat(fh.fileno()).st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0") or header[24:28] != header[92:96]:
+        return  # not SQLite (it says so when opening), or a size field SQLite would not trust either
+    page_size = int.from_bytes(header[16:18], "big")
+    expected = (65536 if page_size == 1 else page_size) * int.from_bytes(header[28:32], "big")
+    if size < expected:
+        raise StoreError(
+            f"the store {path} is damaged: it is truncated ({size} bytes of {expected}); restore it from a backup, "
+            "or move it away to start a new store there"
+        )
+
+
+def _remove(made: list[Path]) -> None:
+    """Undo :meth:`Store._create_file` (newest first): the new file while nothing is in it yet (another
+    process that opened it meanwhile has written its header), then the new folders left empty."""
+    for p in made:
+        with contextlib.suppress(OSError):
+            if p.is_dir():
+                p.rmdir()
+                continue
+            wal = p.with_name(p.name + "-wal")
+            if p.stat().st_size or (wal.exists() and wal.stat().st_size):
+                return  # in use: keep it, and the folders it is in
+            for side in (wal, p.with_name(p.name + "-shm"), p.with_name(p.name + "-journal"), p):
+                side.unlink(missing_ok=True)
 
 
 class Store:
@@ -60,21 +157,77 @@ class Store:
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
         path = _sqlite_path(parsed)
+        made: list[Path] = []  # what this call created, removed again if the store cannot be opened
         if path is not None:
-            private_dirs(path.parent)
-            if not path.exists():
-                # The store can make this user run code (pickles, conditions): owner-only.
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            parsed = parsed.set(database=str(path))
+            made = self._create_file(path, read_only=parsed.query.get("mode") == "ro")
+            parsed = _with_path(parsed, path)
             self.artifacts = Artifacts(path.parent / "artifacts")
         else:
             self.artifacts = Artifacts(Path(os.environ.get("NBFLOW_ARTIFACTS", "./.nbflow/artifacts")).resolve())
         self.url = parsed.render_as_string(hide_password=False)
         self.display_url = parsed.render_as_string(hide_password=True)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        self.engine = self._make_engine(parsed)
-        self._migrate()
-        self.secret = self._secret()
+        self.where = f"the store {path}" if path is not None else f"the store {self.display_url}"
+        try:
+            self.engine = self._make_engine(parsed)
+            self._migrate()
+            self.secret = self._secret()
+        except BaseException as exc:
+            if hasattr(self, "engine"):
+                self.engine.dispose()
+            _remove(made)
+            if isinstance(exc, sa.exc.DBAPIError):
+                raise StoreError(
+                    f"cannot open {self.where}: {error_text(exc)}; check the URL, that the database server is running "
+                    "and that you may use it"
+                ) from exc
+            raise
+
+    def _create_file(self, path: Path, read_only: bool) -> list[Path]:
+        """Make the SQLite file (owner-only) and its folders unless they exist; return what was made,
+        newest first. A path that cannot be a store file is a :class:`StoreError`; nothing is left behind."""
+        if path.is_dir():
+            raise StoreError(
+                f"the store {path} is a folder, not a database file; point --db or NBFLOW_DB at a file, "
+                f"e.g. sqlite:///{path / 'nbflow.db'}"
+            )
+        _check_length(path)
+        if read_only:
+            if not path.is_file():
+                raise StoreError(f"the store {path} does not exist, and mode=ro opens an existing store only; "
+                                 "check the path, or drop mode=ro to create a new store")
+            return []
+        made: list[Path] = []
+        try:
+            for folder in reversed([path.parent, *path.parent.parents]):
+                if folder.is_dir():
+                    continue
+                if folder.exists() or folder.is_symlink():
+                    raise StoreError(
+                        f"cannot create the store {path}: {folder} is a file, not a folder; choose a path in a folder"
+                    )
+                try:
+                    folder.mkdir(mode=0o700)  # owner-only: the store's folders hold values and logs
+                except FileExistsError:  # another process made it meanwhile
+                    continue
+                made.insert(0, folder)
+            if not path.exists():
+                try:
+                    # The store can make this user run code (pickles, conditions): owner-only.
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                except FileExistsError:  # another process created it first
+                    pass
+                else:
+                    made.insert(0, path)
+        except OSError as exc:
+            _remove(made)
+            raise StoreError(
+                f"cannot create the store {path}: {exc.strerror} ({exc.filename}); choose a path you may write"
+            ) from exc
+        except BaseException:
+            _remove(made)
+            raise
+        return made
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -94,18 +247,30 @@ class Store:
             ) from None
         path = _sqlite_path(parsed)
         if path is not None:
-            key = f"sqlite:///{path}"
+            key = _with_path(parsed, path).render_as_string(hide_password=False)
         with _cache_lock:
             store = _cache.get(key)
             if store is None:
                 store = _cache[key] = cls(raw)
             return store
 
+    def _map_errors(self, engine: Engine) -> Engine:
+        """Make SQLite's errors about the file itself (corrupt, truncated, read-only...) a one-line
+        :class:`StoreError` naming it, wherever they happen: at opening or in a later query."""
+
+        @sa.event.listens_for(engine, "handle_error")
+        def _bad_store(ctx: sa.engine.ExceptionContext) -> None:
+            err = store_error(self.where, ctx.original_exception)
+            if err is not None:
+                raise err
+
+        return engine
+
     def _make_engine(self, url: sa.URL) -> Engine:
         if self.is_sqlite:
-            engine = sa.create_engine(
+            engine = self._map_errors(sa.create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8, max_overflow=16
-            )
+            ))
 
             @sa.event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -146,7 +311,7 @@ class Store:
         known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
         if current is not None and current not in known:
             raise StoreError(
-                f"the store {self.display_url} has schema revision {current!r}, written by a newer nbflow "
+                f"{self.where} has schema revision {current!r}, written by a newer nbflow "
                 f"(this one knows up to {schema.SCHEMA_HEAD!r}); upgrade nbflow or point NBFLOW_DB elsewhere"
             )
         # Processes opening a fresh store together: one migrates, the others wait for it, then see head.
@@ -167,7 +332,7 @@ class Store:
         """A SQLite engine whose transactions begin with the write lock (``BEGIN IMMEDIATE``, waiting up
         to the busy timeout), for the migration: SQLite's DDL is transactional, so a second process
         waits, then finds the schema at head (SQLAlchemy's recipe for explicit BEGIN with pysqlite)."""
-        engine = sa.create_engine(self.url, connect_args={"timeout": 30}, poolclass=sa.pool.NullPool)
+        engine = self._map_errors(sa.create_engine(self.url, connect_args={"timeout": 30}, poolclass=sa.pool.NullPool))
 
         @sa.event.listens_for(engine, "connect")
         def _no_implicit_begin(dbapi_conn: Any, _record: Any) -> None:
@@ -428,10 +593,11 @@ class Store:
         """Write one event of a run that no scheduler is writing (its creation, a takeover, a refusal
         after it finished), with the run's next id; returns the id. Writers of this kind queue on the
         run's row, so two deliveries to a finished run do not take the same id."""
+        from .._util import dumps, jsonable  # _util imports the codec, so this package, first
         event_id = self.last_event_id(run_id, conn, lock=True) + 1
         conn.execute(schema.events.insert().values(
             id=event_id, run_id=run_id, step=step, key=key, kind=kind, actor=actor,
-            data=None if data is None else json.dumps(data), ts=ts,
+            data=None if data is None else dumps(data, default=jsonable), ts=ts,
         ))
         return event_id
 
