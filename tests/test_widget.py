@@ -248,6 +248,17 @@ def test_invalid_json_is_refused_and_changes_nothing(db_url: str, widgets: Any) 
     assert snapshot(run) == before
 
 
+def test_nan_in_an_edit_is_refused_and_changes_nothing(db_url: str, widgets: Any) -> None:
+    run = paused(shop(db_url))
+    w = widgets(run, live=False)
+    before = snapshot(run)
+
+    w.handle_message({"action": "skip", "step": "enrich", "key": "1", "json": '{"total": NaN}', "req": "e2"})
+
+    assert w.message["ok"] is False and "NaN is not JSON" in w.message["text"]
+    assert snapshot(run) == before
+
+
 def test_a_refused_verb_shows_the_refusal_and_changes_nothing(db_url: str, widgets: Any) -> None:
     run = paused(shop(db_url))
     w = widgets(run, live=False)

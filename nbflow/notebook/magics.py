@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
+from .._util import parse_json
 from ..breakpoints import parse_target
 from ..errors import DefinitionError, NbflowError
 from ..run import Run
@@ -369,9 +370,11 @@ def _seconds(text: str) -> float:
 
 def _json(text: str) -> Any:
     try:
-        return json.loads(text)
+        return parse_json(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg} at column {exc.colno}): {text}") from None
+    except ValueError as exc:  # NaN, Infinity or a lone surrogate
+        raise argparse.ArgumentTypeError(f"{exc}: {text}") from None
 
 
 def _step_parser() -> _Parser:

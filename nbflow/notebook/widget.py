@@ -34,7 +34,6 @@ not stored with the run's code)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -47,7 +46,7 @@ import anywidget
 import traitlets
 
 from .. import views
-from .._util import _actor, set_actor
+from .._util import _actor, parse_json, set_actor
 from ..breakpoints import Breakpoint, key_text, validate
 from ..commands import CommandResult, add_breakpoint, remove_breakpoints
 from ..errors import NbflowError
@@ -446,8 +445,8 @@ def _json_arg(m: Mapping[str, Any], text_field: str, value_field: str) -> Any:
         if not isinstance(text, str):
             raise NbflowError(f"{text_field} must be JSON text")
         try:
-            return json.loads(text)
-        except ValueError as exc:
+            return parse_json(text)
+        except ValueError as exc:  # a JSONDecodeError, or NaN/Infinity/a lone surrogate
             raise NbflowError(f"invalid JSON: {exc}; nothing was changed") from None
     if value_field in m:
         return m[value_field]
