@@ -144,9 +144,16 @@ def _label(step: str | None, key: str | None) -> str:
 
 def _parse_json(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """Click callback: the option's JSON value; invalid JSON, NaN, Infinity or a lone surrogate is a
-    usage error (exit 2) naming the option."""
+    usage error (exit 2) naming the option. ``@FILE`` reads the JSON from FILE (``@-``: standard input),
+    as curl does: a value above ~128 KiB does not fit in one command-line argument."""
     if value is None:
         return _UNSET
+    if value.startswith("@"):
+        source = value[1:]
+        try:
+            value = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read JSON from {source!r}: {exc}", ctx, param) from None
     try:
         return parse_json(value)
     except json.JSONDecodeError as exc:
@@ -965,7 +972,7 @@ def _drive(store: Store, run: Any) -> RunStatus:
 @cli.command("skip")
 @click.argument("run_id", metavar="RUN")
 @click.argument("targets", nargs=-1, required=True, metavar="STEP[:KEY]...")
-@click.option("--output", "output", required=True, callback=_parse_json, metavar="JSON",
+@click.option("--output", "output", required=True, callback=_parse_json, metavar="JSON|@FILE",
               help="The output the skipped instances stand for, as JSON (downstream steps read it).")
 @_reason_option
 @_force_option
@@ -994,9 +1001,9 @@ def retry_cmd(
 @cli.command("set")
 @click.argument("run_id", metavar="RUN")
 @click.argument("target", metavar="STEP[:KEY]")
-@click.option("--inputs", "inputs", default=None, callback=_parse_json, metavar="JSON",
+@click.option("--inputs", "inputs", default=None, callback=_parse_json, metavar="JSON|@FILE",
               help="A JSON object of input name to new value, for an instance paused before its body or on error.")
-@click.option("--output", "output", default=None, callback=_parse_json, metavar="JSON",
+@click.option("--output", "output", default=None, callback=_parse_json, metavar="JSON|@FILE",
               help="The new output as JSON, for an instance paused after its body.")
 @click.option("--reason", required=True, help="Why: recorded in the history with the old and new values.")
 @_force_option
@@ -1049,7 +1056,7 @@ def _check_gate(store: Store, row: Mapping[str, Any], step: str, verb: str) -> N
 @click.argument("run_id", metavar="RUN")
 @click.argument("step", metavar="STEP")
 @click.option("--comment", default=None, help="Why: recorded with the decision and your name.")
-@click.option("--payload", "payload", default=None, callback=_parse_json, metavar="JSON",
+@click.option("--payload", "payload", default=None, callback=_parse_json, metavar="JSON|@FILE",
               help="The gate's output as JSON (what downstream steps receive); default: a decision record.")
 @_force_option
 @_fmt_option
@@ -1086,7 +1093,7 @@ _SIGNAL_STATES = {
 
 @cli.command("signal")
 @click.argument("token", metavar="TOKEN")
-@click.option("--payload", "payload", default=None, callback=_parse_json, metavar="JSON",
+@click.option("--payload", "payload", default=None, callback=_parse_json, metavar="JSON|@FILE",
               help="The payload as JSON: the waiting step's output (or wait_for_signal's return value).")
 @_fmt_option
 @click.pass_obj

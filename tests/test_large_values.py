@@ -198,6 +198,30 @@ def test_cli_skip_with_a_large_output(db_url: str, size: int) -> None:
     assert run.output("enrich") == blob
 
 
+@SIZES
+def test_cli_skip_reads_a_large_output_from_a_file(db_url: str, size: int, tmp_path: Path) -> None:
+    """From a real shell: a value this large does not fit in one command-line argument, @FILE does."""
+    blob = text(size)
+    (tmp_path / "output.json").write_text(json.dumps(blob))
+    run = shop(db_url, "cli_file").run(breakpoints=["enrich"])
+    assert run.wait(timeout=TIMEOUT) == "paused"
+    res = subprocess.run([sys.executable, "-m", "nbflow", "--db", db_url, "skip", run.id, "enrich", "--output",
+                          f"@{tmp_path / 'output.json'}", "--force"],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert run.wait(timeout=TIMEOUT) == "succeeded"
+    assert run.output("enrich") == blob
+
+
+def test_cli_json_from_a_missing_file_is_a_usage_error(db_url: str, tmp_path: Path) -> None:
+    run = shop(db_url, "cli_nofile").run(breakpoints=["enrich"])
+    assert run.wait(timeout=TIMEOUT) == "paused"
+    res = CliRunner().invoke(cli, ["--db", db_url, "skip", run.id, "enrich", "--output", f"@{tmp_path / 'nope.json'}",
+                                   "--force"])
+    assert res.exit_code == 2 and "cannot read JSON from" in res.output
+    assert run.instance("enrich").status == "paused"
+
+
 def gated(db_url: str, name: str) -> Workflow:
     """gate (approval) -> ship(gate)."""
     wf = Workflow(name, store=db_url)
