@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
-from .errors import DefinitionError
+from .errors import DefinitionError, SerializationError
+from .store import codec
 from .states import When
 
 if TYPE_CHECKING:
@@ -60,6 +61,41 @@ class Breakpoint:
 def key_text(key: Any) -> str | None:
     """Keys are matched by their text: ``enrich:5`` matches the key ``5``."""
     return None if key is None else str(key)
+
+
+def encode_key(key: Any) -> tuple[str, tuple[str, bytes] | None]:
+    """A foreach key as stored: its text (what addresses it) and its value as (codec, bytes), None when
+    the text is the key (a str). JSON when the key round-trips as JSON, else pickle (a tuple stays a
+    tuple); a key neither can store keeps only its text."""
+    tp = type(key)
+    if tp is str:
+        return key, None
+    if tp is int:
+        text = int.__repr__(key)
+        return text, (codec.JSON, text.encode())
+    text = str(key)
+    try:
+        enc = codec.encode(key)
+    except SerializationError:
+        return text, None
+    return text, (enc.codec, enc.data)
+
+
+def key_value(text: str | None, codec_name: str | None, data: bytes | None) -> Any:
+    """The key an instance row stores (``key``, ``key_codec``, ``key_value``) as the key function returned
+    it; its text when it has no stored value (a str key, a run recorded before keys kept their type) or
+    when the value cannot be loaded here (a pickled key whose class this process cannot import)."""
+    if codec_name is None:
+        return text
+    if codec_name == codec.JSON and data is not None:
+        try:
+            return int(data)  # the commonest key, and the JSON text of an int is its digits: 4x faster than json
+        except ValueError:
+            pass
+    try:
+        return codec.decode(codec_name, data)
+    except Exception:  # noqa: BLE001 - the text still names the instance
+        return text
 
 
 def parse_target(text: str) -> tuple[str, str | None]:

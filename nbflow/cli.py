@@ -1160,7 +1160,7 @@ def dead_letter_view(v: Any) -> dict[str, Any]:
     return {
         "step": v.step,
         "item": v.item,
-        "key": v.key,
+        "key": v.key_text,
         "attempts": v.attempts,
         "error": None if v.error is None else {"type": v.error.type, "message": v.error.message,
                                                "traceback": v.error.traceback},

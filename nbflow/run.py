@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .breakpoints import Breakpoint, key_text
+from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
 from .errors import NbflowError
 from .states import InstanceStatus, RunStatus, status_filter
@@ -32,11 +32,12 @@ class ErrorInfo:
 
 @dataclass
 class InstanceView:
-    """One step instance as stored: a snapshot, not live."""
+    """One step instance as stored: a snapshot, not live. ``key`` is what the key function returned (the
+    index without one), with its type; ``key_text`` is its text, what addresses use (``"enrich:17"``)."""
 
     step: str
     item: int | None
-    key: str | None
+    key: Any
     status: InstanceStatus
     attempts: int
     inputs: dict[str, Any]
@@ -51,6 +52,7 @@ class InstanceView:
     next_attempt_at: float | None = None
     token: str | None = None  # the correlation token of a waiting instance (signals)
     deadline: float | None = None
+    key_text: str | None = None
 
     @property
     def attempt(self) -> int:
@@ -58,18 +60,21 @@ class InstanceView:
 
     @property
     def label(self) -> str:
-        return self.step if self.key is None else f"{self.step}:{self.key}"
+        return self.step if self.key_text is None else f"{self.step}:{self.key_text}"
 
 
 @dataclass
 class Event:
+    """One entry of the run's history; ``key`` is the instance's key with its type, ``key_text`` its text."""
+
     id: int
     ts: float
     kind: str
     step: str | None
-    key: str | None
+    key: Any
     actor: str | None
     data: dict[str, Any]
+    key_text: str | None = None
 
 
 class _Reader:
@@ -127,7 +132,7 @@ class _Reader:
         return InstanceView(
             step=r["step"],
             item=None if r["item"] == TASK_ITEM else r["item"],
-            key=r["key"],
+            key=key_value(r["key"], r["key_codec"], r["key_value"]),
             status=InstanceStatus(r["status"]),
             attempts=r["attempt"],
             inputs=inputs,
@@ -142,6 +147,7 @@ class _Reader:
             next_attempt_at=r["next_attempt_at"],
             token=r["token"],
             deadline=r["deadline"],
+            key_text=r["key"],
         )
 
 
@@ -240,11 +246,14 @@ class Run:
         ]
 
     def instance(self, step: str, key: Any = None) -> InstanceView:
-        views = self.instances(step)
+        """The instance of *step* whose key has the text of *key* (``key=17`` and ``key="17"`` both address it)."""
+        reader = _Reader(self.store, self._row())
+        if step not in reader.definition["steps"]:
+            raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
         k = key_text(key)
-        for v in views:
-            if v.key == k:
-                return v
+        for r in reader.by_step.get(step, []):
+            if r["key"] == k:
+                return reader.view(r)
         raise NbflowError(f"step {step!r} of run {self.id} has no instance with key {k}")
 
     def output(self, step: str) -> Any:
@@ -264,9 +273,24 @@ class Run:
         return reader.step_output(step)
 
     def history(self) -> list[Event]:
+        rows = self.store.event_rows(self.id)
+        stored: Mapping[tuple[Any, Any], tuple[str, bytes]] = (
+            self.store.key_values(self.id) if any(r["key"] is not None for r in rows) else {}
+        )
+        typed: dict[tuple[Any, Any], Any] = {}  # each key decoded once
+
+        def key_of(r: Mapping[str, Any]) -> Any:
+            where = (r["step"], r["key"])
+            if where not in stored:
+                return r["key"]
+            if where not in typed:
+                typed[where] = key_value(r["key"], *stored[where])
+            return typed[where]
+
         return [
-            Event(r["id"], r["ts"], r["kind"], r["step"], r["key"], r["actor"], json.loads(r["data"]) if r["data"] else {})
-            for r in self.store.event_rows(self.id)
+            Event(r["id"], r["ts"], r["kind"], r["step"], key_of(r), r["actor"],
+                  json.loads(r["data"]) if r["data"] else {}, r["key"])
+            for r in rows
         ]
 
     def breakpoints(self) -> list[Breakpoint]:

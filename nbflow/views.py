@@ -10,13 +10,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._util import jsonable
-from .breakpoints import Breakpoint
+from .breakpoints import Breakpoint, key_value
 from .commands import allowed_verbs
 from .engine.lifecycle import owner_alive, owner_text
 from .engine.pinning import Use
 from .run import TASK_ITEM, Run
 from .states import InstanceStatus, RunStatus
 from .store import Store
+from .store.codec import JSON
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in InstanceStatus)
 """Every instance status, in the order of DESIGN.md section 3 (the keys of ``counts``)."""
@@ -74,12 +75,23 @@ def verbs(status: str, pause_reason: str | None) -> list[str]:
     return allowed_verbs(_Status(status, pause_reason))  # type: ignore[arg-type]
 
 
-def instance_view(r: Mapping[str, Any]) -> dict[str, Any]:
-    """One instance row as JSON (no values: inputs and outputs can be large or pickled)."""
+def shown_key(r: Mapping[str, Any]) -> Any:
+    """An instance row's key as the widget ships it: an int key as a number (JSON carries it unchanged,
+    and it reads and addresses as its text does), any other key as its text."""
+    if r.get("key_codec") == JSON:
+        value = key_value(r["key"], r["key_codec"], r["key_value"])
+        if type(value) is int:
+            return value
+    return r["key"]
+
+
+def instance_view(r: Mapping[str, Any], *, user_key: bool = False) -> dict[str, Any]:
+    """One instance row as JSON (no values: inputs and outputs can be large or pickled). ``key`` is the
+    key's text (what ``-o json`` prints and addresses use); with *user_key*, :func:`shown_key`."""
     return {
         "step": r["step"],
         "item": None if r["item"] == TASK_ITEM else r["item"],
-        "key": r["key"],
+        "key": shown_key(r) if user_key else r["key"],
         "status": r["status"],
         "attempt": r["attempt"],
         "pause_reason": r["pause_reason"],
@@ -258,7 +270,7 @@ def paused_instances(run: Run) -> list[dict[str, Any]]:
 __all__ = [
     "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view", "instance_counts",
     "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "owner_view", "paused_instances",
-    "run_state", "run_summary", "run_view", "value_view", "verbs",
+    "run_state", "run_summary", "run_view", "shown_key", "value_view", "verbs",
 ]
 
 
@@ -323,10 +335,11 @@ def run_state(store: Store, run_id: str) -> dict[str, Any]:
 
 def instance_page(
     store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None, text: str | None = None,
-    offset: int = 0, limit: int = 50,
+    offset: int = 0, limit: int = 50, user_keys: bool = False,
 ) -> dict[str, Any]:
     """One page of a step's instances in item order (no values), narrowed by *status* and by *text*
-    (found in the key, the pause reason or the error); ``total`` counts every match."""
+    (found in the key, the pause reason or the error); ``total`` counts every match. *user_keys*: see
+    :func:`instance_view`."""
     import sqlalchemy as sa
 
     from .store import schema
@@ -342,14 +355,15 @@ def instance_page(
     offset, limit = max(int(offset), 0), max(int(limit), 1)
     cols = [t.c[n] for n in (
         "step", "item", "key", "status", "attempt", "pause_reason", "error_type", "error_message", "held_by",
-        "started_at", "finished_at", "next_attempt_at", "deadline",
+        "started_at", "finished_at", "next_attempt_at", "deadline", "key_codec", "key_value",
     )]
     with store.engine.connect() as conn:
         total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
         if offset >= total and total:
             offset = (total - 1) // limit * limit  # the last page, when the filter shrank the list
         rows = list(conn.execute(sa.select(*cols).where(*where).order_by(t.c.item).offset(offset).limit(limit)).mappings())
-    return {"step": step, "offset": offset, "limit": limit, "total": total, "rows": [instance_view(r) for r in rows]}
+    return {"step": step, "offset": offset, "limit": limit, "total": total,
+            "rows": [instance_view(r, user_key=user_keys) for r in rows]}
 
 
 def change_token(store: Store, run_id: str) -> tuple[Any, ...]:
@@ -421,11 +435,14 @@ def _light_reader(store: Store, row: Mapping[str, Any]) -> Any:
 ATTEMPT_EVENTS = ("started", "attempt_failed", "retrying", "succeeded", "failed", "timed_out", "interrupted")
 
 
-def instance_detail(store: Store, run_id: str, step: str, key: str | None, history_limit: int = 200) -> dict[str, Any] | None:
+def instance_detail(
+    store: Store, run_id: str, step: str, key: str | None, history_limit: int = 200, *, user_keys: bool = False,
+) -> dict[str, Any] | None:
     """Everything about one instance (``None`` when it does not exist yet): :func:`instance_view`'s
-    fields plus ``inputs``/``output`` (see :func:`value_view`; ``readonly_inputs`` lists inputs
-    that are not editable JSON), the error with its traceback, ``logs``, ``attempts`` and its
-    ``history`` (newest *history_limit* events). Reads only this instance and the steps it reads."""
+    fields (*user_keys*: its ``key`` as :func:`shown_key`) plus ``inputs``/``output`` (see
+    :func:`value_view`; ``readonly_inputs`` lists inputs that are not editable JSON), the error with its
+    traceback, ``logs``, ``attempts`` and its ``history`` (newest *history_limit* events). Reads only
+    this instance and the steps it reads."""
     import sqlalchemy as sa
 
     from .store import schema
@@ -442,7 +459,7 @@ def instance_detail(store: Store, run_id: str, step: str, key: str | None, histo
         ).mappings())
     if row is None:
         return None
-    view = instance_view(row)
+    view = instance_view(row, user_key=user_keys)
     iv = _light_reader(store, run_row).view(row)
     inputs: dict[str, Any] = {}
     readonly: list[str] = []

@@ -322,7 +322,9 @@ def test_resume_pinned_runs_the_code_the_run_started_with(flow_dir: Path, db_url
     child.release()
 
     (flow_dir / "flow.py").write_text(V2)  # importable as `flow` by the resuming process
-    resumer = Child(flow_dir, "resume_pinned", run_id, env={"PYTHONPATH": str(flow_dir)})
+    # flow.py importable, and nbflow from where this test imports it (a worktree's PYTHONPATH)
+    path = os.pathsep.join(p for p in (str(flow_dir), os.environ.get("PYTHONPATH")) if p)
+    resumer = Child(flow_dir, "resume_pinned", run_id, env={"PYTHONPATH": path})
     assert resumer.line() == "succeeded"
     assert json.loads(resumer.line()) == V1_TOTAL
     resumer.release()
@@ -383,6 +385,42 @@ def test_interrupted_only_while_no_live_process_drives_an_unfinished_run(flow_di
     assert run.wait(timeout=30) == "succeeded"
     assert run.interrupted is False
     assert stored.interrupted is False
+
+
+KEYED = '''
+import os
+
+import nbflow
+
+wf = nbflow.Workflow("keyed", store=os.environ["NBFLOW_DB"])
+
+
+@wf.step
+def load(n):
+    return list(range(n))
+
+
+@wf.foreach("load", key=lambda item: item * 10)
+def tag(item, ctx):
+    return [ctx.key, type(ctx.key).__name__]
+'''
+
+
+def test_keys_stay_ints_after_the_owner_exited_and_another_process_took_over(flow_dir: Path, db_url: str) -> None:
+    """The owner ran four items and exited paused on tag:30; here, attached, keys and ctx.key are ints."""
+    (flow_dir / "flow.py").write_text(KEYED)
+    child = Child(flow_dir, "start", json.dumps({"params": {"n": N}, "breakpoints": ["tag:30"]}))
+    run_id = child.line()
+    assert child.line() == "paused"
+    assert child.release() == 0
+
+    run = import_flow(flow_dir).wf.attach(run_id)
+    views = run.instances("tag")
+    assert [v.key for v in views] == [0, 10, 20, 30, 40] and all(type(v.key) is int for v in views)
+    assert run.instance("tag", key=30).status == "paused"
+    run.resume("tag", key=30)
+    assert run.wait(timeout=30) == "succeeded"
+    assert run.output("tag") == [[k, "int"] for k in (0, 10, 20, 30, 40)]  # 30 ran here, the others in the child
 
 
 def test_a_taken_over_run_keeps_the_values_of_its_paused_instances(db_url: str) -> None:

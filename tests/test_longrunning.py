@@ -326,7 +326,7 @@ def test_a_dead_lettered_item_can_be_retried_or_skipped_while_the_run_is_alive(d
     # the condition reads work's output, so the downstream sees it before the operator acts
     run = wf.run(breakpoints=[nbflow.Breakpoint("total", condition="len(work) > 0")])
     assert run.wait(timeout=30) == "paused"
-    assert [v.key for v in run.dead_letters("work")] == ["2", "4"]
+    assert [v.key for v in run.dead_letters("work")] == [2, 4]
     flag("fixed 2").set()
     run.retry("work", key=2, reason="fixed upstream")
     run.skip("work", key=4, output=-1, reason="known bad")

@@ -124,7 +124,7 @@ def test_break_pauses_in_store_and_a_later_cell_resumes(kernel: Kernel) -> None:
     run = kernel.run(kernel.value("nbflow_run.id"))
     assert run.id in started.shown  # the cell displays the run it started
     wait_status(run, "paused")
-    assert [(i.key, i.status) for i in run.instances("enrich", status="paused")] == [("20", "paused")]
+    assert [(i.key, i.status) for i in run.instances("enrich", status="paused")] == [(20, "paused")]
     assert run.instance("enrich", 20).inputs == {"item": {"id": 20, "x": 2}}
 
     kernel.ok("%nbflow resume enrich:20")
@@ -295,7 +295,7 @@ def test_conditional_breakpoint_pauses_matching_items_and_unbreak_resumes_them(k
     kernel.ok("%nbflow run -p n=4")
     run = kernel.run(kernel.value("nbflow_run.id"))
     wait_status(run, "paused")
-    assert sorted(i.key for i in run.instances("enrich", status="paused")) == ["20", "30"]
+    assert sorted(i.key for i in run.instances("enrich", status="paused")) == [20, 30]
     kernel.ok("%nbflow unbreak enrich")  # what the breakpoint alone held resumes
     assert kernel.value("nbflow_run.wait(30)") == "succeeded"
     assert run.output("report") == 0 + 1 + 4 + 9

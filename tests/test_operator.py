@@ -299,6 +299,6 @@ def test_command_from_another_process_is_applied_by_the_live_owner(db_url: str) 
         time.sleep(0.02)
     assert run.instance("enrich", 3).status == "succeeded"
     assert run.instance("enrich", 3).output == 40
-    assert [v.key for v in run.instances("enrich", status="paused")] == ["0", "1", "2", "4", "5"]
+    assert [v.key for v in run.instances("enrich", status="paused")] == [0, 1, 2, 4, 5]
     resumed = [e for e in run.history() if e.kind == "resumed"]
-    assert [(e.key, e.actor) for e in resumed] == [("3", "cli-user")]
+    assert [(e.key, e.actor) for e in resumed] == [(3, "cli-user")]

@@ -63,7 +63,7 @@ def test_breakpoints_pause_resume_one_key_and_audited_set_inputs(pg_url: str) ->
 
     run.resume("enrich", key=17)
     poll(lambda: run.instance("enrich", 17).status == "succeeded", "enrich:17 to succeed")
-    assert [v.key for v in run.instances("enrich") if v.status != "paused"] == ["17"]
+    assert [v.key for v in run.instances("enrich") if v.status != "paused"] == [17]
     assert run.instance("report").status == "pending"
 
     run.set_inputs("enrich", key=3, item={"id": 3, "x": 100}, reason="typo in row 3")
@@ -71,7 +71,7 @@ def test_breakpoints_pause_resume_one_key_and_audited_set_inputs(pg_url: str) ->
     assert run.wait(timeout=WAIT_S) == "succeeded"
     assert run.instance("enrich", 3).output == {"id": 3, "x": 100, "y": 10000}
     changed = [e for e in run.history() if e.kind == "inputs_changed"]
-    assert [e.key for e in changed] == ["3"]
+    assert [e.key for e in changed] == [3]
     assert changed[0].data["old"] == {"item": {"id": 3, "x": 3}}
     assert run.output("report") == sum(i * i for i in range(50)) - 9 + 10000
 

@@ -67,7 +67,7 @@ def test_foreach_instances_are_keyed_by_the_key_function(db_url: str) -> None:
     assert run.wait(timeout=TIMEOUT) == "succeeded"
     views = run.instances("enrich")
     assert [v.item for v in views] == list(range(1000))
-    assert [v.key for v in views] == [str(i * 7) for i in range(1000)]
+    assert [v.key for v in views] == [i * 7 for i in range(1000)]
     assert {v.status for v in views} == {"succeeded"}
     one = run.instance("enrich", key=21)
     assert (one.item, one.inputs["item"], one.output) == (3, {"id": 3, "x": 3}, {"id": 3, "x": 3, "y": 9})
@@ -82,11 +82,11 @@ def test_history_lists_starts_and_successes_in_order(db_url: str) -> None:
     assert [e.ts for e in events] == sorted(e.ts for e in events)
     assert events[0].kind == "run_created"
     assert events[-1].kind == "run_succeeded"
-    position: dict[tuple[str, str | None, str], int] = {}
+    position: dict[tuple[str, int | None, str], int] = {}
     for n, e in enumerate(events):
         if e.kind in ("started", "succeeded") and e.step is not None:
             position.setdefault((e.step, e.key, e.kind), n)
-    labels = [("load", None)] + [("enrich", str(i * 7)) for i in range(20)] + [("report", None)]
+    labels = [("load", None)] + [("enrich", i * 7) for i in range(20)] + [("report", None)]
     for step, key in labels:
         assert position[(step, key, "started")] < position[(step, key, "succeeded")]
     last_enrich = max(position[("enrich", k, "succeeded")] for _, k in labels[1:-1])

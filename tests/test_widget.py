@@ -70,7 +70,7 @@ def until(cond: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
         time.sleep(0.05)
 
 
-def statuses(run: nbflow.Run, step: str = "enrich") -> dict[str | None, str]:
+def statuses(run: nbflow.Run, step: str = "enrich") -> dict[Any, str]:
     return {v.key: str(v.status) for v in run.instances(step)}
 
 
@@ -113,7 +113,7 @@ def test_the_widget_opens_on_the_paused_step_with_counts_and_one_page(db_url: st
     assert [b["when"] for b in node(w, "enrich")["breakpoints"]] == ["before"]
     assert sorted(map(tuple, w.dag["edges"])) == [("enrich", "total"), ("load", "enrich")]
     assert w.selected_step == "enrich"
-    assert [r["key"] for r in w.instances["rows"]] == ["0", "1", "2", "3", "4", "5"]
+    assert [r["key"] for r in w.instances["rows"]] == [0, 1, 2, 3, 4, 5]
 
 
 def test_the_widget_names_what_a_step_uses_from_the_notebook(db_url: str, widgets: Any) -> None:
@@ -139,10 +139,10 @@ def test_resume_one_key_runs_only_that_instance(db_url: str, widgets: Any) -> No
     w.handle_message({"action": "resume", "step": "enrich", "key": "2", "req": "r1"})
 
     assert w.message["ok"] is True and w.message["req"] == "r1", w.message
-    until(lambda: statuses(run)["2"] == "succeeded", "enrich:2 to succeed")
-    assert {k: s for k, s in statuses(run).items() if k != "2"} == dict.fromkeys(["0", "1", "3", "4", "5"], "paused")
+    until(lambda: statuses(run)[2] == "succeeded", "enrich:2 to succeed")
+    assert {k: s for k, s in statuses(run).items() if k != 2} == dict.fromkeys([0, 1, 3, 4, 5], "paused")
     w.refresh()
-    row = next(r for r in w.instances["rows"] if r["key"] == "2")
+    row = next(r for r in w.instances["rows"] if r["key"] == 2)
     assert row["status"] == "succeeded"
     assert node(w, "enrich")["counts"]["paused"] == 5
 
@@ -154,8 +154,8 @@ def test_resume_selected_resumes_exactly_the_ticked_keys(db_url: str, widgets: A
     w.handle_message({"action": "resume", "step": "enrich", "keys": ["1", "4"]})
 
     assert w.message["ok"] is True, w.message
-    until(lambda: statuses(run)["1"] == statuses(run)["4"] == "succeeded", "the selected keys to succeed")
-    assert [k for k, s in statuses(run).items() if s == "paused"] == ["0", "2", "3", "5"]
+    until(lambda: statuses(run)[1] == statuses(run)[4] == "succeeded", "the selected keys to succeed")
+    assert [k for k, s in statuses(run).items() if s == "paused"] == [0, 2, 3, 5]
 
 
 def test_resume_all_finishes_the_run(db_url: str, widgets: Any) -> None:
@@ -181,7 +181,7 @@ def test_skip_with_an_output_from_the_editor(db_url: str, widgets: Any) -> None:
     view = run.instance("enrich", 3)
     assert view.status == "skipped" and view.output == {"skipped": True}
     skipped = [e for e in run.history() if e.kind == "skipped"]
-    assert [(e.key, e.data["output"], e.data["reason"]) for e in skipped] == [("3", {"skipped": True}, "row 3 is bad")]
+    assert [(e.key, e.data["output"], e.data["reason"]) for e in skipped] == [(3, {"skipped": True}, "row 3 is bad")]
 
 
 def test_set_inputs_with_a_reason_shows_the_old_and_new_values_in_the_history(db_url: str, widgets: Any) -> None:
@@ -196,7 +196,7 @@ def test_set_inputs_with_a_reason_shows_the_old_and_new_values_in_the_history(db
     assert w.message["ok"] is True, w.message
     changed = [e for e in run.history() if e.kind == "inputs_changed"]
     assert [(e.key, e.data["old"], e.data["new"], e.data["reason"]) for e in changed] == [
-        ("5", {"item": 6}, {"item": 60}, "fix bad row")
+        (5, {"item": 6}, {"item": 60}, "fix bad row")
     ]
     assert w.detail["inputs"] == {"item": 60}
     assert [h["data"]["new"] for h in w.detail["history"] if h["kind"] == "inputs_changed"] == [{"item": 60}]
@@ -430,11 +430,11 @@ def test_a_10000_item_foreach_ships_counts_and_one_page(db_url: str, widgets: An
     assert state_size() < 200_000
 
     w.handle_message({"action": "page", "offset": 10_000 - PAGE_SIZE})
-    assert [r["key"] for r in w.instances["rows"]][-1] == "9999" and len(w.instances["rows"]) == PAGE_SIZE
+    assert [r["key"] for r in w.instances["rows"]][-1] == 9999 and len(w.instances["rows"]) == PAGE_SIZE
 
     w.handle_message({"action": "filter", "status": "paused", "text": "777"})
     keys = [r["key"] for r in w.instances["rows"]]
-    assert w.instances["offset"] == 0 and keys[:3] == ["777", "1777", "2777"] and w.instances["total"] == 19
+    assert w.instances["offset"] == 0 and keys[:3] == [777, 1777, 2777] and w.instances["total"] == 19
     w.handle_message({"action": "select_instance", "step": "enrich", "key": "7777"})
     assert w.detail["inputs"] == {"item": 7778}
     assert state_size() < 200_000
@@ -495,7 +495,7 @@ def test_a_run_owned_by_another_process_is_driven_through_its_owner(db_url: str,
         assert w.message["ok"] is True and "waiting for the run's owner" in w.message["text"]
         until(lambda: w.message.get("text") == "resumed 1 instance(s)", "the owner's answer in the widget")
         # the owner answers when the instance is ready; it succeeds a commit later
-        until(lambda: statuses(run) == {"0": "paused", "1": "succeeded", "2": "paused"}, "the resumed item to finish")
+        until(lambda: statuses(run) == {0: "paused", 1: "succeeded", 2: "paused"}, "the resumed item to finish")
         w.handle_message({"action": "set_output", "step": "enrich", "key": "0", "json": "1"})
         until(lambda: w.message.get("text", "").startswith("refused: cannot set_output"), "the owner's refusal")
         assert w.message["ok"] is False

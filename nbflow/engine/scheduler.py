@@ -40,7 +40,7 @@ from ..states import InstanceStatus as S
 from ..states import RunStatus, StepKind, When
 from ..store import Store
 from ..store import schema as t
-from ..store.codec import Encoded
+from ..store.codec import JSON, Encoded
 from ..workflow import Plan, StepSpec, Workflow
 from . import capture
 from .executor import Backend, Hooks, Result, Task, Threads, error_triple
@@ -68,7 +68,9 @@ _HELD_AS_ROWS = frozenset({StepKind.APPROVAL, StepKind.WAIT})
 _FOREACH = StepKind.FOREACH
 _get_status = operator.attrgetter("status")
 _INST_COLS = tuple(c.name for c in t.instances.columns)
-_UPDATE_KEYS = _INST_COLS[3:] + ("b_run", "b_step", "b_item")  # SET every other column WHERE the key
+_KEY_COLS = ("key_codec", "key_value")  # written once, with the row: a key never changes
+_UPDATE_KEYS = _INST_COLS[3:-2] + ("b_run", "b_step", "b_item")  # SET every other column WHERE the key
+_NO_KEY_VALUE = (None, None)
 _EVENT_KEYS = ("id", "run_id", "step", "key", "kind", "actor", "data", "ts")
 _BLOB_KEYS = tuple(c.name for c in t.blobs.columns)
 _SIGNAL_KEYS = tuple(c.name for c in t.signals.columns)
@@ -89,8 +91,8 @@ _RUN_UPDATE = (
 assert _INST_COLS == (
     "run_id", "step", "item", "key", "status", "attempt", "inputs_codec", "inputs", "output_codec", "output",
     "saved_codec", "saved", "error_type", "error_message", "error_traceback", "pause_reason", "held_by", "released",
-    "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token",
-), "Inst.values() must follow the instances table's columns"
+    "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "key_codec", "key_value",
+), "Inst.values() must follow the instances table's columns (the key's value last: inserts only)"
 
 
 @dataclass(slots=True, eq=False)
@@ -99,7 +101,7 @@ class Inst:
 
     step: str
     item: int
-    key: str | None
+    key: str | None  # the key's text: what breakpoints, addresses and events use
     status: S
     attempt: int = 0
     inputs: Encoded | None = None
@@ -117,6 +119,7 @@ class Inst:
     finished_at: float | None = None
     logs: str | None = None
     token: str | None = None
+    key_enc: tuple[str, bytes] | None = None  # the key's value as (codec, bytes); None: the text is the key
     new: bool = True
     value: Any = _MISSING
     overrides: Any = _MISSING
@@ -132,7 +135,8 @@ class Inst:
         return self.step if self.key is None else f"{self.step}:{self.key}"
 
     def values(self, run_id: str) -> tuple[Any, ...]:
-        """The row in ``instances`` column order (``_INST_COLS``): what the flush writes."""
+        """The row in ``instances`` column order (``_INST_COLS``) but the key's value: what the flush writes
+        (an insert adds ``key_enc``)."""
         i, o, sv, err = self.inputs, self.out, self.saved, self.error
         return (
             run_id, self.step, self.item, self.key, _STATUS_TEXT[self.status], self.attempt,
@@ -160,6 +164,8 @@ class Inst:
             "released": json.dumps(sorted(self.released)) if self.released else None,
             "next_attempt_at": self.next_attempt_at, "deadline": self.deadline,
             "started_at": self.started_at, "finished_at": self.finished_at, "logs": self.logs, "token": self.token,
+            "key_codec": self.key_enc[0] if self.key_enc else None,
+            "key_value": self.key_enc[1] if self.key_enc else None,
         }
 
     @classmethod
@@ -174,9 +180,10 @@ class Inst:
         inst.held_by = json.loads(r[8]) if r[8] else ()
         inst.released = set(json.loads(r[9])) if r[9] else frozenset()
         inst.next_attempt_at, inst.deadline, inst.started_at, inst.finished_at, inst.token = r[10], r[11], r[12], r[13], r[14]
+        inst.key_enc = (r[15], r[16]) if r[15] else None
         inst.new = False
         inst.value = inst.overrides = _MISSING
-        inst.hydrated = not r[15]
+        inst.hydrated = not r[17]
         return inst
 
     def hydrate(self, r: Mapping[str, Any]) -> None:
@@ -198,7 +205,8 @@ class Inst:
             pause_reason=r["pause_reason"], held_by=json.loads(r["held_by"]) if r["held_by"] else [],
             released=set(json.loads(r["released"])) if r["released"] else set(),
             next_attempt_at=r["next_attempt_at"], deadline=r["deadline"], started_at=r["started_at"],
-            finished_at=r["finished_at"], logs=r["logs"], token=r["token"], new=False,
+            finished_at=r["finished_at"], logs=r["logs"], token=r["token"],
+            key_enc=(r["key_codec"], r["key_value"]) if r["key_codec"] else None, new=False,
         )
 
 
@@ -220,8 +228,8 @@ def _gc_paused() -> Iterator[None]:
 _new = object.__new__
 assert Inst.__slots__ == (
     "step", "item", "key", "status", "attempt", "inputs", "out", "saved", "error", "pause_reason", "held_by", "released",
-    "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "new", "value", "overrides",
-    "pending_error", "hydrated",
+    "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "key_enc", "new", "value",
+    "overrides", "pending_error", "hydrated",
 ), "Inst.light must set every field"
 
 
@@ -232,7 +240,8 @@ _UPDATE = (
         t.instances.c.step == sa.bindparam("b_step"),
         t.instances.c.item == sa.bindparam("b_item"),
     )
-    .values({c.name: sa.bindparam(c.name) for c in t.instances.columns if c.name not in ("run_id", "step", "item")})
+    .values({c.name: sa.bindparam(c.name) for c in t.instances.columns
+             if c.name not in ("run_id", "step", "item", *_KEY_COLS)})
 )
 
 
@@ -488,17 +497,23 @@ class Scheduler:
         try:
             items = self._items(step)
             keys: list[str] = []
+            encs: list[tuple[str, bytes] | None]  # each key's value (bpmod.encode_key)
             if spec.key is None:
                 keys = [str(i) for i in range(len(items))]
+                encs = [(JSON, k.encode()) for k in keys]
             else:
+                encs = []
+                encode_key = bpmod.encode_key
                 for i, item in enumerate(items):
                     try:
-                        keys.append(str(spec.key(item)))
+                        k, enc = encode_key(spec.key(item))
                     except Exception as exc:
                         raise DefinitionError(
                             f"the key function of foreach step {step!r} raised {type(exc).__name__}: {exc} "
                             f"on item {i}"
                         ) from exc
+                    keys.append(k)
+                    encs.append(enc)
                 seen: dict[str, int] = {}
                 for i, k in enumerate(keys):
                     if k in seen:
@@ -521,6 +536,7 @@ class Scheduler:
             insts, dirty, rows, ready = self.insts, self.dirty, self.by_step[step], self.ready
             for i, k in enumerate(keys):
                 inst = Inst(step, i, k, _READY)
+                inst.key_enc = encs[i]
                 insts[(step, i)] = dirty[(step, i)] = inst
                 rows.append(inst)
                 ready.append(inst)
@@ -529,6 +545,7 @@ class Scheduler:
         else:
             for i, k in enumerate(keys):
                 inst = Inst(step, i, k, S.PENDING)
+                inst.key_enc = encs[i]
                 self.add_instance(inst)
                 self._make_ready(inst)
         if not items:
@@ -772,7 +789,7 @@ class Scheduler:
         return StepContext(
             run_id=self.run_id,
             step=inst.step,
-            key=inst.key,
+            key=bpmod.key_value(inst.key, *inst.key_enc) if inst.key_enc else inst.key,
             item_index=None if inst.item == TASK_ITEM else inst.item,
             attempt=attempt,
             idempotency_key=f"{self.run_id}/{inst.step}/{inst.key or ''}",
@@ -1073,7 +1090,7 @@ class Scheduler:
         for inst in self.dirty.values():
             v = inst.values(run_id)
             if inst.new:
-                inserts.append(v)
+                inserts.append(v + (inst.key_enc or _NO_KEY_VALUE))
             else:
                 updates.append(v[3:] + v[:3])  # _UPDATE_KEYS order
         run_update = self.run_dirty or hb or final or self.status in _RUN_TERMINAL

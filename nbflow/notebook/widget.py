@@ -74,9 +74,11 @@ class RunWidget(anywidget.AnyWidget):
     """nodes (step, kind, foreach, counts, total, status, breakpoints) and edges."""
     selected_step = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     instances = traitlets.Dict().tag(sync=True)
-    """One page of the selected step's instances: step, offset, limit, total, status, text, rows."""
+    """One page of the selected step's instances: step, offset, limit, total, status, text, rows. A row's
+    ``key`` is the user's key where JSON carries it unchanged (an int key is a number), else its text
+    (:func:`nbflow.views.shown_key`); the browser sends it back as is, and it addresses by its text."""
     selected = traitlets.Dict(None, allow_none=True).tag(sync=True)
-    """The selected instance's address: {step, key}."""
+    """The selected instance's address: {step, key} (``key`` as the rows show it)."""
     detail = traitlets.Dict(None, allow_none=True).tag(sync=True)
     """The selected instance (:func:`nbflow.views.instance_detail`), or None."""
     message = traitlets.Dict().tag(sync=True)
@@ -151,7 +153,7 @@ class RunWidget(anywidget.AnyWidget):
             step, key = self._sel["step"], self._sel["key"]
             stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key))
             if force or stamp != self._detail_stamp:  # values are decoded only when the instance changed
-                self._detail = views.instance_detail(self.store, self.run.id, step, key) or {
+                self._detail = views.instance_detail(self.store, self.run.id, step, key, user_keys=True) or {
                     "step": step, "key": key, "missing": True,
                 }
                 self._detail_stamp = stamp
@@ -160,14 +162,15 @@ class RunWidget(anywidget.AnyWidget):
         return {
             "summary": summary, "dag": {"nodes": nodes, "edges": state["dag"]["edges"]},
             "selected_step": self._step, "instances": page,
-            "selected": None if self._sel is None else dict(self._sel), "detail": detail,
+            "selected": None if self._sel is None else {"step": self._sel["step"], "key": (detail or self._sel)["key"]},
+            "detail": detail,
         }
 
     def _page(self) -> dict[str, Any]:
         assert self._step is not None
         page = views.instance_page(
             self.store, self.run.id, self._step, status=self._filter_status or None,
-            text=self._filter_text or None, offset=self._offset, limit=self.page_size,
+            text=self._filter_text or None, offset=self._offset, limit=self.page_size, user_keys=True,
         )
         self._offset = page["offset"]
         page.update(status=self._filter_status, text=self._filter_text)

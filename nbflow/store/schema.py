@@ -6,7 +6,7 @@ from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, M
 
 metadata = MetaData()
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 """The newest migration this nbflow knows; a store at another revision is migrated or refused."""
 
 EVENT_ID_SPAN = 2**30
@@ -91,6 +91,10 @@ instances = Table(
     Column("finished_at", Float),
     Column("logs", Text),
     Column("token", String(255)),
+    # The key as the key function returned it (see nbflow.breakpoints.encode_key); NULL when the key is
+    # its text (a str, a task's None). ``key`` stays the text every lookup and address uses.
+    Column("key_codec", String(16)),
+    Column("key_value", LargeBinary),
 )
 
 breakpoints = Table(

@@ -507,9 +507,18 @@ class Store:
         with self.engine.connect() as c:
             return list(c.execute(stmt).mappings())
 
+    def key_values(self, run_id: str) -> dict[tuple[str, str], tuple[str, bytes]]:
+        """(step, key text) -> the key's stored value (codec, bytes), for the instances whose key is not its text."""
+        t = schema.instances
+        stmt = sa.select(t.c.step, t.c.key, t.c.key_codec, t.c.key_value).where(
+            t.c.run_id == run_id, t.c.key_codec.is_not(None)
+        )
+        with self.engine.connect() as c:
+            return {(step, key): (codec_name, data) for step, key, codec_name, data in c.execute(stmt)}
+
     STATE_COLUMNS = (
         "step", "item", "key", "status", "attempt", "error_type", "error_message", "pause_reason", "held_by",
-        "released", "next_attempt_at", "deadline", "started_at", "finished_at", "token",
+        "released", "next_attempt_at", "deadline", "started_at", "finished_at", "token", "key_codec", "key_value",
     )
 
     def instance_state_rows(self, run_id: str) -> list[Any]:
