@@ -226,3 +226,22 @@ def test_resume_takes_over_a_run_whose_killed_owner_is_an_unreaped_zombie(
     out = json.loads(res.stdout)
     assert out["took_over"] is True and out["status"] == "succeeded"
     assert reader(db_url, owner.run_id).output("report") == REPORT
+
+
+def test_an_owner_killed_mid_body_leaves_its_attempt_so_the_rerun_is_a_higher_attempt(
+    db_url: str, owners: Callable[..., Owner], tmp_path: Path
+) -> None:
+    """The owner dies inside enrich:1's first attempt; after a takeover that instance runs as attempt 2."""
+    owner = owners(crash_key="1")
+    assert owner.proc.wait(timeout=60) == -signal.SIGKILL
+    assert [e["attempt"] for e in owner.trail.items() if e["key"] == "1"] == [1]
+
+    run = import_flow(tmp_path).wf.attach(owner.run_id)
+    assert run.wait(timeout=60) == "succeeded"
+    by_key: dict[str, list[int]] = {}
+    for entry in owner.trail.items():
+        by_key.setdefault(entry["key"], []).append(entry["attempt"])
+    assert by_key["1"] == [1, 2]
+    assert all(attempts == sorted(set(attempts)) for attempts in by_key.values()), by_key  # never a repeat
+    assert run.instance("enrich", 1).attempts == 2
+    assert run.output("report") == REPORT
