@@ -228,6 +228,20 @@ def test_resume_takes_over_a_run_whose_killed_owner_is_an_unreaped_zombie(
     assert reader(db_url, owner.run_id).output("report") == REPORT
 
 
+def test_resume_a_live_owner_does_not_apply_says_why_and_exits_1(db_url: str, owners: Callable[..., Owner]) -> None:
+    """The owner is alive but stopped: `nbflow resume` does not report success; it names the owner, exits 1."""
+    owner = owners(breakpoints=("enrich:2",))
+    assert owner.status() == "paused"
+    owner.proc.send_signal(signal.SIGSTOP)
+    until(lambda: _state(owner.proc.pid) == "T")
+    res = cli(db_url, "resume", owner.run_id, "enrich:2", "--force")
+    assert res.returncode == 1
+    assert "not resumed" in res.stderr and f"pid {owner.proc.pid}" in res.stderr and "stopped" in res.stderr
+    assert reader(db_url, owner.run_id).instance("enrich", 2).status == "paused"
+    owner.proc.send_signal(signal.SIGCONT)  # the command stayed queued: the owner applies it when it polls
+    until(lambda: reader(db_url, owner.run_id).status == "succeeded")
+
+
 def test_an_owner_killed_mid_body_leaves_its_attempt_so_the_rerun_is_a_higher_attempt(
     db_url: str, owners: Callable[..., Owner], tmp_path: Path
 ) -> None:
@@ -245,3 +259,72 @@ def test_an_owner_killed_mid_body_leaves_its_attempt_so_the_rerun_is_a_higher_at
     assert all(attempts == sorted(set(attempts)) for attempts in by_key.values()), by_key  # never a repeat
     assert run.instance("enrich", 1).attempts == 2
     assert run.output("report") == REPORT
+
+
+# ---------------------------------------------------------------------------------- racing resumes
+def test_two_resumes_racing_for_an_interrupted_run_both_succeed(
+    db_url: str, owners: Callable[..., Owner], tmp_path: Path
+) -> None:
+    """Two `nbflow resume RUN enrich:2` at once: one takes the run over, the other hands its resume to it."""
+    owner = owners(breakpoints=("enrich:2",))
+    assert owner.status() == "paused"
+    owner.kill()
+    owner.reap()
+    # Both read the interrupted run before either takes it over: the race a user can lose.
+    releaser = hold_write_lock_until_waiting(db_url, RESUME, 2)
+    outs = run_at_once(RESUME, ["--db", db_url, "resume", owner.run_id, "enrich:2", "--force", "-o", "json"], 2,
+                       tmp_path)
+    releaser.join()
+    results = [json.loads(out) for out in outs]
+    assert sorted(r["took_over"] for r in results) == [False, True], results
+    for r in results:
+        assert [c["state"] for c in r["commands"]] == ["applied"], r
+    run = reader(db_url, owner.run_id)
+    assert run.status == "succeeded" and run.output("report") == REPORT
+    assert [e.kind for e in run.history()].count("taken_over") == 1
+
+
+# ---------------------------------------------------------------------------------- queued commands
+def test_a_command_on_an_instance_with_a_queued_command_is_refused_naming_it(
+    db_url: str, owners: Callable[..., Owner]
+) -> None:
+    """resume enrich:3 is queued for a live owner that has not applied it; skip enrich:3 is refused, not queued."""
+    owner = owners(breakpoints=("enrich:3",))
+    assert owner.status() == "paused"
+    owner.proc.send_signal(signal.SIGSTOP)  # alive, but it applies nothing until it is continued
+    until(lambda: _state(owner.proc.pid) == "T")
+    queued = reader(db_url, owner.run_id).resume("enrich", key=3)
+    assert queued.applied is False
+
+    res = cli(db_url, "skip", owner.run_id, "enrich:3", "--output", "0", "--force")
+    assert res.returncode == 1
+    assert f"command {queued.id} (resume enrich:3" in res.stderr and "not applied yet" in res.stderr
+
+    owner.proc.send_signal(signal.SIGCONT)
+    run = reader(db_url, owner.run_id)
+    until(lambda: run.status == "succeeded")
+    assert run.instance("enrich", 3).status == "succeeded"  # resumed, never skipped
+    assert not [e for e in run.history() if e.kind == "command" and e.data["verb"] == "skip"]
+
+
+def test_a_command_conflicting_with_one_queued_for_an_ownerless_run_is_refused(
+    db_url: str, owners: Callable[..., Owner]
+) -> None:
+    """No live owner: skip enrich:2 is queued; retry enrich:2 is refused at once; resume applies the skip."""
+    owner = owners(breakpoints=("enrich:2",))
+    assert owner.status() == "paused"
+    owner.kill()
+    owner.reap()
+    res = cli(db_url, "skip", owner.run_id, "enrich:2", "--output", "100", "--force")
+    assert res.returncode == 0 and "queued" in res.stdout, res.stderr
+    res = cli(db_url, "retry", owner.run_id, "enrich:2", "--force")
+    assert res.returncode == 1
+    assert "(skip enrich:2" in res.stderr and f"nbflow resume {owner.run_id}" in res.stderr
+
+    res = cli(db_url, "resume", owner.run_id, "--force", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    assert [c["state"] for c in json.loads(res.stdout)["earlier_commands"]] == ["applied"]
+    run = reader(db_url, owner.run_id)
+    assert run.instance("enrich", 2).status == "skipped"
+    assert run.output("report") == REPORT - 20 + 100
+    assert not [e for e in run.history() if e.kind == "command" and e.data["verb"] == "retry"]
