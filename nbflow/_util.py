@@ -174,6 +174,8 @@ def process_started_at(pid: int) -> float | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process *pid* exists and can still run: a killed process its parent has not reaped
+    yet (a zombie) is dead, though ``kill(pid, 0)`` still succeeds for it."""
     if pid <= 0:
         return False
     try:
@@ -181,5 +183,15 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return process_state(pid) not in ("Z", "X")
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of process *pid* in /proc (``R``, ``S``, ``T``, ``Z`` zombie, ...), or None where
+    /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0].decode()  # after "pid (command)"
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None

@@ -26,10 +26,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import views
-from ._util import dumps, parse_json
+from ._util import HOST, dumps, parse_json, process_state
 from .breakpoints import Breakpoint, parse_target, validate
-from .commands import add_breakpoint, remove_breakpoints, submit
-from .errors import CommandRefused, NbflowError
+from .commands import add_breakpoint, check_pending, remove_breakpoints, submit
+from .errors import CommandRefused, NbflowError, OwnershipError
 from .states import InstanceStatus, RunStatus, StepKind, When
 from .store import Store
 from .store.store import error_text, store_error
@@ -805,6 +805,7 @@ def _mutation(obj: _State, run_id: str, verb: str, groups: Groups, payload: Mapp
     _check_targets(store, row, groups, inputs)
     if verb != "cancel" and not views.owner_view(row)["alive"]:
         _check_states(store, row, verb, groups)
+    _check_pending(store, row, verb, groups)
     what = _describe(groups, verb)
     _confirm(
         force, f"{verb} {what} in run {run_id} (workflow {row['workflow']})?",
@@ -861,6 +862,7 @@ def resume_cmd(
     paused = store.instance_rows(run_id, status=InstanceStatus.PAUSED)
     if not owner["alive"]:
         _check_states(store, row, "resume", groups)
+    _check_pending(store, row, "resume", groups)
     what = _describe(groups, "resume")
     if not owner["alive"] and not targets:
         what = f"every paused instance ({len(paused)})" if paused else "the run (nothing is paused)"
@@ -876,8 +878,101 @@ def resume_cmd(
         after = store.run_row(run_id)
         _report(obj, fmt, {"run": run_id, "verb": "resume", "owner": owner, "took_over": False,
                            "commands": commands, "status": after["status"]})
+        _exit_if_not_applied(store, run_id, owner, commands)
         return
-    _report(obj, fmt, _take_over_and_resume(store, row, groups if targets else [], reason, _executor(executor)))
+    with store.engine.connect() as conn:
+        mark = store.last_event_id(run_id, conn)
+    try:
+        result = _take_over_and_resume(store, row, groups if targets else [], reason, _executor(executor), mark)
+    except OwnershipError:
+        # Another `nbflow resume` (or an attach) took the run over first: it is the owner now, so
+        # this resume goes to it, as to any live owner.
+        owner = views.owner_view(store.run_row(run_id))
+        _err(f"run {run_id} was taken over at the same moment by another process ({owner['text']}); "
+             "the resume goes to that owner")
+        commands = _resume_via_owner(store, run_id, groups if targets else [(None, None)], reason, mark)
+        result = {"run": run_id, "verb": "resume", "owner": owner, "took_over": False, "commands": commands,
+                  "status": store.run_row(run_id)["status"]}
+        _report(obj, fmt, result)
+        _exit_if_not_applied(store, run_id, owner, commands)
+        return
+    _report(obj, fmt, result)
+
+
+def _exit_if_not_applied(store: Store, run_id: str, owner: Mapping[str, Any], commands: Sequence[Mapping[str, Any]]
+                         ) -> None:
+    """A resume the owner has not applied in time did nothing yet: say why, exit 1 (never a silent success)."""
+    if not any(c["state"] == "sent" for c in commands):
+        return
+    row = store.run_row(run_id)
+    state = process_state(int(row["owner_pid"] or 0)) if row["owner_id"] and row["owner_host"] == HOST else None
+    why = {"T": " (its process is stopped)", "t": " (its process is stopped by a debugger)",
+           "D": " (its process is blocked in the kernel, e.g. on disk I/O)"}.get(state or "", "")
+    _err(f"not resumed: the owner of run {run_id} ({owner['text']}){why} has not applied the command within "
+         f"{APPLY_WAIT_S:g} s. It stays queued: that owner applies it when it polls again, and `nbflow resume "
+         f"{run_id}` applies it once that process is gone")
+    sys.exit(1)
+
+
+def _resume_via_owner(store: Store, run_id: str, groups: Groups, reason: str | None, mark: int
+                      ) -> list[dict[str, Any]]:
+    """Send the resume to the run's new owner and wait for its answer. Instances resumed since event
+    *mark* (by a racing resume of the same instances) count as resumed, not refused."""
+    commands: list[dict[str, Any]] = []
+    for step, keys in groups:
+        c: dict[str, Any] = {"id": None, "verb": "resume", "step": step, "keys": keys, "state": "sent", "message": None}
+        done = _resumed_since(store, run_id, step, keys, mark)
+        if done is not None:
+            c["state"], c["message"] = "applied", done
+        elif not views.owner_view(store.run_row(run_id))["alive"]:
+            c["state"] = "refused"
+            c["message"] = (f"run {run_id} was taken over by another process, which has given it up again; "
+                            f"run `nbflow resume {run_id}` again")
+        else:
+            try:
+                c["id"] = submit(store, run_id, "resume", step, keys, reason=reason).id
+            except CommandRefused as exc:  # e.g. the owner finished the run meanwhile
+                c["state"], c["message"] = "refused", str(exc)
+        commands.append(c)
+    deadline = time.monotonic() + APPLY_WAIT_S
+    while True:
+        for c in commands:
+            if c["state"] == "sent" and c["id"] is not None:
+                ans = store.command_row(c["id"])
+                if ans["applied_at"] is not None:
+                    c["state"], c["message"] = "applied" if ans["result"] == "ok" else "refused", ans["message"]
+            if c["state"] != "applied":
+                done = _resumed_since(store, run_id, c["step"], c["keys"], mark)
+                if done is not None:
+                    c["state"], c["message"] = "applied", done
+        row = store.run_row(run_id)
+        if (all(c["state"] != "sent" for c in commands) or time.monotonic() >= deadline
+                or RunStatus(row["status"]).terminal or not views.owner_view(row)["alive"]):
+            return commands
+        time.sleep(0.02)
+
+
+def _resumed_since(store: Store, run_id: str, step: str | None, keys: list[str] | None, mark: int) -> str | None:
+    """Why a resume of *step*/*keys* has nothing left to do because the instances were resumed after
+    event *mark* and none of them is paused now; None if that is not so."""
+    rows = store.instance_rows(run_id, step=step) if step is not None else store.instance_rows(run_id)
+    named = [r for r in rows if keys is None or r["key"] in keys]
+    if not named or any(r["status"] == InstanceStatus.PAUSED for r in named):
+        return None
+    events = {(e["step"], e["key"]): e for e in store.event_rows(run_id, after_id=mark) if e["kind"] == "resumed"}
+    seen = [events[(r["step"], r["key"])] for r in named if (r["step"], r["key"]) in events]
+    explicit = keys is not None or all(r["key"] is None for r in named)
+    if not seen or (explicit and len(seen) != len(named)):
+        return None
+    by = sorted({e["actor"] for e in seen if e["actor"]})
+    return (f"already resumed {len(seen)} instance(s) by another command applied meanwhile"
+            + (f" (by {', '.join(by)})" if by else "") + f"; see `nbflow history {run_id}`")
+
+
+def _check_pending(store: Store, row: Mapping[str, Any], verb: str, groups: Groups) -> None:
+    """Refuse, before anything is written, targets a command queued earlier will change first."""
+    for step, keys in groups:
+        check_pending(store, row, verb, step, keys)
 
 
 def _executor(value: str | None) -> Any:
@@ -917,7 +1012,7 @@ def _check_states(store: Store, row: Mapping[str, Any], verb: str, groups: Group
 
 
 def _take_over_and_resume(
-    store: Store, row: Mapping[str, Any], groups: Groups, reason: str | None, executor: Any = None,
+    store: Store, row: Mapping[str, Any], groups: Groups, reason: str | None, executor: Any = None, mark: int = 0,
 ) -> dict[str, Any]:
     """Take the run over with its pinned code, let it apply the commands queued for it, resume the
     targets (every paused instance if none), and drive it until it finishes or pauses."""
@@ -939,14 +1034,21 @@ def _take_over_and_resume(
     commands: list[dict[str, Any]] = []
     todo = groups or ([(None, None)] if store.instance_rows(run_id, status=InstanceStatus.PAUSED) else [])
     for step, keys in todo:
+        refusal = ""
         try:
             res = submit(store, run_id, "resume", step, keys, reason=reason)
         except CommandRefused as exc:
-            commands.append({"id": None, "verb": "resume", "step": step, "keys": keys, "state": "refused",
-                             "message": str(exc)})
+            res, refusal = None, str(exc)
+        if res is not None and res.applied:
+            commands.append({"id": res.id, "verb": "resume", "step": step, "keys": keys, "state": "applied",
+                             "message": res.message})
             continue
-        commands.append({"id": res.id, "verb": "resume", "step": step, "keys": keys,
-                         "state": "applied" if res.applied else "queued", "message": res.message})
+        # Refused, or left unapplied by a run that finished first: a racing `nbflow resume` of the
+        # same instances may have resumed them since this process read the run.
+        done = _resumed_since(store, run_id, step, keys, mark)
+        state = "applied" if done is not None else "refused" if res is None else "queued"
+        commands.append({"id": None if res is None else res.id, "verb": "resume", "step": step, "keys": keys,
+                         "state": state, "message": done or (refusal if res is None else res.message)})
     try:
         status = _drive(store, run)
     except KeyboardInterrupt:

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .engine.scheduler import Inst, Scheduler
 
 VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel", "breakpoint", "approve", "reject", "signal")
+_JUDGED_ON_STATE = frozenset({"resume", "skip", "retry", "set_inputs", "set_output", "approve", "reject"})
+"""Verbs the owner accepts or refuses by the instance's state when it applies them."""
+_CHANGE_STATE = frozenset({"resume", "skip", "retry", "approve", "reject", "cancel"})
+"""Verbs that change the state of the instances they name (cancel: of every instance)."""
 APPLY_TIMEOUT_S = 30.0
 
 
@@ -123,6 +127,44 @@ def _prevalidate(
             )
         if not (payload or {}).get("inputs"):
             raise CommandRefused("set_inputs needs at least one input, e.g. set_inputs('enrich', key=5, item={...})")
+    check_pending(store, row, verb, step, keys)
+
+
+def check_pending(
+    store: Store, row: Mapping[str, Any], verb: str, step: str | None, keys: list[str | None] | None
+) -> None:
+    """Refuse a command on instances that a command queued earlier, not yet applied, will change
+    first: the owner applies that one before, so this one would meet another state than it was
+    checked against, and be refused after it was reported queued. A second resume is no conflict."""
+    if verb not in _JUDGED_ON_STATE or step is None:
+        return
+    with store.engine.connect() as conn:
+        pending = store.pending_commands(row["id"], conn)
+    for cmd in pending:
+        if cmd["verb"] not in _CHANGE_STATE or cmd["verb"] == verb == "resume":
+            continue
+        target = json.loads(cmd["target"] or "null") or {}
+        pstep, pkeys = target.get("step"), target.get("keys")
+        if pstep is not None and pstep != step:
+            continue
+        if pstep is not None and pkeys is not None and keys is not None:
+            common = [k for k in keys if k in pkeys]
+            if not common:
+                continue
+            label = ", ".join(f"{step}:{k}" for k in common)
+        else:
+            label = step if keys is None else ", ".join(f"{step}:{k}" for k in keys)
+        from .engine.lifecycle import owner_alive, owner_text
+
+        queued_for = ("the whole run" if pstep is None else pstep if pkeys is None
+                      else ", ".join(f"{pstep}:{k}" for k in pkeys))
+        then = (f" by the run's owner ({owner_text(row)})" if owner_alive(row)
+                else f" (`nbflow resume {row['id']}` takes the run over and applies it)")
+        raise CommandRefused(
+            f"cannot {verb} {label} in run {row['id']} now: command {cmd['id']} ({cmd['verb']} {queued_for}, by "
+            f"{cmd['actor']}) is queued for it and not applied yet; {verb} would meet the state it leaves, so wait "
+            f"until it is applied{then}, then try again"
+        )
 
 
 def submit_signal(

@@ -243,6 +243,13 @@ def test_run_killed_at_random_points_finishes_without_redoing_committed_work(
     assert len({next(iter(k)) for k in ikeys.values()}) == TOTAL_LINES
     assert len({x.split(",")[3] for x in _lines(progress)}) == 1
 
+    # An attempt a kill interrupted still counts: the re-run after a takeover is a higher attempt, never the same.
+    attempts: dict[tuple[str, str], list[int]] = {}
+    for x in final_lines:
+        attempts.setdefault(_ident(x), []).append(int(x.split(",")[2]))
+    repeated = sorted(i for i, a in attempts.items() if len(set(a)) != len(a))
+    assert repeated == [], f"attempt numbers repeated after a takeover: {repeated[:5]}"
+
     long_resumed_mid_way = 0
     for snap in snaps:
         # What was committed as succeeded before a kill never ran again.

@@ -306,6 +306,7 @@ class Scheduler:
         self.signal_rows: list[dict[str, Any]] = []
         self._seq = itertools.count()
         self.inflight: dict[tuple[str, int], int] = {}  # ident -> attempt running
+        self.starting: list[Task] = []  # attempts started this turn, submitted once their start is committed
         self.bps: list[Breakpoint] = []
         self._bp_steps: set[str] = set()
         self._bp_code: dict[int, Any] = {}
@@ -674,6 +675,7 @@ class Scheduler:
         self.ready.append(inst)
 
     def _dispatch(self) -> None:
+        """Start what is ready, up to the executor's limit; the bodies are submitted by :meth:`_submit`."""
         while self.ready and len(self.inflight) < self.executor.max_inflight:
             inst = self.ready.popleft()
             if inst.status is not _READY:
@@ -683,6 +685,16 @@ class Scheduler:
                 self.held_back.setdefault(inst.step, deque()).append(inst)
                 continue
             self._start(inst)
+
+    def _submit(self) -> None:
+        """Hand the attempts started this turn to the executor. Called after the flush that committed
+        their starts: an owner that dies in a body leaves that attempt's number in the store, and the
+        process that takes over runs the instance as a higher attempt."""
+        if self.starting:
+            submit = self.executor.submit
+            for task in self.starting:
+                submit(task)
+            self.starting.clear()
         self.executor.flush()
 
     def code(self, step: str) -> StepSpec:
@@ -756,7 +768,7 @@ class Scheduler:
         label = f"step {inst.step!r}" if inst.key is None else f"step {inst.step!r} (key {inst.key})"
         assert spec.fn is not None
         on_start = functools.partial(self._started, inst.ident, attempt) if spec.timeout else None
-        self.executor.submit(
+        self.starting.append(
             Task(inst.ident, attempt, spec.fn, kwargs, f"output of {label}", self.store.encode, on_start, spec)
         )
 
@@ -1321,18 +1333,19 @@ class Scheduler:
             self._turn_wanted = False
 
     def _turn(self) -> bool:
-        """Timers, status, flush, newly unblocked steps, dispatch. True when the run is over (the
-        final flush is done). Called with the turn lock held."""
+        """Timers, status, newly unblocked steps, dispatch, flush, submit. True when the run is over
+        (the final flush is done). Called with the turn lock held."""
         self._fire_timers()
         if self._update_status():
             return True
-        if self.must_flush or time.monotonic() - self._last_flush >= GROUP_COMMIT_S:
-            # Outputs are durable before a dependent instance starts; attempts started in this
-            # turn are written with the next group, usually already finished (one row write each).
-            self._flush()
         while self.unblocked:
             self._unblock(self.unblocked.pop(0))
         self._dispatch()
+        if self.starting or self.must_flush or time.monotonic() - self._last_flush >= GROUP_COMMIT_S:
+            # One transaction commits the outputs that unblocked instances and those instances'
+            # starts, before any of their bodies runs (a chain: one transaction per step).
+            self._flush()
+        self._submit()
         if self._update_status():
             return True
         if self.must_flush or not self.inflight:
