@@ -293,9 +293,9 @@ def failed_item_run(db_url: str) -> nbflow.Run:
 
 
 def documented_fields(heading: str, table: int = 0) -> set[str]:
-    """The field names in the first column of the *table*-th table under README's ``#### `heading```."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split(f"#### `{heading}`\n", 1)[1].split("\n#### ", 1)[0]
+    """The field names in the first column of the *table*-th table under docs/json.md's ``## `heading```."""
+    page = (ROOT / "docs" / "json.md").read_text()
+    section = page.split(f"## `{heading}`\n", 1)[1].split("\n## ", 1)[0]
     tables = re.findall(r"((?:^\|.*\|\n)+)", section, re.MULTILINE)
     rows = tables[table].splitlines()[2:]
     return {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split(" | ")[0])}
