@@ -486,3 +486,36 @@ def test_a_takeover_worker_log_is_readable_by_its_owner_only(server: Server, tmp
 
 def live_owner_pid(db: str, run_id: str) -> int | None:
     return Store.open(db).run_row(run_id)["owner_pid"]
+
+
+USES_SCRIPT = """
+import sys
+import threading
+
+import nbflow
+
+lock = threading.Lock()  # a notebook object: not stored with the run's code
+wf = nbflow.Workflow("srv_uses", store=sys.argv[1])
+
+
+@wf.step
+def guarded():
+    with lock:
+        return 1
+
+
+run = wf.run(breakpoints=["guarded"])
+print(run.id, run.wait(timeout=60))
+"""
+
+
+def test_resume_here_of_a_run_needing_the_notebook_is_409_naming_what_it_needs(server: Server, tmp_path: Path) -> None:
+    script = tmp_path / "uses.py"
+    script.write_text(USES_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120)
+    run_id, status = proc.stdout.split()
+    assert status == "paused", proc.stderr
+    message = assert_error(server.post(f"runs/{run_id}/takeover", {}), 409)
+    assert "step 'guarded'" in message and "lock (_thread.lock)" in message and "--notebook" in message
+    row = nbflow.Store.open(server.db).run_row(run_id)
+    assert row["status"] == "paused" and not views.owner_view(row)["alive"]  # nobody took it over

@@ -180,8 +180,11 @@ def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
     return wf
 
 
-def _check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any]) -> None:
-    """Refuse pinned code that lacks a notebook use a step still to run needs, naming both."""
+def check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any] | None = None) -> None:
+    """Refuse pinned code that lacks a notebook use a step still to run needs, naming both (a
+    :class:`DefinitionError`): what ``nbflow resume RUN`` and the sidebar's "Resume here" check first."""
+    if definition is None:
+        definition = store.definition(row["workflow"], row["version"])
     done = {S.SUCCEEDED, S.SKIPPED, S.CANCELLED, S.FAILED}
     for step in definition["order"]:
         uses = notebook_uses(definition, step)
@@ -385,7 +388,7 @@ def resume_pinned(store: Store, run_id: str, max_workers: int | None = None, exe
     row = store.run_row(run_id)
     wf = pinned_workflow(store, row["workflow"], row["version"])
     if not RunStatus(row["status"]).terminal:
-        _check_supplied(store, row, store.definition(row["workflow"], row["version"]))
+        check_supplied(store, row)
     return take_over(store, wf, run_id, max_workers, live_code=False, executor=executor)
 
 
@@ -423,4 +426,7 @@ atexit.register(stop_all)
 """A process that exits normally hands its runs back: they can be taken over at once."""
 
 
-__all__ = ["stop_all", "attach_run", "fork_run", "live", "owner_alive", "resume_pinned", "start_run", "take_over"]
+__all__ = [
+    "attach_run", "check_supplied", "fork_run", "live", "owner_alive", "resume_pinned", "start_run", "stop_all",
+    "take_over",
+]

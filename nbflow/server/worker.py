@@ -22,6 +22,8 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from .. import views
+from ..engine.lifecycle import check_supplied
+from ..errors import DefinitionError
 from ..states import RunStatus
 from ..store.codec import private_dirs
 from .handlers import ApiHandler, _http, _translate
@@ -81,6 +83,10 @@ class TakeoverHandler(ApiHandler):
             owner = views.owner_view(row)
             if owner["alive"]:
                 raise _http(409, f"run {run_id} is driven by a live process ({owner['text']}); send it commands")
+            try:
+                check_supplied(self.store, row)
+            except DefinitionError as exc:  # the worker would refuse it too, in its log only
+                raise _http(409, str(exc)) from None
 
         await asyncio.to_thread(check)
         proc = start_worker(self.settings["nbflow_db"], run_id, self.actor)
