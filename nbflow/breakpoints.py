@@ -9,8 +9,8 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from .errors import DefinitionError, SerializationError
-from .store import codec
 from .states import When
+from .store import codec
 
 if TYPE_CHECKING:
     from .workflow import Workflow

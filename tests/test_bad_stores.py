@@ -18,7 +18,6 @@ import nbflow
 from nbflow import StoreError, Workflow
 from tests.test_cli import cli
 
-
 STORE_SCRIPT = """
 import sys
 

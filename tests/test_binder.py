@@ -53,7 +53,7 @@ def test_binder_requirements_parse_and_name_jupyterlab() -> None:
 
 
 def locked_versions() -> dict[str, str]:
-    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", (ROOT / "requirements" / "lock.txt").read_text(), re.M)
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", (ROOT / "requirements" / "lock.txt").read_text(), re.MULTILINE)
     return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
 
 

@@ -57,7 +57,7 @@ def test_instance_views_give_the_keys_the_key_function_returned(db_url: str) -> 
     assert all(type(v.key) is int for v in views)
     assert [v.key_text for v in views] == ["3", "17", "42"]
     assert [v.label for v in views] == ["enrich:3", "enrich:17", "enrich:42"]
-    assert [v for v in views if v.key == 17][0].item == 1
+    assert next(v for v in views if v.key == 17).item == 1
 
 
 def test_an_int_key_and_its_text_address_the_same_instance(db_url: str) -> None:

@@ -469,7 +469,8 @@ print(run.id, run.wait(timeout=60))
 def test_a_takeover_worker_log_is_readable_by_its_owner_only(server: Server, tmp_path: Path) -> None:
     script = tmp_path / "orphan.py"
     script.write_text(ORPHAN_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120,
+                          check=True)
     run_id, status = proc.stdout.split()
     assert status == "paused", proc.stderr
     resp = server.post(f"runs/{run_id}/takeover", {})
@@ -512,7 +513,8 @@ print(run.id, run.wait(timeout=60))
 def test_resume_here_of_a_run_needing_the_notebook_is_409_naming_what_it_needs(server: Server, tmp_path: Path) -> None:
     script = tmp_path / "uses.py"
     script.write_text(USES_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120,
+                          check=True)
     run_id, status = proc.stdout.split()
     assert status == "paused", proc.stderr
     message = assert_error(server.post(f"runs/{run_id}/takeover", {}), 409)

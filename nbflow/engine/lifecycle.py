@@ -119,7 +119,7 @@ def check_portable(definition: Mapping[str, Any], backend: Any) -> None:
     where = backend.describe()
     if where == "threads":
         return
-    for step, spec in definition["steps"].items():
+    for step in definition["steps"]:
         uses = notebook_uses(definition, step)
         if uses:
             kind = "processes" if where == "processes" else "dask"

@@ -78,13 +78,13 @@ def _with_path(url: sa.URL, path: Path) -> sa.URL:
 
 
 _SQLITE_TROUBLE = (
-    ("file is not a database", "is not a SQLite database ({error}); point --db or NBFLOW_DB at an nbflow store, "
-                               "or move this file away to start a new store there"),
+    ("file is not a database", ("is not a SQLite database ({error}); point --db or NBFLOW_DB at an nbflow store, "
+                                "or move this file away to start a new store there")),
     ("malformed", "is damaged ({error}); restore it from a backup, or move it away to start a new store there"),
-    ("readonly", "is read-only ({error}); running and operating runs writes to the store: make the file and its "
-                 "folder writable, or copy the store to a place you can write"),
-    ("unable to open", "cannot be opened ({error}); check that its folder exists and that you may read and write "
-                       "there"),
+    ("readonly", ("is read-only ({error}); running and operating runs writes to the store: make the file and its "
+                  "folder writable, or copy the store to a place you can write")),
+    ("unable to open", ("cannot be opened ({error}); check that its folder exists and that you may read and write "
+                        "there")),
     ("disk i/o error", "cannot be read or written ({error}); check the disk and the file"),
     ("disk is full", "cannot be written ({error}); free some space"),
 )
