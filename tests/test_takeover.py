@@ -47,11 +47,12 @@ def load(n):
 
 @wf.foreach("load")
 def enrich(item, trail, crash_key, ctx):
+    key = str(ctx.key)  # the key's text, as the CLI addresses it
     with open(trail, encoding="utf-8") as fh:
-        ran_before = any(json.loads(line)["key"] == ctx.key for line in fh)
+        ran_before = any(json.loads(line)["key"] == key for line in fh)
     with open(trail, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"key": ctx.key, "attempt": ctx.attempt}) + "\\n")
-    if ctx.key == crash_key and not ran_before:  # the owner dies in this body, the first time it runs
+        fh.write(json.dumps({"key": key, "attempt": ctx.attempt}) + "\\n")
+    if key == crash_key and not ran_before:  # the owner dies in this body, the first time it runs
         os.kill(os.getpid(), signal.SIGKILL)
     return item * 10
 
