@@ -14,8 +14,14 @@ from typing import Any
 import nbflow
 from nbflow.engine.lifecycle import stop_all
 
-SIZES = {"bytes": lambda: bytes(100 * 1024 * 1024), "list": lambda: list(range(12_500_000))}
-"""100 MB as one bytes object, and as a list of 12.5 million ints (100 MB of pointers alone)."""
+SIZES = {
+    "bytes": lambda: bytes(100 * 1024 * 1024),
+    "list": lambda: list(range(12_500_000)),
+    "strings": lambda: [f"{i:010d}" + "x" * 10_000 for i in range(10_000)],
+}
+"""100 MB as one bytes object, as a list of 12.5 million ints (100 MB of pointers alone), and as
+10,000 strings of 10 KB (too few items for the cheap size estimate: measured by a pickle that
+stops at the 1 MiB bound)."""
 
 
 def start_latency(url: str, data: Any, repeat: int) -> list[float]:

@@ -196,8 +196,8 @@ def check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str
         raise DefinitionError(
             f"step {step!r} of run {row['id']} uses {', '.join(u.describe() for u in uses)} from the notebook, "
             f"which is not stored with the run's code; resume it with `nbflow resume {row['id']} --notebook NB` "
-            "(runs the notebook's definitions first) or attach it from that notebook, or create the object inside "
-            "the step"
+            f"(runs the notebook's definitions first), or in that notebook with `wf.attach({row['id']!r})` (today's "
+            "code and objects), or create the object inside the step"
         )
 
 

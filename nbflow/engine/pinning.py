@@ -9,6 +9,7 @@ when the code is loaded elsewhere, which names them if a step touches one.
 """
 from __future__ import annotations
 
+import dis
 import io
 import pickle
 import sys
@@ -37,7 +38,9 @@ class Use:
 
     def describe(self) -> str:
         """E.g. ``conn (sqlite3.Connection)`` or ``df (pandas.DataFrame, 48 MB)``."""
-        return f"{self.name} ({self.type}{'' if self.size is None else ', ' + _size_text(self.size)})"
+        if self.size is not None:
+            return f"{self.name} ({self.type}, {_size_text(self.size)})"
+        return f"{self.name} ({self.type}{', over 1 MB' if self.reason == 'large' else ''})"
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "reason": self.reason, "size": self.size}
@@ -71,7 +74,7 @@ class Missing:
         raise NameError(
             f"{name} ({type_name}) comes from the notebook that started this run and was not stored with the run's "
             f"code ({why}); resume the run with `nbflow resume RUN --notebook NB` (which runs the notebook's "
-            f"definitions first), or attach it from that notebook, or create the object inside the step"
+            f"definitions first), or in that notebook with `wf.attach(RUN)`, or create the object inside the step"
         )
 
     def __reduce__(self) -> Any:
@@ -83,6 +86,7 @@ class Missing:
 
     __getattr__ = __call__ = __getitem__ = __iter__ = __len__ = __bool__ = __setattr__ = _fail
     __enter__ = __contains__ = __eq__ = __lt__ = __gt__ = __add__ = __index__ = __int__ = __float__ = _fail
+    __str__ = __format__ = __fspath__ = __radd__ = __mul__ = __truediv__ = __sub__ = _fail
     __hash__ = None  # type: ignore[assignment]
 
 
@@ -114,42 +118,76 @@ def loads(data: bytes) -> Any:
     return _Unpickler(io.BytesIO(data)).load()
 
 
-def _code_names(code: types.CodeType) -> Iterator[str]:
-    yield from code.co_names
-    for const in code.co_consts:
+def _global_names(code: types.CodeType) -> Iterator[str]:
+    """The global names *code* (and code nested in it) reads or writes: the ones cloudpickle pickles
+    with a function (its own helper where it has one, so the two agree; attribute names don't count)."""
+    extract = getattr(getattr(cloudpickle, "cloudpickle", None), "_extract_code_globals", None)
+    if extract is not None:
+        yield from extract(code)
+        return
+    for ins in dis.get_instructions(code):  # pragma: no cover - a cloudpickle without the helper
+        if ins.opname in ("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL"):
+            yield ins.argval
+    for const in code.co_consts:  # pragma: no cover
         if isinstance(const, types.CodeType):
-            yield from _code_names(const)
+            yield from _global_names(const)
 
 
-def _by_value(fn: Any, module: str | None) -> bool:
-    return isinstance(fn, types.FunctionType) and fn.__module__ == module
-
-
-def _read_globals(fns: list[Any]) -> Iterator[tuple[str, Any]]:
-    """The globals (and closure values) the step's functions read, through the helper functions of
-    the same module they call (those are pickled by value with them)."""
-    seen: set[int] = set()
-    todo = [f for f in fns if isinstance(f, types.FunctionType)]
-    while todo:
-        fn = todo.pop()
-        if id(fn) in seen:
+def _class_functions(cls: type) -> Iterator[tuple[str, Any]]:
+    """A notebook class's functions (methods, static and class methods, properties) and other attributes."""
+    for attr, value in vars(cls).items():
+        if attr.startswith("__") and attr.endswith("__"):
             continue
-        seen.add(id(fn))
-        found: list[tuple[str, Any]] = []
-        g = fn.__globals__
-        for name in dict.fromkeys(_code_names(fn.__code__)):
-            if name in g:
-                found.append((name, g[name]))
-        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
-            try:
-                found.append((name, cell.cell_contents))
-            except ValueError:  # an empty cell
-                continue
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, property):
+            for part in (value.fget, value.fset, value.fdel):
+                if part is not None:
+                    yield f"{cls.__qualname__}.{attr}", part
+            continue
+        yield f"{cls.__qualname__}.{attr}", value
+
+
+def _walk(fns: list[Any]) -> tuple[list[types.FunctionType], list[tuple[str, Any]]]:
+    """From a step's functions, through the functions and classes of the same module they reach
+    (cloudpickle pickles those by value with them): (every such function, the other values they read
+    as ``(name, value)``: globals, closure cells, default arguments, class attributes)."""
+    funcs: list[types.FunctionType] = []
+    values: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+    todo: list[tuple[Any, str | None]] = [(f, getattr(f, "__module__", None)) for f in fns if f is not None]
+    while todo:
+        obj, module = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, type):
+            found = list(_class_functions(obj))
+        elif isinstance(obj, types.FunctionType):
+            funcs.append(obj)
+            g = obj.__globals__
+            found = [(n, g[n]) for n in dict.fromkeys(_global_names(obj.__code__)) if n in g]
+            for name, cell in zip(obj.__code__.co_freevars, obj.__closure__ or ()):
+                try:
+                    found.append((name, cell.cell_contents))
+                except ValueError:  # an empty cell
+                    continue
+            found += [(f"{obj.__name__}() default", v) for v in obj.__defaults__ or ()]
+            found += [(f"{obj.__name__}({k}=) default", v) for k, v in (obj.__kwdefaults__ or {}).items()]
+        else:
+            continue
         for name, value in found:
-            if _by_value(value, fn.__module__):
-                todo.append(value)
+            if isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == module:
+                todo.append((value, module))
             else:
-                yield name, value
+                values.append((name, value))
+    return funcs, values
+
+
+def functions(spec: Any) -> list[types.FunctionType]:
+    """Every function pickled by value with *spec*: its own, its key function, the notebook helpers
+    and class methods they reach."""
+    return _walk([spec.fn, spec.key])[0]
 
 
 def _is_code(value: Any) -> bool:
@@ -175,11 +213,44 @@ def _estimate(value: Any) -> int | None:
     return None
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class _Bounded(io.RawIOBase):
+    """A file that counts what is written to it and gives up past *limit* bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.size, self.limit = 0, limit
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.size += len(b)
+        if self.size > self.limit:
+            raise _TooLarge
+        return len(b)
+
+
+def _pickled_size(value: Any) -> int | None:
+    """The size of *value*'s pickle, or None once it passes the bound (so measuring costs at most
+    about LARGE_GLOBAL_BYTES of pickling, whatever the value's size). Raises if it cannot be pickled."""
+    out = _Bounded(LARGE_GLOBAL_BYTES)
+    try:
+        cloudpickle.Pickler(out, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
+    except _TooLarge:
+        return None
+    return out.size
+
+
 def notebook_uses(spec: Any) -> tuple[dict[int, tuple[str, str, str]], list[Use]]:
     """The globals of *spec*'s functions to leave out of the pickle: (ids to leave out, their uses)."""
     left_out: dict[int, tuple[str, str, str]] = {}
     uses: list[Use] = []
-    for name, value in _read_globals([spec.fn, spec.key]):
+    if getattr(spec.fn, "__module__", None) != "__main__" and getattr(spec.key, "__module__", None) != "__main__":
+        return left_out, uses  # a module's step: its module is pickled whole, by value or by reference
+    for name, value in _walk([spec.fn, spec.key])[1]:
         if id(value) in left_out or _is_code(value) or value is None or type(value) in (int, float, bool):
             continue
         if type(value) is Missing:  # pinned code loaded here: still a use (its pickle keeps the reference)
@@ -189,12 +260,12 @@ def notebook_uses(spec: Any) -> tuple[dict[int, tuple[str, str, str]], list[Use]
         reason = "large" if size is not None and size > LARGE_GLOBAL_BYTES else None
         if reason is None:
             try:
-                pickled = len(cloudpickle.dumps(value))
+                pickled = _pickled_size(value)
             except Exception:  # noqa: BLE001 - a connection, a client, a lock: anything pickle refuses
                 reason, size = "unpicklable", None
             else:
-                if pickled > LARGE_GLOBAL_BYTES:
-                    reason, size = "large", pickled
+                if pickled is None:
+                    reason = "large"  # size: unknown past the bound
         if reason is not None:
             use = Use(name, _type_name(value), reason, size)
             left_out[id(value)] = (use.name, use.type, use.reason)
@@ -247,4 +318,4 @@ def pickle_step(spec: Any) -> tuple[bytes, list[Use]]:
     return _dumps(spec, left_out, uses), uses
 
 
-__all__ = ["LARGE_GLOBAL_BYTES", "Missing", "Use", "loads", "notebook_uses", "pickle_step", "remember"]
+__all__ = ["LARGE_GLOBAL_BYTES", "Missing", "Use", "functions", "loads", "notebook_uses", "pickle_step", "remember"]

@@ -3,34 +3,40 @@
 cloudpickle >= 3.1 names the file of every code object it pickles by value ``<dynamic-code>``
 (a deterministic payload), so a traceback raised where the step was unpickled (a worker process,
 a Dask worker, ``nbflow resume`` in a new process) has no source line. The owner has the lines:
-it ships each function's file name and lines with the code, and the loading side puts both back.
+it ships each function's file name and lines with the code (the step's function, its key
+function, and the notebook helpers and class methods they reach), and the loading side puts
+both back.
 """
 from __future__ import annotations
 
 import linecache
+import threading
 from dataclasses import dataclass
-from types import CodeType
+from types import CodeType, FunctionType
 from typing import Any
 
-_ATTRS = ("fn", "key")
+from .pinning import functions
+
+_lock = threading.Lock()  # linecache entries are merged by read-modify-write (Dask runs threads)
 
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where one of a step's functions was defined: its file name and its lines, from line *first*."""
+    """Where one function pickled with a step was defined: its file name and its lines from line
+    *first*; *name* (its qualified name) and *first* find it again after unpickling."""
 
-    attr: str
+    name: str
     filename: str
     first: int
     lines: tuple[str, ...]
 
     def as_json(self) -> list[Any]:
-        return [self.attr, self.filename, self.first, list(self.lines)]
+        return [self.name, self.filename, self.first, list(self.lines)]
 
     @classmethod
     def from_json(cls, value: Any) -> Origin:
-        attr, filename, first, lines = value
-        return cls(str(attr), str(filename), int(first), tuple(str(ln) for ln in lines))
+        name, filename, first, lines = value
+        return cls(str(name), str(filename), int(first), tuple(str(ln) for ln in lines))
 
 
 def _last_line(code: CodeType) -> int:
@@ -44,19 +50,19 @@ def _last_line(code: CodeType) -> int:
     return last
 
 
+def _origin(fn: FunctionType) -> Origin | None:
+    code = fn.__code__
+    lines = linecache.getlines(code.co_filename)
+    first = code.co_firstlineno
+    if not lines or first < 1 or first > len(lines):
+        return None
+    return Origin(fn.__qualname__, code.co_filename, first, tuple(lines[first - 1:_last_line(code)]))
+
+
 def origins(spec: Any) -> tuple[Origin, ...]:
-    """The origins of *spec*'s function and key function, as far as the lines are known here."""
-    found: list[Origin] = []
-    for attr in _ATTRS:
-        code = getattr(getattr(spec, attr, None), "__code__", None)
-        if not isinstance(code, CodeType):
-            continue
-        lines = linecache.getlines(code.co_filename)
-        first = code.co_firstlineno
-        if not lines or first < 1 or first > len(lines):
-            continue
-        found.append(Origin(attr, code.co_filename, first, tuple(lines[first - 1:_last_line(code)])))
-    return tuple(found)
+    """The origins of the functions pickled by value with *spec*, as far as their lines are known here."""
+    found = (_origin(fn) for fn in functions(spec))
+    return tuple(o for o in found if o is not None)
 
 
 def _renamed(code: CodeType, filename: str) -> CodeType:
@@ -65,25 +71,30 @@ def _renamed(code: CodeType, filename: str) -> CodeType:
 
 
 def register(origin: Origin) -> None:
-    """Make linecache hold *origin*'s lines under its file name, unless it already does."""
-    have = linecache.getlines(origin.filename)
+    """Make linecache hold *origin*'s lines under its file name, keeping the lines already there
+    (two steps of one notebook cell share a file name)."""
     start = origin.first - 1
-    if tuple(have[start:start + len(origin.lines)]) == origin.lines:
-        return
-    lines = ["\n"] * start + list(origin.lines)
-    # mtime None: linecache.checkcache keeps the entry (as for code loaded through a __loader__).
-    linecache.cache[origin.filename] = (sum(map(len, lines)), None, lines, origin.filename)
+    with _lock:
+        have = linecache.getlines(origin.filename)
+        if tuple(have[start:start + len(origin.lines)]) == origin.lines:
+            return
+        lines = list(have) + ["\n"] * max(0, start + len(origin.lines) - len(have))
+        lines[start:start + len(origin.lines)] = origin.lines
+        # mtime None: linecache.checkcache keeps the entry (as for code loaded through a __loader__).
+        linecache.cache[origin.filename] = (sum(map(len, lines)), None, lines, origin.filename)
 
 
 def restore(spec: Any, found: tuple[Origin, ...]) -> None:
     """Give *spec*'s unpickled functions back their file names, and their lines to linecache."""
-    for origin in found:
-        fn = getattr(spec, origin.attr, None)
-        code = getattr(fn, "__code__", None)
-        if not isinstance(code, CodeType):
+    if not found:
+        return
+    by_place = {(o.name, o.first): o for o in found}
+    for fn in functions(spec):
+        origin = by_place.get((fn.__qualname__, fn.__code__.co_firstlineno))
+        if origin is None:
             continue
-        if code.co_filename != origin.filename:
-            fn.__code__ = _renamed(code, origin.filename)  # type: ignore[union-attr]
+        if fn.__code__.co_filename != origin.filename:
+            fn.__code__ = _renamed(fn.__code__, origin.filename)
         register(origin)
 
 
