@@ -248,8 +248,6 @@ def notebook_uses(spec: Any) -> tuple[dict[int, tuple[str, str, str]], list[Use]
     """The globals of *spec*'s functions to leave out of the pickle: (ids to leave out, their uses)."""
     left_out: dict[int, tuple[str, str, str]] = {}
     uses: list[Use] = []
-    if getattr(spec.fn, "__module__", None) != "__main__" and getattr(spec.key, "__module__", None) != "__main__":
-        return left_out, uses  # a module's step: its module is pickled whole, by value or by reference
     for name, value in _walk([spec.fn, spec.key])[1]:
         if id(value) in left_out or _is_code(value) or value is None or type(value) in (int, float, bool):
             continue
@@ -290,32 +288,49 @@ def remember(spec: Any, data: bytes, uses: list[Use]) -> None:
     spec.__dict__[_PINNED] = (data, uses)
 
 
+def _in_notebook(spec: Any) -> bool:
+    return "__main__" in {getattr(f, "__module__", None) for f in (spec.fn, spec.key) if f is not None}
+
+
 def pickle_step(spec: Any) -> tuple[bytes, list[Use]]:
-    """Pickle a step with the code of its own module by value, and what it reads from the notebook
-    left out. By reference, a pinned run would import today's module (or fail where it cannot be
-    imported); it falls back to that when the module's objects cannot be pickled by value."""
+    """Pickle a step's code, and say what it uses from the notebook (left out of the pickle).
+
+    A notebook's or script's step (``__main__``) leaves out what it reads that cannot be pickled or is
+    large. A step of an importable module is pickled with that module by value (by reference, a
+    pinned run would import today's module, or fail where it cannot be imported), else by reference
+    when the module's objects cannot be pickled; only a step that neither can pickle (a function
+    defined inside another one, closing over a lock) leaves out what it reads, as a notebook's does."""
     pinned = getattr(spec, "__dict__", {}).get(_PINNED)
     if pinned is not None:
         return pinned[0], list(pinned[1])
-    left_out, uses = notebook_uses(spec)
+    if _in_notebook(spec):
+        left_out, uses = notebook_uses(spec)
+        return _dumps(spec, left_out, uses), uses
+    try:
+        return _module_dumps(spec), []
+    except Exception:  # noqa: BLE001 - neither by value nor by reference: leave out what cannot go
+        left_out, uses = notebook_uses(spec)
+        return _dumps(spec, left_out, uses), uses
+
+
+def _module_dumps(spec: Any) -> bytes:
     names = {getattr(f, "__module__", None) for f in (spec.fn, spec.key)}
     registered = cloudpickle.list_registry_pickle_by_value()
     mods = [
         sys.modules[n] for n in names
         if n and n != "__main__" and not n.startswith("nbflow") and n in sys.modules and n not in registered
     ]
-    if not mods:
-        return _dumps(spec, left_out, uses), uses
-    for mod in mods:
-        cloudpickle.register_pickle_by_value(mod)
-    try:
-        return _dumps(spec, left_out, uses), uses
-    except Exception:  # noqa: BLE001 - e.g. a module global that cannot be pickled: keep the reference
-        pass
-    finally:
+    if mods:
         for mod in mods:
-            cloudpickle.unregister_pickle_by_value(mod)
-    return _dumps(spec, left_out, uses), uses
+            cloudpickle.register_pickle_by_value(mod)
+        try:
+            return cloudpickle.dumps(spec)  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001, S110 - e.g. a module global that cannot be pickled: keep the reference
+            pass
+        finally:
+            for mod in mods:
+                cloudpickle.unregister_pickle_by_value(mod)
+    return cloudpickle.dumps(spec)  # type: ignore[no-any-return]
 
 
 __all__ = ["LARGE_GLOBAL_BYTES", "Missing", "Use", "functions", "loads", "notebook_uses", "pickle_step", "remember"]
