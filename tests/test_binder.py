@@ -82,6 +82,11 @@ def test_every_install_uses_the_lock() -> None:
     assert "-c ../requirements/lock.txt" in (BINDER / "requirements.txt").read_text().splitlines()
 
 
+def test_the_readmes_install_commands_install_the_lock_into_a_venv() -> None:
+    installs = [ln for ln in (ROOT / "README.md").read_text().splitlines() if "pip install" in ln]
+    assert installs and all(".venv/bin/python3 -m pip install -c requirements/lock.txt" in ln for ln in installs), installs
+
+
 def test_binder_runtime_is_a_python_the_package_supports() -> None:
     text = (BINDER / "runtime.txt").read_text().strip()
     match = re.fullmatch(r"python-(3\.\d+)", text)
