@@ -58,22 +58,40 @@ class Breakpoint:
         )
 
 
+def _utf8_text(text: str) -> str:
+    """*text* as valid UTF-8: a lone surrogate (an undecodable file name from ``os.listdir``) is
+    backslash-escaped, ``caf\\udce9.txt``, so the store, JSON and addresses can carry it."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 def key_text(key: Any) -> str | None:
-    """Keys are matched by their text: ``enrich:5`` matches the key ``5``."""
-    return None if key is None else str(key)
+    """Keys are matched by their text: ``enrich:5`` matches the key ``5``, and ``caf\\udce9.txt`` the key
+    ``"caf\udce9.txt"``."""
+    return None if key is None else _utf8_text(str(key))
 
 
 def encode_key(key: Any) -> tuple[str, tuple[str, bytes] | None]:
-    """A foreach key as stored: its text (what addresses it) and its value as (codec, bytes), None when
-    the text is the key (a str). JSON when the key round-trips as JSON, else pickle (a tuple stays a
-    tuple); a key neither can store keeps only its text."""
+    """A foreach key as stored: its text (what addresses it, valid UTF-8) and its value as (codec, bytes),
+    None when the text is the key (a str that is valid UTF-8). JSON when the key round-trips as JSON, else
+    pickle (a tuple stays a tuple, a str with a lone surrogate stays that str); a key neither can store
+    keeps only its text."""
     tp = type(key)
     if tp is str:
-        return key, None
+        text = _utf8_text(key)
+        if text is key:
+            return key, None
+        enc = codec.encode(key)  # pickle: the JSON text of a lone surrogate is not UTF-8
+        return text, (enc.codec, enc.data)
     if tp is int:
         text = int.__repr__(key)
         return text, (codec.JSON, text.encode())
-    text = str(key)
+    text = _utf8_text(str(key))
     try:
         enc = codec.encode(key)
     except SerializationError:

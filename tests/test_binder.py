@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,7 +59,10 @@ def locked_versions() -> dict[str, str]:
 
 
 def test_the_lock_pins_every_dependency_the_project_names() -> None:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the lock pins tomli for it
+        import tomli as tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     named = [*project["dependencies"], *project["optional-dependencies"]["dev"],
@@ -76,6 +80,11 @@ def test_every_install_uses_the_lock() -> None:
         installs = [ln for ln in (ROOT / script).read_text().splitlines() if "pip install" in ln]
         assert installs and all("-c requirements/lock.txt" in ln for ln in installs), script
     assert "-c ../requirements/lock.txt" in (BINDER / "requirements.txt").read_text().splitlines()
+
+
+def test_the_readmes_install_commands_install_the_lock_into_a_venv() -> None:
+    installs = [ln for ln in (ROOT / "README.md").read_text().splitlines() if "pip install" in ln]
+    assert installs and all(".venv/bin/python3 -m pip install -c requirements/lock.txt" in ln for ln in installs), installs
 
 
 def test_binder_runtime_is_a_python_the_package_supports() -> None:
@@ -125,6 +134,64 @@ def test_readme_starts_with_the_two_commands_and_links_binder_to_the_quickstart(
     assert commands[0].strip() == "./scripts/start" and commands[1].strip() == "./scripts/test"
     assert f"urlpath=lab/tree/{QUICKSTART}" in readme
     assert (ROOT / QUICKSTART).is_file()
+
+
+# ---------------------------------------------------------------------------------- scripts/python-env
+IN_THE_ENV = 'source scripts/python-env && command -v python3 && python3 -c "import sys; print(sys.prefix)"'
+
+
+def scripts_copy(tmp_path: Path) -> dict[str, str]:
+    """A copy of the repository's scripts/ in tmp, and an environment with no virtual environment active."""
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    return {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONHOME"}}
+
+
+def in_python_env(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", IN_THE_ENV], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_python_env_makes_a_venv_with_pip_and_puts_its_python_first(tmp_path: Path) -> None:
+    done = in_python_env(tmp_path, scripts_copy(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == [str(tmp_path / ".venv" / "bin" / "python3"), str(tmp_path / ".venv")]
+    pip = subprocess.run([str(tmp_path / ".venv" / "bin" / "python3"), "-m", "pip", "--version"], check=False)
+    assert pip.returncode == 0
+
+
+def test_python_env_replaces_a_broken_venv(tmp_path: Path) -> None:
+    env = scripts_copy(tmp_path)
+    broken = tmp_path / ".venv" / "bin" / "python3"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+
+    done = in_python_env(tmp_path, env)
+
+    assert done.returncode == 0, done.stderr
+    assert ".venv is broken" in done.stdout
+    assert done.stdout.splitlines()[-1] == str(tmp_path / ".venv")
+    assert subprocess.run([str(broken), "-c", "import pip"], check=False).returncode == 0
+
+
+def test_python_env_leaves_no_venv_behind_when_it_cannot_make_one(tmp_path: Path) -> None:
+    """Debian's python3 without python3-venv: `python3 -m venv` makes .venv/bin/python3, then fails for
+    want of ensurepip. The next run must try again, not take that half-made .venv for a good one."""
+    env = scripts_copy(tmp_path)
+    fake = tmp_path / "debian-bin" / "python3"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n{sys.executable} -m venv --without-pip \"$3\"\n"
+                    "echo 'The virtual environment was not created successfully because ensurepip is not available.'\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    env["PATH"] = f"{fake.parent}{os.pathsep}{env['PATH']}"
+
+    done = in_python_env(tmp_path, env)
+
+    assert done.returncode == 1
+    assert "could not create .venv; install the venv module (Debian/Ubuntu: apt-get install python3-venv)" in done.stderr
+    assert not (tmp_path / ".venv").exists()
 
 
 # ---------------------------------------------------------------------------------- a fresh venv (slow)

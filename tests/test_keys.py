@@ -115,6 +115,65 @@ def test_a_datetime_key_comes_back_a_datetime(db_url: str) -> None:
     assert run.instance("enrich", key="2025-01-18").item == 1
 
 
+# ------------------------------------------------------------------ keys that are not valid UTF-8
+FILES = ["menu.txt", "caf\udce9.txt"]
+"""What ``os.listdir`` gives for a folder holding a file whose name has the Latin-1 byte 0xe9."""
+CAFE_TEXT = "caf\\udce9.txt"
+"""Its text, as ``-o json`` prints it and addresses are written: the lone surrogate backslash-escaped."""
+
+
+def files(db_url: str) -> Workflow:
+    """names -> size, a foreach keyed by the file names themselves."""
+    wf = Workflow("files", store=db_url)
+
+    @wf.step
+    def names() -> list[str]:
+        return FILES
+
+    @wf.foreach("names", key=lambda name: name)
+    def size(item: str, ctx: StepContext) -> bool:
+        return ctx.key == item
+
+    return wf
+
+
+def test_a_foreach_keyed_by_undecodable_file_names_succeeds_and_keeps_the_names(db_url: str) -> None:
+    run = files(db_url).run()
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+
+    views = run.instances("size")
+    assert [v.key for v in views] == FILES
+    assert [v.key_text for v in views] == ["menu.txt", CAFE_TEXT]
+    assert run.output("size") == [True, True]
+
+
+def test_show_json_prints_an_undecodable_key_as_its_escaped_text(db_url: str) -> None:
+    run = files(db_url).run()
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+
+    result = CliRunner().invoke(cli, ["--db", db_url, "show", run.id, "-o", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in the JSON output")
+
+    view = json.loads(result.stdout_bytes.decode("utf-8"), parse_constant=refuse)
+    assert [i["key"] for i in view["instances"] if i["step"] == "size"] == ["menu.txt", CAFE_TEXT]
+
+
+def test_an_undecodable_key_is_addressed_by_its_escaped_text(db_url: str) -> None:
+    run = files(db_url).run(breakpoints=[f"size:{CAFE_TEXT}"])
+    assert run.wait(timeout=WAIT_S) == "paused"
+
+    held = run.instance("size", key=CAFE_TEXT)
+    assert (held.status, held.key) == ("paused", FILES[1])
+    assert run.instance("size", key=FILES[1]) == held  # the name as os.listdir gave it addresses it too
+    detail = invoke(db_url, "show", run.id, f"size:{CAFE_TEXT}", "-o", "json")
+    assert (detail["key"], detail["status"]) == (CAFE_TEXT, "paused")
+    run.resume("size", key=CAFE_TEXT)
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+
+
 def test_history_events_carry_the_typed_key(db_url: str) -> None:
     run = paused_at_17(db_url)
 
