@@ -3,17 +3,176 @@
 // The message protocol and the DOM contract (data-testid attributes) are listed in nbflow/notebook/widget.py.
 import dagre from "@dagrejs/dagre";
 
+// ------------------------------------------------------------------ the traits' shapes (checked by `npm run typecheck`)
+/** @typedef {string | number | null} Key  an instance's key as the rows show it (null: a task's single instance) */
+/** @typedef {Record<string, number>} Counts  instances per status */
+/** @typedef {string | number | null | undefined} When  an ISO timestamp, or epoch seconds (event data) */
+
+/**
+ * @typedef {object} Breakpoint  one breakpoint on a DAG node, with its state in this run
+ * @property {number} id
+ * @property {Key} [key]  only this key (null: every instance of the step)
+ * @property {string} when  "before", "after" or "error"
+ * @property {string | null} [condition]  a Python condition on the inputs
+ * @property {string} scope  "run" or "workflow"
+ * @property {string} state  "hit" (holding instances) or "set"
+ * @property {number} held  how many instances it holds
+ */
+
+/**
+ * @typedef {object} DagNode
+ * @property {string} step
+ * @property {string} kind  "task", "foreach", "approval" or "wait"
+ * @property {Counts} counts
+ * @property {number} total
+ * @property {string} status  nbflow.notebook.render.node_status of the counts
+ * @property {Breakpoint[]} breakpoints
+ * @property {{text: string}[]} [uses]  what the step reads from the notebook
+ */
+
+/** @typedef {{nodes: DagNode[], edges: [string, string][]}} Dag */
+
+/**
+ * @typedef {object} Summary  the run's header
+ * @property {string} [id]
+ * @property {string} [workflow]
+ * @property {string} [version]
+ * @property {string} status
+ * @property {boolean} [interrupted]
+ * @property {{text?: string}} [owner]
+ * @property {{done: number, total: number}} [progress]
+ * @property {Counts} counts
+ */
+
+/** @typedef {{type: string, message: string, traceback?: string}} ErrorInfo */
+
+/**
+ * @typedef {object} InstanceRow  one row of the instance table (nbflow.views.instance_view)
+ * @property {string} step
+ * @property {Key} key
+ * @property {string} status
+ * @property {number | null} attempt
+ * @property {string | null} pause_reason  "before", "after: ...", "approval", "signal: NAME", ...
+ * @property {ErrorInfo | null} error
+ * @property {number[]} [held_by]  the ids of the breakpoints holding it (0: break on error)
+ * @property {string[]} [verbs]  the verbs its state accepts
+ * @property {string | null} started_at
+ * @property {string | null} finished_at
+ * @property {string | null} next_attempt_at
+ * @property {string | null} deadline
+ */
+
+/**
+ * @typedef {object} InstancePage  one page of the selected step's instances ({} when no step is selected)
+ * @property {number} [offset]
+ * @property {number} [limit]
+ * @property {number} [total]
+ * @property {string} [status]  the status filter
+ * @property {string} [text]  the text filter
+ * @property {InstanceRow[]} [rows]
+ */
+
+/** @typedef {{step: string, key: Key}} Selected  the selected instance's address */
+
+/**
+ * @typedef {object} EventData  what an event records (the fields the history shows; others are listed as is)
+ * @property {number} [attempt]
+ * @property {number} [delay]
+ * @property {number} [timeout]
+ * @property {string} [error]
+ * @property {string} [name]
+ * @property {string} [reason]
+ * @property {string} [when]
+ * @property {number[]} [breakpoints]
+ * @property {unknown} [output]
+ * @property {unknown} [old]
+ * @property {unknown} [new]
+ * @property {unknown} [payload]
+ * @property {string} [previous_status]
+ * @property {string} [deadline]
+ * @property {string} [comment]
+ * @property {number} [items]
+ * @property {string} [verb]
+ * @property {string} [result]
+ * @property {string} [message]
+ */
+
+/** @typedef {{id: number, ts: string | null, kind: string, actor: string | null, data?: EventData & Record<string, unknown>}} HistoryEvent */
+
+/**
+ * @typedef {object} Attempt
+ * @property {number | null} attempt
+ * @property {string | null} started
+ * @property {string | null} finished
+ * @property {string | null} outcome  the event kind that ended it (null: still running)
+ * @property {string | null} error
+ */
+
+/**
+ * @typedef {object} DetailFields  what nbflow.views.instance_detail adds to the row
+ * @property {boolean} [missing]  the instance does not exist yet (then only step and key are set)
+ * @property {ErrorInfo | null} error
+ * @property {Record<string, unknown>} [inputs]
+ * @property {string[]} [readonly_inputs]  inputs that are not editable JSON
+ * @property {unknown} [output]
+ * @property {boolean} [output_editable]
+ * @property {boolean} [has_output]
+ * @property {string} [logs]
+ * @property {boolean} [logs_truncated]
+ * @property {string | null} [token]  a waiting instance's signal token
+ * @property {Attempt[]} [attempts]
+ * @property {HistoryEvent[]} [history]
+ * @property {number} [history_omitted]
+ */
+
+/** @typedef {Omit<InstanceRow, "error"> & DetailFields} Detail  the selected instance */
+
+/** @typedef {{seq?: number, ok?: boolean, text?: string, action?: string, req?: string, pending?: boolean}} Message */
+
+/**
+ * @typedef {object} Traits  the model's state (nbflow/notebook/widget.py's RunWidget, labextension/src/model.ts)
+ * @property {string} run_id
+ * @property {Summary} summary
+ * @property {Dag} dag
+ * @property {string | null} selected_step
+ * @property {InstancePage} instances
+ * @property {Selected | null} selected
+ * @property {Detail | null} detail
+ * @property {Message} message
+ * @property {boolean} live
+ */
+
+/**
+ * @typedef {object} Model  the part of anywidget's model API the view uses
+ * @property {<N extends keyof Traits>(name: N) => Traits[N]} get
+ * @property {(event: string, fn: () => void) => void} on
+ * @property {(event: string, fn: () => void) => void} off
+ * @property {(content: Record<string, unknown>) => void} send
+ */
+
+/** @typedef {string | number | boolean | null | undefined | ((ev: Event) => unknown)} AttrValue */
+/** @typedef {Record<string, AttrValue>} Attrs  see setAttrs */
+/** @typedef {Node | string | number | boolean | null | undefined} Child  null and false are left out */
+
 const STATUSES = ["pending", "ready", "running", "retrying", "paused", "waiting", "succeeded", "failed", "skipped", "cancelled"];
 // the order of the stacked progress bar and of a node's mini bar
 const BAR_ORDER = ["succeeded", "skipped", "failed", "cancelled", "paused", "waiting", "running", "retrying", "ready", "pending"];
 const TERMINAL_RUN = ["succeeded", "failed", "cancelled"];
 const NODE_W = 176;
+/** @type {Record<string, number>} */
 const NODE_H = { task: 46, foreach: 62 };
 const SVG_NS = "http://www.w3.org/2000/svg";
 const HISTORY_SHOWN = 6; // newest events shown before "show older"
 const SHORT_LOGS = 6; // logs up to this many lines start unfolded
 
 // ------------------------------------------------------------------ tiny DOM helpers
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Attrs} [attrs]
+ * @param {...(Child | Child[])} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   setAttrs(el, attrs);
@@ -21,6 +180,13 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * @template {keyof SVGElementTagNameMap} K
+ * @param {K} tag
+ * @param {Attrs} [attrs]
+ * @param {...(Child | Child[])} children
+ * @returns {SVGElementTagNameMap[K]}
+ */
 function s(tag, attrs = {}, ...children) {
   const el = document.createElementNS(SVG_NS, tag);
   setAttrs(el, attrs);
@@ -28,26 +194,39 @@ function s(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * class, text (the content), on<event> (a listener), testid (data-testid), or an attribute (true: present).
+ * @param {Element} el
+ * @param {Attrs} attrs
+ */
 function setAttrs(el, attrs) {
   for (const [k, v] of Object.entries(attrs)) {
     if (v == null || v === false) continue;
-    if (k === "class") el.setAttribute("class", v);
-    else if (k === "text") el.textContent = v;
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "testid") el.setAttribute("data-testid", v);
+    if (k === "class") el.setAttribute("class", String(v));
+    else if (k === "text") el.textContent = String(v);
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), /** @type {EventListener} */ (v));
+    else if (k === "testid") el.setAttribute("data-testid", String(v));
     else el.setAttribute(k, v === true ? "" : String(v));
   }
 }
 
+/** @param {number | null | undefined} n */
 const fmt = (n) => Number(n || 0).toLocaleString("en-US");
+/**
+ * @param {number | null | undefined} n
+ * @param {string} word
+ */
 const plural = (n, word) => `${fmt(n)} ${word}${n === 1 ? "" : "s"}`;
+/** @param {unknown} text */
 const quote = (text) => `“${text}”`;
 
+/** @param {Counts | undefined} counts */
 function countsText(counts, sep = " · ") {
   const parts = Object.entries(counts || {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   return parts.map(([st, n]) => `${fmt(n)} ${st}`).join(sep) || "not started";
 }
 
+/** @param {unknown} value */
 function pretty(value) {
   if (value === undefined) return "";
   try {
@@ -57,6 +236,7 @@ function pretty(value) {
   }
 }
 
+/** @param {unknown} value */
 function compact(value, max = 240) {
   let text;
   try {
@@ -67,28 +247,33 @@ function compact(value, max = 240) {
   return text.length > max ? text.slice(0, max) + "…" : text;
 }
 
+/** @param {string | null | undefined} text */
 function cut(text, max = 160) {
   text = String(text ?? "");
   return text.length > max ? text.slice(0, max - 1) + "…" : text;
 }
 
+/** @param {When} t */
 function toDate(t) {
   if (t == null || t === "") return null;
   const d = typeof t === "number" ? new Date(t * 1000) : new Date(t); // numbers are epoch seconds (event data)
-  return isNaN(d) ? null : d;
+  return isNaN(d.getTime()) ? null : d;
 }
 
 // 20:22:24.151 (history) and 20:22:24 (everything else), in the browser's time zone
+/** @param {When} t */
 function time(t) {
   const d = toDate(t);
   return d ? d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0") : "";
 }
 
+/** @param {When} t */
 function clock(t) {
   const d = toDate(t);
   return d ? d.toLocaleTimeString([], { hour12: false }) : "";
 }
 
+/** @param {number | null | undefined} x seconds */
 function secs(x) {
   if (x == null || isNaN(x)) return "";
   x = Number(x);
@@ -100,29 +285,47 @@ function secs(x) {
   return `${Math.floor(x / 3600)} h ${Math.round((x % 3600) / 60)} min`;
 }
 
+/**
+ * @param {When} a
+ * @param {When} b
+ */
 function duration(a, b) {
   const da = toDate(a);
   const db = toDate(b);
-  return da && db ? secs((db - da) / 1000) : "";
+  return da && db ? secs((db.getTime() - da.getTime()) / 1000) : "";
 }
 
+/**
+ * @param {string} step
+ * @param {Key | undefined} key
+ */
 const label = (step, key) => (key == null ? step : `${step}:${key}`);
+/** @param {ErrorInfo | string | null | undefined} e */
 const errText = (e) => (!e ? "" : typeof e === "string" ? e : `${e.type}: ${e.message}`);
+/** @type {(v: unknown) => v is Record<string, unknown>} */
 const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 
 // ------------------------------------------------------------------ words for pauses, breakpoints, events
+/** @type {Record<string, string>} */
 const WHEN = { before: "before", after: "after", error: "on error" };
+/** @type {Record<string, string>} */
 const WHEN_LONG = { before: "before its body", after: "after its body", error: "on an error" };
 
-/** "before" from a pause reason "before" or "before: breakpoint condition ... raised ..." */
+/** "before" from a pause reason "before" or "before: breakpoint condition ... raised ..."
+ * @param {string | null | undefined} reason
+ */
 const pauseWhen = (reason) => String(reason || "").split(":")[0];
+/** @param {string | null | undefined} reason */
 const pauseExtra = (reason) => {
   const text = String(reason || "");
   const at = text.indexOf(": ");
   return at >= 0 ? text.slice(at + 2) : "";
 };
 
-/** One breakpoint id as words: 0 is the run's break_on_error flag. */
+/** One breakpoint id as words: 0 is the run's break_on_error flag.
+ * @param {number} id
+ * @param {Map<number, Breakpoint>} bps
+ */
 function bpText(id, bps) {
   if (id === 0) return "break on error";
   const b = bps.get(id);
@@ -130,15 +333,25 @@ function bpText(id, bps) {
   return `breakpoint #${id}${b.key != null ? ` (key ${b.key})` : ""}${b.condition ? ` if ${b.condition}` : ""}`;
 }
 
+/**
+ * @param {number[] | undefined} ids
+ * @param {Map<number, Breakpoint>} bps
+ */
 const heldText = (ids, bps) => (ids || []).map((id) => bpText(id, bps)).join(", ");
 
-/** Why an instance has made no attempt. */
+/** Why an instance has made no attempt.
+ * @param {string} status
+ * @param {string | undefined} kind
+ */
 function notStarted(status, kind) {
   if (kind === "approval" || kind === "wait") return "none: it runs no code";
   return ["pending", "ready", "paused", "waiting"].includes(status) ? "not started yet" : "none";
 }
 
-/** What the table's detail column says about a row: what the status does not already say. */
+/** What the table's detail column says about a row: what the status does not already say.
+ * @param {InstanceRow} r
+ * @param {Map<number, Breakpoint>} bps
+ */
 function rowDetail(r, bps) {
   const err = errText(r.error);
   switch (r.status) {
@@ -172,7 +385,10 @@ function rowDetail(r, bps) {
   }
 }
 
-/** The instance panel's one-line explanation of where the instance stands. */
+/** The instance panel's one-line explanation of where the instance stands.
+ * @param {Detail} d
+ * @param {Map<number, Breakpoint>} bps
+ */
 function whyText(d, bps) {
   const err = errText(d.error);
   switch (d.status) {
@@ -207,9 +423,19 @@ function whyText(d, bps) {
   }
 }
 
-/** Changed leaves between two JSON values: [[path, old, new], ...] (null when there are too many). */
+/** Changed leaves between two JSON values: [[path, old, new], ...] (null when there are too many).
+ * @param {unknown} a
+ * @param {unknown} b
+ * @returns {[string, unknown, unknown][] | null}
+ */
 function changes(a, b, max = 6) {
+  /** @type {[string, unknown, unknown][]} */
   const out = [];
+  /**
+   * @param {unknown} x
+   * @param {unknown} y
+   * @param {string} path
+   */
   const walk = (x, y, path) => {
     if (out.length > max) return;
     if (isObj(x) && isObj(y)) {
@@ -223,7 +449,10 @@ function changes(a, b, max = 6) {
   return out.length > max ? null : out;
 }
 
-/** old → new, legibly: one line per changed field (muted old value, normal new value). */
+/** old → new, legibly: one line per changed field (muted old value, normal new value).
+ * @param {unknown} oldV
+ * @param {unknown} newV
+ */
 function diffBlock(oldV, newV) {
   const diff = changes(oldV, newV);
   const box = h("div", { class: "nbf-diff", title: `was: ${compact(oldV, 2000)}\nnow: ${compact(newV, 2000)}` });
@@ -242,10 +471,18 @@ function diffBlock(oldV, newV) {
   return box;
 }
 
+/**
+ * @param {string} name
+ * @param {unknown} v
+ */
 const valueBlock = (name, v) => h("div", { class: "nbf-diff", title: compact(v, 2000) }, h("span", { class: "nbf-diff-label" }, name), h("code", { class: "nbf-diff-new" }, compact(v, 160)));
 
-/** A history event as a sentence: {head, tail, block}; the actor goes between head and tail. */
+/** A history event as a sentence: {head, tail, block}; the actor goes between head and tail.
+ * @param {HistoryEvent} e
+ * @param {{bps: Map<number, Breakpoint>, kind: string}} ctx
+ * @returns {{head: string, tail?: string, block?: HTMLElement | null}} */
 function describeEvent(e, ctx) {
+  /** @type {EventData & Record<string, unknown>} */
   const d = e.data || {};
   const err = d.error ? `: ${cut(d.error, 200)}` : "";
   switch (e.kind) {
@@ -267,7 +504,7 @@ function describeEvent(e, ctx) {
     case "paused": {
       const ids = d.breakpoints || [];
       const extra = pauseExtra(d.reason);
-      return { head: `paused ${WHEN[d.when] || d.when || ""}${ids.length ? ` · ${heldText(ids, ctx.bps)}` : ""}${extra ? ` · ${extra}` : ""}` };
+      return { head: `paused ${WHEN[String(d.when)] || d.when || ""}${ids.length ? ` · ${heldText(ids, ctx.bps)}` : ""}${extra ? ` · ${extra}` : ""}` };
     }
     case "resumed":
       return { head: "resumed", tail: d.when ? ` (was paused ${WHEN[d.when] || d.when})` : "" };
@@ -309,6 +546,11 @@ function describeEvent(e, ctx) {
   }
 }
 
+/**
+ * @param {string} text
+ * @param {HTMLInputElement} fallbackInput
+ * @returns {Promise<boolean>}
+ */
 async function copyText(text, fallbackInput) {
   try {
     await navigator.clipboard.writeText(text);
@@ -326,28 +568,77 @@ async function copyText(text, fallbackInput) {
 }
 
 // ------------------------------------------------------------------ the view
+/**
+ * @typedef {object} Layout  the DAG's dagre layout, kept while the graph's structure stays the same
+ * @property {number} width
+ * @property {number} height
+ * @property {Map<string, Box>} nodes
+ * @property {{v: string, w: string, points: import("@dagrejs/dagre").Point[] | undefined}[]} edges
+ */
+
+/** @typedef {{x: number, y: number, width: number, height: number}} Box  a laid-out node (x, y: its centre) */
+
+/** @typedef {{mode: string, step: string, key: Key, req: string | null}} Editor  the open JSON editor */
+
+/** @typedef {HTMLTableRowElement & {_box: HTMLInputElement, _key: Key, _step: string}} RowEl  an instance row */
+
+/**
+ * @typedef {object} UiState  what the view remembers between renders
+ * @property {Set<Key>} selectedKeys  the ticked rows (of keysStep)
+ * @property {string | null} keysStep
+ * @property {Editor | null} editor
+ * @property {ReturnType<typeof setTimeout> | null} cancelArmed  the first click on "Cancel run" expires
+ * @property {string | null} layoutKey
+ * @property {Layout | null} layout
+ * @property {Map<string, SVGGElement>} nodeEls
+ * @property {string | null} detailFor  the instance the panel shows
+ * @property {boolean} historyAll
+ * @property {HTMLElement | null} msgSlot
+ * @property {string | null} [clearOn]  the request whose success clears the ticked rows
+ */
+
+/**
+ * @param {{model: Model, el: HTMLElement}} view
+ * @returns {() => void} the cleanup
+ */
 function render({ model, el }) {
+  /** @type {(() => void)[]} */
   const off = [];
+  /**
+   * @param {keyof Traits} name
+   * @param {() => void} fn
+   */
   const on = (name, fn) => {
     model.on(`change:${name}`, fn);
     off.push(() => model.off(`change:${name}`, fn));
   };
   let reqSeq = 0;
+  /** @type {UiState} */
   const ui = { selectedKeys: new Set(), keysStep: null, editor: null, cancelArmed: null, layoutKey: null, layout: null, nodeEls: new Map(), detailFor: null, historyAll: false, msgSlot: null };
+  /** @param {HTMLElement} elem */
   const stop = (elem) => elem.addEventListener("keydown", (e) => e.stopPropagation()); // keep Jupyter's shortcuts out
 
+  /**
+   * @param {Record<string, unknown>} msg
+   * @returns {string} the request id
+   */
   const send = (msg) => {
     const req = `${Date.now().toString(36)}-${++reqSeq}`;
     model.send({ ...msg, req });
     return req;
   };
   // an action: its result shows in `slot`, next to where it was asked for
+  /**
+   * @param {Record<string, unknown>} msg
+   * @param {HTMLElement} slot
+   */
   const act = (msg, slot) => {
     placeMessage(slot);
     showMessage({ ok: true, text: "working…", pending: true });
     return send(msg);
   };
   const breakpointsById = () => {
+    /** @type {Map<number, Breakpoint>} */
     const m = new Map();
     for (const n of (model.get("dag") || {}).nodes || []) for (const b of n.breakpoints || []) m.set(b.id, b);
     return m;
@@ -404,7 +695,8 @@ function render({ model, el }) {
   const stepTitle = h("span", { class: "nbf-step-title" });
   const filterStatus = h("select", { class: "nbf-input", testid: "filter-status", onchange: () => sendFilter() });
   const filterText = h("input", { class: "nbf-input nbf-grow", testid: "filter-text", placeholder: "filter by key or error", type: "search" });
-  let filterTimer = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let filterTimer = undefined;
   filterText.addEventListener("input", () => {
     clearTimeout(filterTimer);
     filterTimer = setTimeout(sendFilter, 300);
@@ -464,6 +756,12 @@ function render({ model, el }) {
     return d ? { step: d.step, key: d.key } : null;
   };
   const slotPanel = h("div", { class: "nbf-msg-slot" });
+  /**
+   * @param {string} testid
+   * @param {string} text
+   * @param {string} title
+   * @param {() => unknown} fn
+   */
   const actionBtn = (testid, text, title, fn) => h("button", { class: "nbf-btn", testid, title, onclick: fn }, text);
   const bResume = actionBtn("resume-one", "Resume", "let this instance go on", () => target() && act({ action: "resume", ...target() }, slotPanel));
   const bRetry = actionBtn("retry", "Retry", "run it again with today's code and its current inputs", () => target() && act({ action: "retry", ...target() }, slotPanel));
@@ -477,6 +775,7 @@ function render({ model, el }) {
   const apComment = h("input", { class: "nbf-input nbf-grow", testid: "approval-comment", placeholder: "comment (optional, recorded with the decision)" });
   const apPayload = h("textarea", { class: "nbf-editor-text nbf-payload", testid: "approval-payload", spellcheck: "false", rows: 2, placeholder: "payload (optional JSON): becomes the gate's output, e.g. {\"region\": \"eu\"}" });
   const apError = h("div", { class: "nbf-json-error", testid: "approval-error" });
+  /** @param {"approve" | "reject"} verb */
   const decide = (verb) => {
     const t = target();
     if (!t) return;
@@ -485,7 +784,7 @@ function render({ model, el }) {
       try {
         JSON.parse(text);
       } catch (e) {
-        apError.textContent = `Invalid JSON: ${e.message}`;
+        apError.textContent = `Invalid JSON: ${/** @type {Error} */ (e).message}`;
         apPayload.classList.add("nbf-invalid");
         return; // invalid JSON never leaves the browser
       }
@@ -545,6 +844,11 @@ function render({ model, el }) {
     ui.historyAll = !ui.historyAll;
     renderDetail();
   } });
+  /**
+   * @param {string} title
+   * @param {HTMLElement} body
+   * @param {Attrs} [extra]
+   */
   const section = (title, body, extra = {}) => h("div", { class: "nbf-section", ...extra }, h("div", { class: "nbf-section-title" }, title), body);
   const errorSection = section("Error", errorEl);
   const panel = h("div", { class: "nbf-panel", testid: "instance-panel", hidden: true },
@@ -620,9 +924,14 @@ function render({ model, el }) {
   }
 
   // ---------------------------------------------------------------- DAG
+  /**
+   * @param {Dag} dag
+   * @returns {Layout}
+   */
   function layoutFor(dag) {
     const key = JSON.stringify([dag.nodes.map((n) => [n.step, n.kind]), dag.edges]);
-    if (key === ui.layoutKey) return ui.layout;
+    if (key === ui.layoutKey && ui.layout) return ui.layout;
+    /** @type {import("@dagrejs/dagre").Graph<import("@dagrejs/dagre").GraphLabel, import("@dagrejs/dagre").NodeLabel, import("@dagrejs/dagre").EdgeLabel>} */
     const g = new dagre.graphlib.Graph();
     g.setGraph({ rankdir: "TB", nodesep: 22, ranksep: 34, marginx: 12, marginy: 10 });
     g.setDefaultEdgeLabel(() => ({}));
@@ -632,7 +941,7 @@ function render({ model, el }) {
     const layout = {
       width: g.graph().width || NODE_W + 24,
       height: g.graph().height || 60,
-      nodes: new Map(g.nodes().map((v) => [v, g.node(v)])),
+      nodes: new Map(g.nodes().map((v) => [v, /** @type {Box} */ (g.node(v))])), // dagre.layout set x and y
       edges: g.edges().map((e) => ({ v: e.v, w: e.w, points: g.edge(e).points })),
     };
     ui.layoutKey = key;
@@ -665,8 +974,8 @@ function render({ model, el }) {
         ui.nodeEls.set(n.step, g);
       }
       svg.setAttribute("viewBox", `0 0 ${layout.width} ${layout.height}`);
-      svg.setAttribute("width", layout.width);
-      svg.setAttribute("height", layout.height);
+      svg.setAttribute("width", String(layout.width));
+      svg.setAttribute("height", String(layout.height));
       // a wide graph widens its column (up to a share of the widget), and never shrinks below 70 %: the box scrolls
       root.style.setProperty("--nbf-dag-w", `${Math.ceil(layout.width) + 12}px`);
       svg.style.minWidth = `${Math.round(layout.width * 0.7)}px`;
@@ -683,6 +992,7 @@ function render({ model, el }) {
 
   const markerId = `nbf-arrow-${Math.random().toString(36).slice(2, 9)}`;
 
+  /** @param {import("@dagrejs/dagre").Point[] | undefined} points */
   function edgePath(points) {
     if (!points || !points.length) return "";
     let d = `M ${points[0].x} ${points[0].y}`;
@@ -697,10 +1007,17 @@ function render({ model, el }) {
     return d;
   }
 
+  /** @param {Breakpoint} b */
   function bpSummary(b) {
     return `#${b.id} ${WHEN[b.when] || b.when}${b.key != null ? ` key ${b.key}` : ""}${b.condition ? ` if ${b.condition}` : ""}${b.state === "hit" ? ` — holding ${fmt(b.held)}` : ""}`;
   }
 
+  /**
+   * @param {SVGGElement} g
+   * @param {DagNode} n
+   * @param {Box} pos
+   * @param {boolean} selected
+   */
   function drawNode(g, n, pos, selected) {
     const w = pos.width;
     const hgt = pos.height;
@@ -748,10 +1065,15 @@ function render({ model, el }) {
   }
 
   // what the step reads from the notebook that is not stored with the run's code (a resume elsewhere needs the notebook)
+  /** @param {DagNode} n */
   function usesText(n) {
     return n.uses && n.uses.length ? `uses from the notebook: ${n.uses.map((u) => u.text).join(", ")}` : "";
   }
 
+  /**
+   * @param {string} text
+   * @param {number} max
+   */
   function truncate(text, max) {
     text = String(text);
     return text.length > max ? text.slice(0, max - 1) + "…" : text;
@@ -774,6 +1096,7 @@ function render({ model, el }) {
   }
 
   // ---------------------------------------------------------------- instances
+  /** @type {Map<string, RowEl>} */
   let rowEls = new Map();
   function renderInstances() {
     const step = model.get("selected_step");
@@ -801,28 +1124,30 @@ function render({ model, el }) {
     const sel = model.get("selected");
     const bps = breakpointsById();
     const rows = p.rows || [];
+    /** @type {Map<string, RowEl>} */
     const next = new Map();
     const els = rows.map((r) => {
       const k = r.key == null ? "" : String(r.key);
       let tr = rowEls.get(k);
       if (!tr) {
         const box = h("input", { type: "checkbox", class: "nbf-check", testid: "select", onclick: (ev) => ev.stopPropagation(), onchange: () => {
-          if (box.checked) ui.selectedKeys.add(tr._key);
-          else ui.selectedKeys.delete(tr._key);
+          if (box.checked) ui.selectedKeys.add(row._key);
+          else ui.selectedKeys.delete(row._key);
           updateSelectedCount();
         } });
-        tr = h("tr", { testid: "instance-row", "data-key": k, class: "nbf-inst-row", tabindex: 0 },
-          h("td", { class: "nbf-c-check" }, box), h("td", { class: "nbf-c-key" }, h("span", { class: "nbf-key-text" })), h("td", { testid: "row-status" }), h("td", { class: "nbf-c-num" }), h("td", { class: "nbf-c-detail" }));
-        tr._box = box;
-        tr.addEventListener("click", () => send({ action: "select_instance", step: tr._step, key: tr._key }));
-        tr.addEventListener("keydown", (ev) => {
-          if (ev.key === "Enter") send({ action: "select_instance", step: tr._step, key: tr._key });
+        const row = /** @type {RowEl} */ (h("tr", { testid: "instance-row", "data-key": k, class: "nbf-inst-row", tabindex: 0 },
+          h("td", { class: "nbf-c-check" }, box), h("td", { class: "nbf-c-key" }, h("span", { class: "nbf-key-text" })), h("td", { testid: "row-status" }), h("td", { class: "nbf-c-num" }), h("td", { class: "nbf-c-detail" })));
+        row._box = box;
+        row.addEventListener("click", () => send({ action: "select_instance", step: row._step, key: row._key }));
+        row.addEventListener("keydown", (ev) => {
+          if (ev.key === "Enter") send({ action: "select_instance", step: row._step, key: row._key });
         });
+        tr = row;
       }
       tr._key = r.key;
       tr._step = r.step;
-      const [, keyTd, stTd, attTd, detTd] = tr.children;
-      keyTd.firstChild.textContent = r.key == null ? "—" : String(r.key);
+      const [, keyTd, stTd, attTd, detTd] = /** @type {HTMLCollectionOf<HTMLTableCellElement>} */ (tr.children);
+      /** @type {ChildNode} */ (keyTd.firstChild).textContent = r.key == null ? "—" : String(r.key);
       keyTd.title = r.key == null ? "the step's single instance" : String(r.key);
       stTd.textContent = r.status;
       stTd.className = `nbf-c-status nbf-fg-${r.status}`;
@@ -909,7 +1234,7 @@ function render({ model, el }) {
     approvalBox.hidden = !verbs.has("approve");
     signalBox.hidden = !(d.status === "waiting" && d.token && d.pause_reason !== "approval");
     if (!signalBox.hidden) {
-      tokenEl.value = d.token;
+      tokenEl.value = /** @type {string} */ (d.token); // shown only with a token
       tokenHint.replaceChildren("Deliver the payload with ", h("code", {}, "nbflow signal TOKEN --payload JSON"), " or ", h("code", {}, "nbflow.signal(token, payload)"), ".");
     }
     inputsEl.textContent = Object.keys(d.inputs || {}).length ? pretty(d.inputs) : "(no inputs)";
@@ -958,12 +1283,14 @@ function render({ model, el }) {
   }
 
   // ---------------------------------------------------------------- JSON editor
+  /** @param {"skip" | "set_inputs" | "set_output"} mode */
   function openEditor(mode) {
     const sel = model.get("selected");
     const d = model.get("detail");
     if (!sel || !d) return;
     let initial;
     if (mode === "set_inputs") {
+      /** @type {Record<string, unknown>} */
       const editable = {};
       for (const [k, v] of Object.entries(d.inputs || {})) if (!(d.readonly_inputs || []).includes(k)) editable[k] = v;
       initial = editable;
@@ -995,7 +1322,7 @@ function render({ model, el }) {
       edText.classList.remove("nbf-invalid");
       return { ok: true, value };
     } catch (e) {
-      const msg = e instanceof SyntaxError ? `Invalid JSON: ${e.message}` : e.message;
+      const msg = e instanceof SyntaxError ? `Invalid JSON: ${e.message}` : /** @type {Error} */ (e).message;
       edError.textContent = msg;
       edText.classList.add("nbf-invalid");
       return { ok: false, error: msg };
@@ -1020,14 +1347,16 @@ function render({ model, el }) {
 
   // ---------------------------------------------------------------- messages
   // One message element ([data-testid=message]); it moves next to the control that asked.
+  /** @param {HTMLElement | null} [slot] */
   function placeMessage(slot) {
     ui.msgSlot = slot || slotTop;
     if (message.parentNode !== ui.msgSlot) ui.msgSlot.append(message);
   }
 
+  /** @param {Message | null} m */
   function showMessage(m) {
     // a slot that is no longer shown (a closed panel, another step): fall back to the top of the right column
-    if (message.parentNode !== slotTop && message.parentNode.closest("[hidden]")) placeMessage(slotTop);
+    if (message.parentNode !== slotTop && /** @type {Element} */ (message.parentNode).closest("[hidden]")) placeMessage(slotTop);
     message.textContent = m && m.text ? m.text : "";
     message.className = `nbf-message${m && m.text ? (m.pending ? " pending" : m.ok ? " ok" : " error") : ""}`;
   }
