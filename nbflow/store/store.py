@@ -20,13 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.util import asbool
 
-if TYPE_CHECKING:
-    from sqlalchemy.sql.compiler import SQLCompiler
-
 from ..errors import StoreError, UnknownRunError
 from ..states import InstanceStatus, RunStatus, status_filter
 from . import codec, schema
 from .codec import Artifacts, Encoded
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.compiler import SQLCompiler
 
 _CREATED = "nbflow.created_artifacts"
 """Key in a connection's info: the values whose files were created in its :meth:`Store.begin` transaction."""
