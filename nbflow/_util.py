@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 from .store.codec import to_json_text
 
@@ -123,6 +123,10 @@ def _strict_key(key: Any) -> str:
     return strict(str(key))
 
 
+@overload
+def strict(value: str, default: Callable[[Any], Any] = ..., _path: frozenset[int] = ...) -> str: ...
+@overload
+def strict(value: Any, default: Callable[[Any], Any] = ..., _path: frozenset[int] = ...) -> Any: ...
 def strict(value: Any, default: Callable[[Any], Any] = str, _path: frozenset[int] = frozenset()) -> Any:
     """*value* as strict JSON can hold it: NaN and infinities as ``{"repr": "nan"}``, a lone surrogate
     in a string as its escape (``\\udcff``, as text), other values that are not JSON through *default*."""

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import sqlalchemy as sa
 
+from ._compat import display, get_ipython
 from ._util import current_actor, dumps
 from .breakpoints import parse_target
 from .errors import CommandRefused, NbflowError, OwnershipError
@@ -95,8 +96,6 @@ def _namespace(namespace: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if namespace is not None:
         return namespace
     try:
-        from IPython import get_ipython
-
         ip = get_ipython()
     except ImportError:
         ip = None
@@ -251,11 +250,10 @@ def report_text(run: Run, status: RunStatus | None = None, limit: int = 20) -> s
 def show(run: Run) -> None:
     """Display the run: its rich display in a notebook (widget + static DAG), else its text."""
     try:
-        from IPython import get_ipython
-        from IPython.display import display
+        shell = get_ipython()
     except ImportError:
-        get_ipython = None  # type: ignore[assignment]
-    if get_ipython is not None and get_ipython() is not None:
+        shell = None
+    if shell is not None:
         try:
             display(run)
             return

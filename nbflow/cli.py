@@ -456,7 +456,7 @@ def _history_table(events: Sequence[Mapping[str, Any]], with_instance: bool = Tr
     for col in cols if with_instance else [c for c in cols if c != "INSTANCE"]:
         table.add_column(col, justify="right" if col == "#" else "left")
     for ev in events:
-        cells = [str(ev["n"]), _local(ev["ts"]), Text(ev["kind"])]
+        cells: list[str | Text] = [str(ev["n"]), _local(ev["ts"]), Text(ev["kind"])]
         if with_instance:
             cells.append(Text(_label(ev["step"], ev["key"])))
         cells += [Text(ev["actor"] or "-"), Text(_compact(ev["data"]) if ev["data"] else "-")]
@@ -628,10 +628,10 @@ def breakpoint_rm(obj: _State, workflow: str | None, run_id: str | None, target:
 
 
 # ---------------------------------------------------------------------------------- operator verbs
-Groups = list[tuple[str | None, list[str] | None]]
+Groups = Sequence[tuple[str | None, list[str] | None]]
 
 
-def _groups(targets: Iterable[str]) -> Groups:
+def _groups(targets: Iterable[str]) -> list[tuple[str, list[str] | None]]:
     """``["enrich:3", "enrich:5", "report"]`` -> ``[("enrich", ["3", "5"]), ("report", None)]``."""
     by: dict[str, list[str] | None] = {}
     for text in targets:
@@ -734,7 +734,7 @@ def _await(store: Store, ids: Sequence[int], timeout: float = APPLY_WAIT_S) -> d
 def _send(store: Store, row: Mapping[str, Any], verb: str, groups: Groups, payload: Mapping[str, Any] | None,
           reason: str | None) -> list[dict[str, Any]]:
     """Write one command per step and, if the owner is alive, wait for its answer."""
-    sent = []
+    sent: list[dict[str, Any]] = []
     for step, keys in groups:
         res = submit(store, row["id"], verb, step, keys, payload, reason)
         sent.append({"id": res.id, "verb": verb, "step": step, "keys": keys, "state": "queued", "message": None})
@@ -856,7 +856,7 @@ def resume_cmd(
     store = obj.store
     row = store.run_row(run_id)
     _check_run(row, "resume")
-    groups = _groups(targets) if targets else [(None, None)]
+    groups: Groups = _groups(targets) if targets else [(None, None)]
     _check_targets(store, row, groups)
     owner = views.owner_view(row)
     paused = store.instance_rows(run_id, status=InstanceStatus.PAUSED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,14 @@ class CommandResult:
 
 
 # ---------------------------------------------------------------------------------- writing
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    """The id the database gave the one row an INSERT wrote (SQLAlchemy types it as absent for other statements)."""
+    pk = result.inserted_primary_key
+    assert pk is not None
+    new_id: int = pk[0]
+    return new_id
+
+
 def submit(
     store: Store,
     run_id: str,
@@ -71,13 +79,13 @@ def submit(
     enc = codec.encode(dict(payload or {}), f"payload of {verb}")
     with store.begin() as conn:  # a large payload's file goes again if the command is not written
         enc = store.write_value(conn, enc)
-        cid = conn.execute(
+        cid = _new_id(conn.execute(
             t.commands.insert().values(
                 run_id=run_id, verb=verb, target=json.dumps({"step": step, "keys": key_list}),
                 payload_codec=enc.codec, payload=enc.data, actor=actor or current_actor(), reason=reason,
                 created_at=now(),
             )
-        ).inserted_primary_key[0]
+        ))
     sched = live(run_id)
     if sched is None or not wait:
         return CommandResult(cid, verb, False, None, None)
@@ -131,7 +139,7 @@ def _prevalidate(
 
 
 def check_pending(
-    store: Store, row: Mapping[str, Any], verb: str, step: str | None, keys: list[str | None] | None
+    store: Store, row: Mapping[str, Any], verb: str, step: str | None, keys: Sequence[str | None] | None
 ) -> None:
     """Refuse a command on instances that a command queued earlier, not yet applied, will change
     first: the owner applies that one before, so this one would meet another state than it was
@@ -210,11 +218,11 @@ def _signal_to_finished_run(
                        f"for signal {name!r}" + (f" (it is {inst['status']})" if inst is not None else "")
                        + "; the delivery was recorded and refused")
         enc = store.write_value(conn, codec.encode({"token": token, "name": name}, "signal"))
-        cid = conn.execute(t.commands.insert().values(
+        cid = _new_id(conn.execute(t.commands.insert().values(
             run_id=run_id, verb="signal", target=json.dumps({"step": step, "keys": None}),
             payload_codec=enc.codec, payload=enc.data, actor=who, created_at=now(),
             applied_at=now(), result=result, message=message,
-        )).inserted_primary_key[0]
+        )))
         data = {"name": name} if result == "ok" else {"name": name, "reason": why}
         store.add_event(conn, run_id, kind, step=step, key=inst["key"] if inst is not None else None, actor=who,
                         data=data, ts=now())
@@ -228,12 +236,12 @@ def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | No
     compile_condition(bp.condition)
     actor = current_actor()
     with store.engine.begin() as conn:
-        bid = conn.execute(
+        bid = _new_id(conn.execute(
             t.breakpoints.insert().values(
                 workflow=workflow, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
                 condition=bp.condition, created_by=actor, created_at=now(),
             )
-        ).inserted_primary_key[0]
+        ))
     _notify(store, workflow, run_id, "add", {"id": bid, "step": bp.step, "key": bp.key, "when": str(bp.when),
                                                 "condition": bp.condition})
     return Breakpoint(bp.step, bp.key, bp.when, bp.condition, id=bid, run_id=run_id, workflow=workflow, created_by=actor)
@@ -286,7 +294,8 @@ def apply_command(sched: Scheduler, row: Mapping[str, Any]) -> str:
         return ctx.signal(target.get("step"))
     insts = ctx.targets(target.get("step"), target.get("keys"), verb)
     sched._hydrate(insts)  # values first, so a change never writes over what was not loaded
-    return getattr(ctx, verb)(insts)
+    message: str = getattr(ctx, verb)(insts)
+    return message
 
 
 def _when(inst: Inst) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any
 
 import nbflow
 
@@ -12,17 +13,17 @@ def main() -> None:
     wf = nbflow.Workflow("etl", store=db)
 
     @wf.step
-    def load(n):
+    def load(n: int) -> list[dict[str, int]]:
         return [{"id": i, "x": i} for i in range(n)]
 
     @wf.foreach("load", key=lambda item: item["id"], retries=2, backoff=0)
-    def enrich(item, ctx):
+    def enrich(item: dict[str, int], ctx: nbflow.StepContext) -> dict[str, int]:
         if item["x"] == 17:
             raise ValueError(f"bad input row {item}")
         return {**item, "y": item["x"] ** 2}
 
     @wf.step
-    def report(enrich):
+    def report(enrich: list[dict[str, Any]]) -> int:
         return sum(r["y"] for r in enrich)
 
     print(f"store: {db}")

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from ._util import jsonable
 from .breakpoints import Breakpoint, key_value
@@ -361,7 +361,9 @@ def instance_page(
         total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
         if offset >= total and total:
             offset = (total - 1) // limit * limit  # the last page, when the filter shrank the list
-        rows = list(conn.execute(sa.select(*cols).where(*where).order_by(t.c.item).offset(offset).limit(limit)).mappings())
+        stmt = sa.select(*cols).where(*where).order_by(t.c.item).offset(offset).limit(limit)
+        # SQLAlchemy types a RowMapping's keys as names or columns; these rows are read by name.
+        rows = cast("list[Mapping[str, Any]]", list(conn.execute(stmt).mappings()))
     return {"step": step, "offset": offset, "limit": limit, "total": total,
             "rows": [instance_view(r, user_key=user_keys) for r in rows]}
 
@@ -413,7 +415,7 @@ class _StepRows(dict):  # type: ignore[type-arg]
         super().__init__()
         self._store, self._run_id = store, run_id
 
-    def get(self, step: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, step: str, default: Any = None) -> Any:
         if step not in self:
             self[step] = self._store.instance_rows(self._run_id, step=step)
         return super().get(step, default)
@@ -459,7 +461,7 @@ def instance_detail(
         ).mappings())
     if row is None:
         return None
-    view = instance_view(row, user_key=user_keys)
+    view = instance_view(cast("Mapping[str, Any]", row), user_key=user_keys)  # a RowMapping, read by name
     iv = _light_reader(store, run_row).view(row)
     inputs: dict[str, Any] = {}
     readonly: list[str] = []

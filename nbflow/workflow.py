@@ -9,7 +9,7 @@ import marshal
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .engine.executor import check as check_executor
 from .engine.executor import check_workers
@@ -21,6 +21,8 @@ from .store.schema import instances, workflows
 if TYPE_CHECKING:
     from .breakpoints import Breakpoints
     from .run import Run
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 CTX = "ctx"
 ITEM = "item"
@@ -188,7 +190,7 @@ class Workflow:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self._store_arg)  # type: ignore[arg-type]
+            self._store = Store.open(self._store_arg)
         return self._store
 
     # -- definition ------------------------------------------------------------------------------
@@ -198,7 +200,9 @@ class Workflow:
             return self._define(fn, StepKind.TASK, **options)
         return lambda f: self._define(f, StepKind.TASK, **options)
 
-    def foreach(self, upstream: str, /, *, key: Callable[[Any], Any] | None = None, **options: Any) -> Any:
+    def foreach(
+        self, upstream: str, /, *, key: Callable[[Any], Any] | None = None, **options: Any
+    ) -> Callable[[_F], _F]:
         """Decorator: run the function once per element of *upstream*'s output; ``item`` receives the element."""
         if not isinstance(upstream, str) or not upstream:
             raise DefinitionError("foreach needs the name of the upstream step, e.g. @wf.foreach('load')")
@@ -218,7 +222,7 @@ class Workflow:
 
     def _define(
         self,
-        fn: Callable[..., Any],
+        fn: _F,
         kind: StepKind,
         *,
         name: str | None = None,
@@ -231,7 +235,7 @@ class Workflow:
         timeout: float | None = None,
         on_item_error: str = "fail",
         max_parallel: int | None = None,
-    ) -> Callable[..., Any]:
+    ) -> _F:
         if not callable(fn):
             raise DefinitionError(f"a step must be a function, got {type(fn).__name__}")
         step_name = fn.__name__ if name is None else name
@@ -315,7 +319,7 @@ class Workflow:
                         f"foreach step {name!r} iterates over {spec.foreach!r}, which is not a step of workflow "
                         f"{self.name!r} (steps: {', '.join(sorted(steps))})"
                     )
-                deps.append(spec.foreach)  # type: ignore[arg-type]
+                deps.append(spec.foreach)
             for p in spec.params:
                 if p in steps and p != name:
                     binds.append(Binding(p, "step", p))

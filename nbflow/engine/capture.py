@@ -20,7 +20,7 @@ class _Router(io.TextIOBase):
         self._fallback = fallback
         self._prefix = prefix
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         buf = _buffer.get()
         if buf is None:
             return self._fallback.write(text)

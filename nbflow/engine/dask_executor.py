@@ -20,6 +20,9 @@ from .remote import Packer, failed, run_call, unpack
 
 log = logging.getLogger("nbflow.dask")
 
+# distributed leaves Client, Queue, Variable and as_completed unannotated: calls to them say
+# `type: ignore[no-untyped-call]`.
+
 ACK_TIMEOUT_S = 120.0
 """How long a worker's ``ctx.checkpoint`` waits for the owner to commit it."""
 
@@ -85,7 +88,9 @@ def _client(address: str) -> Any:
     with _clients_lock:
         client = _clients.get(address)
         if client is None or client.status not in ("running", "connecting"):
-            client = _clients[address] = Client(address, set_as_default=False, timeout=10)
+            client = _clients[address] = Client(  # type: ignore[no-untyped-call]
+                address, set_as_default=False, timeout=10
+            )
         return client
 
 
@@ -98,7 +103,7 @@ class _Channel:
     def _put(self, msg: tuple[Any, ...]) -> None:
         from distributed import Queue
 
-        Queue(self.queue_name).put(msg)
+        Queue(self.queue_name).put(msg)  # type: ignore[no-untyped-call]
 
     def started(self, ident: tuple[str, int], attempt: int, at: float) -> None:
         self._put(("started", ident, attempt, at, None, None))
@@ -108,11 +113,11 @@ class _Channel:
 
         answer = f"{self.queue_name}-ack-{uuid.uuid4().hex}"
         self._put(("checkpoint", ident, attempt, codec_name, data, answer))
-        var = Variable(answer)
+        var = Variable(answer)  # type: ignore[no-untyped-call]
         try:
-            status = var.get(timeout=ACK_TIMEOUT_S)
+            status = var.get(timeout=ACK_TIMEOUT_S)  # type: ignore[no-untyped-call]
         finally:
-            var.delete()
+            var.delete()  # type: ignore[no-untyped-call]
         if status != "ok":
             raise RuntimeError(f"the checkpoint was not saved: {status}")
 
@@ -145,7 +150,7 @@ class _DaskRun:
         self._listener: threading.Thread | None = None
         self._stopping = False
         self._buffer: list[Task] = []
-        self._tasks: dict[str, tuple[Task, float]] = {}
+        self._tasks: dict[str, tuple[list[Task], float]] = {}
         self._collector: threading.Thread | None = None
         self._more = threading.Event()
         self._done: Any = None  # a distributed.as_completed, made with the first futures
@@ -185,7 +190,9 @@ class _DaskRun:
         if self._done is None:
             from distributed import as_completed
 
-            self._done = as_completed(futures, loop=self.client.loop, with_results=True, raise_errors=False)
+            self._done = as_completed(  # type: ignore[no-untyped-call]
+                futures, loop=self.client.loop, with_results=True, raise_errors=False
+            )
         else:
             self._done.update(futures)
         self._more.set()
@@ -208,7 +215,7 @@ class _DaskRun:
 
     def _finish(self, fut: Any, value: Any) -> None:
         with self._lock:
-            chunk, submitted = self._tasks.pop(fut.key, ((), 0.0))
+            chunk, submitted = self._tasks.pop(fut.key, ([], 0.0))
             live = []
             for i, task in enumerate(chunk):
                 key = (task.ident, task.attempt)
@@ -240,7 +247,7 @@ class _DaskRun:
             if fut is None:
                 return
             self._cancelled.add((ident, attempt))
-            chunk, _ = self._tasks.get(fut.key, ((), 0.0))
+            chunk, _ = self._tasks.get(fut.key, ([], 0.0))
             if any((t.ident, t.attempt) not in self._cancelled for t in chunk):
                 return
         fut.cancel()
@@ -248,10 +255,11 @@ class _DaskRun:
     def _listen(self) -> None:
         from distributed import Queue, Variable
 
-        queue = Queue(self._queue_name, client=self.client)
+        queue = Queue(self._queue_name, client=self.client)  # type: ignore[no-untyped-call]
         while not self._stopping:
             try:
-                msg = queue.get()  # shutdown() puts a "stop" message: a timed get logs errors on the scheduler
+                # shutdown() puts a "stop" message: a timed get logs errors on the scheduler
+                msg = queue.get()  # type: ignore[no-untyped-call]
             except Exception:  # noqa: BLE001 - the client closing
                 return
             kind, ident, attempt, a, b, answer = msg
@@ -270,7 +278,7 @@ class _DaskRun:
             else:
                 status = "ok"
             try:
-                Variable(answer, client=self.client).set(status)
+                Variable(answer, client=self.client).set(status)  # type: ignore[no-untyped-call]
             except Exception:  # noqa: BLE001 - the cluster is going away; the worker's wait times out
                 log.warning("nbflow: could not answer a checkpoint of %s", ident)
 
@@ -282,7 +290,9 @@ class _DaskRun:
             from distributed import Queue
 
             try:
-                Queue(self._queue_name, client=self.client).put(("stop", None, None, None, None, None))
+                Queue(self._queue_name, client=self.client).put(  # type: ignore[no-untyped-call]
+                    ("stop", None, None, None, None, None)
+                )
             except Exception:  # noqa: BLE001 - the cluster is gone; the listener thread is a daemon
                 pass
         with self._lock:

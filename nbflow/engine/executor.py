@@ -261,7 +261,7 @@ def check(choice: Any) -> None:
 def check_workers(max_workers: Any) -> int | None:
     """*max_workers* if it can bound a run's concurrency (None: the executor's default), else a clear error."""
     if max_workers is None or (type(max_workers) is int and max_workers >= 1):
-        return max_workers  # type: ignore[no-any-return]
+        return max_workers
     from ..errors import ExecutorError
 
     raise ExecutorError(

@@ -253,7 +253,7 @@ def start_run(
     actor = current_actor()
     options = {"break_on_error": bool(break_on_error), "max_workers": max_workers,
                "deadline": ts + deadline if deadline else None, "executor": backend.describe()}
-    run_row = {
+    run_row: dict[str, Any] = {
         "id": run_id, "workflow": wf.name, "version": version, "params_codec": None,
         "params": None, "options": json.dumps(options), "status": str(RunStatus.RUNNING),
         "owner_host": HOST, "owner_pid": os.getpid(), "owner_id": owner_id, "heartbeat_at": ts,

@@ -71,7 +71,8 @@ class Packer:
             self._code[id(spec)] = held
         call = Call(task.ident, task.attempt, held[1], held[2], task.kwargs, task.what, task.on_start is not None,
                     held[3])
-        return cloudpickle.dumps(call)
+        pickled: bytes = cloudpickle.dumps(call)  # cloudpickle ships no types
+        return pickled
 
 
 def _step_code(digest: str, code: bytes, origins: tuple[Origin, ...]) -> Any:
@@ -99,7 +100,8 @@ def run_call(payload: bytes, channel: Channel) -> bytes:
 
         res = Result(("?", -1), 0, False, error=error_triple(exc, 0))
         res.exc = RemoteError(f"the worker could not load the step: {type(exc).__name__}: {exc}")
-        return cloudpickle.dumps(res)
+        pickled: bytes = cloudpickle.dumps(res)  # cloudpickle ships no types
+        return pickled
     ctx = call.kwargs.get("ctx")
     if ctx is not None:
         ctx.log = capture.adopt(ctx.log)
@@ -121,7 +123,8 @@ def run_call(payload: bytes, channel: Channel) -> bytes:
             cloudpickle.loads(cloudpickle.dumps(res.exc))
         except Exception:  # noqa: BLE001 - an exception that cannot travel: keep its text
             res.exc = RemoteError(f"{res.error[0]}: {res.error[1]}" if res.error else repr(res.exc))
-    return cloudpickle.dumps(res)
+    pickled = cloudpickle.dumps(res)
+    return pickled
 
 
 def unpack(data: bytes) -> Result:

@@ -426,9 +426,9 @@ class Scheduler:
             few = len(by_item) <= 500  # a takeover's interrupted attempts: not the whole fan-out
             rows = self.store.instance_rows(self.run_id, step=step, items=by_item if few else None)
             for r in rows:
-                inst = by_item.get(r["item"])
-                if inst is not None:
-                    inst.hydrate(r)
+                target = by_item.get(r["item"])
+                if target is not None:
+                    target.hydrate(r)
 
     def _index(self, inst: Inst) -> None:
         self.insts[inst.ident] = inst
@@ -1008,6 +1008,7 @@ class Scheduler:
             return
         self._last_poll = t0
         conn = self._connection()
+        rows: list[Mapping[str, Any]]
         try:
             if self.store.is_sqlite:  # the same query on the DB-API cursor: no SQLAlchemy compile per run
                 cur = self._raw[1]
@@ -1156,7 +1157,7 @@ class Scheduler:
             if updates:
                 _executemany(cur, sql["update"], updates)
             if self.blobs:  # content-addressed: another run may have stored the same value
-                _executemany(cur, sql["blob"], [tuple(e.blob[k] for k in _BLOB_KEYS) for e in self.blobs])
+                _executemany(cur, sql["blob"], [tuple(e.blob[k] for k in _BLOB_KEYS) for e in self.blobs if e.blob])
             if self.signal_rows:
                 _executemany(cur, sql["signal"], [tuple(r[k] for k in _SIGNAL_KEYS) for r in self.signal_rows])
             if self.events:
@@ -1207,6 +1208,7 @@ class Scheduler:
         if self._conn is None:
             self._conn = self.store.engine.connect()
             raw = self._conn.connection.dbapi_connection
+            assert raw is not None  # a connection just checked out of the pool holds its driver's
             self._raw = (raw, raw.cursor())  # the flush's DB-API connection and cursor (no SQLAlchemy per turn)
         return self._conn
 

@@ -22,11 +22,12 @@ import sys
 import traceback
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
+from .._compat import display
 from .._util import parse_json
 from ..breakpoints import parse_target
 from ..errors import DefinitionError, NbflowError
@@ -34,6 +35,9 @@ from ..run import Run
 from ..states import StepKind
 from ..views import run_summary
 from ..workflow import CTX, ITEM, StepSpec, Workflow, _check_options, check_step_name
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 DEFAULT_WORKFLOW = "notebook"
 """The workflow a ``%%step`` cell joins when no ``%nbflow workflow NAME`` selected one."""
@@ -100,11 +104,16 @@ def current_run(user_ns: Mapping[str, Any] | None = None) -> Run | None:
 
 
 # ---------------------------------------------------------------------------------- cell steps
+def _type_params() -> dict[str, Any]:
+    """``type_params=[]`` for ``ast.FunctionDef`` where it has that field (Python 3.12+), else nothing."""
+    return {"type_params": []} if "type_params" in ast.FunctionDef._fields else {}
+
+
 def free_names(tree: ast.Module) -> list[str]:
     """Names the cell reads without binding them (in any nested scope), in order of first use."""
     fn = ast.FunctionDef(
         name="_cell", args=_arguments([]), body=tree.body or [ast.Pass()], decorator_list=[], returns=None,
-        type_comment=None, **({"type_params": []} if "type_params" in ast.FunctionDef._fields else {}),
+        type_comment=None, **_type_params(),
     )
     src = ast.unparse(ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[])))
     table = symtable.symtable(src, "<cell>", "exec").get_children()[0]
@@ -164,7 +173,7 @@ def _function(cell: CellStep, params: Sequence[str]) -> Callable[..., Any]:
         body[-1] = ast.copy_location(ast.Return(value=last.value), last)
     fdef = ast.FunctionDef(
         name=cell.name, args=_arguments(params), body=body, decorator_list=[], returns=None, type_comment=None,
-        **({"type_params": []} if "type_params" in ast.FunctionDef._fields else {}),
+        **_type_params(),
     )
     ast.copy_location(fdef, body[0])
     module = ast.fix_missing_locations(ast.Module(body=[fdef], type_ignores=[]))
@@ -489,12 +498,35 @@ def _quiet(exc: BaseException) -> BaseException:
 
 
 # ---------------------------------------------------------------------------------- magics
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _named(marker: Callable[[str], Any], name: str) -> Callable[[_F], _F]:
+    """``@marker(name)`` for IPython's ``cell_magic``/``line_magic``, typed: IPython 8 leaves them
+    unannotated, and IPython 9 types a marker's bare and named uses as one union."""
+    mark: Callable[[_F], _F] = marker(name)
+    return mark
+
+
+def _no_var_expand(fn: _F) -> _F:
+    """IPython's ``@no_var_expand``, typed (IPython 8 leaves it unannotated)."""
+    mark: Callable[[_F], _F] = no_var_expand
+    return mark(fn)
+
+
 @magics_class
 class NbflowMagics(Magics):
     """``%%step`` and ``%nbflow``."""
 
-    @cell_magic("step")
-    @no_var_expand
+    @property
+    def _shell(self) -> InteractiveShell:
+        """The shell IPython registered these magics with (``Magics.shell`` is typed as optional)."""
+        assert self.shell is not None
+        shell: InteractiveShell = self.shell
+        return shell
+
+    @_named(cell_magic, "step")
+    @_no_var_expand
     def step(self, line: str, cell: str) -> None:
         """%%step NAME [--foreach UPSTREAM] [--key EXPR] [--after A,B] [--retries N] [--timeout S]"""
         try:
@@ -511,7 +543,7 @@ class NbflowMagics(Magics):
         after = tuple(a.strip() for group in args.after for a in group.split(",") if a.strip())
         filename, offset = _cell_location(self.shell, line, cell)
         cell_step = CellStep(
-            name=name, text=cell, filename=filename, offset=offset, user_ns=self.shell.user_ns,
+            name=name, text=cell, filename=filename, offset=offset, user_ns=self._shell.user_ns,
             kind=StepKind.FOREACH if args.foreach else StepKind.TASK, foreach=args.foreach, key_source=args.key,
             after=after, retries=args.retries, timeout=args.timeout,
         )
@@ -528,8 +560,8 @@ class NbflowMagics(Magics):
             raise err from None
         return
 
-    @line_magic("nbflow")
-    @no_var_expand
+    @_named(line_magic, "nbflow")
+    @_no_var_expand
     def nbflow(self, line: str) -> Any:
         """%nbflow VERB ...: workflow, run, resume, break, unbreak, skip, retry, cancel, runs, show, attach (-h for help)"""
         try:
@@ -545,14 +577,14 @@ class NbflowMagics(Magics):
     def _run_arg(self, run_id: str | None) -> Run:
         if run_id is not None:
             return Run(current_workflow().store, run_id)
-        run = current_run(self.shell.user_ns)
+        run = current_run(self._shell.user_ns)
         if run is None:
             raise NbflowError("there is no current run: start one with %nbflow run, or pick one with %nbflow attach RUN")
         return run
 
     def _set_run(self, run: Run) -> Run:
         _state.run = run
-        self.shell.user_ns[RUN_VAR] = run
+        self._shell.user_ns[RUN_VAR] = run
         return run
 
     def _do_workflow(self, args: argparse.Namespace) -> None:
@@ -564,7 +596,7 @@ class NbflowMagics(Magics):
 
         wf = current_workflow()
         params = dict(args.param)
-        ns = self.shell.user_ns
+        ns = self._shell.user_ns
         resume_id = batch.resume_target(wf, ns)
         refresh(wf, Run(wf.store, resume_id).params if resume_id else params)
         run = batch.run_or_resume(wf, params, args.breaks, args.break_on_error, resume=resume_id or (), namespace=ns)
@@ -631,8 +663,6 @@ class NbflowMagics(Magics):
         return RunsTable([run_summary(store, r) for r in rows], where)
 
     def _do_show(self, args: argparse.Namespace) -> None:
-        from IPython.display import display
-
         display(self._run_arg(args.run))
 
     def _do_attach(self, args: argparse.Namespace) -> Run:

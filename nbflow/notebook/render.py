@@ -87,7 +87,8 @@ def to_dot(run: Run | Mapping[str, Any]) -> str:
                penwidth="2" if node["step"] in bps else "1.2", tooltip=f'{node["step"]}: {status}')
     for a, b in state["dag"]["edges"]:
         g.edge(a, b)
-    return g.source
+    source: str = g.source  # graphviz ships no types
+    return source
 
 
 def dot_available() -> bool:
@@ -99,7 +100,7 @@ def to_svg(run: Run | Mapping[str, Any]) -> str | None:
     if not dot_available():
         return None
     try:
-        svg = graphviz.Source(to_dot(run)).pipe(format="svg", encoding="utf-8")
+        svg: str = graphviz.Source(to_dot(run)).pipe(format="svg", encoding="utf-8")
     except (graphviz.ExecutableNotFound, graphviz.CalledProcessError):
         return None
     start = svg.find("<svg")

@@ -46,6 +46,7 @@ import anywidget
 import traitlets
 
 from .. import views
+from .._compat import get_ipython
 from .._util import _actor, parse_json, set_actor
 from ..breakpoints import Breakpoint, key_text, validate
 from ..commands import CommandResult, add_breakpoint, remove_breakpoints
@@ -387,7 +388,8 @@ class RunWidget(anywidget.AnyWidget):
 
     def _definition_steps(self) -> Mapping[str, Any]:
         row = self.store.run_row(self.run.id)
-        return self.store.definition(row["workflow"], row["version"])["steps"]
+        steps: Mapping[str, Any] = self.store.definition(row["workflow"], row["version"])["steps"]
+        return steps
 
     def _do_add_breakpoint(self, m: Mapping[str, Any]) -> str:
         step, key = self._target(m)
@@ -481,10 +483,9 @@ def widget_for(run: Run) -> RunWidget:
 def widgets_supported() -> bool:
     """True in an IPython kernel (where a comm can reach a front end), False in a terminal or a script."""
     try:
-        from IPython import get_ipython
+        ip = get_ipython()
     except ImportError:
         return False
-    ip = get_ipython()
     return ip is not None and getattr(ip, "kernel", None) is not None
 
 
@@ -495,7 +496,9 @@ def mimebundle(run: Run, include: Any = None, exclude: Any = None) -> tuple[dict
     meta: dict[str, Any] = {}
     if widgets_supported():
         try:
-            wdata, wmeta = widget_for(run)._repr_mimebundle_()
+            bundle = widget_for(run)._repr_mimebundle_()
+            assert bundle is not None  # anywidget returns None only for a widget without a view name
+            wdata, wmeta = bundle
         except Exception as exc:  # noqa: BLE001 - a display must not raise: the static copy still shows
             data["text/plain"] += f"\n(the live view is unavailable: {type(exc).__name__}: {exc})"
         else:

@@ -11,9 +11,9 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
@@ -25,8 +25,16 @@ from ..states import InstanceStatus, RunStatus, status_filter
 from . import codec, schema
 from .codec import Artifacts, Encoded
 
+if TYPE_CHECKING:
+    from sqlalchemy.sql.compiler import SQLCompiler
+
 _CREATED = "nbflow.created_artifacts"
 """Key in a connection's info: the values whose files were created in its :meth:`Store.begin` transaction."""
+
+# The rows reads return. The casts to them: SQLAlchemy types a RowMapping's keys as names or columns, and
+# these rows are read by name.
+_Row = Mapping[str, Any]
+_Rows = list[_Row]
 
 _cache: dict[str, Store] = {}
 _cache_lock = threading.Lock()
@@ -38,7 +46,8 @@ def _fast_sqlite_binding() -> None:
     nobody registered an adapter for these types. Both adapters return their argument unchanged."""
     import sqlite3
 
-    for tp, identity in ((type(None), {}.get), (bytes, bytes)):  # C callables: {}.get(None) is None, bytes(b) is b
+    pairs: tuple[tuple[type, Callable[[Any], Any]], ...] = ((type(None), {}.get), (bytes, bytes))
+    for tp, identity in pairs:  # C callables: {}.get(None) is None, bytes(b) is b
         if (tp, sqlite3.PrepareProtocol) not in sqlite3.adapters:
             sqlite3.register_adapter(tp, identity)
 
@@ -356,7 +365,8 @@ class Store:
                 else:
                     return value.encode()
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "secret")).scalar_one().encode()
+            stored: str = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "secret")).scalar_one()
+            return stored.encode()
 
     # -- values --------------------------------------------------------------------------------
     def encode(self, value: Any, what: str = "value") -> Encoded:
@@ -376,9 +386,11 @@ class Store:
     def blob_insert(self) -> sa.Insert:
         """The INSERT of a blobs row, doing nothing when the hash is there already (values are content-addressed)."""
         if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(schema.blobs).on_conflict_do_nothing(index_elements=["hash"])
+        from sqlalchemy.dialects.sqlite import insert
+
         return insert(schema.blobs).on_conflict_do_nothing(index_elements=["hash"])
 
     def write_value(self, conn: Connection, enc: Encoded) -> Encoded:
@@ -445,7 +457,7 @@ class Store:
             row = conn.execute(stmt).mappings().first()
         if row is None:
             raise UnknownRunError(f"no run {run_id!r} in {self.display_url}; list runs with `nbflow runs`")
-        return row
+        return cast(_Row, row)
 
     def run_rows(
         self, workflow: str | None = None, status: str | Iterable[str] | None = None, limit: int | None = None
@@ -459,7 +471,7 @@ class Store:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self.engine.connect() as conn:
-            return list(conn.execute(stmt).mappings())
+            return cast(_Rows, list(conn.execute(stmt).mappings()))
 
     def definition(self, workflow: str, version: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -470,7 +482,8 @@ class Store:
             ).scalar()
         if text is None:
             raise StoreError(f"workflow {workflow!r} version {version} is missing from the store")
-        return json.loads(text)
+        definition: dict[str, Any] = json.loads(text)
+        return definition
 
     def step_code(self, version: str) -> dict[str, tuple[str, bytes]]:
         with self.engine.connect() as conn:
@@ -503,9 +516,9 @@ class Store:
             stmt = stmt.where(t.c.status.in_(wanted))
         stmt = stmt.order_by(t.c.step, t.c.item)
         if conn is not None:
-            return list(conn.execute(stmt).mappings())
+            return cast(_Rows, list(conn.execute(stmt).mappings()))
         with self.engine.connect() as c:
-            return list(c.execute(stmt).mappings())
+            return cast(_Rows, list(c.execute(stmt).mappings()))
 
     def key_values(self, run_id: str) -> dict[tuple[str, str], tuple[str, bytes]]:
         """(step, key text) -> the key's stored value (codec, bytes), for the instances whose key is not its text."""
@@ -521,14 +534,16 @@ class Store:
         "released", "next_attempt_at", "deadline", "started_at", "finished_at", "token", "key_codec", "key_value",
     )
 
-    def instance_state_rows(self, run_id: str) -> list[Any]:
+    def instance_state_rows(self, run_id: str) -> Sequence[Any]:
         """Every instance of a run without its values (outputs, inputs, logs): what scheduling needs,
         plus a last column telling whether the row has values to load later. In (step, item) order.
         Read on the DB-API cursor, rows as plain tuples: a takeover reads 10,000 of them (B3 in bench/)."""
         text, order = self._state_sql
         params = {"run_id": run_id}
         with self.engine.connect() as c:
-            cur = c.connection.dbapi_connection.cursor()
+            raw = c.connection.dbapi_connection
+            assert raw is not None  # a connection just checked out of the pool holds its driver's
+            cur = raw.cursor()
             try:
                 cur.execute(text, tuple(params[k] for k in order) if order is not None else params)
                 return cur.fetchall()
@@ -568,8 +583,8 @@ class Store:
                 where.append(t.c.kind.in_(list(kinds)))
             stmt = sa.select(t, (t.c.id - low).label("n")).where(*where)
             if limit is None:
-                return list(conn.execute(stmt.order_by(t.c.id)).mappings())
-            return list(conn.execute(stmt.order_by(t.c.id.desc()).limit(limit)).mappings())[::-1]
+                return cast(_Rows, list(conn.execute(stmt.order_by(t.c.id)).mappings()))
+            return cast(_Rows, list(conn.execute(stmt.order_by(t.c.id.desc()).limit(limit)).mappings())[::-1])
 
     def event_kinds(self, run_id: str) -> list[str]:
         """The kinds of event the run's history has, sorted (to tell a mistyped kind from an absent one)."""
@@ -615,31 +630,35 @@ class Store:
         t = schema.breakpoints
         scope = t.c.run_id.is_(None) if run_id is None else sa.or_(t.c.run_id.is_(None), t.c.run_id == run_id)
         with self.engine.connect() as conn:
-            return list(conn.execute(sa.select(t).where(t.c.workflow == workflow, scope).order_by(t.c.id)).mappings())
+            stmt = sa.select(t).where(t.c.workflow == workflow, scope).order_by(t.c.id)
+            return cast(_Rows, list(conn.execute(stmt).mappings()))
 
     def signal_rows(self, run_id: str) -> list[Mapping[str, Any]]:
         t = schema.signals
         with self.engine.connect() as conn:
-            return list(conn.execute(sa.select(t).where(t.c.run_id == run_id)).mappings())
+            return cast(_Rows, list(conn.execute(sa.select(t).where(t.c.run_id == run_id)).mappings()))
 
     def pending_commands(self, run_id: str, conn: Connection) -> list[Mapping[str, Any]]:
         t = schema.commands
-        return list(
+        return cast(_Rows, list(
             conn.execute(
                 sa.select(t).where(t.c.run_id == run_id, t.c.applied_at.is_(None)).order_by(t.c.id)
             ).mappings()
-        )
+        ))
 
     def command_row(self, command_id: int) -> Mapping[str, Any]:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(schema.commands).where(schema.commands.c.id == command_id)).mappings().one()
+            row = conn.execute(sa.select(schema.commands).where(schema.commands.c.id == command_id)).mappings().one()
+            return cast(_Row, row)
 
     def compiled(self, stmt: sa.sql.ClauseElement, keys: Iterable[str] | None = None) -> tuple[str, tuple[str, ...] | None]:
         """SQL text in the driver's paramstyle and, for positional styles, the parameter order.
 
         The scheduler's flush executes these on its DB-API connection and commits there: the same
         statements as SQLAlchemy's, without its per-statement work (B1 in bench/)."""
-        c = stmt.compile(dialect=self.engine.dialect, column_keys=list(keys) if keys is not None else None)
+        # A DML statement compiles to an SQLCompiler, which has the positional parameter order.
+        column_keys = list(keys) if keys is not None else None
+        c = cast("SQLCompiler", stmt.compile(dialect=self.engine.dialect, column_keys=column_keys))
         return c.string, (tuple(c.positiontup) if c.positional and c.positiontup is not None else None)
 
     def dispose(self) -> None:

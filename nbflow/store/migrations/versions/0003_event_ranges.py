@@ -6,6 +6,8 @@ Revises: 0002
 """
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -19,7 +21,9 @@ _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 _COLS = '"run_id", "step", "key", "kind", "actor", "data", "ts"'
 
 
-def _events_table(name: str, id_type: sa.types.TypeEngine, autoincrement: bool) -> None:
+def _events_table(
+    name: str, id_type: sa.types.TypeEngine[Any] | type[sa.types.TypeEngine[Any]], autoincrement: bool
+) -> None:
     op.create_table(
         name,
         sa.Column("id", id_type, primary_key=True, autoincrement=autoincrement),
