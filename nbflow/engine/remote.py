@@ -143,4 +143,4 @@ def failed(ident: tuple[str, int], attempt: int, message: str, started: float | 
                   started_at=started or t, finished_at=t)
 
 
-__all__ = ["Call", "Channel", "Packer", "REMOTE_VALUE", "failed", "run_call", "unpack"]
+__all__ = ["REMOTE_VALUE", "Call", "Channel", "Packer", "failed", "run_call", "unpack"]

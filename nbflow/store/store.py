@@ -356,7 +356,8 @@ class Store:
                 else:
                     return value.encode()
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "secret")).scalar_one().encode()
+            query = sa.select(schema.meta.c.value).where(schema.meta.c.key == "secret")
+            return conn.execute(query).scalar_one().encode()
 
     # -- values --------------------------------------------------------------------------------
     def encode(self, value: Any, what: str = "value") -> Encoded:
@@ -634,7 +635,9 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(schema.commands).where(schema.commands.c.id == command_id)).mappings().one()
 
-    def compiled(self, stmt: sa.sql.ClauseElement, keys: Iterable[str] | None = None) -> tuple[str, tuple[str, ...] | None]:
+    def compiled(
+        self, stmt: sa.sql.ClauseElement, keys: Iterable[str] | None = None
+    ) -> tuple[str, tuple[str, ...] | None]:
         """SQL text in the driver's paramstyle and, for positional styles, the parameter order.
 
         The scheduler's flush executes these on its DB-API connection and commits there: the same
