@@ -20,7 +20,7 @@ def build(n: int, url: str) -> nbflow.Workflow:
     ns: dict[str, object] = {"__name__": "__main__"}  # as in a notebook: pickled by value
     wf.step(name="s0")(lambda: 0)
     for i in range(1, n):
-        exec(f"def s{i}(s{i - 1}):\n    return s{i - 1} + 1", ns)
+        exec(f"def s{i}(s{i - 1}):\n    return s{i - 1} + 1", ns)  # noqa: S102 - n distinct functions, as cells would
         wf.step(ns[f"s{i}"])
     return wf
 
@@ -34,7 +34,7 @@ def nbflow_once(n: int, url: str | None = None) -> tuple[float, float]:
             return nbflow_once(n, f"sqlite:///{d}/b1.db")
     wf = build(n, url)
     wf.plan()
-    wf.store
+    wf.store  # noqa: B018 - the property opens the store
     # Building 1,000 functions leaves the garbage collector a full collection due (~50 ms here); pay
     # it now, as timing harnesses do, so the run is charged only for collections it causes itself.
     gc.collect()

@@ -72,9 +72,9 @@ def once(d: Path) -> float:
     os.environ["B3_DB"] = db
     sys.path.insert(0, str(d))
     try:
-        import b3wf  # noqa: PLC0415
+        import b3wf
 
-        b3wf.wf.store  # open the store (migrations checked) outside the timed part, as a notebook would
+        b3wf.wf.store  # noqa: B018 - open the store (migrations checked) outside the timed part, as a notebook would
         t0 = time.perf_counter()
         run = b3wf.wf.attach(run_id, max_workers=4)
         while not b3wf.FIRST_START:

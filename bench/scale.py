@@ -20,9 +20,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import nbflow  # noqa: E402
-from b1_chain import nbflow_once  # noqa: E402
-from b2_foreach import once as b2_once  # noqa: E402
+from b1_chain import nbflow_once
+from b2_foreach import once as b2_once
+
+import nbflow
 
 
 def b1(url: str, n: int) -> float:

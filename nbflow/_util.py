@@ -33,7 +33,7 @@ def current_actor() -> str:
         return env
     try:
         return getpass.getuser()
-    except Exception:
+    except Exception:  # noqa: BLE001 - getuser raises KeyError, OSError, ... when no user name is known
         return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 

@@ -106,7 +106,7 @@ def _namespace(namespace: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 def _texts(value: Any, name: str) -> tuple[str, ...]:
-    if value is None or value == "" or value == []:
+    if value is None or value in ("", []):
         return ()
     if isinstance(value, str):
         return (value,)

@@ -63,7 +63,9 @@ class _State:
             try:
                 self._store = Store.open(self.db)
             except sa.exc.ArgumentError as exc:
-                raise click.BadParameter(f"{self.db!r} is not a usable SQLAlchemy URL ({exc})", param_hint="'--db'")
+                raise click.BadParameter(
+                    f"{self.db!r} is not a usable SQLAlchemy URL ({exc})", param_hint="'--db'"
+                ) from None
             except sa.exc.OperationalError as exc:
                 raise click.ClickException(f"cannot open the store {self.db or '(default)'}: {exc.orig}") from None
             except ImportError as exc:
@@ -1312,7 +1314,7 @@ def dead_letters_cmd(obj: _State, run_id: str, step: str | None, fmt: str | None
     _console().print(table)
 
 
-from .batch import run_cmd as _batch_run_cmd  # `nbflow run NOTEBOOK` (papermill) lives in batch.py
+from .batch import run_cmd as _batch_run_cmd  # noqa: E402 - `nbflow run NOTEBOOK` (papermill): batch.py imports cli
 
 cli.add_command(_batch_run_cmd)
 

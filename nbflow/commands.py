@@ -244,7 +244,8 @@ def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | No
         ))
     _notify(store, workflow, run_id, "add", {"id": bid, "step": bp.step, "key": bp.key, "when": str(bp.when),
                                                 "condition": bp.condition})
-    return Breakpoint(bp.step, bp.key, bp.when, bp.condition, id=bid, run_id=run_id, workflow=workflow, created_by=actor)
+    return Breakpoint(bp.step, bp.key, bp.when, bp.condition, id=bid, run_id=run_id, workflow=workflow,
+                      created_by=actor)
 
 
 def remove_breakpoints(store: Store, workflow: str, step: str, key: str | None, run_id: str | None = None) -> int:
@@ -374,7 +375,8 @@ class _Apply:
                 if not ok(i):
                     raise self.refuse(i, verb, needs)
         if not chosen:
-            where = "" if not insts else f" among {len(insts)} instance(s) of {insts[0].step}" if len({i.step for i in insts}) == 1 else ""
+            one_step = bool(insts) and len({i.step for i in insts}) == 1
+            where = f" among {len(insts)} instance(s) of {insts[0].step}" if one_step else ""
             raise CommandRefused(f"nothing to {verb}: no instance {needs.removeprefix('an instance ')}{where}")
         return chosen
 
@@ -406,7 +408,9 @@ class _Apply:
 
     def skip(self, insts: list[Inst]) -> str:
         if "output" not in self.payload:
-            raise CommandRefused("skip needs the output the skipped instance stands for, e.g. skip('enrich', key=3, output={...})")
+            raise CommandRefused(
+                "skip needs the output the skipped instance stands for, e.g. skip('enrich', key=3, output={...})"
+            )
         chosen = self._select(
             insts, "skip", lambda i: i.status in (S.PAUSED, S.FAILED, S.RETRYING, S.WAITING),
             "an instance that is paused, failed, waiting, or waiting to retry",

@@ -127,7 +127,7 @@ class _Reader:
     def view(self, r: Mapping[str, Any]) -> InstanceView:
         try:
             inputs = self.inputs(r)
-        except Exception as exc:  # an upstream value that cannot be decoded here
+        except Exception as exc:  # noqa: BLE001 - an upstream value that cannot be decoded here
             inputs = {"<unavailable>": f"{type(exc).__name__}: {exc}"}
         return InstanceView(
             step=r["step"],
@@ -137,7 +137,8 @@ class _Reader:
             attempts=r["attempt"],
             inputs=inputs,
             output=self.value(r),
-            error=ErrorInfo(r["error_type"], r["error_message"] or "", r["error_traceback"] or "") if r["error_type"] else None,
+            error=(ErrorInfo(r["error_type"], r["error_message"] or "", r["error_traceback"] or "")
+                   if r["error_type"] else None),
             pause_reason=r["pause_reason"],
             logs=r["logs"] or "",
             saved=self.store.decode(r["saved_codec"], r["saved"]),

@@ -16,7 +16,7 @@ class SignalRefused(NbflowError):
     """A signal was refused: a forged or malformed token, a finished wait, a timed-out wait."""
 
 
-class WaitForSignal(BaseException):  # noqa: N818 - control flow, not an error
+class WaitForSignal(BaseException):  # control flow, not an error
     """Raised inside a step by ``ctx.wait_for_signal`` to suspend it until the signal arrives.
     A BaseException, so a step's ``except Exception`` does not swallow it."""
 
@@ -53,7 +53,7 @@ def read_token(secret: bytes, token: str) -> tuple[str, str, int, str]:
             raise ValueError("bad signature")
         run_id, step, item, name = json.loads(_unb64(body))
         return str(run_id), str(step), int(item), str(name)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever a malformed token raises, it is refused
         raise SignalRefused(
             "the signal token is not valid for this store (forged, truncated or from another store); "
             "nothing was delivered"

@@ -268,7 +268,8 @@ def paused_instances(run: Run) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view", "instance_counts",
+    "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view",
+    "instance_counts",
     "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "owner_view", "paused_instances",
     "run_state", "run_summary", "run_view", "shown_key", "value_view", "verbs",
 ]
@@ -361,9 +362,9 @@ def instance_page(
         total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
         if offset >= total and total:
             offset = (total - 1) // limit * limit  # the last page, when the filter shrank the list
-        stmt = sa.select(*cols).where(*where).order_by(t.c.item).offset(offset).limit(limit)
+        query = sa.select(*cols).where(*where).order_by(t.c.item).offset(offset).limit(limit)
         # SQLAlchemy types a RowMapping's keys as names or columns; these rows are read by name.
-        rows = cast("list[Mapping[str, Any]]", list(conn.execute(stmt).mappings()))
+        rows = cast("list[Mapping[str, Any]]", list(conn.execute(query).mappings()))
     return {"step": step, "offset": offset, "limit": limit, "total": total,
             "rows": [instance_view(r, user_key=user_keys) for r in rows]}
 
@@ -457,7 +458,9 @@ def instance_detail(
         ekey = e.c.key.is_(None) if key is None else e.c.key == str(key)
         low, high = store.event_range(run_id, conn)
         events = list(conn.execute(
-            sa.select(e).where(e.c.id > low, e.c.id < high, e.c.run_id == run_id, e.c.step == step, ekey).order_by(e.c.id)
+            sa.select(e)
+            .where(e.c.id > low, e.c.id < high, e.c.run_id == run_id, e.c.step == step, ekey)
+            .order_by(e.c.id)
         ).mappings())
     if row is None:
         return None

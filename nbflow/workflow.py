@@ -87,7 +87,9 @@ def _source_of(fn: Callable[..., Any] | None) -> str:
         return textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError):
         code = getattr(fn, "__code__", None)
-        return f"# source unavailable; code hash {hashlib.sha256(marshal.dumps(code)).hexdigest()[:16]}" if code else repr(fn)
+        if not code:
+            return repr(fn)
+        return f"# source unavailable; code hash {hashlib.sha256(marshal.dumps(code)).hexdigest()[:16]}"
 
 
 def _signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], frozenset[str]]:
@@ -368,7 +370,8 @@ class Workflow:
                     known = sorted(set(self.steps) - {name})
                     raise DefinitionError(
                         f"step {name!r} takes a parameter {b.param!r} that is neither a step nor a run parameter "
-                        f"(steps: {', '.join(known) or 'none'}; run parameters: {', '.join(sorted(params)) or 'none'}); "
+                        f"(steps: {', '.join(known) or 'none'}; "
+                        f"run parameters: {', '.join(sorted(params)) or 'none'}); "
                         f"pass it with params={{{b.param!r}: ...}}, give it a default, or rename it after a step"
                     )
 
@@ -392,7 +395,7 @@ class Workflow:
                     stack.append((node, i + 1))
                     dep = deps[i]
                     if state.get(dep) == 1:
-                        cycle = path[path.index(dep):] + [dep]
+                        cycle = [*path[path.index(dep):], dep]
                         raise CycleError(
                             f"workflow {self.name!r} has a cycle: {' -> '.join(cycle)}; steps "
                             f"{', '.join(sorted(set(cycle)))} depend on each other, so none can start. "
@@ -479,6 +482,7 @@ class Workflow:
 
     def with_steps(self, steps: Mapping[str, StepSpec]) -> Workflow:
         """A copy of this workflow with other step definitions (used to rebuild pinned code)."""
-        clone = Workflow(self.name, self._store or self._store_arg, max_workers=self.max_workers, executor=self.executor)
+        clone = Workflow(self.name, self._store or self._store_arg, max_workers=self.max_workers,
+                         executor=self.executor)
         clone.steps = {k: replace(v) for k, v in steps.items()}
         return clone

@@ -8,6 +8,9 @@ import pytest
 
 from nbflow.engine.lifecycle import stop_all
 
+pytest_plugins = ["api_server", "browser.fixtures"]
+"""Fixtures that several modules use: ``server`` (a real jupyter server for the REST API) and, for the real-browser
+tests, ``jupyter``, ``browser`` and ``page``."""
 
 ENGINES = [f"{store}-{executor}" for store in ("sqlite", "postgres") for executor in ("threads", "processes", "dask")]
 """Store x executor: a module marked ``every_engine`` runs each of its ``db_url`` tests on all six."""

@@ -55,10 +55,12 @@ class Cluster:
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         res = subprocess.run(
-            [*self.as_user, *args], capture_output=True, text=True, timeout=timeout, cwd=self.root
+            [*self.as_user, *args], capture_output=True, text=True, timeout=timeout, cwd=self.root, check=False
         )
         if res.returncode != 0:
-            raise PostgresUnavailable(f"{' '.join(args)} failed ({res.returncode}): {res.stderr.strip() or res.stdout.strip()}")
+            raise PostgresUnavailable(
+                f"{' '.join(args)} failed ({res.returncode}): {res.stderr.strip() or res.stdout.strip()}"
+            )
         return res
 
     def url(self, database: str) -> str:
@@ -84,13 +86,15 @@ def start_cluster() -> Cluster:
     """initdb + pg_ctl start -w on 127.0.0.1:<free port>; raises PostgresUnavailable when it cannot."""
     bindir = find_bindir()
     if bindir is None:
-        raise PostgresUnavailable("PostgreSQL server binaries (initdb, pg_ctl) not found; run scripts/install-system-deps")
+        raise PostgresUnavailable(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found; run scripts/install-system-deps"
+        )
     try:
         import psycopg  # noqa: F401
     except ImportError as exc:
         raise PostgresUnavailable("psycopg is not installed: pip install 'nbflow[postgres]'") from exc
     root = Path(tempfile.mkdtemp(prefix="nbflow-pg-"))
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103 - the postgres user, when we run as root, must reach its data
     as_user: list[str] = []
     if os.geteuid() == 0:
         if shutil.which("runuser"):

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,7 +53,8 @@ def test_binder_requirements_parse_and_name_jupyterlab() -> None:
 
 
 def locked_versions() -> dict[str, str]:
-    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", (ROOT / "requirements" / "lock.txt").read_text(), re.MULTILINE)
+    lock = (ROOT / "requirements" / "lock.txt").read_text()
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock, re.MULTILINE)
     return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
 
 
@@ -84,7 +84,8 @@ def test_every_install_uses_the_lock() -> None:
 
 def test_the_readmes_install_commands_install_the_lock_into_a_venv() -> None:
     installs = [ln for ln in (ROOT / "README.md").read_text().splitlines() if "pip install" in ln]
-    assert installs and all(".venv/bin/python3 -m pip install -c requirements/lock.txt" in ln for ln in installs), installs
+    pinned = ".venv/bin/python3 -m pip install -c requirements/lock.txt"
+    assert installs and all(pinned in ln for ln in installs), installs
 
 
 def test_binder_runtime_is_a_python_the_package_supports() -> None:
@@ -190,13 +191,15 @@ def test_python_env_leaves_no_venv_behind_when_it_cannot_make_one(tmp_path: Path
     done = in_python_env(tmp_path, env)
 
     assert done.returncode == 1
-    assert "could not create .venv; install the venv module (Debian/Ubuntu: apt-get install python3-venv)" in done.stderr
+    assert "could not create .venv; install the venv module (Debian/Ubuntu: apt-get install python3-venv)" in (
+        done.stderr
+    )
     assert not (tmp_path / ".venv").exists()
 
 
 # ---------------------------------------------------------------------------------- a fresh venv (slow)
 @pytest.fixture(scope="module")
-def binder_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
+def binder_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     """A new virtual environment with what Binder installs: binder/requirements.txt, then binder/postBuild
     run from the repository's root (as repo2docker does). Jupyter's user folders point into tmp, so only
     what the venv holds counts."""
@@ -220,7 +223,7 @@ def binder_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     for step in steps:
         done = subprocess.run(step, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
         assert done.returncode == 0, f"{' '.join(step)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    yield venv, env
+    return venv, env
 
 
 def section(listing: str, header: str) -> str:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sidefx import Trail
 
 import nbflow
 from nbflow import Breakpoint, Workflow
 from nbflow.commands import remove_breakpoints
-from sidefx import Trail
 
 pytestmark = pytest.mark.every_engine  # every test here runs on each store x executor
 

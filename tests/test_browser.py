@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from browser.fixtures import ARTIFACTS, browser, jupyter, page  # noqa: F401 - fixtures
+from browser.fixtures import ARTIFACTS
 from browser.notebook import open_notebook, run_all_cells, write_notebook
 from browser.server import JupyterServer
 
@@ -43,7 +43,7 @@ counter
 '''
 
 
-def test_an_anywidget_renders_and_talks_to_the_kernel_in_jupyterlab(page: Page, jupyter: JupyterServer) -> None:  # noqa: F811
+def test_an_anywidget_renders_and_talks_to_the_kernel_in_jupyterlab(page: Page, jupyter: JupyterServer) -> None:
     """The harness itself: a notebook runs, an anywidget shows, a click reaches the kernel and comes back."""
     write_notebook(jupyter.root / "probe.ipynb", [ANYWIDGET_COUNTER])
     open_notebook(page, jupyter, "probe.ipynb")
@@ -62,14 +62,17 @@ DEMO_CELLS = [
     "%load_ext nbflow",
     "%nbflow workflow demo",
     '%%step load\n[{"id": i, "x": i} for i in range(n)]',
-    '%%step enrich --foreach load --key item[\'id\']\nprint(f"enriching {item[\'id\']}")\n{**item, "y": item["x"] ** 2}',
+    (
+        '%%step enrich --foreach load --key item[\'id\']\n'
+        'print(f"enriching {item[\'id\']}")\n{**item, "y": item["x"] ** 2}'
+    ),
     '%%step report\nsum(r["y"] for r in enrich)',
     "%nbflow run -p n=6 --break enrich",
 ]
 N_ITEMS = 6
 
 
-def _open_paused_run(page: Page, jupyter: JupyterServer, name: str, ui: str) -> Locator:  # noqa: F811
+def _open_paused_run(page: Page, jupyter: JupyterServer, name: str, ui: str) -> Locator:
     """Write the demo notebook, open it in `ui`, run every cell; returns the widget root once the run has
     paused with every `enrich` instance held by the breakpoint."""
     write_notebook(jupyter.root / name, DEMO_CELLS)
@@ -90,7 +93,7 @@ def _row_status(widget: Locator, key: str) -> str:
     return widget.locator(f"tr[data-testid=instance-row][data-key='{key}'] [data-testid=row-status]").inner_text()
 
 
-def _wait_row_status(page: Page, key: str, status: str, timeout: float = 30_000) -> None:  # noqa: F811
+def _wait_row_status(page: Page, key: str, status: str, timeout: float = 30_000) -> None:
     page.wait_for_function(
         """([key, status]) => {
             const td = document.querySelector(
@@ -102,7 +105,7 @@ def _wait_row_status(page: Page, key: str, status: str, timeout: float = 30_000)
     )
 
 
-def test_jupyterlab_debugger_resumes_one_instance_and_edits_another(page: Page, jupyter: JupyterServer) -> None:  # noqa: F811
+def test_jupyterlab_debugger_resumes_one_instance_and_edits_another(page: Page, jupyter: JupyterServer) -> None:
     """In JupyterLab: click the paused foreach node, resume one instance (it succeeds, the rest stay paused),
     edit another's inputs in the JSON editor with a reason, and find the change in its history."""
     widget = _open_paused_run(page, jupyter, "debug.ipynb", ui="lab")
@@ -154,7 +157,7 @@ def test_jupyterlab_debugger_resumes_one_instance_and_edits_another(page: Page, 
     widget.screenshot(path=str(ARTIFACTS / "widget.png"))
 
 
-def test_notebook7_debugger_resumes_one_instance(page: Page, jupyter: JupyterServer) -> None:  # noqa: F811
+def test_notebook7_debugger_resumes_one_instance(page: Page, jupyter: JupyterServer) -> None:
     """In Notebook 7 (`/notebooks/...`): the same widget shows the paused run, and resuming one instance
     from its panel lets it succeed while the others stay paused."""
     widget = _open_paused_run(page, jupyter, "debug7.ipynb", ui="notebook")

@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+
 import pytest
 
 from nbflow import InstanceView, Run, Store

@@ -87,7 +87,7 @@ def test_self_cycle_through_after_is_refused(db_url: str) -> None:
     def lonely() -> int:
         return 1
 
-    with pytest.raises(CycleError, match="cycle.*lonely|lonely.*cycle"):
+    with pytest.raises(CycleError, match=r"cycle.*lonely|lonely.*cycle"):
         wf.run()
     assert_store_untouched(db_url)
 
@@ -177,7 +177,7 @@ def test_a_step_name_that_is_not_a_string_is_refused(db_url: str) -> None:
 
 
 def test_a_workflow_name_longer_than_the_store_holds_is_refused(db_url: str) -> None:
-    with pytest.raises(DefinitionError, match="workflow name 'wwww.*is 201 characters long.*at most 200: shorten it"):
+    with pytest.raises(DefinitionError, match=r"workflow name 'wwww.*is 201 characters long.*at most 200: shorten it"):
         Workflow("w" * 201, db_url)
     assert Workflow("w" * 200, db_url).name == "w" * 200
     assert_store_untouched(db_url)
@@ -244,7 +244,7 @@ def test_step_name_reused_for_another_kind_is_a_duplicate(db_url: str) -> None:
     with pytest.raises(DefinitionError) as err:
 
         @wf.foreach("load")
-        def enrich(item: int) -> int:  # noqa: F811 - the redefinition is the point
+        def enrich(item: int) -> int:  # the redefinition is the point
             return item
 
     message = str(err.value)

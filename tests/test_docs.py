@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import requests
+from api_server import Server
 
 import nbflow
 from tests.test_cli import cli
-from tests.test_server import Server, server  # noqa: F401 - the real jupyter server fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -207,7 +207,7 @@ def test_every_documented_field_is_in_the_real_cli_output(db_url: str, section: 
 REST_PAGE = ROOT / "docs" / "rest.md"
 
 
-def test_every_documented_field_is_in_the_rest_apis_answers(server: Server) -> None:  # noqa: F811
+def test_every_documented_field_is_in_the_rest_apis_answers(server: Server) -> None:
     run = docs_run(server.db)
     answers = {
         "`runs -o json`": server.get("runs"),
@@ -231,7 +231,7 @@ def documented_endpoints() -> list[tuple[str, str]]:
     return rows
 
 
-def test_every_documented_endpoint_is_served(server: Server) -> None:  # noqa: F811
+def test_every_documented_endpoint_is_served(server: Server) -> None:
     run = docs_run(server.db)
     names = {"RUN": run.id, "STEP": "enrich", "KEY": "0", "TOKEN": "not-a-token"}
     unserved = []

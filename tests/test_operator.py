@@ -290,7 +290,8 @@ def test_command_from_another_process_is_applied_by_the_live_owner(db_url: str) 
         "print(r.applied)"
     )
 
-    out = subprocess.run([sys.executable, "-c", code, db_url, run.id], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code, db_url, run.id], capture_output=True, text=True, timeout=60,
+                         check=False)
 
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"  # written, not waited for: the owner is another process

@@ -220,7 +220,7 @@ def test_a_step_in_a_module_keeps_its_module_objects(
     """A step imported from a module (not a notebook) is pinned with its module: the module's own
     connection is no notebook use, and the processes executor runs it."""
     (tmp_path / "etl_module.py").write_text(
-        "import sqlite3\nimport nbflow\n\n"
+        "import sqlite3\nimport nbflow\n\n"  # noqa: S608 - a module's source, its one query fixed
         f"conn = sqlite3.connect({str(tmp_path / 'orders.db')!r}, check_same_thread=False)\n"
         "wf = nbflow.Workflow('module_step', executor='processes')\n\n\n"
         "@wf.step\n"
@@ -251,7 +251,7 @@ def test_a_remote_executor_refuses_a_step_using_a_notebook_connection(
 
 def test_the_dask_executor_refuses_it_too(sqlite_url: str, conn: sqlite3.Connection, dask_address: str) -> None:
     wf = orders(sqlite_url, conn, executor=nbflow.DaskExecutor(dask_address))
-    with pytest.raises(DefinitionError, match="step 'total' uses conn .* executor='dask'"):
+    with pytest.raises(DefinitionError, match=r"step 'total' uses conn .* executor='dask'"):
         wf.run()
 
 

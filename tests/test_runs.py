@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sidefx import Barrier, Gate, Trail, peak_overlap
 
 import nbflow
 from nbflow import StepContext, Workflow, views
-from sidefx import Barrier, Gate, Trail, peak_overlap
 
 pytestmark = pytest.mark.every_engine  # every test here runs on each store x executor
 
@@ -210,7 +210,11 @@ def test_unserializable_output_fails_its_step_naming_step_and_type(db_url: str, 
 
 @pytest.mark.parametrize(
     "value",
-    [pytest.param((1, "two", 3.0), id="tuple"), pytest.param({1, 2, 3}, id="set"), pytest.param(Point(1, 2), id="dataclass")],
+    [
+        pytest.param((1, "two", 3.0), id="tuple"),
+        pytest.param({1, 2, 3}, id="set"),
+        pytest.param(Point(1, 2), id="dataclass"),
+    ],
 )
 def test_non_json_picklable_output_round_trips(db_url: str, value: Any) -> None:
     wf = Workflow("pickled", db_url)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import requests
+from api_server import Server
 
 import nbflow
 from tests.test_cli import cli, start
-from tests.test_server import Server, command_count, server  # noqa: F401 - the real jupyter server fixture
+from tests.test_server import command_count
 
 LONE = "\udcff"
 """A lone surrogate: what Python makes of the byte 0xff in an undecodable file name or argument."""
@@ -118,7 +119,7 @@ def raw_post(server: Server, path: str, body: bytes, auth: bool = True) -> reque
     return requests.post(path if path.startswith("http") else server.api(path), data=body, headers=headers, timeout=30)
 
 
-def test_rest_commands_refuse_nan_and_lone_surrogates_naming_the_field(server: Server) -> None:  # noqa: F811
+def test_rest_commands_refuse_nan_and_lone_surrogates_naming_the_field(server: Server) -> None:
     run = start(server.db, breakpoints=["enrich"])
     before = command_count(server.db)
     for body, says in [
@@ -137,7 +138,7 @@ def test_rest_commands_refuse_nan_and_lone_surrogates_naming_the_field(server: S
     assert run.instance("enrich", 2).status == "paused"
 
 
-def test_the_signal_endpoint_refuses_nan_and_lone_surrogates(server: Server) -> None:  # noqa: F811
+def test_the_signal_endpoint_refuses_nan_and_lone_surrogates(server: Server) -> None:
     wf = nbflow.Workflow("strict_signal", store=server.db)
     wf.wait("hook", timeout=120)
     run = wf.run()
@@ -153,7 +154,7 @@ def test_the_signal_endpoint_refuses_nan_and_lone_surrogates(server: Server) -> 
     assert run.instance("hook").status == "waiting"
 
 
-def test_rest_bodies_are_strict_json_whatever_the_steps_returned(server: Server) -> None:  # noqa: F811
+def test_rest_bodies_are_strict_json_whatever_the_steps_returned(server: Server) -> None:
     run = odd_values_run(server.db)
     history = strict_loads(server.get(f"runs/{run.id}/history").content)
     assert {"repr": "nan"} in [e["data"].get("output") for e in history]

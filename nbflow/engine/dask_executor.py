@@ -60,7 +60,8 @@ class DaskExecutor:
             self.client = client_or_address
         else:
             raise ExecutorError(
-                f"DaskExecutor takes a distributed.Client or a scheduler address, not {type(client_or_address).__name__}"
+                "DaskExecutor takes a distributed.Client or a scheduler address, "
+                f"not {type(client_or_address).__name__}"
             )
 
     @property
@@ -178,7 +179,9 @@ class _DaskRun:
             return
         size = max(1, min(CHUNK_MAX, -(-len(tasks) // (2 * self.capacity))))
         chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
-        keys = [f"nbflow-{self.name}-{c[0].ident[0]}-{c[0].ident[1]}-{c[0].attempt}-{uuid.uuid4().hex[:6]}" for c in chunks]
+        keys = [
+            f"nbflow-{self.name}-{c[0].ident[0]}-{c[0].ident[1]}-{c[0].attempt}-{uuid.uuid4().hex[:6]}" for c in chunks
+        ]
         futures = self.client.map(_task, [payloads[i:i + size] for i in range(0, len(payloads), size)], key=keys,
                                   pure=False, channel=self._channel)
         submitted = time.time()
@@ -208,7 +211,7 @@ class _DaskRun:
                 for fut, value in batch:
                     try:
                         self._finish(fut, value)
-                    except Exception:  # noqa: BLE001 - this thread collects every result of the run: it must live
+                    except Exception:  # this thread collects every result of the run: it must live
                         log.exception("nbflow: a Dask result could not be handled")
                 del batch, fut, value  # hold no future while idle: the cluster forgets released tasks
             self._more.wait(1.0)  # as_completed ends when it runs dry: wait for the next flush
@@ -234,7 +237,8 @@ class _DaskRun:
                     res = failed(task.ident, task.attempt, f"the result of the {what} could not be read: "
                                  f"{type(exc).__name__}: {exc}", submitted)
             else:
-                why = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else f"the task was {fut.status}"
+                why = (f"{type(value).__name__}: {value}" if isinstance(value, BaseException)
+                       else f"the task was {fut.status}")
                 res = failed(task.ident, task.attempt, f"the Dask cluster lost the {what}: {why}", submitted)
             self.hooks.sink(res)
 
@@ -293,7 +297,7 @@ class _DaskRun:
                 Queue(self._queue_name, client=self.client).put(  # type: ignore[no-untyped-call]
                     ("stop", None, None, None, None, None)
                 )
-            except Exception:  # noqa: BLE001 - the cluster is gone; the listener thread is a daemon
+            except Exception:  # noqa: BLE001, S110 - the cluster is gone; the listener thread is a daemon
                 pass
         with self._lock:
             futures = list(self._futures.items())

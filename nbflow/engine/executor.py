@@ -77,7 +77,8 @@ def execute(task: Task) -> Result:
             res = Result(task.ident, task.attempt, False, exc=exc, error=(type(exc).__name__, str(exc), str(exc)))
         except Exception as exc:  # noqa: BLE001 - e.g. the artifact folder is full: the attempt fails, the worker lives
             res = Result(task.ident, task.attempt, False, exc=exc,
-                         error=error_triple(SerializationError(f"cannot store the {task.what}: {type(exc).__name__}: {exc}"), 0))
+                         error=error_triple(
+                             SerializationError(f"cannot store the {task.what}: {type(exc).__name__}: {exc}"), 0))
         else:
             res = Result(task.ident, task.attempt, True, enc=enc, value=value)
     finally:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import atexit
-import hashlib
 import difflib
+import hashlib
 import json
 import os
 import threading
@@ -96,7 +96,7 @@ def pin(wf: Workflow, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]
     for name in plan.order:
         try:
             pickles[name], uses[name] = pinning.pickle_step(plan.steps[name])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pickling may raise anything: name the step and what to do
             raise DefinitionError(
                 f"step {name!r} cannot be pickled to pin its code ({type(exc).__name__}: {exc}); "
                 "a step must not close over open files, locks or connections"
@@ -144,7 +144,8 @@ def save_version(
     if store.has_version(wf.name, version):
         return
     code_rows = [
-        {"version": version, "step": name, "source": plan.steps[name].source, "pickled": pickles[name], "created_at": now()}
+        {"version": version, "step": name, "source": plan.steps[name].source, "pickled": pickles[name],
+         "created_at": now()}
         for name in plan.order
     ]
     try:
@@ -167,7 +168,7 @@ def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
     for step in definition["order"]:
         try:
             steps[step] = pinning.loads(code[step][1])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - unpickling may raise anything: name the step and what to do
             raise StoreError(
                 f"cannot load the pinned code of step {step!r} (version {version}): {type(exc).__name__}: {exc}; "
                 "install what the step imports, or attach from a notebook with today's code"
@@ -262,9 +263,8 @@ def start_run(
     copied: list[dict[str, Any]] = []
     if seed is not None:
         parent, steps = seed
-        for r in store.instance_rows(parent, status=[S.SUCCEEDED, S.SKIPPED]):
-            if r["step"] in steps:
-                copied.append({**r, "run_id": run_id})
+        parent_rows = store.instance_rows(parent, status=[S.SUCCEEDED, S.SKIPPED])
+        copied.extend({**r, "run_id": run_id} for r in parent_rows if r["step"] in steps)
     have = {(r["step"], r["item"]) for r in copied}
     fresh = [
         {"run_id": run_id, "step": s, "item": TASK_ITEM, "key": None, "status": str(S.PENDING), "attempt": 0}
@@ -341,7 +341,8 @@ def take_over(
             new = plan.steps[s].source
             if old != new or stored_def["steps"][s]["options"] != plan.steps[s].options():
                 diffs[s] = "".join(
-                    difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"{s} ({row['version']})", f"{s} ({version})")
+                    difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"{s} ({row['version']})",
+                                         f"{s} ({version})")
                 )
     params = store.decode(row["params_codec"], row["params"]) or {}
     owner_id = uuid.uuid4().hex
@@ -370,8 +371,8 @@ def take_over(
             if not tries_left:
                 raise
     row = {**row, "version": version, "owner_id": owner_id}
-    sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"), live_code=live_code,
-                      backend=backend)
+    sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"),
+                      live_code=live_code, backend=backend)
     sched.load()
     _register(sched)
     sched.start()

@@ -139,7 +139,7 @@ def _class_functions(cls: type) -> Iterator[tuple[str, Any]]:
         if attr.startswith("__") and attr.endswith("__"):
             continue
         if isinstance(value, (staticmethod, classmethod)):
-            value = value.__func__
+            value = value.__func__  # noqa: PLW2901 - the method stands for its function
         if isinstance(value, property):
             for part in (value.fget, value.fset, value.fdel):
                 if part is not None:

@@ -146,8 +146,8 @@ class _Slot:
             if job.cancelled:
                 return
             self.proc = None
-            res = failed(task.ident, task.attempt, f"the worker process running the {task.label} died (exit code {code})",
-                         started)
+            res = failed(task.ident, task.attempt,
+                         f"the worker process running the {task.label} died (exit code {code})", started)
         if not job.cancelled:
             job.port.hooks.sink(res)
 

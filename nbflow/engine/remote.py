@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import cloudpickle
 
@@ -123,8 +123,7 @@ def run_call(payload: bytes, channel: Channel) -> bytes:
             cloudpickle.loads(cloudpickle.dumps(res.exc))
         except Exception:  # noqa: BLE001 - an exception that cannot travel: keep its text
             res.exc = RemoteError(f"{res.error[0]}: {res.error[1]}" if res.error else repr(res.exc))
-    pickled = cloudpickle.dumps(res)
-    return pickled
+    return cast(bytes, cloudpickle.dumps(res))  # cloudpickle has no types
 
 
 def unpack(data: bytes) -> Result:
@@ -146,4 +145,4 @@ def failed(ident: tuple[str, int], attempt: int, message: str, started: float | 
                   started_at=started or t, finished_at=t)
 
 
-__all__ = ["Call", "Channel", "Packer", "REMOTE_VALUE", "failed", "run_call", "unpack"]
+__all__ = ["REMOTE_VALUE", "Call", "Channel", "Packer", "failed", "run_call", "unpack"]

@@ -69,7 +69,7 @@ _FOREACH = StepKind.FOREACH
 _get_status = operator.attrgetter("status")
 _INST_COLS = tuple(c.name for c in t.instances.columns)
 _KEY_COLS = ("key_codec", "key_value")  # written once, with the row: a key never changes
-_UPDATE_KEYS = _INST_COLS[3:-2] + ("b_run", "b_step", "b_item")  # SET every other column WHERE the key
+_UPDATE_KEYS = (*_INST_COLS[3:-2], "b_run", "b_step", "b_item")  # SET every other column WHERE the key
 _NO_KEY_VALUE = (None, None)
 _EVENT_KEYS = ("id", "run_id", "step", "key", "kind", "actor", "data", "ts")
 _BLOB_KEYS = tuple(c.name for c in t.blobs.columns)
@@ -155,7 +155,8 @@ class Inst:
         return {
             "run_id": run_id, "step": self.step, "item": self.item, "key": self.key, "status": str(self.status),
             "attempt": self.attempt,
-            "inputs_codec": self.inputs.codec if self.inputs else None, "inputs": self.inputs.data if self.inputs else None,
+            "inputs_codec": self.inputs.codec if self.inputs else None,
+            "inputs": self.inputs.data if self.inputs else None,
             "output_codec": self.out.codec if self.out else None, "output": self.out.data if self.out else None,
             "saved_codec": self.saved.codec if self.saved else None, "saved": self.saved.data if self.saved else None,
             "error_type": err[0], "error_message": err[1], "error_traceback": err[2],
@@ -179,7 +180,8 @@ class Inst:
         inst.pause_reason = r[7]
         inst.held_by = json.loads(r[8]) if r[8] else ()
         inst.released = set(json.loads(r[9])) if r[9] else frozenset()
-        inst.next_attempt_at, inst.deadline, inst.started_at, inst.finished_at, inst.token = r[10], r[11], r[12], r[13], r[14]
+        inst.next_attempt_at, inst.deadline, inst.started_at, inst.finished_at = r[10], r[11], r[12], r[13]
+        inst.token = r[14]
         inst.key_enc = (r[15], r[16]) if r[15] else None
         inst.new = False
         inst.value = inst.overrides = _MISSING
@@ -227,7 +229,8 @@ def _gc_paused() -> Iterator[None]:
 
 _new = object.__new__
 assert Inst.__slots__ == (
-    "step", "item", "key", "status", "attempt", "inputs", "out", "saved", "error", "pause_reason", "held_by", "released",
+    "step", "item", "key", "status", "attempt", "inputs", "out", "saved", "error", "pause_reason", "held_by",
+    "released",
     "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "key_enc", "new", "value",
     "overrides", "pending_error", "hydrated",
 ), "Inst.light must set every field"
@@ -290,7 +293,7 @@ class Scheduler:
         self.by_step: dict[str, list[Inst]] = {s: [] for s in plan.order}
         self.counts: Counter[S] = Counter()
         self.expanded: dict[str, bool] = {s: plan.steps[s].kind != StepKind.FOREACH for s in plan.order}
-        self.remaining: dict[str, int] = {s: 0 for s in plan.order}
+        self.remaining: dict[str, int] = dict.fromkeys(plan.order, 0)
         self.blocked: dict[str, int] = {s: len(plan.upstream[s]) for s in plan.order}
         self.complete: set[str] = set()
         self.items_cache: dict[str, list[Any]] = {}
@@ -523,7 +526,7 @@ class Scheduler:
                             "keys must be unique, change the key function"
                         )
                     seen[k] = i
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the items or the key function may raise anything: the step fails
             inst = Inst(step, TASK_ITEM, None, S.PENDING)
             self.add_instance(inst)
             self.expanded[step] = True
@@ -609,9 +612,8 @@ class Scheduler:
                 result[b.param] = self.step_output(b.name)
             elif b.source == "item":
                 result[b.param] = self._items(inst.step)[inst.item]
-            elif b.source == "param":
-                if b.param in self.params:
-                    result[b.param] = self.params[b.param]
+            elif b.source == "param" and b.param in self.params:
+                result[b.param] = self.params[b.param]
             # ctx is not an input; defaults apply when the function is called
         return result
 
@@ -649,7 +651,7 @@ class Scheduler:
                         inputs = {**inputs, "output": self._value(inst)}
                 if bpmod.evaluate(code, inputs):
                     held.append(bp.id)  # type: ignore[arg-type]
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the breakpoint holds
                 held.append(bp.id)  # type: ignore[arg-type]
                 reason = f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
         if self.options.get("break_on_error") and when == When.ERROR and 0 not in inst.released:
@@ -754,7 +756,7 @@ class Scheduler:
             kwargs = self.inputs(inst)
             if "ctx" in spec.params:
                 kwargs["ctx"] = self._ctx(inst, inst.attempt + 1)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - decoding the inputs may raise anything: the attempt fails
             inst.attempt += 1
             self._set(inst, S.FAILED, error=error_triple(exc, 0), finished_at=now())
             self._event("failed", inst, attempt=inst.attempt, error=f"inputs could not be resolved: {exc}")
@@ -865,7 +867,7 @@ class Scheduler:
         if retryable and inst.attempt <= spec.retries:
             b = spec.backoff
             ceiling = min(b.cap, b.base * b.factor ** (inst.attempt - 1))
-            delay = random.uniform(0, ceiling) if b.jitter else ceiling
+            delay = random.uniform(0, ceiling) if b.jitter else ceiling  # noqa: S311 - jitter, not a secret
             at = now() + delay
             self._set(inst, S.RETRYING, next_attempt_at=at, pause_reason=None, held_by=[])
             self._event("retrying", inst, attempt=inst.attempt, error=_err(res) if res else None, delay=round(delay, 4),
@@ -873,7 +875,8 @@ class Scheduler:
             self._arm_timer(inst, at)
             return
         self._set(inst, S.FAILED, finished_at=now(), pause_reason=None, held_by=[])
-        self._event("failed", inst, attempt=inst.attempt, error=_err(res) if res else (inst.error[1] if inst.error else None))
+        self._event("failed", inst, attempt=inst.attempt,
+                    error=_err(res) if res else (inst.error[1] if inst.error else None))
 
     def _arm_timer(self, inst: Inst | None, at: float, kind: str = "retry", attempt: int = 0) -> None:
         heapq.heappush(self.timers, (at, next(self._seq), kind, inst, attempt))
@@ -967,7 +970,9 @@ class Scheduler:
             return "duplicate delivery: already received, ignored"
         if inst.status == S.FAILED and inst.error and inst.error[0] == "TimeoutError":
             self._event("signal_refused", inst, actor=actor, name=name, reason="timed out")
-            raise CommandRefused(f"the wait of {inst.label} for signal {name!r} timed out; the delivery was recorded and refused")
+            raise CommandRefused(
+                f"the wait of {inst.label} for signal {name!r} timed out; the delivery was recorded and refused"
+            )
         if inst.status.terminal:
             self._event("signal_refused", inst, actor=actor, name=name, reason=str(inst.status))
             raise CommandRefused(f"{inst.label} is {inst.status}; it no longer waits for signal {name!r}")
@@ -1081,7 +1086,9 @@ class Scheduler:
                 self._event("cancelled", inst)
 
     # ------------------------------------------------------------------ events and flush
-    def _event(self, kind: str, inst: Inst | None, actor: str | None = None, step: str | None = None, **data: Any) -> None:
+    def _event(
+        self, kind: str, inst: Inst | None, actor: str | None = None, step: str | None = None, **data: Any
+    ) -> None:
         # A row in _EVENT_KEYS order, its data serialized now: no dict lives until the flush.
         text = _data_text(data) if data else None
         eid = self._event_id = self._event_id + 1
@@ -1219,7 +1226,7 @@ class Scheduler:
             self._raw = (None, None)
             try:
                 self._conn.close()
-            except Exception:  # noqa: BLE001 - a broken connection is simply dropped
+            except Exception:  # noqa: BLE001, S110 - a broken connection is simply dropped
                 pass
             self._conn = None
 
@@ -1253,7 +1260,7 @@ class Scheduler:
         except _LostOwnership as exc:
             log.warning("%s", exc)
             self.error = exc
-        except BaseException as exc:  # noqa: BLE001 - record, then let the run be taken over
+        except BaseException as exc:  # record, then let the run be taken over
             log.exception("nbflow scheduler for run %s stopped", self.run_id)
             self.error = exc
             self._hand_back(exc)
@@ -1462,7 +1469,8 @@ def _statements(store: Store) -> dict[str, tuple[str, Any]]:
             "signal": rows_as(store.compiled(t.signals.insert(), _SIGNAL_KEYS), _SIGNAL_KEYS),
             "run": rows_as(store.compiled(_RUN_UPDATE), _RUN_KEYS),
             "unbreak": rows_as(
-                store.compiled(t.breakpoints.delete().where(t.breakpoints.c.run_id == sa.bindparam("b_run"))), ("b_run",)
+                store.compiled(t.breakpoints.delete().where(t.breakpoints.c.run_id == sa.bindparam("b_run"))),
+                ("b_run",),
             ),
             "poll": store.compiled(
                 sa.select(t.commands)
@@ -1472,7 +1480,8 @@ def _statements(store: Store) -> dict[str, tuple[str, Any]]:
             "command": rows_as(store.compiled(
                 t.commands.update()
                 .where(t.commands.c.id == sa.bindparam("b_id"))
-                .values(applied_at=sa.bindparam("applied_at"), result=sa.bindparam("result"), message=sa.bindparam("message"))
+                .values(applied_at=sa.bindparam("applied_at"), result=sa.bindparam("result"),
+                        message=sa.bindparam("message"))
             ), _COMMAND_KEYS),
         }
     return _STATEMENTS[name]
@@ -1522,4 +1531,4 @@ def new_owner_id() -> str:
     return uuid.uuid4().hex
 
 
-__all__ = ["HOST", "Inst", "Scheduler", "TASK_ITEM", "new_owner_id"]
+__all__ = ["HOST", "TASK_ITEM", "Inst", "Scheduler", "new_owner_id"]

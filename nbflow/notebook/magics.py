@@ -195,7 +195,7 @@ def _key_function(cell: CellStep) -> Callable[[Any], Any] | None:
             f"step {cell.name!r}: --key {cell.key_source!r} is not a Python expression ({exc.msg}); "
             "write an expression over item, e.g. --key item['id']"
         ) from None
-    return eval(code, cell.user_ns)  # type: ignore[no-any-return]
+    return eval(code, cell.user_ns)  # type: ignore[no-any-return]  # noqa: S307 - the user's own --key, in their namespace
 
 
 def build(cell: CellStep, wf: Workflow, run_params: Collection[str] = ()) -> StepSpec:
@@ -329,7 +329,7 @@ def split_args(line: str) -> list[str]:
                 value = ast.literal_eval(w)
             except (ValueError, SyntaxError):
                 value = None
-            w = value if isinstance(value, str) else w[1:-1]
+            w = value if isinstance(value, str) else w[1:-1]  # noqa: PLW2901 - the word, unquoted
         out.append(w)
     return out
 
@@ -476,7 +476,7 @@ class RunsTable:
     def __repr__(self) -> str:
         if not self.rows:
             return f"no runs in {self.where}"
-        cells = [list(self.COLUMNS)] + self._cells()
+        cells = [list(self.COLUMNS), *self._cells()]
         widths = [max(len(c[i]) for c in cells) for i in range(len(self.COLUMNS))]
         return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(widths))).rstrip() for c in cells)
 
@@ -563,7 +563,7 @@ class NbflowMagics(Magics):
     @_named(line_magic, "nbflow")
     @_no_var_expand
     def nbflow(self, line: str) -> Any:
-        """%nbflow VERB ...: workflow, run, resume, break, unbreak, skip, retry, cancel, runs, show, attach (-h for help)"""
+        """%nbflow VERB: workflow, run, resume, break, unbreak, skip, retry, cancel, runs, show, attach (-h for help)"""
         try:
             args = _nbflow_parser().parse_args(split_args(line))
         except _Exit:
@@ -579,7 +579,9 @@ class NbflowMagics(Magics):
             return Run(current_workflow().store, run_id)
         run = current_run(self._shell.user_ns)
         if run is None:
-            raise NbflowError("there is no current run: start one with %nbflow run, or pick one with %nbflow attach RUN")
+            raise NbflowError(
+                "there is no current run: start one with %nbflow run, or pick one with %nbflow attach RUN"
+            )
         return run
 
     def _set_run(self, run: Run) -> Run:

@@ -112,10 +112,13 @@ def to_text(run: Run | Mapping[str, Any]) -> str:
     state = _state(run)
     p = state["progress"]
     extra = " (interrupted)" if state["interrupted"] else ""
-    lines = [f"nbflow run {state['id']} of {state['workflow']!r}: {state['status']}{extra}, {p['done']}/{p['total']} done"]
+    lines = [
+        f"nbflow run {state['id']} of {state['workflow']!r}: {state['status']}{extra}, {p['done']}/{p['total']} done"
+    ]
     width = max((len(n["step"]) for n in state["dag"]["nodes"]), default=4)
-    for n in state["dag"]["nodes"]:
-        lines.append(f"  {n['step']:<{width}}  {n['kind']:<8} {counts_text(n['counts'], ', ')}")
+    lines.extend(
+        f"  {n['step']:<{width}}  {n['kind']:<8} {counts_text(n['counts'], ', ')}" for n in state["dag"]["nodes"]
+    )
     for b in state["breakpoints"]:
         target = b["step"] + (f":{b['key']}" if b["key"] is not None else "")
         cond = f" if {b['condition']}" if b["condition"] else ""
@@ -142,7 +145,8 @@ def summary_table(state: Mapping[str, Any]) -> str:
         )
         rows.append(
             f"<tr><td style='text-align:left'><b>{html.escape(n['step'])}</b></td>"
-            f"<td style='text-align:left'>{html.escape(n['kind'])}</td><td style='text-align:left'>{_badge(status)}</td>"
+            f"<td style='text-align:left'>{html.escape(n['kind'])}</td>"
+            f"<td style='text-align:left'>{_badge(status)}</td>"
             f"<td style='text-align:left'>{html.escape(counts_text(n['counts']))}</td>"
             f"<td style='text-align:left'>{marks}</td></tr>"
         )

@@ -27,7 +27,8 @@ The DOM (tests/test_browser.py relies on it): ``.nbflow-widget[data-run-id]
 ``output``, ``error``, ``logs``, ``attempts``, ``history`` and ``resume-one``, ``retry``, ``skip``
 (opens the JSON editor for the output the skipped instance stands for), ``edit-inputs``,
 ``edit-output``, and for a waiting gate ``approve``, ``reject``, ``approval-comment``,
-``approval-payload``, ``approval-error``; for a waiting signal ``token`` and ``copy-token``; ``json-editor``, ``reason``, ``json-save``, ``json-cancel``, ``json-error``;
+``approval-payload``, ``approval-error``; for a waiting signal ``token`` and ``copy-token``; ``json-editor``,
+``reason``, ``json-save``, ``json-cancel``, ``json-error``;
 ``add-breakpoint``, ``bp-condition``, ``bp-when``, ``bp-key``, ``remove-breakpoint``; ``message``
 (class ``error`` when refused); ``step-uses`` (what the chosen step reads from the notebook that is
 not stored with the run's code)."""

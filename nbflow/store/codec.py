@@ -96,7 +96,7 @@ def encode(value: Any, what: str = "value") -> Encoded:
             pass
     try:
         return Encoded(PICKLE, cloudpickle.dumps(value))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - cloudpickle may raise anything: name the value's type
         raise SerializationError(
             f"cannot store the {what}: a value of type {type(value).__module__}.{type(value).__qualname__} "
             f"is neither JSON nor picklable ({type(exc).__name__}: {exc}); return plain data or a picklable object"

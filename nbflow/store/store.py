@@ -365,7 +365,8 @@ class Store:
                 else:
                     return value.encode()
         with self.engine.connect() as conn:
-            stored: str = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "secret")).scalar_one()
+            query = sa.select(schema.meta.c.value).where(schema.meta.c.key == "secret")
+            stored: str = conn.execute(query).scalar_one()
             return stored.encode()
 
     # -- values --------------------------------------------------------------------------------
@@ -651,7 +652,9 @@ class Store:
             row = conn.execute(sa.select(schema.commands).where(schema.commands.c.id == command_id)).mappings().one()
             return cast(_Row, row)
 
-    def compiled(self, stmt: sa.sql.ClauseElement, keys: Iterable[str] | None = None) -> tuple[str, tuple[str, ...] | None]:
+    def compiled(
+        self, stmt: sa.sql.ClauseElement, keys: Iterable[str] | None = None
+    ) -> tuple[str, tuple[str, ...] | None]:
         """SQL text in the driver's paramstyle and, for positional styles, the parameter order.
 
         The scheduler's flush executes these on its DB-API connection and commits there: the same

@@ -1,7 +1,6 @@
 """Pytest fixtures for the real-browser tests: one Jupyter server and one chromium per module, a page per test.
 
-Import them into a test module (`from browser.fixtures import browser, jupyter, page`); a conftest only
-reaches the tests below it, and the browser tests sit at `tests/test_browser.py`.
+tests/conftest.py registers this module (`pytest_plugins`), so any test module can ask for them by name.
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def upgrade() -> None:
     # An event of a run that no longer exists has no range; such rows cannot be shown anyway.
     _events_table("events_new", _ID, autoincrement=False)
     op.execute(
-        f"INSERT INTO events_new (id, {_COLS}) "
+        f"INSERT INTO events_new (id, {_COLS}) "  # noqa: S608 - fixed table and column names
         f"SELECT r.seq * {SPAN} + ROW_NUMBER() OVER (PARTITION BY e.run_id ORDER BY e.id), "
         + ", ".join(f"e.{c}" for c in _COLS.split(", "))
         + " FROM events e JOIN runs r ON r.id = e.run_id"
@@ -66,7 +66,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     _events_table("events_old", sa.Integer, autoincrement=True)
     op.execute(
-        f"INSERT INTO events_old (id, {_COLS}) SELECT ROW_NUMBER() OVER (ORDER BY e.id), "
+        f"INSERT INTO events_old (id, {_COLS}) SELECT ROW_NUMBER() OVER (ORDER BY e.id), "  # noqa: S608 - fixed names
         + ", ".join(f"e.{c}" for c in _COLS.split(", ")) + " FROM events e"
     )
     op.drop_table("events")
