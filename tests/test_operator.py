@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unchanged import snapshot
 
 import nbflow
 from nbflow import CommandRefused, DefinitionError, Workflow
@@ -45,14 +46,6 @@ def paused(wf: Workflow, **kwargs: Any) -> nbflow.Run:
     assert run.wait(timeout=WAIT_S) == "paused"
     return run
 
-
-def snapshot(run: nbflow.Run) -> tuple[Any, ...]:
-    """What a refused command must not change: every instance row, the non-command events, the breakpoints."""
-    store = run.store
-    instances = [dict(r) for r in store.instance_rows(run.id)]
-    events = [(e["kind"], e["step"], e["key"], e["data"]) for e in store.event_rows(run.id) if e["kind"] != "command"]
-    bps = [dict(r) for r in store.breakpoint_rows(run.workflow_name, run.id)]
-    return instances, events, bps, str(run.status)
 
 
 def mutation_events(run: nbflow.Run) -> list[str]:

@@ -314,6 +314,15 @@ def test_resuming_with_the_notebook_supplies_them(sqlite_url: str, tmp_path: Pat
 
 
 # ----------------------------------------------------------------- tracebacks of pinned code
+def paused_by_script(script: Path, url: str) -> str:
+    """Run *script* (it starts a run that pauses, and prints its id and status) as its own process."""
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True,
+                         env={**os.environ, "NBFLOW_DB": url})
+    run_id, status = out.stdout.split()
+    assert status == "paused", out.stderr
+    return run_id
+
+
 def test_a_resumed_run_shows_its_steps_source_lines_in_a_traceback(sqlite_url: str, tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text(
@@ -331,10 +340,7 @@ def test_a_resumed_run_shows_its_steps_source_lines_in_a_traceback(sqlite_url: s
         "run = wf.run(breakpoints=['parse', 'other'])\n"
         "print(run.id, run.wait(timeout=60))\n"
     )
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True,
-                         env={**os.environ, "NBFLOW_DB": sqlite_url})
-    run_id, status = out.stdout.split()
-    assert status == "paused"
+    run_id = paused_by_script(script, sqlite_url)
     script.unlink()  # the file is gone: the lines can only come from the pinned record
     res = nbflow_cli(sqlite_url, "resume", run_id, "--force", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -397,11 +403,9 @@ def test_taking_a_run_over_with_its_pinned_code_does_not_pickle_its_steps_again(
         "run = wf.run(breakpoints=['step'])\n"
         "print(run.id, run.wait(timeout=60))\n"
     )
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True,
-                         env={**os.environ, "NBFLOW_DB": sqlite_url})
-    run_id, status = out.stdout.split()
+    run_id = paused_by_script(script, sqlite_url)
     pinned_once = pickled.read_text().count("pickled")
-    assert status == "paused" and pinned_once >= 1
+    assert pinned_once >= 1
     res = nbflow_cli(sqlite_url, "resume", run_id, "--force", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert nbflow.Run(nbflow.Store.open(sqlite_url), run_id).output("step") == "Counted"

@@ -398,13 +398,18 @@ print(run.id, run.wait(timeout=60))
 """
 
 
-def test_a_takeover_worker_log_is_readable_by_its_owner_only(server: Server, tmp_path: Path) -> None:
-    script = tmp_path / "orphan.py"
-    script.write_text(ORPHAN_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120,
+def paused_by_script(script: Path, text: str, db: str) -> str:
+    """A run started by a script of its own (it pauses, prints its id and status, and exits)."""
+    script.write_text(text)
+    proc = subprocess.run([sys.executable, str(script), db], capture_output=True, text=True, timeout=120,
                           check=True)
     run_id, status = proc.stdout.split()
     assert status == "paused", proc.stderr
+    return run_id
+
+
+def test_a_takeover_worker_log_is_readable_by_its_owner_only(server: Server, tmp_path: Path) -> None:
+    run_id = paused_by_script(tmp_path / "orphan.py", ORPHAN_SCRIPT, server.db)
     resp = server.post(f"runs/{run_id}/takeover", {})
     assert resp.status_code in (200, 202), resp.text
     workers = Path(server.db.removeprefix("sqlite:///")).parent / "workers"
@@ -443,12 +448,7 @@ print(run.id, run.wait(timeout=60))
 
 
 def test_resume_here_of_a_run_needing_the_notebook_is_409_naming_what_it_needs(server: Server, tmp_path: Path) -> None:
-    script = tmp_path / "uses.py"
-    script.write_text(USES_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), server.db], capture_output=True, text=True, timeout=120,
-                          check=True)
-    run_id, status = proc.stdout.split()
-    assert status == "paused", proc.stderr
+    run_id = paused_by_script(tmp_path / "uses.py", USES_SCRIPT, server.db)
     message = assert_error(server.post(f"runs/{run_id}/takeover", {}), 409)
     assert "step 'guarded'" in message and "lock (_thread.lock)" in message and "--notebook" in message
     row = nbflow.Store.open(server.db).run_row(run_id)

@@ -20,6 +20,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from unchanged import snapshot
 
 import nbflow
 from nbflow import CommandRefused, DefinitionError, Workflow
@@ -328,14 +329,6 @@ def settle(run: nbflow.Run) -> str:
             return status
         time.sleep(0.01)
 
-
-def snapshot(run: nbflow.Run) -> tuple[Any, ...]:
-    """What a refused verb must not change: instances, non-command events, breakpoints, run status."""
-    store = run.store
-    instances = [dict(r) for r in store.instance_rows(run.id)]
-    events = [(e["kind"], e["step"], e["key"], e["data"]) for e in store.event_rows(run.id) if e["kind"] != "command"]
-    bps = [dict(r) for r in store.breakpoint_rows(run.workflow_name, run.id)]
-    return instances, events, bps, str(run.status)
 
 
 class VerbsAgainstTheModel(RuleBasedStateMachine):

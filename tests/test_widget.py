@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unchanged import snapshot
 
 import nbflow
 from nbflow import Workflow
@@ -73,14 +74,6 @@ def until(cond: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
 def statuses(run: nbflow.Run, step: str = "enrich") -> dict[Any, str]:
     return {v.key: str(v.status) for v in run.instances(step)}
 
-
-def snapshot(run: nbflow.Run) -> tuple[Any, ...]:
-    """What a refused action must not change: instances, non-command events, breakpoints, run status."""
-    store = run.store
-    instances = [dict(r) for r in store.instance_rows(run.id)]
-    events = [(e["kind"], e["step"], e["key"], e["data"]) for e in store.event_rows(run.id) if e["kind"] != "command"]
-    bps = [dict(r) for r in store.breakpoint_rows(run.workflow_name, run.id)]
-    return instances, events, bps, str(run.status)
 
 
 def node(w: RunWidget, step: str) -> dict[str, Any]:
