@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, overload
 
-from .store.codec import to_json_text
+from .store.codec import has_lone_surrogate, to_json_text, utf8_text
 
 HOST = socket.gethostname()
 
@@ -62,16 +62,6 @@ class _Constant:
         self.name = name
 
 
-def _has_lone_surrogate(text: str) -> bool:
-    if text.isascii():
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _surrogate(what: str, text: str) -> str:
     bad = next(c for c in text if 0xD800 <= ord(c) <= 0xDFFF)
     return f"{what} holds a lone surrogate ({ascii(bad)[1:-1]}), which is not Unicode text; send valid UTF-8 text"
@@ -84,13 +74,13 @@ def _not_strict(value: Any, at: str) -> str | None:
         return (f"{value.name} is not JSON{where} (JSON has no NaN or Infinity); write null or a number, "
                 f"or the string \"{value.name}\"")
     if isinstance(value, str):
-        return _surrogate(f"the string{where}", value) if _has_lone_surrogate(value) else None
+        return _surrogate(f"the string{where}", value) if has_lone_surrogate(value) else None
     items: Any = ()
     if isinstance(value, list):
         items = ((f"{at}[{i}]", v) for i, v in enumerate(value))
     elif isinstance(value, dict):
         for k in value:
-            if _has_lone_surrogate(k):
+            if has_lone_surrogate(k):
                 return _surrogate(f"a key{where}", k)
         items = ((f"{at}.{k}" if at else k, v) for k, v in value.items())
     for path, v in items:
@@ -131,8 +121,7 @@ def strict(value: Any, default: Callable[[Any], Any] = str, _path: frozenset[int
     """*value* as strict JSON can hold it: NaN and infinities as ``{"repr": "nan"}``, a lone surrogate
     in a string as its escape (``\\udcff``, as text), other values that are not JSON through *default*."""
     if isinstance(value, str):
-        text = str(value)
-        return text.encode("utf-8", "backslashreplace").decode() if _has_lone_surrogate(text) else text
+        return utf8_text(str(value))
     if value is None or isinstance(value, (bool, int)):
         return value if value is None or isinstance(value, bool) else int(value)
     if isinstance(value, float):
@@ -158,7 +147,7 @@ def dumps(value: Any, *, indent: int | None = None, default: Callable[[Any], Any
     encode = _encoder(indent, default)
     try:
         text = encode(value)
-        if not _has_lone_surrogate(text):
+        if not has_lone_surrogate(text):
             return text
     except ValueError:  # NaN or an infinity (or a structure holding itself)
         pass

@@ -58,22 +58,10 @@ class Breakpoint:
         )
 
 
-def _utf8_text(text: str) -> str:
-    """*text* as valid UTF-8: a lone surrogate (an undecodable file name from ``os.listdir``) is
-    backslash-escaped, ``caf\\udce9.txt``, so the store, JSON and addresses can carry it."""
-    if text.isascii():
-        return text
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode()
-    return text
-
-
 def key_text(key: Any) -> str | None:
     """Keys are matched by their text: ``enrich:5`` matches the key ``5``, and ``caf\\udce9.txt`` the key
     ``"caf\udce9.txt"``."""
-    return None if key is None else _utf8_text(str(key))
+    return None if key is None else codec.utf8_text(str(key))
 
 
 def encode_key(key: Any) -> tuple[str, tuple[str, bytes] | None]:
@@ -83,7 +71,7 @@ def encode_key(key: Any) -> tuple[str, tuple[str, bytes] | None]:
     keeps only its text."""
     tp = type(key)
     if tp is str:
-        text = _utf8_text(key)
+        text = codec.utf8_text(key)
         if text is key:
             return key, None
         enc = codec.encode(key)  # pickle: the JSON text of a lone surrogate is not UTF-8
@@ -91,7 +79,7 @@ def encode_key(key: Any) -> tuple[str, tuple[str, bytes] | None]:
     if tp is int:
         text = int.__repr__(key)
         return text, (codec.JSON, text.encode())
-    text = _utf8_text(str(key))
+    text = codec.utf8_text(str(key))
     try:
         enc = codec.encode(key)
     except SerializationError:

@@ -53,17 +53,29 @@ def _plain(value: Any) -> bool:
     return False
 
 
+def has_lone_surrogate(text: str) -> bool:
+    """Whether *text* cannot be written as UTF-8: it holds a lone surrogate (e.g. an undecodable file
+    name from ``os.listdir``), which is Python text but not Unicode."""
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def utf8_text(text: str) -> str:
+    """*text* as valid UTF-8: a lone surrogate backslash-escaped (``caf\\udce9.txt``), so the store, JSON and
+    addresses can carry it; *text* itself when it is valid already."""
+    return text.encode("utf-8", "backslashreplace").decode() if has_lone_surrogate(text) else text
+
+
 def to_json_text(value: Any) -> str | None:
     """The compact JSON text of *value* when it decodes back to an equal value of the same types and
     is valid UTF-8 (no lone surrogate), else None."""
     text = _json_text(value)
-    if text is None or text.isascii():
-        return text
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # lone surrogates (e.g. undecodable file names): JSON text, not UTF-8
-        return None
-    return text
+    return None if text is None or has_lone_surrogate(text) else text
 
 
 def _json_text(value: Any) -> str | None:
@@ -113,16 +125,21 @@ def decode(codec: str | None, data: bytes | None) -> Any:
     raise SerializationError(f"unknown codec {codec!r}; this store was written by a newer nbflow")
 
 
-def private_dirs(path: Path) -> None:
+def private_dirs(path: Path, made: list[Path] | None = None) -> None:
     """Create folder *path* and its missing parents owner-only (0700): a store's folders hold values and
-    logs that other local users must not read. Folders that already exist keep their mode."""
+    logs that other local users must not read. Folders that already exist keep their mode. Each folder
+    this call makes goes to the front of *made* as soon as it exists (so a caller can undo them)."""
     missing: list[Path] = []
     while not path.exists():
         missing.append(path)
         path = path.parent
     for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # another thread or process made it meanwhile
+        try:
             folder.mkdir(mode=0o700)
+        except FileExistsError:  # another thread or process made it meanwhile
+            continue
+        if made is not None:
+            made.insert(0, folder)
 
 
 class Artifacts:

@@ -23,7 +23,7 @@ from sqlalchemy.util import asbool
 from ..errors import StoreError, UnknownRunError
 from ..states import InstanceStatus, RunStatus, status_filter
 from . import codec, schema
-from .codec import Artifacts, Encoded
+from .codec import Artifacts, Encoded, private_dirs
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.compiler import SQLCompiler
@@ -206,20 +206,16 @@ class Store:
                 raise StoreError(f"the store {path} does not exist, and mode=ro opens an existing store only; "
                                  "check the path, or drop mode=ro to create a new store")
             return []
+        for folder in [path.parent, *path.parent.parents]:
+            if folder.is_dir():
+                break
+            if folder.exists() or folder.is_symlink():
+                raise StoreError(
+                    f"cannot create the store {path}: {folder} is a file, not a folder; choose a path in a folder"
+                )
         made: list[Path] = []
         try:
-            for folder in reversed([path.parent, *path.parent.parents]):
-                if folder.is_dir():
-                    continue
-                if folder.exists() or folder.is_symlink():
-                    raise StoreError(
-                        f"cannot create the store {path}: {folder} is a file, not a folder; choose a path in a folder"
-                    )
-                try:
-                    folder.mkdir(mode=0o700)  # owner-only: the store's folders hold values and logs
-                except FileExistsError:  # another process made it meanwhile
-                    continue
-                made.insert(0, folder)
+            private_dirs(path.parent, made)
             if not path.exists():
                 try:
                     # The store can make this user run code (pickles, conditions): owner-only.
