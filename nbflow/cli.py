@@ -372,10 +372,6 @@ def _instance_detail(store: Store, row: Mapping[str, Any], target: str) -> dict[
     raise CommandRefused(f"step {step!r} of run {run_id} has no instance yet (the run has not reached it)")
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
 def _render_instance(run_id: str, d: Mapping[str, Any]) -> None:
     """One instance for people: its state, then a section per part (values as JSON, texts verbatim)."""
     con = _console()
@@ -411,11 +407,11 @@ def _render_instance(run_id: str, d: Mapping[str, Any]) -> None:
     if not d["inputs"]:
         con.print(Text("(none)", style="dim"))
     for name, value in d["inputs"].items():
-        text = _json_text(value)
+        text = dumps(value, indent=2)
         verbatim(f"{name} = " + text.replace("\n", "\n" + " " * (len(name) + 3)))
     heading("output")
     if d["has_output"]:
-        verbatim(_json_text(d["output"]))
+        verbatim(dumps(d["output"], indent=2))
     else:
         con.print(Text("(none)", style="dim"))
     if d["error"]:
