@@ -109,7 +109,7 @@ def pin(wf: Workflow, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]
     return definition, version, pickles
 
 
-def notebook_uses(definition: Mapping[str, Any], step: str) -> list[Use]:
+def stored_uses(definition: Mapping[str, Any], step: str) -> list[Use]:
     """What *step* of a stored definition reads from the notebook that is not stored with its code."""
     return [Use.from_json(u) for u in definition["steps"][step].get("uses", ())]
 
@@ -120,7 +120,7 @@ def check_portable(definition: Mapping[str, Any], backend: Any) -> None:
     if where == "threads":
         return
     for step in definition["steps"]:
-        uses = notebook_uses(definition, step)
+        uses = stored_uses(definition, step)
         if uses:
             kind = "processes" if where == "processes" else "dask"
             raise DefinitionError(
@@ -175,7 +175,7 @@ def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
             ) from None
         found = definition["steps"][step].get("origins", ())
         source_lines.restore(steps[step], tuple(source_lines.Origin.from_json(o) for o in found))
-        pinning.remember(steps[step], code[step][1], notebook_uses(definition, step))
+        pinning.remember(steps[step], code[step][1], stored_uses(definition, step))
     wf = Workflow(name, store)
     wf.steps = steps
     return wf
@@ -188,7 +188,7 @@ def check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str
         definition = store.definition(row["workflow"], row["version"])
     done = {S.SUCCEEDED, S.SKIPPED, S.CANCELLED, S.FAILED}
     for step in definition["order"]:
-        uses = notebook_uses(definition, step)
+        uses = stored_uses(definition, step)
         if not uses:
             continue
         rows = store.instance_rows(row["id"], step=step)
