@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from . import verbs
 from ._util import current_actor, jsonable, now
 from .breakpoints import Breakpoint, compile_condition, key_text
 from .errors import CommandRefused, DefinitionError
 from .states import InstanceStatus as S
-from .states import RunStatus, StepKind, When
+from .states import PauseReason, RunStatus, StepKind, When
 from .store import Store, codec
 from .store import schema as t
 
@@ -300,24 +301,12 @@ def apply_command(sched: Scheduler, row: Mapping[str, Any]) -> str:
 
 
 def _when(inst: Inst) -> str:
-    return (inst.pause_reason or "").split(":", 1)[0]
+    return PauseReason.parse(inst.pause_reason).when
 
 
 def allowed_verbs(inst: Inst) -> list[str]:
     """The verbs that fit the instance's state now (used in refusals and by the widget)."""
-    s = inst.status
-    if s == S.PAUSED:
-        w = _when(inst)
-        return ["resume", "skip", "retry"] + (["set_inputs"] if w in ("before", "error") else []) + (
-            ["set_output"] if w == "after" else []
-        )
-    if s == S.FAILED:
-        return ["retry", "skip", "set_inputs"]
-    if s == S.RETRYING:
-        return ["retry", "skip"]
-    if s == S.WAITING:
-        return ["approve", "reject", "skip"] if inst.pause_reason == "approval" else ["skip"]
-    return []
+    return verbs.allowed_verbs(inst.status, inst.pause_reason)
 
 
 def _nothing_allowed(inst: Inst) -> str:

@@ -27,7 +27,15 @@ class UnknownRunError(NbflowError, LookupError):
 
 
 class CommandRefused(NbflowError):
-    """An operator command does not fit the current state; nothing was changed."""
+    """An operator command does not fit the current state; nothing was changed. ``code`` says why,
+    as a :class:`nbflow.verbs.Refusal` value (``state`` unless told)."""
+
+    def __init__(self, message: str, code: str = "state") -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.code))
 
 
 class OwnershipError(NbflowError):

@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from ._compat import StrEnum
+
+TASK_ITEM = -1
+"""The ``item`` of a task, approval or wait step's one instance (foreach items count from 0)."""
+BREAK_ON_ERROR = 0
+"""The id in ``held_by`` that stands for the run's ``break_on_error`` flag (breakpoint ids start at 1)."""
 
 
 class InstanceStatus(StrEnum):
@@ -57,6 +64,33 @@ class When(StrEnum):
     BEFORE = "before"
     AFTER = "after"
     ERROR = "error"
+
+
+@dataclass(frozen=True)
+class PauseReason:
+    """Why a paused instance holds: ``when`` (before, after or error) and an optional detail. Stored
+    as the text ``"when"`` or ``"when: detail"`` in ``instances.pause_reason``; this is its one parser."""
+
+    when: str
+    detail: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> PauseReason:
+        when, sep, detail = (text or "").partition(": ")
+        return cls(when, detail if sep else None)
+
+    def __str__(self) -> str:
+        return f"{self.when}: {self.detail}" if self.detail else self.when
+
+    def as_json(self) -> dict[str, Any]:
+        return {"when": self.when, "detail": self.detail}
+
+
+def label(step: str | None, key: Any = None) -> str:
+    """How an instance is named to people and on the command line: ``step`` or ``step:key``."""
+    if step is None:
+        return "the run"
+    return step if key is None else f"{step}:{key}"
 
 
 def status_filter(status: str | Iterable[str] | None, kind: type[InstanceStatus | RunStatus]) -> list[str] | None:
