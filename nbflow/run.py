@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any
 from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
 from .errors import NbflowError
-from .states import InstanceStatus, RunStatus, status_filter
+from .states import TASK_ITEM, InstanceStatus, RunStatus, label, status_filter
 from .store import Store
+from .store.reader import ValueReader
 
 if TYPE_CHECKING:
     from .workflow import Workflow
-
-TASK_ITEM = -1
 
 
 @dataclass
@@ -60,7 +59,7 @@ class InstanceView:
 
     @property
     def label(self) -> str:
-        return self.step if self.key_text is None else f"{self.step}:{self.key_text}"
+        return label(self.step, self.key_text)
 
 
 @dataclass
@@ -77,65 +76,25 @@ class Event:
     key_text: str | None = None
 
 
-class _Reader:
-    """Resolves outputs and inputs of a stored run (one snapshot, values decoded once)."""
+class _Reader(ValueReader):
+    """A :class:`~nbflow.store.reader.ValueReader` over every instance of the run (``rows``, in
+    (step, item) order), that shows them as :class:`InstanceView`."""
 
     def __init__(self, store: Store, row: Mapping[str, Any]) -> None:
-        self.store = store
-        self.row = row
-        self.definition = store.definition(row["workflow"], row["version"])
-        self.params = store.decode(row["params_codec"], row["params"]) or {}
         self.rows = store.instance_rows(row["id"])
-        self.by_step: dict[str, list[Mapping[str, Any]]] = {}
+        by_step: dict[str, list[Mapping[str, Any]]] = {}
         for r in self.rows:
-            self.by_step.setdefault(r["step"], []).append(r)
-        self._values: dict[tuple[str, int], Any] = {}
-        self._step_out: dict[str, Any] = {}
-
-    def value(self, r: Mapping[str, Any]) -> Any:
-        ident = (r["step"], r["item"])
-        if ident not in self._values:
-            self._values[ident] = self.store.decode(r["output_codec"], r["output"])
-        return self._values[ident]
-
-    def step_output(self, step: str) -> Any:
-        if step not in self._step_out:
-            spec = self.definition["steps"][step]
-            rows = self.by_step.get(step, [])
-            if spec["kind"] == "foreach":
-                self._step_out[step] = [self.value(r) for r in rows if r["item"] != TASK_ITEM]
-            else:
-                self._step_out[step] = self.value(rows[0]) if rows else None
-        return self._step_out[step]
-
-    def inputs(self, r: Mapping[str, Any]) -> dict[str, Any]:
-        spec = self.definition["steps"][r["step"]]
-        over = self.store.decode(r["inputs_codec"], r["inputs"]) or {}
-        out: dict[str, Any] = {}
-        for param, source, name in spec["bindings"]:
-            if param in over:
-                out[param] = over[param]
-            elif source == "step":
-                out[param] = self.step_output(name)
-            elif source == "item" and r["item"] != TASK_ITEM:
-                items = self.step_output(spec["foreach"])
-                out[param] = items[r["item"]] if r["item"] < len(items) else None
-            elif source == "param" and param in self.params:
-                out[param] = self.params[param]
-        return out
+            by_step.setdefault(r["step"], []).append(r)
+        super().__init__(store, row, by_step)
 
     def view(self, r: Mapping[str, Any]) -> InstanceView:
-        try:
-            inputs = self.inputs(r)
-        except Exception as exc:  # noqa: BLE001 - an upstream value that cannot be decoded here
-            inputs = {"<unavailable>": f"{type(exc).__name__}: {exc}"}
         return InstanceView(
             step=r["step"],
             item=None if r["item"] == TASK_ITEM else r["item"],
             key=key_value(r["key"], r["key_codec"], r["key_value"]),
             status=InstanceStatus(r["status"]),
             attempts=r["attempt"],
-            inputs=inputs,
+            inputs=self.shown_inputs(r),
             output=self.value(r),
             error=(ErrorInfo(r["error_type"], r["error_message"] or "", r["error_traceback"] or "")
                    if r["error_type"] else None),

@@ -7,23 +7,24 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any, Protocol
 
 from ._util import jsonable
 from .breakpoints import Breakpoint, key_value
-from .commands import allowed_verbs
 from .engine.lifecycle import owner_alive, owner_text
 from .engine.pinning import Use
-from .run import TASK_ITEM, Run
-from .states import InstanceStatus, RunStatus
-from .store import Store
-from .store.codec import JSON
+from .states import BREAK_ON_ERROR, TASK_ITEM, InstanceStatus, RunStatus
+from .store import Store, queries
+from .store.codec import JSON, to_json_text
+from .store.queries import change_token, instance_counts, instance_stamp
+from .store.reader import ValueReader
+from .verbs import allowed_verbs
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in InstanceStatus)
 """Every instance status, in the order of DESIGN.md section 3 (the keys of ``counts``)."""
 
-BREAK_ON_ERROR_ID = 0
-"""The id that stands for the run's ``break_on_error`` flag in an instance's ``held_by``."""
+BREAK_ON_ERROR_ID = BREAK_ON_ERROR
+"""The id that stands for the run's ``break_on_error`` flag in an instance's ``held_by`` (``states.BREAK_ON_ERROR``)."""
 
 
 def iso(ts: float | None) -> str | None:
@@ -60,19 +61,9 @@ def _progress(counts: Mapping[str, int]) -> dict[str, int]:
     return {"done": done, "total": total}
 
 
-class _Status:
-    """Duck-typed stand-in for the scheduler's instance, for :func:`nbflow.commands.allowed_verbs`."""
-
-    __slots__ = ("pause_reason", "status")
-
-    def __init__(self, status: str, pause_reason: str | None) -> None:
-        self.status = InstanceStatus(status)
-        self.pause_reason = pause_reason
-
-
 def verbs(status: str, pause_reason: str | None) -> list[str]:
     """The operator verbs an instance in this state accepts (as the owner would judge them)."""
-    return allowed_verbs(_Status(status, pause_reason))  # type: ignore[arg-type]
+    return allowed_verbs(status, pause_reason)
 
 
 def shown_key(r: Mapping[str, Any]) -> Any:
@@ -242,6 +233,14 @@ def run_view(
     return view
 
 
+def _event_data(text: str | None) -> Any:
+    """An event's ``data``: its JSON, or ``{"text": ...}`` for text that is not JSON."""
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {"text": text}
+
+
 def history_view(
     store: Store, run_id: str, after: int = 0, *, step: str | None = None, key: str | None = None,
     kinds: Iterable[str] | None = None, limit: int | None = None,
@@ -249,20 +248,24 @@ def history_view(
     """The run's events, oldest first (``nbflow history RUN -o json``), narrowed as
     :meth:`Store.event_rows` says; ``n`` numbers each among all the run's events, from 1."""
     store.run_row(run_id)  # an unknown run is an error, not an empty history
-    out = []
-    for r in store.event_rows(run_id, after_id=after, step=step, key=key, kinds=kinds, limit=limit):
-        try:
-            data = json.loads(r["data"]) if r["data"] else {}
-        except ValueError:
-            data = {"text": r["data"]}
-        out.append({
-            "id": r["id"], "n": r["n"], "ts": iso(r["ts"]), "kind": r["kind"], "step": r["step"], "key": r["key"],
-            "actor": r["actor"], "data": data,
-        })
-    return out
+    return [
+        {"id": r["id"], "n": r["n"], "ts": iso(r["ts"]), "kind": r["kind"], "step": r["step"], "key": r["key"],
+         "actor": r["actor"], "data": _event_data(r["data"])}
+        for r in store.event_rows(run_id, after_id=after, step=step, key=key, kinds=kinds, limit=limit)
+    ]
 
 
-def paused_instances(run: Run) -> list[dict[str, Any]]:
+class _RunHandle(Protocol):
+    """What :func:`paused_instances` reads of a ``Run``: its store and id."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def id(self) -> str: ...
+
+
+def paused_instances(run: _RunHandle) -> list[dict[str, Any]]:
     """The paused instances of a run, as JSON (what `nbflow resume` prints after driving a run)."""
     return [instance_view(r) for r in run.store.instance_rows(run.id, status=InstanceStatus.PAUSED)]
 
@@ -279,48 +282,13 @@ __all__ = [
 # The widget (and anything that refreshes often) must cost the same for 10 or 10,000 instances:
 # counts come from GROUP BY queries, instances from one page, values from one instance only.
 
-def instance_counts(store: Store, run_id: str) -> dict[str, dict[str, int]]:
-    """``{step: {status: n}}`` for the run's instances, from one GROUP BY query."""
-    import sqlalchemy as sa
-
-    from .store import schema
-
-    t = schema.instances
-    stmt = sa.select(t.c.step, t.c.status, sa.func.count()).where(t.c.run_id == run_id).group_by(t.c.step, t.c.status)
-    out: dict[str, dict[str, int]] = {}
-    with store.engine.connect() as conn:
-        for step, status, n in conn.execute(stmt):
-            out.setdefault(step, {})[status] = int(n)
-    return out
-
-
-def _held_counts(store: Store, run_id: str) -> dict[int, int]:
-    """Breakpoint id -> how many paused instances it holds (grouped by the held_by text, which has few values)."""
-    import sqlalchemy as sa
-
-    from .store import schema
-
-    t = schema.instances
-    stmt = (
-        sa.select(t.c.held_by, sa.func.count())
-        .where(t.c.run_id == run_id, t.c.status == InstanceStatus.PAUSED.value, t.c.held_by.is_not(None))
-        .group_by(t.c.held_by)
-    )
-    out: dict[int, int] = {}
-    with store.engine.connect() as conn:
-        for held_by, n in conn.execute(stmt):
-            for bid in json.loads(held_by or "[]"):
-                out[bid] = out.get(bid, 0) + int(n)
-    return out
-
-
 def run_state(store: Store, run_id: str) -> dict[str, Any]:
     """:func:`run_view` without instance rows, for surfaces that refresh often: the same fields, with
     ``instances`` empty (``instances_omitted`` says how many exist), and each breakpoint's ``holding``
     replaced by ``held`` (how many instances it holds) — page through instances with :func:`instance_page`."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
-    held = _held_counts(store, run_id)
+    held = queries.held_counts(store, run_id)
     view = _base_view(store, row, definition, instance_counts(store, run_id))
     view["break_on_error"]["held"] = held.get(BREAK_ON_ERROR_ID, 0)
     view["breakpoints"] = []
@@ -341,55 +309,10 @@ def instance_page(
     """One page of a step's instances in item order (no values), narrowed by *status* and by *text*
     (found in the key, the pause reason or the error); ``total`` counts every match. *user_keys*: see
     :func:`instance_view`."""
-    import sqlalchemy as sa
-
-    from .store import schema
-
-    t = schema.instances
-    where = [t.c.run_id == run_id, t.c.step == step]
-    if status:
-        wanted = [status] if isinstance(status, str) else list(status)
-        where.append(t.c.status.in_([str(s) for s in wanted]))
-    if text:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(sa.or_(*(c.like(pattern, escape="\\") for c in (t.c.key, t.c.error_message, t.c.pause_reason))))
     offset, limit = max(int(offset), 0), max(int(limit), 1)
-    cols = [t.c[n] for n in (
-        "step", "item", "key", "status", "attempt", "pause_reason", "error_type", "error_message", "held_by",
-        "started_at", "finished_at", "next_attempt_at", "deadline", "key_codec", "key_value",
-    )]
-    with store.engine.connect() as conn:
-        total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
-        if offset >= total and total:
-            offset = (total - 1) // limit * limit  # the last page, when the filter shrank the list
-        query = sa.select(*cols).where(*where).order_by(t.c.item).offset(offset).limit(limit)
-        # SQLAlchemy types a RowMapping's keys as names or columns; these rows are read by name.
-        rows = cast("list[Mapping[str, Any]]", list(conn.execute(query).mappings()))
-    return {"step": step, "offset": offset, "limit": limit, "total": total,
-            "rows": [instance_view(r, user_key=user_keys) for r in rows]}
-
-
-def change_token(store: Store, run_id: str) -> tuple[Any, ...]:
-    """A cheap value that changes whenever what a debug view shows may have changed: the newest
-    event of the run, the run row's status and update time, and the breakpoints that apply to it."""
-    import sqlalchemy as sa
-
-    from .store import schema
-
-    r, b = schema.runs, schema.breakpoints
-    with store.engine.connect() as conn:
-        run = conn.execute(
-            sa.select(r.c.status, r.c.updated_at, r.c.owner_id, r.c.workflow).where(r.c.id == run_id)
-        ).first()
-        if run is None:
-            return (None,)
-        last = store.last_event_id(run_id, conn)
-        bps = conn.execute(
-            sa.select(sa.func.count(), sa.func.max(b.c.id), sa.func.sum(b.c.id)).where(
-                b.c.workflow == run.workflow, sa.or_(b.c.run_id.is_(None), b.c.run_id == run_id)
-            )
-        ).first()
-    return (run.status, run.updated_at, run.owner_id, last, tuple(bps or ()))
+    page = queries.instance_page(store, run_id, step, status=status, text=text, offset=offset, limit=limit)
+    return {"step": step, "offset": page.offset, "limit": limit, "total": page.total,
+            "rows": [instance_view(r, user_key=user_keys) for r in page.rows]}
 
 
 VALUE_LIMIT_CHARS = 64 * 1024
@@ -399,40 +322,12 @@ VALUE_LIMIT_CHARS = 64 * 1024
 def value_view(value: Any, limit: int = VALUE_LIMIT_CHARS) -> tuple[Any, bool]:
     """``(shown, editable)``: the value itself when it is JSON and not too long, else a stand-in
     (``{"repr": ...}`` or ``{"truncated": ..., "chars": n}``) that must not be written back."""
-    from .store.codec import to_json_text
-
     text = to_json_text(value)
     if text is None:
         return {"repr": repr(value)[:2000]}, False
     if len(text) > limit:
         return {"truncated": text[: min(limit, 4000)], "chars": len(text)}, False
     return value, True
-
-
-class _StepRows(dict):  # type: ignore[type-arg]
-    """Instance rows by step, read from the store on first use (only the steps an instance reads)."""
-
-    def __init__(self, store: Store, run_id: str) -> None:
-        super().__init__()
-        self._store, self._run_id = store, run_id
-
-    def get(self, step: str, default: Any = None) -> Any:
-        if step not in self:
-            self[step] = self._store.instance_rows(self._run_id, step=step)
-        return super().get(step, default)
-
-
-def _light_reader(store: Store, row: Mapping[str, Any]) -> Any:
-    from .run import _Reader
-
-    reader = _Reader.__new__(_Reader)
-    reader.store, reader.row = store, row
-    reader.definition = store.definition(row["workflow"], row["version"])
-    reader.params = store.decode(row["params_codec"], row["params"]) or {}
-    reader.rows = []
-    reader.by_step = _StepRows(store, row["id"])
-    reader._values, reader._step_out = {}, {}
-    return reader
 
 
 ATTEMPT_EVENTS = ("started", "attempt_failed", "retrying", "succeeded", "failed", "timed_out", "interrupted")
@@ -446,41 +341,25 @@ def instance_detail(
     :func:`value_view`; ``readonly_inputs`` lists inputs that are not editable JSON), the error with its
     traceback, ``logs``, ``attempts`` and its ``history`` (newest *history_limit* events). Reads only
     this instance and the steps it reads."""
-    import sqlalchemy as sa
-
-    from .store import schema
-
-    t, e = schema.instances, schema.events
     run_row = store.run_row(run_id)
-    key_cond = t.c.key.is_(None) if key is None else t.c.key == str(key)
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.step == step, key_cond)).mappings().first()
-        ekey = e.c.key.is_(None) if key is None else e.c.key == str(key)
-        low, high = store.event_range(run_id, conn)
-        events = list(conn.execute(
-            sa.select(e)
-            .where(e.c.id > low, e.c.id < high, e.c.run_id == run_id, e.c.step == step, ekey)
-            .order_by(e.c.id)
-        ).mappings())
+    row, events = queries.instance_with_events(store, run_id, step, key)
     if row is None:
         return None
-    view = instance_view(cast("Mapping[str, Any]", row), user_key=user_keys)  # a RowMapping, read by name
-    iv = _light_reader(store, run_row).view(row)
+    view = instance_view(row, user_key=user_keys)
+    reader = ValueReader(store, run_row)  # reads the steps this instance's inputs come from, when asked
     inputs: dict[str, Any] = {}
     readonly: list[str] = []
-    for name, value in iv.inputs.items():
+    for name, value in reader.shown_inputs(row).items():
         inputs[name], ok = value_view(value)
         if not ok:
             readonly.append(name)
-    output, output_ok = value_view(iv.output)
-    history = []
-    for r in events:
-        try:
-            data = json.loads(r["data"]) if r["data"] else {}
-        except ValueError:
-            data = {"text": r["data"]}
-        history.append({"id": r["id"], "n": r["id"] - low, "ts": iso(r["ts"]), "kind": r["kind"], "actor": r["actor"],
-                        "data": data})
+    output, output_ok = value_view(reader.value(row))
+    logs: str = row["logs"] or ""
+    history = [
+        {"id": r["id"], "n": r["n"], "ts": iso(r["ts"]), "kind": r["kind"], "actor": r["actor"],
+         "data": _event_data(r["data"])}
+        for r in events
+    ]
     attempts: list[dict[str, Any]] = []
     for h in history:
         if h["kind"] not in ATTEMPT_EVENTS:
@@ -498,11 +377,11 @@ def instance_detail(
         "output": output,
         "output_editable": output_ok,
         "has_output": row["output_codec"] is not None,
-        "error": None if iv.error is None else {
-            "type": iv.error.type, "message": iv.error.message, "traceback": iv.error.traceback,
+        "error": None if not row["error_type"] else {
+            "type": row["error_type"], "message": row["error_message"] or "", "traceback": row["error_traceback"] or "",
         },
-        "logs": iv.logs[-VALUE_LIMIT_CHARS:],
-        "logs_truncated": len(iv.logs) > VALUE_LIMIT_CHARS,
+        "logs": logs[-VALUE_LIMIT_CHARS:],
+        "logs_truncated": len(logs) > VALUE_LIMIT_CHARS,
         "token": row["token"] if row["status"] == "waiting" else None,  # a waiting instance's signal token
         "attempts": attempts,
         "history": history[-history_limit:],
@@ -510,20 +389,3 @@ def instance_detail(
         "last_event": events[-1]["id"] if events else 0,
     })
     return view
-
-
-def instance_stamp(store: Store, run_id: str, step: str, key: str | None) -> tuple[Any, ...] | None:
-    """A cheap value that changes when :func:`instance_detail` of this instance may have changed
-    (its state columns and the sizes of its values), or None when it does not exist."""
-    import sqlalchemy as sa
-
-    from .store import schema
-
-    t = schema.instances
-    cols = [t.c[n] for n in ("status", "attempt", "pause_reason", "held_by", "error_type", "started_at",
-                             "finished_at", "next_attempt_at", "inputs_codec", "output_codec")]
-    sizes = [sa.func.length(t.c[n]) for n in ("inputs", "output", "logs", "saved", "error_traceback")]
-    key_cond = t.c.key.is_(None) if key is None else t.c.key == str(key)
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(*cols, *sizes).where(t.c.run_id == run_id, t.c.step == step, key_cond)).first()
-    return None if row is None else tuple(row)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import graphviz
 
 from .. import views
+from ..states import label
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -120,7 +121,7 @@ def to_text(run: Run | Mapping[str, Any]) -> str:
         f"  {n['step']:<{width}}  {n['kind']:<8} {counts_text(n['counts'], ', ')}" for n in state["dag"]["nodes"]
     )
     for b in state["breakpoints"]:
-        target = b["step"] + (f":{b['key']}" if b["key"] is not None else "")
+        target = label(b["step"], b["key"])
         cond = f" if {b['condition']}" if b["condition"] else ""
         lines.append(f"  breakpoint #{b['id']} {target} ({b['when']}{cond}, {b['scope']}): {b['state']}")
     return "\n".join(lines)
