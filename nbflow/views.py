@@ -1,5 +1,6 @@
 """JSON views of stored runs, shared by every surface (the CLI's ``-o json``, the widget, the
-Jupyter server extension). They only read the store, through its query helpers; the field names
+Jupyter server extension). They only read the store, through its reads (``Store``'s rows,
+:mod:`nbflow.store.queries`, :class:`~nbflow.store.reader.ValueReader`), and shape JSON; the field names
 are public (README.md's "JSON reference" documents each one): add fields freely, never rename or drop one."""
 from __future__ import annotations
 
