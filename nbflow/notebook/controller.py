@@ -16,17 +16,19 @@ Actions and their arguments (``key``: an instance's key as the rows show it; ``k
 * navigation (``text`` is None): ``refresh``, ``select_step {step}`` (null: none),
   ``page {offset}`` or ``{delta}`` (pages), ``filter {status, text}``, ``select_instance {step, key}``,
   ``close_instance``;
-* verbs: ``resume {step, key | keys, reason}`` (no step: every paused instance of the run; so does
-  ``resume_all``), ``retry {step, key | keys, reason}``, ``skip {step, key | keys, output, reason}``,
-  ``set_inputs {step, key, inputs, reason}`` (only the inputs that differ are sent on),
-  ``set_output {step, key, value, reason}``, ``approve {step, comment, payload, reason}``,
-  ``reject {step, comment, reason}``, ``cancel {reason}``. An edited value may come as the editor's
-  JSON text in ``json`` instead (parsed here, strictly: big integers keep their digits);
+* every verb of the table that names instances, a step or the run (:data:`VERB_ACTIONS`), with
+  ``step``, ``key`` or ``keys`` as its target asks, the verb's payload fields and ``reason``:
+  ``resume {step, key | keys}`` (no step: every paused instance of the run; so does ``resume_all``),
+  ``retry``, ``skip {output}``, ``set_inputs {inputs}`` (only the inputs that differ are sent on),
+  ``set_output {value}``, ``approve {step, comment, payload}``, ``reject {step, comment}``,
+  ``cancel``. An edited value may come as the editor's JSON text in ``json`` instead (parsed here,
+  strictly: big integers keep their digits). A verb added to the table is an action with no code here;
 * breakpoints: ``add_breakpoint {step, key, when, condition}`` (for every run of the workflow),
-  ``remove_breakpoint {step, key}`` (of the workflow and of this run).
+  ``remove_breakpoint {step, key}`` (of the workflow and of this run); no step: the selected one.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +36,11 @@ from typing import Any
 from .. import verbs, views
 from .._util import parse_json
 from ..breakpoints import Breakpoint, key_text, validate
-from ..commands import CommandResult, add_breakpoint, remove_breakpoints
+from ..commands import CommandResult, add_breakpoint, remove_breakpoints, submit
 from ..errors import CommandRefused, NbflowError, UnknownRunError
 from ..run import Run
 from ..states import RunStatus, When
+from ..verbs import Verb
 
 PAGE_SIZE = 20
 """Rows on one page of the instance table (the page drives its height: no scroll box in a notebook output)."""
@@ -45,8 +48,11 @@ PAGE_SIZE = 20
 NAVIGATION = ("refresh", "select_step", "page", "filter", "select_instance", "close_instance")
 """Actions that change what is shown, not the run: they need only ``read`` on the server."""
 
-VERB_ACTIONS = ("resume", "resume_all", "approve", "reject", "retry", "skip", "set_inputs", "set_output", "cancel")
-"""Actions that are operator verbs (``resume_all``: resume with no step)."""
+_SURFACE_TARGETS = (verbs.Target.INSTANCES, verbs.Target.STEP, verbs.Target.RUN)
+VERB_ACTIONS = (*(v.name for v in verbs.VERBS.values() if v.target in _SURFACE_TARGETS), "resume_all")
+"""The operator verbs the view offers: every verb of the table that names instances, a step or the
+run, in table order (``resume_all``: resume with no step). A verb added to the table is an action
+here with no code of its own."""
 
 BREAKPOINT_ACTIONS = ("add_breakpoint", "remove_breakpoint")
 
@@ -86,8 +92,10 @@ class Controller:
         self._detail_stamp: tuple[Any, ...] | None = None
         self._command: dict[str, Any] | None = None  # the command the action in progress wrote
         self._handlers: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
-            name: getattr(self, f"_on_{name}") for name in ACTIONS
+            name: getattr(self, f"_on_{name}") for name in NAVIGATION + BREAKPOINT_ACTIONS
         }
+        for name in VERB_ACTIONS:
+            self._handlers[name] = functools.partial(self._verb, "resume" if name == "resume_all" else name)
         if view is None:
             state = views.run_state(self.store, run.id)
             first = _first_interesting_step(state["dag"]["nodes"])
@@ -262,13 +270,28 @@ class Controller:
     def _on_close_instance(self, m: Mapping[str, Any]) -> None:
         self._v.sel = None
 
-    # operator verbs (return the message text)
-    def _target(self, m: Mapping[str, Any]) -> tuple[str, str | None]:
-        v = self._v
-        step = m.get("step") or (v.sel[0] if v.sel is not None else None) or v.step
-        if not step:
-            raise NbflowError("no step given and none selected")
-        return str(step), key_text(m.get("key"))
+    # operator verbs: one handler for every verb of the table that names instances, a step or the run
+    def _verb(self, name: str, m: Mapping[str, Any]) -> str:
+        """Write verb *name* through the command path: its target from ``step``/``key``/``keys``, its
+        payload from the verb's own fields (:data:`nbflow.verbs.VERBS`), an edited value from ``json``."""
+        v = verbs.verb(name)
+        step: str | None = None
+        keys: list[str | None] | None = None
+        if v.target != verbs.Target.RUN:
+            step = _step_arg(m)
+            if step is None and not (v.target == verbs.Target.INSTANCES and name == "resume"):
+                raise NbflowError(f"{name} needs a step")
+            if v.target == verbs.Target.INSTANCES:
+                keys = self._keys(m)
+                if keys is None and m.get("key") is not None:
+                    keys = [key_text(m["key"])]
+                if keys is not None and step is None:
+                    raise NbflowError("keys need a step")
+        payload = _payload(v, m)
+        if name == "set_inputs" and step is not None:
+            payload["inputs"] = self._changed_inputs(step, keys, payload["inputs"])
+        res = submit(self.store, self.run.id, name, step, keys, payload or None, _reason(m))
+        return self._result(res, name)
 
     def _keys(self, m: Mapping[str, Any]) -> list[str | None] | None:
         keys = m.get("keys")
@@ -279,6 +302,21 @@ class Controller:
         if not keys:
             raise NbflowError("no instance selected: tick the rows to resume")
         return [key_text(k) for k in keys]
+
+    def _changed_inputs(self, step: str, keys: list[str | None] | None, new: Any) -> dict[str, Any]:
+        """Of the edited inputs of one instance, those that differ from its current ones (an input
+        that is not editable JSON is never sent back unchanged)."""
+        if not isinstance(new, dict):
+            raise NbflowError("the inputs must be a JSON object of input name to value, e.g. {\"item\": {...}}")
+        if keys is not None and len(keys) != 1:
+            return new
+        detail = views.instance_detail(self.store, self.run.id, step, None if keys is None else keys[0]) or {}
+        current = detail.get("inputs", {})
+        readonly = set(detail.get("readonly_inputs", []))
+        changed = {k: v for k, v in new.items() if k not in current or (k not in readonly and current[k] != v)}
+        if not changed:
+            raise NbflowError("nothing changed: the edited inputs equal the current ones")
+        return changed
 
     def _result(self, res: CommandResult, action: str) -> str:
         if res.applied:
@@ -292,70 +330,9 @@ class Controller:
         self._command = {"id": res.id, "state": str(verbs.CommandState.SENT)}
         return f"sent as command #{res.id}; waiting for the run's owner to apply it"
 
-    def _on_resume(self, m: Mapping[str, Any]) -> str:
-        if not m.get("step") and m.get("keys") is None and m.get("key") is None:
-            return self._on_resume_all(m)
-        step, key = self._target(m)
-        keys = self._keys(m)
-        res = (self.run.resume(step, keys=keys, reason=_reason(m)) if keys is not None
-               else self.run.resume(step, key=key, reason=_reason(m)))
-        return self._result(res, "resume")
-
-    def _on_resume_all(self, m: Mapping[str, Any]) -> str:
-        step = m.get("step")
-        return self._result(self.run.resume(str(step) if step else None, reason=_reason(m)), "resume")
-
-    def _on_retry(self, m: Mapping[str, Any]) -> str:
-        step, key = self._target(m)
-        keys = self._keys(m)
-        res = (self.run.retry(step, keys=keys, reason=_reason(m)) if keys is not None
-               else self.run.retry(step, key=key, reason=_reason(m)))
-        return self._result(res, "retry")
-
-    def _on_skip(self, m: Mapping[str, Any]) -> str:
-        step, key = self._target(m)
-        output = _json_arg(m, "output")
-        keys = self._keys(m)
-        res = (self.run.skip(step, keys=keys, output=output, reason=_reason(m)) if keys is not None
-               else self.run.skip(step, key=key, output=output, reason=_reason(m)))
-        return self._result(res, "skip")
-
-    def _on_set_inputs(self, m: Mapping[str, Any]) -> str:
-        step, key = self._target(m)
-        new = _json_arg(m, "inputs")
-        if not isinstance(new, dict):
-            raise NbflowError("the inputs must be a JSON object of input name to value, e.g. {\"item\": {...}}")
-        detail = views.instance_detail(self.store, self.run.id, step, key) or {}
-        current = detail.get("inputs", {})
-        readonly = set(detail.get("readonly_inputs", []))
-        changed = {k: v for k, v in new.items() if k not in current or (k not in readonly and current[k] != v)}
-        if not changed:
-            raise NbflowError("nothing changed: the edited inputs equal the current ones")
-        return self._result(self.run.set_inputs(step, key=key, reason=_reason(m), **changed), "set_inputs")
-
-    def _on_set_output(self, m: Mapping[str, Any]) -> str:
-        step, key = self._target(m)
-        value = _json_arg(m, "value")
-        return self._result(self.run.set_output(step, key=key, value=value, reason=_reason(m)), "set_output")
-
-    def _on_approve(self, m: Mapping[str, Any]) -> str:
-        step, _ = self._target(m)
-        text = m.get("json")
-        payload = _json_arg(m, "payload") if isinstance(text, str) and text.strip() else m.get("payload")
-        comment = _short(m, "comment") or _reason(m)
-        return self._result(self.run.approve(step, comment=comment, payload=payload, reason=_reason(m)), "approve")
-
-    def _on_reject(self, m: Mapping[str, Any]) -> str:
-        step, _ = self._target(m)
-        comment = _short(m, "comment") or _reason(m)
-        return self._result(self.run.reject(step, comment=comment, reason=_reason(m)), "reject")
-
-    def _on_cancel(self, m: Mapping[str, Any]) -> str:
-        return self._result(self.run.cancel(reason=_reason(m)), "cancel")
-
     # breakpoints
     def _on_add_breakpoint(self, m: Mapping[str, Any]) -> str:
-        step, key = self._target(m)
+        step, key = self._bp_target(m)
         when_text = str(m.get("when") or "before")
         try:
             when = When(when_text)
@@ -373,8 +350,14 @@ class Controller:
         cond = f", if {condition}" if condition else ""
         return f"breakpoint #{made.id} set on {_label(step, key)} ({when}{cond}) for every run of {workflow!r}"
 
+    def _bp_target(self, m: Mapping[str, Any]) -> tuple[str, str | None]:
+        step = _step_arg(m) or self._v.step  # the form under the graph acts on the selected step
+        if step is None:
+            raise NbflowError("no step given and none selected")
+        return step, key_text(m.get("key"))
+
     def _on_remove_breakpoint(self, m: Mapping[str, Any]) -> str:
-        step, key = self._target(m)
+        step, key = self._bp_target(m)
         removed = 0
         for scope in (None, self.run.id):
             try:
@@ -417,20 +400,44 @@ def _short(m: Mapping[str, Any], field: str) -> str | None:
     return None if value is None else (str(value).strip()[:2000] or None)
 
 
-def _json_arg(m: Mapping[str, Any], field: str) -> Any:
-    """The value of an edit: the verb's payload *field*, or the editor's JSON text in ``json`` (parsed
-    here, strictly)."""
+def _step_arg(m: Mapping[str, Any]) -> str | None:
+    step = m.get("step")
+    if step in (None, ""):
+        return None
+    if not isinstance(step, str):
+        raise NbflowError("step must be a step name")
+    return step
+
+
+def _edited_field(v: Verb) -> str | None:
+    """The payload field an editor's JSON text stands for: ``payload`` (an approval's output), else
+    the one field a verb requires (skip's ``output``, set_inputs' ``inputs``, set_output's ``value``)."""
+    if "payload" in v.payload:
+        return "payload"
+    return v.payload[0] if len(v.payload) == 1 and v.required == 1 else None
+
+
+def _payload(v: Verb, m: Mapping[str, Any]) -> dict[str, Any]:
+    """The verb's payload from the action's arguments: its own fields, an edited value as the editor's
+    JSON text in ``json`` (parsed here, strictly; blank text is no value), comments as short text."""
+    payload = {f: m[f] for f in v.payload if f in m}
     text = m.get("json")
-    if text is not None:
+    if text is not None and not (isinstance(text, str) and not text.strip()):
+        field = _edited_field(v)
+        if field is None:
+            raise NbflowError(f"{v.name} takes no JSON value")
         if not isinstance(text, str):
             raise NbflowError("json must be JSON text")
         try:
-            return parse_json(text)
+            payload[field] = parse_json(text)
         except ValueError as exc:  # a JSONDecodeError, or NaN/Infinity/a lone surrogate
             raise NbflowError(f"invalid JSON: {exc}; nothing was changed") from None
-    if field in m:
-        return m[field]
-    raise NbflowError(f"the action has no {field!r} (or JSON text in 'json')")
+    if "comment" in payload:
+        payload["comment"] = _short(payload, "comment")
+    missing = [f for f in v.payload[:v.required] if f not in payload]
+    if missing:
+        raise NbflowError(f"{v.name} needs {' and '.join(map(repr, missing))} (or the editor's JSON text in 'json')")
+    return payload
 
 
 def _text_of(exc: BaseException) -> str:
