@@ -290,8 +290,7 @@ def paused_instances(run: Run) -> list[dict[str, Any]]:
 __all__ = [
     "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view",
     "instance_counts",
-    "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "node_status", "owner_view",
-    "paused_instances",
+    "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "owner_view", "paused_instances",
     "run_state", "run_summary", "run_view", "shown_key", "value_view", "verbs",
 ]
 

@@ -44,8 +44,11 @@ export function createDetail(ctx) {
   const bSkip = actionBtn("skip", "Skip…", "skip it, giving the output it stands for", () => openEditor("skip"));
   const bInputs = actionBtn("edit-inputs", "Edit inputs…", "change its inputs (paused before its body, on an error, or failed)", () => openEditor("set_inputs"));
   const bOutput = actionBtn("edit-output", "Edit output…", "change its output (paused after its body)", () => openEditor("set_output"));
+  /** @type {Record<string, HTMLButtonElement>} */
   const verbButtons = { resume: bResume, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput };
-  const actionsRow = h("div", { class: "nbf-actions" }, bResume, bRetry, bSkip, bInputs, bOutput);
+  const OWN_FORM = ["approve", "reject"]; // the decision form below has them
+  const otherVerbs = h("span", { class: "nbf-other-verbs" }); // a verb the table gained that has no button of its own
+  const actionsRow = h("div", { class: "nbf-actions" }, bResume, bRetry, bSkip, bInputs, bOutput, otherVerbs);
 
   // an approval gate that waits: approve or reject, with a comment and an optional JSON payload
   const apComment = h("input", { class: "nbf-input nbf-grow", testid: "approval-comment", placeholder: "comment (optional, recorded with the decision)" });
@@ -187,7 +190,12 @@ export function createDetail(ctx) {
       b.disabled = !verbs.has(verb);
       b.hidden = d.status !== "paused" && !verbs.has(verb);
     }
-    actionsRow.hidden = d.status !== "paused" && !Object.keys(verbButtons).some((v) => verbs.has(v));
+    const others = [...verbs].filter((v) => !(v in verbButtons) && !OWN_FORM.includes(v));
+    if (otherVerbs.dataset.verbs !== others.join(",")) {
+      otherVerbs.replaceChildren(...others.map((v) => actionBtn(`verb-${v}`, v.replaceAll("_", " "), `${v} this instance`, () => verbOn(v))));
+      otherVerbs.dataset.verbs = others.join(",");
+    }
+    actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v));
     approvalBox.hidden = !verbs.has("approve");
     signalBox.hidden = !(d.status === "waiting" && d.token && d.pause_reason !== "approval");
     if (!signalBox.hidden) {
