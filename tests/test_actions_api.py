@@ -87,3 +87,19 @@ def test_a_cookie_session_without_xsrf_is_refused_and_writes_nothing(server: Ser
     assert resp.status_code == 403
     assert command_count(server.db) == before
     assert run.instance("double", key=1).status == "paused"
+
+
+def test_a_breakpoint_from_the_view_is_set_for_the_workflow_and_a_condition_must_be_text(server: Server) -> None:
+    run = paused_run(server.db, "act_bp")
+    made = act(server, run.id, "add_breakpoint", {"step": "double", "key": 3, "when": "after",
+                                                  "condition": "item > 2"})
+    assert made.status_code == 200, made.text
+    assert made.json()["result"]["text"].startswith("breakpoint #")
+    (bp,) = [b for b in server.get("breakpoints", params={"workflow": "act_bp"}).json() if b["key"] == "3"]
+    assert (bp["when"], bp["condition"], bp["run_id"]) == ("after", "item > 2", None)
+    node = next(n for n in made.json()["state"]["dag"]["nodes"] if n["step"] == "double")
+    assert bp["id"] in [b["id"] for b in node["breakpoints"]]  # the answer's state shows it at once
+    bad = act(server, run.id, "add_breakpoint", {"step": "double", "condition": {"not": "text"}})
+    assert bad.status_code == 400 and "condition must be a Python expression" in bad.json()["message"]
+    gone = act(server, run.id, "remove_breakpoint", {"step": "double", "key": 3})
+    assert gone.status_code == 200 and gone.json()["result"]["text"] == "removed 1 breakpoint(s) on double:3"

@@ -338,7 +338,10 @@ class Controller:
             when = When(when_text)
         except ValueError:
             raise NbflowError(f"breakpoint when={when_text!r}: use 'before', 'after' or 'error'") from None
-        condition = str(m.get("condition") or "").strip() or None
+        condition = m.get("condition")
+        if condition is not None and not isinstance(condition, str):
+            raise NbflowError("condition must be a Python expression (a string) or null")
+        condition = (condition or "").strip() or None
         workflow = self.run.workflow_name
         row = self.store.run_row(self.run.id)
         bp = Breakpoint(step, key, when, condition, workflow=workflow)
@@ -354,7 +357,10 @@ class Controller:
         step = _step_arg(m) or self._v.step  # the form under the graph acts on the selected step
         if step is None:
             raise NbflowError("no step given and none selected")
-        return step, key_text(m.get("key"))
+        key = m.get("key")
+        if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
+            raise NbflowError("key must be a string, an integer or null")
+        return step, key_text(key)
 
     def _on_remove_breakpoint(self, m: Mapping[str, Any]) -> str:
         step, key = self._bp_target(m)
