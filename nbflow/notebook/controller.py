@@ -7,9 +7,10 @@ A controller holds the view's state (the selected step, its page of instances an
 the selected instance: :meth:`Controller.view` as plain JSON, restored with ``view=``) and computes
 the state the view draws (:meth:`Controller.state`: summary, DAG, one page of rows, one
 instance's detail). Every action takes plain JSON arguments and returns plain JSON
-(:meth:`Controller.act`): ``{"ok", "text", "action", "command"}``. Operator actions go through
-the ``Run`` verbs (the one command path of :mod:`nbflow.commands`); their names and payload
-fields are the verbs' (:data:`nbflow.verbs.VERBS`).
+(:meth:`Controller.act`): ``{"ok", "text", "action", "command"}``. Operator actions are written
+through :func:`nbflow.commands.submit`, the one command path the ``Run`` verbs take too; their
+names and payload fields are the verbs' (:data:`nbflow.verbs.VERBS`). It never touches the
+scheduler or the store's tables: it reads through :mod:`nbflow.views`.
 
 Actions and their arguments (``key``: an instance's key as the rows show it; ``keys``: several):
 
