@@ -19,7 +19,8 @@ const sources = [];
 for (const dir of ["src", "style"]) {
   for (const name of readdirSync(join(here, dir)).sort()) sources.push(join(here, dir, name));
 }
-for (const name of ["widget.js", "widget.css"]) sources.push(join(here, "..", "js", "src", name));
+// the widget's view, every module of it (it is bundled into the sidebar too)
+for (const name of readdirSync(join(here, "..", "js", "src")).sort()) sources.push(join(here, "..", "js", "src", name));
 const digest = createHash("sha256");
 for (const file of sources) digest.update(readFileSync(file));
 writeFileSync(join(here, "..", "nbflow", "labextension", "sources.sha256"), digest.digest("hex") + "\n");

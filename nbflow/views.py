@@ -167,6 +167,25 @@ def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_NODE_ORDER = ("paused", "failed", "waiting", "running", "retrying", "ready", "pending")
+_NODE_ALIAS = {"retrying": "running", "ready": "running"}
+
+
+def node_status(counts: Mapping[str, int]) -> str:
+    """One status for a DAG node from its per-status counts (``dag.nodes[].status``, the colour every
+    surface draws): what needs a person first (paused, failed), then what is moving, then how it ended.
+    A step without instances is ``pending``."""
+    if not sum(counts.values()):
+        return "pending"
+    for s in _NODE_ORDER:
+        if counts.get(s):
+            return _NODE_ALIAS.get(s, s)
+    for s in ("succeeded", "skipped"):
+        if counts.get(s):
+            return s
+    return "cancelled"
+
+
 def _base_view(
     store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], per_step: Mapping[str, Mapping[str, int]]
 ) -> dict[str, Any]:
@@ -184,6 +203,7 @@ def _base_view(
             "upstream": list(spec.get("upstream", [])),
             "counts": {st: c.get(st, 0) for st in STATUSES},
             "total": sum(c.values()),
+            "status": node_status(c),
             "uses": [{**u, "text": Use.from_json(u).describe()} for u in spec.get("uses", ())],
         })
     return {

@@ -2,11 +2,12 @@
 // Jupyter token or the XSRF header, so every call is authenticated like the rest of JupyterLab.
 import { ServerConnection } from "@jupyterlab/services";
 
-/** An answer that is not 2xx: the server's `{"message": ...}` and the status code. */
+/** An answer that is not 2xx: the server's `{"message": ...}`, the status code and the whole body. */
 export class ApiError extends Error {
   constructor(
     message: string,
     readonly status: number,
+    readonly body: Json = null,
   ) {
     super(message);
   }
@@ -52,7 +53,7 @@ export class Api {
     }
     if (!resp.ok) {
       const message = body && typeof body.message === "string" ? body.message : `${resp.status} ${resp.statusText}`;
-      throw new ApiError(message, resp.status);
+      throw new ApiError(message, resp.status, body);
     }
     return body;
   }

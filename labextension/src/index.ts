@@ -57,7 +57,10 @@ class RunPanel extends Widget {
     this.model = new RestRunModel(api, runId);
     this.model.onRefresh = (summary) => this.onSummary(summary);
     void this.model.start().then(() => {
-      if (!this.isDisposed) this.cleanup = widgetView.render({ model: this.model, el: host });
+      if (!this.isDisposed) {
+        const invoke = (name: string, msg: unknown) => this.model.invoke(name, msg);
+        this.cleanup = widgetView.render({ model: this.model, el: host, experimental: { invoke } });
+      }
     });
   }
 

@@ -29,22 +29,8 @@ COLOURS: dict[str, tuple[str, str]] = {
     "pending": ("#6b7280", "#f9fafb"),
 }
 
-_ORDER = ("paused", "failed", "waiting", "running", "retrying", "ready", "pending")
-_ALIAS = {"retrying": "running", "ready": "running"}
-
-
-def node_status(counts: Mapping[str, int]) -> str:
-    """One status for a node from its per-status counts: what needs a person first (paused, failed),
-    then what is moving, then how it ended. A step without instances is ``pending``."""
-    if not sum(counts.values()):
-        return "pending"
-    for s in _ORDER:
-        if counts.get(s):
-            return _ALIAS.get(s, s)
-    for s in ("succeeded", "skipped"):
-        if counts.get(s):
-            return s
-    return "cancelled"
+node_status = views.node_status
+"""One status for a DAG node from its counts: :func:`nbflow.views.node_status` (the ``status`` of a node)."""
 
 
 def counts_text(counts: Mapping[str, int], sep: str = " · ") -> str:
@@ -77,7 +63,7 @@ def to_dot(run: Run | Mapping[str, Any]) -> str:
         edge_attr={"color": "#9ca3af", "arrowsize": "0.7"},
     )
     for node in state["dag"]["nodes"]:
-        status = node_status(node["counts"])
+        status = node["status"]
         line, fill = COLOURS[status]
         name = html.escape(node["step"])
         kind = "" if node["kind"] == "task" else f' <font point-size="9">[{html.escape(node["kind"])}]</font>'
@@ -138,7 +124,7 @@ def summary_table(state: Mapping[str, Any]) -> str:
     bps = _bp_steps(state)
     rows = []
     for n in state["dag"]["nodes"]:
-        status = node_status(n["counts"])
+        status = n["status"]
         marks = ", ".join(
             f"{html.escape(b['when'])}{' if ' + html.escape(b['condition']) if b['condition'] else ''}"
             + (f" (key {html.escape(str(b['key']))})" if b["key"] is not None else "")

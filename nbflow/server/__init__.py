@@ -1,5 +1,6 @@
 """The Jupyter server extension: a REST API over the store under ``/nbflow/api/`` and the
-external callback endpoint ``/nbflow/signal/<token>`` (see :mod:`nbflow.server.handlers`)."""
+external callback endpoint ``/nbflow/signal/<token>`` (see :mod:`nbflow.server.handlers`), and the
+debugger view's one action endpoint (:mod:`nbflow.server.controller`)."""
 from __future__ import annotations
 
 import os
@@ -26,9 +27,10 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     url = store_url(serverapp.root_dir)
     web_app.settings["nbflow_db"] = url
     base = web_app.settings.get("base_url", "/")
+    from .controller import handlers as controller_handlers
     from .worker import TakeoverHandler
 
-    routes = [*handlers(), (r"nbflow/api/runs/([^/]+)/takeover", TakeoverHandler)]
+    routes = [*handlers(), *controller_handlers(), (r"nbflow/api/runs/([^/]+)/takeover", TakeoverHandler)]
     web_app.add_handlers(".*$", [(url_path_join(base, pattern), cls) for pattern, cls in routes])
     from sqlalchemy.engine import make_url
 

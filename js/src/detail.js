@@ -1,0 +1,319 @@
+// The selected instance's panel: where it stands and why, the verbs its state accepts (with the JSON
+// editor for skip, set_inputs and set_output), an approval's decision form, a signal's token, and its
+// inputs, output, error, logs, attempts and history.
+import { copyText, h } from "./dom.js";
+import { clock, duration, label, plural, pretty, time, quote } from "./format.js";
+import { WHEN, describeEvent, notStarted, pauseWhen, whyText } from "./describe.js";
+
+/** @typedef {import("./types.js").Ctx} Ctx */
+/** @typedef {import("./types.js").Key} Key */
+
+const HISTORY_SHOWN = 6; // newest events shown before "show older"
+const SHORT_LOGS = 6; // logs up to this many lines start unfolded
+
+/** @typedef {{mode: "skip" | "set_inputs" | "set_output", step: string, key: Key}} Editor  the open JSON editor */
+
+/** @param {Ctx} ctx */
+export function createDetail(ctx) {
+  const { model } = ctx;
+  /** @type {{editor: Editor | null, detailFor: string | null, historyAll: boolean}} what the panel remembers between renders */
+  const ui = { editor: null, detailFor: null, historyAll: false };
+  const panelTitle = h("span", { class: "nbf-panel-title" });
+  const panelStatus = h("span", { class: "nbf-pill" });
+  const whyEl = h("div", { class: "nbf-why", testid: "why" });
+  const closePanel = h("button", { class: "nbf-btn nbf-small nbf-ghost", title: "close", onclick: () => ctx.send("close_instance") }, "✕");
+  const target = () => {
+    const d = model.get("selected");
+    return d ? { step: d.step, key: d.key } : null;
+  };
+  /** @param {string} verb  a verb on the selected instance alone */
+  const verbOn = (verb) => {
+    const t = target();
+    if (t) ctx.act(verb, t, slot);
+  };
+  const slot = h("div", { class: "nbf-msg-slot" });
+  /**
+   * @param {string} testid
+   * @param {string} text
+   * @param {string} title
+   * @param {() => unknown} fn
+   */
+  const actionBtn = (testid, text, title, fn) => h("button", { class: "nbf-btn", testid, title, onclick: fn }, text);
+  const bResume = actionBtn("resume-one", "Resume", "let this instance go on", () => verbOn("resume"));
+  const bRetry = actionBtn("retry", "Retry", "run it again with today's code and its current inputs", () => verbOn("retry"));
+  const bSkip = actionBtn("skip", "Skip…", "skip it, giving the output it stands for", () => openEditor("skip"));
+  const bInputs = actionBtn("edit-inputs", "Edit inputs…", "change its inputs (paused before its body, on an error, or failed)", () => openEditor("set_inputs"));
+  const bOutput = actionBtn("edit-output", "Edit output…", "change its output (paused after its body)", () => openEditor("set_output"));
+  /** @type {Record<string, HTMLButtonElement>} */
+  const verbButtons = { resume: bResume, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput };
+  const OWN_FORM = ["approve", "reject"]; // the decision form below has them
+  const otherVerbs = h("span", { class: "nbf-other-verbs" }); // a verb the table gained that has no button of its own
+  const actionsRow = h("div", { class: "nbf-actions" }, bResume, bRetry, bSkip, bInputs, bOutput, otherVerbs);
+
+  // an approval gate that waits: approve or reject, with a comment and an optional JSON payload
+  const apComment = h("input", { class: "nbf-input nbf-grow", testid: "approval-comment", placeholder: "comment (optional, recorded with the decision)" });
+  const apPayload = h("textarea", { class: "nbf-editor-text nbf-payload", testid: "approval-payload", spellcheck: "false", rows: 2, placeholder: "payload (optional JSON): becomes the gate's output, e.g. {\"region\": \"eu\"}" });
+  const apError = h("div", { class: "nbf-json-error", testid: "approval-error" });
+  /** @param {"approve" | "reject"} verb */
+  const decide = (verb) => {
+    const t = target();
+    if (!t) return;
+    const text = apPayload.value.trim();
+    if (verb === "approve" && text) {
+      try {
+        JSON.parse(text);
+      } catch (e) {
+        apError.textContent = `Invalid JSON: ${/** @type {Error} */ (e).message}`;
+        apPayload.classList.add("nbf-invalid");
+        return; // invalid JSON never leaves the browser
+      }
+    }
+    apError.textContent = "";
+    apPayload.classList.remove("nbf-invalid");
+    ctx.act(verb, verb === "approve" ? { step: t.step, comment: apComment.value.trim() || null, json: text || null } : { step: t.step, comment: apComment.value.trim() || null }, slot);
+  };
+  apPayload.addEventListener("input", () => {
+    apError.textContent = "";
+    apPayload.classList.remove("nbf-invalid");
+  });
+  const bApprove = h("button", { class: "nbf-btn nbf-primary", testid: "approve", title: "approve this gate (the payload, if any, becomes its output)", onclick: () => decide("approve") }, "Approve");
+  const bReject = h("button", { class: "nbf-btn nbf-danger", testid: "reject", title: "reject this gate: it fails and what depends on it is cancelled", onclick: () => decide("reject") }, "Reject");
+  const approvalBox = h("div", { class: "nbf-callout", testid: "approval", hidden: true },
+    h("div", { class: "nbf-row" }, apComment), apPayload, apError, h("div", { class: "nbf-row" }, bApprove, bReject));
+
+  // a wait for a signal: the token to hand to whoever sends it
+  const tokenEl = h("input", { class: "nbf-input nbf-grow nbf-token", testid: "token", readonly: true, title: "the signal's correlation token" });
+  const copyToken = h("button", { class: "nbf-btn", testid: "copy-token", title: "copy the token to the clipboard", onclick: async () => {
+    const ok = await copyText(tokenEl.value, tokenEl);
+    copyToken.textContent = ok ? "Copied ✓" : "Press Ctrl+C";
+    setTimeout(() => (copyToken.textContent = "Copy"), 1800);
+  } }, "Copy");
+  const tokenHint = h("div", { class: "nbf-muted nbf-token-hint" });
+  const signalBox = h("div", { class: "nbf-callout", testid: "signal", hidden: true }, h("div", { class: "nbf-row" }, h("span", { class: "nbf-field-label" }, "token"), tokenEl, copyToken), tokenHint);
+
+  const edTitle = h("div", { class: "nbf-section-title" });
+  const edText = h("textarea", { class: "nbf-editor-text", testid: "json-editor", spellcheck: "false", rows: 8 });
+  const edReason = h("input", { class: "nbf-input nbf-grow", testid: "reason", placeholder: "reason (recorded in the history)" });
+  const edError = h("div", { class: "nbf-json-error", testid: "json-error" });
+  const edSave = h("button", { class: "nbf-btn nbf-primary", testid: "json-save", onclick: saveEditor }, "Save");
+  const edCancel = h("button", { class: "nbf-btn", testid: "json-cancel", onclick: () => closeEditor() }, "Cancel");
+  edText.addEventListener("input", () => validateEditor());
+  edText.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      saveEditor();
+    }
+  });
+  for (const elem of [edText, edReason, apComment, apPayload, tokenEl]) ctx.stop(elem);
+  const editor = h("div", { class: "nbf-editor", hidden: true }, edTitle, edText, edError, h("div", { class: "nbf-row" }, edReason, edSave, edCancel));
+
+  const inputsEl = h("pre", { class: "nbf-pre", testid: "inputs" });
+  const outputEl = h("pre", { class: "nbf-pre", testid: "output" });
+  const errorLine = h("div", { class: "nbf-error-line" });
+  const tbSummary = h("summary", {});
+  const tbPre = h("pre", { class: "nbf-pre nbf-traceback" });
+  const tbFold = h("details", { class: "nbf-fold", testid: "traceback" }, tbSummary, tbPre);
+  const errorEl = h("div", { class: "nbf-error", testid: "error" }, errorLine, tbFold);
+  const logsEl = h("pre", { class: "nbf-pre nbf-logs", testid: "logs" });
+  const logsSummary = h("summary", { class: "nbf-section-title" });
+  const logsFold = h("details", { class: "nbf-section nbf-fold" }, logsSummary, logsEl);
+  const attemptsEl = h("div", { class: "nbf-attempts", testid: "attempts" });
+  const historyEl = h("ol", { class: "nbf-history", testid: "history" });
+  const historyMore = h("button", { class: "nbf-btn nbf-small nbf-ghost nbf-more", onclick: () => {
+    ui.historyAll = !ui.historyAll;
+    render();
+  } });
+  /**
+   * @param {string} title
+   * @param {HTMLElement} body
+   * @param {import("./dom.js").Attrs} [extra]
+   */
+  const section = (title, body, extra = {}) => h("div", { class: "nbf-section", ...extra }, h("div", { class: "nbf-section-title" }, title), body);
+  const errorSection = section("Error", errorEl);
+  const panel = h("div", { class: "nbf-panel", testid: "instance-panel", hidden: true },
+    h("div", { class: "nbf-panel-head" }, panelTitle, panelStatus, h("span", { class: "nbf-spacer" }), closePanel),
+    whyEl,
+    actionsRow,
+    slot,
+    approvalBox,
+    signalBox,
+    editor,
+    h("div", { class: "nbf-grid2" }, section("Inputs", inputsEl), section("Output", outputEl)),
+    errorSection,
+    h("div", { class: "nbf-grid2" }, logsFold, section("Attempts", attemptsEl)),
+    section("History", h("div", {}, historyEl, historyMore)));
+
+
+  function render() {
+    const sel = model.get("selected");
+    const d = model.get("detail");
+    panel.hidden = !sel;
+    if (!sel) {
+      closeEditor();
+      return;
+    }
+    if (ui.editor && (ui.editor.step !== sel.step || (ui.editor.key ?? null) !== (sel.key ?? null))) closeEditor();
+    const which = `${sel.step}\u0000${sel.key ?? ""}`;
+    const fresh = ui.detailFor !== which;
+    if (fresh) {
+      // another instance: fold its traceback, show its newest history, clear the decision form
+      ui.detailFor = which;
+      ui.historyAll = false;
+      tbFold.open = false;
+      apComment.value = apPayload.value = apError.textContent = "";
+    }
+    panelTitle.textContent = label(sel.step, sel.key);
+    if (!d || d.missing) {
+      panelStatus.textContent = d ? "not started" : "loading…";
+      panelStatus.className = "nbf-pill nbf-st-pending";
+      whyEl.textContent = d ? "Not started yet: it waits for its upstream steps." : "";
+      for (const b of Object.values(verbButtons)) b.disabled = true;
+      actionsRow.hidden = true;
+      approvalBox.hidden = signalBox.hidden = true;
+      inputsEl.textContent = outputEl.textContent = "";
+      logsEl.textContent = "(nothing captured)";
+      logsSummary.textContent = "Logs · none";
+      errorSection.hidden = true;
+      attemptsEl.replaceChildren(h("span", { class: "nbf-muted" }, "not started yet"));
+      historyEl.replaceChildren();
+      historyMore.hidden = true;
+      return;
+    }
+    const bps = ctx.breakpointsById();
+    const node = (model.get("dag").nodes || []).find((n) => n.step === sel.step);
+    panelStatus.textContent = d.status + (d.status === "paused" && d.pause_reason ? ` · ${WHEN[pauseWhen(d.pause_reason)] || pauseWhen(d.pause_reason)}` : "");
+    panelStatus.className = `nbf-pill nbf-st-${d.status}`;
+    whyEl.textContent = whyText(d, bps);
+    const verbs = new Set(d.verbs || []);
+    // paused: every verb shows (the disabled ones say what a pause elsewhere would allow); otherwise only what applies
+    for (const [verb, b] of Object.entries(verbButtons)) {
+      b.disabled = !verbs.has(verb);
+      b.hidden = d.status !== "paused" && !verbs.has(verb);
+    }
+    const others = [...verbs].filter((v) => !(v in verbButtons) && !OWN_FORM.includes(v));
+    if (otherVerbs.dataset.verbs !== others.join(",")) {
+      otherVerbs.replaceChildren(...others.map((v) => actionBtn(`verb-${v}`, v.replaceAll("_", " "), `${v} this instance`, () => verbOn(v))));
+      otherVerbs.dataset.verbs = others.join(",");
+    }
+    actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v));
+    approvalBox.hidden = !verbs.has("approve");
+    signalBox.hidden = !(d.status === "waiting" && d.token && d.pause_reason !== "approval");
+    if (!signalBox.hidden) {
+      tokenEl.value = /** @type {string} */ (d.token); // shown only with a token
+      tokenHint.replaceChildren("Deliver the payload with ", h("code", {}, "nbflow signal TOKEN --payload JSON"), " or ", h("code", {}, "nbflow.signal(token, payload)"), ".");
+    }
+    inputsEl.textContent = Object.keys(d.inputs || {}).length ? pretty(d.inputs) : "(no inputs)";
+    inputsEl.classList.toggle("nbf-empty-pre", !Object.keys(d.inputs || {}).length);
+    if (d.readonly_inputs && d.readonly_inputs.length) inputsEl.title = `not editable here (not JSON, or too large): ${d.readonly_inputs.join(", ")}`;
+    else inputsEl.removeAttribute("title");
+    outputEl.textContent = d.has_output ? pretty(d.output) : "(no output yet)";
+    outputEl.classList.toggle("nbf-empty-pre", !d.has_output);
+    errorSection.hidden = !d.error;
+    if (d.error) {
+      errorLine.replaceChildren(h("b", {}, d.error.type), ": ", d.error.message);
+      const tb = d.error.traceback || "";
+      tbFold.hidden = !tb.trim();
+      tbSummary.textContent = `Traceback · ${plural(tb.trimEnd().split("\n").length, "line")}`;
+      tbPre.textContent = tb;
+    }
+    const logs = d.logs || "";
+    const lines = logs ? logs.trimEnd().split("\n").length : 0;
+    logsEl.textContent = logs ? (d.logs_truncated ? "…\n" : "") + logs : "(nothing captured)";
+    logsEl.classList.toggle("nbf-empty-pre", !logs);
+    logsSummary.textContent = lines ? `Logs · ${plural(lines, "line")}${d.logs_truncated ? " (the last)" : ""}` : "Logs · none";
+    if (fresh) logsFold.open = lines > 0 && lines <= SHORT_LOGS;
+    attemptsEl.replaceChildren(...(d.attempts && d.attempts.length ? d.attempts.map((a) =>
+      h("div", { class: "nbf-attempt" }, h("b", {}, `#${a.attempt ?? "?"}`), h("span", { class: "nbf-muted" }, ` ${clock(a.started)} `),
+        a.outcome ? h("span", { class: `nbf-fg-${a.outcome === "succeeded" ? "succeeded" : a.outcome === "retrying" || a.outcome === "attempt_failed" ? "paused" : "failed"}` }, a.outcome.replace("_", " ")) : h("span", { class: "nbf-fg-running" }, "running"),
+        a.started && a.finished ? h("span", { class: "nbf-muted" }, ` · ${duration(a.started, a.finished)}`) : "",
+        a.error ? h("div", { class: "nbf-attempt-error", title: a.error }, a.error) : "")) :
+      [h("span", { class: "nbf-muted" }, d.attempt ? plural(d.attempt, "attempt") : notStarted(d.status, node && node.kind))]));
+    const words = { bps, kind: node ? node.kind : "task" };
+    const hist = (d.history || []).slice().reverse();
+    const shown = ui.historyAll ? hist : hist.slice(0, HISTORY_SHOWN);
+    historyEl.replaceChildren(...shown.map((e) => {
+      const data = e.data || {};
+      const reason = e.actor && e.kind !== "signal_refused" ? data.reason : null; // an operator's reason (a pause has its own "reason")
+      const { head, tail, block } = describeEvent(e, words);
+      return h("li", { "data-kind": e.kind, "data-event-id": e.id, class: `nbf-ev nbf-ev-${e.kind}` },
+        h("span", { class: "nbf-h-time", title: e.ts || "" }, time(e.ts)),
+        h("span", { class: "nbf-h-text" }, h("b", {}, head), e.actor ? h("span", { class: "nbf-muted" }, ` by ${e.actor}`) : "", tail || "",
+          reason ? h("span", { class: "nbf-reason" }, ` — ${quote(reason)}`) : ""),
+        block || "");
+    }));
+    const older = hist.length - shown.length + (d.history_omitted || 0);
+    historyMore.hidden = hist.length <= HISTORY_SHOWN;
+    historyMore.textContent = ui.historyAll ? "show the newest only" : `show ${plural(older, "older event")}`;
+    if (ui.historyAll && d.history_omitted) historyEl.append(h("li", { class: "nbf-muted" }, `… ${plural(d.history_omitted, "older event")} not loaded (nbflow history)`));
+  }
+
+  // ---------------------------------------------------------------- JSON editor
+  /** @param {"skip" | "set_inputs" | "set_output"} mode */
+  function openEditor(mode) {
+    const sel = model.get("selected");
+    const d = model.get("detail");
+    if (!sel || !d) return;
+    let initial;
+    if (mode === "set_inputs") {
+      /** @type {Record<string, unknown>} */
+      const editable = {};
+      for (const [k, v] of Object.entries(d.inputs || {})) if (!(d.readonly_inputs || []).includes(k)) editable[k] = v;
+      initial = editable;
+      edTitle.textContent = `Edit the inputs of ${label(sel.step, sel.key)}`;
+    } else if (mode === "set_output") {
+      initial = d.output;
+      edTitle.textContent = `Edit the output of ${label(sel.step, sel.key)}`;
+    } else {
+      initial = d.has_output && d.output_editable ? d.output : null;
+      edTitle.textContent = `Skip ${label(sel.step, sel.key)}: the output it stands for`;
+    }
+    ui.editor = { mode, step: sel.step, key: sel.key };
+    edText.value = pretty(initial === undefined ? null : initial);
+    edError.textContent = "";
+    edReason.value = "";
+    editor.hidden = false;
+    edSave.disabled = false;
+    edText.focus();
+  }
+
+  function validateEditor() {
+    const text = edText.value;
+    try {
+      const value = JSON.parse(text);
+      if (ui.editor && ui.editor.mode === "set_inputs" && (value === null || typeof value !== "object" || Array.isArray(value))) {
+        throw new Error('the inputs must be a JSON object of input name to value, e.g. {"item": {...}}');
+      }
+      edError.textContent = "";
+      edText.classList.remove("nbf-invalid");
+      return { ok: true, value };
+    } catch (e) {
+      const msg = e instanceof SyntaxError ? `Invalid JSON: ${e.message}` : /** @type {Error} */ (e).message;
+      edError.textContent = msg;
+      edText.classList.add("nbf-invalid");
+      return { ok: false, error: msg };
+    }
+  }
+
+  function saveEditor() {
+    if (!ui.editor) return;
+    const v = validateEditor();
+    if (!v.ok) return; // invalid JSON never leaves the browser
+    const open = ui.editor;
+    const { mode, step, key } = open;
+    edSave.disabled = true;
+    void ctx.act(mode, { step, key, json: edText.value, reason: edReason.value.trim() || null }, slot).then((answer) => {
+      if (ui.editor !== open) return; // closed or replaced meanwhile
+      if (answer.ok) closeEditor();
+      else edSave.disabled = false;
+    });
+  }
+
+  function closeEditor() {
+    ui.editor = null;
+    editor.hidden = true;
+    edError.textContent = "";
+    edText.classList.remove("nbf-invalid");
+  }
+
+  return { el: panel, render };
+}

@@ -1,0 +1,83 @@
+// The header: the run's id, workflow, status and progress, and the run-wide actions.
+import { h } from "./dom.js";
+import { BAR_ORDER, TERMINAL_RUN, countsText, fmt } from "./format.js";
+
+/** @typedef {import("./types.js").Ctx} Ctx */
+
+/** @param {Ctx} ctx */
+export function createHeader(ctx) {
+  const { model } = ctx;
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  let cancelArmed = null; // the first click on "Cancel run" expires
+  const badge = h("span", { class: "nbf-badge", testid: "status-badge" });
+  const interrupted = h("span", { class: "nbf-badge nbf-interrupted", testid: "interrupted", hidden: true, title: "no live process drives this run; `nbflow resume RUN` continues it" }, "INTERRUPTED");
+  const liveDot = h("span", { class: "nbf-live", testid: "live" });
+  const runId = h("code", { class: "nbf-runid", testid: "run-id" });
+  const wfName = h("span", { class: "nbf-wf" });
+  const bar = h("div", { class: "nbf-bar", role: "progressbar" });
+  const progress = h("span", { class: "nbf-progress", testid: "progress" });
+  const countsEl = h("span", { class: "nbf-counts" });
+  const ownerEl = h("div", { class: "nbf-owner" });
+  const slot = h("div", { class: "nbf-msg-slot" });
+  const resumeAll = h("button", { class: "nbf-btn", testid: "resume-all", title: "resume every paused instance of the run", onclick: () => ctx.act("resume_all", {}, slot) }, "Resume all paused");
+  const cancelRun = h("button", { class: "nbf-btn nbf-danger", testid: "cancel-run", title: "cancel the run (click twice)", onclick: onCancel }, "Cancel run");
+
+  const el = h("div", { class: "nbf-header" },
+    h("div", { class: "nbf-title" }, h("span", { class: "nbf-logo" }, "nbflow"), runId, wfName, badge, interrupted, liveDot),
+    h("div", { class: "nbf-progress-row" }, h("div", { class: "nbf-progress-info" }, bar, progress, countsEl), h("div", { class: "nbf-run-actions" }, resumeAll, cancelRun)),
+    ownerEl, slot,
+  );
+
+  function render() {
+    const sm = model.get("summary") || {};
+    const status = (sm.status || "").toLowerCase();
+    ctx.root.setAttribute("data-run-id", sm.id || model.get("run_id") || "");
+    ctx.root.setAttribute("data-status", status);
+    runId.textContent = sm.id || "";
+    runId.title = "run id";
+    wfName.replaceChildren("workflow ", h("b", {}, sm.workflow || ""), sm.version ? h("span", { class: "nbf-muted", title: `version ${sm.version}` }, ` @${String(sm.version).slice(0, 8)}`) : "");
+    badge.textContent = status.toUpperCase();
+    badge.className = `nbf-badge nbf-st-${status}`;
+    interrupted.hidden = !sm.interrupted;
+    const p = sm.progress || { done: 0, total: 0 };
+    progress.textContent = `${p.done}/${p.total}`;
+    progress.title = `${fmt(p.done)} of ${fmt(p.total)} instances finished`;
+    countsEl.textContent = countsText(sm.counts);
+    const total = Object.values(sm.counts || {}).reduce((a, b) => a + b, 0);
+    bar.replaceChildren(...BAR_ORDER.filter((st) => (sm.counts || {})[st] > 0).map((st) =>
+      h("span", { class: `nbf-seg nbf-bg-${st}`, style: `width:${(100 * sm.counts[st]) / total}%`, title: `${fmt(sm.counts[st])} ${st}` })));
+    bar.setAttribute("aria-valuenow", String(p.done));
+    bar.setAttribute("aria-valuemax", String(p.total));
+    const owner = sm.owner || {};
+    ownerEl.textContent = owner.text ? `owner: ${owner.text}` : "";
+    const terminal = TERMINAL_RUN.includes(status);
+    resumeAll.disabled = terminal || !((sm.counts || {}).paused > 0);
+    cancelRun.disabled = terminal;
+  }
+
+  function renderLive() {
+    const live = model.get("live");
+    liveDot.textContent = live ? "● live" : "";
+    liveDot.title = live ? "updates as the run changes" : "";
+  }
+
+  function disarm() {
+    if (cancelArmed) clearTimeout(cancelArmed);
+    cancelArmed = null;
+    cancelRun.textContent = "Cancel run";
+    cancelRun.classList.remove("nbf-armed");
+  }
+
+  function onCancel() {
+    if (cancelArmed) {
+      disarm();
+      ctx.act("cancel", {}, slot);
+      return;
+    }
+    cancelRun.textContent = "Click again to cancel";
+    cancelRun.classList.add("nbf-armed");
+    cancelArmed = setTimeout(disarm, 4000);
+  }
+
+  return { el, render, renderLive, dispose: () => cancelArmed && clearTimeout(cancelArmed) };
+}

@@ -1,0 +1,176 @@
+// The shapes the view works with (checked by `npm run typecheck`): the model's traits, as
+// nbflow/notebook/controller.py computes them for the widget (nbflow/notebook/widget.py) and for the
+// sidebar (labextension/src/model.ts, over POST /nbflow/api/runs/<run>/actions/<name>).
+/** @typedef {string | number | null} Key  an instance's key as the rows show it (null: a task's single instance) */
+/** @typedef {Record<string, number>} Counts  instances per status */
+/** @typedef {string | number | null | undefined} When  an ISO timestamp, or epoch seconds (event data) */
+
+/**
+ * @typedef {object} Breakpoint  one breakpoint on a DAG node, with its state in this run
+ * @property {number} id
+ * @property {Key} [key]  only this key (null: every instance of the step)
+ * @property {string} when  "before", "after" or "error"
+ * @property {string | null} [condition]  a Python condition on the inputs
+ * @property {string} scope  "run" or "workflow"
+ * @property {string} state  "hit" (holding instances) or "set"
+ * @property {number} held  how many instances it holds
+ */
+
+/**
+ * @typedef {object} DagNode
+ * @property {string} step
+ * @property {string} kind  "task", "foreach", "approval" or "wait"
+ * @property {Counts} counts
+ * @property {number} total
+ * @property {string} status  its colour: nbflow.views.node_status of the counts, computed in Python
+ * @property {Breakpoint[]} breakpoints
+ * @property {{text: string}[]} [uses]  what the step reads from the notebook
+ */
+
+/** @typedef {{nodes: DagNode[], edges: [string, string][]}} Dag */
+
+/**
+ * @typedef {object} Summary  the run's header
+ * @property {string} [id]
+ * @property {string} [workflow]
+ * @property {string} [version]
+ * @property {string} status
+ * @property {boolean} [interrupted]
+ * @property {{text?: string}} [owner]
+ * @property {{done: number, total: number}} [progress]
+ * @property {Counts} counts
+ */
+
+/** @typedef {{type: string, message: string, traceback?: string}} ErrorInfo */
+
+/**
+ * @typedef {object} InstanceRow  one row of the instance table (nbflow.views.instance_view)
+ * @property {string} step
+ * @property {Key} key
+ * @property {string} status
+ * @property {number | null} attempt
+ * @property {string | null} pause_reason  "before", "after: ...", "approval", "signal: NAME", ...
+ * @property {ErrorInfo | null} error
+ * @property {number[]} [held_by]  the ids of the breakpoints holding it (0: break on error)
+ * @property {string[]} [verbs]  the verbs its state accepts
+ * @property {string | null} started_at
+ * @property {string | null} finished_at
+ * @property {string | null} next_attempt_at
+ * @property {string | null} deadline
+ */
+
+/**
+ * @typedef {object} InstancePage  one page of the selected step's instances ({} when no step is selected)
+ * @property {number} [offset]
+ * @property {number} [limit]
+ * @property {number} [total]
+ * @property {string} [status]  the status filter
+ * @property {string} [text]  the text filter
+ * @property {InstanceRow[]} [rows]
+ */
+
+/** @typedef {{step: string, key: Key}} Selected  the selected instance's address */
+
+/**
+ * @typedef {object} EventData  what an event records (the fields the history shows; others are listed as is)
+ * @property {number} [attempt]
+ * @property {number} [delay]
+ * @property {number} [timeout]
+ * @property {string} [error]
+ * @property {string} [name]
+ * @property {string} [reason]
+ * @property {string} [when]
+ * @property {number[]} [breakpoints]
+ * @property {unknown} [output]
+ * @property {unknown} [old]
+ * @property {unknown} [new]
+ * @property {unknown} [payload]
+ * @property {string} [previous_status]
+ * @property {string} [deadline]
+ * @property {string} [comment]
+ * @property {number} [items]
+ * @property {string} [verb]
+ * @property {string} [result]
+ * @property {string} [message]
+ */
+
+/** @typedef {{id: number, ts: string | null, kind: string, actor: string | null, data?: EventData & Record<string, unknown>}} HistoryEvent */
+
+/**
+ * @typedef {object} Attempt
+ * @property {number | null} attempt
+ * @property {string | null} started
+ * @property {string | null} finished
+ * @property {string | null} outcome  the event kind that ended it (null: still running)
+ * @property {string | null} error
+ */
+
+/**
+ * @typedef {object} DetailFields  what nbflow.views.instance_detail adds to the row
+ * @property {boolean} [missing]  the instance does not exist yet (then only step and key are set)
+ * @property {ErrorInfo | null} error
+ * @property {Record<string, unknown>} [inputs]
+ * @property {string[]} [readonly_inputs]  inputs that are not editable JSON
+ * @property {unknown} [output]
+ * @property {boolean} [output_editable]
+ * @property {boolean} [has_output]
+ * @property {string} [logs]
+ * @property {boolean} [logs_truncated]
+ * @property {string | null} [token]  a waiting instance's signal token
+ * @property {Attempt[]} [attempts]
+ * @property {HistoryEvent[]} [history]
+ * @property {number} [history_omitted]
+ */
+
+/** @typedef {Omit<InstanceRow, "error"> & DetailFields} Detail  the selected instance */
+
+/** @typedef {{seq?: number, ok?: boolean, text?: string | null, action?: string, req?: string | null, pending?: boolean}} Message */
+
+/**
+ * @typedef {object} Answer  what an action answers (nbflow.notebook.controller.Controller.act)
+ * @property {boolean} ok  false: refused or invalid, and nothing changed
+ * @property {string | null} text  what to tell the person (null after navigation)
+ * @property {string} action
+ * @property {string} [code]  why it was refused (nbflow.verbs.Refusal)
+ * @property {{id: number, state: string} | null} [command]  the command it wrote: applied, queued or sent
+ */
+
+/**
+ * @typedef {object} Traits  the model's state (nbflow/notebook/widget.py's RunWidget, labextension/src/model.ts)
+ * @property {string} run_id
+ * @property {Summary} summary
+ * @property {Dag} dag
+ * @property {string | null} selected_step
+ * @property {InstancePage} instances
+ * @property {Selected | null} selected
+ * @property {Detail | null} detail
+ * @property {Message} message
+ * @property {boolean} live
+ */
+
+/**
+ * @typedef {object} Model  the part of anywidget's model API the view uses
+ * @property {<N extends keyof Traits>(name: N) => Traits[N]} get
+ * @property {(event: string, fn: () => void) => void} on
+ * @property {(event: string, fn: () => void) => void} off
+ */
+
+/**
+ * @typedef {(name: string, msg: unknown, options?: {buffers?: DataView[], signal?: AbortSignal}) => Promise<[unknown, DataView[]]>} Invoke
+ *   anywidget's `experimental.invoke`: call a command of the Python widget (`@anywidget.experimental.command`)
+ */
+
+/**
+ * @typedef {object} Ctx  what every part of the view shares (made by render in widget.js)
+ * @property {Model} model
+ * @property {HTMLElement} root  the widget's root element
+ * @property {(name: string, args: Record<string, unknown>, slot: HTMLElement) => Promise<Answer>} act
+ *   an action whose answer shows in `slot`, next to where it was asked for
+ * @property {(name: string, args?: Record<string, unknown>) => Promise<Answer>} send  navigation: only a failure shows
+ * @property {(m: Message | null) => void} showMessage
+ * @property {(slot?: HTMLElement | null) => void} placeMessage
+ * @property {() => Map<number, Breakpoint>} breakpointsById
+ * @property {(elem: HTMLElement) => void} stop  keep Jupyter's shortcuts out of a text field
+ */
+
+export {};

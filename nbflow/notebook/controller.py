@@ -1,0 +1,459 @@
+"""The debugger view's controller: one home for what the notebook widget and the JupyterLab sidebar
+show and do. Both surfaces are thin transports over it: the widget calls :meth:`Controller.act`
+from its anywidget command (:meth:`nbflow.notebook.widget.RunWidget.act`), the sidebar through
+``POST /nbflow/api/runs/<run>/actions/<name>`` (:mod:`nbflow.server.controller`).
+
+A controller holds the view's state (the selected step, its page of instances and their filters,
+the selected instance: :meth:`Controller.view` as plain JSON, restored with ``view=``) and computes
+the state the view draws (:meth:`Controller.state`: summary, DAG, one page of rows, one
+instance's detail). Every action takes plain JSON arguments and returns plain JSON
+(:meth:`Controller.act`): ``{"ok", "text", "action", "command"}``. Operator actions are written
+through :func:`nbflow.commands.submit`, the one command path the ``Run`` verbs take too; their
+names and payload fields are the verbs' (:data:`nbflow.verbs.VERBS`). It never touches the
+scheduler or the store's tables: it reads through :mod:`nbflow.views`.
+
+Actions and their arguments (``key``: an instance's key as the rows show it; ``keys``: several):
+
+* navigation (``text`` is None): ``refresh``, ``select_step {step}`` (null: none),
+  ``page {offset}`` or ``{delta}`` (pages), ``filter {status, text}``, ``select_instance {step, key}``,
+  ``close_instance``;
+* every verb of the table that names instances, a step or the run (:data:`VERB_ACTIONS`), with
+  ``step``, ``key`` or ``keys`` as its target asks, the verb's payload fields and ``reason``:
+  ``resume {step, key | keys}`` (no step: every paused instance of the run; so does ``resume_all``),
+  ``retry``, ``skip {output}``, ``set_inputs {inputs}`` (only the inputs that differ are sent on),
+  ``set_output {value}``, ``approve {step, comment, payload}``, ``reject {step, comment}``,
+  ``cancel``. An edited value may come as the editor's JSON text in ``json`` instead (parsed here,
+  strictly: big integers keep their digits). A verb added to the table is an action with no code here;
+* breakpoints: ``add_breakpoint {step, key, when, condition}`` (for every run of the workflow),
+  ``remove_breakpoint {step, key}`` (of the workflow and of this run); no step: the selected one.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import verbs, views
+from .._util import parse_json
+from ..breakpoints import Breakpoint, key_text, validate
+from ..commands import CommandResult, add_breakpoint, remove_breakpoints, submit
+from ..errors import CommandRefused, NbflowError, UnknownRunError
+from ..run import Run
+from ..states import RunStatus, When
+from ..verbs import Verb
+
+PAGE_SIZE = 20
+"""Rows on one page of the instance table (the page drives its height: no scroll box in a notebook output)."""
+
+NAVIGATION = ("refresh", "select_step", "page", "filter", "select_instance", "close_instance")
+"""Actions that change what is shown, not the run: they need only ``read`` on the server."""
+
+_SURFACE_TARGETS = (verbs.Target.INSTANCES, verbs.Target.STEP, verbs.Target.RUN)
+VERB_ACTIONS = (*(v.name for v in verbs.VERBS.values() if v.target in _SURFACE_TARGETS), "resume_all")
+"""The operator verbs the view offers: every verb of the table that names instances, a step or the
+run, in table order (``resume_all``: resume with no step). A verb added to the table is an action
+here with no code of its own."""
+
+BREAKPOINT_ACTIONS = ("add_breakpoint", "remove_breakpoint")
+
+ACTIONS = NAVIGATION + VERB_ACTIONS + BREAKPOINT_ACTIONS
+"""Every action, in the order they are listed."""
+
+SUMMARY_FIELDS = ("id", "workflow", "version", "status", "interrupted", "owner", "progress", "counts",
+                  "break_on_error", "created", "updated", "finished", "forked_from")
+
+
+@dataclass
+class _View:
+    step: str | None = None
+    sel: tuple[str, str | None] | None = None  # (step, key text)
+    offset: int = 0
+    status: str = ""
+    text: str = ""
+
+
+class Controller:
+    """The actions and the view state of the debugger view of one run."""
+
+    def __init__(self, run: Run, *, page_size: int = PAGE_SIZE, view: Mapping[str, Any] | None = None,
+                 resume_hint: str = "wf.attach") -> None:
+        self.run = run
+        self.store = run.store
+        self.page_size = page_size
+        self.resume_hint = resume_hint
+        """What else than ``nbflow resume RUN`` applies a queued command, in its message."""
+        self.status = ""
+        """The run's status as of the last :meth:`state`."""
+        self.pending: dict[int, str] = {}
+        """Commands written for an owner in another process, not yet known applied: id -> action."""
+        self._v = _View()
+        self._nodes: list[dict[str, Any]] = []
+        self._detail: dict[str, Any] | None = None
+        self._detail_stamp: tuple[Any, ...] | None = None
+        self._command: dict[str, Any] | None = None  # the command the action in progress wrote
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+            name: getattr(self, f"_on_{name}") for name in NAVIGATION + BREAKPOINT_ACTIONS
+        }
+        for name in VERB_ACTIONS:
+            self._handlers[name] = functools.partial(self._verb, "resume" if name == "resume_all" else name)
+        if view is None:
+            state = views.run_state(self.store, run.id)
+            first = _first_interesting_step(state["dag"]["nodes"])
+            self._nodes = state["dag"]["nodes"]
+            if first is not None:
+                self._select_step(first)
+        else:
+            self._restore(view)
+
+    # -- the view state ---------------------------------------------------------------------------
+    def view(self) -> dict[str, Any]:
+        """The view state as plain JSON (pass it back as ``view=`` to a new controller)."""
+        v = self._v
+        return {"step": v.step, "instance": None if v.sel is None else {"step": v.sel[0], "key": v.sel[1]},
+                "offset": v.offset, "status": v.status, "text": v.text}
+
+    def _restore(self, view: Mapping[str, Any]) -> None:
+        if not isinstance(view, Mapping):
+            raise NbflowError("the view must be a JSON object (what the last answer gave)")
+        step, inst = view.get("step"), view.get("instance")
+        offset, status, text = view.get("offset", 0), view.get("status") or "", view.get("text") or ""
+        if step is not None and not isinstance(step, str):
+            raise NbflowError("view.step must be a step name or null")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise NbflowError("view.offset must be a whole number from 0")
+        if not isinstance(status, str) or not isinstance(text, str):
+            raise NbflowError("view.status and view.text must be strings")
+        sel = None
+        if inst is not None:
+            if not isinstance(inst, Mapping) or not isinstance(inst.get("step"), str):
+                raise NbflowError("view.instance must be {step, key} or null")
+            sel = (str(inst["step"]), key_text(inst.get("key")))
+        self._v = _View(step, sel, offset, status if status in views.STATUSES else "", text[:200])
+
+    def _select_step(self, step: str | None) -> None:
+        self._v = _View()
+        if step is None:
+            return
+        node = next((n for n in self._nodes if n["step"] == step), None)
+        if node is None:
+            raise NbflowError(f"run {self.run.id} has no step {step!r}")
+        self._v.step = step
+        if node["kind"] != "foreach":
+            self._v.sel = (step, None)  # a task has one instance: open it
+
+    # -- what the view draws ----------------------------------------------------------------------
+    def state(self, force: bool = True) -> dict[str, Any]:
+        """``summary``, ``dag``, ``selected_step``, ``instances`` (one page), ``selected`` and ``detail``
+        (the selected instance), read from the store. Without *force* the detail is re-read only when
+        the instance changed."""
+        state = views.run_state(self.store, self.run.id)
+        self.status = state["status"]
+        bps: dict[str, list[dict[str, Any]]] = {}
+        for b in state["breakpoints"]:
+            bps.setdefault(b["step"], []).append(
+                {k: b[k] for k in ("id", "key", "when", "condition", "scope", "state", "held")}
+            )
+        nodes = [{**n, "breakpoints": bps.get(n["step"], [])} for n in state["dag"]["nodes"]]
+        self._nodes = nodes
+        summary = {k: state[k] for k in SUMMARY_FIELDS}
+        summary["params"] = _small(state["params"])
+        v = self._v
+        if v.step is not None and v.step not in {n["step"] for n in nodes}:
+            v.step, v.sel = None, None
+        page = self._page() if v.step is not None else {}
+        detail = None
+        if v.sel is not None:
+            step, key = v.sel
+            stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key))
+            if force or stamp != self._detail_stamp:  # values are decoded only when the instance changed
+                self._detail = views.instance_detail(self.store, self.run.id, step, key, user_keys=True) or {
+                    "step": step, "key": key, "missing": True,
+                }
+                self._detail_stamp = stamp
+            detail = self._detail
+        return {
+            "summary": summary, "dag": {"nodes": nodes, "edges": state["dag"]["edges"]},
+            "selected_step": v.step, "instances": page,
+            "selected": None if v.sel is None else {"step": v.sel[0], "key": (detail or {"key": v.sel[1]})["key"]},
+            "detail": detail,
+        }
+
+    def _page(self) -> dict[str, Any]:
+        v = self._v
+        assert v.step is not None
+        page = views.instance_page(
+            self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=v.offset,
+            limit=self.page_size, user_keys=True,
+        )
+        v.offset = page["offset"]
+        page.update(status=v.status, text=v.text)
+        return page
+
+    # -- actions ----------------------------------------------------------------------------------
+    def act(self, name: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Apply one action. The answer: ``ok`` (False: refused or invalid, and nothing changed),
+        ``text`` (what to tell the person; None after navigation), ``action``, ``code`` (a
+        :class:`nbflow.verbs.Refusal` value when refused) and ``command`` (``{id, state}`` when a
+        command was written: ``applied``, ``queued`` for an owner that is not running, ``sent`` to a
+        live owner in another process)."""
+        out: dict[str, Any] = {"ok": True, "text": None, "action": name, "command": None}
+        handler = self._handlers.get(name) if isinstance(name, str) else None
+        if handler is None:
+            return {**out, "ok": False, "code": str(verbs.Refusal.INVALID),
+                    "text": f"unknown action {name!r}; actions are: {', '.join(ACTIONS)}"}
+        if args is None:
+            args = {}
+        if not isinstance(args, Mapping):
+            return {**out, "ok": False, "code": str(verbs.Refusal.INVALID),
+                    "text": f"the arguments of {name} must be a JSON object"}
+        self._command = None
+        try:
+            text = handler(args)
+        except UnknownRunError as exc:
+            return {**out, "ok": False, "code": str(verbs.Refusal.NOT_FOUND), "text": _text_of(exc)}
+        except CommandRefused as exc:
+            return {**out, "ok": False, "code": exc.code, "text": _text_of(exc)}
+        except (NbflowError, ValueError, TypeError, KeyError) as exc:
+            return {**out, "ok": False, "code": str(verbs.Refusal.INVALID), "text": _text_of(exc)}
+        return {**out, "text": text, "command": self._command}
+
+    def settle(self) -> list[dict[str, Any]]:
+        """The answers of :attr:`pending` commands that their owner applied since (and forgets them)."""
+        done = []
+        for cid, action in list(self.pending.items()):
+            row = self.store.command_row(cid)
+            if row["applied_at"] is None:
+                continue
+            del self.pending[cid]
+            done.append(self.applied(cid, action, row))
+        return done
+
+    @staticmethod
+    def applied(cid: int, action: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer for command *cid* once its owner applied it (*row*: its command row)."""
+        ok = row["result"] == "ok"
+        text = row["message"] or ("done" if ok else "refused")
+        return {"ok": ok, "text": text if ok else f"refused: {text}", "action": action,
+                "command": {"id": cid, "state": "applied" if ok else "refused"},
+                **({} if ok else {"code": str(verbs.Refusal.STATE)})}
+
+    # navigation
+    def _on_refresh(self, m: Mapping[str, Any]) -> None:
+        return None
+
+    def _on_select_step(self, m: Mapping[str, Any]) -> None:
+        step = m.get("step")
+        if not self._nodes:
+            self._nodes = views.run_state(self.store, self.run.id)["dag"]["nodes"]
+        self._select_step(None if step in (None, "") else str(step))
+
+    def _on_page(self, m: Mapping[str, Any]) -> None:
+        if "offset" in m:
+            self._v.offset = max(_int(m["offset"], "offset"), 0)
+        else:
+            self._v.offset = max(self._v.offset + _int(m.get("delta", 0), "delta") * self.page_size, 0)
+
+    def _on_filter(self, m: Mapping[str, Any]) -> None:
+        status = str(m.get("status") or "")
+        if status and status not in views.STATUSES:
+            raise NbflowError(f"unknown status {status!r}; statuses are: {', '.join(views.STATUSES)}")
+        self._v.status = status
+        self._v.text = str(m.get("text") or "")[:200]
+        self._v.offset = 0
+
+    def _on_select_instance(self, m: Mapping[str, Any]) -> None:
+        step = m.get("step") or self._v.step
+        if step is None:
+            raise NbflowError("select a step first")
+        self._v.sel = (str(step), key_text(m.get("key")))
+
+    def _on_close_instance(self, m: Mapping[str, Any]) -> None:
+        self._v.sel = None
+
+    # operator verbs: one handler for every verb of the table that names instances, a step or the run
+    def _verb(self, name: str, m: Mapping[str, Any]) -> str:
+        """Write verb *name* through the command path: its target from ``step``/``key``/``keys``, its
+        payload from the verb's own fields (:data:`nbflow.verbs.VERBS`), an edited value from ``json``."""
+        v = verbs.verb(name)
+        step: str | None = None
+        keys: list[str | None] | None = None
+        if v.target != verbs.Target.RUN:
+            step = _step_arg(m)
+            if step is None and not (v.target == verbs.Target.INSTANCES and name == "resume"):
+                raise NbflowError(f"{name} needs a step")
+            if v.target == verbs.Target.INSTANCES:
+                keys = self._keys(m)
+                if keys is None and m.get("key") is not None:
+                    keys = [key_text(m["key"])]
+                if keys is not None and step is None:
+                    raise NbflowError("keys need a step")
+        payload = _payload(v, m)
+        if name == "set_inputs" and step is not None:
+            payload["inputs"] = self._changed_inputs(step, keys, payload["inputs"])
+        res = submit(self.store, self.run.id, name, step, keys, payload or None, _reason(m))
+        return self._result(res, name)
+
+    def _keys(self, m: Mapping[str, Any]) -> list[str | None] | None:
+        keys = m.get("keys")
+        if keys is None:
+            return None
+        if not isinstance(keys, list):
+            raise NbflowError("keys must be a list of keys")
+        if not keys:
+            raise NbflowError("no instance selected: tick the rows to resume")
+        return [key_text(k) for k in keys]
+
+    def _changed_inputs(self, step: str, keys: list[str | None] | None, new: Any) -> dict[str, Any]:
+        """Of the edited inputs of one instance, those that differ from its current ones (an input
+        that is not editable JSON is never sent back unchanged)."""
+        if not isinstance(new, dict):
+            raise NbflowError("the inputs must be a JSON object of input name to value, e.g. {\"item\": {...}}")
+        if keys is not None and len(keys) != 1:
+            return new
+        detail = views.instance_detail(self.store, self.run.id, step, None if keys is None else keys[0]) or {}
+        current = detail.get("inputs", {})
+        readonly = set(detail.get("readonly_inputs", []))
+        changed = {k: v for k, v in new.items() if k not in current or (k not in readonly and current[k] != v)}
+        if not changed:
+            raise NbflowError("nothing changed: the edited inputs equal the current ones")
+        return changed
+
+    def _result(self, res: CommandResult, action: str) -> str:
+        if res.applied:
+            self._command = {"id": res.id, "state": str(verbs.CommandState.APPLIED)}
+            return res.message or "done"
+        if self.run.interrupted:
+            self._command = {"id": res.id, "state": str(verbs.CommandState.QUEUED)}
+            return (f"queued as command #{res.id}: no live process drives run {self.run.id}; "
+                    f"`nbflow resume {self.run.id}` (or {self.resume_hint}) will apply it")
+        self.pending[res.id] = action
+        self._command = {"id": res.id, "state": str(verbs.CommandState.SENT)}
+        return f"sent as command #{res.id}; waiting for the run's owner to apply it"
+
+    # breakpoints
+    def _on_add_breakpoint(self, m: Mapping[str, Any]) -> str:
+        step, key = self._bp_target(m)
+        when_text = str(m.get("when") or "before")
+        try:
+            when = When(when_text)
+        except ValueError:
+            raise NbflowError(f"breakpoint when={when_text!r}: use 'before', 'after' or 'error'") from None
+        condition = m.get("condition")
+        if condition is not None and not isinstance(condition, str):
+            raise NbflowError("condition must be a Python expression (a string) or null")
+        condition = (condition or "").strip() or None
+        workflow = self.run.workflow_name
+        row = self.store.run_row(self.run.id)
+        bp = Breakpoint(step, key, when, condition, workflow=workflow)
+        validate(bp, self.store.definition(row["workflow"], row["version"])["steps"])
+        if RunStatus(row["status"]).terminal:
+            raise CommandRefused(f"run {self.run.id} is {row['status']}; the breakpoint would apply to later runs "
+                                 "only — add it with wf.breakpoints.add(...)", str(verbs.Refusal.FINISHED))
+        made = add_breakpoint(self.store, workflow, bp)
+        cond = f", if {condition}" if condition else ""
+        return f"breakpoint #{made.id} set on {_label(step, key)} ({when}{cond}) for every run of {workflow!r}"
+
+    def _bp_target(self, m: Mapping[str, Any]) -> tuple[str, str | None]:
+        step = _step_arg(m) or self._v.step  # the form under the graph acts on the selected step
+        if step is None:
+            raise NbflowError("no step given and none selected")
+        key = m.get("key")
+        if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
+            raise NbflowError("key must be a string, an integer or null")
+        return step, key_text(key)
+
+    def _on_remove_breakpoint(self, m: Mapping[str, Any]) -> str:
+        step, key = self._bp_target(m)
+        removed = 0
+        for scope in (None, self.run.id):
+            try:
+                removed += remove_breakpoints(self.store, self.run.workflow_name, step, key, run_id=scope)
+            except NbflowError:
+                pass
+        if not removed:
+            raise CommandRefused(f"no breakpoint on {_label(step, key)} to remove", str(verbs.Refusal.NOT_FOUND))
+        return f"removed {removed} breakpoint(s) on {_label(step, key)}"
+
+
+def _label(step: str, key: str | None) -> str:
+    return step if key is None else f"{step}:{key}"
+
+
+def _first_interesting_step(nodes: list[dict[str, Any]]) -> str | None:
+    """The first step something waits on a person in (paused, failed or waiting), if any."""
+    for n in nodes:
+        if n["counts"].get("paused") or n["counts"].get("failed") or n["counts"].get("waiting"):
+            return str(n["step"])
+    return None
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise NbflowError(f"{name} must be a whole number")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NbflowError(f"{name} must be a whole number") from None
+
+
+def _reason(m: Mapping[str, Any]) -> str | None:
+    return _short(m, "reason")
+
+
+def _short(m: Mapping[str, Any], field: str) -> str | None:
+    """A short free-text field (a reason, a comment), stripped; None when empty."""
+    value = m.get(field)
+    return None if value is None else (str(value).strip()[:2000] or None)
+
+
+def _step_arg(m: Mapping[str, Any]) -> str | None:
+    step = m.get("step")
+    if step in (None, ""):
+        return None
+    if not isinstance(step, str):
+        raise NbflowError("step must be a step name")
+    return step
+
+
+def _edited_field(v: Verb) -> str | None:
+    """The payload field an editor's JSON text stands for: ``payload`` (an approval's output), else
+    the one field a verb requires (skip's ``output``, set_inputs' ``inputs``, set_output's ``value``)."""
+    if "payload" in v.payload:
+        return "payload"
+    return v.payload[0] if len(v.payload) == 1 and v.required == 1 else None
+
+
+def _payload(v: Verb, m: Mapping[str, Any]) -> dict[str, Any]:
+    """The verb's payload from the action's arguments: its own fields, an edited value as the editor's
+    JSON text in ``json`` (parsed here, strictly; blank text is no value), comments as short text."""
+    payload = {f: m[f] for f in v.payload if f in m}
+    text = m.get("json")
+    if text is not None and not (isinstance(text, str) and not text.strip()):
+        field = _edited_field(v)
+        if field is None:
+            raise NbflowError(f"{v.name} takes no JSON value")
+        if not isinstance(text, str):
+            raise NbflowError("json must be JSON text")
+        try:
+            payload[field] = parse_json(text)
+        except ValueError as exc:  # a JSONDecodeError, or NaN/Infinity/a lone surrogate
+            raise NbflowError(f"invalid JSON: {exc}; nothing was changed") from None
+    if "comment" in payload:
+        payload["comment"] = _short(payload, "comment")
+    missing = [f for f in v.payload[:v.required] if f not in payload]
+    if missing:
+        raise NbflowError(f"{v.name} needs {' and '.join(map(repr, missing))} (or the editor's JSON text in 'json')")
+    return payload
+
+
+def _text_of(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _small(value: Any, limit: int = 4000) -> Any:
+    shown, _ = views.value_view(value, limit)
+    return shown
+
+
+__all__ = ["ACTIONS", "NAVIGATION", "PAGE_SIZE", "VERB_ACTIONS", "Controller"]
