@@ -124,15 +124,21 @@ def check(
     check_pending(store, row, verb, step, keys)
 
 
-def _check_target(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], v: verbs.Verb, step: str,
-                  keys: Sequence[str | None] | None) -> None:
+def check_target(store: Store, row: Mapping[str, Any], step: str, keys: Sequence[str | None] | None = None) -> None:
+    """Refuse a step the run does not have (NOT_FOUND), keys on a step with a single instance (INVALID)
+    or keys it has no instance with (NOT_FOUND): what :func:`check` says of a target, for readers too."""
+    _check_target(store, row, store.definition(row["workflow"], row["version"]), None, step, keys)
+
+
+def _check_target(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], v: verbs.Verb | None,
+                  step: str, keys: Sequence[str | None] | None) -> None:
     steps = definition["steps"]
     run_id = row["id"]
     if step not in steps:
         raise CommandRefused(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition['order'])}",
                              Refusal.NOT_FOUND)
     kind = steps[step]["kind"]
-    if v.target == Target.STEP and kind != StepKind.APPROVAL:
+    if v is not None and v.target == Target.STEP and kind != StepKind.APPROVAL:
         gates = [s for s in definition["order"] if steps[s]["kind"] == StepKind.APPROVAL]
         raise CommandRefused(
             f"{step!r} is a {kind} step, not an approval gate; {v.name} applies to wf.approval(...) steps"
