@@ -50,11 +50,14 @@ F = Callable[..., Any]
 
 def verb_command(*names: str, command: str | None = None) -> Callable[[F], click.Command]:
     """A click command for the verbs *names* (its name: *command*, else the verb's): its help is the
-    verbs' ``summary`` from the table, then the function's docstring (what the command line adds)."""
+    verbs' ``summary`` from the table, then the function's docstring (what the command line adds; for
+    a command of several verbs its first line is the command's line in ``nbflow --help``)."""
     def make(f: F) -> click.Command:
         summary = " ".join(VERBS[n].summary for n in names)
         more = inspect.cleandoc(f.__doc__) if f.__doc__ else ""
-        return click.command(command or names[0], help=summary + ("\n\n" + more if more else ""))(f)
+        short = more.splitlines()[0] if len(names) > 1 and more else None
+        return click.command(command or names[0], help=summary + ("\n\n" + more if more else ""),
+                             short_help=short)(f)
     return make
 
 
@@ -391,7 +394,7 @@ def retry_cmd(
 @click.pass_obj
 def set_cmd(obj: State, run_id: str, target: str, inputs: Any, output: Any, reason: str, force: bool,
             fmt: str | None) -> None:
-    """--inputs (set_inputs) or --output (set_output): an audited mutation of a paused instance."""
+    """Change the inputs (--inputs) or the output (--output) of a paused instance, an audited mutation."""
     if (inputs is UNSET) == (output is UNSET):
         raise click.UsageError("pass exactly one of --inputs JSON or --output JSON")
     groups = groups_of([target])
