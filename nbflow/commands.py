@@ -69,7 +69,7 @@ class Answer:
 
 
 # ---------------------------------------------------------------------------------- checking
-_WHOLE_RUN = frozenset({"resume"})
+WHOLE_RUN = frozenset({"resume"})
 """Instance verbs that may name no step: the whole run's instances."""
 
 
@@ -114,7 +114,7 @@ def check(
     if step is None:
         if keys is not None:
             raise CommandRefused(f"keys need a step: {verb} STEP:KEY", Refusal.INVALID)
-        if verb not in _WHOLE_RUN:
+        if verb not in WHOLE_RUN:
             raise CommandRefused(f"{verb} needs a step; steps are: {', '.join(definition['order'])}", Refusal.INVALID)
     else:
         _check_target(store, row, definition, v, step, keys)

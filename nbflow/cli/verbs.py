@@ -20,11 +20,12 @@ from rich.text import Text
 
 from .. import views
 from .._util import HOST, process_state
+from ..commands import WHOLE_RUN as _WHOLE_RUN
 from ..commands import await_applied, check, signal_outcome, submit
 from ..errors import CommandRefused, OwnershipError
 from ..states import InstanceStatus, RunStatus
 from ..store import Store
-from ..verbs import VERBS, CommandState
+from ..verbs import VERBS, CommandState, Target
 from ._common import (
     APPLY_WAIT_S,
     UNSET,
@@ -506,5 +507,37 @@ def signal_cmd(obj: State, token: str, payload: Any, fmt: str | None) -> None:
         sys.exit(1)
 
 
-COMMANDS = (resume_cmd, skip_cmd, retry_cmd, set_cmd, cancel_cmd, approve_cmd, reject_cmd, signal_cmd)
+# ---------------------------------------------------------------------------------- verbs of the table alone
+def table_command(name: str) -> click.Command:
+    """The command of a verb that has only its table entry: ``nbflow VERB RUN [STEP[:KEY]...]`` (a
+    step verb: ``RUN STEP``; a run verb: ``RUN``), each payload key an option taking JSON (the
+    required ones required), --reason, --force and -o; it goes the one path, :func:`operate`."""
+    v = VERBS[name]
+    params: list[click.Parameter] = [click.Argument(["run_id"], metavar="RUN")]
+    if v.target == Target.STEP:
+        params.append(click.Argument(["targets"], nargs=1, metavar="STEP"))
+    elif v.target == Target.INSTANCES:
+        params.append(click.Argument(["targets"], nargs=-1, required=name not in _WHOLE_RUN, metavar="STEP[:KEY]..."))
+    for n, key in enumerate(v.payload):
+        params.append(click.Option([f"--{key.replace('_', '-')}", key], required=n < v.required,
+                                   callback=parse_json_option, metavar="JSON|@FILE",
+                                   help=f"The {key} of {name}, as JSON."))
+
+    def run(obj: State, run_id: str, targets: str | tuple[str, ...] = (), reason: str | None = None,
+            force: bool = False, fmt: str | None = None, **values: Any) -> None:
+        named = (targets,) if isinstance(targets, str) else targets
+        groups: Groups = groups_of(named) if named else [(None, None)]
+        payload = {k: value for k, value in values.items() if value is not UNSET}
+        operate(obj, run_id, name, groups, payload or None, reason, force, fmt)
+
+    callback = reason_option(force_option(fmt_option(click.pass_obj(run))))
+    return click.command(name.replace("_", "-"), params=params, help=v.summary)(callback)
+
+
+HANDWRITTEN = (resume_cmd, skip_cmd, retry_cmd, set_cmd, cancel_cmd, approve_cmd, reject_cmd, signal_cmd)
+"""The verbs whose command line has more than the table says: own arguments, options and help."""
+_COVERED = {"resume", "skip", "retry", "set_inputs", "set_output", "cancel", "approve", "reject", "signal"}
+
+COMMANDS = (*HANDWRITTEN, *(table_command(v.name) for v in VERBS.values()
+                           if v.target in (Target.INSTANCES, Target.STEP, Target.RUN) and v.name not in _COVERED))
 """One command per verb of the table with an operator on the command line (set: set_inputs and set_output)."""
