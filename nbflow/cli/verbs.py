@@ -20,8 +20,7 @@ from rich.text import Text
 
 from .. import views
 from .._util import HOST, process_state
-from ..commands import WHOLE_RUN as _WHOLE_RUN
-from ..commands import await_applied, check, signal_outcome, submit
+from ..commands import WHOLE_RUN, await_applied, check, signal_outcome, submit
 from ..errors import CommandRefused, OwnershipError
 from ..states import InstanceStatus, RunStatus
 from ..store import Store
@@ -517,7 +516,7 @@ def table_command(name: str) -> click.Command:
     if v.target == Target.STEP:
         params.append(click.Argument(["targets"], nargs=1, metavar="STEP"))
     elif v.target == Target.INSTANCES:
-        params.append(click.Argument(["targets"], nargs=-1, required=name not in _WHOLE_RUN, metavar="STEP[:KEY]..."))
+        params.append(click.Argument(["targets"], nargs=-1, required=name not in WHOLE_RUN, metavar="STEP[:KEY]..."))
     for n, key in enumerate(v.payload):
         params.append(click.Option([f"--{key.replace('_', '-')}", key], required=n < v.required,
                                    callback=parse_json_option, metavar="JSON|@FILE",
