@@ -1,56 +1,254 @@
-"""The one command path. Every operator action, from any surface, is written here as a command
-row (actor, reason, time) and applied by the run's owner, which validates it against the
-instances' states and records what changed (old and new values) in the history."""
+"""The one command path. Every operator action, from any surface, is checked here (:func:`check`),
+written as a command row (actor, reason, time) and applied by the run's owner, which validates it
+against the instances' states and records what changed (old and new values) in the history;
+:func:`await_applied` waits for its answer."""
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import sqlalchemy as sa
 
 from . import verbs
 from ._util import current_actor, jsonable, now
 from .breakpoints import Breakpoint, compile_condition, key_text
 from .errors import CommandRefused, DefinitionError
 from .states import InstanceStatus as S
-from .states import PauseReason, RunStatus, StepKind, When
-from .store import Store, codec
-from .store import schema as t
+from .states import PauseReason, RunStatus, StepKind, When, label
+from .store import Store
+from .store import commands as rows
+from .verbs import CommandState, Refusal, Target
 
 if TYPE_CHECKING:
     from .engine.scheduler import Inst, Scheduler
 
-VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel", "breakpoint", "approve", "reject", "signal")
-_JUDGED_ON_STATE = frozenset({"resume", "skip", "retry", "set_inputs", "set_output", "approve", "reject"})
-"""Verbs the owner accepts or refuses by the instance's state when it applies them."""
-_CHANGE_STATE = frozenset({"resume", "skip", "retry", "approve", "reject", "cancel"})
-"""Verbs that change the state of the instances they name (cancel: of every instance)."""
 APPLY_TIMEOUT_S = 30.0
+
+SIGNAL_OUTCOMES = {
+    "duplicate delivery: already received, ignored": "duplicate",
+    "received; the step will find it when it waits": "received",
+}
+"""The owner's answer to an applied signal, as the word surfaces report (anything else: ``delivered``)."""
+
+
+def signal_outcome(message: str | None) -> str:
+    """``delivered``, ``duplicate`` or ``received``: what an applied signal delivery came to."""
+    return SIGNAL_OUTCOMES.get(message or "", "delivered")
 
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What became of a command: ``applied`` False means it is queued for an owner that is not running."""
+    """What became of a command: ``state`` says (:class:`nbflow.verbs.CommandState`); ``applied``
+    False means it is queued for an owner that is not running, or sent to one in another process."""
 
     id: int
     verb: str
     applied: bool
     result: str | None
     message: str | None
+    state: CommandState = CommandState.APPLIED
 
 
-# ---------------------------------------------------------------------------------- writing
-def _new_id(result: sa.CursorResult[Any]) -> int:
-    """The id the database gave the one row an INSERT wrote (SQLAlchemy types it as absent for other statements)."""
-    pk = result.inserted_primary_key
-    assert pk is not None
-    new_id: int = pk[0]
-    return new_id
+@dataclass(frozen=True)
+class Answer:
+    """The owner's answer to one command: ``result`` ``ok`` or ``refused``, and its message."""
+
+    verb: str
+    result: str
+    message: str | None
+
+    @property
+    def state(self) -> CommandState:
+        if self.result != "ok":
+            return CommandState.REFUSED
+        if self.verb == "signal" and signal_outcome(self.message) == "duplicate":
+            return CommandState.DUPLICATE
+        return CommandState.APPLIED
 
 
+# ---------------------------------------------------------------------------------- checking
+WHOLE_RUN = frozenset({"resume"})
+"""Instance verbs that may name no step: the whole run's instances."""
+
+
+def _verb(name: str) -> verbs.Verb:
+    try:
+        return verbs.verb(name)
+    except KeyError:
+        raise CommandRefused(f"unknown verb {name!r}; verbs are: {', '.join(verbs.VERBS)}", Refusal.INVALID) from None
+
+
+def _owner_alive(row: Mapping[str, Any]) -> bool:
+    from .engine.lifecycle import owner_alive
+
+    return owner_alive(row)
+
+
+def check(
+    store: Store, row: Mapping[str, Any], verb: str, step: str | None = None,
+    keys: Sequence[str | None] | None = None, payload: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse, before anything is written, a command that cannot be applied: an unknown verb, step,
+    key or input name, a malformed payload, a finished run, a state that does not accept the verb
+    (judged here only when no live owner answers for itself), or a conflicting queued command.
+    Raises :class:`CommandRefused` with a :class:`nbflow.verbs.Refusal` code; *keys* are key texts."""
+    v = _verb(verb)
+    run_id = row["id"]
+    status = RunStatus(row["status"])
+    if status.terminal:
+        raise CommandRefused(
+            f"run {run_id} is {status}; a finished run cannot be changed (nothing to {verb}). Start a new run "
+            "from it with run.fork()", Refusal.FINISHED,
+        )
+    if v.target in (Target.TOKEN, Target.BREAKPOINT):
+        return  # judged by the owner (a signal's token) or no instance named (breakpoints changed)
+    if v.target == Target.RUN:
+        if step is not None or keys is not None:
+            raise CommandRefused(f"{verb} applies to the whole run; name no step or key", Refusal.INVALID)
+        return
+    payload = payload or {}
+    definition = store.definition(row["workflow"], row["version"])
+    steps = definition["steps"]
+    if step is None:
+        if keys is not None:
+            raise CommandRefused(f"keys need a step: {verb} STEP:KEY", Refusal.INVALID)
+        if verb not in WHOLE_RUN:
+            raise CommandRefused(f"{verb} needs a step; steps are: {', '.join(definition['order'])}", Refusal.INVALID)
+    else:
+        _check_target(store, row, definition, v, step, keys)
+    _check_payload(steps, v, step, payload)
+    if v.judged_on_state and step is not None and not _owner_alive(row):
+        _check_states(store, row, verb, step, keys)
+    check_pending(store, row, verb, step, keys)
+
+
+def check_target(store: Store, row: Mapping[str, Any], step: str, keys: Sequence[str | None] | None = None) -> None:
+    """Refuse a step the run does not have (NOT_FOUND), keys on a step with a single instance (INVALID)
+    or keys it has no instance with (NOT_FOUND): what :func:`check` says of a target, for readers too."""
+    _check_target(store, row, store.definition(row["workflow"], row["version"]), None, step, keys)
+
+
+def _check_target(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], v: verbs.Verb | None,
+                  step: str, keys: Sequence[str | None] | None) -> None:
+    steps = definition["steps"]
+    run_id = row["id"]
+    if step not in steps:
+        raise CommandRefused(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition['order'])}",
+                             Refusal.NOT_FOUND)
+    kind = steps[step]["kind"]
+    if v is not None and v.target == Target.STEP and kind != StepKind.APPROVAL:
+        gates = [s for s in definition["order"] if steps[s]["kind"] == StepKind.APPROVAL]
+        raise CommandRefused(
+            f"{step!r} is a {kind} step, not an approval gate; {v.name} applies to wf.approval(...) steps"
+            + (f" (gates of this run: {', '.join(gates)})" if gates else " (this run has none)"), Refusal.INVALID,
+        )
+    if keys is None:
+        return
+    if kind != StepKind.FOREACH:
+        raise CommandRefused(
+            f"step {step!r} is a {kind} step with a single instance; name it without a key: {step}", Refusal.INVALID
+        )
+    have = [r["key"] for r in store.instance_rows(run_id, step=step)]
+    known = set(have)
+    missing = [k for k in keys if k not in known]
+    if missing:
+        sample = ", ".join(str(k) for k in have[:5]) + (", …" if len(have) > 5 else "")
+        raise CommandRefused(
+            f"step {step!r} of run {run_id} has no instance with key {', '.join(map(str, missing))}"
+            + (f" (it has {len(have)} instances, keys {sample})" if have else " (it has no instances yet)"),
+            Refusal.NOT_FOUND,
+        )
+
+
+_NEEDS = {
+    "skip": "skip needs the output the skipped instance stands for, e.g. skip('enrich', key=3, output={...})",
+    "set_output": "set_output needs a value, e.g. set_output('enrich', key=3, value={...})",
+    "set_inputs": "set_inputs needs at least one input, e.g. set_inputs('enrich', key=5, item={...})",
+}
+
+
+def _check_payload(steps: Mapping[str, Any], v: verbs.Verb, step: str | None, payload: Mapping[str, Any]) -> None:
+    for name in v.payload[:v.required]:
+        if name not in payload:
+            raise CommandRefused(_NEEDS.get(v.name, f"{v.name} needs {name!r} in its payload"), Refusal.INVALID)
+    if v.name != "set_inputs" or step is None:
+        return
+    inputs = payload["inputs"]
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise CommandRefused(_NEEDS["set_inputs"], Refusal.INVALID)
+    names = {b[0] for b in steps[step]["bindings"] if b[1] != "ctx"}
+    bad = sorted(set(inputs) - names)
+    if bad:
+        raise CommandRefused(
+            f"step {step!r} takes no input named {', '.join(map(repr, bad))}; its inputs are: "
+            f"{', '.join(sorted(names)) or 'none'}", Refusal.INVALID,
+        )
+
+
+def _check_states(store: Store, row: Mapping[str, Any], verb: str, step: str,
+                  keys: Sequence[str | None] | None) -> None:
+    """With no live owner the stored states are current: refuse a verb that does not fit them now
+    (a live owner answers for itself)."""
+    insts = store.instance_rows(row["id"], step=step)
+    if keys is not None:
+        named = [r for r in insts if r["key"] in keys]
+    else:  # a task step's single instance is named by the step alone
+        named = [r for r in insts if r["key"] is None]
+    for r in named:
+        allowed = verbs.allowed_verbs(r["status"], r["pause_reason"])
+        if verb not in allowed:
+            state = r["status"] + (f" ({r['pause_reason']})" if r["pause_reason"] else "")
+            raise CommandRefused(
+                f"cannot {verb} {label(step, r['key'])} in run {row['id']}: it is {state}; "
+                f"allowed now: {', '.join(allowed) if allowed else 'nothing'}", Refusal.STATE,
+            )
+    if not any(verb in verbs.allowed_verbs(r["status"], r["pause_reason"]) for r in insts):
+        raise CommandRefused(
+            f"nothing to {verb}: no instance of {step!r} in run {row['id']} accepts {verb} now "
+            f"(see `nbflow show {row['id']}`)", Refusal.STATE,
+        )
+
+
+def check_pending(
+    store: Store, row: Mapping[str, Any], verb: str, step: str | None, keys: Sequence[str | None] | None
+) -> None:
+    """Refuse a command on instances that a command queued earlier, not yet applied, will change
+    first: the owner applies that one before, so this one would meet another state than it was
+    checked against, and be refused after it was reported queued. A second resume is no conflict."""
+    if not _verb(verb).judged_on_state or step is None:
+        return
+    with store.engine.connect() as conn:
+        pending = store.pending_commands(row["id"], conn)
+    for cmd in pending:
+        if not verbs.VERBS[cmd["verb"]].changes_state or cmd["verb"] == verb == "resume":
+            continue
+        target = json.loads(cmd["target"] or "null") or {}
+        pstep, pkeys = target.get("step"), target.get("keys")
+        if pstep is not None and pstep != step:
+            continue
+        if pstep is not None and pkeys is not None and keys is not None:
+            common = [k for k in keys if k in pkeys]
+            if not common:
+                continue
+            named = ", ".join(label(step, k) for k in common)
+        else:
+            named = step if keys is None else ", ".join(label(step, k) for k in keys)
+        from .engine.lifecycle import owner_text
+
+        queued_for = ("the whole run" if pstep is None else pstep if pkeys is None
+                      else ", ".join(label(pstep, k) for k in pkeys))
+        then = (f" by the run's owner ({owner_text(row)})" if _owner_alive(row)
+                else f" (`nbflow resume {row['id']}` takes the run over and applies it)")
+        raise CommandRefused(
+            f"cannot {verb} {named} in run {row['id']} now: command {cmd['id']} ({cmd['verb']} {queued_for}, by "
+            f"{cmd['actor']}) is queued for it and not applied yet; {verb} would meet the state it leaves, so wait "
+            f"until it is applied{then}, then try again", Refusal.QUEUED,
+        )
+
+
+# ---------------------------------------------------------------------------------- writing and waiting
 def submit(
     store: Store,
     run_id: str,
@@ -62,34 +260,71 @@ def submit(
     actor: str | None = None,
     wait: bool = True,
 ) -> CommandResult:
-    """Validate what can be checked without the owner, write the command, and (in the owner's
-    process) wait until it is applied, raising :class:`CommandRefused` if it was refused."""
+    """:func:`check` the command, write it, and (in the owner's process, unless *wait* is False)
+    wait until it is applied, raising :class:`CommandRefused` if it was refused."""
+    row = store.run_row(run_id)
+    key_list = None if keys is None else [key_text(k) for k in keys]
+    check(store, row, verb, step, key_list, payload)
+    cid = rows.insert_command(store, run_id, verb, step, key_list, payload or {}, actor or current_actor(), reason,
+                              now())
     from .engine.lifecycle import live
 
-    if verb not in VERBS:
-        raise CommandRefused(f"unknown verb {verb!r}; verbs are: {', '.join(VERBS)}")
-    row = store.run_row(run_id)
-    status = RunStatus(row["status"])
-    if status.terminal:
-        raise CommandRefused(
-            f"run {run_id} is {status}; a finished run cannot be changed. Start a new run from it with run.fork()"
-        )
-    key_list = None if keys is None else [key_text(k) for k in keys]
-    if verb not in ("cancel", "breakpoint", "signal"):
-        _prevalidate(store, row, verb, step, key_list, payload)
-    enc = codec.encode(dict(payload or {}), f"payload of {verb}")
-    with store.begin() as conn:  # a large payload's file goes again if the command is not written
-        enc = store.write_value(conn, enc)
-        cid = _new_id(conn.execute(
-            t.commands.insert().values(
-                run_id=run_id, verb=verb, target=json.dumps({"step": step, "keys": key_list}),
-                payload_codec=enc.codec, payload=enc.data, actor=actor or current_actor(), reason=reason,
-                created_at=now(),
-            )
-        ))
-    sched = live(run_id)
-    if sched is None or not wait:
-        return CommandResult(cid, verb, False, None, None)
+    if not wait or live(run_id) is None:
+        state = CommandState.SENT if _owner_alive(row) else CommandState.QUEUED
+        return CommandResult(cid, verb, False, None, None, state)
+    answer = await_applied(store, [cid], None).get(cid)
+    if answer is None:
+        return CommandResult(cid, verb, False, None, "the run's scheduler stopped before applying it",
+                             CommandState.QUEUED)
+    if answer.result != "ok":
+        raise CommandRefused(answer.message or f"{verb} was refused by the run's owner")
+    return CommandResult(cid, verb, True, answer.result, answer.message, answer.state)
+
+
+def await_applied(store: Store, command_ids: Iterable[int], timeout: float | None = APPLY_TIMEOUT_S
+                  ) -> dict[int, Answer]:
+    """The owner's answers to the commands, by id, once it applied them. Those not applied within
+    *timeout* seconds (None: while their owner lives), or whose run has no live owner to apply
+    them, are left out. An owner in this process is waited for directly (it answers as it commits);
+    one in another process through the store."""
+    from .engine.lifecycle import live
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done: dict[int, Answer] = {}
+    waiting: dict[int, Mapping[str, Any]] = {}
+    for cid in dict.fromkeys(command_ids):
+        row = store.command_row(cid)
+        if row["applied_at"] is not None:
+            done[cid] = Answer(row["verb"], row["result"], row["message"])
+            sched = live(row["run_id"])
+            if sched is not None:
+                sched.cmd_results.pop(cid, None)
+        else:
+            waiting[cid] = row
+    for cid, row in waiting.items():
+        sched = live(row["run_id"])
+        if sched is not None:
+            got = _await_here(sched, cid, deadline)
+            if got is not None:
+                done[cid] = Answer(row["verb"], *got)
+    left = [cid for cid in waiting if cid not in done]
+    while left:
+        for cid in list(left):
+            row = store.command_row(cid)
+            if row["applied_at"] is not None:
+                done[cid] = Answer(row["verb"], row["result"], row["message"])
+                left.remove(cid)
+        if not left or (deadline is not None and time.monotonic() >= deadline):
+            break
+        if not any(_owner_alive(store.run_row(r)) for r in {waiting[c]["run_id"] for c in left}):
+            break  # nobody will apply them now
+        time.sleep(0.02)
+    return done
+
+
+def _await_here(sched: Scheduler, cid: int, deadline: float | None) -> tuple[str, str | None] | None:
+    """The answer of the scheduler in this process to command *cid*, once it committed it (None if it
+    stopped first, or *deadline* passed)."""
     ev = threading.Event()
     sched.cmd_waiters[cid] = ev
     if cid not in sched.cmd_results:
@@ -97,83 +332,10 @@ def submit(
         while not ev.wait(0.1):
             if cid in sched.cmd_results:
                 break
-            if not sched.alive():
-                return CommandResult(cid, verb, False, None, "the run's scheduler stopped before applying it")
-    result, message = sched.cmd_results.pop(cid)
-    if result != "ok":
-        raise CommandRefused(message)
-    return CommandResult(cid, verb, True, result, message)
-
-
-def _prevalidate(
-    store: Store, row: Mapping[str, Any], verb: str, step: str | None, keys: list[str | None] | None,
-    payload: Mapping[str, Any] | None,
-) -> None:
-    """Refuse unknown steps, keys and input names before anything is written."""
-    definition = store.definition(row["workflow"], row["version"])
-    steps = definition["steps"]
-    if step is None:
-        if verb != "resume":
-            raise CommandRefused(f"{verb} needs a step; steps are: {', '.join(definition['order'])}")
-        return
-    if step not in steps:
-        raise CommandRefused(f"run {row['id']} has no step {step!r}; steps are: {', '.join(definition['order'])}")
-    if keys is not None:
-        have = {r["key"] for r in store.instance_rows(row["id"], step=step)}
-        missing = [k for k in keys if k not in have]
-        if missing:
-            raise CommandRefused(
-                f"step {step!r} of run {row['id']} has no instance with key {', '.join(map(str, missing))}"
-                + (f" (it has {len(have)} instances)" if have else " (it has no instances yet)")
-            )
-    if verb == "set_inputs":
-        names = {b[0] for b in steps[step]["bindings"] if b[1] != "ctx"}
-        bad = sorted(set((payload or {}).get("inputs", {})) - names)
-        if bad:
-            raise CommandRefused(
-                f"step {step!r} takes no input named {', '.join(map(repr, bad))}; its inputs are: "
-                f"{', '.join(sorted(names)) or 'none'}"
-            )
-        if not (payload or {}).get("inputs"):
-            raise CommandRefused("set_inputs needs at least one input, e.g. set_inputs('enrich', key=5, item={...})")
-    check_pending(store, row, verb, step, keys)
-
-
-def check_pending(
-    store: Store, row: Mapping[str, Any], verb: str, step: str | None, keys: Sequence[str | None] | None
-) -> None:
-    """Refuse a command on instances that a command queued earlier, not yet applied, will change
-    first: the owner applies that one before, so this one would meet another state than it was
-    checked against, and be refused after it was reported queued. A second resume is no conflict."""
-    if verb not in _JUDGED_ON_STATE or step is None:
-        return
-    with store.engine.connect() as conn:
-        pending = store.pending_commands(row["id"], conn)
-    for cmd in pending:
-        if cmd["verb"] not in _CHANGE_STATE or cmd["verb"] == verb == "resume":
-            continue
-        target = json.loads(cmd["target"] or "null") or {}
-        pstep, pkeys = target.get("step"), target.get("keys")
-        if pstep is not None and pstep != step:
-            continue
-        if pstep is not None and pkeys is not None and keys is not None:
-            common = [k for k in keys if k in pkeys]
-            if not common:
-                continue
-            label = ", ".join(f"{step}:{k}" for k in common)
-        else:
-            label = step if keys is None else ", ".join(f"{step}:{k}" for k in keys)
-        from .engine.lifecycle import owner_alive, owner_text
-
-        queued_for = ("the whole run" if pstep is None else pstep if pkeys is None
-                      else ", ".join(f"{pstep}:{k}" for k in pkeys))
-        then = (f" by the run's owner ({owner_text(row)})" if owner_alive(row)
-                else f" (`nbflow resume {row['id']}` takes the run over and applies it)")
-        raise CommandRefused(
-            f"cannot {verb} {label} in run {row['id']} now: command {cmd['id']} ({cmd['verb']} {queued_for}, by "
-            f"{cmd['actor']}) is queued for it and not applied yet; {verb} would meet the state it leaves, so wait "
-            f"until it is applied{then}, then try again"
-        )
+            if not sched.alive() or (deadline is not None and time.monotonic() >= deadline):
+                sched.cmd_waiters.pop(cid, None)
+                return sched.cmd_results.pop(cid, None)
+    return sched.cmd_results.pop(cid, None)
 
 
 def submit_signal(
@@ -200,35 +362,24 @@ def _signal_to_finished_run(
     """No owner will answer: a duplicate is acknowledged, anything else refused; both are recorded."""
     from .signals import SignalRefused
 
-    who = actor or current_actor()
     status = RunStatus(store.run_row(run_id)["status"])
-    result = "refused"
-    with store.begin() as conn:
-        inst = conn.execute(sa.select(t.instances).where(
-            t.instances.c.run_id == run_id, t.instances.c.step == step, t.instances.c.item == item,
-        )).mappings().first()
-        label = step if inst is None or inst["key"] is None else f"{step}:{inst['key']}"
-        kind, why = "signal_refused", "run finished"
-        if conn.execute(sa.select(t.signals.c.token).where(t.signals.c.token == token)).first():
-            message, result, kind = "duplicate delivery: already received, ignored", "ok", "signal_duplicate"
-        elif inst is not None and inst["status"] == S.FAILED and inst["error_type"] == "TimeoutError":
-            message, why = (f"the wait of {label} for signal {name!r} timed out; the delivery was recorded "
-                            "and refused"), "timed out"
-        else:
-            message = (f"run {run_id} is {status}, a finished run cannot be changed; {label} no longer waits "
-                       f"for signal {name!r}" + (f" (it is {inst['status']})" if inst is not None else "")
-                       + "; the delivery was recorded and refused")
-        enc = store.write_value(conn, codec.encode({"token": token, "name": name}, "signal"))
-        cid = _new_id(conn.execute(t.commands.insert().values(
-            run_id=run_id, verb="signal", target=json.dumps({"step": step, "keys": None}),
-            payload_codec=enc.codec, payload=enc.data, actor=who, created_at=now(),
-            applied_at=now(), result=result, message=message,
-        )))
-        data = {"name": name} if result == "ok" else {"name": name, "reason": why}
-        store.add_event(conn, run_id, kind, step=step, key=inst["key"] if inst is not None else None, actor=who,
-                        data=data, ts=now())
+
+    def judge(inst: rows.SignalTarget) -> rows.SignalAnswer:
+        where = label(step, inst.key)
+        if inst.received:
+            return "ok", "duplicate delivery: already received, ignored", "signal_duplicate", {"name": name}
+        if inst.status == S.FAILED and inst.error_type == "TimeoutError":
+            message = f"the wait of {where} for signal {name!r} timed out; the delivery was recorded and refused"
+            return "refused", message, "signal_refused", {"name": name, "reason": "timed out"}
+        message = (f"run {run_id} is {status}, a finished run cannot be changed; {where} no longer waits "
+                   f"for signal {name!r}" + (f" (it is {inst.status})" if inst.status is not None else "")
+                   + "; the delivery was recorded and refused")
+        return "refused", message, "signal_refused", {"name": name, "reason": "run finished"}
+
+    cid, _inst, result, message = rows.record_signal_answer(
+        store, token, run_id, step, item, name, actor or current_actor(), judge, now())
     if result == "ok":
-        return CommandResult(cid, "signal", True, result, message)
+        return CommandResult(cid, "signal", True, result, message, CommandState.DUPLICATE)
     raise SignalRefused(message)
 
 
@@ -236,13 +387,7 @@ def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | No
     """Persist a breakpoint and tell the affected live runs (they apply it to instances not yet past it)."""
     compile_condition(bp.condition)
     actor = current_actor()
-    with store.engine.begin() as conn:
-        bid = _new_id(conn.execute(
-            t.breakpoints.insert().values(
-                workflow=workflow, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
-                condition=bp.condition, created_by=actor, created_at=now(),
-            )
-        ))
+    bid = rows.insert_breakpoint(store, workflow, run_id, bp.step, bp.key, str(bp.when), bp.condition, actor, now())
     _notify(store, workflow, run_id, "add", {"id": bid, "step": bp.step, "key": bp.key, "when": str(bp.when),
                                                 "condition": bp.condition})
     return Breakpoint(bp.step, bp.key, bp.when, bp.condition, id=bid, run_id=run_id, workflow=workflow,
@@ -251,19 +396,13 @@ def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | No
 
 def remove_breakpoints(store: Store, workflow: str, step: str, key: str | None, run_id: str | None = None) -> int:
     """Delete breakpoints on *step* (only *key*'s when given); instances they alone held resume."""
-    c = t.breakpoints.c
-    where = [c.workflow == workflow, c.step == step, c.run_id.is_(None) if run_id is None else c.run_id == run_id]
-    if key is not None:
-        where.append(c.key == key)
-    with store.engine.begin() as conn:
-        ids = [r[0] for r in conn.execute(sa.select(c.id).where(*where))]
-        if not ids:
-            scope = f"run {run_id}" if run_id else f"workflow {workflow!r}"
-            raise DefinitionError(
-                f"no breakpoint on {step}{':' + key if key is not None else ''} in {scope}; "
-                "list them with wf.breakpoints.list() or `nbflow breakpoint list`"
-            )
-        conn.execute(t.breakpoints.delete().where(c.id.in_(ids)))
+    ids = rows.delete_breakpoints(store, workflow, step, key, run_id)
+    if not ids:
+        scope = f"run {run_id}" if run_id else f"workflow {workflow!r}"
+        raise DefinitionError(
+            f"no breakpoint on {step}{':' + key if key is not None else ''} in {scope}; "
+            "list them with wf.breakpoints.list() or `nbflow breakpoint list`"
+        )
     _notify(store, workflow, run_id, "remove", {"ids": ids, "step": step, "key": key})
     return len(ids)
 

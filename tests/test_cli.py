@@ -536,3 +536,37 @@ def test_a_verb_that_does_not_fit_an_orphaned_run_is_refused_not_queued(db_url: 
     run = nbflow.Run(nbflow.Store.open(db_url), orphan)  # a reader: no takeover
     assert run.instance("enrich", 1).status == "succeeded"
     assert not [e for e in run.history() if e.kind == "command" and e.data["verb"] == "skip"]
+
+
+def test_a_verb_with_only_its_table_entry_gets_a_command_on_the_one_path(db_url: str, paused_run: nbflow.Run) -> None:
+    """cli.verbs.table_command builds a verb's command from its table entry alone (a verb added to
+    nbflow.verbs.VERBS needs no CLI code): it checks, submits and reports as the hand-written ones."""
+    import click
+    from click.testing import CliRunner
+
+    from nbflow.cli import cli as nbflow_cli
+    from nbflow.cli._common import Group
+    from nbflow.cli.verbs import table_command
+
+    generated = Group("nbflow", callback=nbflow_cli.callback, params=nbflow_cli.params,
+                            commands={"retry": table_command("retry"), "skip": table_command("skip")})
+    runner = CliRunner()
+
+    def invoke(group: click.Group, *args: str) -> Any:
+        res = runner.invoke(group, ["--db", db_url, *args, "-o", "json"])
+        return res.exit_code, json.loads(res.stdout) if res.exit_code == 0 else res.stderr
+
+    def shape(out: Any) -> Any:
+        commands = [{k: v for k, v in c.items() if k not in ("id", "keys")} for c in out["commands"]]
+        return {**out, "status": None, "commands": commands}  # the run's status right after: a race
+
+    for verb, keys, extra in (("retry", (3, 4), []), ("skip", (5, 6), ["--output", "7"])):
+        code_a, by_hand = invoke(nbflow_cli, verb, paused_run.id, f"enrich:{keys[0]}", *extra, "--force")
+        code_b, by_table = invoke(generated, verb, paused_run.id, f"enrich:{keys[1]}", *extra, "--force")
+        assert (code_a, code_b) == (0, 0), (by_hand, by_table)
+        assert shape(by_hand) == shape(by_table) and by_table["commands"][0]["state"] == "applied"
+    assert paused_run.instance("enrich", 6).output == 7
+    code, text = invoke(generated, "skip", paused_run.id, "nope", "--output", "1", "--force")
+    assert code == 1 and "has no step 'nope'" in text
+    code, text = invoke(generated, "skip", paused_run.id, "enrich:7", "--force")
+    assert code == 2 and "--output" in text

@@ -296,3 +296,31 @@ def test_command_from_another_process_is_applied_by_the_live_owner(db_url: str) 
     assert [v.key for v in run.instances("enrich", status="paused")] == [0, 1, 2, 4, 5]
     resumed = [e for e in run.history() if e.kind == "resumed"]
     assert [(e.key, e.actor) for e in resumed] == [(3, "cli-user")]
+
+
+def test_a_refusal_says_why_with_a_code_of_the_verb_table(db_url: str) -> None:
+    """commands.check refuses before anything is written, with a Refusal code; the owner's refusals are
+    ``state``; an applied command says so in ``CommandResult.state``."""
+    from nbflow.verbs import CommandState, Refusal
+
+    run = paused(shop(db_url))
+    before = snapshot(run)
+    cases: list[tuple[Callable[[], Any], Refusal]] = [
+        (lambda: run.resume("nope"), Refusal.NOT_FOUND),
+        (lambda: run.resume("enrich", key=99), Refusal.NOT_FOUND),
+        (lambda: run.retry("load", key=1), Refusal.INVALID),
+        (lambda: run.set_inputs("enrich", key=1, colour="red"), Refusal.INVALID),
+        (lambda: run.approve("enrich"), Refusal.INVALID),
+        (lambda: run.set_output("enrich", key=1, value=5), Refusal.STATE),
+    ]
+    for call, code in cases:
+        with pytest.raises(CommandRefused) as err:
+            call()
+        assert err.value.code == code, (str(err.value), code)
+    assert snapshot(run) == before
+    assert run.resume("enrich", key=1).state == CommandState.APPLIED
+    run.cancel()
+    assert run.wait(timeout=WAIT_S) == "cancelled"
+    with pytest.raises(CommandRefused) as err:
+        run.resume()
+    assert err.value.code == Refusal.FINISHED

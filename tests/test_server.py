@@ -226,6 +226,24 @@ def test_invalid_json_is_400_and_writes_nothing(server: Server) -> None:
     assert run.instance("double", key=1).status == "paused"
 
 
+def test_a_command_refused_before_it_is_written_gets_the_status_of_its_refusal_code(server: Server) -> None:
+    """commands.check refuses with a code; verbs.HTTP_STATUS maps it: not found 404, invalid 400."""
+    run = paused_run(server.db, "srv_codes")
+    before = command_count(server.db)
+    url = f"runs/{run.id}/commands"
+    assert "no step 'nope'" in assert_error(server.post(url, {"verb": "resume", "step": "nope"}), 404)
+    assert "no instance with key 9" in assert_error(server.post(url, {"verb": "resume", "step": "double",
+                                                                      "keys": ["9"]}), 404)
+    assert "single instance" in assert_error(server.post(url, {"verb": "retry", "step": "load", "keys": ["1"]}), 400)
+    assert "not an approval gate" in assert_error(server.post(url, {"verb": "approve", "step": "double"}), 400)
+    assert "skip needs the output" in assert_error(server.post(url, {"verb": "skip", "step": "double",
+                                                                     "keys": ["1"]}), 400)
+    assert "takes no input named 'x'" in assert_error(server.post(url, {
+        "verb": "set_inputs", "step": "double", "keys": ["1"], "payload": {"inputs": {"x": 1}}}), 400)
+    assert command_count(server.db) == before
+    assert run.instance("double", key=1).status == "paused"
+
+
 def test_finished_run_commands_are_409(server: Server) -> None:
     run = finished_run(server.db)
     assert "succeeded" in assert_error(server.post(f"runs/{run.id}/commands", {"verb": "cancel"}), 409)

@@ -36,14 +36,23 @@ from tornado.web import HTTPError
 from .. import views
 from .._util import dumps, parse_json, set_actor
 from ..breakpoints import Breakpoint, parse_target, validate
-from ..commands import add_breakpoint, remove_breakpoints, submit
+from ..commands import (
+    CommandResult,
+    add_breakpoint,
+    await_applied,
+    check_target,
+    remove_breakpoints,
+    signal_outcome,
+    submit,
+)
 from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
 from ..signals import SignalRefused, read_token, signal
 from ..states import InstanceStatus, RunStatus, StepKind, When
 from ..store import Store
+from ..verbs import HTTP_STATUS, VERBS, CommandState, Refusal, Target
 
-COMMAND_VERBS = ("resume", "skip", "retry", "set_inputs", "set_output", "cancel", "approve", "reject")
-"""The verbs ``POST runs/<id>/commands`` accepts."""
+COMMAND_VERBS = tuple(v.name for v in VERBS.values() if v.target in (Target.INSTANCES, Target.STEP, Target.RUN))
+"""The verbs ``POST runs/<id>/commands`` accepts: those of the table that name instances, a step or the run."""
 
 APPLY_WAIT_S = 10.0
 """How long a request waits for a live owner to apply a command before answering ``202 sent``."""
@@ -68,11 +77,7 @@ SIGNAL_RATE = (120, 60.0)
 _SIGNAL_HITS: dict[str, deque[float]] = {}
 """Recent signal request times per client address (the rate limit)."""
 
-_SIGNAL_STATES = {
-    "delivered": "delivered",
-    "duplicate delivery: already received, ignored": "duplicate",
-    "received; the step will find it when it waits": "received",
-}
+_CODES = frozenset(r.value for r in Refusal)
 
 
 def _http(status: int, message: str) -> HTTPError:
@@ -97,7 +102,7 @@ def _translate(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SignalRefused as exc:
             raise _http(409, str(exc)) from None
         except CommandRefused as exc:
-            raise _http(409, str(exc)) from None
+            raise _http(HTTP_STATUS.get(Refusal(exc.code), 409) if exc.code in _CODES else 409, str(exc)) from None
         except DefinitionError as exc:
             raise _http(400, str(exc)) from None
         except StoreError as exc:
@@ -154,18 +159,6 @@ def _json_body(raw: bytes, *, allow_empty: bool = False) -> Any:
         raise _http(400, f"the request body is not valid JSON ({exc})") from None
     except ValueError as exc:  # NaN, Infinity or a lone surrogate: Python's parser takes them, RFC 8259 does not
         raise _http(400, f"the request body is refused: {exc}") from None
-
-
-async def _await_applied(store: Store, command_id: int, timeout: float = APPLY_WAIT_S) -> Mapping[str, Any] | None:
-    """The command row once the owner applied it, or None after *timeout*."""
-    deadline = time.monotonic() + timeout
-    while True:
-        row = await asyncio.to_thread(store.command_row, command_id)
-        if row["applied_at"] is not None:
-            return row
-        if time.monotonic() >= deadline:
-            return None
-        await asyncio.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------------- REST API
@@ -278,16 +271,6 @@ class HistoryHandler(ApiHandler):
         self.reply(await asyncio.to_thread(views.history_view, self.store, run_id, after))
 
 
-def _definition(store: Store, run_id: str) -> tuple[Mapping[str, Any], dict[str, Any]]:
-    row = store.run_row(run_id)
-    return row, store.definition(row["workflow"], row["version"])
-
-
-def _check_step(run_id: str, definition: Mapping[str, Any], step: str) -> None:
-    if step not in definition["steps"]:
-        raise _http(404, f"run {run_id} has no step {step!r}; steps are: {', '.join(definition['order'])}")
-
-
 class InstancesHandler(ApiHandler):
     """``GET /nbflow/api/runs/<id>/instances?step=&status=&text=&offset=&limit=``: one page of a
     step's instances (:func:`nbflow.views.instance_page`); ``limit`` is at most 1000 (0: the default 50)."""
@@ -306,8 +289,7 @@ class InstancesHandler(ApiHandler):
 
         def work() -> dict[str, Any]:
             store = self.store
-            _row, definition = _definition(store, run_id)
-            _check_step(run_id, definition, step)
+            check_target(store, store.run_row(run_id), step)
             return views.instance_page(store, run_id, step, status=status or None, text=text, offset=offset,
                                        limit=limit)
 
@@ -324,8 +306,7 @@ class InstanceHandler(ApiHandler):
     async def get(self, run_id: str, step: str, key: str | None = None) -> None:
         def work() -> dict[str, Any]:
             store = self.store
-            _row, definition = _definition(store, run_id)
-            _check_step(run_id, definition, step)
+            check_target(store, store.run_row(run_id), step)
             detail = views.instance_detail(store, run_id, step, key)
             if detail is None:
                 label = step if key is None else f"{step}:{key}"
@@ -337,14 +318,15 @@ class InstanceHandler(ApiHandler):
 
 class CommandsHandler(ApiHandler):
     """``POST /nbflow/api/runs/<id>/commands`` with ``{"verb", "step", "keys", "payload", "reason"}``:
-    one operator command through :func:`nbflow.commands.submit`, authored by the Jupyter user.
+    one operator command of :data:`COMMAND_VERBS`, checked by :func:`nbflow.commands.check` (its
+    refusal codes map to 400, 404 and 409 by :data:`nbflow.verbs.HTTP_STATUS`) and written by
+    :func:`nbflow.commands.submit`, authored by the Jupyter user.
 
-    Verbs: resume, skip, retry, set_inputs, set_output, cancel, approve, reject. ``payload`` is a
-    JSON object (``{"output": ...}`` for skip, ``{"inputs": {...}}`` for set_inputs, ``{"value": ...}``
-    for set_output, ``{"comment", "payload"}`` for approve/reject); it is stored as JSON, never
-    unpickled. With a live owner the reply waits (up to 10 s) for its answer: 200 ``applied`` or
-    409 with the refusal; 202 ``sent`` if it has not answered yet, 202 ``queued`` when the run has
-    no live owner (applied when the run is resumed)."""
+    ``payload`` is a JSON object (``{"output": ...}`` for skip, ``{"inputs": {...}}`` for set_inputs,
+    ``{"value": ...}`` for set_output, ``{"comment", "payload"}`` for approve/reject); it is stored
+    as JSON, never unpickled. With a live owner the reply waits (up to 10 s) for its answer: 200
+    ``applied`` or 409 with the refusal; 202 ``sent`` if it has not answered yet, 202 ``queued``
+    when the run has no live owner (applied when the run is resumed)."""
 
     FIELDS = ("verb", "step", "keys", "payload", "reason")
 
@@ -373,83 +355,22 @@ class CommandsHandler(ApiHandler):
             raise _http(400, "'reason' must be a string or null")
         actor = self.actor
 
-        def work() -> tuple[int, bool]:
-            store = self.store
-            row, definition = _definition(store, run_id)
-            if RunStatus(row["status"]).terminal:
-                raise _http(409, f"run {run_id} is {row['status']}; a finished run cannot be changed")
-            if verb != "cancel":
-                self._check_target(store, row, definition, verb, step, keys, payload)
-            alive = views.owner_view(row)["alive"]
-            if not alive and verb != "cancel":
-                self._check_states(store, run_id, verb, step, keys)
-            res = submit(store, run_id, verb, step, keys, payload, reason, actor=actor, wait=False)
-            return res.id, alive
+        def work() -> CommandResult:
+            return submit(self.store, run_id, verb, step, keys, payload, reason, actor=actor, wait=False)
 
-        cid, alive = await asyncio.to_thread(work)
-        out: dict[str, Any] = {"id": cid, "run": run_id, "verb": verb, "step": step, "keys": keys, "actor": actor}
-        if not alive:
+        res = await asyncio.to_thread(work)
+        out: dict[str, Any] = {"id": res.id, "run": run_id, "verb": verb, "step": step, "keys": keys, "actor": actor}
+        if res.state == CommandState.QUEUED:
             self.reply({**out, "state": "queued", "message": (
                 f"run {run_id} has no live owner; the command is applied when the run is resumed")}, 202)
             return
-        row = await _await_applied(self.store, cid)
-        if row is None:
+        answer = (await asyncio.to_thread(await_applied, self.store, [res.id], APPLY_WAIT_S)).get(res.id)
+        if answer is None:
             self.reply({**out, "state": "sent", "message": "the owner has not applied it yet; see the history"}, 202)
-        elif row["result"] != "ok":
-            raise _http(409, row["message"] or "refused by the run's owner")
+        elif answer.state == CommandState.REFUSED:
+            raise _http(409, answer.message or "refused by the run's owner")
         else:
-            self.reply({**out, "state": "applied", "message": row["message"]})
-
-    @staticmethod
-    def _check_target(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], verb: str,
-                      step: str | None, keys: list[str] | None, payload: Mapping[str, Any] | None) -> None:
-        """Unknown step/key: 404; a malformed command: 400 (nothing is written)."""
-        run_id = row["id"]
-        if step is None:
-            if verb != "resume":
-                raise _http(400, f"{verb} needs a step; steps are: {', '.join(definition['order'])}")
-            if keys is not None:
-                raise _http(400, "keys need a step")
-            return
-        _check_step(run_id, definition, step)
-        spec = definition["steps"][step]
-        if keys is not None:
-            if spec["kind"] != StepKind.FOREACH:
-                raise _http(400, f"step {step!r} is a {spec['kind']} step with a single instance; send no keys")
-            have = {r["key"] for r in store.instance_rows(run_id, step=step)}
-            missing = [k for k in keys if k not in have]
-            if missing:
-                raise _http(404, f"step {step!r} of run {run_id} has no instance with key {', '.join(missing)}")
-        if verb in ("approve", "reject") and spec["kind"] != StepKind.APPROVAL:
-            raise _http(400, f"{step!r} is a {spec['kind']} step, not an approval gate; {verb} applies to gates")
-        if verb == "skip" and "output" not in (payload or {}):
-            raise _http(400, "skip needs the output the skipped instance stands for: payload {\"output\": ...}")
-        if verb == "set_output" and "value" not in (payload or {}):
-            raise _http(400, "set_output needs payload {\"value\": ...}")
-        if verb == "set_inputs":
-            inputs = (payload or {}).get("inputs")
-            if not isinstance(inputs, dict) or not inputs:
-                raise _http(400, "set_inputs needs payload {\"inputs\": {name: value, ...}} with at least one input")
-            names = {b[0] for b in spec["bindings"] if b[1] != "ctx"}
-            bad = sorted(set(inputs) - names)
-            if bad:
-                raise _http(400, f"step {step!r} takes no input named {', '.join(map(repr, bad))}; its inputs are: "
-                                 f"{', '.join(sorted(names)) or 'none'}")
-
-    @staticmethod
-    def _check_states(store: Store, run_id: str, verb: str, step: str | None, keys: list[str] | None) -> None:
-        """With no live owner the stored states are current: refuse (409) a verb that does not fit them."""
-        if step is None:
-            return
-        rows = store.instance_rows(run_id, step=step)
-        named = [r for r in rows if r["key"] in keys] if keys is not None else rows
-        for r in named:
-            allowed = views.verbs(r["status"], r["pause_reason"])
-            if verb not in allowed:
-                label = step if r["key"] is None else f"{step}:{r['key']}"
-                state = r["status"] + (f" ({r['pause_reason']})" if r["pause_reason"] else "")
-                raise _http(409, f"cannot {verb} {label} in run {run_id}: it is {state}; "
-                                 f"allowed now: {', '.join(allowed) if allowed else 'nothing'}")
+            self.reply({**out, "state": "applied", "message": answer.message})
 
 
 class BreakpointsHandler(ApiHandler):
@@ -643,19 +564,19 @@ class SignalHandler(_JsonErrors, JupyterHandler):
 
         res, alive, store = await asyncio.to_thread(work)
         if res.applied:
-            self.reply({"result": _SIGNAL_STATES.get(res.message or "", "delivered"), "message": res.message})
+            self.reply({"result": signal_outcome(res.message), "message": res.message})
             return
         if not alive:
             self.reply({"result": "queued", "message": "the run has no live owner; the signal is delivered when "
                                                        "the run is resumed"}, 202)
             return
-        row = await _await_applied(store, res.id)
-        if row is None:
+        answer = (await asyncio.to_thread(await_applied, store, [res.id], APPLY_WAIT_S)).get(res.id)
+        if answer is None:
             self.reply({"result": "sent", "message": "the run's owner has not applied it yet"}, 202)
-        elif row["result"] != "ok":
-            raise _http(409, row["message"] or "refused")
+        elif answer.state == CommandState.REFUSED:
+            raise _http(409, answer.message or "refused")
         else:
-            self.reply({"result": _SIGNAL_STATES.get(row["message"] or "", "delivered"), "message": row["message"]})
+            self.reply({"result": signal_outcome(answer.message), "message": answer.message})
 
 
 def handlers() -> list[tuple[str, type[web.RequestHandler]]]:
