@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from ._compat import display, get_ipython
 from ._util import current_actor
 from .breakpoints import parse_target
 from .errors import CommandRefused, NbflowError
 from .run import Run
 from .states import InstanceStatus, RunStatus
+from .store.queries import runs_of
 
 if TYPE_CHECKING:
     from .store import Store
@@ -315,20 +314,6 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def runs_of(store: Store, actor: str, since: float = 0.0) -> list[str]:
-    """Runs that *actor* created or took over since *since*, oldest first."""
-    from .store import schema as t
-
-    stmt = (
-        sa.select(t.events.c.run_id)
-        .where(t.events.c.actor == actor, t.events.c.kind.in_(("run_created", "taken_over")), t.events.c.ts >= since)
-        .order_by(t.events.c.ts, t.events.c.id)  # ids are per run (schema.EVENT_ID_SPAN): time orders across runs
-    )
-    with store.engine.connect() as conn:
-        ids = [r[0] for r in conn.execute(stmt)]
-    return list(dict.fromkeys(ids))
 
 
 def exit_code_for(store: Store, run_ids: Iterable[str], error: Mapping[str, Any] | None) -> int:

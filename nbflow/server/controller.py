@@ -28,10 +28,11 @@ from tornado import web
 
 from .. import verbs
 from .._util import set_actor
+from ..commands import await_applied
 from ..notebook.controller import NAVIGATION, Controller
 from ..run import Run
 from ..states import RunStatus
-from .handlers import ApiHandler, _await_applied, _http, _translate
+from .handlers import APPLY_WAIT_S, ApiHandler, _http, _translate
 
 RESUME_HINT = '"Resume here"'
 """What the sidebar offers, besides ``nbflow resume RUN``, to apply a queued command."""
@@ -69,10 +70,11 @@ class ActionHandler(ApiHandler):
         controller, answer = await asyncio.to_thread(act)
         command = answer.get("command") or {}
         if command.get("state") == verbs.CommandState.SENT:
-            row = await _await_applied(controller.store, command["id"])
-            if row is not None:
-                controller.pending.pop(command["id"], None)
-                answer = Controller.applied(command["id"], name, row)
+            cid = command["id"]
+            got = (await asyncio.to_thread(await_applied, controller.store, [cid], APPLY_WAIT_S)).get(cid)
+            if got is not None:
+                controller.pending.pop(cid, None)
+                answer = Controller.applied(cid, name, {"result": got.result, "message": got.message})
         state = await asyncio.to_thread(controller.state)
         state["live"] = not RunStatus(state["summary"]["status"]).terminal
         status = 200
