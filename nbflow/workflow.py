@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .engine.executor import check as check_executor
-from .engine.executor import check_workers
+from .engine.backends import check as check_executor
+from .engine.backends import check_workers
 from .errors import CycleError, DefinitionError
 from .states import StepKind
 from .store import Store

@@ -22,7 +22,7 @@ from ..store import Store, codec
 from ..store import schema as t
 from ..workflow import Plan, StepSpec, Workflow
 from . import pinning, source_lines
-from .executor import resolve
+from .backends import resolve
 from .pinning import Use
 from .scheduler import TASK_ITEM, Scheduler
 

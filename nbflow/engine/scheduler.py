@@ -43,7 +43,8 @@ from ..store import schema as t
 from ..store.codec import JSON, Encoded
 from ..workflow import Plan, StepSpec, Workflow
 from . import capture
-from .executor import Backend, Hooks, Result, Task, Threads, error_triple
+from .backends import Backend, Threads
+from .executor import Hooks, Result, Task, error_triple
 from .remote import REMOTE_VALUE
 
 log = logging.getLogger("nbflow.scheduler")
