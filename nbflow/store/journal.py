@@ -127,7 +127,8 @@ class Journal:
         time, terminal, final), the run row, whose owner must still be this journal's
         (:class:`LostOwnership` otherwise). A terminal run's own breakpoints go with it."""
         sql = self._sql
-        self.connect()
+        if self._conn is None:
+            self.connect()
         raw, cur = self._raw
         try:
             if inserts:
