@@ -130,7 +130,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self.final: RunStatus | None = None  # set by cancel (cancelled) or the run deadline (failed)
         self.step_inflight: Counter[str] = Counter()
         self.held_back: dict[str, deque[Inst]] = {}
-        self.signals = {}
+        self.signals = {}  # these three: the gates' (gates.py)
         self.signal_tokens = set()
         self.signal_rows = []
         self._seq = itertools.count()
@@ -155,7 +155,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self._last_flush = 0.0
         self._last_poll = 0.0
         self._last_hb = 0.0
-        self._ignored_specs = set()
+        self._ignored_specs = set()  # live code's (adopt.py)
         self._status_changed = False
 
     # ------------------------------------------------------------------ loading
