@@ -5,24 +5,23 @@ against the instances' states and records what changed (old and new values) in t
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import verbs
-from ._util import current_actor, jsonable, now
+from ._util import current_actor, now
 from .breakpoints import Breakpoint, compile_condition, key_text
 from .errors import CommandRefused, DefinitionError
 from .states import InstanceStatus as S
-from .states import PauseReason, RunStatus, StepKind, When, label
+from .states import RunStatus, StepKind, label
 from .store import Store
 from .store import commands as rows
 from .verbs import CommandState, Refusal, Target
 
 if TYPE_CHECKING:
-    from .engine.scheduler import Inst, Scheduler
+    pass
 
 APPLY_TIMEOUT_S = 30.0
 
@@ -58,6 +57,7 @@ class Answer:
     verb: str
     result: str
     message: str | None
+    code: str = Refusal.STATE  # why it was refused (the owner in this process says; from the store: state)
 
     @property
     def state(self) -> CommandState:
@@ -277,7 +277,7 @@ def submit(
         return CommandResult(cid, verb, False, None, "the run's scheduler stopped before applying it",
                              CommandState.QUEUED)
     if answer.result != "ok":
-        raise CommandRefused(answer.message or f"{verb} was refused by the run's owner")
+        raise CommandRefused(answer.message or f"{verb} was refused by the run's owner", answer.code)
     return CommandResult(cid, verb, True, answer.result, answer.message, answer.state)
 
 
@@ -298,13 +298,13 @@ def await_applied(store: Store, command_ids: Iterable[int], timeout: float | Non
             done[cid] = Answer(row["verb"], row["result"], row["message"])
             sched = live(row["run_id"])
             if sched is not None:
-                sched.cmd_results.pop(cid, None)
+                sched.forget_answer(cid)
         else:
             waiting[cid] = row
     for cid, row in waiting.items():
         sched = live(row["run_id"])
         if sched is not None:
-            got = _await_here(sched, cid, deadline)
+            got = sched.answer(cid, deadline)
             if got is not None:
                 done[cid] = Answer(row["verb"], *got)
     left = [cid for cid in waiting if cid not in done]
@@ -320,22 +320,6 @@ def await_applied(store: Store, command_ids: Iterable[int], timeout: float | Non
             break  # nobody will apply them now
         time.sleep(0.02)
     return done
-
-
-def _await_here(sched: Scheduler, cid: int, deadline: float | None) -> tuple[str, str | None] | None:
-    """The answer of the scheduler in this process to command *cid*, once it committed it (None if it
-    stopped first, or *deadline* passed)."""
-    ev = threading.Event()
-    sched.cmd_waiters[cid] = ev
-    if cid not in sched.cmd_results:
-        sched.wake()
-        while not ev.wait(0.1):
-            if cid in sched.cmd_results:
-                break
-            if not sched.alive() or (deadline is not None and time.monotonic() >= deadline):
-                sched.cmd_waiters.pop(cid, None)
-                return sched.cmd_results.pop(cid, None)
-    return sched.cmd_results.pop(cid, None)
 
 
 def submit_signal(
@@ -418,246 +402,3 @@ def _notify(store: Store, workflow: str, run_id: str | None, action: str, data: 
             submit(store, rid, "breakpoint", payload={"action": action, **data})
         except CommandRefused:
             pass  # the run finished meanwhile
-
-
-# ---------------------------------------------------------------------------------- applying
-def apply_command(sched: Scheduler, row: Mapping[str, Any]) -> str:
-    """Apply one command in the owner's scheduler thread; raise CommandRefused to refuse it."""
-    target = json.loads(row["target"] or "null") or {}
-    payload = sched.store.decode(row["payload_codec"], row["payload"]) or {}
-    verb = row["verb"]
-    ctx = _Apply(sched, row, payload)
-    if verb == "cancel":
-        return ctx.cancel()
-    if verb == "breakpoint":
-        return ctx.breakpoints_changed()
-    if verb == "signal":
-        return ctx.signal(target.get("step"))
-    insts = ctx.targets(target.get("step"), target.get("keys"), verb)
-    sched._hydrate(insts)  # values first, so a change never writes over what was not loaded
-    message: str = getattr(ctx, verb)(insts)
-    return message
-
-
-def _when(inst: Inst) -> str:
-    return PauseReason.parse(inst.pause_reason).when
-
-
-def allowed_verbs(inst: Inst) -> list[str]:
-    """The verbs that fit the instance's state now (used in refusals and by the widget)."""
-    return verbs.allowed_verbs(inst.status, inst.pause_reason)
-
-
-def _nothing_allowed(inst: Inst) -> str:
-    if inst.status.terminal:
-        return f"nothing, it is finished ({inst.status})"
-    return "nothing until it pauses or finishes (or cancel the run)"
-
-
-class _Apply:
-    def __init__(self, sched: Scheduler, row: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
-        self.s = sched
-        self.row = row
-        self.payload = payload
-        self.actor = row["actor"]
-        self.reason = row["reason"]
-
-    def refuse(self, inst: Inst, verb: str, needs: str) -> CommandRefused:
-        state = f"{inst.status}" + (f" ({_when(inst)})" if inst.status == S.PAUSED else "")
-        allowed = allowed_verbs(inst)
-        return CommandRefused(
-            f"cannot {verb} {inst.label}: it is {state}, and {verb} needs {needs}; "
-            f"allowed now: {', '.join(allowed) if allowed else _nothing_allowed(inst)}"
-        )
-
-    def targets(self, step: str | None, keys: list[str] | None, verb: str) -> list[Inst]:
-        s = self.s
-        if step is None:
-            return [i for st in s.plan.order for i in s.by_step[st]]
-        if step not in s.by_step:
-            raise CommandRefused(f"run {s.run_id} has no step {step!r}; steps are: {', '.join(s.plan.order)}")
-        insts = s.by_step[step]
-        if keys is None:
-            if not insts:
-                raise CommandRefused(f"step {step!r} has no instances yet (it has not started)")
-            return list(insts)
-        by_key = {i.key: i for i in insts}
-        out = []
-        for k in keys:
-            if k not in by_key:
-                raise CommandRefused(f"step {step!r} has no instance with key {k}")
-            out.append(by_key[k])
-        return out
-
-    def _explicit(self) -> bool:
-        target = json.loads(self.row["target"] or "null") or {}
-        return target.get("keys") is not None or (
-            target.get("step") is not None and self.s.specs[target["step"]].kind != StepKind.FOREACH
-        )
-
-    def _select(self, insts: list[Inst], verb: str, ok: Any, needs: str) -> list[Inst]:
-        """Keep the instances that fit; with explicit targets, one that does not fit refuses the whole command."""
-        chosen = [i for i in insts if ok(i)]
-        if self._explicit():
-            for i in insts:
-                if not ok(i):
-                    raise self.refuse(i, verb, needs)
-        if not chosen:
-            one_step = bool(insts) and len({i.step for i in insts}) == 1
-            where = f" among {len(insts)} instance(s) of {insts[0].step}" if one_step else ""
-            raise CommandRefused(f"nothing to {verb}: no instance {needs.removeprefix('an instance ')}{where}")
-        return chosen
-
-    def _event(self, kind: str, inst: Inst, **data: Any) -> None:
-        self.s._event(kind, inst, actor=self.actor, reason=self.reason, **data)
-
-    # -- verbs ---------------------------------------------------------------------------------
-    def resume(self, insts: list[Inst]) -> str:
-        chosen = self._select(insts, "resume", lambda i: i.status == S.PAUSED, "an instance that is paused")
-        for inst in chosen:
-            self.release(inst, inst.held_by)
-        return f"resumed {len(chosen)} instance(s)"
-
-    def release(self, inst: Inst, ids: Iterable[int]) -> None:
-        """Let a paused instance go on past the breakpoints *ids* (they will not catch it again)."""
-        s = self.s
-        when = _when(inst)
-        inst.released |= set(ids)
-        self._event("resumed", inst, when=when)
-        if when == When.AFTER:
-            s._succeed(inst)
-        elif when == When.ERROR:
-            res = inst.pending_error
-            inst.pending_error = None
-            s._fail_or_retry(inst, res)
-        else:
-            s._set(inst, S.PENDING, held_by=[], pause_reason=None)
-            s._make_ready(inst)
-
-    def skip(self, insts: list[Inst]) -> str:
-        if "output" not in self.payload:
-            raise CommandRefused(
-                "skip needs the output the skipped instance stands for, e.g. skip('enrich', key=3, output={...})"
-            )
-        chosen = self._select(
-            insts, "skip", lambda i: i.status in (S.PAUSED, S.FAILED, S.RETRYING, S.WAITING),
-            "an instance that is paused, failed, waiting, or waiting to retry",
-        )
-        value = self.payload["output"]
-        for inst in chosen:
-            enc = self.s.encode(value, f"output given to skip {inst.label}")
-            inst.out, inst.value, inst.pending_error = enc, value, None
-            self.s._set(inst, S.SKIPPED, finished_at=now(), held_by=[], pause_reason=None, next_attempt_at=None)
-            self._event("skipped", inst, output=value)
-        return f"skipped {len(chosen)} instance(s)"
-
-    def retry(self, insts: list[Inst]) -> str:
-        chosen = self._select(
-            insts, "retry", lambda i: i.status in (S.PAUSED, S.FAILED, S.RETRYING),
-            "an instance that is failed, paused or waiting to retry",
-        )
-        for inst in chosen:
-            inst.released |= set(inst.held_by)
-            inst.pending_error = None
-            self._event("retry_requested", inst, previous_status=str(inst.status), attempt=inst.attempt)
-            self.s._set(inst, S.PENDING, held_by=[], pause_reason=None, next_attempt_at=None, finished_at=None)
-            self.s._make_ready(inst)
-        return f"retrying {len(chosen)} instance(s)"
-
-    def set_inputs(self, insts: list[Inst]) -> str:
-        new = dict(self.payload.get("inputs") or {})
-        names = {b.param for b in self.s.plan.bindings[insts[0].step] if b.source != "ctx"}
-        bad = sorted(set(new) - names)
-        if bad:
-            raise CommandRefused(f"step {insts[0].step!r} takes no input named {', '.join(map(repr, bad))}")
-        chosen = self._select(
-            insts, "set_inputs",
-            lambda i: (i.status == S.PAUSED and _when(i) in ("before", "error")) or i.status == S.FAILED,
-            "an instance paused before its body, paused on an error, or failed",
-        )
-        for inst in chosen:
-            current = self.s.inputs(inst)
-            old = {k: current.get(k) for k in new}
-            merged = {**self.s._overrides(inst), **new}
-            enc = self.s.encode(merged, f"inputs of {inst.label}")
-            inst.inputs, inst.overrides = enc, merged
-            self.s.dirty[inst.ident] = inst
-            self._event("inputs_changed", inst, old=old, new=new)
-        return f"changed the inputs of {len(chosen)} instance(s)"
-
-    def set_output(self, insts: list[Inst]) -> str:
-        if "value" not in self.payload:
-            raise CommandRefused("set_output needs a value")
-        chosen = self._select(
-            insts, "set_output", lambda i: i.status == S.PAUSED and _when(i) == "after",
-            "an instance paused after its body (a breakpoint with when='after')",
-        )
-        value = self.payload["value"]
-        for inst in chosen:
-            old = self.s._value(inst)
-            enc = self.s.encode(value, f"output of {inst.label}")
-            inst.out, inst.value = enc, value
-            self.s.dirty[inst.ident] = inst
-            self._event("output_changed", inst, old=old, new=value)
-        return f"changed the output of {len(chosen)} instance(s)"
-
-    def cancel(self) -> str:
-        s = self.s
-        n = s._cancel_all(self.actor, self.reason)
-        s.final = RunStatus.CANCELLED
-        s._event("run_cancel_requested", None, actor=self.actor, reason=self.reason)
-        return f"cancelled the run ({n} unfinished instance(s))"
-
-    def approve(self, insts: list[Inst]) -> str:
-        return self._decide(insts, True)
-
-    def reject(self, insts: list[Inst]) -> str:
-        return self._decide(insts, False)
-
-    def _decide(self, insts: list[Inst], approved: bool) -> str:
-        verb = "approve" if approved else "reject"
-        for inst in insts:
-            if self.s.specs[inst.step].kind != StepKind.APPROVAL:
-                raise CommandRefused(f"{inst.step!r} is not an approval gate; {verb} applies to wf.approval(...) steps")
-        chosen = self._select(insts, verb, lambda i: i.status == S.WAITING, "a gate that is waiting for a decision")
-        for inst in chosen:
-            self.s._decide(inst, approved, self.actor, self.payload.get("comment") or self.reason,
-                           self.payload.get("payload"))
-        return f"{'approved' if approved else 'rejected'} {', '.join(i.label for i in chosen)}"
-
-    def signal(self, step: str | None) -> str:
-        from .signals import read_token
-
-        token = str(self.payload.get("token", ""))
-        run_id, tstep, item, name = read_token(self.s.store.secret, token)
-        if run_id != self.s.run_id or tstep != step:
-            raise CommandRefused("the signal token does not belong to this run and step")
-        inst = self.s.insts.get((tstep, item))
-        if inst is None:
-            raise CommandRefused(f"step {tstep!r} has no instance {item} (yet); the signal was not delivered")
-        self.s._hydrate([inst])
-        if inst.status == S.WAITING and inst.deadline is not None and self.row["created_at"] > inst.deadline:
-            self.s._wait_timed_out(inst)  # sent after the deadline while no owner ran: it is late, not in time
-        return self.s.deliver(inst, token, name, self.payload.get("payload"), self.actor)
-
-    def breakpoints_changed(self) -> str:
-        s = self.s
-        s.reload_breakpoints()
-        present = {bp.id for bp in s.bps} | {0}
-        freed = 0
-        for inst in list(s.insts.values()):
-            if inst.status != S.PAUSED or not inst.held_by:
-                continue
-            still = [b for b in inst.held_by if b in present]
-            if len(still) == len(inst.held_by):
-                continue
-            if still:
-                s._set(inst, inst.status, held_by=still)  # via _set: loads its values before they are written back
-                continue
-            self.release(inst, [])
-            freed += 1
-        self._event_run("breakpoints_changed", change=jsonable(dict(self.payload)), resumed=freed)
-        return f"breakpoints reloaded; {freed} instance(s) resumed"
-
-    def _event_run(self, kind: str, **data: Any) -> None:
-        self.s._event(kind, None, actor=self.actor, **data)

@@ -16,7 +16,6 @@ from .store import Store
 from .store.reader import ValueReader
 
 if TYPE_CHECKING:
-    from .engine.scheduler import Scheduler
     from .workflow import Workflow
 
 
@@ -142,7 +141,7 @@ class Run:
 
         sched = live(self.id)
         if sched is not None:
-            return sched.committed_status
+            return sched.published_status()
         return RunStatus(self._row()["status"])
 
     @property
@@ -169,14 +168,8 @@ class Run:
         deadline = None if timeout is None else time.monotonic() + timeout
         sched = live(self.id)
         if sched is not None:
-            while sched.alive() and _published(sched) == RunStatus.RUNNING:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                with sched.cond:  # the scheduler notifies under it once it published a new status
-                    if sched.alive() and sched.committed_status == RunStatus.RUNNING:
-                        sched.cond.wait(0.5 if left is None else min(left, 0.5))
-            if sched.error is not None and not sched.committed_status.terminal:
+            sched.settle(deadline)
+            if sched.error is not None and not sched.published_status().terminal:
                 raise _stopped(self.id, sched.error)
             return self.status
         while True:
@@ -319,15 +312,6 @@ class Run:
         if self._wf is None:
             raise NbflowError("fork needs the workflow's code: use wf.attach(run_id).fork(...) from a Workflow")
         return fork_run(self._wf, self.id, from_step)
-
-
-def _published(sched: Scheduler) -> RunStatus:
-    """The run status the scheduler in this process last committed. Read between its turns: it
-    commits a flush and then publishes the status, both in one turn, so a reader that saw the
-    commit in the store (a command's answer, an instance's new state) never reads the status from
-    before it. (The scheduler's turn lock: changes to its state are made only under it.)"""
-    with sched._turn_lock:
-        return sched.committed_status
 
 
 def _stopped(run_id: str, error: BaseException) -> NbflowError:

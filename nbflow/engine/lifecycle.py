@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -160,6 +161,13 @@ def save_version(
         pass  # another process pinned the same version first
 
 
+def _pin_code(store: Store, wf: Workflow, plan: Plan) -> str:
+    """Pin *plan*'s code (a redefinition a live run adopts); its version."""
+    definition, version, pickles = pin(wf, plan)
+    save_version(store, wf, plan, definition, version, pickles)
+    return version
+
+
 def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
     """The workflow exactly as pinned by *version* (used by `nbflow resume`)."""
     definition = store.definition(name, version)
@@ -296,7 +304,8 @@ def start_run(
             "version": version, "forked_from": seed[0] if seed else None,
             "reused_steps": sorted(seed[1]) if seed else [],
         })
-    sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True, backend=backend)
+    sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True, backend=backend,
+                      pin_code=functools.partial(_pin_code, store), on_stop=forget)
     sched.load()
     _register(sched)
     sched.start()
@@ -372,7 +381,8 @@ def take_over(
                 raise
     row = {**row, "version": version, "owner_id": owner_id}
     sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"),
-                      live_code=live_code, backend=backend)
+                      live_code=live_code, backend=backend, pin_code=functools.partial(_pin_code, store),
+                      on_stop=forget)
     sched.load()
     _register(sched)
     sched.start()

@@ -4,31 +4,27 @@ It runs on a background thread. Each turn it takes worker results and operator c
 moves instances through their states (section 3 of DESIGN.md), dispatches ready instances to
 the executor, and commits everything of the turn in one transaction *before* anything it
 wrote becomes visible: an output is durable before a downstream instance can read it.
+
+This module is the state machine. Its other jobs live beside it, as parts of the one class:
+:mod:`.instances` (the instance record), :mod:`.gates` (approval and signal waits),
+:mod:`.adopt` (live code), :mod:`.lease` (threads and lease), :mod:`.apply` (the owner side of
+the command path, through the public methods below); its writes go through
+:class:`nbflow.store.journal.Journal`.
 """
 from __future__ import annotations
 
-import contextlib
-import difflib
 import functools
-import gc
 import heapq
 import itertools
 import json
 import logging
 import operator
-import os
-import queue
 import random
 import threading
 import time
-import uuid
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-
-import sqlalchemy as sa
 
 from .. import breakpoints as bpmod
 from .._util import HOST, dumps, jsonable, now, strict
@@ -36,28 +32,29 @@ from ..breakpoints import Breakpoint
 from ..context import StepContext
 from ..errors import CommandRefused, DefinitionError, NbflowError, SerializationError, StoreError
 from ..signals import WaitForSignal, make_token
+from ..states import BREAK_ON_ERROR, TASK_ITEM, PauseReason, RunStatus, StepKind, When
 from ..states import InstanceStatus as S
-from ..states import RunStatus, StepKind, When
 from ..store import Store
-from ..store import schema as t
 from ..store.codec import JSON, Encoded
+from ..store.journal import EVENT_ID_SPAN, Journal, LostOwnership
 from ..workflow import Plan, StepSpec, Workflow
 from . import capture
+from .adopt import LiveCode, PinCode
+from .apply import apply_command
 from .backends import Backend, Threads
 from .executor import Hooks, Result, Task, error_triple
+from .gates import Gates
+from .instances import MISSING, Inst, gc_paused
+from .lease import HEARTBEAT_S, OwnerThreads, new_owner_id
 from .remote import REMOTE_VALUE
 
 log = logging.getLogger("nbflow.scheduler")
 
-TASK_ITEM = -1
 COMMAND_POLL_S = 0.05
 GROUP_COMMIT_S = 0.02
 """Writes that nothing waits on (an attempt started, an item succeeded) are grouped for at most this long."""
-HEARTBEAT_S = 2.0
-_MISSING = object()
+_MISSING = MISSING
 _NO_BREAK: tuple[list[int], None] = ([], None)
-_STATUS = {m.value: m for m in S}
-_STATUS_TEXT = {m: m.value for m in S}
 # Hot-path aliases: reading a member off the enum class costs ~150 ns on Python 3.11, a global ~15.
 _PENDING, _READY, _RUNNING, _RETRYING = S.PENDING, S.READY, S.RUNNING, S.RETRYING
 _PAUSED, _WAITING, _SUCCEEDED, _FAILED = S.PAUSED, S.WAITING, S.SUCCEEDED, S.FAILED
@@ -68,189 +65,15 @@ _BEFORE, _ERROR = When.BEFORE, When.ERROR
 _HELD_AS_ROWS = frozenset({StepKind.APPROVAL, StepKind.WAIT})
 _FOREACH = StepKind.FOREACH
 _get_status = operator.attrgetter("status")
-_INST_COLS = tuple(c.name for c in t.instances.columns)
-_KEY_COLS = ("key_codec", "key_value")  # written once, with the row: a key never changes
-_UPDATE_KEYS = (*_INST_COLS[3:-2], "b_run", "b_step", "b_item")  # SET every other column WHERE the key
 _NO_KEY_VALUE = (None, None)
-_EVENT_KEYS = ("id", "run_id", "step", "key", "kind", "actor", "data", "ts")
-_BLOB_KEYS = tuple(c.name for c in t.blobs.columns)
-_SIGNAL_KEYS = tuple(c.name for c in t.signals.columns)
-_COMMAND_KEYS = ("b_id", "applied_at", "result", "message")  # a command's outcome, as cmd_done records it
-_RUN_KEYS = ("status", "updated_at", "heartbeat_at", "version", "finished_at", "owner_id", "owner_pid", "owner_host",
-             "b_id", "b_owner")
-_RUN_UPDATE = (
-    t.runs.update()
-    .where(t.runs.c.id == sa.bindparam("b_id"), t.runs.c.owner_id == sa.bindparam("b_owner"))
-    .values(
-        status=sa.bindparam("status"), updated_at=sa.bindparam("updated_at"), heartbeat_at=sa.bindparam("heartbeat_at"),
-        version=sa.bindparam("version"),
-        finished_at=sa.func.coalesce(sa.bindparam("finished_at", type_=sa.Float), t.runs.c.finished_at),
-        owner_id=sa.bindparam("owner_id"), owner_pid=sa.bindparam("owner_pid"), owner_host=sa.bindparam("owner_host"),
-    )
-)
-"""The run row's status and heartbeat, written by its owner only; finished_at once, owner cleared at the end."""
-assert _INST_COLS == (
-    "run_id", "step", "item", "key", "status", "attempt", "inputs_codec", "inputs", "output_codec", "output",
-    "saved_codec", "saved", "error_type", "error_message", "error_traceback", "pause_reason", "held_by", "released",
-    "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "key_codec", "key_value",
-), "Inst.values() must follow the instances table's columns (the key's value last: inserts only)"
 
 
-@dataclass(slots=True, eq=False)
-class Inst:
-    """The scheduler's in-memory copy of one instance row."""
+class Scheduler(Gates, LiveCode, OwnerThreads):
+    """Drives one run: build it, :meth:`load` it, ``start()`` launches its thread.
 
-    step: str
-    item: int
-    key: str | None  # the key's text: what breakpoints, addresses and events use
-    status: S
-    attempt: int = 0
-    inputs: Encoded | None = None
-    out: Encoded | None = None
-    saved: Encoded | None = None
-    error: tuple[str, str, str] | None = None
-    pause_reason: str | None = None
-    # Empty by default without a container per instance (10,000 items: 20,000 fewer objects for the
-    # garbage collector to walk, B2 in bench/); they are replaced, never changed in place.
-    held_by: Sequence[int] = ()
-    released: AbstractSet[int] = frozenset()
-    next_attempt_at: float | None = None
-    deadline: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    logs: str | None = None
-    token: str | None = None
-    key_enc: tuple[str, bytes] | None = None  # the key's value as (codec, bytes); None: the text is the key
-    new: bool = True
-    value: Any = _MISSING
-    overrides: Any = _MISSING
-    pending_error: Result | None = None  # the failed attempt an error breakpoint is holding
-    hydrated: bool = True  # False: loaded without its values (a finished instance after a takeover)
-
-    @property
-    def ident(self) -> tuple[str, int]:
-        return (self.step, self.item)
-
-    @property
-    def label(self) -> str:
-        return self.step if self.key is None else f"{self.step}:{self.key}"
-
-    def values(self, run_id: str) -> tuple[Any, ...]:
-        """The row in ``instances`` column order (``_INST_COLS``) but the key's value: what the flush writes
-        (an insert adds ``key_enc``)."""
-        i, o, sv, err = self.inputs, self.out, self.saved, self.error
-        return (
-            run_id, self.step, self.item, self.key, _STATUS_TEXT[self.status], self.attempt,
-            i.codec if i else None, i.data if i else None,
-            o.codec if o else None, o.data if o else None,
-            sv.codec if sv else None, sv.data if sv else None,
-            err[0] if err else None, err[1] if err else None, err[2] if err else None,
-            self.pause_reason,
-            json.dumps(self.held_by) if self.held_by else None,
-            json.dumps(sorted(self.released)) if self.released else None,
-            self.next_attempt_at, self.deadline, self.started_at, self.finished_at, self.logs, self.token,
-        )
-
-    def row(self, run_id: str) -> dict[str, Any]:
-        err = self.error or (None, None, None)
-        return {
-            "run_id": run_id, "step": self.step, "item": self.item, "key": self.key, "status": str(self.status),
-            "attempt": self.attempt,
-            "inputs_codec": self.inputs.codec if self.inputs else None,
-            "inputs": self.inputs.data if self.inputs else None,
-            "output_codec": self.out.codec if self.out else None, "output": self.out.data if self.out else None,
-            "saved_codec": self.saved.codec if self.saved else None, "saved": self.saved.data if self.saved else None,
-            "error_type": err[0], "error_message": err[1], "error_traceback": err[2],
-            "pause_reason": self.pause_reason,
-            "held_by": json.dumps(self.held_by) if self.held_by else None,
-            "released": json.dumps(sorted(self.released)) if self.released else None,
-            "next_attempt_at": self.next_attempt_at, "deadline": self.deadline,
-            "started_at": self.started_at, "finished_at": self.finished_at, "logs": self.logs, "token": self.token,
-            "key_codec": self.key_enc[0] if self.key_enc else None,
-            "key_value": self.key_enc[1] if self.key_enc else None,
-        }
-
-    @classmethod
-    def light(cls, r: Sequence[Any]) -> Inst:
-        """From ``Store.STATE_COLUMNS``: everything but the values, which load on first use. Built
-        slot by slot, not through ``__init__``'s keywords: a takeover builds 10,000 (B3 in bench/)."""
-        inst = _new(cls)
-        inst.step, inst.item, inst.key, inst.status, inst.attempt = r[0], r[1], r[2], _STATUS[r[3]], r[4]
-        inst.inputs = inst.out = inst.saved = inst.logs = inst.pending_error = None
-        inst.error = (r[5], r[6], "") if r[5] else None
-        inst.pause_reason = r[7]
-        inst.held_by = json.loads(r[8]) if r[8] else ()
-        inst.released = set(json.loads(r[9])) if r[9] else frozenset()
-        inst.next_attempt_at, inst.deadline, inst.started_at, inst.finished_at = r[10], r[11], r[12], r[13]
-        inst.token = r[14]
-        inst.key_enc = (r[15], r[16]) if r[15] else None
-        inst.new = False
-        inst.value = inst.overrides = _MISSING
-        inst.hydrated = not r[17]
-        return inst
-
-    def hydrate(self, r: Mapping[str, Any]) -> None:
-        """Fill in the values from a full row."""
-        full = Inst.from_row(r)
-        self.inputs, self.out, self.saved, self.logs = full.inputs, full.out, full.saved, full.logs
-        self.error = full.error
-        self.hydrated = True
-
-    @classmethod
-    def from_row(cls, r: Mapping[str, Any]) -> Inst:
-        def enc(c: str) -> Encoded | None:
-            return Encoded(r[f"{c}_codec"], r[c]) if r[f"{c}_codec"] else None
-
-        return cls(
-            step=r["step"], item=r["item"], key=r["key"], status=S(r["status"]), attempt=r["attempt"],
-            inputs=enc("inputs"), out=enc("output"), saved=enc("saved"),
-            error=(r["error_type"], r["error_message"], r["error_traceback"]) if r["error_type"] else None,
-            pause_reason=r["pause_reason"], held_by=json.loads(r["held_by"]) if r["held_by"] else [],
-            released=set(json.loads(r["released"])) if r["released"] else set(),
-            next_attempt_at=r["next_attempt_at"], deadline=r["deadline"], started_at=r["started_at"],
-            finished_at=r["finished_at"], logs=r["logs"], token=r["token"],
-            key_enc=(r["key_codec"], r["key_value"]) if r["key_codec"] else None, new=False,
-        )
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a takeover builds its objects (10,000 instances: B3 in
-    bench/). They all survive, so collecting only walks them, and a full collection of a busy
-    notebook's heap falling into that window costs ~50-120 ms here. Collection resumes after, as
-    usual; a collector the process had turned off stays off."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-_new = object.__new__
-assert Inst.__slots__ == (
-    "step", "item", "key", "status", "attempt", "inputs", "out", "saved", "error", "pause_reason", "held_by",
-    "released",
-    "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "key_enc", "new", "value",
-    "overrides", "pending_error", "hydrated",
-), "Inst.light must set every field"
-
-
-_UPDATE = (
-    t.instances.update()
-    .where(
-        t.instances.c.run_id == sa.bindparam("b_run"),
-        t.instances.c.step == sa.bindparam("b_step"),
-        t.instances.c.item == sa.bindparam("b_item"),
-    )
-    .values({c.name: sa.bindparam(c.name) for c in t.instances.columns
-             if c.name not in ("run_id", "step", "item", *_KEY_COLS)})
-)
-
-
-class Scheduler:
-    """Drives one run. Create with :meth:`Scheduler.for_run`; ``start()`` launches its thread."""
+    Its public methods below (``release``, ``skip``, ``retry``, ``set_inputs``, ``set_output``,
+    ``decide``, ``deliver``, ``cancel_all``, ``hold``, ``record``, ``hydrate``) are what
+    :mod:`.apply` applies operator commands with, in the scheduler's turn."""
 
     def __init__(
         self,
@@ -263,10 +86,15 @@ class Scheduler:
         max_workers: int | None,
         live_code: bool,
         backend: Backend | None = None,
+        *,
+        pin_code: PinCode,
+        on_stop: Callable[[Scheduler], None],
     ) -> None:
+        """*pin_code* pins a redefinition that live code adopts; *on_stop* is told once the loop is over."""
         self.store = store
         self.wf = wf
         self.live_code = live_code  # True: adopt the workflow's redefinitions as they happen
+        self._pin_code = pin_code
         self.plan = plan
         self.specs: dict[str, StepSpec] = dict(plan.steps)
         self.run_id: str = run_row["id"]
@@ -278,7 +106,7 @@ class Scheduler:
         # What waiters see: only a status this scheduler has stored. Until its first write it is
         # "running", so a wait() right after a takeover sees the effect of commands queued before it.
         self.committed_status = RunStatus.RUNNING
-        self.q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._init_threads(on_stop)
         self.backend = backend or Threads()
         # Threads hand results to _sink (which may run the turn on the worker: a chain's fast path);
         # processes and Dask hand them to _remote_result, from their feeder or collector thread.
@@ -286,9 +114,7 @@ class Scheduler:
                       self._started,
                       self._commit_checkpoint)
         self.executor = self.backend.for_run(hooks, max_workers, f"nbflow-{self.run_id[:6]}")
-        self.cond = threading.Condition()
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        self.journal = Journal(store, self.run_id, owner_id)
 
         self.insts: dict[tuple[str, int], Inst] = {}
         self.by_step: dict[str, list[Inst]] = {s: [] for s in plan.order}
@@ -305,9 +131,9 @@ class Scheduler:
         self.final: RunStatus | None = None  # set by cancel (cancelled) or the run deadline (failed)
         self.step_inflight: Counter[str] = Counter()
         self.held_back: dict[str, deque[Inst]] = {}
-        self.signals: dict[tuple[str, int], dict[str, Any]] = {}  # received payloads by instance and name
-        self.signal_tokens: set[str] = set()
-        self.signal_rows: list[dict[str, Any]] = []
+        self.signals = {}  # these three: the gates' (gates.py)
+        self.signal_tokens = set()
+        self.signal_rows = []
         self._seq = itertools.count()
         self.inflight: dict[tuple[str, int], int] = {}  # ident -> attempt running
         self.starting: list[Task] = []  # attempts started this turn, submitted once their start is committed
@@ -316,32 +142,22 @@ class Scheduler:
         self._bp_code: dict[int, Any] = {}
 
         self.dirty: dict[tuple[str, int], Inst] = {}
-        self.events: list[tuple[Any, ...]] = []  # rows in _EVENT_KEYS order
-        self._event_id = 0  # the id of the run's newest event (see load and schema.EVENT_ID_SPAN)
+        self.events: list[tuple[Any, ...]] = []  # rows in journal.EVENT_KEYS order
+        self._event_id = 0  # the id of the run's newest event (see load and journal.EVENT_ID_SPAN)
         self._event_high = 0  # the first id past the run's range
         self.blobs: list[Encoded] = []  # values moved to files, whose blob rows the next flush writes
         self.cmd_done: list[dict[str, Any]] = []
         self.after_flush: list[threading.Event] = []
         self.cmd_waiters: dict[int, threading.Event] = {}
         self.cmd_results: dict[int, tuple[str, str]] = {}
+        self.cmd_codes: dict[int, str] = {}  # the Refusal code of each command refused (an in-process submit takes it)
         self.run_dirty = True
         self.must_flush = True  # something waits on durability: a downstream input, a command, a status
         self._last_flush = 0.0
-        self.stop_requested = False
         self._last_poll = 0.0
         self._last_hb = 0.0
-        self._ignored_specs: set[int] = set()
+        self._ignored_specs = set()  # live code's (adopt.py)
         self._status_changed = False
-        self._conn: sa.Connection | None = None
-        self._raw: tuple[Any, Any] = (None, None)
-        self._sql = _statements(store)
-        # The scheduler's state is changed only under this lock: by its thread, or by a worker thread
-        # running a turn itself (see _sink). Never held while a step body runs.
-        self._turn_lock = threading.Lock()
-        self._ended = False  # the loop is over (possibly ended by a worker's turn)
-        self._turn_error: BaseException | None = None  # raised by a worker's turn, re-raised by the loop
-        self._wake_at = 0.0  # monotonic time the scheduler thread's current wait ends
-        self._turn_wanted = False  # the scheduler thread waits for the turn lock
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
@@ -349,10 +165,9 @@ class Scheduler:
 
         Finished instances load without their values; those load per step on first use, so a
         takeover of a 10,000-instance run starts work at once (B3 in bench/)."""
-        with self.store.engine.connect() as conn:
-            self._event_id = self.store.last_event_id(self.run_id, conn)
-        self._event_high = (self._event_id // t.EVENT_ID_SPAN + 1) * t.EVENT_ID_SPAN
-        with _gc_paused():
+        self._event_id = self.journal.last_event_id()
+        self._event_high = (self._event_id // EVENT_ID_SPAN + 1) * EVENT_ID_SPAN
+        with gc_paused():
             self._load()
 
     def _load(self) -> None:
@@ -385,7 +200,7 @@ class Scheduler:
                 self.expanded[s] = True
         # They are written back (running -> ready): load their values first, or the flush would
         # erase their ctx.checkpoint progress, operator-edited inputs and logs.
-        self._hydrate(interrupted)
+        self.hydrate(interrupted)
         for s in self.plan.order:
             if self.expanded[s] and self.remaining[s] == 0 and self._step_has_rows_or_empty(s):
                 self.complete.add(s)
@@ -394,11 +209,7 @@ class Scheduler:
         for inst in interrupted:
             self._event("interrupted", inst, attempt=inst.attempt)
         self.reload_breakpoints()
-        for r in self.store.signal_rows(self.run_id):
-            self.signal_tokens.add(r["token"])
-            self.signals.setdefault((r["step"], r["item"]), {})[r["name"]] = self.store.decode(
-                r["payload_codec"], r["payload"]
-            )
+        self._load_signals()
         if self.options.get("deadline"):
             self._arm_timer(None, float(self.options["deadline"]), "run_deadline")
         # Re-arm everything that can progress, in DAG order.
@@ -420,8 +231,8 @@ class Scheduler:
     def _step_has_rows_or_empty(self, step: str) -> bool:
         return bool(self.by_step[step]) or self.plan.steps[step].kind != StepKind.FOREACH
 
-    def _hydrate(self, insts: Sequence[Inst]) -> None:
-        """Load the values of instances loaded light (one query per step)."""
+    def hydrate(self, insts: Iterable[Inst]) -> None:
+        """Load the values of instances loaded light (one query per step), before a change is written over them."""
         todo: dict[str, dict[int, Inst]] = {}
         for inst in insts:
             if not inst.hydrated:
@@ -448,7 +259,7 @@ class Scheduler:
     # ------------------------------------------------------------------ state changes (the one place)
     def _set(self, inst: Inst, status: S, **fields: Any) -> None:
         if not inst.hydrated:
-            self._hydrate([inst])
+            self.hydrate([inst])
         old = inst.status
         for k, v in fields.items():
             setattr(inst, k, v)
@@ -590,14 +401,14 @@ class Scheduler:
 
     def _value(self, inst: Inst) -> Any:
         if not inst.hydrated:
-            self._hydrate([i for i in self.by_step[inst.step] if not i.hydrated])
+            self.hydrate([i for i in self.by_step[inst.step] if not i.hydrated])
         if inst.value is _MISSING:
             inst.value = self.store.decode(inst.out.codec, inst.out.data) if inst.out else None
         return inst.value
 
     def _overrides(self, inst: Inst) -> dict[str, Any]:
         if not inst.hydrated:
-            self._hydrate([inst])
+            self.hydrate([inst])
         if inst.overrides is _MISSING:
             inst.overrides = self.store.decode(inst.inputs.codec, inst.inputs.data) if inst.inputs else {}
         return inst.overrides  # type: ignore[no-any-return]
@@ -655,13 +466,13 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the breakpoint holds
                 held.append(bp.id)  # type: ignore[arg-type]
                 reason = f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
-        if self.options.get("break_on_error") and when == When.ERROR and 0 not in inst.released:
-            held.append(0)  # 0 stands for the run's break_on_error flag
+        if self.options.get("break_on_error") and when == When.ERROR and BREAK_ON_ERROR not in inst.released:
+            held.append(BREAK_ON_ERROR)
         return held, reason
 
     def _pause(self, inst: Inst, when: When, held: list[int], reason: str | None, **fields: Any) -> None:
         self.must_flush = True
-        self._set(inst, S.PAUSED, held_by=held, pause_reason=f"{when}: {reason}" if reason else str(when), **fields)
+        self._set(inst, S.PAUSED, held_by=held, pause_reason=str(PauseReason(str(when), reason)), **fields)
         self._event("paused", inst, when=str(when), breakpoints=held, reason=inst.pause_reason)
 
     # ------------------------------------------------------------------ readiness and dispatch
@@ -699,57 +510,6 @@ class Scheduler:
                 submit(task)
             self.starting.clear()
         self.executor.flush()
-
-    def code(self, step: str) -> StepSpec:
-        """Today's definition of *step* when running live code, recording a code change once."""
-        if self.live_code:
-            live = self.wf.steps.get(step)
-            if live is not None and live is not self.specs[step] and id(live) not in self._ignored_specs:
-                self._adopt_code()
-        return self.specs[step]
-
-    def _adopt_code(self) -> None:
-        """The workflow was redefined under a live run: take the new bodies, keep the run's graph."""
-        try:
-            plan = self.wf.plan()
-        except DefinitionError as exc:
-            self._ignore_live(f"the new definition is invalid: {exc}")
-            return
-        if set(plan.order) != set(self.plan.order) or any(
-            plan.bindings[st] != self.plan.bindings[st] or plan.upstream[st] != self.plan.upstream[st]
-            for st in self.plan.order
-        ):
-            self._ignore_live("its steps or dependencies changed; fork the run to use the new graph")
-            return
-        from .lifecycle import pin, save_version
-
-        old_specs = self.specs
-        definition, version, pickles = pin(self.wf, plan)
-        if version == self.version:  # the cell was run again unchanged: nothing to record
-            self.specs = dict(plan.steps)
-            self.plan = Plan(plan.steps, self.plan.order, self.plan.bindings, self.plan.upstream, self.plan.downstream)
-            return
-        save_version(self.store, self.wf, plan, definition, version, pickles)
-        diffs = {
-            s: "".join(
-                difflib.unified_diff(
-                    old_specs[s].source.splitlines(True), plan.steps[s].source.splitlines(True),
-                    f"{s} ({self.version})", f"{s} ({version})",
-                )
-            )
-            for s in plan.order
-            if old_specs[s].source != plan.steps[s].source or old_specs[s].options() != plan.steps[s].options()
-        }
-        self.specs = dict(plan.steps)
-        self.plan = Plan(plan.steps, self.plan.order, self.plan.bindings, self.plan.upstream, self.plan.downstream)
-        self._event("code_changed", None, old_version=self.version, new_version=version, diffs=diffs)
-        self.version = version
-        self.run_dirty = True
-
-    def _ignore_live(self, why: str) -> None:
-        for s in self.wf.steps.values():
-            self._ignored_specs.add(id(s))
-        self._event("code_change_ignored", None, reason=why)
 
     def _start(self, inst: Inst) -> None:
         spec = self.code(inst.step)
@@ -888,8 +648,7 @@ class Scheduler:
             _, _, kind, inst, attempt = heapq.heappop(self.timers)
             if kind == "run_deadline":
                 if not self.status.terminal and self.final is None:
-                    self._cancel_all(None, "the run's deadline passed")
-                    self.final = RunStatus.FAILED
+                    self.cancel_all(None, "the run's deadline passed", RunStatus.FAILED)
                     self._event("deadline_exceeded", None, deadline=self.options.get("deadline"))
                 continue
             assert inst is not None
@@ -919,30 +678,6 @@ class Scheduler:
         if held:
             self.ready.appendleft(held.popleft())
 
-    # ------------------------------------------------------------------ waiting (approvals, signals)
-    def _wait(self, inst: Inst, name: str, timeout: float | None) -> None:
-        """Hold *inst* as a row until a decision or a signal arrives; no worker is used."""
-        deadline = now() + timeout if timeout else None
-        token = make_token(self.store.secret, self.run_id, inst.step, inst.item, name)
-        approval = self.specs[inst.step].kind == StepKind.APPROVAL
-        reason = "approval" if approval else f"signal: {name}"
-        self._set(inst, S.WAITING, token=token, deadline=deadline, pause_reason=reason)
-        self.must_flush = True
-        self._event("waiting", inst, name=name, token=token, deadline=deadline, attempt=inst.attempt)
-        if deadline is not None:
-            self._arm_timer(inst, deadline, "deadline")
-
-    def _wait_timed_out(self, inst: Inst) -> None:
-        spec = self.specs[inst.step]
-        if spec.kind == StepKind.APPROVAL and spec.on_timeout == "approve":
-            self._decide(inst, True, "timeout", f"no decision within {spec.timeout:g} s", None)
-            return
-        name = (inst.pause_reason or "").removeprefix("signal: ")
-        message = f"no {'decision' if spec.kind == StepKind.APPROVAL else 'signal ' + repr(name)} within the timeout"
-        self._set(inst, S.FAILED, error=("TimeoutError", message, message), finished_at=now(), pause_reason=None)
-        self._event("timed_out", inst, name=name)
-        self._event("failed", inst, error=f"TimeoutError: {message}")
-
     def encode(self, value: Any, what: str) -> Encoded:
         """*value* as the store keeps it, a large one's blob row queued for the flush that writes the row
         referencing it (every value the scheduler stores, but results and checkpoints, encoded elsewhere)."""
@@ -950,51 +685,6 @@ class Scheduler:
         if enc.blob:
             self.blobs.append(enc)
         return enc
-
-    def _decide(self, inst: Inst, approved: bool, actor: str | None, comment: str | None, payload: Any) -> None:
-        """Close an approval gate: approved -> succeeded with the payload (or a decision record)."""
-        if approved:
-            value = payload if payload is not None else {"approved": True, "by": actor, "comment": comment}
-            enc = self.encode(value, f"approval payload of {inst.label}")
-            inst.out, inst.value = enc, value
-            self._set(inst, S.SUCCEEDED, finished_at=now(), pause_reason=None)
-            self._event("approved", inst, actor=actor, comment=comment, payload=payload)
-        else:
-            message = f"rejected by {actor}" + (f": {comment}" if comment else "")
-            self._set(inst, S.FAILED, error=("Rejected", message, message), finished_at=now(), pause_reason=None)
-            self._event("rejected", inst, actor=actor, comment=comment)
-
-    def deliver(self, inst: Inst, token: str, name: str, payload: Any, actor: str | None) -> str:
-        """Apply a signal (from the command path): record it once; wake what waits on it."""
-        if token in self.signal_tokens:
-            self._event("signal_duplicate", inst, actor=actor, name=name)
-            return "duplicate delivery: already received, ignored"
-        if inst.status == S.FAILED and inst.error and inst.error[0] == "TimeoutError":
-            self._event("signal_refused", inst, actor=actor, name=name, reason="timed out")
-            raise CommandRefused(
-                f"the wait of {inst.label} for signal {name!r} timed out; the delivery was recorded and refused"
-            )
-        if inst.status.terminal:
-            self._event("signal_refused", inst, actor=actor, name=name, reason=str(inst.status))
-            raise CommandRefused(f"{inst.label} is {inst.status}; it no longer waits for signal {name!r}")
-        enc = self.encode(payload, f"signal payload for {inst.label}")  # the signal row's; a wait step's output
-        self.signal_tokens.add(token)
-        self.signals.setdefault(inst.ident, {})[name] = payload
-        self.signal_rows.append({
-            "token": token, "run_id": self.run_id, "step": inst.step, "item": inst.item, "name": name,
-            "payload_codec": enc.codec, "payload": enc.data, "actor": actor, "received_at": now(),
-        })
-        self._event("signal_received", inst, actor=actor, name=name, payload=payload)
-        if inst.status == S.WAITING and inst.pause_reason == f"signal: {name}":
-            if self.specs[inst.step].kind == StepKind.WAIT:
-                inst.out, inst.value = enc, payload
-                self._set(inst, S.SUCCEEDED, finished_at=now(), pause_reason=None)
-                self._event("succeeded", inst)
-            else:  # a step suspended in ctx.wait_for_signal: run it again; the call now returns
-                self._set(inst, S.PENDING, pause_reason=None, deadline=None)
-                self._make_ready(inst)
-            return "delivered"
-        return "received; the step will find it when it waits"
 
     def _checkpoint(self, ident: tuple[str, int], attempt: int, enc: Encoded, done: threading.Event) -> None:
         inst = self.insts[ident]
@@ -1013,22 +703,7 @@ class Scheduler:
         if not force and t0 - self._last_poll < COMMAND_POLL_S:
             return
         self._last_poll = t0
-        conn = self._connection()
-        rows: list[Mapping[str, Any]]
-        try:
-            if self.store.is_sqlite:  # the same query on the DB-API cursor: no SQLAlchemy compile per run
-                cur = self._raw[1]
-                cur.execute(self._sql["poll"][0], (self.run_id,))
-                names = [d[0] for d in cur.description]
-                rows = [dict(zip(names, r)) for r in cur.fetchall()]
-            else:
-                with conn.begin():
-                    rows = self.store.pending_commands(self.run_id, conn)
-        except Exception:
-            self._drop_connection()
-            raise
-        from ..commands import apply_command
-
+        rows = self.journal.pending_commands()
         if rows:
             self.must_flush = True
         for row in rows:
@@ -1037,6 +712,7 @@ class Scheduler:
                 result = "ok"
             except CommandRefused as exc:
                 message, result = str(exc), "refused"
+                self.cmd_codes[row["id"]] = exc.code
             except Exception as exc:  # a bug or a bad payload must not kill the run
                 log.exception("command %s failed", row["id"])
                 message, result = f"{type(exc).__name__}: {exc}", "refused"
@@ -1045,6 +721,64 @@ class Scheduler:
                 "command", None, actor=row["actor"], verb=row["verb"], target=json.loads(row["target"] or "null"),
                 reason=row["reason"], result=result, message=message, command_id=row["id"],
             )
+
+    # ------------------------------------------------------------------ operator commands (applied by engine/apply.py)
+    def release(self, inst: Inst, ids: Iterable[int], actor: str | None, reason: str | None) -> None:
+        """Let a paused instance go on past the breakpoints *ids* (they will not catch it again)."""
+        when = PauseReason.parse(inst.pause_reason).when
+        inst.released |= set(ids)
+        self._event("resumed", inst, actor=actor, reason=reason, when=when)
+        if when == When.AFTER:
+            self._succeed(inst)
+        elif when == When.ERROR:
+            res = inst.pending_error
+            inst.pending_error = None
+            self._fail_or_retry(inst, res)
+        else:
+            self._set(inst, S.PENDING, held_by=[], pause_reason=None)
+            self._make_ready(inst)
+
+    def hold(self, inst: Inst, ids: Sequence[int]) -> None:
+        """Narrow the breakpoints that hold a paused instance to *ids* (some of them were removed)."""
+        self._set(inst, inst.status, held_by=ids)  # via _set: loads its values before they are written back
+
+    def skip(self, inst: Inst, value: Any, actor: str | None, reason: str | None) -> None:
+        """Mark an instance skipped, *value* standing for its output."""
+        enc = self.encode(value, f"output given to skip {inst.label}")
+        inst.out, inst.value, inst.pending_error = enc, value, None
+        self._set(inst, S.SKIPPED, finished_at=now(), held_by=[], pause_reason=None, next_attempt_at=None)
+        self._event("skipped", inst, actor=actor, reason=reason, output=value)
+
+    def retry(self, inst: Inst, actor: str | None, reason: str | None) -> None:
+        """Run an instance again from its current inputs, past the breakpoints that held it."""
+        inst.released |= set(inst.held_by)
+        inst.pending_error = None
+        self._event("retry_requested", inst, actor=actor, reason=reason, previous_status=str(inst.status),
+                    attempt=inst.attempt)
+        self._set(inst, S.PENDING, held_by=[], pause_reason=None, next_attempt_at=None, finished_at=None)
+        self._make_ready(inst)
+
+    def set_inputs(self, inst: Inst, new: Mapping[str, Any], actor: str | None, reason: str | None) -> None:
+        """Override some of an instance's inputs (by parameter name), recording the old values."""
+        current = self.inputs(inst)
+        old = {k: current.get(k) for k in new}
+        merged = {**self._overrides(inst), **new}
+        enc = self.encode(merged, f"inputs of {inst.label}")
+        inst.inputs, inst.overrides = enc, merged
+        self.dirty[inst.ident] = inst
+        self._event("inputs_changed", inst, actor=actor, reason=reason, old=old, new=new)
+
+    def set_output(self, inst: Inst, value: Any, actor: str | None, reason: str | None) -> None:
+        """Replace the output of an instance (paused after its body), recording the old one."""
+        old = self._value(inst)
+        enc = self.encode(value, f"output of {inst.label}")
+        inst.out, inst.value = enc, value
+        self.dirty[inst.ident] = inst
+        self._event("output_changed", inst, actor=actor, reason=reason, old=old, new=value)
+
+    def record(self, kind: str, actor: str | None, **data: Any) -> None:
+        """Record a run-level event in the history (written by the next flush)."""
+        self._event(kind, None, actor=actor, **data)
 
     # ------------------------------------------------------------------ run status
     def _compute_status(self) -> RunStatus:
@@ -1064,7 +798,8 @@ class Scheduler:
             return RunStatus.FAILED
         return RunStatus.RUNNING
 
-    def _cancel_all(self, actor: str | None, reason: str | None) -> int:
+    def cancel_all(self, actor: str | None, reason: str | None, final: RunStatus = RunStatus.CANCELLED) -> int:
+        """Cancel every unfinished instance and end the run as *final*; returns how many were cancelled."""
         n = 0
         for inst in list(self.insts.values()):
             if not inst.status.terminal:
@@ -1078,6 +813,7 @@ class Scheduler:
         self.held_back.clear()
         self.ready.clear()
         self.run_dirty = self.must_flush = True
+        self.final = final
         return n
 
     def _finish(self, status: RunStatus) -> None:
@@ -1090,7 +826,7 @@ class Scheduler:
     def _event(
         self, kind: str, inst: Inst | None, actor: str | None = None, step: str | None = None, **data: Any
     ) -> None:
-        # A row in _EVENT_KEYS order, its data serialized now: no dict lives until the flush.
+        # A row in journal.EVENT_KEYS order, its data serialized now: no dict lives until the flush.
         text = _data_text(data) if data else None
         eid = self._event_id = self._event_id + 1
         if inst is not None:
@@ -1113,24 +849,28 @@ class Scheduler:
             if inst.new:
                 inserts.append(v + (inst.key_enc or _NO_KEY_VALUE))
             else:
-                updates.append(v[3:] + v[:3])  # _UPDATE_KEYS order
+                updates.append(v[3:] + v[:3])  # journal.UPDATE_KEYS order
         run_update = self.run_dirty or hb or final or self.status in _RUN_TERMINAL
         if self.events and self.events[-1][0] >= self._event_high:
-            raise StoreError(f"run {run_id} has {t.EVENT_ID_SPAN - 1} events, as many as one run can record")
+            raise StoreError(f"run {run_id} has {EVENT_ID_SPAN - 1} events, as many as one run can record")
+        run = (str(self.status), self.version, t0, self.status.terminal, final) if run_update else None
+        journal = self.journal
         for tries_left in reversed(range(3)):
             try:
-                self._write(inserts, updates, run_update, t0, final)
+                journal.write(inserts, updates, self.blobs, self.signal_rows, self.events, self.cmd_done, run)
                 break
-            except _LostOwnership:
+            except LostOwnership:
                 self.store.discard(self.blobs)
                 raise
             except Exception:
-                self._drop_connection()
+                journal.close()
                 if not tries_left or not self._events_overtaken():
                     self.store.discard(self.blobs)  # nothing of this flush committed: its new files go too
                     raise
+        if run is not None:
+            self._last_hb = t0
         if final:
-            self._drop_connection()
+            journal.close()
         for inst in self.dirty.values():
             inst.new = False
         for done in self.cmd_done:
@@ -1151,44 +891,6 @@ class Scheduler:
             self._status_changed = True
         self._release_waiters()
 
-    def _write(self, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]], run_update: bool, t0: float,
-               final: bool) -> None:
-        """One transaction on the scheduler's DB-API connection, statements compiled once per dialect:
-        the flush's rows, blobs, signals, events, command results and, when due, the run row (whose
-        owner must still be this scheduler)."""
-        sql = self._sql
-        self._connection()
-        raw, cur = self._raw
-        try:
-            if inserts:
-                _executemany(cur, sql["insert"], inserts)
-            if updates:
-                _executemany(cur, sql["update"], updates)
-            if self.blobs:  # content-addressed: another run may have stored the same value
-                _executemany(cur, sql["blob"], [tuple(e.blob[k] for k in _BLOB_KEYS) for e in self.blobs if e.blob])
-            if self.signal_rows:
-                _executemany(cur, sql["signal"], [tuple(r[k] for k in _SIGNAL_KEYS) for r in self.signal_rows])
-            if self.events:
-                _executemany(cur, sql["event"], self.events)
-            if self.cmd_done:
-                _executemany(cur, sql["command"], [tuple(d[k] for k in _COMMAND_KEYS) for d in self.cmd_done])
-            if run_update:
-                terminal = self.status.terminal
-                _executemany(cur, sql["run"], [(
-                    str(self.status), t0, t0, self.version, t0 if terminal else None,
-                    None if final else self.owner_id, None if final else os.getpid(), None if final else HOST,
-                    self.run_id, self.owner_id,
-                )])
-                if cur.rowcount != 1:
-                    raise _LostOwnership(f"run {self.run_id} was taken over by another owner")
-                self._last_hb = t0
-                if terminal:
-                    _executemany(cur, sql["unbreak"], [(self.run_id,)])
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-
     def _events_overtaken(self) -> bool:
         """After a failed write: did another writer take the ids of the events being written (an old
         owner that was still running after a takeover)? Then number them after its events, to retry."""
@@ -1196,40 +898,16 @@ class Scheduler:
             return False
         first = self.events[0]
         try:
-            with self.store.engine.connect() as conn:
-                last = self.store.last_event_id(self.run_id, conn)
-                there = conn.execute(
-                    sa.select(t.events.c.kind, t.events.c.ts).where(t.events.c.id == first[0])
-                ).first()
+            last, there = self.journal.event_at(first[0])
         except Exception:  # noqa: BLE001 - the store is unreachable: the write's own error is the one to report
             return False
-        if last < first[0] or there is None or tuple(there) == (first[4], first[7]):
+        if last < first[0] or there is None or there == (first[4], first[7]):
             return False  # not taken, or taken by this very write (committed, then the connection broke)
         if last + len(self.events) >= self._event_high:
             return False
         self.events[:] = [(last + n, *row[1:]) for n, row in enumerate(self.events, 1)]
         self._event_id = last + len(self.events)
         return True
-
-    def _connection(self) -> sa.Connection:
-        """The scheduler's own connection, held for its lifetime (no pool round trip per turn)."""
-        if self._conn is None:
-            self._conn = self.store.engine.connect()
-            raw = self._conn.connection.dbapi_connection
-            assert raw is not None  # a connection just checked out of the pool holds its driver's
-            self._raw = (raw, raw.cursor())  # the flush's DB-API connection and cursor (no SQLAlchemy per turn)
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):  # a broken connection is simply dropped
-                self._raw[1].close()
-            self._raw = (None, None)
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001, S110 - a broken connection is simply dropped
-                pass
-            self._conn = None
 
     def _release_waiters(self) -> None:
         for ev in self.after_flush:
@@ -1239,108 +917,6 @@ class Scheduler:
             self._status_changed = False
             with self.cond:
                 self.cond.notify_all()
-
-    # ------------------------------------------------------------------ the loop
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._main, name=f"nbflow-scheduler-{self.run_id}", daemon=True)
-        self.thread.start()
-
-    def wake(self) -> None:
-        self.q.put(("wake", None))
-
-    def request_stop(self) -> None:
-        self.stop_requested = True
-        self.q.put(("stop", None))
-
-    def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-    def _main(self) -> None:
-        try:
-            self._loop()
-        except _LostOwnership as exc:
-            log.warning("%s", exc)
-            self.error = exc
-        except BaseException as exc:  # record, then let the run be taken over
-            log.exception("nbflow scheduler for run %s stopped", self.run_id)
-            self.error = exc
-            self._hand_back(exc)
-        finally:
-            self.executor.shutdown()
-            with self.cond:
-                self.cond.notify_all()
-            from .lifecycle import forget
-
-            forget(self)
-
-    def _hand_back(self, exc: BaseException) -> None:
-        """The scheduler stopped on an error: record it and give up the lease (best effort: the store
-        itself may be what failed), so every process sees the run as interrupted and can take it
-        over once the cause is fixed, as after a crash of the owner process."""
-        self._drop_connection()
-        try:
-            with self.store.engine.begin() as conn:
-                released = conn.execute(
-                    t.runs.update()
-                    .where(t.runs.c.id == self.run_id, t.runs.c.owner_id == self.owner_id)
-                    .values(owner_id=None, owner_pid=None, owner_host=None, updated_at=now())
-                ).rowcount
-                if released:
-                    self.store.add_event(conn, self.run_id, "scheduler_stopped", ts=now(),
-                                         data={"error": f"{type(exc).__name__}: {exc}"})
-        except Exception:
-            log.exception("nbflow: run %s could not be handed back after its scheduler stopped", self.run_id)
-
-    def _loop(self) -> None:
-        lock = self._turn_lock
-        self._acquire_turn()
-        try:
-            self._poll_commands(force=True)
-        except BaseException:
-            self._ended = True  # set before the lock is released: no worker may run a turn for a dead scheduler
-            raise
-        finally:
-            lock.release()
-        while True:
-            self._acquire_turn()
-            try:
-                if self._turn_error is not None:
-                    raise self._turn_error
-                if self._ended or self._turn():
-                    return
-                timeout = self._timeout()
-                self._wake_at = time.monotonic() + timeout
-            except BaseException:
-                self._ended = True
-                raise
-            finally:
-                lock.release()
-            try:
-                kind, payload = self.q.get(timeout=timeout)
-            except queue.Empty:
-                kind = None
-            self._acquire_turn()
-            try:
-                if self._turn_error is not None:
-                    raise self._turn_error
-                if self._ended:
-                    return
-                woke = kind is not None and self._handle(kind, payload)
-                woke |= self._drain()
-                self._poll_commands(force=woke)
-            except BaseException:
-                self._ended = True
-                raise
-            finally:
-                lock.release()
-
-    def _acquire_turn(self) -> None:
-        """The scheduler thread takes the turn lock; while it waits, workers hand their results over
-        instead of running turns, so a busy chain cannot keep it from commands and timers."""
-        if not self._turn_lock.acquire(blocking=False):
-            self._turn_wanted = True
-            self._turn_lock.acquire()
-            self._turn_wanted = False
 
     def _turn(self) -> bool:
         """Timers, status, newly unblocked steps, dispatch, flush, submit. True when the run is over
@@ -1370,47 +946,6 @@ class Scheduler:
         if self.timers:
             timeout = max(0.0, min(timeout, self.timers[0][0] - now()))
         return timeout
-
-    def _drain(self) -> bool:
-        """Handle every queued message; True when one asked for a command poll."""
-        woke = False
-        q = self.q
-        while not q.empty():
-            try:
-                kind, payload = q.get_nowait()
-            except queue.Empty:  # the scheduler thread took it
-                break
-            woke |= self._handle(kind, payload)
-        return woke
-
-    def _sink(self, res: Result) -> None:
-        """A worker thread's result. When its attempt is the only one in flight (a chain), the worker
-        runs the scheduler's turn itself, under the turn lock: it commits the output, dispatches what
-        is now ready and returns to its queue, where the next task waits for it. That saves waking
-        the scheduler thread and then a worker (two thread hand-offs per step: B1 in bench/). Bodies
-        never run under the lock, and the scheduler thread still takes commands and fires timers;
-        it is woken when a turn moved its next deadline earlier or ended the run."""
-        if len(self.inflight) == 1 and not self._turn_wanted and self._turn_lock.acquire(blocking=False):
-            try:
-                if not self._ended and self._turn_error is None and len(self.inflight) == 1:
-                    self._worker_turn(res)
-                    return
-            finally:
-                self._turn_lock.release()
-        self.q.put(("result", res))
-
-    def _worker_turn(self, res: Result) -> None:
-        try:
-            woke = self._drain()
-            self._on_result(res)
-            self._poll_commands(force=woke)
-            if self._turn():
-                self.q.put(("wake", None))  # the scheduler thread sees _ended and returns
-            elif time.monotonic() + self._timeout() < self._wake_at:
-                self.q.put(("tick", None))  # a timer or a group commit is due before it would wake
-        except BaseException as exc:  # noqa: BLE001 - the scheduler thread raises it (and stops the run)
-            self._turn_error = exc
-            self.q.put(("wake", None))
 
     def _update_status(self) -> bool:
         """Recompute the run status (so no flush commits a stale one); True when the loop must end."""
@@ -1443,62 +978,6 @@ class Scheduler:
             self.stop_requested = True
         return False
 
-
-_STATEMENTS: dict[str, dict[str, tuple[str, Any]]] = {}
-
-
-def _statements(store: Store) -> dict[str, tuple[str, Any]]:
-    """The hot-path statements, compiled once per dialect: (SQL text, shape). The scheduler builds
-    rows as tuples; shape None: the driver takes them as they are; a tuple of keys: it takes dicts;
-    an itemgetter: it takes tuples in another order."""
-    name = store.engine.dialect.name
-    if name not in _STATEMENTS:
-
-        def rows_as(sql: tuple[str, tuple[str, ...] | None], keys: tuple[str, ...]) -> tuple[str, Any]:
-            text, order = sql
-            if order == keys:
-                return text, None
-            if order is None:  # a named paramstyle (PostgreSQL drivers): dicts
-                return text, keys
-            return text, operator.itemgetter(*(keys.index(k) for k in order))  # positional, another order
-
-        _STATEMENTS[name] = {
-            "insert": rows_as(store.compiled(t.instances.insert(), _INST_COLS), _INST_COLS),
-            "update": rows_as(store.compiled(_UPDATE), _UPDATE_KEYS),
-            "event": rows_as(store.compiled(t.events.insert(), _EVENT_KEYS), _EVENT_KEYS),
-            "blob": rows_as(store.compiled(store.blob_insert, _BLOB_KEYS), _BLOB_KEYS),
-            "signal": rows_as(store.compiled(t.signals.insert(), _SIGNAL_KEYS), _SIGNAL_KEYS),
-            "run": rows_as(store.compiled(_RUN_UPDATE), _RUN_KEYS),
-            "unbreak": rows_as(
-                store.compiled(t.breakpoints.delete().where(t.breakpoints.c.run_id == sa.bindparam("b_run"))),
-                ("b_run",),
-            ),
-            "poll": store.compiled(
-                sa.select(t.commands)
-                .where(t.commands.c.run_id == sa.bindparam("run_id"), t.commands.c.applied_at.is_(None))
-                .order_by(t.commands.c.id)
-            ),
-            "command": rows_as(store.compiled(
-                t.commands.update()
-                .where(t.commands.c.id == sa.bindparam("b_id"))
-                .values(applied_at=sa.bindparam("applied_at"), result=sa.bindparam("result"),
-                        message=sa.bindparam("message"))
-            ), _COMMAND_KEYS),
-        }
-    return _STATEMENTS[name]
-
-
-def _executemany(cur: Any, sql: tuple[str, Any], rows: list[tuple[Any, ...]]) -> None:
-    """Run a compiled statement over tuple rows on a DB-API cursor (see _statements for the shapes)."""
-    text, shape = sql
-    if shape is None:
-        cur.executemany(text, rows)
-    elif isinstance(shape, tuple):
-        cur.executemany(text, [dict(zip(shape, r)) for r in rows])
-    else:
-        cur.executemany(text, [shape(r) for r in rows])
-
-
 def _data_text(data: dict[str, Any]) -> str:
     """An event's data as JSON text; the commonest, ``{"attempt": n}``, without the encoder."""
     if len(data) == 1:
@@ -1512,10 +991,6 @@ class StepTimeout(NbflowError, TimeoutError):
     """An attempt ran longer than its step's ``timeout``; its late result is discarded."""
 
 
-class _LostOwnership(RuntimeError):
-    pass
-
-
 def _err(res: Result | None) -> str | None:
     if res is None or res.error is None:
         return None
@@ -1527,9 +1002,6 @@ def _traceback(res: Result | None) -> dict[str, str]:
     retried attempt's would otherwise be lost once a later one succeeds."""
     return {"traceback": res.error[2]} if res is not None and res.error is not None and res.error[2] else {}
 
-
-def new_owner_id() -> str:
-    return uuid.uuid4().hex
 
 
 __all__ = ["HOST", "TASK_ITEM", "Inst", "Scheduler", "new_owner_id"]
