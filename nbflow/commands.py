@@ -15,6 +15,7 @@ from . import verbs
 from ._util import current_actor, jsonable, now
 from .breakpoints import Breakpoint, compile_condition, key_text
 from .errors import CommandRefused, DefinitionError
+from .signals import read_token
 from .states import InstanceStatus as S
 from .states import PauseReason, RunStatus, StepKind, When
 from .store import Store, codec
@@ -192,6 +193,14 @@ def submit_signal(
             if not status.terminal:  # the owner's refusal: it recorded it already
                 raise SignalRefused(str(exc)) from None
     return _signal_to_finished_run(store, token, run_id, step, item, name, actor)
+
+
+def signal(token: str, payload: Any = None, store: str | Store | None = None, *, actor: str | None = None) -> Any:
+    """Deliver *payload* to the instance waiting on *token* (``nbflow.signal``). Returns the command result;
+    raises SignalRefused for a forged token, a finished run, or a wait that timed out."""
+    st = Store.open(store)
+    run_id, step, item, name = read_token(st.secret, token)
+    return submit_signal(st, token, run_id, step, item, name, payload, actor=actor)
 
 
 def _signal_to_finished_run(

@@ -34,6 +34,8 @@ from .. import breakpoints as bpmod
 from .._util import HOST, dumps, jsonable, now, strict
 from ..breakpoints import Breakpoint
 from ..context import StepContext
+from ..definition import Plan, StepSpec
+from ..definition import WorkflowDef as Workflow  # the definition it drives: the engine sees no nbflow.Workflow
 from ..errors import CommandRefused, DefinitionError, NbflowError, SerializationError, StoreError
 from ..signals import WaitForSignal, make_token
 from ..states import InstanceStatus as S
@@ -41,7 +43,6 @@ from ..states import RunStatus, StepKind, When
 from ..store import Store
 from ..store import schema as t
 from ..store.codec import JSON, Encoded
-from ..workflow import Plan, StepSpec, Workflow
 from . import capture
 from .executor import Backend, Hooks, Result, Task, Threads, error_triple
 from .remote import REMOTE_VALUE

@@ -36,9 +36,9 @@ from tornado.web import HTTPError
 from .. import views
 from .._util import dumps, parse_json, set_actor
 from ..breakpoints import Breakpoint, parse_target, validate
-from ..commands import add_breakpoint, remove_breakpoints, submit
+from ..commands import add_breakpoint, remove_breakpoints, signal, submit
 from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
-from ..signals import SignalRefused, read_token, signal
+from ..signals import SignalRefused, read_token
 from ..states import InstanceStatus, RunStatus, StepKind, When
 from ..store import Store
 
