@@ -355,6 +355,12 @@ class WorkflowDef:
     version_of = staticmethod(version_of)
 
 
+# A step's pinned code is its pickled StepSpec (with its Backoff): those bytes take part in the version
+# hash, and other nbflow processes (older ones too) load them. They name the classes where they were
+# defined before definitions moved here, so the same workflow keeps the same version and its pinned
+# code loads anywhere; nbflow.workflow re-exports both under these names.
+StepSpec.__module__ = Backoff.__module__ = "nbflow.workflow"
+
 __all__ = [
     "CTX", "ITEM", "STEP_NAME_MAX", "WORKFLOW_NAME_MAX", "Backoff", "Binding", "Plan", "StepSpec", "WorkflowDef",
     "check_options", "check_params", "check_step_name", "check_workflow_name", "definition_of", "plan_of",
