@@ -195,7 +195,9 @@ def submit_signal(
     return _signal_to_finished_run(store, token, run_id, step, item, name, actor)
 
 
-def signal(token: str, payload: Any = None, store: str | Store | None = None, *, actor: str | None = None) -> Any:
+def signal(
+    token: str, payload: Any = None, store: str | Store | None = None, *, actor: str | None = None
+) -> CommandResult:
     """Deliver *payload* to the instance waiting on *token* (``nbflow.signal``). Returns the command result;
     raises SignalRefused for a forged token, a finished run, or a wait that timed out."""
     st = Store.open(store)
