@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from ._util import set_actor
 from .breakpoints import Breakpoint
-from .commands import CommandResult
+from .commands import CommandResult, signal
 from .context import StepContext
 from .engine.dask_executor import DaskExecutor
+from .engine.lifecycle import owner_alive
 from .errors import (
     CommandRefused,
     CycleError,
@@ -18,8 +19,8 @@ from .errors import (
     StoreError,
     UnknownRunError,
 )
-from .run import ErrorInfo, Event, InstanceView, Run, runs
-from .signals import SignalRefused, signal
+from .run import ErrorInfo, Event, InstanceView, Run, resume_pinned, runs
+from .signals import SignalRefused
 from .states import InstanceStatus, RunStatus, StepKind, When
 from .store import Store
 from .workflow import Backoff, Workflow
@@ -64,8 +65,6 @@ def attach(run_id: str, store: str | Store | None = None) -> Run:
     """Debug a stored run from here. If its owner is gone (a batch run that paused and exited, a
     crashed kernel), this process takes it over with the code pinned in the store; otherwise (a live
     owner, or a finished run) the handle reads the run and its verbs go to the owner."""
-    from .engine.lifecycle import owner_alive, resume_pinned
-
     st = Store.open(store)
     row = st.run_row(run_id)
     if RunStatus(row["status"]).terminal or owner_alive(row):

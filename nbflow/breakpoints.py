@@ -1,19 +1,16 @@
-"""Breakpoints: records, parsing of ``step[:key]``, condition compile and evaluation, and
-``wf.breakpoints`` (workflow-scoped, persisted)."""
+"""Breakpoints: records, parsing of ``step[:key]``, keys as stored, condition compile and evaluation.
+``wf.breakpoints`` (workflow-scoped, persisted, through the command path) is in :mod:`nbflow.workflow`."""
 from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import CodeType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import DefinitionError, SerializationError
 from .states import When
 from .store import codec
-
-if TYPE_CHECKING:
-    from .workflow import Workflow
 
 _SAFE_BUILTINS = {"__builtins__": builtins}
 
@@ -151,38 +148,3 @@ def validate(bp: Breakpoint, steps: Mapping[str, Any]) -> None:
     if str(bp.when) not in {w.value for w in When}:
         raise DefinitionError(f"breakpoint when={bp.when!r}: use 'before', 'after' or 'error'")
     compile_condition(bp.condition)
-
-
-class Breakpoints:
-    """``wf.breakpoints``: workflow-scoped breakpoints, persisted and applied to live runs."""
-
-    def __init__(self, wf: Workflow) -> None:
-        self._wf = wf
-
-    def add(
-        self, step: str, key: Any = None, when: str = "before", condition: str | None = None
-    ) -> Breakpoint:
-        try:
-            when_ = When(when)
-        except ValueError:
-            raise DefinitionError(f"breakpoint when={when!r}: use 'before', 'after' or 'error'") from None
-        bp = Breakpoint(step, key_text(key), when_, condition, workflow=self._wf.name)
-        validate(bp, self._wf.steps)
-        from .commands import add_breakpoint
-
-        return add_breakpoint(self._wf.store, self._wf.name, bp)
-
-    def remove(self, step: str, key: Any = None) -> int:
-        """Delete the workflow-scoped breakpoints on *step* (and *key*); returns how many went."""
-        from .commands import remove_breakpoints
-
-        return remove_breakpoints(self._wf.store, self._wf.name, step, key_text(key))
-
-    def list(self) -> list[Breakpoint]:
-        return [Breakpoint.from_row(r) for r in self._wf.store.breakpoint_rows(self._wf.name)]
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.list())
-
-    def __len__(self) -> int:
-        return len(self.list())

@@ -14,6 +14,7 @@ from . import verbs
 from ._util import current_actor, now
 from .breakpoints import Breakpoint, compile_condition, key_text
 from .errors import CommandRefused, DefinitionError
+from .signals import read_token
 from .states import InstanceStatus as S
 from .states import RunStatus, StepKind, label
 from .store import Store
@@ -338,6 +339,16 @@ def submit_signal(
             if not status.terminal:  # the owner's refusal: it recorded it already
                 raise SignalRefused(str(exc)) from None
     return _signal_to_finished_run(store, token, run_id, step, item, name, actor)
+
+
+def signal(
+    token: str, payload: Any = None, store: str | Store | None = None, *, actor: str | None = None
+) -> CommandResult:
+    """Deliver *payload* to the instance waiting on *token* (``nbflow.signal``). Returns the command result;
+    raises SignalRefused for a forged token, a finished run, or a wait that timed out."""
+    st = Store.open(store)
+    run_id, step, item, name = read_token(st.secret, token)
+    return submit_signal(st, token, run_id, step, item, name, payload, actor=actor)
 
 
 def _signal_to_finished_run(

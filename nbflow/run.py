@@ -6,17 +6,16 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
+from .definition import WorkflowDef
+from .engine.lifecycle import fork_run, live, owner_alive, stopped_error, take_over_pinned
 from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, RunStatus, label, status_filter
 from .store import Store
 from .store.reader import ValueReader
-
-if TYPE_CHECKING:
-    from .workflow import Workflow
 
 
 @dataclass
@@ -112,9 +111,11 @@ class _Reader(ValueReader):
 
 
 class Run:
-    """A handle on a run. ``run.status`` and the views read the store; verbs go through commands."""
+    """A handle on a run. ``run.status`` and the views read the store; verbs go through commands.
+    *workflow* is the definition the run is driven with here (today's code, or its pinned code), which
+    ``fork`` runs; None for a handle that only reads the run and sends verbs to its owner."""
 
-    def __init__(self, store: Store, run_id: str, workflow: Workflow | None = None) -> None:
+    def __init__(self, store: Store, run_id: str, workflow: WorkflowDef | None = None) -> None:
         self.store = store
         self.id = run_id
         self._wf = workflow
@@ -137,8 +138,6 @@ class Run:
 
     @property
     def status(self) -> RunStatus:
-        from .engine.lifecycle import live
-
         sched = live(self.id)
         if sched is not None:
             return sched.published_status()
@@ -147,8 +146,6 @@ class Run:
     @property
     def interrupted(self) -> bool:
         """True when the run is not finished and no live process drives it."""
-        from .engine.lifecycle import owner_alive
-
         row = self._row()
         return not RunStatus(row["status"]).terminal and not owner_alive(row)
 
@@ -163,8 +160,6 @@ class Run:
 
     def wait(self, timeout: float | None = None) -> RunStatus:
         """Block until the run is finished or paused (nothing can move without a person); return its status."""
-        from .engine.lifecycle import live, stopped_error
-
         deadline = None if timeout is None else time.monotonic() + timeout
         sched = live(self.id)
         if sched is not None:
@@ -307,11 +302,9 @@ class Run:
 
     def fork(self, from_step: str) -> Run:
         """A new run that reuses every checkpoint not downstream of *from_step*, with today's code."""
-        from .engine.lifecycle import fork_run
-
         if self._wf is None:
             raise NbflowError("fork needs the workflow's code: use wf.attach(run_id).fork(...) from a Workflow")
-        return fork_run(self._wf, self.id, from_step)
+        return Run(self.store, fork_run(self._wf, self.store, self.id, from_step), self._wf)
 
 
 def _stopped(run_id: str, error: BaseException) -> NbflowError:
@@ -319,6 +312,14 @@ def _stopped(run_id: str, error: BaseException) -> NbflowError:
     exc = NbflowError(f"the scheduler of run {run_id} stopped: {error}")
     exc.__cause__ = error
     return exc
+
+
+def resume_pinned(store: Store, run_id: str, max_workers: int | None = None, executor: Any = None) -> Run:
+    """Take over *run_id* with the code it was pinned to (what `nbflow resume RUN` does) and return its
+    handle, which forks with that code. The run keeps the executor it recorded unless *executor* says
+    otherwise; a finished run is returned to read."""
+    taken = take_over_pinned(store, run_id, max_workers, executor)
+    return Run(store, taken.run_id, taken.workflow)
 
 
 def runs(store: str | Store | None = None, workflow: str | None = None, status: str | Iterable[str] | None = None,

@@ -1,5 +1,6 @@
 """Correlation tokens for waits and approvals-by-callback: signed with the store's secret, so a
-forged token is refused before anything is written; ``signal()`` delivers a payload."""
+forged token is refused before anything is written. ``nbflow.signal()``, which delivers a payload
+through the command path, is :func:`nbflow.commands.signal`."""
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,6 @@ import json
 from typing import Any
 
 from .errors import NbflowError
-from .store import Store
 
 
 class SignalRefused(NbflowError):
@@ -58,13 +58,3 @@ def read_token(secret: bytes, token: str) -> tuple[str, str, int, str]:
             "the signal token is not valid for this store (forged, truncated or from another store); "
             "nothing was delivered"
         ) from None
-
-
-def signal(token: str, payload: Any = None, store: str | Store | None = None, *, actor: str | None = None) -> Any:
-    """Deliver *payload* to the instance waiting on *token*. Returns the command result; raises
-    SignalRefused for a forged token, a finished run, or a wait that timed out."""
-    from .commands import submit_signal
-
-    st = Store.open(store)
-    run_id, step, item, name = read_token(st.secret, token)
-    return submit_signal(st, token, run_id, step, item, name, payload, actor=actor)

@@ -1,193 +1,61 @@
-"""Workflow definition: steps from plain functions, dependencies from parameter names,
-validation (cycles, unknown inputs), and the version hash that pins a run's code."""
+"""``Workflow``: the user's front door for defining and running workflows. Steps come from plain
+functions (``@wf.step``, ``@wf.foreach``, ``wf.approval``, ``wf.wait``); the definitions themselves
+(steps, dependencies, validation, the version hash) live in :mod:`nbflow.definition`, below the
+engine, and ``wf.run()``/``wf.attach()`` hand the engine a definition and wrap the run id it returns
+in a :class:`~nbflow.run.Run`. ``wf.breakpoints`` are the workflow-scoped breakpoints."""
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
-import marshal
-import textwrap
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
 
+from .breakpoints import Breakpoint, key_text, validate
+from .commands import add_breakpoint, remove_breakpoints
+from .definition import (
+    CTX,
+    ITEM,
+    STEP_NAME_MAX,
+    WORKFLOW_NAME_MAX,
+    Backoff,
+    Binding,
+    Plan,
+    StepSpec,
+    WorkflowDef,
+    check_step_name,
+    version_of,
+)
+from .definition import check_options as _check_options
+from .definition import signature as _signature
+from .definition import source_of as _source_of
 from .engine.backends import check as check_executor
 from .engine.backends import check_workers
-from .errors import CycleError, DefinitionError
-from .states import StepKind
+from .engine.lifecycle import attach_run, start_run
+from .errors import DefinitionError
+from .run import Run
+from .states import StepKind, When
 from .store import Store
-from .store.schema import instances, workflows
-
-if TYPE_CHECKING:
-    from .breakpoints import Breakpoints
-    from .run import Run
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-CTX = "ctx"
-ITEM = "item"
 
-STEP_NAME_MAX: int = instances.c.step.type.length  # type: ignore[attr-defined]
-"""The longest step name the store's columns hold (characters)."""
-
-WORKFLOW_NAME_MAX: int = workflows.c.name.type.length  # type: ignore[attr-defined]
-"""The longest workflow name the store's columns hold (characters)."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before retry n (1-based): full jitter over min(cap, base * factor**(n-1)) seconds."""
-
-    base: float = 0.5
-    factor: float = 2.0
-    cap: float = 60.0
-    jitter: bool = True
-
-
-@dataclass
-class StepSpec:
-    """One step: its callable and options. ``params`` are the callable's parameter names."""
-
-    name: str
-    kind: StepKind
-    fn: Callable[..., Any] | None
-    params: tuple[str, ...] = ()
-    defaults: frozenset[str] = frozenset()
-    foreach: str | None = None
-    key: Callable[[Any], Any] | None = None
-    after: tuple[str, ...] = ()
-    retries: int = 0
-    backoff: Backoff = field(default_factory=Backoff)
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
-    timeout: float | None = None
-    on_item_error: str = "fail"  # foreach: "continue" dead-letters items that exhaust their retries
-    max_parallel: int | None = None  # at most this many instances of the step at once
-    on_timeout: str = "reject"  # approval gates: what a timeout decides
-    source: str = ""
-    key_source: str = ""
-    line_offset: int = 0  # for cell steps: where the cell's first line is in the compiled source
-
-    def options(self) -> dict[str, Any]:
-        """The JSON-able options that take part in the version hash and the stored definition."""
-        return {
-            "retries": self.retries,
-            "backoff": [self.backoff.base, self.backoff.factor, self.backoff.cap, self.backoff.jitter],
-            "retry_on": [f"{t.__module__}.{t.__qualname__}" for t in self.retry_on],
-            "timeout": self.timeout,
-            "on_item_error": self.on_item_error,
-            "max_parallel": self.max_parallel,
-            "on_timeout": self.on_timeout,
-        }
-
-
-def _source_of(fn: Callable[..., Any] | None) -> str:
-    if fn is None:
-        return ""
-    try:
-        return textwrap.dedent(inspect.getsource(fn))
-    except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        if not code:
-            return repr(fn)
-        return f"# source unavailable; code hash {hashlib.sha256(marshal.dumps(code)).hexdigest()[:16]}"
-
-
-def _signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], frozenset[str]]:
-    params: list[str] = []
-    defaults: set[str] = set()
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise DefinitionError(
-                f"step {fn.__name__!r}: *{p.name} / **{p.name} parameters are not supported; "
-                "name each input (a step's name, a run parameter, ctx or item)"
-            )
-        params.append(p.name)
-        if p.default is not p.empty:
-            defaults.add(p.name)
-    return tuple(params), frozenset(defaults)
-
-
-def check_step_name(name: Any, what: str = "step") -> None:
-    """Refuse a name that could be stored but not addressed: ``step:key`` targets split at ``:``, and
-    the store's columns hold at most :data:`STEP_NAME_MAX` characters."""
-    if not isinstance(name, str):
-        raise DefinitionError(f"a {what} name must be a string, got {type(name).__name__} {name!r}")
-    if not name.strip():
-        raise DefinitionError(f"a {what} name cannot be empty or blank, got {name!r}; give it a name, e.g. 'load'")
-    if ":" in name:
-        raise DefinitionError(
-            f"{what} name {name!r} contains ':', which separates a step from a key in targets such as "
-            f"'step:key'; rename it without ':'"
-        )
-    if len(name) > STEP_NAME_MAX:
-        raise DefinitionError(
-            f"{what} name {name[:40]!r}... is {len(name)} characters long; the store holds at most "
-            f"{STEP_NAME_MAX}: shorten it"
-        )
-
-
-def _check_options(
-    name: str, timeout: float | None, on_item_error: str, max_parallel: int | None, kind: StepKind
-) -> None:
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise DefinitionError(f"step {name!r}: timeout must be a number of seconds > 0, got {timeout!r}")
-    if on_item_error not in ("fail", "continue"):
-        raise DefinitionError(f"step {name!r}: on_item_error must be 'fail' or 'continue', got {on_item_error!r}")
-    if on_item_error == "continue" and kind != StepKind.FOREACH:
-        raise DefinitionError(f"step {name!r}: on_item_error applies to foreach steps only")
-    if max_parallel is not None and (not isinstance(max_parallel, int) or max_parallel < 1):
-        raise DefinitionError(f"step {name!r}: max_parallel must be a whole number >= 1, got {max_parallel!r}")
-
-
-@dataclass(frozen=True)
-class Binding:
-    """Where a parameter's value comes from: ``step``, ``item``, ``ctx``, ``param`` or ``default``."""
-
-    param: str
-    source: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A validated DAG: steps in topological order, each with its bindings and upstream steps."""
-
-    steps: dict[str, StepSpec]
-    order: tuple[str, ...]
-    bindings: dict[str, tuple[Binding, ...]]
-    upstream: dict[str, tuple[str, ...]]
-    downstream: dict[str, tuple[str, ...]]
-
-    def edges(self) -> list[list[str]]:
-        return [[u, s] for s in self.order for u in self.upstream[s]]
-
-
-class Workflow:
+class Workflow(WorkflowDef):
     """A named DAG of steps. ``store`` is a SQLAlchemy URL, a Store, or None (NBFLOW_DB, else ./.nbflow/nbflow.db).
     ``executor`` runs the step bodies: ``"threads"`` (default), ``"processes"``, ``"dask"`` or
-    ``nbflow.DaskExecutor(client)``; ``max_workers`` bounds how many run at once per run."""
+    ``nbflow.DaskExecutor(client)``; ``max_workers`` bounds how many run at once per run.
+
+    The definition (``steps``, ``plan()``, ``check_params``, ``definition(plan)``, ``version_of``) is a
+    :class:`nbflow.definition.WorkflowDef`; this adds the store, the decorators and the run verbs."""
 
     def __init__(
         self, name: str, store: str | Store | None = None, *, max_workers: int | None = None, executor: Any = None
     ) -> None:
-        if not name or not isinstance(name, str):
-            raise DefinitionError("a workflow needs a non-empty name, e.g. Workflow('etl')")
-        if len(name) > WORKFLOW_NAME_MAX:
-            raise DefinitionError(
-                f"workflow name {name[:40]!r}... is {len(name)} characters long; the store holds at most "
-                f"{WORKFLOW_NAME_MAX}: shorten it"
-            )
-        self.name = name
+        super().__init__(name)
         self._store_arg = store
         self._store: Store | None = store if isinstance(store, Store) else None
         self.max_workers = check_workers(max_workers)
         self.executor = executor
         check_executor(executor)
-        self.steps: dict[str, StepSpec] = {}
         self._breakpoints: Breakpoints | None = None
-
-    def __repr__(self) -> str:
-        return f"Workflow({self.name!r}, steps={list(self.steps)})"
 
     @property
     def store(self) -> Store:
@@ -304,140 +172,6 @@ class Workflow:
             source=f"wait {name} after={after} timeout={timeout}",
         ))
 
-    # -- validation ------------------------------------------------------------------------------
-    def plan(self) -> Plan:
-        """Check the DAG (unknown names, foreach sources, cycles) and return it in topological order."""
-        steps = dict(self.steps)  # a snapshot: a notebook cell may redefine a step meanwhile
-        if not steps:
-            raise DefinitionError(f"workflow {self.name!r} has no steps; define some with @wf.step")
-        bindings: dict[str, tuple[Binding, ...]] = {}
-        upstream: dict[str, tuple[str, ...]] = {}
-        for name, spec in steps.items():
-            deps: list[str] = []
-            binds: list[Binding] = []
-            if spec.kind == StepKind.FOREACH:
-                if spec.foreach not in steps:
-                    raise DefinitionError(
-                        f"foreach step {name!r} iterates over {spec.foreach!r}, which is not a step of workflow "
-                        f"{self.name!r} (steps: {', '.join(sorted(steps))})"
-                    )
-                deps.append(spec.foreach)
-            for p in spec.params:
-                if p in steps and p != name:
-                    binds.append(Binding(p, "step", p))
-                    deps.append(p)
-                elif p == CTX:
-                    binds.append(Binding(p, "ctx", p))
-                elif p == ITEM and spec.kind == StepKind.FOREACH:
-                    binds.append(Binding(p, "item", p))
-                else:
-                    binds.append(Binding(p, "param", p))
-            for a in spec.after:
-                if a not in steps:
-                    raise DefinitionError(
-                        f"step {name!r} has after={a!r}, which is not a step of workflow {self.name!r}"
-                    )
-                deps.append(a)
-            bindings[name] = tuple(binds)
-            upstream[name] = tuple(dict.fromkeys(deps))
-        order = self._toposort(upstream, steps)
-        downstream: dict[str, list[str]] = {s: [] for s in steps}
-        for s in order:
-            for u in upstream[s]:
-                downstream[u].append(s)
-        return Plan(
-            steps=dict(steps),
-            order=order,
-            bindings=bindings,
-            upstream=upstream,
-            downstream={k: tuple(v) for k, v in downstream.items()},
-        )
-
-    def check_params(self, plan: Plan, params: Mapping[str, Any]) -> None:
-        """Every parameter that is not a step, ctx or item must be a run parameter or have a default;
-        no run parameter may be named after a step or ctx (no step could receive it)."""
-        for p in params:
-            if p in plan.steps or p == CTX:
-                receives = f"the output of step {p!r}" if p in plan.steps else "the step context"
-                raise DefinitionError(
-                    f"run parameter {p!r} would never be used: a step parameter named {p!r} receives {receives}; "
-                    f"rename the run parameter"
-                )
-        for name in plan.order:
-            spec = plan.steps[name]
-            for b in plan.bindings[name]:
-                if b.source == "param" and b.param not in params and b.param not in spec.defaults:
-                    known = sorted(set(self.steps) - {name})
-                    raise DefinitionError(
-                        f"step {name!r} takes a parameter {b.param!r} that is neither a step nor a run parameter "
-                        f"(steps: {', '.join(known) or 'none'}; "
-                        f"run parameters: {', '.join(sorted(params)) or 'none'}); "
-                        f"pass it with params={{{b.param!r}: ...}}, give it a default, or rename it after a step"
-                    )
-
-    def _toposort(self, upstream: Mapping[str, tuple[str, ...]], steps: Mapping[str, StepSpec]) -> tuple[str, ...]:
-        order: list[str] = []
-        state: dict[str, int] = {}  # 1 visiting, 2 done
-        for root in steps:
-            if state.get(root) == 2:
-                continue
-            stack: list[tuple[str, int]] = [(root, 0)]
-            path: list[str] = []
-            while stack:
-                node, i = stack.pop()
-                if i == 0:
-                    if state.get(node) == 2:
-                        continue
-                    state[node] = 1
-                    path.append(node)
-                deps = upstream[node]
-                if i < len(deps):
-                    stack.append((node, i + 1))
-                    dep = deps[i]
-                    if state.get(dep) == 1:
-                        cycle = [*path[path.index(dep):], dep]
-                        raise CycleError(
-                            f"workflow {self.name!r} has a cycle: {' -> '.join(cycle)}; steps "
-                            f"{', '.join(sorted(set(cycle)))} depend on each other, so none can start. "
-                            "Break the cycle by renaming a parameter or removing an after= edge"
-                        )
-                    if state.get(dep) != 2:
-                        stack.append((dep, 0))
-                    continue
-                state[node] = 2
-                path.pop()
-                order.append(node)
-        return tuple(order)
-
-    # -- version --------------------------------------------------------------------------------
-    def definition(self, plan: Plan) -> dict[str, Any]:
-        """The JSON definition stored with each version: steps, edges, options."""
-        return {
-            "name": self.name,
-            "order": list(plan.order),
-            "edges": plan.edges(),
-            "steps": {
-                s: {
-                    "kind": str(spec.kind),
-                    "params": list(spec.params),
-                    "defaults": sorted(spec.defaults),
-                    "bindings": [[b.param, b.source, b.name] for b in plan.bindings[s]],
-                    "foreach": spec.foreach,
-                    "after": list(spec.after),
-                    "upstream": list(plan.upstream[s]),
-                    "options": spec.options(),
-                    "source": spec.source,
-                    "key_source": spec.key_source,
-                }
-                for s, spec in ((s, plan.steps[s]) for s in plan.order)
-            },
-        }
-
-    @staticmethod
-    def version_of(definition: Mapping[str, Any]) -> str:
-        text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
     # -- running ----------------------------------------------------------------------------------
     def run(
         self,
@@ -451,31 +185,30 @@ class Workflow:
     ) -> Run:
         """Start a run in the background and return its handle at once. ``deadline``: seconds after
         which the run fails and its unfinished instances are cancelled (paused time counts)."""
-        from .engine.lifecycle import start_run
-
         if deadline is not None and (not isinstance(deadline, (int, float)) or deadline <= 0):
             raise DefinitionError(f"deadline must be a number of seconds > 0, got {deadline!r}")
         if executor is not None:
             check_executor(executor)
-        return start_run(
-            self, dict(params or {}), list(breakpoints), break_on_error, check_workers(max_workers) or self.max_workers,
+        store = self.store
+        run_id = start_run(
+            self, store, dict(params or {}), list(breakpoints), break_on_error,
+            check_workers(max_workers) or self.max_workers,
             deadline=deadline, executor=executor if executor is not None else self.executor,
         )
+        return Run(store, run_id, self)
 
     def attach(self, run_id: str, *, max_workers: int | None = None, executor: Any = None) -> Run:
         """Take over an interrupted or paused run with today's code (a finished one is returned read-only).
         The run keeps the executor it recorded unless *executor* (or the workflow's) says otherwise."""
-        from .engine.lifecycle import attach_run
-
         if executor is not None:
             check_executor(executor)
-        return attach_run(self, run_id, check_workers(max_workers) or self.max_workers,
-                          executor if executor is not None else self.executor)
+        store = self.store
+        taken = attach_run(self, store, run_id, check_workers(max_workers) or self.max_workers,
+                           executor if executor is not None else self.executor)
+        return Run(store, taken.run_id, taken.workflow)
 
     @property
     def breakpoints(self) -> Breakpoints:
-        from .breakpoints import Breakpoints
-
         if self._breakpoints is None:
             self._breakpoints = Breakpoints(self)
         return self._breakpoints
@@ -486,3 +219,42 @@ class Workflow:
                          executor=self.executor)
         clone.steps = {k: replace(v) for k, v in steps.items()}
         return clone
+
+
+class Breakpoints:
+    """``wf.breakpoints``: workflow-scoped breakpoints, persisted and applied to live runs."""
+
+    def __init__(self, wf: Workflow) -> None:
+        self._wf = wf
+
+    def add(
+        self, step: str, key: Any = None, when: str = "before", condition: str | None = None
+    ) -> Breakpoint:
+        try:
+            when_ = When(when)
+        except ValueError:
+            raise DefinitionError(f"breakpoint when={when!r}: use 'before', 'after' or 'error'") from None
+        bp = Breakpoint(step, key_text(key), when_, condition, workflow=self._wf.name)
+        validate(bp, self._wf.steps)
+        return add_breakpoint(self._wf.store, self._wf.name, bp)
+
+    def remove(self, step: str, key: Any = None) -> int:
+        """Delete the workflow-scoped breakpoints on *step* (and *key*); returns how many went."""
+        return remove_breakpoints(self._wf.store, self._wf.name, step, key_text(key))
+
+    def list(self) -> list[Breakpoint]:
+        return [Breakpoint.from_row(r) for r in self._wf.store.breakpoint_rows(self._wf.name)]
+
+    def __iter__(self) -> Iterator[Breakpoint]:
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        return len(self.list())
+
+
+__all__ = [
+    "CTX", "ITEM", "STEP_NAME_MAX", "WORKFLOW_NAME_MAX", "Backoff", "Binding", "Breakpoints", "Plan", "StepSpec",
+    "Workflow", "_check_options", "check_step_name", "version_of",
+]
+"""``Workflow`` and ``Breakpoints`` live here; the rest is re-exported from :mod:`nbflow.definition` for
+the code that imports it from here (the magics, user code written before it moved)."""

@@ -25,7 +25,8 @@ from sidefx import Trail
 
 import nbflow
 from nbflow import Run, Store
-from nbflow.engine.lifecycle import live, resume_pinned, stop_all
+from nbflow.engine.lifecycle import live, stop_all
+from nbflow.run import resume_pinned
 
 V1 = '''
 import os
@@ -88,7 +89,7 @@ elif action == "attach":
     else:
         print("won", flush=True)
 elif action == "resume_pinned":  # as `nbflow resume RUN` does: no import of the workflow's module
-    from nbflow.engine.lifecycle import resume_pinned
+    from nbflow.run import resume_pinned
     run = resume_pinned(nbflow.Store.open(os.environ["NBFLOW_DB"]), arg)
     run.resume()
     print(run.wait(), flush=True)

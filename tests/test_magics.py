@@ -16,7 +16,8 @@ from jupyter_client.manager import KernelManager, start_new_kernel
 
 import nbflow
 from nbflow import Run, Store
-from nbflow.engine.lifecycle import resume_pinned, stop_all
+from nbflow.engine.lifecycle import stop_all
+from nbflow.run import resume_pinned
 
 
 @dataclass

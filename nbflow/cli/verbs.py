@@ -308,7 +308,7 @@ def _take_over_and_resume(
 ) -> dict[str, Any]:
     """Take the run over with its pinned code, let it apply the commands queued for it, resume the
     targets (every paused instance if none), and drive it until it finishes or pauses."""
-    from ..engine.lifecycle import resume_pinned
+    from ..run import resume_pinned
 
     run_id = row["id"]
     owner = views.owner_view(row)
@@ -459,7 +459,8 @@ def signal_cmd(obj: State, token: str, payload: Any, fmt: str | None) -> None:
     token is forged or from another store, the wait timed out, or the run is finished; a duplicate
     delivery is reported, exit 0.
     """
-    from ..signals import SignalRefused, read_token, signal
+    from ..commands import signal
+    from ..signals import SignalRefused, read_token
 
     store = obj.store
     try:

@@ -9,8 +9,9 @@ import difflib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..definition import Plan, StepSpec
+from ..definition import WorkflowDef as Workflow
 from ..errors import DefinitionError
-from ..workflow import Plan, StepSpec, Workflow
 from .instances import Inst
 
 PinCode = Callable[[Workflow, Plan], str]

@@ -12,13 +12,13 @@ from typing import Any, Protocol
 
 from .._util import jsonable
 from ..breakpoints import Breakpoint
+from ..definition import Plan, StepSpec
 from ..errors import CommandRefused
 from ..signals import read_token
 from ..states import BREAK_ON_ERROR, PauseReason, RunStatus, StepKind
 from ..states import InstanceStatus as S
 from ..store import Store
 from ..verbs import VERBS, Refusal, allowed_verbs, state_tag
-from ..workflow import Plan, StepSpec
 from .instances import Inst
 
 

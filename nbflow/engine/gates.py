@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._util import now
+from ..definition import StepSpec
 from ..errors import CommandRefused
 from ..signals import make_token
 from ..states import InstanceStatus as S
@@ -13,7 +14,6 @@ from ..states import PauseReason, StepKind
 from ..store import Store
 from ..store.codec import Encoded
 from ..verbs import Refusal
-from ..workflow import StepSpec
 from .instances import Inst
 
 APPROVAL = "approval"

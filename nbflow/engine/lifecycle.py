@@ -1,4 +1,8 @@
-"""Starting runs, taking them over, and the owner lease: who drives a run, and whether it is alive."""
+"""Starting runs, taking them over, and the owner lease: who drives a run, and whether it is alive.
+
+Below the front doors: it takes definitions (:class:`nbflow.definition.WorkflowDef`, a store, plain
+options) and returns run ids; ``Workflow.run``/``attach``, ``run.fork`` and ``nbflow.attach`` wrap
+them in a ``Run``. What it writes goes through :mod:`nbflow.store.runs`."""
 from __future__ import annotations
 
 import atexit
@@ -10,38 +14,38 @@ import os
 import threading
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-import sqlalchemy as sa
+from dataclasses import dataclass
+from typing import Any
 
 from .._util import HOST, current_actor, now, pid_alive, process_started_at
 from ..breakpoints import Breakpoint, normalize, validate
+from ..definition import Plan, StepSpec, WorkflowDef, version_of
 from ..errors import DefinitionError, OwnershipError, StoreError
+from ..states import TASK_ITEM, RunStatus, StepKind
 from ..states import InstanceStatus as S
-from ..states import RunStatus, StepKind
 from ..store import Store, codec
-from ..store import schema as t
-from ..workflow import Plan, StepSpec, Workflow
+from ..store import runs as run_rows
 from . import pinning, source_lines
 from .backends import resolve
 from .pinning import Use
-from .scheduler import TASK_ITEM, Scheduler
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .scheduler import Scheduler
 
 LEASE_S = 15.0
 """A run whose owner on another host has not heartbeat for this long is interrupted."""
-_WRITE_TRIES = 5
-_NEXT_SEQ = sa.select(sa.func.coalesce(sa.func.max(t.runs.c.seq), 0) + 1).scalar_subquery()
-"""A new run's number (``runs.seq``): one more than the newest."""
-_RUN_SEQ_LOCK = 7262012
-"""PostgreSQL advisory lock creators hold while they take a run number (SQLite's write lock does that)."""
 
 _live: dict[str, Scheduler] = {}
 _live_lock = threading.Lock()
 _stopped: dict[str, BaseException] = {}
 """Runs whose scheduler in this process stopped on an error, and the error (until it drives them again)."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A run this process took over (or found finished, or already drove): its id and the definition
+    it is driven with (the one given, its pinned code, or the one its scheduler here already has)."""
+
+    run_id: str
+    workflow: WorkflowDef
 
 
 def live(run_id: str) -> Scheduler | None:
@@ -86,7 +90,7 @@ def owner_text(row: Mapping[str, Any]) -> str:
     return f"pid {row['owner_pid']} on {row['owner_host']}" if row["owner_id"] else "nobody"
 
 
-def pin(wf: Workflow, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]]:
+def pin(wf: WorkflowDef, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]]:
     """The definition, version and pickled steps of *plan*. The version hashes each step's
     pickled bytes too, so two runs whose steps read different captured values never share code.
     Each step's notebook uses (globals left out of its pickle) and source origins are recorded in
@@ -103,7 +107,7 @@ def pin(wf: Workflow, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]
                 "a step must not close over open files, locks or connections"
             ) from None
         definition["steps"][name]["code_sha256"] = hashlib.sha256(pickles[name]).hexdigest()
-    version = Workflow.version_of(definition)
+    version = version_of(definition)
     for name in plan.order:
         definition["steps"][name]["uses"] = [u.as_json() for u in uses[name]]
         definition["steps"][name]["origins"] = [o.as_json() for o in source_lines.origins(plan.steps[name])]
@@ -139,36 +143,21 @@ def _why(uses: list[Use]) -> str:
 
 
 def save_version(
-    store: Store, wf: Workflow, plan: Plan, definition: dict[str, Any], version: str, pickles: Mapping[str, bytes]
+    store: Store, wf: WorkflowDef, plan: Plan, definition: dict[str, Any], version: str, pickles: Mapping[str, bytes]
 ) -> None:
     """Pin the code of *version*: its definition and each step's source and pickled callable."""
-    if store.has_version(wf.name, version):
-        return
-    code_rows = [
-        {"version": version, "step": name, "source": plan.steps[name].source, "pickled": pickles[name],
-         "created_at": now()}
-        for name in plan.order
-    ]
-    try:
-        with store.engine.begin() as conn:
-            conn.execute(
-                t.workflows.insert().values(
-                    name=wf.name, version=version, definition=json.dumps(definition), created_at=now()
-                )
-            )
-            conn.execute(t.step_code.insert(), code_rows)
-    except sa.exc.IntegrityError:
-        pass  # another process pinned the same version first
+    run_rows.save_version(store, wf.name, version, definition,
+                          ((name, plan.steps[name].source, pickles[name]) for name in plan.order))
 
 
-def _pin_code(store: Store, wf: Workflow, plan: Plan) -> str:
+def _pin_code(store: Store, wf: WorkflowDef, plan: Plan) -> str:
     """Pin *plan*'s code (a redefinition a live run adopts); its version."""
     definition, version, pickles = pin(wf, plan)
     save_version(store, wf, plan, definition, version, pickles)
     return version
 
 
-def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
+def pinned_workflow(store: Store, name: str, version: str) -> WorkflowDef:
     """The workflow exactly as pinned by *version* (used by `nbflow resume`)."""
     definition = store.definition(name, version)
     code = store.step_code(version)
@@ -184,9 +173,7 @@ def pinned_workflow(store: Store, name: str, version: str) -> Workflow:
         found = definition["steps"][step].get("origins", ())
         source_lines.restore(steps[step], tuple(source_lines.Origin.from_json(o) for o in found))
         pinning.remember(steps[step], code[step][1], stored_uses(definition, step))
-    wf = Workflow(name, store)
-    wf.steps = steps
-    return wf
+    return WorkflowDef(name, steps)
 
 
 def check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any] | None = None) -> None:
@@ -210,7 +197,7 @@ def check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str
         )
 
 
-def _check_same_graph(wf: Workflow, plan: Plan, definition: Mapping[str, Any], run_id: str) -> None:
+def _check_same_graph(wf: WorkflowDef, plan: Plan, definition: Mapping[str, Any], run_id: str) -> None:
     stored = {s: (d["upstream"], d["bindings"]) for s, d in definition["steps"].items()}
     today = {s: (list(plan.upstream[s]), [[b.param, b.source, b.name] for b in plan.bindings[s]]) for s in plan.order}
     if stored != today:
@@ -229,7 +216,8 @@ def _register(sched: Scheduler) -> None:
 
 
 def start_run(
-    wf: Workflow,
+    wf: WorkflowDef,
+    store: Store,
     params: dict[str, Any],
     breakpoints: list[Any],
     break_on_error: bool,
@@ -238,10 +226,9 @@ def start_run(
     seed: tuple[str, set[str]] | None = None,
     deadline: float | None = None,
     executor: Any = None,
-) -> Run:
-    """Validate, write the run and its task instances in one transaction, start its scheduler."""
-    from ..run import Run
-
+) -> str:
+    """Validate, write the run and its task instances in one transaction, start its scheduler in
+    *store*; returns the new run's id."""
     plan = wf.plan()
     wf.check_params(plan, params)
     bps: list[Breakpoint] = []
@@ -249,7 +236,6 @@ def start_run(
         bp = normalize(spec)
         validate(bp, plan.steps)
         bps.append(bp)
-    store = wf.store
     backend = resolve(executor)
     params_enc = codec.encode(params, "run parameters")  # refused here if it cannot be stored; its file comes later
     definition, version, pickles = pin(wf, plan)
@@ -279,57 +265,39 @@ def start_run(
         for s in plan.order
         if plan.steps[s].kind != StepKind.FOREACH and (s, TASK_ITEM) not in have
     ]
-    with store.begin() as conn:  # a large parameter's file goes again if the run is not written
-        params_enc = store.write_value(conn, params_enc)
-        run_row["params_codec"], run_row["params"] = params_enc.codec, params_enc.data
-        # The run's number: the next one, taken under SQLite's write lock or PostgreSQL's advisory
-        # lock, so creators queue instead of colliding (the unique index guards it).
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _RUN_SEQ_LOCK})
-        run_row["seq"] = conn.execute(
-            t.runs.insert().values(**run_row, seq=_NEXT_SEQ).returning(t.runs.c.seq)
-        ).scalar_one()
-        # Copied rows carry every column, fresh ones only a few: one executemany needs one key set.
-        for rows in (copied, fresh):
-            if rows:
-                conn.execute(t.instances.insert(), rows)
-        for bp in bps:
-            conn.execute(
-                t.breakpoints.insert().values(
-                    workflow=wf.name, run_id=run_id, step=bp.step, key=bp.key, when=str(bp.when),
-                    condition=bp.condition, created_by=actor, created_at=ts,
-                )
-            )
-        store.add_event(conn, run_id, "run_created", actor=actor, ts=ts, data={
-            "version": version, "forked_from": seed[0] if seed else None,
-            "reused_steps": sorted(seed[1]) if seed else [],
-        })
+    bp_rows = [
+        {"workflow": wf.name, "run_id": run_id, "step": bp.step, "key": bp.key, "when": str(bp.when),
+         "condition": bp.condition, "created_by": actor, "created_at": ts}
+        for bp in bps
+    ]
+    run_row = run_rows.create_run(store, run_row, params_enc, (copied, fresh), bp_rows, actor=actor, event={
+        "version": version, "forked_from": seed[0] if seed else None,
+        "reused_steps": sorted(seed[1]) if seed else [],
+    })
     sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True, backend=backend,
                       pin_code=functools.partial(_pin_code, store), on_stop=forget)
     sched.load()
     _register(sched)
     sched.start()
-    return Run(store, run_id, wf)
+    return run_id
 
 
 def take_over(
-    store: Store, wf: Workflow, run_id: str, max_workers: int | None, *, live_code: bool, force_code_check: bool = True,
-    executor: Any = None,
-) -> Run:
+    store: Store, wf: WorkflowDef, run_id: str, max_workers: int | None, *, live_code: bool,
+    force_code_check: bool = True, executor: Any = None,
+) -> Taken:
     """Claim an interrupted or paused run whose owner is gone and drive it in this process."""
-    from ..run import Run
-
     with _live_lock:
         sched = live(run_id)
     if sched is not None:
-        return Run(store, run_id, sched.wf)
+        return Taken(run_id, sched.wf)
     row = store.run_row(run_id)
     if row["workflow"] != wf.name:
         raise DefinitionError(
             f"run {run_id} belongs to workflow {row['workflow']!r}, not {wf.name!r}; attach it from that workflow"
         )
     if RunStatus(row["status"]).terminal:
-        return Run(store, run_id, wf)
+        return Taken(run_id, wf)
     if owner_alive(row):
         raise OwnershipError(
             f"run {run_id} is owned by a live process ({owner_text(row)}); act on it with run verbs or the CLI "
@@ -356,29 +324,18 @@ def take_over(
     params = store.decode(row["params_codec"], row["params"]) or {}
     owner_id = uuid.uuid4().hex
     ts = now()
-    cond = t.runs.c.owner_id.is_(None) if row["owner_id"] is None else t.runs.c.owner_id == row["owner_id"]
-    for tries_left in reversed(range(_WRITE_TRIES)):
-        try:
-            with store.engine.begin() as conn:
-                res = conn.execute(
-                    t.runs.update()
-                    .where(t.runs.c.id == run_id, cond)
-                    .values(owner_host=HOST, owner_pid=os.getpid(), owner_id=owner_id, heartbeat_at=ts, updated_at=ts,
-                            version=version, options=json.dumps({**opts, "executor": backend.describe()}))
-                )
-                if res.rowcount != 1:
-                    raise OwnershipError(
-                        f"run {run_id} was just taken over by another process; try again to see who owns it"
-                    )
-                store.add_event(conn, run_id, "taken_over", actor=current_actor(), ts=ts,
-                                data={"previous_owner": owner_text(row), "pinned_code": not live_code})
-                if diffs:
-                    store.add_event(conn, run_id, "code_changed", actor=current_actor(), ts=ts,
-                                    data={"old_version": row["version"], "new_version": version, "diffs": diffs})
-            break
-        except sa.exc.IntegrityError:  # an old owner, still writing, took the event id just read: read again
-            if not tries_left:
-                raise
+    events: list[tuple[str, Mapping[str, Any]]] = [
+        ("taken_over", {"previous_owner": owner_text(row), "pinned_code": not live_code})]
+    if diffs:
+        events.append(("code_changed", {"old_version": row["version"], "new_version": version, "diffs": diffs}))
+    claimed = run_rows.claim_run(
+        store, run_id, row["owner_id"],
+        {"owner_host": HOST, "owner_pid": os.getpid(), "owner_id": owner_id, "heartbeat_at": ts, "updated_at": ts,
+         "version": version, "options": json.dumps({**opts, "executor": backend.describe()})},
+        events, actor=current_actor(), ts=ts,
+    )
+    if not claimed:
+        raise OwnershipError(f"run {run_id} was just taken over by another process; try again to see who owns it")
     row = {**row, "version": version, "owner_id": owner_id}
     sched = Scheduler(store, wf, plan, row, params, owner_id, max_workers or opts.get("max_workers"),
                       live_code=live_code, backend=backend, pin_code=functools.partial(_pin_code, store),
@@ -386,14 +343,15 @@ def take_over(
     sched.load()
     _register(sched)
     sched.start()
-    return Run(store, run_id, wf)
+    return Taken(run_id, wf)
 
 
-def attach_run(wf: Workflow, run_id: str, max_workers: int | None, executor: Any = None) -> Run:
-    return take_over(wf.store, wf, run_id, max_workers, live_code=True, executor=executor)
+def attach_run(wf: WorkflowDef, store: Store, run_id: str, max_workers: int | None, executor: Any = None) -> Taken:
+    """Take over *run_id* with today's definition *wf* (what ``Workflow.attach`` does)."""
+    return take_over(store, wf, run_id, max_workers, live_code=True, executor=executor)
 
 
-def resume_pinned(store: Store, run_id: str, max_workers: int | None = None, executor: Any = None) -> Run:
+def take_over_pinned(store: Store, run_id: str, max_workers: int | None = None, executor: Any = None) -> Taken:
     """Take over *run_id* with the code it was pinned to (what `nbflow resume RUN` does). The run
     keeps the executor it recorded unless *executor* says otherwise."""
     row = store.run_row(run_id)
@@ -403,9 +361,8 @@ def resume_pinned(store: Store, run_id: str, max_workers: int | None = None, exe
     return take_over(store, wf, run_id, max_workers, live_code=False, executor=executor)
 
 
-def fork_run(wf: Workflow, parent_id: str, from_step: str) -> Run:
-    """A new run with the parent's params, reusing every checkpoint upstream of *from_step*."""
-    store = wf.store
+def fork_run(wf: WorkflowDef, store: Store, parent_id: str, from_step: str) -> str:
+    """A new run with the parent's params, reusing every checkpoint upstream of *from_step*; returns its id."""
     row = store.run_row(parent_id)
     plan = wf.plan()
     if from_step not in plan.steps:
@@ -418,7 +375,7 @@ def fork_run(wf: Workflow, parent_id: str, from_step: str) -> Run:
     params = store.decode(row["params_codec"], row["params"]) or {}
     opts = json.loads(row["options"] or "{}")
     return start_run(
-        wf, params, [], bool(opts.get("break_on_error")), opts.get("max_workers"), seed=(parent_id, reuse),
+        wf, store, params, [], bool(opts.get("break_on_error")), opts.get("max_workers"), seed=(parent_id, reuse),
         executor=wf.executor if wf.executor is not None else opts.get("executor"),
     )
 
@@ -438,6 +395,6 @@ atexit.register(stop_all)
 
 
 __all__ = [
-    "attach_run", "check_supplied", "fork_run", "live", "owner_alive", "resume_pinned", "start_run", "stop_all",
-    "take_over",
+    "Taken", "attach_run", "check_supplied", "fork_run", "live", "owner_alive", "start_run", "stop_all", "take_over",
+    "take_over_pinned",
 ]

@@ -30,6 +30,8 @@ from .. import breakpoints as bpmod
 from .._util import HOST, dumps, jsonable, now, strict
 from ..breakpoints import Breakpoint
 from ..context import StepContext
+from ..definition import Plan, StepSpec
+from ..definition import WorkflowDef as Workflow  # the definition it drives: the engine sees no nbflow.Workflow
 from ..errors import CommandRefused, DefinitionError, NbflowError, SerializationError, StoreError
 from ..signals import WaitForSignal, make_token
 from ..states import BREAK_ON_ERROR, TASK_ITEM, PauseReason, RunStatus, StepKind, When
@@ -37,7 +39,6 @@ from ..states import InstanceStatus as S
 from ..store import Store
 from ..store.codec import JSON, Encoded
 from ..store.journal import EVENT_ID_SPAN, Journal, LostOwnership
-from ..workflow import Plan, StepSpec, Workflow
 from . import capture
 from .adopt import LiveCode, PinCode
 from .apply import apply_command

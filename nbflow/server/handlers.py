@@ -42,11 +42,12 @@ from ..commands import (
     await_applied,
     check_target,
     remove_breakpoints,
+    signal,
     signal_outcome,
     submit,
 )
 from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
-from ..signals import SignalRefused, read_token, signal
+from ..signals import SignalRefused, read_token
 from ..states import InstanceStatus, RunStatus, StepKind, When
 from ..store import Store
 from ..verbs import HTTP_STATUS, VERBS, CommandState, Refusal, Target

@@ -107,7 +107,8 @@ class TakeoverHandler(ApiHandler):
 
 def main(argv: list[str] | None = None) -> int:
     """The worker: take RUN over with its pinned code and drive it until finished or idle."""
-    from ..engine.lifecycle import resume_pinned, stop_all
+    from ..engine.lifecycle import stop_all
+    from ..run import resume_pinned
     from ..store import Store
 
     args = sys.argv[1:] if argv is None else argv
