@@ -414,16 +414,15 @@ def breakpoint_steps(store: Store, workflow: str, row: Mapping[str, Any] | None)
 
 def check_breakpoint(
     store: Store, workflow: str, row: Mapping[str, Any] | None, step: str, key: Any = None, when: Any = "before",
-    condition: Any = None, *, run_scoped: bool = True, steps: Mapping[str, Any] | None = None,
+    condition: Any = None, *, run_scoped: bool = True,
 ) -> Breakpoint:
     """Check a breakpoint before :func:`add_breakpoint` writes it; every surface (the CLI, REST, the debugger
     view; the Python API through :func:`~nbflow.breakpoints.validate`) refuses the same way, with a
     :class:`~nbflow.breakpoints.BreakpointRefused` and its code: ``finished`` when *row* (the run it is
     for, or with ``run_scoped=False`` the run it is set from) is finished; ``not_found`` an unknown step,
     a workflow with no runs, or, run-scoped, a key the run's foreach has no instance for (once it has
-    items); ``invalid`` a bad `when` or condition, or a key on a step that is not a foreach. *steps*: the
-    definition's steps when the caller has them (else :func:`breakpoint_steps`). Returns the breakpoint
-    to add (``run_id`` set when run-scoped)."""
+    items); ``invalid`` a bad `when` or condition, or a key on a step that is not a foreach. The steps
+    are those of :func:`breakpoint_steps`. Returns the breakpoint to add (``run_id`` set when run-scoped)."""
     run_id = None if row is None else str(row["id"])
     if row is not None and RunStatus(row["status"]).terminal:
         if run_scoped:
@@ -432,8 +431,7 @@ def check_breakpoint(
                 f"(add it to workflow {workflow!r} for later runs)", Refusal.FINISHED)
         raise BreakpointRefused(f"run {run_id} is {row['status']}; the breakpoint would apply to later runs "
                                 "only — add it with wf.breakpoints.add(...)", Refusal.FINISHED)
-    if steps is None:
-        steps = breakpoint_steps(store, workflow, row)
+    steps = breakpoint_steps(store, workflow, row)
     bp = Breakpoint(step, key_text(key), parse_when(when), condition, workflow=workflow,
                     run_id=run_id if run_scoped else None)
     validate(bp, steps)
