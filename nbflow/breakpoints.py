@@ -8,11 +8,18 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
-from .errors import DefinitionError, SerializationError
-from .states import When
+from .errors import CommandRefused, DefinitionError, SerializationError
+from .states import StepKind, When
 from .store import codec
+from .verbs import Refusal
 
 _SAFE_BUILTINS = {"__builtins__": builtins}
+
+
+class BreakpointRefused(CommandRefused, DefinitionError):
+    """A breakpoint refused by the checks every surface shares (``code``: a :class:`nbflow.verbs.Refusal`
+    value); nothing was written. Also a :class:`DefinitionError`, as ``wf.breakpoints`` and
+    ``wf.run(breakpoints=...)`` have always raised."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,32 @@ def parse_target(text: str) -> tuple[str, str | None]:
     """``"step"`` -> (step, None); ``"step:key"`` -> (step, "key")."""
     step, sep, key = text.partition(":")
     if not step:
-        raise DefinitionError(f"bad breakpoint target {text!r}: write STEP or STEP:KEY")
+        raise BreakpointRefused(f"bad breakpoint target {text!r}: write STEP or STEP:KEY", Refusal.INVALID)
     return step, (key if sep else None)
+
+
+def parse_when(when: Any) -> When:
+    """``before``, ``after`` or ``error``; anything else is refused (``invalid``)."""
+    try:
+        return When(when)
+    except ValueError:
+        raise BreakpointRefused(f"breakpoint when={when!r}: use 'before', 'after' or 'error'",
+                                Refusal.INVALID) from None
+
+
+def json_key(key: Any) -> str | None:
+    """A key as a JSON surface sends it (a string, an integer or null), as its text."""
+    if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
+        raise BreakpointRefused("key must be a string, an integer or null", Refusal.INVALID)
+    return key_text(key)
+
+
+def check_condition(condition: Any) -> str | None:
+    """The condition if it is null or a Python expression that compiles; else refused (``invalid``)."""
+    if condition is not None and not isinstance(condition, str):
+        raise BreakpointRefused("condition must be a Python expression (a string) or null", Refusal.INVALID)
+    compile_condition(condition)
+    return condition
 
 
 def compile_condition(condition: str | None) -> CodeType | None:
@@ -114,13 +145,14 @@ def compile_condition(condition: str | None) -> CodeType | None:
     if condition is None:
         return None
     if not isinstance(condition, str) or not condition.strip():
-        raise DefinitionError("a breakpoint condition must be a non-empty Python expression, e.g. \"item['x'] > 3\"")
+        raise BreakpointRefused(
+            "a breakpoint condition must be a non-empty Python expression, e.g. \"item['x'] > 3\"", Refusal.INVALID)
     try:
         return compile(condition, "<breakpoint condition>", "eval")
     except SyntaxError as exc:
-        raise DefinitionError(
+        raise BreakpointRefused(
             f"breakpoint condition {condition!r} is not a valid Python expression ({exc.msg}); "
-            "write an expression over the step's inputs, e.g. \"item['country'] == 'FR'\""
+            "write an expression over the step's inputs, e.g. \"item['country'] == 'FR'\"", Refusal.INVALID
         ) from None
 
 
@@ -139,12 +171,25 @@ def normalize(spec: Any, *, run_id: str | None = None) -> Breakpoint:
     raise DefinitionError(f"a breakpoint is 'step', 'step:key' or nbflow.Breakpoint(...), got {spec!r}")
 
 
+def _kind(spec: Any) -> str:
+    """A step's kind, from a :class:`~nbflow.workflow.StepSpec` or a stored definition's step."""
+    return str(spec["kind"] if isinstance(spec, Mapping) else spec.kind)
+
+
 def validate(bp: Breakpoint, steps: Mapping[str, Any]) -> None:
-    """Refuse a breakpoint on an unknown step, a bad `when`, or a condition that does not compile."""
+    """The checks every surface makes (the Python API, ``wf.run(breakpoints=...)``, the CLI, REST and the
+    debugger view): refuse a breakpoint on an unknown step (``not_found``), a bad `when`, a condition that
+    does not compile, or a key on a step that is not a foreach (``invalid``). *steps*: the workflow's
+    steps, as :class:`~nbflow.workflow.StepSpec` or as a stored definition's ``steps``."""
     if bp.step not in steps:
-        raise DefinitionError(
-            f"no step {bp.step!r} to break on; steps are: {', '.join(sorted(steps)) or 'none'}"
+        raise BreakpointRefused(
+            f"no step {bp.step!r} to break on; steps are: {', '.join(sorted(steps)) or 'none'}", Refusal.NOT_FOUND
         )
-    if str(bp.when) not in {w.value for w in When}:
-        raise DefinitionError(f"breakpoint when={bp.when!r}: use 'before', 'after' or 'error'")
+    parse_when(str(bp.when))
     compile_condition(bp.condition)
+    kind = _kind(steps[bp.step])
+    if bp.key is not None and kind != StepKind.FOREACH:
+        raise BreakpointRefused(
+            f"step {bp.step!r} is a {kind} step with a single instance; a key only narrows a foreach step: "
+            f"write {bp.step}", Refusal.INVALID
+        )

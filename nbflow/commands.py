@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import verbs
 from ._util import current_actor, now
-from .breakpoints import Breakpoint, compile_condition, key_text
-from .errors import CommandRefused, DefinitionError
+from .breakpoints import Breakpoint, BreakpointRefused, compile_condition, key_text, parse_when, validate
+from .errors import CommandRefused
 from .signals import read_token
 from .states import InstanceStatus as S
 from .states import RunStatus, StepKind, label
@@ -378,6 +378,67 @@ def _signal_to_finished_run(
     raise SignalRefused(message)
 
 
+def breakpoint_scope(store: Store, workflow: Any, run_id: Any) -> tuple[str, Mapping[str, Any] | None]:
+    """The workflow a breakpoint is for and, run-scoped, its run's row: exactly one of *workflow* and
+    *run_id* is named (else ``invalid``); an unknown run raises :class:`~nbflow.errors.UnknownRunError`."""
+    if (workflow is None) == (run_id is None):
+        raise BreakpointRefused("name exactly one of a workflow or a run: a breakpoint is for every run of a "
+                                "workflow or for one run", Refusal.INVALID)
+    if not isinstance(workflow or run_id, str):
+        raise BreakpointRefused("the workflow and the run are named by strings", Refusal.INVALID)
+    if run_id is not None:
+        row = store.run_row(run_id)
+        return row["workflow"], row
+    return str(workflow), None
+
+
+def breakpoint_steps(store: Store, workflow: str, row: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The steps a breakpoint is checked against: those of the run's stored version, or of the workflow's
+    newest run's (a workflow with no runs in the store is ``not_found``: its steps are unknown here)."""
+    if row is not None:
+        return dict(store.definition(row["workflow"], row["version"])["steps"])
+    newest = store.run_rows(workflow=workflow, limit=1)
+    if not newest:
+        raise BreakpointRefused(
+            f"workflow {workflow!r} has no runs in {store.display_url}, so its steps are unknown here; "
+            f"check the name with `nbflow runs`, or add the breakpoint from Python with wf.breakpoints.add(...)",
+            Refusal.NOT_FOUND,
+        )
+    return dict(store.definition(workflow, newest[0]["version"])["steps"])
+
+
+def check_breakpoint(
+    store: Store, workflow: str, row: Mapping[str, Any] | None, step: str, key: Any = None, when: Any = "before",
+    condition: Any = None, *, run_scoped: bool = True,
+) -> Breakpoint:
+    """Check a breakpoint before :func:`add_breakpoint` writes it; every surface (the CLI, REST, the debugger
+    view; the Python API through :func:`~nbflow.breakpoints.validate`) refuses the same way, with a
+    :class:`~nbflow.breakpoints.BreakpointRefused` and its code: ``finished`` when *row* (the run it is
+    for, or with ``run_scoped=False`` the run it is set from) is finished; ``not_found`` an unknown step,
+    a workflow with no runs, or, run-scoped, a key the run's foreach has no instance for (once it has
+    items); ``invalid`` a bad `when` or condition, or a key on a step that is not a foreach. The steps
+    are those of :func:`breakpoint_steps`. Returns the breakpoint to add (``run_id`` set when run-scoped)."""
+    run_id = None if row is None else str(row["id"])
+    if row is not None and RunStatus(row["status"]).terminal:
+        if run_scoped:
+            raise BreakpointRefused(
+                f"run {run_id} is {row['status']}; a run-scoped breakpoint only applies to an unfinished run "
+                f"(add it to workflow {workflow!r} for later runs)", Refusal.FINISHED)
+        raise BreakpointRefused(f"run {run_id} is {row['status']}; the breakpoint would apply to later runs "
+                                "only — add it with wf.breakpoints.add(...)", Refusal.FINISHED)
+    steps = breakpoint_steps(store, workflow, row)
+    bp = Breakpoint(step, key_text(key), parse_when(when), condition, workflow=workflow,
+                    run_id=run_id if run_scoped else None)
+    validate(bp, steps)
+    if bp.key is not None and bp.run_id is not None:
+        have = {r["key"] for r in store.instance_rows(bp.run_id, step=step)}
+        if have and bp.key not in have:
+            raise BreakpointRefused(
+                f"step {step!r} of run {bp.run_id} has no instance with key {bp.key} (it has {len(have)})",
+                Refusal.NOT_FOUND)
+    return bp
+
+
 def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | None = None) -> Breakpoint:
     """Persist a breakpoint and tell the affected live runs (they apply it to instances not yet past it)."""
     compile_condition(bp.condition)
@@ -390,13 +451,14 @@ def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | No
 
 
 def remove_breakpoints(store: Store, workflow: str, step: str, key: str | None, run_id: str | None = None) -> int:
-    """Delete breakpoints on *step* (only *key*'s when given); instances they alone held resume."""
+    """Delete breakpoints on *step* (only *key*'s when given); instances they alone held resume. None
+    there to delete is refused (``not_found``)."""
     ids = rows.delete_breakpoints(store, workflow, step, key, run_id)
     if not ids:
         scope = f"run {run_id}" if run_id else f"workflow {workflow!r}"
-        raise DefinitionError(
+        raise BreakpointRefused(
             f"no breakpoint on {step}{':' + key if key is not None else ''} in {scope}; "
-            "list them with wf.breakpoints.list() or `nbflow breakpoint list`"
+            "list them with wf.breakpoints.list() or `nbflow breakpoint list`", Refusal.NOT_FOUND
         )
     _notify(store, workflow, run_id, "remove", {"ids": ids, "step": step, "key": key})
     return len(ids)

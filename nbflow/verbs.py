@@ -111,8 +111,13 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
     Verb("signal", Target.TOKEN, "Deliver a payload to the instance waiting on a signed token.",
          payload=("token", "item", "name", "payload"), required=3,
          refusals=frozenset({Refusal.INVALID, Refusal.NOT_FOUND, Refusal.FINISHED, Refusal.STATE})),
+    # Adding or removing one is checked first, alike on every surface, by commands.check_breakpoint and
+    # commands.remove_breakpoints: an unknown step, run or breakpoint to remove is not_found; a bad `when`
+    # or condition, a key on a step that is not a foreach, both or neither scope invalid; a finished run's
+    # scope finished.
     Verb("breakpoint", Target.BREAKPOINT, "Tell the owner that breakpoints were added or removed.",
-         payload=("action",), required=1),
+         payload=("action",), required=1,
+         refusals=frozenset({Refusal.INVALID, Refusal.NOT_FOUND, Refusal.FINISHED})),
 )}
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from .breakpoints import Breakpoint, key_text, validate
+from .breakpoints import Breakpoint, key_text, parse_when, validate
 from .commands import add_breakpoint, remove_breakpoints
 from .definition import (
     CTX,
@@ -32,7 +32,7 @@ from .engine.backends import check_workers
 from .engine.lifecycle import attach_run, start_run
 from .errors import DefinitionError
 from .run import Run
-from .states import StepKind, When
+from .states import StepKind
 from .store import Store
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -230,11 +230,7 @@ class Breakpoints:
     def add(
         self, step: str, key: Any = None, when: str = "before", condition: str | None = None
     ) -> Breakpoint:
-        try:
-            when_ = When(when)
-        except ValueError:
-            raise DefinitionError(f"breakpoint when={when!r}: use 'before', 'after' or 'error'") from None
-        bp = Breakpoint(step, key_text(key), when_, condition, workflow=self._wf.name)
+        bp = Breakpoint(step, key_text(key), parse_when(when), condition, workflow=self._wf.name)
         validate(bp, self._wf.steps)
         return add_breakpoint(self._wf.store, self._wf.name, bp)
 

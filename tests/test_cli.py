@@ -494,6 +494,14 @@ def test_breakpoint_add_refuses_an_unknown_step_and_a_bad_condition(db_url: str,
     assert [b.step for b in paused_run.breakpoints()] == ["enrich"]
 
 
+def test_breakpoint_add_and_rm_need_exactly_one_scope(db_url: str, paused_run: nbflow.Run) -> None:
+    for verb in ("add", "rm"):
+        for scope in ([], ["--workflow", "cli", "--run", paused_run.id]):
+            res = cli(db_url, "breakpoint", verb, *scope, "enrich")
+            assert res.returncode == 2 and "name exactly one of a workflow or a run" in res.stderr, res.stderr
+    assert [b.step for b in paused_run.breakpoints()] == ["enrich"]
+
+
 # ---------------------------------------------------------------------------------- orphaned runs
 def test_resume_finishes_an_orphaned_paused_run(db_url: str, orphan: str) -> None:
     assert json.loads(cli(db_url, "show", orphan, "-o", "json").stdout)["interrupted"] is True

@@ -90,6 +90,8 @@ def test_run_with_breakpoint_on_unknown_step_is_refused_and_leaves_no_run(db_url
         wf.run(breakpoints=["nope"])
     with pytest.raises(DefinitionError, match="nope"):
         wf.run(breakpoints=["nope:3"])
+    with pytest.raises(DefinitionError, match="'total' is a task step with a single instance; a key only narrows"):
+        wf.run(breakpoints=["total:3"])  # it could never catch anything
     assert nbflow.runs(store=db_url) == []
 
 

@@ -267,6 +267,57 @@ def test_breakpoints_are_added_listed_and_removed_through_the_api(server: Server
     assert added.json()["id"] not in [b["id"] for b in server.get("breakpoints", params={"run": run.id}).json()]
 
 
+def breakpoint_rows(db: str, workflow: str, run_id: str) -> list[Any]:
+    store = Store.open(db)
+    return [*store.breakpoint_rows(workflow), *store.breakpoint_rows(workflow, run_id)]
+
+
+@pytest.mark.parametrize(("target", "code", "status", "message"), [
+    ("load:1", "invalid", 400,
+     "step 'load' is a task step with a single instance; a key only narrows a foreach step: write load"),
+    ("nope", "not_found", 404, "no step 'nope' to break on; steps are: double, load"),
+])
+def test_a_bad_breakpoint_is_refused_alike_by_python_the_cli_rest_and_the_view(
+    server: Server, target: str, code: str, status: int, message: str,
+) -> None:
+    """One check behind every surface: the same code, the same message, nothing written."""
+    run = paused_run(server.db, "srv_bp_bad")
+    wf = nbflow.Workflow("srv_bp_bad", store=server.db)
+    wf.step(lambda: [1, 2, 3], name="load")
+    wf.foreach("load", key=lambda x: x, name="double")(lambda item: item * 2)
+    step, _, key = target.partition(":")
+    before = breakpoint_rows(server.db, "srv_bp_bad", run.id)
+    with pytest.raises(nbflow.CommandRefused) as err:
+        wf.breakpoints.add(step, key=key or None)
+    assert (err.value.code, str(err.value)) == (code, message)
+    assert isinstance(err.value, nbflow.DefinitionError)  # what wf.breakpoints has always raised
+    for scope in (["--workflow", "srv_bp_bad"], ["--run", run.id]):
+        res = subprocess.run([sys.executable, "-m", "nbflow", "--db", server.db, "breakpoint", "add", *scope, target],
+                             stdin=subprocess.DEVNULL, capture_output=True, check=False, text=True, timeout=120)
+        assert (res.returncode, res.stdout, res.stderr) == (1, "", f"Error: {message}\n")
+    for where in ({"workflow": "srv_bp_bad"}, {"run": run.id}):
+        assert assert_error(server.post("breakpoints", {**where, "step": target}), status) == message
+    view = server.post(f"runs/{run.id}/actions/add_breakpoint", {"args": {"step": step, "key": key or None}})
+    assert view.status_code == status, view.text
+    assert (view.json()["result"]["code"], view.json()["result"]["text"]) == (code, message)
+    assert breakpoint_rows(server.db, "srv_bp_bad", run.id) == before
+
+
+def test_removing_no_breakpoint_is_404_and_a_finished_runs_breakpoint_409(server: Server) -> None:
+    run = paused_run(server.db, "srv_bp_gone")
+    gone = requests.delete(server.api("breakpoints"), params={"workflow": "srv_bp_gone", "step": "double"},
+                           headers=server.auth, timeout=10)
+    assert assert_error(gone, 404) == ("no breakpoint on double in workflow 'srv_bp_gone'; list them with "
+                                       "wf.breakpoints.list() or `nbflow breakpoint list`")
+    done = finished_run(server.db)
+    assert assert_error(server.post("breakpoints", {"run": done.id, "step": "inc"}), 409) == (
+        f"run {done.id} is succeeded; a run-scoped breakpoint only applies to an unfinished run "
+        "(add it to workflow 'srv_done' for later runs)")
+    assert "exactly one of a workflow or a run" in assert_error(
+        server.post("breakpoints", {"workflow": "srv_done", "run": done.id, "step": "inc"}), 400)
+    assert run.status == "paused"
+
+
 # ---------------------------------------------------------------------------------- signal endpoint
 def waiting_run(db: str) -> tuple[nbflow.Run, str]:
     wf = nbflow.Workflow("srv_signal", store=db)

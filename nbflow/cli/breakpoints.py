@@ -11,11 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import views
-from ..breakpoints import Breakpoint, parse_target, validate
-from ..commands import add_breakpoint, remove_breakpoints
+from ..breakpoints import parse_target
+from ..commands import add_breakpoint, breakpoint_scope, check_breakpoint, remove_breakpoints
 from ..errors import CommandRefused
-from ..states import RunStatus, StepKind, When
+from ..states import When
 from ..store import Store
+from ..verbs import Refusal
 from ._common import Group, State, console, emit_json, fmt_option, target_text
 
 
@@ -25,12 +26,13 @@ def breakpoint_grp() -> None:
 
 
 def _scope(store: Store, workflow: str | None, run_id: str | None) -> tuple[str, Mapping[str, Any] | None]:
-    if (workflow is None) == (run_id is None):
-        raise click.UsageError("pass exactly one of --workflow W or --run RUN")
-    if run_id is not None:
-        row = store.run_row(run_id)
-        return row["workflow"], row
-    return str(workflow), None
+    """:func:`nbflow.commands.breakpoint_scope`; naming both or neither is a usage error (exit 2)."""
+    try:
+        return breakpoint_scope(store, workflow, run_id)
+    except CommandRefused as exc:
+        if exc.code == Refusal.INVALID:
+            raise click.UsageError(str(exc)) from None
+        raise
 
 
 @breakpoint_grp.command("list")
@@ -62,19 +64,6 @@ def breakpoint_list(obj: State, workflow: str | None, run_id: str | None, fmt: s
     console().print(table)
 
 
-def _definition_for(store: Store, workflow: str, row: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The stored definition a breakpoint is checked against: the run's version, or the workflow's newest run's."""
-    if row is not None:
-        return store.definition(row["workflow"], row["version"])
-    newest = store.run_rows(workflow=workflow, limit=1)
-    if not newest:
-        raise CommandRefused(
-            f"workflow {workflow!r} has no runs in {store.display_url}, so its steps are unknown here; "
-            f"check the name with `nbflow runs`, or add the breakpoint from Python with wf.breakpoints.add(...)"
-        )
-    return store.definition(workflow, newest[0]["version"])
-
-
 @breakpoint_grp.command("add")
 @click.option("--workflow", default=None, help="Workflow-scoped: every run of W, now and later.")
 @click.option("--run", "run_id", default=None, metavar="RUN", help="Run-scoped: only RUN (deleted when it ends).")
@@ -92,27 +81,9 @@ def breakpoint_add(
     """Add a breakpoint on STEP (or one foreach item, STEP:KEY); live runs apply it at once."""
     store = obj.store
     name, row = _scope(store, workflow, run_id)
-    if row is not None and RunStatus(row["status"]).terminal:
-        raise CommandRefused(
-            f"run {row['id']} is {row['status']}; a run-scoped breakpoint only applies to an unfinished run "
-            f"(use --workflow {row['workflow']} for later runs)"
-        )
-    definition = _definition_for(store, name, row)
     step, key = parse_target(target)
-    bp = Breakpoint(step, key, When(when), condition, workflow=name)
-    validate(bp, definition["steps"])
-    kind = definition["steps"][step]["kind"]
-    if key is not None and kind != StepKind.FOREACH:
-        raise CommandRefused(
-            f"step {step!r} is a {kind} step with a single instance; a key only narrows a foreach step: write {step}"
-        )
-    if key is not None and row is not None:
-        have = {r["key"] for r in store.instance_rows(row["id"], step=step)}
-        if have and key not in have:
-            raise CommandRefused(
-                f"step {step!r} of run {row['id']} has no instance with key {key} (it has {len(have)})"
-            )
-    created = add_breakpoint(store, name, bp, run_id)
+    bp = check_breakpoint(store, name, row, step, key, when, condition)
+    created = add_breakpoint(store, name, bp, bp.run_id)
     stored = [b for b in store.breakpoint_rows(name, run_id) if b["id"] == created.id]
     result = views.breakpoint_view(stored[0] if stored else {  # removed again meanwhile: describe what was added
         "id": created.id, "workflow": name, "run_id": run_id, "step": created.step, "key": created.key,

@@ -36,11 +36,10 @@ from typing import Any
 
 from .. import verbs, views
 from .._util import parse_json
-from ..breakpoints import Breakpoint, key_text, validate
-from ..commands import CommandResult, add_breakpoint, remove_breakpoints, submit
+from ..breakpoints import check_condition, json_key, key_text
+from ..commands import CommandResult, add_breakpoint, check_breakpoint, remove_breakpoints, submit
 from ..errors import CommandRefused, NbflowError, UnknownRunError
 from ..run import Run
-from ..states import RunStatus, When
 from ..verbs import Verb
 
 PAGE_SIZE = 20
@@ -334,43 +333,34 @@ class Controller:
     # breakpoints
     def _on_add_breakpoint(self, m: Mapping[str, Any]) -> str:
         step, key = self._bp_target(m)
-        when_text = str(m.get("when") or "before")
-        try:
-            when = When(when_text)
-        except ValueError:
-            raise NbflowError(f"breakpoint when={when_text!r}: use 'before', 'after' or 'error'") from None
         condition = m.get("condition")
-        if condition is not None and not isinstance(condition, str):
-            raise NbflowError("condition must be a Python expression (a string) or null")
-        condition = (condition or "").strip() or None
+        if isinstance(condition, str):
+            condition = condition.strip() or None  # the form's empty field: no condition
+        condition = check_condition(condition)
         workflow = self.run.workflow_name
         row = self.store.run_row(self.run.id)
-        bp = Breakpoint(step, key, when, condition, workflow=workflow)
-        validate(bp, self.store.definition(row["workflow"], row["version"])["steps"])
-        if RunStatus(row["status"]).terminal:
-            raise CommandRefused(f"run {self.run.id} is {row['status']}; the breakpoint would apply to later runs "
-                                 "only — add it with wf.breakpoints.add(...)", str(verbs.Refusal.FINISHED))
+        # for every run of the workflow, checked against this run's definition; refused once it finished
+        bp = check_breakpoint(self.store, workflow, row, step, key, m.get("when") or "before", condition,
+                              run_scoped=False)
         made = add_breakpoint(self.store, workflow, bp)
         cond = f", if {condition}" if condition else ""
-        return f"breakpoint #{made.id} set on {_label(step, key)} ({when}{cond}) for every run of {workflow!r}"
+        return f"breakpoint #{made.id} set on {_label(step, key)} ({bp.when}{cond}) for every run of {workflow!r}"
 
     def _bp_target(self, m: Mapping[str, Any]) -> tuple[str, str | None]:
         step = _step_arg(m) or self._v.step  # the form under the graph acts on the selected step
         if step is None:
             raise NbflowError("no step given and none selected")
-        key = m.get("key")
-        if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
-            raise NbflowError("key must be a string, an integer or null")
-        return step, key_text(key)
+        return step, json_key(m.get("key"))
 
     def _on_remove_breakpoint(self, m: Mapping[str, Any]) -> str:
         step, key = self._bp_target(m)
         removed = 0
-        for scope in (None, self.run.id):
+        for scope in (None, self.run.id):  # the workflow's and this run's own
             try:
                 removed += remove_breakpoints(self.store, self.run.workflow_name, step, key, run_id=scope)
-            except NbflowError:
-                pass
+            except CommandRefused as exc:
+                if exc.code != verbs.Refusal.NOT_FOUND:
+                    raise
         if not removed:
             raise CommandRefused(f"no breakpoint on {_label(step, key)} to remove", str(verbs.Refusal.NOT_FOUND))
         return f"removed {removed} breakpoint(s) on {_label(step, key)}"

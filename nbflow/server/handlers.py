@@ -35,11 +35,13 @@ from tornado.web import HTTPError
 
 from .. import views
 from .._util import dumps, parse_json, set_actor
-from ..breakpoints import Breakpoint, parse_target, validate
+from ..breakpoints import check_condition, json_key, parse_target
 from ..commands import (
     CommandResult,
     add_breakpoint,
     await_applied,
+    breakpoint_scope,
+    check_breakpoint,
     check_target,
     remove_breakpoints,
     signal,
@@ -48,7 +50,7 @@ from ..commands import (
 )
 from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
 from ..signals import SignalRefused, read_token
-from ..states import InstanceStatus, RunStatus, StepKind, When
+from ..states import InstanceStatus, RunStatus
 from ..store import Store
 from ..verbs import HTTP_STATUS, VERBS, CommandState, Refusal, Target
 
@@ -386,16 +388,6 @@ class BreakpointsHandler(ApiHandler):
 
     FIELDS = ("workflow", "run", "step", "key", "when", "condition")
 
-    def _scope(self, store: Store, workflow: Any, run_id: Any) -> tuple[str, Mapping[str, Any] | None]:
-        if (workflow is None) == (run_id is None):
-            raise _http(400, "name exactly one of 'workflow' or 'run'")
-        if not isinstance(workflow or run_id, str):
-            raise _http(400, "'workflow' and 'run' are strings")
-        if run_id is not None:
-            row = store.run_row(run_id)
-            return row["workflow"], row
-        return str(workflow), None
-
     @web.authenticated
     @authorized
     @_translate
@@ -415,17 +407,11 @@ class BreakpointsHandler(ApiHandler):
     @_translate
     async def post(self) -> None:
         body = self.body_object(self.FIELDS)
-        step, key = body.get("step"), body.get("key")
+        step = body.get("step")
         if not isinstance(step, str) or not step:
             raise _http(400, "'step' is required: a step name, or 'step:key'")
-        if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
-            raise _http(400, "'key' must be a string, an integer or null")
-        when = body.get("when") or "before"
-        if when not in {w.value for w in When}:
-            raise _http(400, f"'when' must be one of {', '.join(w.value for w in When)}")
-        condition = body.get("condition")
-        if condition is not None and not isinstance(condition, str):
-            raise _http(400, "'condition' must be a Python expression (a string) or null")
+        key = json_key(body.get("key"))
+        condition = check_condition(body.get("condition"))  # refused (400) before the code permission is asked
         if condition is not None:
             allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "execute", "kernels"))
             if not allowed:
@@ -433,35 +419,19 @@ class BreakpointsHandler(ApiHandler):
                                  "server may set one")
         if key is None and ":" in step:
             step, key = parse_target(step)
-        key = None if key is None else str(key)
+        when = body.get("when") or "before"
         actor = self.actor
 
         def work() -> dict[str, Any]:
             set_actor(actor)  # this thread's context only
             store = self.store
-            name, row = self._scope(store, body.get("workflow"), body.get("run"))
-            run_id = None if row is None else row["id"]
-            if row is not None:
-                if RunStatus(row["status"]).terminal:
-                    raise _http(409, f"run {run_id} is {row['status']}; a run-scoped breakpoint only applies to "
-                                     "an unfinished run")
-                definition = store.definition(row["workflow"], row["version"])
-            else:
-                newest = store.run_rows(workflow=name, limit=1)
-                if not newest:
-                    raise _http(404, f"workflow {name!r} has no runs in this store, so its steps are unknown here")
-                definition = store.definition(name, newest[0]["version"])
-            if step not in definition["steps"]:
-                raise _http(404, f"no step {step!r} to break on; steps are: {', '.join(definition['order'])}")
-            bp = Breakpoint(step, key, When(when), condition, workflow=name)
-            validate(bp, definition["steps"])
-            if key is not None and definition["steps"][step]["kind"] != StepKind.FOREACH:
-                raise _http(400, f"step {step!r} has a single instance; a key only narrows a foreach step")
-            created = add_breakpoint(store, name, bp, run_id)
-            for b in store.breakpoint_rows(name, run_id):
+            name, row = breakpoint_scope(store, body.get("workflow"), body.get("run"))
+            bp = check_breakpoint(store, name, row, step, key, when, condition)
+            created = add_breakpoint(store, name, bp, bp.run_id)
+            for b in store.breakpoint_rows(name, bp.run_id):
                 if b["id"] == created.id:
                     return views.breakpoint_view(b)
-            return {"id": created.id, "workflow": name, "run_id": run_id, "step": step, "key": key, "when": when,
+            return {"id": created.id, "workflow": name, "run_id": bp.run_id, "step": step, "key": key, "when": when,
                     "condition": condition, "created_by": actor}
 
         self.reply(await asyncio.to_thread(work), 201)
@@ -483,11 +453,8 @@ class BreakpointsHandler(ApiHandler):
         def work() -> dict[str, Any]:
             set_actor(actor)
             store = self.store
-            name, _row = self._scope(store, workflow, run_id)
-            try:
-                n = remove_breakpoints(store, name, step, key, run_id)
-            except DefinitionError as exc:
-                raise _http(404, str(exc)) from None
+            name, _row = breakpoint_scope(store, workflow, run_id)
+            n = remove_breakpoints(store, name, step, key, run_id)
             return {"removed": n, "workflow": name, "run_id": run_id, "step": step, "key": key}
 
         self.reply(await asyncio.to_thread(work))
