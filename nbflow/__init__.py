@@ -1,6 +1,8 @@
 """nbflow: a workflow engine with a debugger built in, native to Jupyter."""
 from __future__ import annotations
 
+from typing import Any
+
 from ._util import set_actor
 from .breakpoints import Breakpoint
 from .commands import CommandResult, signal
@@ -19,7 +21,7 @@ from .errors import (
     StoreError,
     UnknownRunError,
 )
-from .run import ErrorInfo, Event, InstanceView, Run, resume_pinned, runs
+from .run import ErrorInfo, Event, InstanceView, Run, resume_pinned, runs, use_display
 from .signals import SignalRefused
 from .states import InstanceStatus, RunStatus, StepKind, When
 from .store import Store
@@ -70,6 +72,16 @@ def attach(run_id: str, store: str | Store | None = None) -> Run:
     if RunStatus(row["status"]).terminal or owner_alive(row):
         return Run(st, run_id)
     return resume_pinned(st, run_id)
+
+
+def _notebook_display(run: Run, include: Any, exclude: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's rich display: the live widget, a static SVG and text (imported on first display)."""
+    from .notebook.widget import mimebundle
+
+    return mimebundle(run, include, exclude)
+
+
+use_display(_notebook_display)
 
 
 def load_ipython_extension(ip: object) -> None:

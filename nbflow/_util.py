@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, overload
 
-from .store.codec import has_lone_surrogate, to_json_text, utf8_text
+from ._jsontext import has_lone_surrogate, to_json_text, utf8_text
 
 HOST = socket.gethostname()
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
+from ._jsontext import utf8_text
 from .errors import CommandRefused, DefinitionError, SerializationError
 from .states import StepKind, When
 from .store import codec
@@ -65,7 +66,7 @@ class Breakpoint:
 def key_text(key: Any) -> str | None:
     """Keys are matched by their text: ``enrich:5`` matches the key ``5``, and ``caf\\udce9.txt`` the key
     ``"caf\udce9.txt"``."""
-    return None if key is None else codec.utf8_text(str(key))
+    return None if key is None else utf8_text(str(key))
 
 
 def encode_key(key: Any) -> tuple[str, tuple[str, bytes] | None]:
@@ -75,7 +76,7 @@ def encode_key(key: Any) -> tuple[str, tuple[str, bytes] | None]:
     keeps only its text."""
     tp = type(key)
     if tp is str:
-        text = codec.utf8_text(key)
+        text = utf8_text(key)
         if text is key:
             return key, None
         enc = codec.encode(key)  # pickle: the JSON text of a lone surrogate is not UTF-8
@@ -83,7 +84,7 @@ def encode_key(key: Any) -> tuple[str, tuple[str, bytes] | None]:
     if tp is int:
         text = int.__repr__(key)
         return text, (codec.JSON, text.encode())
-    text = codec.utf8_text(str(key))
+    text = utf8_text(str(key))
     try:
         enc = codec.encode(key)
     except SerializationError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,16 @@ from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, RunStatus, label, status_filter
 from .store import Store
 from .store.reader import ValueReader
+
+Display = Callable[["Run", Any, Any], "tuple[dict[str, Any], dict[str, Any]]"]
+"""How a run shows itself in a notebook: ``(run, include, exclude) -> (data, metadata)``."""
+_display: list[Display] = []  # the one installed (a list: set without a global statement)
+
+
+def use_display(display: Display) -> None:
+    """Install the rich display of runs. The package wires in the notebook widget's, so this front
+    door stays below the surfaces (the widget imports ``Run``, not the other way round)."""
+    _display[:] = [display]
 
 
 @dataclass
@@ -126,10 +136,11 @@ class Run:
         return f"<nbflow.Run {self.id} of {self.workflow_name!r}: {self.status}>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The rich display: the live widget in a kernel, plus a static SVG/summary and text."""
-        from .notebook.widget import mimebundle
-
-        return mimebundle(self, include, exclude)
+        """The rich display: the live widget in a kernel, plus a static SVG/summary and text (what
+        :func:`use_display` installed; ``import nbflow`` installs the notebook's)."""
+        if not _display:
+            return {"text/plain": repr(self)}, {}
+        return _display[0](self, include, exclude)
 
     # -- state ---------------------------------------------------------------------------------
     def _row(self) -> Mapping[str, Any]:

@@ -10,13 +10,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from ._jsontext import to_json_text
 from ._util import jsonable
 from .breakpoints import Breakpoint, key_value
 from .engine.lifecycle import owner_alive, owner_text
 from .engine.pinning import Use
 from .states import BREAK_ON_ERROR, TASK_ITEM, InstanceStatus, RunStatus
 from .store import Store, queries
-from .store.codec import JSON, to_json_text
+from .store.codec import JSON
 from .store.queries import change_token, instance_counts, instance_stamp
 from .store.reader import ValueReader
 from .verbs import allowed_verbs

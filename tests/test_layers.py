@@ -2,7 +2,16 @@
 import-linter checks): imports inside functions count, imports only for type checking do not."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 import grimp
 import pytest
@@ -91,3 +100,53 @@ def test_pinned_steps_pickle_under_the_names_they_always_had() -> None:
         assert cls.__module__ == "nbflow.workflow"
         assert getattr(nbflow.workflow, cls.__qualname__) is cls
     assert b"nbflow.definition" not in cloudpickle.dumps(definition.Backoff())
+
+
+# --- the import-linter contracts of pyproject.toml ([tool.importlinter]) --------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def lint_imports(project: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` (the real command) over *project*'s nbflow/ with its pyproject.toml."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run(
+        [str(exe) if exe.exists() else "lint-imports", "--no-cache", "--config", str(project / "pyproject.toml")],
+        cwd=project, env={**os.environ, "PYTHONPATH": str(project)}, capture_output=True, text=True, timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def copy_of_the_package(tmp_path: Path) -> Path:
+    """nbflow/ and pyproject.toml copied, so a test can break a layer without touching the tree."""
+    shutil.copytree(ROOT / "nbflow", tmp_path / "nbflow", ignore=shutil.ignore_patterns("static", "labextension",
+                                                                                         "__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_every_import_contract_is_kept_with_no_exceptions_listed() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert len(config["contracts"]) == 4
+    assert all("ignore_imports" not in c for c in config["contracts"])
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
+
+
+def test_a_lazy_import_that_closes_a_cycle_breaks_the_contract(copy_of_the_package: Path) -> None:
+    """An import inside a function counts: the engine reaching back up to commands is refused."""
+    apply = copy_of_the_package / "nbflow" / "engine" / "apply.py"
+    apply.write_text(apply.read_text() + "\n\ndef _up() -> None:\n    from .. import commands  # noqa: F401\n")
+    result = lint_imports(copy_of_the_package)
+    assert result.returncode == 1
+    assert "No import cycles among nbflow's modules and packages BROKEN" in result.stdout
+    assert "The engine imports neither the surfaces nor the front doors" in result.stdout.split("Broken contracts")[1]
+
+
+def test_sql_outside_the_store_breaks_the_contract(copy_of_the_package: Path) -> None:
+    views = copy_of_the_package / "nbflow" / "views.py"
+    views.write_text(views.read_text() + "\n\nimport sqlalchemy  # noqa: E402, F401\n")
+    result = lint_imports(copy_of_the_package)
+    assert result.returncode == 1
+    assert "nbflow.views -> sqlalchemy" in result.stdout

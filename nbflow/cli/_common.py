@@ -3,7 +3,6 @@ the text helpers, targets (``STEP[:KEY]``) and the confirmation."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import sqlalchemy as sa
 from rich.console import Console
 from rich.text import Text
 
@@ -19,7 +17,7 @@ from .._util import dumps, parse_json
 from ..breakpoints import parse_target
 from ..errors import NbflowError
 from ..states import InstanceStatus, RunStatus
-from ..store import Store
+from ..store import Store, urls
 from ..store.store import error_text, store_error
 
 APPLY_WAIT_S = 10.0
@@ -50,11 +48,11 @@ class State:
         if self._store is None:
             try:
                 self._store = Store.open(self.db)
-            except sa.exc.ArgumentError as exc:
+            except urls.BadUrl as exc:
                 raise click.BadParameter(
                     f"{self.db!r} is not a usable SQLAlchemy URL ({exc})", param_hint="'--db'"
                 ) from None
-            except sa.exc.OperationalError as exc:
+            except urls.CannotConnect as exc:
                 raise click.ClickException(f"cannot open the store {self.db or '(default)'}: {exc.orig}") from None
             except ImportError as exc:
                 raise click.ClickException(
@@ -75,7 +73,7 @@ class Group(click.Group):
             return super().invoke(ctx)
         except NbflowError as exc:
             raise click.ClickException(str(exc)) from None
-        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:  # a query the store's own mapping did not see
+        except urls.DATABASE_ERRORS as exc:  # a query the store's own mapping did not see
             obj = ctx.obj
             known = obj._store if isinstance(obj, State) else None
             where = known.where if known is not None else f"the store {getattr(obj, 'db', None) or '(default)'}"

@@ -32,10 +32,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
 
     routes = [*handlers(), *controller_handlers(), (r"nbflow/api/runs/([^/]+)/takeover", TakeoverHandler)]
     web_app.add_handlers(".*$", [(url_path_join(base, pattern), cls) for pattern, cls in routes])
-    from sqlalchemy.engine import make_url
+    from ..store.urls import shown
 
-    serverapp.log.info("nbflow: REST API at %snbflow/api/, store %s", base,
-                       make_url(url).render_as_string(hide_password=True))
+    serverapp.log.info("nbflow: REST API at %snbflow/api/, store %s", base, shown(url))
 
 
 # the older name, for jupyter_server < 2

@@ -51,7 +51,7 @@ from ..commands import (
 from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
 from ..signals import SignalRefused, read_token
 from ..states import InstanceStatus, RunStatus
-from ..store import Store
+from ..store import Store, urls
 from ..verbs import HTTP_STATUS, VERBS, CommandState, Refusal, Target
 
 COMMAND_VERBS = tuple(v.name for v in VERBS.values() if v.target in (Target.INSTANCES, Target.STEP, Target.RUN))
@@ -142,13 +142,7 @@ def _open_store(settings: Mapping[str, Any]) -> Store:
     except NbflowError:
         raise
     except Exception as exc:  # noqa: BLE001 - a driver or file error: say which store, never its password
-        from sqlalchemy.engine import make_url
-
-        try:
-            shown = make_url(url).render_as_string(hide_password=True) if url else "(default)"
-        except Exception:  # noqa: BLE001
-            shown = "(unparsable URL)"
-        raise StoreError(f"cannot open the nbflow store {shown}: {type(exc).__name__}") from None
+        raise StoreError(f"cannot open the nbflow store {urls.shown(url)}: {type(exc).__name__}") from None
 
 
 def _json_body(raw: bytes, *, allow_empty: bool = False) -> Any:

@@ -36,12 +36,10 @@ STARTED_WAIT_S = 20.0
 
 
 def _log_path(url: str, run_id: str) -> Path | None:
-    from sqlalchemy.engine import make_url
+    from ..store.urls import sqlite_file
 
-    u = make_url(url)
-    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
-        return None
-    return Path(u.database).resolve().parent / "workers" / f"{run_id}.log"
+    db = sqlite_file(url)
+    return None if db is None else db.resolve().parent / "workers" / f"{run_id}.log"
 
 
 def start_worker(url: str, run_id: str, actor: str | None = None) -> subprocess.Popen[bytes]:
