@@ -42,7 +42,7 @@ from ._util import current_actor
 from .breakpoints import parse_target
 from .errors import CommandRefused, NbflowError
 from .run import Run
-from .states import InstanceStatus, RunStatus
+from .states import InstanceStatus, RunStatus, label
 from .store.queries import runs_of
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def run_or_resume(
 
 
 def paused_labels(run: Run) -> list[str]:
-    return [r["step"] if r["key"] is None else f"{r['step']}:{r['key']}"
+    return [label(r["step"], r["key"])
             for r in run.store.instance_rows(run.id, status=InstanceStatus.PAUSED)]
 
 
@@ -217,11 +217,11 @@ def report_text(run: Run, status: RunStatus | None = None, limit: int = 20) -> s
     if paused:
         lines.append(f"paused instances ({len(paused)}):")
         for r in paused[:limit]:
-            label = r["step"] if r["key"] is None else f"{r['step']}:{r['key']}"
+            where = label(r["step"], r["key"])
             why = r["pause_reason"] or ""
             if r["error_type"]:
                 why += f" ({r['error_type']}: {r['error_message']})"
-            lines.append(f"  {label}  {why}".rstrip())
+            lines.append(f"  {where}  {why}".rstrip())
         if len(paused) > limit:
             lines.append(f"  ... and {len(paused) - limit} more (`nbflow show {run.id} --status paused`)")
     if not status.terminal:

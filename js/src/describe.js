@@ -2,6 +2,9 @@
 import { h } from "./dom.js";
 import { clock, compact, cut, duration, errText, isObj, plural, quote, secs } from "./format.js";
 
+/** The id in `held_by` that stands for the run's break_on_error flag (nbflow.states.BREAK_ON_ERROR). */
+export const BREAK_ON_ERROR = 0;
+
 /** @typedef {import("./types.js").Breakpoint} Breakpoint */
 /** @typedef {import("./types.js").InstanceRow} InstanceRow */
 /** @typedef {import("./types.js").Detail} Detail */
@@ -29,7 +32,7 @@ export const pauseExtra = (reason) => {
  * @param {Map<number, Breakpoint>} bps
  */
 export function bpText(id, bps) {
-  if (id === 0) return "break on error";
+  if (id === BREAK_ON_ERROR) return "break on error";
   const b = bps.get(id);
   if (!b) return `breakpoint #${id}`;
   return `breakpoint #${id}${b.key != null ? ` (key ${b.key})` : ""}${b.condition ? ` if ${b.condition}` : ""}`;
@@ -61,7 +64,7 @@ export function rowDetail(r, bps) {
       const when = pauseWhen(r.pause_reason);
       const held = r.held_by || [];
       // "break on error" already says when
-      const parts = when === "error" && held.length === 1 && held[0] === 0 ? [] : [WHEN[when] || when];
+      const parts = when === "error" && held.length === 1 && held[0] === BREAK_ON_ERROR ? [] : [WHEN[when] || when];
       if (held.length) parts.push(heldText(held, bps));
       const extra = pauseExtra(r.pause_reason);
       if (extra) parts.push(extra);

@@ -16,7 +16,7 @@ from rich.text import Text
 from .._util import dumps, parse_json
 from ..breakpoints import parse_target
 from ..errors import NbflowError
-from ..states import InstanceStatus, RunStatus
+from ..states import InstanceStatus, RunStatus, label
 from ..store import Store, urls
 from ..store.store import error_text, store_error
 
@@ -125,9 +125,7 @@ def compact(value: Any, width: int = 100) -> str:
 
 
 def target_text(step: str | None, key: str | None) -> str:
-    if step is None:
-        return "-"
-    return step if key is None else f"{step}:{key}"
+    return "-" if step is None else label(step, key)
 
 
 def parse_json_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:

@@ -19,7 +19,7 @@ from ..batch import PARAM_RESUME, BatchResult, execute, parse_value, result_view
 from ..breakpoints import parse_target
 from ..errors import CommandRefused, NbflowError, OwnershipError
 from ..run import Run
-from ..states import RunStatus
+from ..states import RunStatus, label
 from ..store import Store
 from ._common import State, confirm, console
 
@@ -81,7 +81,7 @@ def _check_targets(breaks: Iterable[str]) -> list[str]:
             step, key = parse_target(text)
         except NbflowError as exc:
             raise click.BadParameter(str(exc), param_hint="'--break'") from None
-        out.append(step if key is None else f"{step}:{key}")
+        out.append(label(step, key))
     return out
 
 

@@ -40,6 +40,7 @@ from ..breakpoints import check_condition, json_key, key_text
 from ..commands import CommandResult, add_breakpoint, check_breakpoint, remove_breakpoints, submit
 from ..errors import CommandRefused, NbflowError, UnknownRunError
 from ..run import Run
+from ..states import label
 from ..verbs import Verb
 
 PAGE_SIZE = 20
@@ -344,7 +345,7 @@ class Controller:
                               run_scoped=False)
         made = add_breakpoint(self.store, workflow, bp)
         cond = f", if {condition}" if condition else ""
-        return f"breakpoint #{made.id} set on {_label(step, key)} ({bp.when}{cond}) for every run of {workflow!r}"
+        return f"breakpoint #{made.id} set on {label(step, key)} ({bp.when}{cond}) for every run of {workflow!r}"
 
     def _bp_target(self, m: Mapping[str, Any]) -> tuple[str, str | None]:
         step = _step_arg(m) or self._v.step  # the form under the graph acts on the selected step
@@ -362,12 +363,10 @@ class Controller:
                 if exc.code != verbs.Refusal.NOT_FOUND:
                     raise
         if not removed:
-            raise CommandRefused(f"no breakpoint on {_label(step, key)} to remove", str(verbs.Refusal.NOT_FOUND))
-        return f"removed {removed} breakpoint(s) on {_label(step, key)}"
+            raise CommandRefused(f"no breakpoint on {label(step, key)} to remove", str(verbs.Refusal.NOT_FOUND))
+        return f"removed {removed} breakpoint(s) on {label(step, key)}"
 
 
-def _label(step: str, key: str | None) -> str:
-    return step if key is None else f"{step}:{key}"
 
 
 def _first_interesting_step(nodes: list[dict[str, Any]]) -> str | None:

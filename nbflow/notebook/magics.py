@@ -32,7 +32,7 @@ from .._util import parse_json
 from ..breakpoints import parse_target
 from ..errors import DefinitionError, NbflowError
 from ..run import Run
-from ..states import StepKind
+from ..states import StepKind, label
 from ..views import run_summary
 from ..workflow import CTX, ITEM, StepSpec, Workflow, _check_options, check_step_name
 
@@ -648,13 +648,13 @@ class NbflowMagics(Magics):
     def _do_break(self, args: argparse.Namespace) -> None:
         step, key = args.target
         bp = current_workflow().breakpoints.add(step, key, when=args.when, condition=args.condition)
-        where = step if key is None else f"{step}:{key}"
+        where = label(step, key)
         print(f"breakpoint {bp.id} on {where} ({bp.when})" + (f" if {bp.condition}" if bp.condition else ""))
 
     def _do_unbreak(self, args: argparse.Namespace) -> None:
         step, key = args.target
         n = current_workflow().breakpoints.remove(step, key)
-        where = step if key is None else f"{step}:{key}"
+        where = label(step, key)
         print(f"removed {n} breakpoint(s) on {where}" if n else f"no breakpoint on {where}")
 
     def _do_runs(self, args: argparse.Namespace) -> RunsTable:

@@ -51,6 +51,7 @@ from ..commands import (
 from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
 from ..signals import SignalRefused, read_token
 from ..states import InstanceStatus, RunStatus
+from ..states import label as states_label
 from ..store import Store, urls
 from ..verbs import HTTP_STATUS, VERBS, CommandState, Refusal, Target
 
@@ -306,7 +307,7 @@ class InstanceHandler(ApiHandler):
             check_target(store, store.run_row(run_id), step)
             detail = views.instance_detail(store, run_id, step, key)
             if detail is None:
-                label = step if key is None else f"{step}:{key}"
+                label = states_label(step, key)
                 raise _http(404, f"run {run_id} has no instance {label} (yet)")
             return detail
 
