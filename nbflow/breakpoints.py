@@ -9,6 +9,7 @@ from types import CodeType
 from typing import Any
 
 from ._jsontext import utf8_text
+from .definition import StepSpec, StoredStep
 from .errors import CommandRefused, DefinitionError, SerializationError
 from .states import StepKind, When
 from .store import codec
@@ -172,23 +173,19 @@ def normalize(spec: Any, *, run_id: str | None = None) -> Breakpoint:
     raise DefinitionError(f"a breakpoint is 'step', 'step:key' or nbflow.Breakpoint(...), got {spec!r}")
 
 
-def _kind(spec: Any) -> str:
-    """A step's kind, from a :class:`~nbflow.workflow.StepSpec` or a stored definition's step."""
-    return str(spec["kind"] if isinstance(spec, Mapping) else spec.kind)
-
-
-def validate(bp: Breakpoint, steps: Mapping[str, Any]) -> None:
+def validate(bp: Breakpoint, steps: Mapping[str, StepSpec | StoredStep]) -> None:
     """The checks every surface makes (the Python API, ``wf.run(breakpoints=...)``, the CLI, REST and the
     debugger view): refuse a breakpoint on an unknown step (``not_found``), a bad `when`, a condition that
     does not compile, or a key on a step that is not a foreach (``invalid``). *steps*: the workflow's
-    steps, as :class:`~nbflow.workflow.StepSpec` or as a stored definition's ``steps``."""
+    steps, as :class:`~nbflow.workflow.StepSpec` or as a stored definition's
+    :class:`~nbflow.definition.StoredStep`."""
     if bp.step not in steps:
         raise BreakpointRefused(
             f"no step {bp.step!r} to break on; steps are: {', '.join(sorted(steps)) or 'none'}", Refusal.NOT_FOUND
         )
     parse_when(str(bp.when))
     compile_condition(bp.condition)
-    kind = _kind(steps[bp.step])
+    kind = str(steps[bp.step].kind)
     if bp.key is not None and kind != StepKind.FOREACH:
         raise BreakpointRefused(
             f"step {bp.step!r} is a {kind} step with a single instance; a key only narrows a foreach step: "

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import verbs
 from ._util import current_actor, now
 from .breakpoints import Breakpoint, BreakpointRefused, compile_condition, key_text, parse_when, validate
+from .definition import StoredDefinition, StoredStep
 from .errors import CommandRefused
 from .signals import read_token
 from .states import InstanceStatus as S
@@ -111,15 +112,14 @@ def check(
         return
     payload = payload or {}
     definition = store.definition(row["workflow"], row["version"])
-    steps = definition["steps"]
     if step is None:
         if keys is not None:
             raise CommandRefused(f"keys need a step: {verb} STEP:KEY", Refusal.INVALID)
         if verb not in WHOLE_RUN:
-            raise CommandRefused(f"{verb} needs a step; steps are: {', '.join(definition['order'])}", Refusal.INVALID)
+            raise CommandRefused(f"{verb} needs a step; steps are: {definition.steps_text}", Refusal.INVALID)
     else:
         _check_target(store, row, definition, v, step, keys)
-    _check_payload(steps, v, step, payload)
+    _check_payload(definition, v, step, payload)
     if v.judged_on_state and step is not None and not _owner_alive(row):
         _check_states(store, row, verb, step, keys)
     check_pending(store, row, verb, step, keys)
@@ -131,16 +131,15 @@ def check_target(store: Store, row: Mapping[str, Any], step: str, keys: Sequence
     _check_target(store, row, store.definition(row["workflow"], row["version"]), None, step, keys)
 
 
-def _check_target(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], v: verbs.Verb | None,
+def _check_target(store: Store, row: Mapping[str, Any], definition: StoredDefinition, v: verbs.Verb | None,
                   step: str, keys: Sequence[str | None] | None) -> None:
-    steps = definition["steps"]
+    steps = definition.steps
     run_id = row["id"]
     if step not in steps:
-        raise CommandRefused(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition['order'])}",
-                             Refusal.NOT_FOUND)
-    kind = steps[step]["kind"]
+        raise CommandRefused(definition.no_step(run_id, step), Refusal.NOT_FOUND)
+    kind = steps[step].kind
     if v is not None and v.target == Target.STEP and kind != StepKind.APPROVAL:
-        gates = [s for s in definition["order"] if steps[s]["kind"] == StepKind.APPROVAL]
+        gates = [s for s in definition.order if steps[s].kind == StepKind.APPROVAL]
         raise CommandRefused(
             f"{step!r} is a {kind} step, not an approval gate; {v.name} applies to wf.approval(...) steps"
             + (f" (gates of this run: {', '.join(gates)})" if gates else " (this run has none)"), Refusal.INVALID,
@@ -170,7 +169,8 @@ _NEEDS = {
 }
 
 
-def _check_payload(steps: Mapping[str, Any], v: verbs.Verb, step: str | None, payload: Mapping[str, Any]) -> None:
+def _check_payload(definition: StoredDefinition, v: verbs.Verb, step: str | None,
+                   payload: Mapping[str, Any]) -> None:
     for name in v.payload[:v.required]:
         if name not in payload:
             raise CommandRefused(_NEEDS.get(v.name, f"{v.name} needs {name!r} in its payload"), Refusal.INVALID)
@@ -179,7 +179,7 @@ def _check_payload(steps: Mapping[str, Any], v: verbs.Verb, step: str | None, pa
     inputs = payload["inputs"]
     if not isinstance(inputs, Mapping) or not inputs:
         raise CommandRefused(_NEEDS["set_inputs"], Refusal.INVALID)
-    names = {b[0] for b in steps[step]["bindings"] if b[1] != "ctx"}
+    names = set(definition.steps[step].inputs)
     bad = sorted(set(inputs) - names)
     if bad:
         raise CommandRefused(
@@ -392,11 +392,11 @@ def breakpoint_scope(store: Store, workflow: Any, run_id: Any) -> tuple[str, Map
     return str(workflow), None
 
 
-def breakpoint_steps(store: Store, workflow: str, row: Mapping[str, Any] | None) -> Mapping[str, Any]:
+def breakpoint_steps(store: Store, workflow: str, row: Mapping[str, Any] | None) -> Mapping[str, StoredStep]:
     """The steps a breakpoint is checked against: those of the run's stored version, or of the workflow's
     newest run's (a workflow with no runs in the store is ``not_found``: its steps are unknown here)."""
     if row is not None:
-        return dict(store.definition(row["workflow"], row["version"])["steps"])
+        return store.definition(row["workflow"], row["version"]).steps
     newest = store.run_rows(workflow=workflow, limit=1)
     if not newest:
         raise BreakpointRefused(
@@ -404,7 +404,7 @@ def breakpoint_steps(store: Store, workflow: str, row: Mapping[str, Any] | None)
             f"check the name with `nbflow runs`, or add the breakpoint from Python with wf.breakpoints.add(...)",
             Refusal.NOT_FOUND,
         )
-    return dict(store.definition(workflow, newest[0]["version"])["steps"])
+    return store.definition(workflow, newest[0]["version"]).steps
 
 
 def check_breakpoint(

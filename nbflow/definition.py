@@ -13,6 +13,7 @@ import marshal
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .errors import CycleError, DefinitionError
@@ -319,6 +320,128 @@ def version_of(definition: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# ------------------------------------------------------------------------------------ the stored record
+def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True)
+class StoredStep:
+    """One step of a stored definition, as :func:`definition_of` (and the engine's pinning) wrote it:
+    ``bindings`` say where each parameter's value comes from, ``upstream`` the steps it waits for,
+    ``options`` the JSON of :meth:`StepSpec.options`. ``code_sha256`` (the pickled code's hash),
+    ``uses`` (notebook globals the pickle left out, JSON of ``engine.pinning.Use``) and ``origins``
+    (where the source came from, JSON of ``engine.source_lines.Origin``) are added by the engine when
+    it pins the code; the engine converts them."""
+
+    name: str
+    kind: StepKind
+    params: tuple[str, ...] = ()
+    defaults: tuple[str, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+    foreach: str | None = None
+    after: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=lambda: _frozen({}))
+    source: str = ""
+    key_source: str = ""
+    code_sha256: str | None = None
+    uses: tuple[Mapping[str, Any], ...] = ()
+    origins: tuple[Any, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The names of the inputs an operator may set (``set_inputs``): every parameter but ``ctx``."""
+        return tuple(b.param for b in self.bindings if b.source != "ctx")
+
+    @property
+    def continues_on_item_error(self) -> bool:
+        """Whether items that exhaust their retries are dead-lettered (``on_item_error='continue'``)."""
+        return bool(self.options.get("on_item_error") == "continue")
+
+    @classmethod
+    def from_json(cls, name: str, data: Mapping[str, Any]) -> StoredStep:
+        """The step *name* of a stored definition's JSON (keys a definition of an older nbflow lacks
+        take their defaults)."""
+        return cls(
+            name=name,
+            kind=StepKind(data["kind"]),
+            params=tuple(data.get("params", ())),
+            defaults=tuple(data.get("defaults", ())),
+            bindings=tuple(Binding(str(p), str(src), str(n)) for p, src, n in data.get("bindings", ())),
+            foreach=data.get("foreach"),
+            after=tuple(data.get("after", ())),
+            upstream=tuple(data.get("upstream", ())),
+            options=_frozen(data.get("options") or {}),
+            source=data.get("source", ""),
+            key_source=data.get("key_source", ""),
+            code_sha256=data.get("code_sha256"),
+            uses=tuple(_frozen(u) for u in data.get("uses", ())),
+            origins=tuple(data.get("origins", ())),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The step's JSON as stored (``code_sha256`` only when it has one)."""
+        out: dict[str, Any] = {
+            "kind": str(self.kind),
+            "params": list(self.params),
+            "defaults": list(self.defaults),
+            "bindings": [[b.param, b.source, b.name] for b in self.bindings],
+            "foreach": self.foreach,
+            "after": list(self.after),
+            "upstream": list(self.upstream),
+            "options": dict(self.options),
+            "source": self.source,
+            "key_source": self.key_source,
+        }
+        if self.code_sha256 is not None:
+            out["code_sha256"] = self.code_sha256
+        out["uses"] = [dict(u) for u in self.uses]
+        out["origins"] = list(self.origins)
+        return out
+
+
+@dataclass(frozen=True)
+class StoredDefinition:
+    """A stored version's definition (what ``Store.definition(workflow, version)`` returns): the
+    workflow's name, its steps in topological order, the DAG's edges ``(upstream, step)`` and each
+    step's :class:`StoredStep`, parsed once from the JSON :func:`definition_of` made."""
+
+    name: str
+    order: tuple[str, ...]
+    edges: tuple[tuple[str, str], ...]
+    steps: Mapping[str, StoredStep]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoredDefinition:
+        """The record of a stored definition's JSON."""
+        steps = {name: StoredStep.from_json(name, d) for name, d in data["steps"].items()}
+        return cls(
+            name=str(data.get("name", "")),
+            order=tuple(data.get("order", steps)),
+            edges=tuple((str(u), str(s)) for u, s in data.get("edges", ())),
+            steps=MappingProxyType(steps),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON as stored (for the rare caller that needs the dict)."""
+        return {
+            "name": self.name,
+            "order": list(self.order),
+            "edges": [list(e) for e in self.edges],
+            "steps": {s: step.as_json() for s, step in self.steps.items()},
+        }
+
+    @property
+    def steps_text(self) -> str:
+        """The step names in order, comma-separated (what errors list as the steps there are)."""
+        return ", ".join(self.order)
+
+    def no_step(self, run_id: str, step: str) -> str:
+        """The message that refuses *step*, which run *run_id* (of this version) does not have."""
+        return f"run {run_id} has no step {step!r}; steps are: {self.steps_text}"
+
+
 # ------------------------------------------------------------------------------------ the whole
 class WorkflowDef:
     """A workflow as the engine drives it: a name, its steps (a live mapping: a notebook cell that
@@ -362,7 +485,8 @@ class WorkflowDef:
 StepSpec.__module__ = Backoff.__module__ = "nbflow.workflow"
 
 __all__ = [
-    "CTX", "ITEM", "STEP_NAME_MAX", "WORKFLOW_NAME_MAX", "Backoff", "Binding", "Plan", "StepSpec", "WorkflowDef",
+    "CTX", "ITEM", "STEP_NAME_MAX", "WORKFLOW_NAME_MAX", "Backoff", "Binding", "Plan", "StepSpec", "StoredDefinition",
+    "StoredStep", "WorkflowDef",
     "check_options", "check_params", "check_step_name", "check_workflow_name", "definition_of", "plan_of",
     "signature", "source_of", "toposort", "version_of",
 ]

@@ -13,7 +13,7 @@ from .commands import CommandResult, submit
 from .definition import WorkflowDef
 from .engine.lifecycle import fork_run, live, owner_alive, stopped_error, take_over_pinned
 from .errors import NbflowError
-from .states import TASK_ITEM, InstanceStatus, RunStatus, label, status_filter
+from .states import TASK_ITEM, InstanceStatus, RunStatus, StepKind, label, status_filter
 from .store import Store
 from .store.reader import ValueReader
 
@@ -195,11 +195,11 @@ class Run:
     # -- reading -------------------------------------------------------------------------------
     def instances(self, step: str | None = None, status: str | Iterable[str] | None = None) -> list[InstanceView]:
         reader = _Reader(self.store, self._row())
-        if step is not None and step not in reader.definition["steps"]:
-            raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
+        if step is not None and step not in reader.definition.steps:
+            raise NbflowError(reader.definition.no_step(self.id, step))
         names = status_filter(status, InstanceStatus)
         wanted = None if names is None else set(names)
-        order = {s: n for n, s in enumerate(reader.definition["order"])}
+        order = {s: n for n, s in enumerate(reader.definition.order)}
         rows = sorted(reader.rows, key=lambda r: (order.get(r["step"], 0), r["item"]))
         return [
             reader.view(r) for r in rows
@@ -209,8 +209,8 @@ class Run:
     def instance(self, step: str, key: Any = None) -> InstanceView:
         """The instance of *step* whose key has the text of *key* (``key=17`` and ``key="17"`` both address it)."""
         reader = _Reader(self.store, self._row())
-        if step not in reader.definition["steps"]:
-            raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
+        if step not in reader.definition.steps:
+            raise NbflowError(reader.definition.no_step(self.id, step))
         k = key_text(key)
         for r in reader.by_step.get(step, []):
             if r["key"] == k:
@@ -220,11 +220,11 @@ class Run:
     def output(self, step: str) -> Any:
         """A task's output, or a foreach's outputs as a list in item order; refuses until it exists."""
         reader = _Reader(self.store, self._row())
-        if step not in reader.definition["steps"]:
-            raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
+        if step not in reader.definition.steps:
+            raise NbflowError(reader.definition.no_step(self.id, step))
         rows = reader.by_step.get(step, [])
         not_done = [r for r in rows if not InstanceStatus(r["status"]).done_ok]
-        if not rows and reader.definition["steps"][step]["kind"] == "foreach" and any(
+        if not rows and reader.definition.steps[step].kind == StepKind.FOREACH and any(
             e["kind"] == "expanded" and e["step"] == step for e in self.store.event_rows(self.id)
         ):
             return []  # a foreach over an empty list: expanded, no instances, output []
@@ -301,10 +301,10 @@ class Run:
     def dead_letters(self, step: str | None = None) -> list[InstanceView]:
         """Items of foreach steps with on_item_error='continue' that exhausted their retries."""
         reader = _Reader(self.store, self._row())
-        if step is not None and step not in reader.definition["steps"]:
-            raise NbflowError(f"run {self.id} has no step {step!r}; steps are: {', '.join(reader.definition['order'])}")
-        continuing = {s for s, d in reader.definition["steps"].items()
-                      if d["options"].get("on_item_error") == "continue" and (step is None or s == step)}
+        if step is not None and step not in reader.definition.steps:
+            raise NbflowError(reader.definition.no_step(self.id, step))
+        continuing = {s for s, d in reader.definition.steps.items()
+                      if d.continues_on_item_error and (step is None or s == step)}
         return [reader.view(r) for r in reader.rows
                 if r["step"] in continuing and r["status"] == InstanceStatus.FAILED and r["item"] != TASK_ITEM]
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from ._jsontext import to_json_text
 from ._util import jsonable
 from .breakpoints import Breakpoint, key_value
+from .definition import StoredDefinition
 from .engine.lifecycle import owner_alive, owner_text
 from .engine.pinning import Use
 from .states import BREAK_ON_ERROR, TASK_ITEM, InstanceStatus, RunStatus
@@ -188,24 +189,24 @@ def node_status(counts: Mapping[str, int]) -> str:
 
 
 def _base_view(
-    store: Store, row: Mapping[str, Any], definition: Mapping[str, Any], per_step: Mapping[str, Mapping[str, int]]
+    store: Store, row: Mapping[str, Any], definition: StoredDefinition, per_step: Mapping[str, Mapping[str, int]]
 ) -> dict[str, Any]:
     """The fields :func:`run_view` and :func:`run_state` share: the run, the DAG with counts, progress."""
     all_counts: Counter[str] = Counter()
     nodes = []
-    for s in definition["order"]:
-        spec = definition["steps"][s]
+    for s in definition.order:
+        spec = definition.steps[s]
         c = per_step.get(s, {})
         all_counts.update(c)
         nodes.append({
             "step": s,
-            "kind": spec["kind"],
-            "foreach": spec.get("foreach"),
-            "upstream": list(spec.get("upstream", [])),
+            "kind": spec.kind.value,
+            "foreach": spec.foreach,
+            "upstream": list(spec.upstream),
             "counts": {st: c.get(st, 0) for st in STATUSES},
             "total": sum(c.values()),
             "status": node_status(c),
-            "uses": [{**u, "text": Use.from_json(u).describe()} for u in spec.get("uses", ())],
+            "uses": [{**u, "text": Use.from_json(u).describe()} for u in spec.uses],
         })
     return {
         **_run_fields(row),
@@ -213,7 +214,7 @@ def _base_view(
         "break_on_error": {"enabled": bool(json.loads(row["options"] or "{}").get("break_on_error"))},
         "progress": _progress(all_counts),
         "counts": {st: all_counts.get(st, 0) for st in STATUSES},
-        "dag": {"nodes": nodes, "edges": [list(e) for e in definition["edges"]]},
+        "dag": {"nodes": nodes, "edges": [list(e) for e in definition.edges]},
     }
 
 
@@ -225,7 +226,7 @@ def run_view(
     breakpoints and progress always cover the whole run."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
-    order = list(definition["order"])
+    order = list(definition.order)
     rank = {s: n for n, s in enumerate(order)}
     rows = sorted(store.instance_rows(run_id), key=lambda r: (rank.get(r["step"], len(order)), r["item"]))
 

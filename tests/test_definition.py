@@ -403,3 +403,99 @@ def test_runs_whose_steps_capture_different_values_pin_their_own_code(db_url: st
     assert first.version != second.version
     pinned = pinned_workflow(second.store, "captured", second.version)
     assert pinned.steps["total"].fn() == 2
+
+
+# ------------------------------------------------------------------------------------ the stored record
+def _stored_text(store: nbflow.Store, workflow: str, version: str) -> str:
+    """The definition's JSON text exactly as the workflows table holds it."""
+    import sqlalchemy as sa
+
+    from nbflow.store import schema
+
+    with store.engine.connect() as conn:
+        text = conn.execute(sa.select(schema.workflows.c.definition).where(
+            schema.workflows.c.name == workflow, schema.workflows.c.version == version)).scalar()
+    assert isinstance(text, str)
+    return text
+
+
+def _record_workflow(db_url: str) -> Workflow:
+    wf = Workflow("record", store=db_url)
+
+    @wf.step(retries=2)
+    def load(ctx, scale=2):
+        return [1, 2, 3]
+
+    @wf.foreach("load", on_item_error="continue", max_parallel=2)
+    def enrich(item, ctx, load):
+        return item
+
+    @wf.step(after=["enrich"])
+    def total(enrich, factor):
+        return sum(enrich) * factor
+
+    return wf
+
+
+def test_a_stored_definition_is_a_typed_record_that_gives_back_the_json_it_was_stored_as(db_url: str) -> None:
+    import json
+
+    from nbflow.definition import Binding, StoredDefinition, StoredStep
+    from nbflow.states import StepKind
+
+    wf = _record_workflow(db_url)
+    run = wf.run(params={"factor": 10})
+    assert run.wait() == "succeeded"
+    stored = run.store.definition("record", run.version)
+    assert isinstance(stored, StoredDefinition)
+    assert stored.name == "record" and stored.order == ("load", "enrich", "total")
+    assert stored.edges == (("load", "enrich"), ("enrich", "total"))
+    enrich = stored.steps["enrich"]
+    assert isinstance(enrich, StoredStep) and enrich.name == "enrich"
+    assert enrich.kind is StepKind.FOREACH and enrich.foreach == "load"
+    assert enrich.bindings == (Binding("item", "item", "item"), Binding("ctx", "ctx", "ctx"),
+                               Binding("load", "step", "load"))
+    assert enrich.inputs == ("item", "load")  # every parameter but ctx: what set_inputs may name
+    assert enrich.upstream == ("load",) and enrich.continues_on_item_error
+    assert enrich.options["max_parallel"] == 2 and enrich.code_sha256 and "def enrich" in enrich.source
+    load = stored.steps["load"]
+    assert load.kind is StepKind.TASK and load.params == ("ctx", "scale") and load.defaults == ("scale",)
+    assert not load.continues_on_item_error and load.options["retries"] == 2
+    assert stored.steps["total"].after == ("enrich",) and stored.steps["total"].upstream == ("enrich",)
+    assert stored.no_step(run.id, "nope") == f"run {run.id} has no step 'nope'; steps are: load, enrich, total"
+
+    text = _stored_text(run.store, "record", run.version)
+    assert json.dumps(stored.as_json()) == text  # the same JSON, key for key, in the same order
+    assert StoredDefinition.from_json(json.loads(text)) == stored
+    hashed = stored.as_json()
+    for step in hashed["steps"].values():
+        del step["uses"], step["origins"]  # recorded after the version is taken
+    assert Workflow.version_of(hashed) == run.version
+    assert run.store.definition("record", run.version) is stored  # parsed once: a version never changes
+
+
+def test_a_stored_definition_is_read_only(db_url: str) -> None:
+    import dataclasses
+
+    run = _record_workflow(db_url).run(params={"factor": 1})
+    assert run.wait() == "succeeded"
+    stored = run.store.definition("record", run.version)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stored.order = ()
+    with pytest.raises(TypeError):
+        stored.steps["load"] = stored.steps["total"]
+    with pytest.raises(TypeError):
+        stored.steps["load"].options["retries"] = 5
+
+
+def test_a_definition_stored_by_an_older_nbflow_without_pinning_facts_still_reads() -> None:
+    from nbflow.definition import StoredDefinition
+
+    old = {"name": "old", "order": ["a"], "edges": [], "steps": {"a": {
+        "kind": "task", "params": ["x"], "defaults": [], "bindings": [["x", "param", "x"]], "foreach": None,
+        "after": [], "upstream": [], "options": {"retries": 0}, "source": "def a(x): ...", "key_source": ""}}}
+    stored = StoredDefinition.from_json(old)
+    a = stored.steps["a"]
+    assert a.code_sha256 is None and a.uses == () and a.origins == () and a.inputs == ("x",)
+    again = stored.as_json()["steps"]["a"]
+    assert {k: v for k, v in again.items() if k not in ("uses", "origins")} == old["steps"]["a"]

@@ -118,7 +118,7 @@ def run_cmd(obj: State, notebook: Path, parameters: tuple[tuple[str, str], ...],
     steps: set[str] = set()
     for run_id in result.runs:
         row = obj.store.run_row(run_id)
-        steps |= set(obj.store.definition(row["workflow"], row["version"])["steps"])
+        steps |= set(obj.store.definition(row["workflow"], row["version"]).steps)
     for text in bps:
         if result.runs and parse_target(text)[0] not in steps:
             click.echo(f"warning: --break {text} names no step of the runs the notebook started", err=True)

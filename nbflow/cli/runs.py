@@ -208,7 +208,7 @@ def _instance_detail(store: Store, row: Mapping[str, Any], target: str) -> dict[
     detail = views.instance_detail(store, run_id, step, key)
     if detail is not None:
         return detail
-    if store.definition(row["workflow"], row["version"])["steps"][step]["kind"] == StepKind.FOREACH:
+    if store.definition(row["workflow"], row["version"]).steps[step].kind == StepKind.FOREACH:
         page = views.instance_page(store, run_id, step, limit=5)
         if page["total"]:
             sample = ", ".join(f"{step}:{r['key']}" for r in page["rows"]) + (", …" if page["total"] > 5 else "")
@@ -374,15 +374,15 @@ def dead_letters_cmd(obj: State, run_id: str, step: str | None, fmt: str | None)
     store = obj.store
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
-    steps = definition["steps"]
+    steps = definition.steps
     if step is not None and step not in steps:
-        raise CommandRefused(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition['order'])}")
+        raise CommandRefused(definition.no_step(run_id, step))
     items = [dead_letter_view(v) for v in Run(store, run_id).dead_letters(step)]
     if obj.format(fmt) == "json":
         emit_json(items)
         return
     if not items:
-        continuing = [s for s in definition["order"] if steps[s]["options"].get("on_item_error") == "continue"]
+        continuing = [s for s in definition.order if steps[s].continues_on_item_error]
         if step is not None and step not in continuing:
             click.echo(f"no dead letters: step {step!r} does not dead-letter items (on_item_error='fail')")
         else:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .._util import HOST, current_actor, now, pid_alive, process_started_at
 from ..breakpoints import Breakpoint, normalize, validate
-from ..definition import Plan, StepSpec, WorkflowDef, version_of
+from ..definition import Plan, StepSpec, StoredDefinition, StoredStep, WorkflowDef, version_of
 from ..errors import DefinitionError, OwnershipError, StoreError
 from ..states import TASK_ITEM, RunStatus, StepKind
 from ..states import InstanceStatus as S
@@ -114,18 +114,19 @@ def pin(wf: WorkflowDef, plan: Plan) -> tuple[dict[str, Any], str, dict[str, byt
     return definition, version, pickles
 
 
-def stored_uses(definition: Mapping[str, Any], step: str) -> list[Use]:
+def stored_uses(step: StoredStep) -> list[Use]:
     """What *step* of a stored definition reads from the notebook that is not stored with its code."""
-    return [Use.from_json(u) for u in definition["steps"][step].get("uses", ())]
+    return [Use.from_json(u) for u in step.uses]
 
 
 def check_portable(definition: Mapping[str, Any], backend: Any) -> None:
-    """Refuse a remote executor for a step whose notebook uses cannot travel with its code."""
+    """Refuse a remote executor for a step whose notebook uses cannot travel with its code (*definition*:
+    the JSON :func:`pin` made)."""
     where = backend.describe()
     if where == "threads":
         return
-    for step in definition["steps"]:
-        uses = stored_uses(definition, step)
+    for step, spec in StoredDefinition.from_json(definition).steps.items():
+        uses = stored_uses(spec)
         if uses:
             kind = "processes" if where == "processes" else "dask"
             raise DefinitionError(
@@ -162,7 +163,7 @@ def pinned_workflow(store: Store, name: str, version: str) -> WorkflowDef:
     definition = store.definition(name, version)
     code = store.step_code(version)
     steps: dict[str, StepSpec] = {}
-    for step in definition["order"]:
+    for step in definition.order:
         try:
             steps[step] = pinning.loads(code[step][1])
         except Exception as exc:  # noqa: BLE001 - unpickling may raise anything: name the step and what to do
@@ -170,20 +171,20 @@ def pinned_workflow(store: Store, name: str, version: str) -> WorkflowDef:
                 f"cannot load the pinned code of step {step!r} (version {version}): {type(exc).__name__}: {exc}; "
                 "install what the step imports, or attach from a notebook with today's code"
             ) from None
-        found = definition["steps"][step].get("origins", ())
-        source_lines.restore(steps[step], tuple(source_lines.Origin.from_json(o) for o in found))
-        pinning.remember(steps[step], code[step][1], stored_uses(definition, step))
+        stored = definition.steps[step]
+        source_lines.restore(steps[step], tuple(source_lines.Origin.from_json(o) for o in stored.origins))
+        pinning.remember(steps[step], code[step][1], stored_uses(stored))
     return WorkflowDef(name, steps)
 
 
-def check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str, Any] | None = None) -> None:
+def check_supplied(store: Store, row: Mapping[str, Any], definition: StoredDefinition | None = None) -> None:
     """Refuse pinned code that lacks a notebook use a step still to run needs, naming both (a
     :class:`DefinitionError`): what ``nbflow resume RUN`` and the sidebar's "Resume here" check first."""
     if definition is None:
         definition = store.definition(row["workflow"], row["version"])
     done = {S.SUCCEEDED, S.SKIPPED, S.CANCELLED, S.FAILED}
-    for step in definition["order"]:
-        uses = stored_uses(definition, step)
+    for step in definition.order:
+        uses = stored_uses(definition.steps[step])
         if not uses:
             continue
         rows = store.instance_rows(row["id"], step=step)
@@ -197,9 +198,9 @@ def check_supplied(store: Store, row: Mapping[str, Any], definition: Mapping[str
         )
 
 
-def _check_same_graph(wf: WorkflowDef, plan: Plan, definition: Mapping[str, Any], run_id: str) -> None:
-    stored = {s: (d["upstream"], d["bindings"]) for s, d in definition["steps"].items()}
-    today = {s: (list(plan.upstream[s]), [[b.param, b.source, b.name] for b in plan.bindings[s]]) for s in plan.order}
+def _check_same_graph(wf: WorkflowDef, plan: Plan, definition: StoredDefinition, run_id: str) -> None:
+    stored = {s: (d.upstream, d.bindings) for s, d in definition.steps.items()}
+    today = {s: (plan.upstream[s], plan.bindings[s]) for s in plan.order}
     if stored != today:
         changed = sorted(s for s in set(stored) | set(today) if stored.get(s) != today.get(s))
         raise DefinitionError(
@@ -314,9 +315,9 @@ def take_over(
     if version != row["version"]:
         save_version(store, wf, plan, definition, version, pickles)
         for s in plan.order:
-            old = stored_def["steps"][s]["source"]
+            old = stored_def.steps[s].source
             new = plan.steps[s].source
-            if old != new or stored_def["steps"][s]["options"] != plan.steps[s].options():
+            if old != new or stored_def.steps[s].options != plan.steps[s].options():
                 diffs[s] = "".join(
                     difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"{s} ({row['version']})",
                                          f"{s} ({version})")

@@ -14,7 +14,7 @@ import io
 import pickle
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ class Use:
         return {"name": self.name, "type": self.type, "reason": self.reason, "size": self.size}
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Use:
+    def from_json(cls, value: Mapping[str, Any]) -> Use:
         return cls(str(value["name"]), str(value["type"]), str(value["reason"]), value.get("size"))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..states import TASK_ITEM
+from ..states import TASK_ITEM, StepKind
 from .store import Store
 
 _Row = Mapping[str, Any]
@@ -45,9 +45,9 @@ class ValueReader:
     def step_output(self, step: str) -> Any:
         """A task's output, or a foreach's outputs as a list in item order."""
         if step not in self._step_out:
-            spec = self.definition["steps"][step]
+            spec = self.definition.steps[step]
             rows = self.step_rows(step)
-            if spec["kind"] == "foreach":
+            if spec.kind == StepKind.FOREACH:
                 self._step_out[step] = [self.value(r) for r in rows if r["item"] != TASK_ITEM]
             else:
                 self._step_out[step] = self.value(rows[0]) if rows else None
@@ -55,19 +55,19 @@ class ValueReader:
 
     def inputs(self, r: _Row) -> dict[str, Any]:
         """The instance's inputs by parameter name; raises when a value cannot be decoded here."""
-        spec = self.definition["steps"][r["step"]]
+        spec = self.definition.steps[r["step"]]
         over = self.store.decode(r["inputs_codec"], r["inputs"]) or {}
         out: dict[str, Any] = {}
-        for param, source, name in spec["bindings"]:
-            if param in over:
-                out[param] = over[param]
-            elif source == "step":
-                out[param] = self.step_output(name)
-            elif source == "item" and r["item"] != TASK_ITEM:
-                items = self.step_output(spec["foreach"])
-                out[param] = items[r["item"]] if r["item"] < len(items) else None
-            elif source == "param" and param in self.params:
-                out[param] = self.params[param]
+        for b in spec.bindings:
+            if b.param in over:
+                out[b.param] = over[b.param]
+            elif b.source == "step":
+                out[b.param] = self.step_output(b.name)
+            elif b.source == "item" and r["item"] != TASK_ITEM and spec.foreach is not None:
+                items = self.step_output(spec.foreach)
+                out[b.param] = items[r["item"]] if r["item"] < len(items) else None
+            elif b.source == "param" and b.param in self.params:
+                out[b.param] = self.params[b.param]
         return out
 
     def shown_inputs(self, r: _Row) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.util import asbool
 
+from ..definition import StoredDefinition
 from ..errors import StoreError, UnknownRunError
 from ..states import InstanceStatus, RunStatus, status_filter
 from . import codec, schema
@@ -164,6 +165,7 @@ class Store:
     """A connection to one nbflow database plus its artifact folder."""
 
     def __init__(self, url: str) -> None:
+        self._definitions: dict[tuple[str, str], StoredDefinition] = {}  # by (workflow, version)
         parsed = make_url(url)
         path = _sqlite_path(parsed)
         made: list[Path] = []  # what this call created, removed again if the store cannot be opened
@@ -470,7 +472,11 @@ class Store:
         with self.engine.connect() as conn:
             return cast(_Rows, list(conn.execute(stmt).mappings()))
 
-    def definition(self, workflow: str, version: str) -> dict[str, Any]:
+    def definition(self, workflow: str, version: str) -> StoredDefinition:
+        """The stored definition of *version* of *workflow*, parsed once (a version never changes)."""
+        found = self._definitions.get((workflow, version))
+        if found is not None:
+            return found
         with self.engine.connect() as conn:
             text = conn.execute(
                 sa.select(schema.workflows.c.definition).where(
@@ -479,7 +485,8 @@ class Store:
             ).scalar()
         if text is None:
             raise StoreError(f"workflow {workflow!r} version {version} is missing from the store")
-        definition: dict[str, Any] = json.loads(text)
+        definition = StoredDefinition.from_json(json.loads(text))
+        self._definitions[(workflow, version)] = definition
         return definition
 
     def step_code(self, version: str) -> dict[str, tuple[str, bytes]]:
