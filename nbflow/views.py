@@ -16,7 +16,7 @@ from .breakpoints import Breakpoint, key_value
 from .definition import StoredDefinition
 from .engine.lifecycle import owner_alive, owner_text
 from .engine.pinning import Use
-from .states import BREAK_ON_ERROR, TASK_ITEM, InstanceStatus, RunStatus
+from .states import BREAK_ON_ERROR, TASK_ITEM, InstanceStatus, PauseReason, RunStatus
 from .store import Store, queries
 from .store.codec import JSON
 from .store.queries import change_token, instance_counts, instance_stamp
@@ -89,6 +89,7 @@ def instance_view(r: Mapping[str, Any], *, user_key: bool = False) -> dict[str, 
         "status": r["status"],
         "attempt": r["attempt"],
         "pause_reason": r["pause_reason"],
+        "pause": PauseReason.parse(r["pause_reason"]).as_json() if r["pause_reason"] else None,
         "error": {"type": r["error_type"], "message": r["error_message"] or ""} if r["error_type"] else None,
         "held_by": json.loads(r["held_by"]) if r["held_by"] else [],
         "verbs": verbs(r["status"], r["pause_reason"]),

@@ -10,21 +10,29 @@ export const BREAK_ON_ERROR = 0;
 /** @typedef {import("./types.js").Detail} Detail */
 /** @typedef {import("./types.js").HistoryEvent} HistoryEvent */
 /** @typedef {import("./types.js").EventData} EventData */
+/** @typedef {import("./types.js").Pause} Pause */
 
 /** @type {Record<string, string>} */
 export const WHEN = { before: "before", after: "after", error: "on error" };
 /** @type {Record<string, string>} */
 export const WHEN_LONG = { before: "before its body", after: "after its body", error: "on an error" };
 
-/** "before" from a pause reason "before" or "before: breakpoint condition ... raised ..."
- * @param {string | null | undefined} reason
+/** What holds a paused or waiting instance: before, after, error, approval or signal (its `pause.when`).
+ * @param {Pause | null | undefined} pause
  */
-export const pauseWhen = (reason) => String(reason || "").split(":")[0];
-/** @param {string | null | undefined} reason */
-export const pauseExtra = (reason) => {
-  const text = String(reason || "");
-  const at = text.indexOf(": ");
-  return at >= 0 ? text.slice(at + 2) : "";
+export const pauseWhen = (pause) => (pause ? pause.when : "");
+/** @param {Pause | null | undefined} pause */
+export const pauseExtra = (pause) => (pause && pause.detail) || "";
+/** A stored pause reason text as a Pause, as nbflow.states.PauseReason.parse reads it: for history
+ * events, which carry the text (instance rows carry `pause` already).
+ * @param {string | null | undefined} text
+ * @returns {Pause | null}
+ */
+export const parsePause = (text) => {
+  const t = String(text || "");
+  if (!t) return null;
+  const at = t.indexOf(": ");
+  return at >= 0 ? { when: t.slice(0, at), detail: t.slice(at + 2) } : { when: t, detail: null };
 };
 
 /** One breakpoint id as words: 0 is the run's break_on_error flag.
@@ -61,18 +69,18 @@ export function rowDetail(r, bps) {
   const err = errText(r.error);
   switch (r.status) {
     case "paused": {
-      const when = pauseWhen(r.pause_reason);
+      const when = pauseWhen(r.pause);
       const held = r.held_by || [];
       // "break on error" already says when
       const parts = when === "error" && held.length === 1 && held[0] === BREAK_ON_ERROR ? [] : [WHEN[when] || when];
       if (held.length) parts.push(heldText(held, bps));
-      const extra = pauseExtra(r.pause_reason);
+      const extra = pauseExtra(r.pause);
       if (extra) parts.push(extra);
       if (when === "error" && err) parts.push(err);
       return parts.join(" · ");
     }
     case "waiting": {
-      const what = r.pause_reason === "approval" ? "needs a decision" : `signal ${quote(String(r.pause_reason || "").replace(/^signal: /, ""))}`;
+      const what = pauseWhen(r.pause) === "approval" ? "needs a decision" : `signal ${quote(pauseExtra(r.pause))}`;
       return what + (r.deadline ? ` · until ${clock(r.deadline)}` : "");
     }
     case "retrying":
@@ -98,15 +106,15 @@ export function whyText(d, bps) {
   const err = errText(d.error);
   switch (d.status) {
     case "paused": {
-      const when = pauseWhen(d.pause_reason);
+      const when = pauseWhen(d.pause);
       const by = d.held_by && d.held_by.length ? ` — ${heldText(d.held_by, bps)}` : "";
-      const extra = pauseExtra(d.pause_reason);
+      const extra = pauseExtra(d.pause);
       const hint = when === "after" ? " Its output can be edited before it goes on." : when === "error" ? " Resume lets the error go on; or edit the inputs and retry, or skip." : "";
       return `Paused ${WHEN_LONG[when] || when}${by}${extra ? ` (${extra})` : ""}.${hint}`;
     }
     case "waiting":
-      if (d.pause_reason === "approval") return `Waiting for a decision${d.deadline ? ` until ${clock(d.deadline)}` : ""}: approve or reject it below.`;
-      return `Waiting for signal ${quote(String(d.pause_reason || "").replace(/^signal: /, ""))}${d.deadline ? ` until ${clock(d.deadline)}` : ""}: deliver it with the token below.`;
+      if (pauseWhen(d.pause) === "approval") return `Waiting for a decision${d.deadline ? ` until ${clock(d.deadline)}` : ""}: approve or reject it below.`;
+      return `Waiting for signal ${quote(pauseExtra(d.pause))}${d.deadline ? ` until ${clock(d.deadline)}` : ""}: deliver it with the token below.`;
     case "retrying":
       return `Attempt ${d.attempt} failed${err ? ` (${cut(err, 120)})` : ""}; ${d.next_attempt_at ? `next attempt at ${clock(d.next_attempt_at)}` : "it will be tried again"}.`;
     case "failed":
@@ -208,7 +216,7 @@ export function describeEvent(e, ctx) {
       return { head: `attempt ${d.attempt ?? "?"} interrupted (its process stopped)` };
     case "paused": {
       const ids = d.breakpoints || [];
-      const extra = pauseExtra(d.reason);
+      const extra = pauseExtra(parsePause(d.reason));
       return { head: `paused ${WHEN[String(d.when)] || d.when || ""}${ids.length ? ` · ${heldText(ids, ctx.bps)}` : ""}${extra ? ` · ${extra}` : ""}` };
     }
     case "resumed":

@@ -181,7 +181,7 @@ export function createDetail(ctx) {
     }
     const bps = ctx.breakpointsById();
     const node = (model.get("dag").nodes || []).find((n) => n.step === sel.step);
-    panelStatus.textContent = d.status + (d.status === "paused" && d.pause_reason ? ` · ${WHEN[pauseWhen(d.pause_reason)] || pauseWhen(d.pause_reason)}` : "");
+    panelStatus.textContent = d.status + (d.status === "paused" && d.pause ? ` · ${WHEN[pauseWhen(d.pause)] || pauseWhen(d.pause)}` : "");
     panelStatus.className = `nbf-pill nbf-st-${d.status}`;
     whyEl.textContent = whyText(d, bps);
     const verbs = new Set(d.verbs || []);
@@ -197,7 +197,7 @@ export function createDetail(ctx) {
     }
     actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v));
     approvalBox.hidden = !verbs.has("approve");
-    signalBox.hidden = !(d.status === "waiting" && d.token && d.pause_reason !== "approval");
+    signalBox.hidden = !(d.status === "waiting" && d.token && pauseWhen(d.pause) !== "approval");
     if (!signalBox.hidden) {
       tokenEl.value = /** @type {string} */ (d.token); // shown only with a token
       tokenHint.replaceChildren("Deliver the payload with ", h("code", {}, "nbflow signal TOKEN --payload JSON"), " or ", h("code", {}, "nbflow.signal(token, payload)"), ".");

@@ -135,7 +135,7 @@ export function createTable(ctx) {
       attTd.classList.toggle("nbf-muted", !r.attempt);
       detTd.textContent = rowDetail(r, bps);
       detTd.title = detTd.textContent;
-      detTd.classList.toggle("nbf-fg-failed", r.status === "failed" || (r.status === "paused" && pauseWhen(r.pause_reason) === "error"));
+      detTd.classList.toggle("nbf-fg-failed", r.status === "failed" || (r.status === "paused" && pauseWhen(r.pause) === "error"));
       tr._box.checked = ui.selectedKeys.has(r.key);
       tr._box.disabled = r.key == null;
       tr.classList.toggle("nbf-current", !!sel && sel.step === r.step && (sel.key ?? null) === (r.key ?? null));

@@ -44,12 +44,19 @@
 /** @typedef {{type: string, message: string, traceback?: string}} ErrorInfo */
 
 /**
+ * @typedef {object} Pause  what holds a paused or waiting instance (nbflow.states.PauseReason)
+ * @property {string} when  before, after, error (paused); approval, signal (waiting)
+ * @property {string | null} detail  why, past the when (a condition's error; the signal's name)
+ */
+
+/**
  * @typedef {object} InstanceRow  one row of the instance table (nbflow.views.instance_view)
  * @property {string} step
  * @property {Key} key
  * @property {string} status
  * @property {number | null} attempt
  * @property {string | null} pause_reason  "before", "after: ...", "approval", "signal: NAME", ...
+ * @property {Pause | null} [pause]  the same, structured (nbflow.states.PauseReason)
  * @property {ErrorInfo | null} error
  * @property {number[]} [held_by]  the ids of the breakpoints holding it (0: break on error)
  * @property {string[]} [verbs]  the verbs its state accepts
