@@ -89,6 +89,11 @@ def _http(status: int, message: str) -> HTTPError:
     return HTTPError(status, "%s", message)
 
 
+def _status(code: str) -> int:
+    """The HTTP status of a refusal code (:data:`nbflow.verbs.HTTP_STATUS`; 409 for one it does not know)."""
+    return HTTP_STATUS[Refusal(code)] if code in _CODES else 409
+
+
 def _translate(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn nbflow's errors into HTTP errors with their message (no traceback)."""
 
@@ -106,7 +111,7 @@ def _translate(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SignalRefused as exc:
             raise _http(409, str(exc)) from None
         except CommandRefused as exc:
-            raise _http(HTTP_STATUS.get(Refusal(exc.code), 409) if exc.code in _CODES else 409, str(exc)) from None
+            raise _http(_status(exc.code), str(exc)) from None
         except DefinitionError as exc:
             raise _http(400, str(exc)) from None
         except StoreError as exc:
@@ -366,7 +371,7 @@ class CommandsHandler(ApiHandler):
         if answer is None:
             self.reply({**out, "state": "sent", "message": "the owner has not applied it yet; see the history"}, 202)
         elif answer.state == CommandState.REFUSED:
-            raise _http(409, answer.message or "refused by the run's owner")
+            raise _http(_status(answer.code), answer.message or "refused by the run's owner")
         else:
             self.reply({**out, "state": "applied", "message": answer.message})
 
