@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..states import RunStatus
+from ..store import Store
 from ..store.journal import Journal, LostOwnership
 from .executor import Executor, Result
 
@@ -49,6 +50,8 @@ class OwnerThreads:
     _turn_wanted: bool  # the scheduler thread waits for the turn lock
     _on_stop: Callable[[Any], None]  # told once the loop is over (the process's registry of live schedulers)
     committed_status: RunStatus  # the run status of the last committed flush
+    committing: bool  # a flush is being written; its status is not published yet
+    store: Store
     cmd_waiters: dict[int, threading.Event]  # set once the command of that id is committed
     cmd_results: dict[int, tuple[str, str]]  # (result, message) of each command committed
     cmd_codes: dict[int, str]  # the Refusal code of each command refused
@@ -92,11 +95,12 @@ class OwnerThreads:
         return self.thread is not None and self.thread.is_alive()
 
     def published_status(self) -> RunStatus:
-        """The run status of the last committed flush, read between turns: a flush is committed and
-        its status published in one turn, so a reader that saw the commit in the store (a command's
-        answer, an instance's new state) never reads the status from before it."""
-        with self._turn_lock:
+        """The run status of the last committed flush, as a reader that saw that commit in the store
+        (a command's answer, an instance's new state) must see it. Never waits for a turn: while a
+        flush is being written, its commit may or may not be visible yet, so the store says."""
+        if not self.committing:
             return self.committed_status
+        return RunStatus(self.store.run_row(self.run_id)["status"])
 
     def settle(self, deadline: float | None) -> RunStatus:
         """Block until the run is no longer running (paused or finished), the loop ends, or the

@@ -107,6 +107,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         # What waiters see: only a status this scheduler has stored. Until its first write it is
         # "running", so a wait() right after a takeover sees the effect of commands queued before it.
         self.committed_status = RunStatus.RUNNING
+        self.committing = False
         self._init_threads(on_stop)
         self.backend = backend or Threads()
         # Threads hand results to _sink (which may run the turn on the worker: a chain's fast path);
@@ -856,18 +857,23 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             raise StoreError(f"run {run_id} has {EVENT_ID_SPAN - 1} events, as many as one run can record")
         run = (str(self.status), self.version, t0, self.status.terminal, final) if run_update else None
         journal = self.journal
-        for tries_left in reversed(range(3)):
-            try:
-                journal.write(inserts, updates, self.blobs, self.signal_rows, self.events, self.cmd_done, run)
-                break
-            except LostOwnership:
-                self.store.discard(self.blobs)
-                raise
-            except Exception:
-                journal.close()
-                if not tries_left or not self._events_overtaken():
-                    self.store.discard(self.blobs)  # nothing of this flush committed: its new files go too
+        self.committing = True  # until the status this flush commits is published (published_status)
+        try:
+            for tries_left in reversed(range(3)):
+                try:
+                    journal.write(inserts, updates, self.blobs, self.signal_rows, self.events, self.cmd_done, run)
+                    break
+                except LostOwnership:
+                    self.store.discard(self.blobs)
                     raise
+                except Exception:
+                    journal.close()
+                    if not tries_left or not self._events_overtaken():
+                        self.store.discard(self.blobs)  # nothing of this flush committed: its new files go too
+                        raise
+        except BaseException:
+            self.committing = False
+            raise
         if run is not None:
             self._last_hb = t0
         if final:
@@ -890,6 +896,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         if self.committed_status != self.status:
             self.committed_status = self.status
             self._status_changed = True
+        self.committing = False
         self._release_waiters()
 
     def _events_overtaken(self) -> bool:
