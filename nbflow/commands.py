@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import verbs
 from ._util import current_actor, now
@@ -20,23 +20,10 @@ from .states import InstanceStatus as S
 from .states import RunStatus, StepKind, label
 from .store import Store
 from .store import commands as rows
-from .verbs import CommandState, Refusal, Target
-
-if TYPE_CHECKING:
-    pass
+from .verbs import SIGNAL_MESSAGES, CommandState, Refusal, SignalOutcome, Target, signal_outcome
 
 APPLY_TIMEOUT_S = 30.0
 
-SIGNAL_OUTCOMES = {
-    "duplicate delivery: already received, ignored": "duplicate",
-    "received; the step will find it when it waits": "received",
-}
-"""The owner's answer to an applied signal, as the word surfaces report (anything else: ``delivered``)."""
-
-
-def signal_outcome(message: str | None) -> str:
-    """``delivered``, ``duplicate`` or ``received``: what an applied signal delivery came to."""
-    return SIGNAL_OUTCOMES.get(message or "", "delivered")
 
 
 @dataclass(frozen=True)
@@ -223,7 +210,8 @@ def check_pending(
     with store.engine.connect() as conn:
         pending = store.pending_commands(row["id"], conn)
     for cmd in pending:
-        if not verbs.VERBS[cmd["verb"]].changes_state or cmd["verb"] == verb == "resume":
+        queued = verbs.VERBS.get(cmd["verb"])  # a verb of another nbflow version: assume it changes state
+        if (queued is not None and not queued.changes_state) or cmd["verb"] == verb == "resume":
             continue
         target = json.loads(cmd["target"] or "null") or {}
         pstep, pkeys = target.get("step"), target.get("keys")
@@ -296,10 +284,9 @@ def await_applied(store: Store, command_ids: Iterable[int], timeout: float | Non
     for cid in dict.fromkeys(command_ids):
         row = store.command_row(cid)
         if row["applied_at"] is not None:
-            done[cid] = Answer(row["verb"], row["result"], row["message"])
             sched = live(row["run_id"])
-            if sched is not None:
-                sched.forget_answer(cid)
+            code = sched.forget_answer(cid) if sched is not None else None
+            done[cid] = Answer(row["verb"], row["result"], row["message"], code or Refusal.STATE)
         else:
             waiting[cid] = row
     for cid, row in waiting.items():
@@ -362,7 +349,7 @@ def _signal_to_finished_run(
     def judge(inst: rows.SignalTarget) -> rows.SignalAnswer:
         where = label(step, inst.key)
         if inst.received:
-            return "ok", "duplicate delivery: already received, ignored", "signal_duplicate", {"name": name}
+            return "ok", SIGNAL_MESSAGES[SignalOutcome.DUPLICATE], "signal_duplicate", {"name": name}
         if inst.status == S.FAILED and inst.error_type == "TimeoutError":
             message = f"the wait of {where} for signal {name!r} timed out; the delivery was recorded and refused"
             return "refused", message, "signal_refused", {"name": name, "reason": "timed out"}

@@ -20,12 +20,11 @@ class Refusal(StrEnum):
     FINISHED = "finished"  # the run is finished; nothing of it can change
     STATE = "state"  # the instance's state does not accept the verb now
     QUEUED = "queued"  # a command queued earlier will change the instance first
-    STOPPED = "stopped"  # the owner stopped before it applied the command
 
 
 HTTP_STATUS: dict[Refusal, int] = {
     Refusal.INVALID: 400, Refusal.NOT_FOUND: 404, Refusal.FINISHED: 409, Refusal.STATE: 409,
-    Refusal.QUEUED: 409, Refusal.STOPPED: 409,
+    Refusal.QUEUED: 409,
 }
 
 
@@ -37,6 +36,30 @@ class CommandState(StrEnum):
     SENT = "sent"  # written for a live owner in another process; not yet known to be applied
     REFUSED = "refused"  # the owner refused it; nothing changed
     DUPLICATE = "duplicate"  # a repeat of one already applied (a signal delivered twice)
+
+
+class SignalOutcome(StrEnum):
+    """What an applied signal delivery came to (the CLI's and REST's ``outcome``)."""
+
+    DELIVERED = "delivered"  # the waiting instance received it and went on
+    DUPLICATE = "duplicate"  # a repeat of a delivery already received: ignored
+    RECEIVED = "received"  # kept for a step that has not started waiting yet
+
+
+SIGNAL_MESSAGES: dict[SignalOutcome, str] = {
+    SignalOutcome.DUPLICATE: "duplicate delivery: already received, ignored",
+    SignalOutcome.RECEIVED: "received; the step will find it when it waits",
+}
+"""The owner's answer text for each outcome but delivered (written by the owner, read back by
+:func:`signal_outcome`: both sides use this one table)."""
+
+
+def signal_outcome(message: str | None) -> SignalOutcome:
+    """The outcome of an applied signal from the owner's answer text."""
+    for outcome, text in SIGNAL_MESSAGES.items():
+        if message == text:
+            return outcome
+    return SignalOutcome.DELIVERED
 
 
 class Target(StrEnum):
@@ -82,8 +105,7 @@ class Verb:
 
 
 _PAUSED = frozenset({"paused:before", "paused:after", "paused:error"})
-_ON_STATE = frozenset({Refusal.INVALID, Refusal.NOT_FOUND, Refusal.FINISHED, Refusal.STATE, Refusal.QUEUED,
-                       Refusal.STOPPED})
+_ON_STATE = frozenset({Refusal.INVALID, Refusal.NOT_FOUND, Refusal.FINISHED, Refusal.STATE, Refusal.QUEUED})
 
 # Table order is the order verbs are offered in ("allowed now: ..."), in refusals and in the UIs.
 VERBS: dict[str, Verb] = {v.name: v for v in (

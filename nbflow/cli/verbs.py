@@ -20,11 +20,11 @@ from rich.text import Text
 
 from .. import views
 from .._util import HOST, process_state
-from ..commands import WHOLE_RUN, await_applied, check, signal_outcome, submit
+from ..commands import WHOLE_RUN, await_applied, check, submit
 from ..errors import CommandRefused, OwnershipError
 from ..states import InstanceStatus, RunStatus
 from ..store import Store
-from ..verbs import VERBS, CommandState, Target
+from ..verbs import VERBS, CommandState, Target, signal_outcome
 from ._common import (
     APPLY_WAIT_S,
     UNSET,
@@ -480,14 +480,14 @@ def signal_cmd(obj: State, token: str, payload: Any, fmt: str | None) -> None:
     else:
         out["command"] = res.id
         if res.applied:  # answered already (a finished run's duplicate)
-            out.update(message=res.message, state=signal_outcome(res.message))
+            out.update(message=res.message, state=str(signal_outcome(res.message)))
         elif res.state == CommandState.SENT:
             ans = await_applied(store, [res.id], APPLY_WAIT_S).get(res.id)
             if ans is None:
                 out["state"] = "sent"
             else:
                 out.update(message=ans.message,
-                           state="refused" if ans.state == CommandState.REFUSED else signal_outcome(ans.message))
+                           state="refused" if ans.state == CommandState.REFUSED else str(signal_outcome(ans.message)))
     where = f"{target_text(step, out['key'])} of run {run_id} (signal {name!r})"
     if obj.format(fmt) == "json":
         emit_json(out)

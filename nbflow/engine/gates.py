@@ -13,7 +13,7 @@ from ..states import InstanceStatus as S
 from ..states import PauseReason, StepKind
 from ..store import Store
 from ..store.codec import Encoded
-from ..verbs import Refusal
+from ..verbs import SIGNAL_MESSAGES, Refusal, SignalOutcome
 from .instances import Inst
 
 APPROVAL = "approval"
@@ -100,7 +100,7 @@ class Gates:
             self._wait_timed_out(inst)  # late, not in time
         if token in self.signal_tokens:
             self._event("signal_duplicate", inst, actor=actor, name=name)
-            return "duplicate delivery: already received, ignored"
+            return SIGNAL_MESSAGES[SignalOutcome.DUPLICATE]
         if inst.status == S.FAILED and inst.error and inst.error[0] == "TimeoutError":
             self._event("signal_refused", inst, actor=actor, name=name, reason="timed out")
             raise CommandRefused(
@@ -129,7 +129,7 @@ class Gates:
                 self._set(inst, S.PENDING, pause_reason=None, deadline=None)
                 self._make_ready(inst)
             return "delivered"
-        return "received; the step will find it when it waits"
+        return SIGNAL_MESSAGES[SignalOutcome.RECEIVED]
 
 
 __all__ = ["APPROVAL", "SIGNAL", "Gates", "waiting_for"]

@@ -103,15 +103,17 @@ class OwnerThreads:
         return RunStatus(self.store.run_row(self.run_id)["status"])
 
     def settle(self, deadline: float | None) -> RunStatus:
-        """Block until the run is no longer running (paused or finished), the loop ends, or the
-        monotonic *deadline* passes; return :meth:`published_status`."""
-        while self.alive() and self.published_status() == RunStatus.RUNNING:
+        """Block until the run is no longer running (paused or finished) and no flush is being
+        written, the loop ends, or the monotonic *deadline* passes; return :meth:`published_status`."""
+        while True:
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            with self.cond:  # notified under it once a new status is published
-                if self.alive() and self.committed_status == RunStatus.RUNNING:
-                    self.cond.wait(0.5 if left is None else min(left, 0.5))
+            with self.cond:  # notified under it once a flush published its status
+                if not self.committing and (not self.alive() or self.committed_status != RunStatus.RUNNING):
+                    break
+                if left is not None and left <= 0:
+                    break
+                step = 0.05 if self.committing else 0.5
+                self.cond.wait(step if left is None else min(left, step))
         return self.published_status()
 
     def answer(self, cid: int, deadline: float | None) -> tuple[str, str | None, str] | None:
@@ -131,10 +133,11 @@ class OwnerThreads:
         code = self.cmd_codes.pop(cid, "state")
         return None if got is None else (got[0], got[1], code)
 
-    def forget_answer(self, cid: int) -> None:
-        """Drop what is kept for command *cid* (its answer was read from the store)."""
+    def forget_answer(self, cid: int) -> str | None:
+        """Drop what is kept for command *cid* (its answer was read from the store); its refusal
+        code, if this owner refused it (the store keeps the result and message, not the code)."""
         self.cmd_results.pop(cid, None)
-        self.cmd_codes.pop(cid, None)
+        return self.cmd_codes.pop(cid, None)
 
     def _main(self) -> None:
         try:

@@ -279,17 +279,13 @@ class Controller:
         step: str | None = None
         keys: list[str | None] | None = None
         if v.target != verbs.Target.RUN:
-            step = _step_arg(m)
-            if step is None and not (v.target == verbs.Target.INSTANCES and name == "resume"):
-                raise NbflowError(f"{name} needs a step")
+            step = _step_arg(m)  # commands.check judges what is missing or does not fit
             if v.target == verbs.Target.INSTANCES:
                 keys = self._keys(m)
                 if keys is None and m.get("key") is not None:
                     keys = [key_text(m["key"])]
-                if keys is not None and step is None:
-                    raise NbflowError("keys need a step")
         payload = _payload(v, m)
-        if name == "set_inputs" and step is not None:
+        if name == "set_inputs" and step is not None and "inputs" in payload:
             payload["inputs"] = self._changed_inputs(step, keys, payload["inputs"])
         res = submit(self.store, self.run.id, name, step, keys, payload or None, _reason(m))
         return self._result(res, name)
@@ -430,9 +426,6 @@ def _payload(v: Verb, m: Mapping[str, Any]) -> dict[str, Any]:
             raise NbflowError(f"invalid JSON: {exc}; nothing was changed") from None
     if "comment" in payload:
         payload["comment"] = _short(payload, "comment")
-    missing = [f for f in v.payload[:v.required] if f not in payload]
-    if missing:
-        raise NbflowError(f"{v.name} needs {' and '.join(map(repr, missing))} (or the editor's JSON text in 'json')")
     return payload
 
 

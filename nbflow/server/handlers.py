@@ -45,7 +45,6 @@ from ..commands import (
     check_target,
     remove_breakpoints,
     signal,
-    signal_outcome,
     submit,
 )
 from ..errors import CommandRefused, DefinitionError, NbflowError, StoreError, UnknownRunError
@@ -53,7 +52,7 @@ from ..signals import SignalRefused, read_token
 from ..states import InstanceStatus, RunStatus
 from ..states import label as states_label
 from ..store import Store, urls
-from ..verbs import HTTP_STATUS, VERBS, CommandState, Refusal, Target
+from ..verbs import HTTP_STATUS, VERBS, CommandState, Refusal, Target, signal_outcome
 
 COMMAND_VERBS = tuple(v.name for v in VERBS.values() if v.target in (Target.INSTANCES, Target.STEP, Target.RUN))
 """The verbs ``POST runs/<id>/commands`` accepts: those of the table that name instances, a step or the run."""
@@ -532,7 +531,7 @@ class SignalHandler(_JsonErrors, JupyterHandler):
 
         res, alive, store = await asyncio.to_thread(work)
         if res.applied:
-            self.reply({"result": signal_outcome(res.message), "message": res.message})
+            self.reply({"result": str(signal_outcome(res.message)), "message": res.message})
             return
         if not alive:
             self.reply({"result": "queued", "message": "the run has no live owner; the signal is delivered when "
@@ -544,7 +543,7 @@ class SignalHandler(_JsonErrors, JupyterHandler):
         elif answer.state == CommandState.REFUSED:
             raise _http(409, answer.message or "refused")
         else:
-            self.reply({"result": signal_outcome(answer.message), "message": answer.message})
+            self.reply({"result": str(signal_outcome(answer.message)), "message": answer.message})
 
 
 def handlers() -> list[tuple[str, type[web.RequestHandler]]]:
