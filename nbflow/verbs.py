@@ -86,7 +86,7 @@ def state_tag(status: str, pause_reason: str | None) -> str:
 class Verb:
     """One operator verb. ``accepts`` holds :func:`state_tag` values; ``payload`` the payload's keys
     (required ones first, ``required`` of them); ``confirm`` the question asked before it, with
-    ``{what}`` for the targets it names."""
+    ``{what}`` for the targets it names (the CLI's prompts name the verb as it is typed)."""
 
     name: str
     target: Target
@@ -110,26 +110,26 @@ _ON_STATE = frozenset({Refusal.INVALID, Refusal.NOT_FOUND, Refusal.FINISHED, Ref
 # Table order is the order verbs are offered in ("allowed now: ..."), in refusals and in the UIs.
 VERBS: dict[str, Verb] = {v.name: v for v in (
     Verb("resume", Target.INSTANCES, "Resume paused instances (all of the run's, or those named).",
-         accepts=_PAUSED, confirm="Resume {what}?", refusals=_ON_STATE, changes_state=True),
+         accepts=_PAUSED, confirm="resume {what}?", refusals=_ON_STATE, changes_state=True),
     Verb("approve", Target.STEP, "Approve an approval gate that waits for a decision.",
-         accepts=frozenset({"waiting:approval"}), payload=("comment", "payload"), confirm="Approve {what}?",
+         accepts=frozenset({"waiting:approval"}), payload=("comment", "payload"), confirm="approve {what}?",
          refusals=_ON_STATE, changes_state=True),
     Verb("reject", Target.STEP, "Reject an approval gate: it fails and its downstream does not run.",
-         accepts=frozenset({"waiting:approval"}), payload=("comment",), confirm="Reject {what}?",
+         accepts=frozenset({"waiting:approval"}), payload=("comment",), confirm="reject {what}?",
          refusals=_ON_STATE, changes_state=True),
     Verb("retry", Target.INSTANCES, "Run instances again from their (possibly edited) inputs.",
-         accepts=_PAUSED | {"failed", "retrying"}, confirm="Retry {what}?", refusals=_ON_STATE, changes_state=True),
+         accepts=_PAUSED | {"failed", "retrying"}, confirm="retry {what}?", refusals=_ON_STATE, changes_state=True),
     Verb("skip", Target.INSTANCES, "Mark instances skipped with a given output; downstream receives it.",
          accepts=_PAUSED | {"failed", "retrying", "waiting:approval", "waiting:signal"}, payload=("output",),
-         required=1, confirm="Skip {what}?", refusals=_ON_STATE, changes_state=True),
+         required=1, confirm="skip {what}?", refusals=_ON_STATE, changes_state=True),
     Verb("set_inputs", Target.INSTANCES, "Change the inputs of instances paused before or on an error, or failed.",
          accepts=frozenset({"paused:before", "paused:error", "failed"}), payload=("inputs",), required=1,
-         confirm="Change the inputs of {what}?", refusals=_ON_STATE),
+         confirm="set_inputs {what}?", refusals=_ON_STATE),
     Verb("set_output", Target.INSTANCES, "Change the output of instances paused after their body.",
          accepts=frozenset({"paused:after"}), payload=("value",), required=1,
-         confirm="Change the output of {what}?", refusals=_ON_STATE),
+         confirm="set_output {what}?", refusals=_ON_STATE),
     Verb("cancel", Target.RUN, "Cancel the run: every unfinished instance is cancelled.",
-         confirm="Cancel {what}?", changes_state=True),
+         confirm="cancel {what}?", changes_state=True),
     Verb("signal", Target.TOKEN, "Deliver a payload to the instance waiting on a signed token.",
          payload=("token", "item", "name", "payload"), required=3,
          refusals=frozenset({Refusal.INVALID, Refusal.NOT_FOUND, Refusal.FINISHED, Refusal.STATE})),

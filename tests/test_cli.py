@@ -578,3 +578,45 @@ def test_a_verb_with_only_its_table_entry_gets_a_command_on_the_one_path(db_url:
     assert code == 1 and "has no step 'nope'" in text
     code, text = invoke(generated, "skip", paused_run.id, "enrich:7", "--force")
     assert code == 2 and "--output" in text
+
+
+def on_a_terminal(db_url: str, *args: str, answer: bytes = b"n\n") -> str:
+    """Run ``nbflow ARGS`` on a pseudo-terminal, answer its question with *answer*; what it printed."""
+    import os
+    import pty
+    import select
+
+    fd, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "nbflow", "--db", db_url, *args],
+                            stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    out, answered, deadline = b"", False, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the CLI exited and closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+        if b"[y/N]" in out and not answered:
+            os.write(fd, answer)
+            answered = True
+    proc.wait(timeout=30)
+    os.close(fd)
+    return out.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("verb", "extra"), [("resume", ()), ("skip", ("--output", "1")), ("retry", ())])
+def test_the_question_names_the_verb_as_typed_and_no_changes_nothing(
+    db_url: str, paused_run: nbflow.Run, verb: str, extra: tuple[str, ...]
+) -> None:
+    out = on_a_terminal(db_url, verb, paused_run.id, "enrich:3", *extra)
+    assert f"{verb} enrich:3 in run {paused_run.id} (workflow {paused_run.workflow_name})? [y/N]" in out
+    assert "not confirmed; nothing was changed" in out
+    assert paused_run.instance("enrich", key=3).status == "paused"
