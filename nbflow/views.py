@@ -26,9 +26,6 @@ from .verbs import allowed_verbs
 STATUSES: tuple[str, ...] = tuple(s.value for s in InstanceStatus)
 """Every instance status, in the order of DESIGN.md section 3 (the keys of ``counts``)."""
 
-BREAK_ON_ERROR_ID = BREAK_ON_ERROR
-"""The id that stands for the run's ``break_on_error`` flag in an instance's ``held_by`` (``states.BREAK_ON_ERROR``)."""
-
 
 def iso(ts: float | None) -> str | None:
     """An epoch time as ISO 8601 in UTC with milliseconds, e.g. ``2025-01-31T09:15:02.120+00:00``."""
@@ -240,7 +237,7 @@ def run_view(
                 holding.setdefault(bid, []).append(r["key"])
 
     view = _base_view(store, row, definition, counts)
-    view["break_on_error"]["holding"] = holding.get(BREAK_ON_ERROR_ID, [])
+    view["break_on_error"]["holding"] = holding.get(BREAK_ON_ERROR, [])
     view["breakpoints"] = []
     for b in store.breakpoint_rows(row["workflow"], run_id):
         bp = breakpoint_view(b)
@@ -295,7 +292,7 @@ def paused_instances(run: _RunHandle) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "BREAK_ON_ERROR_ID", "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view",
+    "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view",
     "instance_counts",
     "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "owner_view", "paused_instances",
     "run_state", "run_summary", "run_view", "shown_key", "value_view", "verbs",
@@ -314,7 +311,7 @@ def run_state(store: Store, run_id: str) -> dict[str, Any]:
     definition = store.definition(row["workflow"], row["version"])
     held = queries.held_counts(store, run_id)
     view = _base_view(store, row, definition, instance_counts(store, run_id))
-    view["break_on_error"]["held"] = held.get(BREAK_ON_ERROR_ID, 0)
+    view["break_on_error"]["held"] = held.get(BREAK_ON_ERROR, 0)
     view["breakpoints"] = []
     for b in store.breakpoint_rows(row["workflow"], run_id):
         bp = breakpoint_view(b)

@@ -14,7 +14,7 @@ from .._util import dumps
 from ..commands import check_target
 from ..errors import CommandRefused
 from ..run import Run
-from ..states import StepKind
+from ..states import BREAK_ON_ERROR, StepKind
 from ..store import Store
 from ._common import (
     ATTENTION,
@@ -237,7 +237,7 @@ def _render_instance(run_id: str, d: Mapping[str, Any]) -> None:
     head.append(f"  attempt {d['attempt']}")
     con.print(head)
     facts = [("pause reason", d["pause_reason"]),
-             ("held by", ", ".join("break_on_error" if b == views.BREAK_ON_ERROR_ID else f"breakpoint {b}"
+             ("held by", ", ".join("break_on_error" if b == BREAK_ON_ERROR else f"breakpoint {b}"
                                    for b in d["held_by"]) or None),
              ("started", d["started_at"] and local_time(d["started_at"])),
              ("finished", d["finished_at"] and local_time(d["finished_at"])),

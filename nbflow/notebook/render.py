@@ -29,9 +29,6 @@ COLOURS: dict[str, tuple[str, str]] = {
     "pending": ("#6b7280", "#f9fafb"),
 }
 
-node_status = views.node_status
-"""One status for a DAG node from its counts: :func:`nbflow.views.node_status` (the ``status`` of a node)."""
-
 
 def counts_text(counts: Mapping[str, int], sep: str = " · ") -> str:
     """``"997 paused · 3 succeeded"`` (most numerous first), or ``"not started"``."""
@@ -171,5 +168,5 @@ def static_bundle(run: Run) -> dict[str, str]:
     return {"text/plain": f"{run!r}\n{to_text(state)}", "text/html": to_html(state)}
 
 
-__all__ = ["COLOURS", "counts_text", "dot_available", "node_status", "static_bundle", "summary_table",
+__all__ = ["COLOURS", "counts_text", "dot_available", "static_bundle", "summary_table",
            "to_dot", "to_html", "to_svg", "to_text"]
