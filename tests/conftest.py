@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nbflow import Run
 from nbflow.engine.lifecycle import stop_all
 
 pytest_plugins = ["api_server", "browser.fixtures"]
@@ -104,3 +106,20 @@ def pg_url(pg_cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def store_url(request: pytest.FixtureRequest) -> str:
     """The same test over a SQLite file and a PostgreSQL database."""
     return str(request.getfixturevalue("db_url" if request.param == "sqlite" else "pg_url"))
+
+
+@pytest.fixture
+def widgets() -> Iterator[Any]:
+    """``widgets(run, **traits)``: a RunWidget on *run*, closed when the test ends."""
+    from nbflow.notebook.widget import RunWidget
+
+    made: list[RunWidget] = []
+
+    def make(run: Run, **kwargs: Any) -> RunWidget:
+        w = RunWidget(run, **kwargs)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()

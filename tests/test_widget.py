@@ -80,20 +80,6 @@ def node(w: RunWidget, step: str) -> dict[str, Any]:
     return next(n for n in w.dag["nodes"] if n["step"] == step)
 
 
-@pytest.fixture
-def widgets() -> Any:
-    made: list[RunWidget] = []
-
-    def make(run: nbflow.Run, **kwargs: Any) -> RunWidget:
-        w = RunWidget(run, **kwargs)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.close()
-
-
 # ------------------------------------------------------------------ first view
 def test_the_widget_opens_on_the_paused_step_with_counts_and_one_page(db_url: str, widgets: Any) -> None:
     run = paused(shop(db_url))
