@@ -99,16 +99,18 @@ def check(
         return
     payload = payload or {}
     definition = store.definition(row["workflow"], row["version"])
+    rows: list[Mapping[str, Any]] | None = None  # the step's instance rows, once read
     if step is None:
         if keys is not None:
             raise CommandRefused(f"keys need a step: {verb} STEP:KEY", Refusal.INVALID)
         if verb not in WHOLE_RUN:
             raise CommandRefused(f"{verb} needs a step; steps are: {definition.steps_text}", Refusal.INVALID)
     else:
-        _check_target(store, row, definition, v, step, keys)
+        rows = _check_target(store, row, definition, v, step, keys)
     _check_payload(definition, v, step, payload)
     if v.judged_on_state and step is not None and not _owner_alive(row):
-        _check_states(store, row, verb, step, keys)
+        _check_states(row, verb, step, keys,
+                      rows if rows is not None else store.instance_rows(row["id"], step=step))
     check_pending(store, row, verb, step, keys)
 
 
@@ -119,7 +121,8 @@ def check_target(store: Store, row: Mapping[str, Any], step: str, keys: Sequence
 
 
 def _check_target(store: Store, row: Mapping[str, Any], definition: StoredDefinition, v: verbs.Verb | None,
-                  step: str, keys: Sequence[str | None] | None) -> None:
+                  step: str, keys: Sequence[str | None] | None) -> list[Mapping[str, Any]] | None:
+    """The step's instance rows when the keys were checked against them (None: not read)."""
     steps = definition.steps
     run_id = row["id"]
     if step not in steps:
@@ -132,12 +135,13 @@ def _check_target(store: Store, row: Mapping[str, Any], definition: StoredDefini
             + (f" (gates of this run: {', '.join(gates)})" if gates else " (this run has none)"), Refusal.INVALID,
         )
     if keys is None:
-        return
+        return None
     if kind != StepKind.FOREACH:
         raise CommandRefused(
             f"step {step!r} is a {kind} step with a single instance; name it without a key: {step}", Refusal.INVALID
         )
-    have = [r["key"] for r in store.instance_rows(run_id, step=step)]
+    rows = store.instance_rows(run_id, step=step)
+    have = [r["key"] for r in rows]
     known = set(have)
     missing = [k for k in keys if k not in known]
     if missing:
@@ -147,6 +151,7 @@ def _check_target(store: Store, row: Mapping[str, Any], definition: StoredDefini
             + (f" (it has {len(have)} instances, keys {sample})" if have else " (it has no instances yet)"),
             Refusal.NOT_FOUND,
         )
+    return rows
 
 
 _NEEDS = {
@@ -175,11 +180,10 @@ def _check_payload(definition: StoredDefinition, v: verbs.Verb, step: str | None
         )
 
 
-def _check_states(store: Store, row: Mapping[str, Any], verb: str, step: str,
-                  keys: Sequence[str | None] | None) -> None:
-    """With no live owner the stored states are current: refuse a verb that does not fit them now
-    (a live owner answers for itself)."""
-    insts = store.instance_rows(row["id"], step=step)
+def _check_states(row: Mapping[str, Any], verb: str, step: str, keys: Sequence[str | None] | None,
+                  insts: Sequence[Mapping[str, Any]]) -> None:
+    """With no live owner the stored states of the step's instances *insts* are current: refuse a
+    verb that does not fit them now (a live owner answers for itself)."""
     if keys is not None:
         named = [r for r in insts if r["key"] in keys]
     else:  # a task step's single instance is named by the step alone
