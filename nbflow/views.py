@@ -61,11 +61,6 @@ def _progress(counts: Mapping[str, int]) -> dict[str, int]:
     return {"done": done, "total": total}
 
 
-def verbs(status: str, pause_reason: str | None) -> list[str]:
-    """The operator verbs an instance in this state accepts (as the owner would judge them)."""
-    return allowed_verbs(status, pause_reason)
-
-
 def shown_key(r: Mapping[str, Any]) -> Any:
     """An instance row's key as the widget ships it: an int key as a number (JSON carries it unchanged,
     and it reads and addresses as its text does), any other key as its text."""
@@ -89,7 +84,7 @@ def instance_view(r: Mapping[str, Any], *, user_key: bool = False) -> dict[str, 
         "pause": PauseReason.parse(r["pause_reason"]).as_json() if r["pause_reason"] else None,
         "error": {"type": r["error_type"], "message": r["error_message"] or ""} if r["error_type"] else None,
         "held_by": json.loads(r["held_by"]) if r["held_by"] else [],
-        "verbs": verbs(r["status"], r["pause_reason"]),
+        "verbs": allowed_verbs(r["status"], r["pause_reason"]),
         "started_at": iso(r["started_at"]),
         "finished_at": iso(r["finished_at"]),
         "next_attempt_at": iso(r.get("next_attempt_at")),  # when a retrying instance tries again
@@ -295,7 +290,7 @@ __all__ = [
     "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view",
     "instance_counts",
     "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "owner_view", "paused_instances",
-    "run_state", "run_summary", "run_view", "shown_key", "value_view", "verbs",
+    "run_state", "run_summary", "run_view", "shown_key", "value_view",
 ]
 
 

@@ -16,6 +16,7 @@ from ..errors import CommandRefused
 from ..run import Run
 from ..states import BREAK_ON_ERROR, StepKind
 from ..store import Store
+from ..verbs import allowed_verbs
 from ._common import (
     ATTENTION,
     INSTANCE_STATUSES,
@@ -358,7 +359,7 @@ def dead_letter_view(v: Any) -> dict[str, Any]:
                                                "traceback": v.error.traceback},
         "inputs": inputs,
         "finished_at": views.iso(v.finished_at),
-        "verbs": views.verbs(str(v.status), v.pause_reason),
+        "verbs": allowed_verbs(str(v.status), v.pause_reason),
     }
 
 
