@@ -14,8 +14,9 @@ from . import verbs
 from ._util import current_actor, now
 from .breakpoints import Breakpoint, BreakpointRefused, compile_condition, key_text, parse_when, validate
 from .definition import StoredDefinition, StoredStep
+from .engine.lifecycle import live, owner_alive, owner_text
 from .errors import CommandRefused
-from .signals import read_token
+from .signals import SignalRefused, read_token
 from .states import InstanceStatus as S
 from .states import RunStatus, StepKind, label
 from .store import Store
@@ -69,12 +70,6 @@ def _verb(name: str) -> verbs.Verb:
         raise CommandRefused(f"unknown verb {name!r}; verbs are: {', '.join(verbs.VERBS)}", Refusal.INVALID) from None
 
 
-def _owner_alive(row: Mapping[str, Any]) -> bool:
-    from .engine.lifecycle import owner_alive
-
-    return owner_alive(row)
-
-
 def check(
     store: Store, row: Mapping[str, Any], verb: str, step: str | None = None,
     keys: Sequence[str | None] | None = None, payload: Mapping[str, Any] | None = None,
@@ -108,7 +103,7 @@ def check(
     else:
         rows = _check_target(store, row, definition, v, step, keys)
     _check_payload(definition, v, step, payload)
-    if v.judged_on_state and step is not None and not _owner_alive(row):
+    if v.judged_on_state and step is not None and not owner_alive(row):
         _check_states(row, verb, step, keys,
                       rows if rows is not None else store.instance_rows(row["id"], step=step))
     check_pending(store, row, verb, step, keys)
@@ -228,11 +223,9 @@ def check_pending(
             named = ", ".join(label(step, k) for k in common)
         else:
             named = step if keys is None else ", ".join(label(step, k) for k in keys)
-        from .engine.lifecycle import owner_text
-
         queued_for = ("the whole run" if pstep is None else pstep if pkeys is None
                       else ", ".join(label(pstep, k) for k in pkeys))
-        then = (f" by the run's owner ({owner_text(row)})" if _owner_alive(row)
+        then = (f" by the run's owner ({owner_text(row)})" if owner_alive(row)
                 else f" (`nbflow resume {row['id']}` takes the run over and applies it)")
         raise CommandRefused(
             f"cannot {verb} {named} in run {row['id']} now: command {cmd['id']} ({cmd['verb']} {queued_for}, by "
@@ -260,10 +253,8 @@ def submit(
     check(store, row, verb, step, key_list, payload)
     cid = rows.insert_command(store, run_id, verb, step, key_list, payload or {}, actor or current_actor(), reason,
                               now())
-    from .engine.lifecycle import live
-
     if not wait or live(run_id) is None:
-        state = CommandState.SENT if _owner_alive(row) else CommandState.QUEUED
+        state = CommandState.SENT if owner_alive(row) else CommandState.QUEUED
         return CommandResult(cid, verb, False, None, None, state)
     answer = await_applied(store, [cid], None).get(cid)
     if answer is None:
@@ -280,8 +271,6 @@ def await_applied(store: Store, command_ids: Iterable[int], timeout: float | Non
     *timeout* seconds (None: while their owner lives), or whose run has no live owner to apply
     them, are left out. An owner in this process is waited for directly (it answers as it commits);
     one in another process through the store."""
-    from .engine.lifecycle import live
-
     deadline = None if timeout is None else time.monotonic() + timeout
     done: dict[int, Answer] = {}
     waiting: dict[int, Mapping[str, Any]] = {}
@@ -308,7 +297,7 @@ def await_applied(store: Store, command_ids: Iterable[int], timeout: float | Non
                 left.remove(cid)
         if not left or (deadline is not None and time.monotonic() >= deadline):
             break
-        if not any(_owner_alive(store.run_row(r)) for r in {waiting[c]["run_id"] for c in left}):
+        if not any(owner_alive(store.run_row(r)) for r in {waiting[c]["run_id"] for c in left}):
             break  # nobody will apply them now
         time.sleep(0.02)
     return done
@@ -319,8 +308,6 @@ def submit_signal(
 ) -> CommandResult:
     """Write a signal delivery as a command. A delivery to a finished run is judged here, as the
     owner would have, and recorded in the commands and the history."""
-    from .signals import SignalRefused
-
     if not RunStatus(store.run_row(run_id)["status"]).terminal:
         try:
             return submit(store, run_id, "signal", step, None, {"token": token, "item": item, "name": name,
@@ -346,8 +333,6 @@ def _signal_to_finished_run(
     store: Store, token: str, run_id: str, step: str, item: int, name: str, actor: str | None
 ) -> CommandResult:
     """No owner will answer: a duplicate is acknowledged, anything else refused; both are recorded."""
-    from .signals import SignalRefused
-
     status = RunStatus(store.run_row(run_id)["status"])
 
     def judge(inst: rows.SignalTarget) -> rows.SignalAnswer:
