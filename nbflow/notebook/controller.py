@@ -232,7 +232,7 @@ class Controller:
             "summary": summary, "dag": {"nodes": nodes, "edges": state["dag"]["edges"]},
             "selected_step": v.step, "instances": page,
             "selected": None if v.sel is None else {"step": v.sel[0], "key": (detail or {"key": v.sel[1]})["key"]},
-            "detail": detail, "errors": errors, "selection": self._selection(errors), "timeline": timeline,
+            "detail": detail, "errors": errors, "selection": self._selection(errors, page), "timeline": timeline,
         }
 
     def _cached(self, what: str, compute: Callable[[str], dict[str, Any]], nodes: list[dict[str, Any]]
@@ -300,7 +300,7 @@ class Controller:
         start = min(v.offset, max((total - 1) // self.page_size * self.page_size, 0))
         return {**page, "offset": start, "rows": rows[start:start + self.page_size]}
 
-    def _selection(self, errors: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _selection(self, errors: Mapping[str, Any] | None, page: Mapping[str, Any]) -> dict[str, Any]:
         """What the bulk verbs act on now, with how many instances and a label for people."""
         v = self._v
         out: dict[str, Any] = {"kind": v.chosen, "keys": [], "group": "", "count": 0, "label": "nothing selected"}
@@ -320,8 +320,7 @@ class Controller:
             out.update(group=group["id"], count=group["count"],
                        label=f"{_plural(group['count'], 'instance')} of {v.step} ({group['type']})")
         else:
-            n = len(views.filter_keys(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
-                                      group=v.group or None))
+            n = int(page.get("total", 0))  # the page's count of every match: no keys read
             out.update(count=n, label=f"all {_plural(n, 'instance')} of {v.step} matching the filter")
         return out
 
