@@ -72,6 +72,11 @@ ACTIONS = NAVIGATION + CODE_ACTIONS + VERB_ACTIONS + BREAKPOINT_ACTIONS
 SUMMARY_FIELDS = ("id", "workflow", "version", "status", "interrupted", "owner", "progress", "counts",
                   "break_on_error", "created", "updated", "finished", "forked_from")
 
+ERROR_GROUPS_SHOWN = 12
+"""Error groups the view ships (the largest; ``groups_omitted`` counts the others): its state stays small."""
+TRACEBACK_CHARS = 1200
+"""The end of each group's example traceback the view ships (where the error was raised)."""
+
 PREVIEW_ROWS = 5
 """Instances a bulk edit's preview shows."""
 
@@ -224,7 +229,8 @@ class Controller:
             detail = self._detail
         errors = None
         if v.errors and v.step is not None:
-            errors = self._cached("errors", lambda step: views.error_groups(self.store, self.run.id, step), nodes)
+            errors = self._cached("errors", lambda step: views.error_groups(
+                self.store, self.run.id, step, limit=ERROR_GROUPS_SHOWN, traceback_chars=TRACEBACK_CHARS), nodes)
         timeline = None
         if v.step is not None:
             timeline = self._cached("timeline", lambda step: views.timeline(self.store, self.run.id, step), nodes)
@@ -287,12 +293,13 @@ class Controller:
         assert v.step is not None
         col = int(v.sort.split(":", 1)[1])
         total, rows = page["total"], []
+        reader = views.value_reader(self.store, self.run.id)  # upstream values decoded once, for every chunk
         for offset in range(0, total, WATCH_SORT_CHUNK):
             chunk = views.instance_page(
                 self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=offset,
                 limit=WATCH_SORT_CHUNK, user_keys=True, group=v.group or None,
             )["rows"]
-            cells = views.watch_values(self.store, self.run.id, v.step, [r["item"] for r in chunk], watch)
+            cells = views.watch_values(self.store, self.run.id, v.step, [r["item"] for r in chunk], watch, reader)
             for r, c in zip(chunk, cells):
                 r["watch"] = c
             rows.extend(chunk)
