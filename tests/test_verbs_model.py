@@ -229,10 +229,14 @@ class Model:
         self.settle()
 
     def retry(self, at: Target) -> None:
-        """paused, failed or retrying -> pending -> ready, released from what held it."""
+        """paused, failed or retrying -> pending -> ready, released from what held it before or after its
+        body; the breakpoints on an error are armed again (a new failure pauses for another look)."""
+        on_error = {BREAK_ON_ERROR} | {bid for bid, (_, _, w) in self.breakpoints.items() if w == "error"}
         for a in self.chosen(at, "retry", lambda i: i.status in ("paused", "failed", "retrying")):
             inst = self.insts[a]
-            inst.released |= inst.held
+            if inst.when != "error":
+                inst.released |= inst.held
+            inst.released -= on_error
             inst.status = "pending"
             self.start(a)
         self.settle()

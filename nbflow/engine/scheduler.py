@@ -752,8 +752,14 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self._event("skipped", inst, actor=actor, reason=reason, output=value)
 
     def retry(self, inst: Inst, actor: str | None, reason: str | None) -> None:
-        """Run an instance again from its current inputs, past the breakpoints that held it."""
-        inst.released |= set(inst.held_by)
+        """Run an instance again from its current inputs, past the breakpoints that held it before or
+        after its body. One that held a failure (on error, or break_on_error) stays armed: if the new
+        attempt fails too, it pauses again, for another look."""
+        if PauseReason.parse(inst.pause_reason).when != When.ERROR:
+            inst.released |= set(inst.held_by)
+        if inst.released:  # a fresh attempt: the breakpoints on its failure are armed again
+            on_error = {BREAK_ON_ERROR} | {bp.id for bp in self.bps if bp.when == When.ERROR}
+            inst.released = frozenset(i for i in inst.released if i not in on_error)
         inst.pending_error = None
         self._event("retry_requested", inst, actor=actor, reason=reason, previous_status=str(inst.status),
                     attempt=inst.attempt)
