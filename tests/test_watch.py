@@ -2,14 +2,19 @@
 process drives: it keeps watching while the run runs, and ends when the run pauses or finishes."""
 from __future__ import annotations
 
+import os
+import pty
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import nbflow
 from tests.test_cli import cli
+from tests.test_cli_triage import triage_run
 
 
 def watcher(db_url: str, run_id: str, *args: str) -> subprocess.Popen[str]:
@@ -92,20 +97,71 @@ def test_watch_of_a_paused_run_prints_its_frame_at_once(db_url: str) -> None:
     assert "breakpoint 1 before enrich:2: hit, holding 1" in res.stdout
 
 
+class Terminal:
+    """`nbflow show RUN --watch` on a pseudo-terminal (stdout and stderr): what it drew so far."""
+
+    def __init__(self, db_url: str, run_id: str) -> None:
+        self.fd, tty = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nbflow", "--db", db_url, "show", run_id, "--watch", "--interval", "0.1"],
+            stdin=tty, stdout=tty, stderr=tty)
+        os.close(tty)
+        self.out = b""
+
+    def read_until(self, text: str, timeout: float = 30) -> str:
+        """Read until *text* was drawn (or the command ended, or *timeout*); everything drawn so far."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.out and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:  # the command ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                self.out += chunk
+            elif self.proc.poll() is not None:
+                break
+        return self.out.decode(errors="replace")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        os.close(self.fd)
+
+
+def test_on_a_terminal_the_view_is_redrawn_live_as_the_run_moves(db_url: str) -> None:
+    gate = threading.Event()
+    run = gated_run(db_url, gate, breakpoints=["enrich:7"])
+    term = Terminal(db_url, run.id)
+    try:
+        first = term.read_until("1/12 instances finished")
+        assert "1/12 instances finished" in first
+        gate.set()
+        term.read_until("holding 1")
+        assert term.proc.wait(timeout=30) == 0
+        drawn = term.read_until("\x00", timeout=2)
+    finally:
+        gate.set()
+        term.close()
+    assert "\x1b[" in drawn and drawn.count("instances finished") >= 2  # drawn in place, more than once
+    assert "10/12 instances finished" in drawn.rsplit(f"run {run.id}", 1)[1]  # the last view, printed to stay
+
+
 def test_ctrl_c_stops_watching_with_exit_130_and_leaves_the_run_alone(db_url: str) -> None:
     gate = threading.Event()
     run = gated_run(db_url, gate)
-    proc = watcher(db_url, run.id)
+    term = Terminal(db_url, run.id)
     try:
-        assert running(proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        assert "instances finished" in term.read_until("instances finished")
+        term.proc.send_signal(signal.SIGINT)
+        assert term.proc.wait(timeout=30) == 130
+        out = term.read_until("\x00", timeout=2)
     finally:
         gate.set()
-        proc.kill()
-    assert proc.returncode == 130
-    assert f"stopped watching; run {run.id} goes on" in err and "Traceback" not in err
-    assert f"run {run.id}" in out and "running" in out
+        term.close()
+    assert f"stopped watching; run {run.id} goes on" in out and "Traceback" not in out
     assert run.wait(timeout=30) == "succeeded"
 
 
@@ -130,3 +186,59 @@ def test_watch_does_not_go_with_a_target_and_interval_needs_watch(db_url: str) -
     assert res.returncode == 2 and "--interval goes with --watch" in res.stderr
     res = cli(db_url, "show", run.id, "--watch", "--interval", "0")
     assert res.returncode == 2 and "positive number of seconds" in res.stderr
+
+
+SLOW_SCRIPT = '''
+import sys
+import time
+
+import nbflow
+
+wf = nbflow.Workflow("slow", store=sys.argv[1])
+
+
+@wf.step
+def load(n):
+    return list(range(n))
+
+
+@wf.foreach("load")
+def enrich(item):
+    time.sleep(60)
+    return item
+
+
+if __name__ == "__main__":
+    run = wf.run(params={"n": 3})
+    print(run.id, flush=True)
+    run.wait()
+'''
+
+
+def test_watch_ends_with_exit_1_when_the_owner_dies_and_says_how_to_continue(db_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "slow_wf.py"
+    script.write_text(SLOW_SCRIPT)
+    owner = subprocess.Popen([sys.executable, str(script), db_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        run_id = owner.stdout.readline().split()[0]
+        proc = watcher(db_url, run_id)
+        assert running(proc)
+        owner.kill()
+        owner.wait(timeout=10)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        owner.kill()
+    assert proc.returncode == 1, err
+    assert f"run {run_id} is interrupted" in err and f"`nbflow resume {run_id}` continues it" in err
+    assert "interrupted: owner pid" in out
+
+
+def test_watch_of_a_run_paused_on_errors_names_its_error_groups(db_url: str) -> None:
+    run = triage_run(db_url)
+    res = cli(db_url, "show", run.id, "--watch")
+    assert res.returncode == 0, res.stderr
+    assert "break on error: holding 17" in res.stdout
+    groups = f"errors of parse: 17 in 2 group(s): ValueError 12, TypeError 5  (`nbflow errors {run.id} parse`)"
+    assert groups in res.stdout
+    assert "instances paused, failed, retrying, waiting (17)" in res.stdout

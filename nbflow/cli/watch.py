@@ -7,8 +7,10 @@ owner that died). The last frame is printed once more, not live, so a log or a p
 """
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import click
@@ -81,6 +83,17 @@ def frame(store: Store, run_id: str) -> tuple[RenderableType, Mapping[str, Any]]
     if holds:
         parts.append(Text("breakpoints: " + "; ".join(holds)))
 
+    for node in view["dag"]["nodes"]:
+        if node["counts"]["failed"] or node["counts"]["paused"] or node["counts"]["retrying"]:
+            found = views.error_groups(store, run_id, node["step"], limit=3)
+            if found["groups"]:
+                more = len(found["groups"]) + found["groups_omitted"]
+                kinds = ", ".join(f"{g['type']} {g['count']}" for g in found["groups"])
+                parts.append(Text.assemble(
+                    (f"errors of {node['step']}: ", "bold red"),
+                    f"{found['total']} in {more} group(s): {kinds}" + (", …" if found["groups_omitted"] else ""),
+                    (f"  (`nbflow errors {run_id} {node['step']}`)", "dim")))
+
     rows: list[dict[str, Any]] = []
     total = 0
     for node in view["dag"]["nodes"]:
@@ -118,27 +131,41 @@ def finished(view: Mapping[str, Any]) -> bool:
     return status.terminal or status == RunStatus.PAUSED or bool(view["interrupted"])
 
 
+class _Stop:
+    """Ctrl-C while watching: a flag the loop reads between frames. (A KeyboardInterrupt raised inside
+    a store query would surface as a database error, "interrupted", instead of a clean stop.)"""
+
+    def __init__(self) -> None:
+        self.asked = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.asked = True
+
+
 def watch(store: Store, run_id: str, interval: float) -> None:
     """Redraw the run's frame every *interval* seconds while it changes; exit 0 when the run finished or
     paused, 1 when it is interrupted (no process drives it), 130 on Ctrl-C."""
     con: Console = console()
-    shown, view = frame(store, run_id)
-    token, built = views.change_token(store, run_id), time.monotonic()
-    interrupted = False
+    stop = _Stop()
+    previous = signal.signal(signal.SIGINT, stop)
     try:
+        shown, view = frame(store, run_id)
+        token, built = views.change_token(store, run_id), time.monotonic()
         with Live(shown, console=con, transient=True, auto_refresh=False, redirect_stderr=False) as live:
-            while not finished(view):
+            while not finished(view) and not stop.asked:
                 time.sleep(interval)
+                if stop.asked:
+                    break
                 now = views.change_token(store, run_id)
                 if now == token and time.monotonic() - built < REFRESH_S:
                     continue
                 shown, view = frame(store, run_id)
                 token, built = now, time.monotonic()
                 live.update(shown, refresh=True)
-    except KeyboardInterrupt:
-        interrupted = True
-    con.print(shown)
-    if interrupted:
+        con.print(shown)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if stop.asked:
         echo_err(f"stopped watching; run {run_id} goes on as it is (`nbflow show {run_id}` shows it)")
         raise SystemExit(130)
     if view["interrupted"] and not RunStatus(view["status"]).terminal and view["status"] != RunStatus.PAUSED:
