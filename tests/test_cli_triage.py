@@ -173,6 +173,17 @@ def test_status_and_text_select_every_instance_matching_the_filter(db_url: str, 
     assert sorted(keys_of(data), key=int) == texts(COMMA)
 
 
+def test_set_inputs_with_keys_gives_each_selected_instance_the_same_value_in_one_command(
+    db_url: str, run: nbflow.Run
+) -> None:
+    ok(db_url, "set", run.id, "parse", "--keys", "13,203", "--inputs", '{"item": {"id": 0, "amount": "1"}}',
+       "--reason", "placeholder", "--force")
+    assert [run.instance("parse", k).inputs["item"] for k in (13, 203, 393)] == [
+        {"id": 0, "amount": "1"}, {"id": 0, "amount": "1"}, {"id": 393, "amount": None}]
+    (data,) = commands(run)
+    assert (data["verb"], keys_of(data)) == ("set_inputs", ["13", "203"])
+
+
 def test_a_group_is_named_by_its_number_or_its_id(db_url: str, run: nbflow.Run) -> None:
     found = json.loads(ok(db_url, "errors", run.id, "parse", "-o", "json").stdout)
     type_error = found["groups"][1]
