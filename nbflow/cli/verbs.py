@@ -437,7 +437,8 @@ def retry_cmd(
 def set_cmd(obj: State, run_id: str, target: str, inputs: Any, output: Any, expr: str | None,
             input_name: str | None, dry_run: bool, sel_keys: tuple[str, ...], sel_group: str | None,
             sel_status: str | None, sel_text: str | None, reason: str | None, force: bool, fmt: str | None) -> None:
-    """Change the inputs (--inputs) or the output (--output) of paused instances, an audited mutation;
+    """Change the inputs (--inputs, --expr) or the output (--output) of paused instances, audited.
+
     --expr computes a new input value per instance. With STEP and --keys, --group, --status or --text:
     one command changes every instance they select."""
     sel = selection(sel_keys, sel_group, sel_status, sel_text)

@@ -112,7 +112,8 @@ def frame(store: Store, run_id: str) -> tuple[RenderableType, Mapping[str, Any]]
         for col in ("STEP", "KEY", "STATUS", "ATTEMPT", "HELD BY / REASON / ERROR"):
             table.add_column(col, justify="right" if col == "ATTEMPT" else "left")
         for inst in rows:
-            why = [held_text(inst["held_by"]), inst["pause_reason"] or ""]
+            held, reason = held_text(inst["held_by"]), inst["pause_reason"] or ""
+            why = [f"{held} ({reason})" if held and reason else held or reason]
             if inst["error"]:
                 error = f"{inst['error']['type']}: {inst['error']['message']}"
                 why.append(error if len(error) <= 80 else error[:79] + "…")
