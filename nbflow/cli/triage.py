@@ -92,6 +92,9 @@ def selection(sel_keys: tuple[str, ...], sel_group: str | None, sel_status: str 
     if sel_keys and (sel_group is not None or sel_status is not None or sel_text is not None):
         raise click.UsageError("--keys names the instances itself; it does not go with --group, --status or --text "
                                "(use one, or --group with --status/--text to narrow the group)")
+    if sel_group is not None and not sel_group.strip():
+        raise click.BadParameter("name a group by its number (1 is the largest) or its id, as `nbflow errors RUN "
+                                 "STEP` lists them", param_hint="'--group'")
     return Selection(sel_keys, sel_group, sel_status, sel_text)
 
 
@@ -104,16 +107,11 @@ def one_step(targets: Sequence[str], sel: Selection, verb: str) -> str:
     return targets[0]
 
 
-def resolve_group(store: Store, run_id: str, step: str, group: str) -> Mapping[str, Any]:
-    """The error group *group* names (its number N or its id) among *step*'s; refused naming the groups."""
-    number = int(group) if group.isdigit() else None
-    found = views.error_groups(store, run_id, step, limit=max(number or 0, 50))
-    groups: list[dict[str, Any]] = found["groups"]
-    for g in groups:
-        if g["n"] == number or g["id"] == group.lower():
-            return g
-    have = "; ".join(f"{g['n']} (id {g['id']}, {g['type']}, {g['count']} instances)" for g in groups[:10])
-    raise CommandRefused(
+def no_group(store: Store, run_id: str, step: str, group: str) -> CommandRefused:
+    """The refusal of an unknown error group, naming the step's groups (the first ten)."""
+    groups: list[dict[str, Any]] = views.error_groups(store, run_id, step, limit=10)["groups"]
+    have = "; ".join(f"{g['n']} (id {g['id']}, {g['type']}, {g['count']} instances)" for g in groups)
+    return CommandRefused(
         f"step {step!r} of run {run_id} has no error group {group}; "
         + (f"its groups are: {have} (`nbflow errors {run_id} {step}`)" if have
            else "it has no failed or error-paused instances"),
@@ -133,11 +131,16 @@ def selected_keys(store: Store, row: Mapping[str, Any], step: str, sel: Selectio
         )
     if sel.keys:
         return list(sel.keys)
-    group = None if sel.group is None else str(resolve_group(store, run_id, step, sel.group)["id"])
-    if group is not None and sel.status is None and sel.text is None:
-        keys = views.group_keys(store, run_id, step, group)
-    else:
-        keys = views.filter_keys(store, run_id, step, status=sel.status, text=sel.text, group=group)
+    group = None if sel.group is None else sel.group.strip().lower()
+    try:
+        if group is not None and sel.status is None and sel.text is None:
+            keys = views.group_keys(store, run_id, step, group)
+        else:
+            keys = views.filter_keys(store, run_id, step, status=sel.status, text=sel.text, group=group)
+    except NbflowError:
+        if group is None:
+            raise
+        raise no_group(store, run_id, step, str(sel.group)) from None
     if not keys:
         what = " and ".join(p for p in (sel.group and f"group {sel.group}", sel.status and f"status {sel.status}",
                                         sel.text and f"text {sel.text!r}") if p)
