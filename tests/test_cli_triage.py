@@ -111,6 +111,12 @@ def test_errors_lists_two_groups_of_12_and_5_largest_first(db_url: str, run: nbf
     assert "keys: 7, 87, 167" in res.stdout and "at parse: return float(item" in res.stdout
 
 
+def test_errors_without_a_step_names_the_steps_that_have_errors(db_url: str, run: nbflow.Run) -> None:
+    res = cli(db_url, "errors", run.id)
+    assert res.returncode == 2
+    assert f"`nbflow errors {run.id} parse` (17 failed, paused or retrying)" in res.stderr
+
+
 def test_errors_json_is_the_views_error_groups_with_every_key(db_url: str, run: nbflow.Run) -> None:
     found = json.loads(ok(db_url, "errors", run.id, "parse", "-o", "json").stdout)
     assert found["step"] == "parse" and found["total"] == 17

@@ -208,11 +208,11 @@ def masked(group: Mapping[str, Any]) -> str:
 
 @click.command("errors")
 @click.argument("run_id", metavar="RUN")
-@click.argument("step", metavar="STEP")
+@click.argument("step", metavar="STEP", required=False)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N groups.")
 @fmt_option
 @click.pass_obj
-def errors_cmd(obj: State, run_id: str, step: str, limit: int, fmt: str | None) -> None:
+def errors_cmd(obj: State, run_id: str, step: str | None, limit: int, fmt: str | None) -> None:
     """The error groups of STEP in RUN: its failed and error-paused instances grouped by cause.
 
     A group is one signature: the exception type, the message with numbers and quoted values masked,
@@ -220,6 +220,12 @@ def errors_cmd(obj: State, run_id: str, step: str, limit: int, fmt: str | None) 
     retry, skip and set."""
     store = obj.store
     row = store.run_row(run_id)
+    if step is None:
+        counts = views.instance_counts(store, run_id)
+        failing = {s: sum(c.get(st, 0) for st in ("failed", "paused", "retrying")) for s, c in counts.items()}
+        named = [f"`nbflow errors {run_id} {s}` ({n} failed, paused or retrying)" for s, n in failing.items() if n]
+        raise click.UsageError("name the step whose errors to group: " + ("; ".join(named) if named else
+                               f"run {run_id} has no failed, paused or retrying instance"))
     check_target(store, row, step)
     found = views.error_groups(store, run_id, step, limit=limit)
     if obj.format(fmt) == "json":
