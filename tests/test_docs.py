@@ -129,6 +129,7 @@ WHERE: dict[str, list[str]] = {
     "Operator verbs `-o json`": [""],
     "`signal -o json`": [""],
     "`dead-letters -o json`": [""],
+    "`errors -o json`": ["", "groups"],
 }
 """Per section of docs/json.md: where each of its tables' fields are in the output (its n-th table: the
 n-th path; "" is the object itself, or each element of an array)."""
@@ -177,6 +178,7 @@ OUTPUTS: dict[str, Callable[[str, nbflow.Run], Any]] = {
     "Operator verbs `-o json`": lambda db, run: cli_json(db, "resume", run.id, "report", "--force"),
     "`signal -o json`": lambda db, run: cli_json(db, "signal", str(run.instance("hook").token), "--payload", "1"),
     "`dead-letters -o json`": lambda db, run: cli_json(db, "dead-letters", run.id),
+    "`errors -o json`": lambda db, run: cli_json(db, "errors", run.id, "enrich"),
 }
 """How the real CLI prints each documented output for :func:`docs_run`."""
 

@@ -3,7 +3,8 @@ notebooks with papermill.
 
 Every command reads through the store's query helpers and :mod:`nbflow.views`, and acts through
 :mod:`nbflow.commands` (the one command path); it never writes store tables itself. One module per
-part: :mod:`.runs` (runs, show, history, dead-letters), :mod:`.breakpoints`, :mod:`.verbs` (the
+part: :mod:`.runs` (runs, show, history, dead-letters), :mod:`.watch` (show --watch), :mod:`.triage`
+(errors, and the --keys/--group selections of the verbs), :mod:`.breakpoints`, :mod:`.verbs` (the
 operator verbs of :data:`nbflow.verbs.VERBS`), :mod:`.notebooks` (``run NOTEBOOK``, ``resume
 --notebook``). Exit codes: 0 done, 1 refused or unknown run/step/key (the reason on stderr), 2 usage.
 docs/cli.md documents every command and docs/json.md every field of ``-o json``.
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 
 import click
 
-from . import breakpoints, notebooks, runs, verbs
+from . import breakpoints, notebooks, runs, triage, verbs
 from ._common import Group, State, fmt_option
 
 
@@ -35,7 +36,7 @@ def cli(ctx: click.Context, db: str | None, fmt: str | None) -> None:
 
 
 
-for _command in (*runs.COMMANDS, breakpoints.breakpoint_grp, *verbs.COMMANDS, notebooks.run_cmd):
+for _command in (*runs.COMMANDS, triage.errors_cmd, breakpoints.breakpoint_grp, *verbs.COMMANDS, notebooks.run_cmd):
     cli.add_command(_command)
 
 

@@ -182,9 +182,16 @@ def describe(groups: Groups, verb: str) -> str:
             parts.append("every paused instance" if verb == "resume" else "every unfinished instance")
         elif keys is None:
             parts.append(step if verb in ("approve", "reject") else f"every instance of {step}")
+        elif len(keys) > SHOWN_KEYS:
+            parts.append(f"{len(keys)} instances of {step} ("
+                         + ", ".join(f"{step}:{k}" for k in keys[:SHOWN_KEYS]) + ", …)")
         else:
             parts.extend(f"{step}:{k}" for k in keys)
     return ", ".join(parts)
+
+
+SHOWN_KEYS = 5
+"""A command over more keys than this is described by its count and its first keys."""
 
 
 

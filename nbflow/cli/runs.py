@@ -17,6 +17,7 @@ from ..run import Run
 from ..states import BREAK_ON_ERROR, StepKind
 from ..store import Store
 from ..verbs import allowed_verbs
+from . import watch
 from ._common import (
     ATTENTION,
     INSTANCE_STATUSES,
@@ -84,15 +85,31 @@ def _owner_cell(view: Mapping[str, Any]) -> Text:
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="List at most N instances.")
 @click.option("--inputs-only", is_flag=True,
               help="With STEP[:KEY]: print only the instance's inputs, a JSON object of input name to value.")
+@click.option("--watch", "watching", is_flag=True,
+              help="Redraw the view live (progress, counts per step, what is paused and what holds it) until the "
+                   "run finishes or pauses (exit 0), or is interrupted (exit 1); Ctrl-C stops watching (exit 130).")
+@click.option("--interval", type=float, default=None, callback=watch.check_interval, metavar="SECONDS",
+              help="With --watch: how often to look for changes (default 0.5).")
 @fmt_option
 @click.pass_obj
 def show_cmd(obj: State, run_id: str, target: str | None, inst_status: tuple[str, ...], limit: int | None,
-             inputs_only: bool, fmt: str | None) -> None:
+             inputs_only: bool, watching: bool, interval: float | None, fmt: str | None) -> None:
     """The debug view of RUN: steps with counts per status, breakpoints and what they hold, instances.
 
     With STEP[:KEY]: that one instance, with its inputs, output, error and traceback, logs, attempts
-    and history."""
+    and history. With --watch: the view of the run, redrawn live until it finishes or pauses."""
     store = obj.store
+    if interval is not None and not watching:
+        raise click.UsageError("--interval goes with --watch: `nbflow show RUN --watch --interval 1`")
+    if watching:
+        if target is not None or inputs_only or inst_status or limit is not None:
+            raise click.UsageError("--watch shows the whole run live; it does not go with STEP[:KEY], --inputs-only, "
+                                   f"--status or --limit (drop them: `nbflow show {run_id} --watch`)")
+        if obj.format(fmt) == "json":
+            raise click.UsageError("--watch draws for people and does not go with -o json; a script polls "
+                                   f"`nbflow show {run_id} -o json` (its `status` is paused or finished when done)")
+        watch.watch(store, run_id, 0.5 if interval is None else interval)
+        return
     if target is not None:
         if inst_status or limit is not None:
             raise click.UsageError("--status and --limit narrow the list of a run's instances; "

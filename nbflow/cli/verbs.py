@@ -19,12 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import views
+from .._jsontext import to_json_text
 from .._util import HOST, process_state
-from ..commands import WHOLE_RUN, await_applied, check, submit
+from ..commands import WHOLE_RUN, await_applied, check, check_target, submit
 from ..errors import CommandRefused, OwnershipError
-from ..states import InstanceStatus, RunStatus
+from ..states import InstanceStatus, RunStatus, StepKind
 from ..store import Store
-from ..verbs import VERBS, CommandState, Target, signal_outcome
+from ..triage import Expression
+from ..verbs import VERBS, CommandState, Refusal, Target, signal_outcome
 from ._common import (
     APPLY_WAIT_S,
     UNSET,
@@ -44,6 +46,16 @@ from ._common import (
     target_text,
 )
 from .notebooks import resume_notebook
+from .triage import (
+    PREVIEW,
+    Selection,
+    compile_expr,
+    expr_values,
+    print_preview,
+    selection,
+    selection_options,
+    target_groups,
+)
 
 F = Callable[..., Any]
 
@@ -101,6 +113,11 @@ def operate(obj: State, run_id: str, verb: str, groups: Groups, payload: Mapping
                       "commands": commands, "status": after["status"]})
 
 
+def chosen(obj: State, run_id: str, targets: Sequence[str], sel: Selection, verb: str) -> Groups:
+    """The (step, keys) a verb's targets and selection options (:func:`.triage.selection_options`) name."""
+    return target_groups(obj.store, obj.store.run_row(run_id), targets, sel, verb)
+
+
 def report(obj: State, fmt: str | None, result: dict[str, Any]) -> None:
     """Print a verb's result; exit 1 if the owner refused any command."""
     run_id = result["run"]
@@ -152,6 +169,7 @@ def _print_outcome(result: Mapping[str, Any]) -> None:
 @verb_command("resume")
 @click.argument("run_id", metavar="RUN")
 @click.argument("targets", nargs=-1, metavar="[STEP[:KEY]]...")
+@selection_options
 @reason_option
 @force_option
 @click.option("--notebook", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="NB",
@@ -166,7 +184,8 @@ def _print_outcome(result: Mapping[str, Any]) -> None:
 @fmt_option
 @click.pass_obj
 def resume_cmd(
-    obj: State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, notebook: Path | None,
+    obj: State, run_id: str, targets: tuple[str, ...], sel_keys: tuple[str, ...], sel_group: str | None,
+    sel_status: str | None, sel_text: str | None, reason: str | None, force: bool, notebook: Path | None,
     nb_output: Path | None, nb_params: tuple[tuple[str, str], ...], executor: str | None, fmt: str | None,
 ) -> None:
     """Resume the paused instances of RUN named, else every paused instance.
@@ -174,8 +193,13 @@ def resume_cmd(
     If the run's owner is alive, the owner applies the command. If it is gone (interrupted, or a
     batch run that paused and exited), this process takes the run over with its pinned code and
     drives it until it finishes or pauses again. With --notebook NB, NB is re-executed with
-    papermill instead and its workflow attaches to RUN (exit codes as for `nbflow run`).
+    papermill instead and its workflow attaches to RUN (exit codes as for `nbflow run`). With STEP
+    and --keys, --group, --status or --text: one command resumes every instance they select.
     """
+    sel = selection(sel_keys, sel_group, sel_status, sel_text)
+    if sel.given and notebook is not None:
+        raise click.UsageError(f"{sel.options} and --notebook do not go together: the notebook resumes the run; "
+                               "name the instances as STEP:KEY targets instead")
     if notebook is not None:
         if executor is not None:
             raise click.UsageError("--executor does not go with --notebook (set NBFLOW_EXECUTOR for the notebook)")
@@ -185,7 +209,9 @@ def resume_cmd(
         raise click.UsageError("--output and -p go with --notebook NB")
     store = obj.store
     row = store.run_row(run_id)
-    groups: Groups = groups_of(targets) if targets else [(None, None)]
+    groups: Groups = chosen(obj, run_id, targets, sel, "resume") if targets else [(None, None)]
+    if sel.given and not targets:
+        raise click.UsageError(f"{sel.selects} instances of one step: `nbflow resume {run_id} STEP {sel.first} ...`")
     for step, keys in groups:
         check(store, row, "resume", step, keys)
     owner = views.owner_view(row)
@@ -357,28 +383,36 @@ def _take_over_and_resume(
 @click.argument("targets", nargs=-1, required=True, metavar="STEP[:KEY]...")
 @click.option("--output", "output", required=True, callback=parse_json_option, metavar="JSON|@FILE",
               help="The output the skipped instances stand for, as JSON (downstream steps read it).")
+@selection_options
 @reason_option
 @force_option
 @fmt_option
 @click.pass_obj
-def skip_cmd(obj: State, run_id: str, targets: tuple[str, ...], output: Any, reason: str | None, force: bool,
+def skip_cmd(obj: State, run_id: str, targets: tuple[str, ...], output: Any, sel_keys: tuple[str, ...],
+             sel_group: str | None, sel_status: str | None, sel_text: str | None, reason: str | None, force: bool,
              fmt: str | None) -> None:
-    """Instances paused, failed, retrying or waiting can be skipped."""
-    operate(obj, run_id, "skip", groups_of(targets), {"output": output}, reason, force, fmt)
+    """Instances paused, failed, retrying or waiting can be skipped. With STEP and --keys, --group,
+    --status or --text: one command skips every instance of STEP they select."""
+    sel = selection(sel_keys, sel_group, sel_status, sel_text)
+    operate(obj, run_id, "skip", chosen(obj, run_id, targets, sel, "skip"), {"output": output}, reason, force, fmt)
 
 
 @verb_command("retry")
 @click.argument("run_id", metavar="RUN")
 @click.argument("targets", nargs=-1, required=True, metavar="STEP[:KEY]...")
+@selection_options
 @reason_option
 @force_option
 @fmt_option
 @click.pass_obj
 def retry_cmd(
-    obj: State, run_id: str, targets: tuple[str, ...], reason: str | None, force: bool, fmt: str | None
+    obj: State, run_id: str, targets: tuple[str, ...], sel_keys: tuple[str, ...], sel_group: str | None,
+    sel_status: str | None, sel_text: str | None, reason: str | None, force: bool, fmt: str | None,
 ) -> None:
-    """Failed or paused instances run again with their current inputs (including `set --inputs` edits)."""
-    operate(obj, run_id, "retry", groups_of(targets), None, reason, force, fmt)
+    """Failed or paused instances run again with their current inputs (including `set --inputs` edits).
+    With STEP and --keys, --group, --status or --text: one command retries every instance they select."""
+    sel = selection(sel_keys, sel_group, sel_status, sel_text)
+    operate(obj, run_id, "retry", chosen(obj, run_id, targets, sel, "retry"), None, reason, force, fmt)
 
 
 @verb_command("set_inputs", "set_output", command="set")
@@ -388,16 +422,38 @@ def retry_cmd(
               help="A JSON object of input name to new value, for an instance paused before its body or on error.")
 @click.option("--output", "output", default=None, callback=parse_json_option, metavar="JSON|@FILE",
               help="The new output as JSON, for an instance paused after its body.")
-@click.option("--reason", required=True, help="Why: recorded in the history with the old and new values.")
+@click.option("--expr", "expr", default=None, metavar="EXPR",
+              help="Instead of --inputs: a Python expression over the instance's inputs by name, evaluated per "
+                   "instance; its value becomes the new value of --input, e.g. "
+                   "'{**item, \"amount\": item[\"amount\"].replace(\",\", \".\")}'.")
+@click.option("--input", "input_name", default=None, metavar="NAME",
+              help="With --expr: the input it sets (default: item, on a foreach step).")
+@click.option("--dry-run", is_flag=True, help="With --expr: print what it would set (key, old, new); change nothing.")
+@selection_options
+@click.option("--reason", default=None, help="Why (required): recorded in the history with the old and new values.")
 @force_option
 @fmt_option
 @click.pass_obj
-def set_cmd(obj: State, run_id: str, target: str, inputs: Any, output: Any, reason: str, force: bool,
-            fmt: str | None) -> None:
-    """Change the inputs (--inputs) or the output (--output) of a paused instance, an audited mutation."""
-    if (inputs is UNSET) == (output is UNSET):
-        raise click.UsageError("pass exactly one of --inputs JSON or --output JSON")
-    groups = groups_of([target])
+def set_cmd(obj: State, run_id: str, target: str, inputs: Any, output: Any, expr: str | None,
+            input_name: str | None, dry_run: bool, sel_keys: tuple[str, ...], sel_group: str | None,
+            sel_status: str | None, sel_text: str | None, reason: str | None, force: bool, fmt: str | None) -> None:
+    """Change the inputs (--inputs, --expr) or the output (--output) of paused instances, audited.
+
+    --expr computes a new input value per instance. With STEP and --keys, --group, --status or --text:
+    one command changes every instance they select."""
+    sel = selection(sel_keys, sel_group, sel_status, sel_text)
+    if [inputs is not UNSET, output is not UNSET, expr is not None].count(True) != 1:
+        raise click.UsageError("pass exactly one of --inputs JSON, --output JSON or --expr EXPR")
+    if expr is None and (input_name is not None or dry_run):
+        raise click.UsageError(f"{'--input' if input_name is not None else '--dry-run'} goes with --expr: "
+                               "`nbflow set RUN STEP --group N --input item --expr EXPR --dry-run`")
+    if reason is None and not dry_run:
+        raise click.UsageError("Missing option '--reason': say why; it is recorded in the history with the old and "
+                               "new values")
+    if expr is not None:
+        set_by_expr(obj, run_id, target, sel, input_name, compile_expr(expr), expr, dry_run, reason, force, fmt)
+        return
+    groups = chosen(obj, run_id, (target,), sel, "set")
     if inputs is not UNSET:
         if not isinstance(inputs, dict) or not inputs:
             raise click.BadParameter(
@@ -407,6 +463,52 @@ def set_cmd(obj: State, run_id: str, target: str, inputs: Any, output: Any, reas
         operate(obj, run_id, "set_inputs", groups, {"inputs": inputs}, reason, force, fmt)
     else:
         operate(obj, run_id, "set_output", groups, {"value": output}, reason, force, fmt)
+
+
+def set_by_expr(obj: State, run_id: str, target: str, sel: Selection, input_name: str | None, expression: Expression,
+                text: str, dry_run: bool, reason: str | None, force: bool, fmt: str | None) -> None:
+    """``set --expr``: one set_inputs command with a value per instance (the by_key payload), or with
+    --dry-run the preview of the first instances; an expression that fails for any instance is refused."""
+    store = obj.store
+    row = store.run_row(run_id)
+    ((step, keys),) = target_groups(store, row, (target,), sel, "set")
+    assert step is not None
+    check_target(store, row, step)
+    spec = store.definition(row["workflow"], row["version"]).steps[step]
+    if keys is None:
+        if spec.kind != StepKind.FOREACH:
+            raise click.UsageError(f"--expr computes a value per instance of a foreach step; {step!r} is a "
+                                   f"{spec.kind} step: pass its new inputs with --inputs JSON")
+        raise click.UsageError(f"--expr needs the instances it changes: {step}:KEY, or {step} with --keys, --group, "
+                               "--status or --text")
+    name = input_name or "item"
+    if name not in spec.inputs:
+        raise CommandRefused(f"step {step!r} takes no input named {name!r}; its inputs are: "
+                             f"{', '.join(sorted(spec.inputs)) or 'none'} (choose one with --input NAME)",
+                             Refusal.INVALID)
+    values, preview, failures = expr_values(store, run_id, step, [k for k in keys if k is not None], name, expression)
+    for key, value in values.items():
+        if to_json_text(value) is None:
+            failures += 1
+            if failures <= PREVIEW:
+                preview.append({"key": key, "old": None, "error": f"its value is not JSON ({type(value).__name__}); "
+                                "make the expression return dicts, lists, text, numbers, booleans or None"})
+    failed = [p for p in preview if "error" in p]
+    if dry_run or failed:
+        if obj.format(fmt) == "json":
+            emit_json({"run": run_id, "step": step, "input": name, "expr": text, "count": len(keys),
+                       "failed": failures, "preview": preview, "dry_run": dry_run})
+        else:
+            print_preview(run_id, step, name, len(keys), preview)
+        if failed:
+            echo_err(f"refused: the expression failed for {failures} of {len(keys)} instance(s) (first: "
+                     f"{step}:{failed[0]['key']}: {failed[0]['error']}); nothing was changed")
+            sys.exit(1)
+        if obj.format(fmt) != "json":
+            click.echo(f"dry run: {len(keys)} instance(s) would change; nothing was changed")
+        return
+    payload = {"inputs": {k: {name: v} for k, v in values.items()}, "by_key": True}
+    operate(obj, run_id, "set_inputs", [(step, list(values))], payload, reason, force, fmt)
 
 
 @verb_command("cancel")
