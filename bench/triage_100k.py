@@ -122,6 +122,16 @@ def controller_figures(run: nbflow.Run, rounds: int) -> dict[str, Any]:
     out["state"] = {"ms": ms(t), "json_bytes": len(json.dumps(state)), "rows": len(state["instances"]["rows"]),
                     "step": state["selected_step"], "status_filter": state["instances"].get("status")}
 
+    view = ctl.view()
+
+    def sidebar_request() -> dict[str, Any]:  # what one REST action costs: a new controller on the view
+        fresh = Controller(run, view=view)
+        fresh.act("refresh")
+        return fresh.state()
+
+    t, state = median_s(sidebar_request, rounds)
+    out["sidebar_request"] = {"ms": ms(t), "json_bytes": len(json.dumps(state))}
+
     def page_change() -> dict[str, Any]:
         ctl.act("page", {"delta": 1})
         return ctl.state()
