@@ -104,7 +104,7 @@ def test_skip_a_group_fix_another_by_function_and_retry_it_and_the_run_succeeds(
                                                                                  calls: Trail) -> None:
     commas, nones = run.error_groups("parse")
     before = len(calls.items())
-    run.skip("parse", keys=nones.keys, output={"id": -1, "cents": 0}, reason="no amount")
+    run.skip("parse", keys=nones, output={"id": -1, "cents": 0}, reason="no amount")
     run.set_inputs("parse", keys=commas.keys, fn=lambda item: {**item, "amount": item["amount"].replace(",", ".")},
                    reason="decimal commas")
     run.retry("parse", keys=commas.keys)

@@ -72,6 +72,11 @@ ACTIONS = NAVIGATION + CODE_ACTIONS + VERB_ACTIONS + BREAKPOINT_ACTIONS
 SUMMARY_FIELDS = ("id", "workflow", "version", "status", "interrupted", "owner", "progress", "counts",
                   "break_on_error", "created", "updated", "finished", "forked_from")
 
+ERROR_GROUPS_SHOWN = 12
+"""Error groups the view ships (the largest; ``groups_omitted`` counts the others): its state stays small."""
+TRACEBACK_CHARS = 1200
+"""The end of each group's example traceback the view ships (where the error was raised)."""
+
 PREVIEW_ROWS = 5
 """Instances a bulk edit's preview shows."""
 
@@ -224,7 +229,8 @@ class Controller:
             detail = self._detail
         errors = None
         if v.errors and v.step is not None:
-            errors = self._cached("errors", lambda step: views.error_groups(self.store, self.run.id, step), nodes)
+            errors = self._cached("errors", lambda step: views.error_groups(
+                self.store, self.run.id, step, limit=ERROR_GROUPS_SHOWN, traceback_chars=TRACEBACK_CHARS), nodes)
         timeline = None
         if v.step is not None:
             timeline = self._cached("timeline", lambda step: views.timeline(self.store, self.run.id, step), nodes)
@@ -232,7 +238,7 @@ class Controller:
             "summary": summary, "dag": {"nodes": nodes, "edges": state["dag"]["edges"]},
             "selected_step": v.step, "instances": page,
             "selected": None if v.sel is None else {"step": v.sel[0], "key": (detail or {"key": v.sel[1]})["key"]},
-            "detail": detail, "errors": errors, "selection": self._selection(errors), "timeline": timeline,
+            "detail": detail, "errors": errors, "selection": self._selection(errors, page), "timeline": timeline,
         }
 
     def _cached(self, what: str, compute: Callable[[str], dict[str, Any]], nodes: list[dict[str, Any]]
@@ -287,12 +293,13 @@ class Controller:
         assert v.step is not None
         col = int(v.sort.split(":", 1)[1])
         total, rows = page["total"], []
+        reader = views.value_reader(self.store, self.run.id)  # upstream values decoded once, for every chunk
         for offset in range(0, total, WATCH_SORT_CHUNK):
             chunk = views.instance_page(
                 self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=offset,
                 limit=WATCH_SORT_CHUNK, user_keys=True, group=v.group or None,
             )["rows"]
-            cells = views.watch_values(self.store, self.run.id, v.step, [r["item"] for r in chunk], watch)
+            cells = views.watch_values(self.store, self.run.id, v.step, [r["item"] for r in chunk], watch, reader)
             for r, c in zip(chunk, cells):
                 r["watch"] = c
             rows.extend(chunk)
@@ -300,7 +307,7 @@ class Controller:
         start = min(v.offset, max((total - 1) // self.page_size * self.page_size, 0))
         return {**page, "offset": start, "rows": rows[start:start + self.page_size]}
 
-    def _selection(self, errors: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _selection(self, errors: Mapping[str, Any] | None, page: Mapping[str, Any]) -> dict[str, Any]:
         """What the bulk verbs act on now, with how many instances and a label for people."""
         v = self._v
         out: dict[str, Any] = {"kind": v.chosen, "keys": [], "group": "", "count": 0, "label": "nothing selected"}
@@ -320,8 +327,7 @@ class Controller:
             out.update(group=group["id"], count=group["count"],
                        label=f"{_plural(group['count'], 'instance')} of {v.step} ({group['type']})")
         else:
-            n = len(views.filter_keys(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
-                                      group=v.group or None))
+            n = int(page.get("total", 0))  # the page's count of every match: no keys read
             out.update(count=n, label=f"all {_plural(n, 'instance')} of {v.step} matching the filter")
         return out
 
