@@ -1,13 +1,16 @@
 """Issue 16: the run's view in Chromium for a 100,000-item foreach: first paint and a page change.
 
-Starts JupyterLab (tests/browser/server.py: a throwaway server, token, store) and Debian's chromium
-through Playwright, makes two 100,000-item runs in the server's store (owned by this process, so
-they stay live: ``paused`` at a breakpoint on every item, ``errors`` with 1,700 items paused on an
-error; the workflow of bench/triage_100k.py), opens the "Workflow runs" sidebar, and per round:
+Starts JupyterLab (tests/browser/server.py: a throwaway server, token, store; the labextension built
+in this tree) and Debian's chromium through Playwright, opens a notebook whose kernel makes and owns
+two 100,000-item runs (the workflow of bench/triage_100k.py: ``paused`` at a breakpoint on every item,
+``errors`` with 1,700 items paused on an error), and per round, for each run, in two surfaces:
 
-* **first paint**: from the click on the run's row in the sidebar to the view's instance table
-  showing its first rows (a new panel each round: the previous one is closed);
-* **page change**: from the click on the "Next" button to the table showing the next page (its page info).
+* the **sidebar** ("Workflow runs"): *first paint* from the click on the run's row to the view's
+  instance table showing its first rows (a new panel each round: the previous one is closed);
+* the **notebook widget**: *first paint* from running a cell that shows the run (a new ``Run``
+  handle: a new widget each round) to its table showing rows;
+* in both, *page change*: from the click on the "Next" button to the table showing the next page
+  (its page info).
 
 Run it from the repository's root: ``python3 -m bench.triage_browser`` (it uses the tests' server
 helper). Prints JSON: the median and the spread of ``--rounds`` rounds per run (target: each under 1 s).
@@ -22,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.triage_100k import machine, workflow
-from nbflow.engine.lifecycle import stop_all
+import nbflow
+from bench.triage_100k import machine
 from tests.browser.fixtures import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.notebook import open_notebook, write_notebook
 from tests.browser.server import JupyterServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +75,59 @@ def measure(page: Any, run_id: str, rounds: int, settle: float) -> dict[str, Any
             "rows_shown": view.locator("tr[data-testid=instance-row]").count()}
 
 
+NOTEBOOK = "triage.ipynb"
+RUN_CELL = """(i) => {
+  const app = window.jupyterapp;
+  const panel = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === 'triage.ipynb');
+  app.shell.activateById(panel.id);
+  panel.content.activeCellIndex = i;
+  return app.commands.execute('notebook:run-cell');
+}"""
+MARK_OLD = "() => document.querySelectorAll('.nbflow-widget').forEach(e => e.setAttribute('data-bench-old', ''))"
+
+
+def setup_cells(db_url: str, n: int) -> list[str]:
+    """The notebook: its kernel makes and owns the two runs (cell 0); cells 1 and 2 each show one
+    through a new ``Run`` handle, so each execution opens a new widget (a first paint, not a re-render)."""
+    make = "workflow({url!r}, 'browser_{name}').run(params={{'n': {n}, 'bad': True}}, {how})"
+    setup = "\n".join([
+        "import sys", f"sys.path.insert(0, {str(ROOT)!r})", "import nbflow", "from bench.triage_100k import workflow",
+        "paused = " + make.format(url=db_url, name="paused", n=n, how="breakpoints=['parse']"),
+        "errors = " + make.format(url=db_url, name="errors", n=n, how="break_on_error=True"),
+        "print('ready:', paused.wait(), errors.wait())",
+    ])
+    return [
+        setup,
+        "nbflow.Run(paused.store, paused.id)",
+        "nbflow.Run(errors.store, errors.id)",
+        "paused.cancel(); errors.cancel()",
+    ]
+
+
+def measure_notebook(page: Any, cell: int, run_id: str, rounds: int, settle: float) -> dict[str, Any]:
+    new = f".jp-Notebook .nbflow-widget[data-run-id='{run_id}']:not([data-bench-old])"
+    first, change = [], []
+    info_text = ""
+    for _ in range(rounds):
+        page.evaluate(MARK_OLD)
+        time.sleep(settle)
+        t0 = time.perf_counter()
+        page.evaluate(RUN_CELL, cell)
+        view = page.locator(new)
+        view.locator("tr[data-testid=instance-row]").first.wait_for(timeout=60_000)
+        first.append(time.perf_counter() - t0)
+        info = view.locator("[data-testid=page-info]")
+        before = info.inner_text()
+        time.sleep(settle)
+        t0 = time.perf_counter()
+        view.locator("[data-testid=page-next]").click()
+        page.wait_for_function("([el, text]) => el.textContent !== text", arg=[info.element_handle(), before],
+                               timeout=30_000)
+        change.append(time.perf_counter() - t0)
+        info_text = f"{before} -> {info.inner_text()}"
+    return {"first_paint": spread(first), "page_change": spread(change), "page_info": info_text}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=100_000, help="items of the foreach")
@@ -89,25 +146,25 @@ def main() -> None:
         (shipped / "nbflow-labextension").symlink_to(ROOT / "nbflow" / "labextension")
         server.start()
         try:
-            paused = workflow(server.db_url, "browser_paused").run(params={"n": args.n, "bad": True},
-                                                                   breakpoints=["parse"])
-            errors = workflow(server.db_url, "browser_errors").run(params={"n": args.n, "bad": True},
-                                                                   break_on_error=True)
-            assert paused.wait() == "paused" and errors.wait() == "paused"
+            write_notebook(server.root / NOTEBOOK, setup_cells(server.db_url, args.n))
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                 out["chromium"] = browser.version
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                page.goto(server.page_url("lab", "reset"))
-                page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=90_000)
+                open_notebook(page, server, NOTEBOOK)
+                page.evaluate(RUN_CELL, 0)
+                page.locator(".jp-OutputArea-output", has_text="ready: paused paused").wait_for(timeout=300_000)
+                ids = {name: nbflow.runs(server.db_url, workflow=f"browser_{name}")[0].id
+                       for name in ("paused", "errors")}
                 page.locator(".jp-SideBar [data-id='nbflow-runs']").click()
                 page.locator("#nbflow-runs").wait_for(state="visible")
-                for name, run in (("paused", paused), ("errors", errors)):
-                    out[name] = measure(page, run.id, args.rounds, args.settle)
+                for name, run_id in ids.items():
+                    out[f"sidebar_{name}"] = measure(page, run_id, args.rounds, args.settle)
+                page.evaluate(CLOSE_PANELS)
+                for cell, (name, run_id) in enumerate(ids.items(), start=1):
+                    out[f"notebook_{name}"] = measure_notebook(page, cell, run_id, args.rounds, args.settle)
+                page.evaluate(RUN_CELL, 3)
                 browser.close()
-            for run in (paused, errors):
-                run.cancel()
-            stop_all()
         finally:
             server.stop()
     print(json.dumps(out, indent=1))
