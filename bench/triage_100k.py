@@ -118,6 +118,13 @@ def controller_figures(run: nbflow.Run, rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     t, ctl = median_s(lambda: Controller(run), rounds)
     out["open_ms"] = ms(t)  # a new view: picks the step to show, as a widget or a sidebar tab does
+    def widget_open() -> RunWidget:  # what displaying a run costs in the kernel, before the browser draws
+        w = RunWidget(nbflow.Run(run.store, run.id), live=False)
+        w.close()
+        return w
+
+    t, _ = median_s(widget_open, rounds)
+    out["widget_open_ms"] = ms(t)
     t, state = median_s(ctl.state, rounds)
     out["state"] = {"ms": ms(t), "json_bytes": len(json.dumps(state)), "rows": len(state["instances"]["rows"]),
                     "step": state["selected_step"], "status_filter": state["instances"].get("status")}
