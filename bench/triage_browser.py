@@ -83,12 +83,15 @@ RUN_CELL = """(i) => {
   panel.content.activeCellIndex = i;
   return app.commands.execute('notebook:run-cell');
 }"""
+CLOSE_CELL = 3
+"""The cell that closes the widgets the earlier rounds opened (each would go on refreshing every 5 s)."""
 MARK_OLD = "() => document.querySelectorAll('.nbflow-widget').forEach(e => e.setAttribute('data-bench-old', ''))"
 
 
 def setup_cells(db_url: str, n: int) -> list[str]:
     """The notebook: its kernel makes and owns the two runs (cell 0); cells 1 and 2 each show one
-    through a new ``Run`` handle, so each execution opens a new widget (a first paint, not a re-render)."""
+    through a new ``Run`` handle, so each execution opens a new widget (a first paint, not a re-render);
+    cell 3 closes the widgets shown so far; cell 4 cancels the runs."""
     make = "workflow({url!r}, 'browser_{name}').run(params={{'n': {n}, 'bad': True}}, {how})"
     setup = "\n".join([
         "import sys", f"sys.path.insert(0, {str(ROOT)!r})", "import nbflow", "from bench.triage_100k import workflow",
@@ -97,9 +100,10 @@ def setup_cells(db_url: str, n: int) -> list[str]:
         "print('ready:', paused.wait(), errors.wait())",
     ])
     return [
-        setup,
-        "nbflow.Run(paused.store, paused.id)",
-        "nbflow.Run(errors.store, errors.id)",
+        setup + "\nfrom nbflow.notebook.widget import widget_for\nshown = []",
+        "shown.append(nbflow.Run(paused.store, paused.id))\nshown[-1]",
+        "shown.append(nbflow.Run(errors.store, errors.id))\nshown[-1]",
+        "for r in shown:\n    widget_for(r).close()\nshown.clear()",
         "paused.cancel(); errors.cancel()",
     ]
 
@@ -109,6 +113,7 @@ def measure_notebook(page: Any, cell: int, run_id: str, rounds: int, settle: flo
     first, change = [], []
     info_text = ""
     for _ in range(rounds):
+        page.evaluate(RUN_CELL, CLOSE_CELL)  # the earlier rounds' widgets stop their live updates
         page.evaluate(MARK_OLD)
         time.sleep(settle)
         t0 = time.perf_counter()
@@ -163,7 +168,9 @@ def main() -> None:
                 page.evaluate(CLOSE_PANELS)
                 for cell, (name, run_id) in enumerate(ids.items(), start=1):
                     out[f"notebook_{name}"] = measure_notebook(page, cell, run_id, args.rounds, args.settle)
-                page.evaluate(RUN_CELL, 3)
+                page.evaluate(RUN_CELL, CLOSE_CELL)
+                page.evaluate(RUN_CELL, CLOSE_CELL + 1)
+                time.sleep(2)
                 browser.close()
         finally:
             server.stop()
