@@ -2,6 +2,7 @@
 the `Server` handle and the module-scoped `server` fixture (tests/conftest.py registers it for every test module)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -45,7 +46,14 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`jupyter server` with only nbflow enabled explicitly in its (isolated) config: an editable
     install does not put the shipped `etc/jupyter` file in place."""
-    base = tmp_path_factory.mktemp("jpserver")
+    with serve(tmp_path_factory.mktemp("jpserver")) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def serve(base: Path, *args: str) -> Iterator[Server]:
+    """The `server` fixture's server in the folder *base*, with more command-line *args* (e.g. an
+    identity provider's class)."""
     for d in ("config", "data", "runtime", "root"):
         (base / d).mkdir()
     (base / "config" / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {
@@ -60,7 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env.pop("JUPYTER_TOKEN", None)
     cmd = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'root'}",
-           "--ServerApp.open_browser=False"]
+           "--ServerApp.open_browser=False", *args]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--ServerApp.allow_root=True")
     log = base / "server.log"
@@ -77,10 +85,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             pass
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
-    yield srv
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+        yield srv
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

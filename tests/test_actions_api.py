@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 from api_server import Server
-from test_server import browser_session, command_count, paused_run, poll
+from test_server import browser_session, command_count, paused_run, poll, server_user
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,7 +44,7 @@ def test_a_first_look_opens_the_paused_step_and_navigation_moves_the_view(server
 def test_a_verb_is_applied_by_the_owner_as_the_jupyter_user(server: Server) -> None:
     run = paused_run(server.db, "act_resume")
     session = browser_session(server)
-    user = session.get(f"{server.url}/api/me", timeout=10).json()["identity"]["username"]
+    user = server_user()  # the actor of jupyter_server's made-up anonymous user (tests/test_actor_identity.py)
     xsrf = secrets.token_hex(16)
     session.cookies.set("_xsrf", xsrf)
     resp = session.post(server.api(f"runs/{run.id}/actions/resume"), headers={"X-XSRFToken": xsrf},

@@ -63,15 +63,29 @@ class Executed:
         return list(reversed(nbflow.runs(self.store, workflow=workflow)))
 
 
-def execute(name: str, tmp_path: Path, db_url: str) -> Executed:
+def execute(name: str, tmp_path: Path, db_url: str, before: dict[str, str] | None = None) -> Executed:
     """Run notebooks/NAME in a copy of notebooks/ under *tmp_path* (the kernel's working directory);
-    NBFLOW_DB (set by the db_url fixture) reaches the kernel and the commands it starts."""
+    NBFLOW_DB (set by the db_url fixture) reaches the kernel and the commands it starts. *before* maps
+    a text of a code cell to code run just before that cell: what a person does meanwhile (a click)."""
     work = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOKS, work)
     nb = nbformat.read(work / name, as_version=4)
+    for contains, code in (before or {}).items():
+        at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and contains in c.source)
+        nb.cells.insert(at, nbformat.v4.new_code_cell(code))
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
     assert not (work / ".nbflow").exists(), "the notebook wrote a store of its own instead of using NBFLOW_DB"
     return Executed(nb, db_url)
+
+
+def click(action: str, **args: Any) -> str:
+    """Kernel code that does what a click in the displayed widget does: the action through the run's
+    widget (``RunWidget.handle_message``, which applies it with the widget's Controller, as the ESM's
+    ``act`` does), prints the answer, then waits until the run settles, as a person reads meanwhile."""
+    return ("from nbflow.notebook.widget import widget_for as _widget_for\n"
+            f"_answer = _widget_for(run).handle_message({{'action': {action!r}, **{args!r}}})\n"
+            "print('clicked:', _answer['ok'], _answer['text'])\n"
+            "run.wait()")
 
 
 # ---------------------------------------------------------------------------------- the notebooks
@@ -88,6 +102,33 @@ def test_quickstart_pauses_before_report_resumes_it_and_shows_the_revenue(tmp_pa
     done = ex.shown('run.output("report")')
     assert f"run {run.id} is succeeded" in done and f"{{'orders': 12, 'revenue': {revenue}}}" in done
     assert re.search(rf"{run.id}\s+quickstart\s+succeeded\s+0\s+14/14", ex.shown("%nbflow runs"))
+
+
+def test_run_all_on_the_quickstart_shows_the_run_paused_at_report(tmp_path: Path, db_url: str) -> None:
+    """Executed top to bottom, as "Run All" does, the cell that shows the debugger shows it paused at the
+    breakpoint (its saved text and HTML: what a notebook saved without the widget's state shows)."""
+    ex = execute("00-quickstart.ipynb", tmp_path, db_url)
+    (run,) = ex.runs("quickstart")
+    cell = ex.cell("%nbflow run -p n=12 --break report")
+    (display,) = [o for o in cell.outputs if WIDGET in o.get("data", {})]
+    text = display["data"]["text/plain"]
+    assert f"nbflow run {run.id} of 'quickstart': paused, 13/14 done" in text
+    assert re.search(r"report\s+task\s+1 paused", text) and "breakpoint #1 report (before, run): hit" in text, text
+    assert ">PAUSED</span>" in display["data"]["text/html"]
+    assert run.status == "succeeded"  # the next cells resumed it
+
+
+def test_quickstart_after_the_user_clicked_resume_says_report_is_already_resumed_and_finishes(
+    tmp_path: Path, db_url: str
+) -> None:
+    ex = execute("00-quickstart.ipynb", tmp_path, db_url, before={
+        "%nbflow resume report": click("resume", step="report"),
+    })
+    (run,) = ex.runs("quickstart")
+    assert "clicked: True resumed 1 instance" in ex.shown("_widget_for(run)")
+    assert ex.shown("%nbflow resume report") == "report is already resumed (succeeded); nothing to do\n"
+    assert f"run {run.id} is succeeded" in ex.shown('run.output("report")')
+    assert [e.step for e in run.history() if e.kind == "resumed"] == ["report"]  # resumed once, by the click
 
 
 @covers("01-develop-step-by-step.ipynb")
@@ -108,6 +149,20 @@ def test_develop_stops_at_every_step_finds_the_bug_and_the_fork_reuses_the_slow_
                                       {"city": "Lima", "c": 20.0}, {"city": "Quito", "c": 15.0}]
 
 
+def test_develop_after_the_user_resumed_in_the_widget_says_so_and_forks_as_before(
+    tmp_path: Path, db_url: str
+) -> None:
+    ex = execute("01-develop-step-by-step.ipynb", tmp_path, db_url, before={
+        "%nbflow resume readings": click("resume", step="readings"),
+        "%nbflow resume celsius": click("resume_all"),
+    })
+    first, fork = ex.runs("develop")
+    assert "readings is already resumed (" in ex.shown("%nbflow resume readings")
+    assert "every celsius item is already resumed: ['succeeded']" in ex.shown("%nbflow resume celsius")
+    assert "paused at ['summary']" in ex.shown('run.instance("summary").inputs["celsius"]')
+    assert (first.status, fork.status) == ("cancelled", "succeeded")
+
+
 @covers("02-debug-a-foreach.ipynb")
 def test_foreach_with_17_failures_is_fixed_by_code_change_input_edit_and_skips(tmp_path: Path, db_url: str) -> None:
     ex = execute("02-debug-a-foreach.ipynb", tmp_path, db_url)
@@ -126,6 +181,25 @@ def test_foreach_with_17_failures_is_fixed_by_code_change_input_edit_and_skips(t
     assert edit.data["reason"] == "typo in the export: O for 0" and edit.data["old"]["item"]["amount"] == "6O.66"
 
 
+def test_foreach_after_the_user_retried_and_skipped_in_the_widget_acts_only_on_the_rest(
+    tmp_path: Path, db_url: str
+) -> None:
+    commas = [i for i in range(1000) if i % 83 == 41]
+    ex = execute("02-debug-a-foreach.ipynb", tmp_path, db_url, before={
+        "commas = ": click("retry", step="parse", keys=commas),
+        "missing = ": click("skip", step="parse", keys=[100, 300, 500, 700], output={"id": 0, "cents": 0}),
+    })
+    (run,) = ex.runs("payments")
+    assert "12 of 12 no longer accept retry ({'succeeded': 12}); nothing to do" in ex.shown("commas = ")
+    assert "retrying 1 instance" in ex.shown("key=666")  # the typo was left to the notebook
+    done = ex.shown("missing = ")
+    assert "4 of 4 no longer accept skip ({'skipped': 4}); nothing to do" in done
+    cents = {i: round(float(f"{10 + i % 90}.{i % 100:02d}") * 100) for i in range(1000)}
+    cents |= {666: 6066, 100: 0, 300: 0, 500: 0, 700: 0}
+    assert f"succeeded | total: {sum(cents.values()) / 100}" in done
+    assert sum(e.kind == "retry_requested" for e in run.history()) == 13  # 12 by the click, 1 by the notebook
+
+
 @covers("03-fix-an-intermediate-value.ipynb")
 def test_an_after_breakpoint_holds_the_bad_rate_until_it_is_corrected(tmp_path: Path, db_url: str) -> None:
     ex = execute("03-fix-an-intermediate-value.ipynb", tmp_path, db_url)
@@ -137,6 +211,21 @@ def test_an_after_breakpoint_holds_the_bad_rate_until_it_is_corrected(tmp_path: 
     assert "('output_changed',\n  'JPY',\n  0.0,\n  0.0067," in ex.shown('e.kind == "output_changed"')
     assert run.output("rate") == [1.13, 1.08, 1.27, 0.0067, 0.095]
     assert "invoices ran 1 time(s)" in ex.shown("invoices ran")
+
+
+def test_intermediate_value_after_the_user_edited_and_resumed_in_the_widget_says_so(
+    tmp_path: Path, db_url: str
+) -> None:
+    edit = click("set_output", step="rate", key="JPY", value=0.0067, reason="from the bank's sheet")
+    ex = execute("03-fix-an-intermediate-value.ipynb", tmp_path, db_url, before={
+        "run.set_output": edit + "\n" + click("resume", step="rate", key="JPY"),
+    })
+    (run,) = ex.runs("invoicing")
+    shown_ = ex.shown("run.set_output")
+    assert "rate:JPY is already resumed (succeeded) with output 0.0067; nothing to do" in shown_
+    assert "succeeded | usd_total: " in shown_
+    (change,) = [e for e in run.history() if e.kind == "output_changed"]
+    assert change.data["reason"] == "from the bank's sheet"  # the widget's edit, not a second one
 
 
 @covers("04-approval-and-callback.ipynb")
@@ -154,6 +243,18 @@ def test_the_gate_is_approved_and_the_signal_from_another_process_finishes_the_r
     assert "exit 0: duplicate" in again and "exit 1: refused: the signal token is not valid" in again
     assert run.output("smoke_tests") == {"passed": 12, "total": 12}  # the first payload stands
     assert run.output("sign_off") == {"region": "eu-west"}
+
+
+def test_approval_after_the_user_approved_in_the_widget_says_so_and_the_callback_finishes(
+    tmp_path: Path, db_url: str
+) -> None:
+    approve = click("approve", step="sign_off", comment="looks good", payload={"region": "eu-west"})
+    ex = execute("04-approval-and-callback.ipynb", tmp_path, db_url, before={"run.approve(": approve})
+    (run,) = ex.runs("release")
+    assert "sign_off is already decided (succeeded, output {'region': 'eu-west'}); nothing to do" in ex.shown(
+        "run.approve(")
+    assert "12/12 smoke tests passed" in ex.shown('run.output("announce")')
+    assert [e.data.get("comment") for e in run.history() if e.kind == "approved"] == ["looks good"]
 
 
 @covers("05-papermill-batch.ipynb")
@@ -187,6 +288,18 @@ def test_scale_out_runs_steps_on_dask_workers_and_pauses_one_item(tmp_path: Path
     assert "crunching 5000 numbers on tcp://" in ex.shown('run.instance("crunch", key=0).logs')
     assert "succeeded | {'sum_sq': 21332533340000, 'workers': 1}" in ex.shown('executor="processes"')
     assert (dask_run.status, local.status) == ("succeeded", "succeeded")
+
+
+def test_scale_out_after_the_user_resumed_crunch_3_in_the_widget_says_so(tmp_path: Path, db_url: str) -> None:
+    if not hasattr(nbflow, "DaskExecutor"):
+        pytest.skip("needs nbflow.DaskExecutor (issue 8)")
+    pytest.importorskip("distributed", reason="needs dask.distributed (the [dask] extra)")
+    ex = execute("06-scale-out-dask-postgres.ipynb", tmp_path, db_url, before={
+        'run.resume("crunch", key=3)': click("resume", step="crunch", key=3),
+    })
+    shown_ = ex.shown('run.resume("crunch", key=3)')
+    assert "crunch:3 is already resumed (succeeded); nothing to do" in shown_
+    assert "succeeded | {'sum_sq': 21332533340000, 'workers': " in shown_
 
 
 # ---------------------------------------------------------------------------------- the folder

@@ -87,6 +87,10 @@ def owner_alive(row: Mapping[str, Any]) -> bool:
 
 
 def owner_text(row: Mapping[str, Any]) -> str:
+    """Who drives the run, for people: ``pid 123 on host``; ``nobody`` for an unfinished run no
+    process holds (a batch run that paused and exited); ``none: the run is finished`` once it is."""
+    if RunStatus(row["status"]).terminal:
+        return "none: the run is finished"
     return f"pid {row['owner_pid']} on {row['owner_host']}" if row["owner_id"] else "nobody"
 
 

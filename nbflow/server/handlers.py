@@ -18,9 +18,11 @@ run/step/key, 409 refused by the run's state, 413/429 limits); never a traceback
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -34,7 +36,7 @@ from tornado import web
 from tornado.web import HTTPError
 
 from .. import views
-from .._util import dumps, parse_json, set_actor
+from .._util import current_actor, dumps, parse_json, set_actor
 from ..breakpoints import check_condition, json_key, parse_target
 from ..commands import (
     CommandResult,
@@ -163,6 +165,28 @@ def _json_body(raw: bytes, *, allow_empty: bool = False) -> Any:
         raise _http(400, f"the request body is refused: {exc}") from None
 
 
+# ---------------------------------------------------------------------------------- who acts
+_ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def jupyter_actor(user: Any, provider: Any) -> str:
+    """The actor of the sidebar's commands: the Jupyter user's ``name`` from the server's identity
+    provider (JupyterHub's, or one a deployment configures). jupyter_server's own providers, when no
+    identity is configured (one shared token, or no auth), make up an anonymous user per browser (a
+    random hex ``username``, the name ``Anonymous <moon>``); that user is the person who runs the
+    server, so the actor is the OS user running it (``NBFLOW_ACTOR`` if set): what the notebook's
+    kernel records for the same person (:func:`nbflow._util.current_actor`)."""
+    username = getattr(user, "username", None)
+    if not isinstance(username, str):
+        return str(user)
+    name = getattr(user, "name", None) or username
+    made_up = (type(provider).__module__.startswith("jupyter_server.") and _ANONYMOUS_ID.fullmatch(username)
+               and str(name).startswith("Anonymous "))
+    if made_up:
+        return contextvars.Context().run(current_actor)  # not a surface's actor set in this context
+    return str(name)
+
+
 # ---------------------------------------------------------------------------------- REST API
 class ApiHandler(_JsonErrors, APIHandler):
     """Base of ``/nbflow/api/``: the store, JSON replies, the Jupyter user as actor."""
@@ -175,8 +199,8 @@ class ApiHandler(_JsonErrors, APIHandler):
 
     @property
     def actor(self) -> str:
-        user = self.current_user
-        return str(getattr(user, "username", None) or getattr(user, "name", None) or user)
+        """Who the sidebar acts as (the actor of its commands): see :func:`jupyter_actor`."""
+        return jupyter_actor(self.current_user, self.identity_provider)
 
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
