@@ -6,15 +6,22 @@
 // (data-testid attributes) is listed in nbflow/notebook/widget.py.
 //
 // The parts: header.js (run, progress, run-wide actions), dag.js (the graph), breakpoints.js,
-// table.js (the instance table), detail.js (the instance panel and its editor), message.js,
-// with describe.js and format.js for words and numbers, dom.js for elements, types.js for shapes.
+// errors.js (the Errors view), bulk.js (the verbs on the selection), table.js (the instance table,
+// watch columns), timeline.js, detail.js (the instance panel, its JSON trees and editor),
+// dialog.js (the one modal dialog), keys.js (keyboard shortcuts), message.js, with describe.js and
+// format.js for words and numbers, dom.js for elements, types.js for shapes.
 import { createBreakpoints } from "./breakpoints.js";
+import { createBulk } from "./bulk.js";
 import { createDag } from "./dag.js";
 import { createDetail } from "./detail.js";
+import { createDialogs } from "./dialog.js";
 import { h } from "./dom.js";
+import { createErrors } from "./errors.js";
 import { createHeader } from "./header.js";
+import { shortcuts } from "./keys.js";
 import { createMessages } from "./message.js";
 import { createTable } from "./table.js";
+import { createTimeline } from "./timeline.js";
 import { transport } from "./transport.js";
 
 /** @typedef {import("./types.js").Model} Model */
@@ -41,6 +48,8 @@ function render({ model, el, experimental }) {
   const call = transport(experimental && experimental.invoke);
   const messages = createMessages();
   const root = h("div", { class: "nbflow-widget" });
+  /** @param {HTMLElement} elem */
+  const stop = (elem) => elem.addEventListener("keydown", (e) => e.stopPropagation());
 
   /** @type {Ctx} */
   const ctx = {
@@ -58,30 +67,41 @@ function render({ model, el, experimental }) {
       if (!answer.ok) messages.show(answer);
       return answer;
     },
+    ask: (name, args = {}) => call(name, args),
     showMessage: messages.show,
     placeMessage: messages.place,
+    clearMessage: messages.clear,
     breakpointsById: () => {
       /** @type {Map<number, Breakpoint>} */
       const m = new Map();
       for (const n of (model.get("dag") || {}).nodes || []) for (const b of n.breakpoints || []) m.set(b.id, b);
       return m;
     },
-    stop: (elem) => elem.addEventListener("keydown", (e) => e.stopPropagation()),
+    stop,
+    dialog: createDialogs(root, stop),
   };
 
   const header = createHeader(ctx);
   const dag = createDag(ctx);
   const bps = createBreakpoints(ctx);
-  const table = createTable(ctx);
   const detail = createDetail(ctx);
+  const table = createTable(ctx, detail);
+  const errors = createErrors(ctx);
+  const bulk = createBulk(ctx);
+  const timeline = createTimeline(ctx);
+  const keys = shortcuts(ctx, { table, detail, bulk });
   root.append(header.el, h("div", { class: "nbf-body" },
-    h("div", { class: "nbf-left" }, dag.el, bps.el),
-    h("div", { class: "nbf-right" }, messages.slotTop, table.hint, table.el, detail.el)));
+    h("div", { class: "nbf-left" }, dag.el, bps.el, keys.legend),
+    h("div", { class: "nbf-right" }, messages.slotTop, table.hint, table.el, errors.el, bulk.el, table.tableEl, timeline.el, detail.el)));
   el.append(root);
 
   const renderDetail = () => {
     detail.render();
     table.markCurrent();
+  };
+  const renderTable = () => {
+    table.render();
+    bulk.render();
   };
   // ---------------------------------------------------------------- wiring
   on("summary", () => {
@@ -92,19 +112,30 @@ function render({ model, el, experimental }) {
   on("dag", () => {
     dag.render();
     bps.render();
-    table.render();
+    renderTable();
     renderDetail();
   });
   on("selected_step", () => {
     dag.render();
     bps.render();
-    table.render();
+    renderTable();
+    errors.render();
+    timeline.render();
   });
-  on("instances", table.render);
+  on("instances", renderTable);
   on("selected", () => {
     renderDetail();
+    renderTable();
+  });
+  on("errors", () => {
+    errors.render();
     table.render();
   });
+  on("selection", () => {
+    renderTable();
+    errors.render();
+  });
+  on("timeline", timeline.render);
   on("detail", renderDetail);
   // what every view of the widget is told: an answer, or the outcome of a command sent earlier
   on("message", () => messages.show(model.get("message") || {}));
@@ -113,7 +144,9 @@ function render({ model, el, experimental }) {
   header.renderLive();
   dag.render();
   bps.render();
-  table.render();
+  renderTable();
+  errors.render();
+  timeline.render();
   renderDetail();
   const m0 = model.get("message");
   if (m0 && m0.text) messages.show(m0);
@@ -122,6 +155,9 @@ function render({ model, el, experimental }) {
     for (const f of off) f();
     table.dispose();
     header.dispose();
+    messages.dispose();
+    keys.dispose();
+    ctx.dialog.close();
   };
 }
 
