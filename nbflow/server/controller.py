@@ -75,7 +75,11 @@ class ActionHandler(ApiHandler):
             if got is not None:
                 controller.pending.pop(cid, None)
                 answer = Controller.applied(cid, name, {"result": got.result, "message": got.message})
-        state = await asyncio.to_thread(controller.state)
+        def read() -> dict[str, Any]:
+            set_actor(actor)  # the state says who this surface acts as (summary.actor): the same person
+            return controller.state()
+
+        state = await asyncio.to_thread(read)
         state["live"] = not RunStatus(state["summary"]["status"]).terminal
         status = 200
         if not answer["ok"]:
