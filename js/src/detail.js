@@ -6,7 +6,7 @@ import { field } from "./dialog.js";
 import { copyText, h } from "./dom.js";
 import { clock, duration, label, plural, pretty, time, quote } from "./format.js";
 import { WHEN, describeEvent, notStarted, pauseWhen, whyText } from "./describe.js";
-import { jsonTree, setIn } from "./jsontree.js";
+import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
 /** @typedef {import("./types.js").Key} Key */
@@ -283,6 +283,10 @@ export function createDetail(ctx) {
         editable: (name) => canInputs && !readonly.includes(name),
         stop: ctx.stop,
         onEdit: (path, value) => saveLeaf("set_inputs", path, value),
+        onClose: (path) => {
+          render();
+          focusLeaf(inputsEl, path);
+        },
       }));
       if (readonly.length) inputsEl.title = `not editable here (not JSON, or too large): ${readonly.join(", ")}`;
       else inputsEl.removeAttribute("title");
@@ -296,6 +300,10 @@ export function createDetail(ctx) {
         editable: () => canOutput,
         stop: ctx.stop,
         onEdit: (path, value) => saveLeaf("set_output", path, value),
+        onClose: (path) => {
+          render();
+          focusLeaf(outputEl, path);
+        },
       }));
     }
   }

@@ -11,6 +11,7 @@ import { h } from "./dom.js";
  * @property {(name: string) => boolean} [editable]  whether a top-level entry can be edited
  * @property {(path: Path, value: unknown) => Promise<string | null>} [onEdit]  save one leaf: null when saved, else why not
  * @property {(elem: HTMLElement) => void} [stop]  keep Jupyter's shortcuts out of the edit field
+ * @property {(path: Path) => void} [onClose]  an edit field closed (the caller may redraw what changed meanwhile)
  * @property {boolean} [single]  `entries` is one value (an output), not named entries (the inputs)
  */
 
@@ -52,6 +53,17 @@ export function parseLeaf(text, old) {
   }
 }
 
+/** Give the focus back to the leaf at `path` of a tree drawn in `box` (after a redraw).
+ * @param {HTMLElement} box
+ * @param {Path} path
+ */
+export function focusLeaf(box, path) {
+  const want = JSON.stringify(path);
+  for (const el of box.querySelectorAll("[data-path]")) {
+    if (el.getAttribute("data-path") === want) return /** @type {HTMLElement} */ (el).focus();
+  }
+}
+
 /**
  * A tree of named entries (the inputs), or of one value (`single`: an output); `open` holds the
  * paths folded and unfolded by hand (kept by the caller across renders).
@@ -89,7 +101,7 @@ export function jsonTree(entries, open, opts = {}) {
       return det;
     }
     const text = v === undefined ? "—" : JSON.stringify(v);
-    const valEl = h("span", { class: `nbf-tree-val nbf-tv-${v === null ? "null" : typeof v}` }, text);
+    const valEl = h("span", { class: `nbf-tree-val nbf-tv-${v === null ? "null" : typeof v}`, "data-path": JSON.stringify(path) }, text);
     const row = h("div", { class: "nbf-tree-leaf", role: "treeitem" }, keyEl, valEl);
     if (canEdit && opts.onEdit) {
       valEl.setAttribute("tabindex", "0");
@@ -125,6 +137,7 @@ export function jsonTree(entries, open, opts = {}) {
       err.remove();
       valEl.hidden = false;
       valEl.focus();
+      if (opts.onClose) opts.onClose(path);
     };
     input.addEventListener("keydown", async (e) => {
       if (e.key === "Escape") {
