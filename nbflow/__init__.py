@@ -21,7 +21,7 @@ from .errors import (
     StoreError,
     UnknownRunError,
 )
-from .run import ErrorInfo, Event, InstanceView, Run, resume_pinned, runs, use_display
+from .run import ErrorGroup, ErrorInfo, Event, InstanceView, Run, resume_pinned, runs, use_display
 from .signals import SignalRefused
 from .states import InstanceStatus, RunStatus, StepKind, When
 from .store import Store
@@ -37,6 +37,7 @@ __all__ = [
     "CycleError",
     "DaskExecutor",
     "DefinitionError",
+    "ErrorGroup",
     "ErrorInfo",
     "Event",
     "ExecutorError",

@@ -23,6 +23,11 @@ def now() -> float:
     return time.time()
 
 
+def plural(n: int, word: str) -> str:
+    """``1 instance``, ``2 instances``: a count and its noun, for messages people read."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def current_actor() -> str:
     """Who is acting: a surface's identity (e.g. the Jupyter user) if set, else NBFLOW_ACTOR, else the OS user."""
     actor = _actor.get()

@@ -102,7 +102,7 @@ def check(
             raise CommandRefused(f"{verb} needs a step; steps are: {definition.steps_text}", Refusal.INVALID)
     else:
         rows = _check_target(store, row, definition, v, step, keys)
-    _check_payload(definition, v, step, payload)
+    _check_payload(definition, v, step, payload, keys)
     if v.judged_on_state and step is not None and not owner_alive(row):
         _check_states(row, verb, step, keys,
                       rows if rows is not None else store.instance_rows(row["id"], step=step))
@@ -157,7 +157,7 @@ _NEEDS = {
 
 
 def _check_payload(definition: StoredDefinition, v: verbs.Verb, step: str | None,
-                   payload: Mapping[str, Any]) -> None:
+                   payload: Mapping[str, Any], keys: Sequence[str | None] | None) -> None:
     for name in v.payload[:v.required]:
         if name not in payload:
             raise CommandRefused(_NEEDS.get(v.name, f"{v.name} needs {name!r} in its payload"), Refusal.INVALID)
@@ -166,6 +166,22 @@ def _check_payload(definition: StoredDefinition, v: verbs.Verb, step: str | None
     inputs = payload["inputs"]
     if not isinstance(inputs, Mapping) or not inputs:
         raise CommandRefused(_NEEDS["set_inputs"], Refusal.INVALID)
+    by_key = payload.get("by_key", False)
+    if not isinstance(by_key, bool):
+        raise CommandRefused("set_inputs' by_key must be true or false", Refusal.INVALID)
+    if by_key:
+        if keys is None or set(inputs) != {key_text(k) for k in keys}:
+            raise CommandRefused("set_inputs with by_key needs keys, and inputs for exactly those keys "
+                                 "({key: {input: value}})", Refusal.INVALID)
+        for new in inputs.values():
+            if not isinstance(new, Mapping) or not new:
+                raise CommandRefused(_NEEDS["set_inputs"], Refusal.INVALID)
+            _check_input_names(definition, step, new)
+        return
+    _check_input_names(definition, step, inputs)
+
+
+def _check_input_names(definition: StoredDefinition, step: str, inputs: Mapping[str, Any]) -> None:
     names = set(definition.steps[step].inputs)
     bad = sorted(set(inputs) - names)
     if bad:

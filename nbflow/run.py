@@ -2,12 +2,14 @@
 its operator verbs write commands (``nbflow.commands``) that the run's owner applies."""
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import views
 from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
 from .definition import WorkflowDef
@@ -69,6 +71,29 @@ class InstanceView:
     @property
     def label(self) -> str:
         return label(self.step, self.key_text)
+
+
+@dataclass
+class ErrorGroup:
+    """Failed, error-paused and retrying instances of one step whose errors share a cause: the same
+    exception type, message once values are masked, and failing line (``signature``). ``n`` numbers
+    the step's groups from 1, largest first; ``id`` is stable (both are what ``--group`` takes)."""
+
+    n: int
+    id: str
+    step: str
+    type: str
+    message: str  # the first example's, as raised
+    signature: str
+    line: str
+    count: int
+    statuses: dict[str, int]
+    first_key: Any
+    traceback: str
+    keys: list[Any]  # every key of the group, as the key function returned them
+
+    def __repr__(self) -> str:
+        return f"<ErrorGroup {self.n} of {self.step}: {self.count} x {self.signature}>"
 
 
 @dataclass
@@ -282,8 +307,73 @@ class Run:
         return self._command("retry", step, key, keys, reason=reason)
 
     def set_inputs(self, step: str, key: Any = None, *, reason: str | None = None,
-                   keys: Iterable[Any] | None = None, **inputs: Any) -> CommandResult:
-        return self._command("set_inputs", step, key, keys, {"inputs": inputs}, reason)
+                   keys: Iterable[Any] | None = None, fn: Callable[..., Any] | None = None, into: str | None = None,
+                   **inputs: Any) -> CommandResult:
+        """Change inputs of paused or failed instances, by name (``item={...}``), the same for each; or
+        with *fn*, a value of its own for each: *fn* is called per instance with the instance's inputs it
+        names as parameters (as a step is) and returns the new value of input *into* (``"item"`` by default on
+        a foreach step). One command either way; the history records each instance's old and new values::
+
+            g = run.error_groups("parse")[0]
+            run.set_inputs("parse", keys=g.keys, fn=lambda item: {**item, "amount": item["amount"].replace(",", ".")})
+            run.retry("parse", keys=g.keys)
+        """
+        if fn is None:
+            if into is not None:
+                raise NbflowError("into= names the input fn= computes; pass fn= too, or the inputs by name")
+            return self._command("set_inputs", step, key, keys, {"inputs": inputs}, reason)
+        if inputs:
+            raise NbflowError(f"pass fn= or inputs by name ({', '.join(inputs)}), not both")
+        if key is not None and keys is not None:
+            raise NbflowError("pass key= or keys=, not both")
+        named = [key] if key is not None else (list(keys) if keys is not None else self.keys(step))
+        texts = [key_text(k) for k in named]
+        name = into or self._default_input(step)
+        found = views.edits(self.store, self.id, step, texts, name, _by_names(fn))
+        failed = [e for e in found if e.error is not None]
+        if failed:
+            raise NbflowError(f"fn failed for {len(failed)} of {len(found)} instances, nothing was changed; first: "
+                              f"{label(step, failed[0].key)}: {failed[0].error}")
+        payload = {"inputs": {e.key: {name: e.new} for e in found}, "by_key": True}
+        return self._command("set_inputs", step, None, texts, payload, reason)
+
+    def _default_input(self, step: str) -> str:
+        definition = self.store.definition(self.workflow_name, self.version)
+        spec = definition.steps.get(step)
+        if spec is None:
+            raise NbflowError(definition.no_step(self.id, step))
+        if spec.kind == StepKind.FOREACH and "item" in spec.inputs:
+            return "item"
+        raise NbflowError(f"name the input fn computes: set_inputs({step!r}, ..., fn=..., into=NAME); "
+                          f"its inputs are: {', '.join(spec.inputs) or 'none'}")
+
+    def error_groups(self, step: str | None = None) -> list[ErrorGroup]:
+        """The errors of a step (or of every step) grouped by cause, the largest group first: see
+        :class:`ErrorGroup`. Grouping and counting happen in the store."""
+        definition = self.store.definition(self.workflow_name, self.version)
+        steps = list(definition.order) if step is None else [step]
+        typed = _KeyTypes(self.store, self.id)
+        out = []
+        for s in steps:
+            for g in views.error_groups(self.store, self.id, s)["groups"]:
+                keys = views.group_keys(self.store, self.id, s, g["id"])
+                out.append(ErrorGroup(
+                    n=g["n"], id=g["id"], step=s, type=g["type"], message=g["message"], signature=g["signature"],
+                    line=g["line"], count=g["count"], statuses=g["statuses"],
+                    first_key=typed(s, keys[0] if keys else None), traceback=g["traceback"],
+                    keys=[typed(s, k) for k in keys],
+                ))
+        return out
+
+    def keys(self, step: str, *, status: str | Iterable[str] | None = None, text: str | None = None,
+             group: int | str | None = None) -> list[Any]:
+        """The keys of *step*'s instances that a filter matches, in item order: a *status* (or
+        ``"problems"``: paused, failed, waiting or retrying), a *text* found in the key, error or pause
+        reason, an error *group* (its number or id). What "all matching the filter" acts on."""
+        texts = views.filter_keys(self.store, self.id, step, status=status, text=text,
+                                  group=None if group is None else str(group))
+        typed = _KeyTypes(self.store, self.id)
+        return [typed(step, k) for k in texts]
 
     def set_output(self, step: str, key: Any = None, value: Any = None, *, reason: str | None = None,
                    keys: Iterable[Any] | None = None) -> CommandResult:
@@ -316,6 +406,37 @@ class Run:
         if self._wf is None:
             raise NbflowError("fork needs the workflow's code: use wf.attach(run_id).fork(...) from a Workflow")
         return Run(self.store, fork_run(self._wf, self.store, self.id, from_step), self._wf)
+
+
+class _KeyTypes:
+    """Key texts back to the keys the key function returned (an int stays an int)."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self._values = store.key_values(run_id)
+
+    def __call__(self, step: str, text: str | None) -> Any:
+        enc = self._values.get((step, text)) if text is not None else None
+        return text if enc is None else key_value(text, *enc)
+
+
+def _by_names(fn: Callable[..., Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """*fn* called with the inputs it names as parameters (all of them when it takes ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        raise NbflowError(f"fn must be a function of the step's inputs by name, got {fn!r}") from None
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return lambda names: fn(**names)
+    wanted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def call(names: Mapping[str, Any]) -> Any:
+        missing = [n for n in wanted if n not in names and params[n].default is inspect.Parameter.empty]
+        if missing:
+            raise NbflowError(f"fn takes {', '.join(missing)}, which the instance has no input named; "
+                              f"its inputs are: {', '.join(names) or 'none'}")
+        return fn(**{n: names[n] for n in wanted if n in names})
+
+    return call
 
 
 def _stopped(run_id: str, error: BaseException) -> NbflowError:

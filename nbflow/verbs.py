@@ -122,8 +122,10 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
     Verb("skip", Target.INSTANCES, "Mark instances skipped with a given output; downstream receives it.",
          accepts=_PAUSED | {"failed", "retrying", "waiting:approval", "waiting:signal"}, payload=("output",),
          required=1, confirm="skip {what}?", refusals=_ON_STATE, changes_state=True),
+    # payload: {"inputs": {name: value}} for every instance named, or with "by_key": true,
+    # {"inputs": {key text: {name: value}}}: a value of its own per instance (a bulk edit), in one command.
     Verb("set_inputs", Target.INSTANCES, "Change the inputs of instances paused before or on an error, or failed.",
-         accepts=frozenset({"paused:before", "paused:error", "failed"}), payload=("inputs",), required=1,
+         accepts=frozenset({"paused:before", "paused:error", "failed"}), payload=("inputs", "by_key"), required=1,
          confirm="set_inputs {what}?", refusals=_ON_STATE),
     Verb("set_output", Target.INSTANCES, "Change the output of instances paused after their body.",
          accepts=frozenset({"paused:after"}), payload=("value",), required=1,

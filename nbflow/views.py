@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ._jsontext import to_json_text
 from ._util import jsonable
@@ -16,15 +16,21 @@ from .breakpoints import Breakpoint, key_value
 from .definition import StoredDefinition
 from .engine.lifecycle import owner_alive, owner_text
 from .engine.pinning import Use
+from .errors import NbflowError
 from .states import BREAK_ON_ERROR, TASK_ITEM, InstanceStatus, PauseReason, RunStatus
 from .store import Store, queries
 from .store.codec import JSON
 from .store.queries import change_token, instance_counts, instance_stamp
 from .store.reader import ValueReader
+from .triage import Expression, group_id
 from .verbs import allowed_verbs
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in InstanceStatus)
 """Every instance status, in the order of DESIGN.md section 3 (the keys of ``counts``)."""
+
+PROBLEMS = "problems"
+"""The filter of a page that keeps what needs a person: :data:`PROBLEM_STATUSES`."""
+PROBLEM_STATUSES: tuple[str, ...] = ("paused", "failed", "waiting", "retrying")
 
 
 def iso(ts: float | None) -> str | None:
@@ -87,9 +93,17 @@ def instance_view(r: Mapping[str, Any], *, user_key: bool = False) -> dict[str, 
         "verbs": allowed_verbs(r["status"], r["pause_reason"]),
         "started_at": iso(r["started_at"]),
         "finished_at": iso(r["finished_at"]),
+        "duration_s": _duration(r),
         "next_attempt_at": iso(r.get("next_attempt_at")),  # when a retrying instance tries again
         "deadline": iso(r.get("deadline")),  # when a waiting instance times out
     }
+
+
+def _duration(r: Mapping[str, Any]) -> float | None:
+    """How long the instance's last attempt ran, in seconds (None until it finished)."""
+    if r["started_at"] is None or r["finished_at"] is None:
+        return None
+    return round(max(float(r["finished_at"]) - float(r["started_at"]), 0.0), 6)
 
 
 def breakpoint_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,6 +210,7 @@ def _base_view(
             "kind": spec.kind.value,
             "foreach": spec.foreach,
             "upstream": list(spec.upstream),
+            "inputs": list(spec.inputs),  # what set_inputs may change (every parameter but ctx)
             "counts": {st: c.get(st, 0) for st in STATUSES},
             "total": sum(c.values()),
             "status": node_status(c),
@@ -287,10 +302,34 @@ def paused_instances(run: _RunHandle) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "STATUSES", "breakpoint_view", "breakpoints_list", "change_token", "history_view",
+    "PROBLEMS",
+    "PROBLEM_STATUSES",
+    "STATUSES",
+    "Edit",
+    "breakpoint_view",
+    "breakpoints_list",
+    "change_token",
+    "edits",
+    "error_groups",
+    "filter_keys",
+    "group_keys",
+    "history_view",
     "instance_counts",
-    "instance_detail", "instance_page", "instance_stamp", "instance_view", "iso", "owner_view", "paused_instances",
-    "run_state", "run_summary", "run_view", "shown_key", "value_view",
+    "instance_detail",
+    "instance_page",
+    "instance_stamp",
+    "instance_view",
+    "iso",
+    "owner_view",
+    "paused_instances",
+    "run_state",
+    "run_summary",
+    "run_view",
+    "shown_key",
+    "timeline",
+    "value_view",
+    "watch_names",
+    "watch_values",
 ]
 
 
@@ -318,17 +357,209 @@ def run_state(store: Store, run_id: str) -> dict[str, Any]:
     return view
 
 
+def _statuses(status: str | Iterable[str] | None) -> str | list[str] | None:
+    """A page filter's statuses, with :data:`PROBLEMS` standing for :data:`PROBLEM_STATUSES`."""
+    if status == PROBLEMS:
+        return list(PROBLEM_STATUSES)
+    return status if status is None or isinstance(status, str) else list(status)
+
+
+def _signature(store: Store, run_id: str, step: str, group: str | None) -> str | None:
+    """The signature of the step's error group *group* (its id, or its number from 1); an unknown
+    group is refused naming the groups there are."""
+    if group in (None, ""):
+        return None
+    groups = queries.error_groups(store, run_id, step)
+    for n, g in enumerate(groups, 1):
+        if str(group) in (group_id(g.signature), str(n)):
+            return g.signature
+    have = ", ".join(f"{n} ({group_id(g.signature)})" for n, g in enumerate(groups, 1)) or "none"
+    raise NbflowError(f"step {step!r} of run {run_id} has no error group {group!r}; its groups are: {have}")
+
+
 def instance_page(
     store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None, text: str | None = None,
-    offset: int = 0, limit: int = 50, user_keys: bool = False,
+    offset: int = 0, limit: int = 50, user_keys: bool = False, group: str | None = None, sort: str = "item",
+    desc: bool = False,
 ) -> dict[str, Any]:
-    """One page of a step's instances in item order (no values), narrowed by *status* and by *text*
-    (found in the key, the pause reason or the error); ``total`` counts every match. *user_keys*: see
+    """One page of a step's instances (no values), narrowed by *status* (:data:`PROBLEMS` for what needs
+    a person), by *text* (found in the key, the pause reason or the error) and by an error *group* (id or
+    number), in item order or by duration (*sort*, *desc*); ``total`` counts every match. *user_keys*: see
     :func:`instance_view`."""
     offset, limit = max(int(offset), 0), max(int(limit), 1)
-    page = queries.instance_page(store, run_id, step, status=status, text=text, offset=offset, limit=limit)
+    if sort not in queries.SORTS:
+        raise NbflowError(f"cannot sort by {sort!r}; sorts are: {', '.join(queries.SORTS)}")
+    page = queries.instance_page(store, run_id, step, status=_statuses(status), text=text, offset=offset, limit=limit,
+                                 signature=_signature(store, run_id, step, group), sort=sort, desc=desc)
     return {"step": step, "offset": page.offset, "limit": limit, "total": page.total,
             "rows": [instance_view(r, user_key=user_keys) for r in page.rows]}
+
+
+def filter_keys(store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None,
+                text: str | None = None, group: str | None = None) -> list[str | None]:
+    """The key texts of every instance of *step* a page filter (see :func:`instance_page`) matches."""
+    return queries.filter_keys(store, run_id, step, status=_statuses(status), text=text,
+                               signature=_signature(store, run_id, step, group))
+
+
+def group_keys(store: Store, run_id: str, step: str, group: str) -> list[str | None]:
+    """The key texts of the instances in error group *group* (its id or number) of *step*."""
+    signature = _signature(store, run_id, step, group)
+    assert signature is not None
+    return queries.group_keys(store, run_id, step, signature)
+
+
+GROUP_KEYS_SHOWN = 20
+"""Keys listed per error group in :func:`error_groups` (``keys_omitted`` counts the others)."""
+
+
+def error_groups(store: Store, run_id: str, step: str, limit: int = 50, keys: int = GROUP_KEYS_SHOWN) -> dict[str, Any]:
+    """The step's failed, error-paused and retrying instances grouped by error signature
+    (:func:`nbflow.triage.error_signature`), the largest group first: for each its number ``n`` and
+    ``id`` (what ``--group`` takes), the exception ``type``, the first example's ``message`` and
+    ``traceback``, the masked ``signature`` and failing ``line``, ``count`` and per-status counts, and
+    its first *keys* keys. Grouping and counts come from one GROUP BY: the same for 100,000 instances."""
+    row = store.run_row(run_id)
+    definition = store.definition(row["workflow"], row["version"])
+    if step not in definition.steps:
+        raise NbflowError(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition.order)}")
+    all_groups = queries.error_groups(store, run_id, step)
+    shown = all_groups[:max(limit, 0)]
+    examples = queries.group_examples(store, run_id, step, [g.first_item for g in shown])
+    out = []
+    for n, g in enumerate(shown, 1):
+        ex = examples.get(g.first_item) or {}
+        some = queries.group_keys(store, run_id, step, g.signature, limit=keys)
+        type_, _, rest = g.signature.partition(": ")
+        out.append({
+            "n": n, "id": group_id(g.signature), "step": step, "type": ex.get("error_type") or type_,
+            "message": ex.get("error_message") or "", "signature": g.signature,
+            "line": rest.rpartition(" @ ")[2] if " @ " in rest else "",
+            "count": g.size, "statuses": g.statuses, "traceback": ex.get("error_traceback") or "",
+            "first_key": shown_key(ex) if ex else None, "keys": some, "keys_omitted": max(g.size - len(some), 0),
+        })
+    return {"step": step, "total": sum(g.size for g in all_groups), "groups": out,
+            "groups_omitted": max(len(all_groups) - len(shown), 0)}
+
+
+TIMELINE_BINS = 48
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    """The *q* quantile of sorted *values* (nearest rank), None when there are none."""
+    if not values:
+        return None
+    return round(values[min(int(q * len(values)), len(values) - 1)], 6)
+
+
+_BIN_FIELDS = {"started": "started", "succeeded": "succeeded", "failed": "failed", "attempt_failed": "failed",
+               "retrying": "retried", "paused": "paused", "waiting": "waiting"}
+
+
+def timeline(store: Store, run_id: str, step: str, bins: int = TIMELINE_BINS) -> dict[str, Any]:
+    """A step's time at a glance: how many instances finished an attempt, their durations' median, p95
+    and max, how many retries, pauses and waits, and a compact timeline of *bins* time bins counting the
+    attempts started, succeeded, failed, retried, paused and waiting in each (one GROUP BY over the
+    step's events: the same for 10,000 items)."""
+    d = queries.durations(store, run_id, step)
+    counts: Counter[str] = Counter()
+    strip: list[dict[str, Any]] = []
+    if d.start is not None and d.end is not None:
+        span = max(d.end - d.start, 1e-6)
+        n_bins = max(min(bins, 200), 1)
+        width = span / n_bins
+        strip = [{"t": iso(d.start + i * width), **dict.fromkeys(dict.fromkeys(_BIN_FIELDS.values()), 0)}
+                 for i in range(n_bins)]
+        for b, kind, n in queries.event_bins(store, run_id, step, d.start, width):
+            field = _BIN_FIELDS[kind]
+            strip[min(max(b, 0), n_bins - 1)][field] += n
+            counts[field] += n
+    return {
+        "step": step, "count": len(d.values), "median_s": _quantile(d.values, 0.5), "p95_s": _quantile(d.values, 0.95),
+        "max_s": round(d.values[-1], 6) if d.values else None,
+        "retries": counts["retried"], "pauses": counts["paused"], "waits": counts["waiting"],
+        "start": iso(d.start), "end": iso(d.end), "bins": strip,
+    }
+
+
+WATCH_TEXT_CHARS = 80
+"""A watch cell's text is cut to this many characters (its value is shipped only when it is short)."""
+
+
+def watch_values(store: Store, run_id: str, step: str, items: Iterable[int],
+                 exprs: Iterable[Expression]) -> list[list[dict[str, Any]]]:
+    """Each watch expression evaluated over each instance of *items* (one page), in that order: over
+    its inputs by name and, when it has one, its ``output``. A cell is ``{"value", "text", "error"}``:
+    ``value`` only when it is short JSON."""
+    exprs = list(exprs)
+    items = list(items)
+    if not exprs or not items:
+        return [[] for _ in items]
+    reader = ValueReader(store, store.run_row(run_id))
+    rows = {r["item"]: r for r in store.instance_rows(run_id, step, items=items)}
+    out = []
+    for item in items:
+        row = rows.get(item)
+        names = watch_names(reader, row) if row is not None else {}
+        out.append([_cell(ex, names) if row is not None else {"value": None, "text": "", "error": "no such instance"}
+                    for ex in exprs])
+    return out
+
+
+def _cell(ex: Expression, names: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        value = ex.evaluate(names)
+    except Exception as exc:  # noqa: BLE001 - a person's expression: its error is the cell's text
+        return {"value": None, "text": "", "error": f"{type(exc).__name__}: {exc}"[:200]}
+    text = to_json_text(value)
+    if text is None:
+        return {"value": None, "text": repr(value)[:WATCH_TEXT_CHARS], "error": None}
+    return {"value": value if len(text) <= WATCH_TEXT_CHARS else None, "text": text[:WATCH_TEXT_CHARS], "error": None}
+
+
+class Edit(NamedTuple):
+    """One instance's input before and after a bulk edit (``error``: why its new value could not be made)."""
+
+    key: str | None
+    old: Any
+    new: Any
+    error: str | None
+
+
+def edits(store: Store, run_id: str, step: str, keys: Iterable[str | None], input_name: str,
+          fn: Callable[[Mapping[str, Any]], Any], limit: int | None = None) -> list[Edit]:
+    """The new value of input *input_name* of each instance of *keys* (at most *limit*), from *fn*
+    called with the instance's inputs by name: what a bulk edit would write. Reads the step's rows once."""
+    row = store.run_row(run_id)
+    reader = ValueReader(store, row)
+    spec = reader.definition.steps.get(step)
+    if spec is None:
+        raise NbflowError(f"run {run_id} has no step {step!r}; steps are: {', '.join(reader.definition.order)}")
+    if input_name not in spec.inputs:
+        raise NbflowError(f"step {step!r} takes no input named {input_name!r}; its inputs are: "
+                          f"{', '.join(sorted(spec.inputs)) or 'none'}")
+    wanted = list(keys)[:limit] if limit is not None else list(keys)
+    by_key = {r["key"]: r for r in reader.step_rows(step)}
+    out = []
+    for key in wanted:
+        r = by_key.get(key)
+        if r is None:
+            raise NbflowError(f"step {step!r} has no instance with key {key}")
+        names = reader.inputs(r)
+        old = names.get(input_name)
+        try:
+            out.append(Edit(key, old, fn(names), None))
+        except Exception as exc:  # noqa: BLE001 - a person's expression: its error is named per instance
+            out.append(Edit(key, old, None, f"{type(exc).__name__}: {exc}"[:300]))
+    return out
+
+
+def watch_names(reader: ValueReader, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What an expression over an instance sees: its inputs by name and ``output`` when it has one."""
+    names = dict(reader.shown_inputs(row))
+    if row["output_codec"] is not None:
+        names["output"] = reader.value(row)
+    return names
 
 
 VALUE_LIMIT_CHARS = 64 * 1024

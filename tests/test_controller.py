@@ -34,7 +34,8 @@ def test_answers_are_plain_json_and_the_view_state_round_trips(db_url: str) -> N
     c.act("filter", {"status": "paused", "text": "3"})
     view = c.view()
     assert view == {"step": "enrich", "instance": {"step": "enrich", "key": "3"}, "offset": 0, "status": "paused",
-                    "text": "3"}
+                    "text": "3", "group": "", "errors": False, "sort": "item", "desc": False, "watch": [],
+                    "chosen": {"kind": "none", "keys": [], "group": ""}}
 
     again = Controller(nbflow.Run(run.store, run.id), view=view)
     state = again.state()

@@ -241,6 +241,8 @@ def test_the_widget_rows_show_the_users_int_keys(db_url: str, widget: Any) -> No
     w = widget(paused_at_17(db_url))
 
     assert w.selected_step == "enrich"
+    assert [r["key"] for r in w.instances["rows"]] == [17]  # the table opens on what needs a person
+    w.handle_message({"action": "filter", "status": ""})
     assert [r["key"] for r in w.instances["rows"]] == IDS
     w.handle_message({"action": "select_instance", "step": "enrich", "key": 17})  # as the row sends it back
     assert w.selected == {"step": "enrich", "key": 17}

@@ -121,6 +121,9 @@ def test_resume_one_key_runs_only_that_instance(db_url: str, widgets: Any) -> No
     until(lambda: statuses(run)[2] == "succeeded", "enrich:2 to succeed")
     assert {k: s for k, s in statuses(run).items() if k != 2} == dict.fromkeys([0, 1, 3, 4, 5], "paused")
     w.refresh()
+    assert w.instances["status"] == "problems"  # the table opened on what needs a person: 2 is done
+    assert 2 not in [r["key"] for r in w.instances["rows"]]
+    w.handle_message({"action": "filter", "status": ""})
     row = next(r for r in w.instances["rows"] if r["key"] == 2)
     assert row["status"] == "succeeded"
     assert node(w, "enrich")["counts"]["paused"] == 5
@@ -472,7 +475,7 @@ def test_a_run_owned_by_another_process_is_driven_through_its_owner(db_url: str,
         w.handle_message({"action": "resume", "step": "enrich", "key": "1", "req": "x"})
 
         assert w.message["ok"] is True and "waiting for the run's owner" in w.message["text"]
-        until(lambda: w.message.get("text") == "resumed 1 instance(s)", "the owner's answer in the widget")
+        until(lambda: w.message.get("text") == "resumed 1 instance", "the owner's answer in the widget")
         # the owner answers when the instance is ready; it succeeds a commit later
         until(lambda: statuses(run) == {0: "paused", 1: "succeeded", 2: "paused"}, "the resumed item to finish")
         w.handle_message({"action": "set_output", "step": "enrich", "key": "0", "json": "1"})

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .._util import jsonable
+from .._util import jsonable, plural
 from ..breakpoints import Breakpoint
 from ..definition import Plan, StepSpec
 from ..errors import CommandRefused
@@ -87,6 +87,10 @@ def _nothing_allowed(inst: Inst) -> str:
     return "nothing until it pauses or finishes (or cancel the run)"
 
 
+def _count(insts: Sequence[Inst]) -> str:
+    return plural(len(insts), "instance")
+
+
 def _fits(inst: Inst, verb: str) -> bool:
     return state_tag(inst.status, inst.pause_reason) in VERBS[verb].accepts
 
@@ -147,7 +151,7 @@ class _Apply:
                     raise self.refuse(i, verb)
         if not chosen:
             one_step = bool(insts) and len({i.step for i in insts}) == 1
-            where = f" among {len(insts)} instance(s) of {insts[0].step}" if one_step else ""
+            where = f" among {plural(len(insts), 'instance')} of {insts[0].step}" if one_step else ""
             raise CommandRefused(
                 f"nothing to {verb}: no instance {_NEEDS[verb].removeprefix('an instance ')}{where}", Refusal.STATE
             )
@@ -158,7 +162,7 @@ class _Apply:
         chosen = self._select(insts, "resume")
         for inst in chosen:
             self.s.release(inst, inst.held_by, self.actor, self.reason)
-        return f"resumed {len(chosen)} instance(s)"
+        return f"resumed {_count(chosen)}"
 
     def skip(self, insts: list[Inst]) -> str:
         if "output" not in self.payload:
@@ -170,25 +174,30 @@ class _Apply:
         value = self.payload["output"]
         for inst in chosen:
             self.s.skip(inst, value, self.actor, self.reason)
-        return f"skipped {len(chosen)} instance(s)"
+        return f"skipped {_count(chosen)}"
 
     def retry(self, insts: list[Inst]) -> str:
         chosen = self._select(insts, "retry")
         for inst in chosen:
             self.s.retry(inst, self.actor, self.reason)
-        return f"retrying {len(chosen)} instance(s)"
+        return f"retrying {_count(chosen)}"
 
     def set_inputs(self, insts: list[Inst]) -> str:
-        new = dict(self.payload.get("inputs") or {})
+        inputs = dict(self.payload.get("inputs") or {})
+        per_key = self.payload.get("by_key") is True  # {key text: {name: value}}: a value per instance
         names = {b.param for b in self.s.plan.bindings[insts[0].step] if b.source != "ctx"}
-        bad = sorted(set(new) - names)
-        if bad:
-            raise CommandRefused(f"step {insts[0].step!r} takes no input named {', '.join(map(repr, bad))}",
-                                 Refusal.INVALID)
+        for new in (inputs.values() if per_key else [inputs]):
+            bad = sorted(set(new) - names) if isinstance(new, dict) else ["<not an object>"]
+            if bad:
+                raise CommandRefused(f"step {insts[0].step!r} takes no input named {', '.join(map(repr, bad))}",
+                                     Refusal.INVALID)
         chosen = self._select(insts, "set_inputs")
         for inst in chosen:
+            new = inputs.get(inst.key) if per_key else inputs
+            if new is None:
+                raise CommandRefused(f"set_inputs by key names no inputs for {inst.label}", Refusal.INVALID)
             self.s.set_inputs(inst, new, self.actor, self.reason)
-        return f"changed the inputs of {len(chosen)} instance(s)"
+        return f"changed the inputs of {_count(chosen)}"
 
     def set_output(self, insts: list[Inst]) -> str:
         if "value" not in self.payload:
@@ -197,12 +206,12 @@ class _Apply:
         value = self.payload["value"]
         for inst in chosen:
             self.s.set_output(inst, value, self.actor, self.reason)
-        return f"changed the output of {len(chosen)} instance(s)"
+        return f"changed the output of {_count(chosen)}"
 
     def cancel(self) -> str:
         n = self.s.cancel_all(self.actor, self.reason)
         self.s.record("run_cancel_requested", self.actor, reason=self.reason)
-        return f"cancelled the run ({n} unfinished instance(s))"
+        return f"cancelled the run ({plural(n, 'unfinished instance')})"
 
     def approve(self, insts: list[Inst]) -> str:
         return self._decide(insts, True)
@@ -252,7 +261,7 @@ class _Apply:
             s.release(inst, [], self.actor, self.reason)
             freed += 1
         s.record("breakpoints_changed", self.actor, change=jsonable(dict(self.payload)), resumed=freed)
-        return f"breakpoints reloaded; {freed} instance(s) resumed"
+        return f"breakpoints reloaded; {plural(freed, 'instance')} resumed"
 
 
 __all__ = ["Owner", "apply_command"]

@@ -12,6 +12,7 @@ from typing import Any
 from ..states import InstanceStatus as S
 from ..states import label
 from ..store.codec import Encoded
+from ..triage import error_signature
 from .executor import Result
 
 MISSING: Any = object()
@@ -69,6 +70,7 @@ class Inst:
             o.codec if o else None, o.data if o else None,
             sv.codec if sv else None, sv.data if sv else None,
             err[0] if err else None, err[1] if err else None, err[2] if err else None,
+            error_signature(*err) if err else None,
             self.pause_reason,
             json.dumps(self.held_by) if self.held_by else None,
             json.dumps(sorted(self.released)) if self.released else None,

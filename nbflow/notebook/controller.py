@@ -31,23 +31,32 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import verbs, views
-from .._util import parse_json
+from .._util import current_actor, parse_json, plural
 from ..breakpoints import check_condition, json_key, key_text
 from ..commands import CommandResult, add_breakpoint, check_breakpoint, remove_breakpoints, submit
 from ..errors import CommandRefused, NbflowError, UnknownRunError
 from ..run import Run
 from ..states import label
+from ..triage import Expression
 from ..verbs import Verb
 
 PAGE_SIZE = 20
 """Rows on one page of the instance table (the page drives its height: no scroll box in a notebook output)."""
 
-NAVIGATION = ("refresh", "select_step", "page", "filter", "select_instance", "close_instance")
+NAVIGATION = ("refresh", "select_step", "page", "filter", "select_instance", "close_instance", "show_errors",
+              "select", "toggle", "sort")
 """Actions that change what is shown, not the run: they need only ``read`` on the server."""
+
+CODE_ACTIONS = ("watch_add", "watch_remove", "preview_edit", "edit_selected")
+"""Actions that evaluate a person's expression (a watch column, a bulk edit): on the server they need
+the right to execute code, as a breakpoint condition does."""
+
+WATCH_LIMIT = 6
+"""Watch columns one view holds."""
 
 _SURFACE_TARGETS = (verbs.Target.INSTANCES, verbs.Target.STEP, verbs.Target.RUN)
 VERB_ACTIONS = (*(v.name for v in verbs.VERBS.values() if v.target in _SURFACE_TARGETS), "resume_all")
@@ -57,11 +66,14 @@ here with no code of its own."""
 
 BREAKPOINT_ACTIONS = ("add_breakpoint", "remove_breakpoint")
 
-ACTIONS = NAVIGATION + VERB_ACTIONS + BREAKPOINT_ACTIONS
+ACTIONS = NAVIGATION + CODE_ACTIONS + VERB_ACTIONS + BREAKPOINT_ACTIONS
 """Every action, in the order they are listed."""
 
 SUMMARY_FIELDS = ("id", "workflow", "version", "status", "interrupted", "owner", "progress", "counts",
                   "break_on_error", "created", "updated", "finished", "forked_from")
+
+PREVIEW_ROWS = 5
+"""Instances a bulk edit's preview shows."""
 
 
 @dataclass
@@ -71,14 +83,24 @@ class _View:
     offset: int = 0
     status: str = ""
     text: str = ""
+    group: str = ""  # an error group's id: the table shows that group
+    errors: bool = False  # the Errors view is open
+    sort: str = "item"  # "item", "duration" or "watch:N"
+    desc: bool = False
+    watch: list[str] = field(default_factory=list)  # watch column expressions
+    chosen: str = "none"  # what the bulk verbs act on: "none", "keys", "group" or "filter"
+    chosen_keys: list[str | None] = field(default_factory=list)
+    chosen_group: str = ""
 
 
 class Controller:
     """The actions and the view state of the debugger view of one run."""
 
     def __init__(self, run: Run, *, page_size: int = PAGE_SIZE, view: Mapping[str, Any] | None = None,
-                 resume_hint: str = "wf.attach") -> None:
+                 resume_hint: str = "wf.attach", actor: str | None = None) -> None:
         self.run = run
+        self.actor = actor or current_actor()
+        """Who this surface acts as (``summary.actor``): the OS user in a notebook, the Jupyter user on the server."""
         self.store = run.store
         self.page_size = page_size
         self.resume_hint = resume_hint
@@ -92,8 +114,10 @@ class Controller:
         self._detail: dict[str, Any] | None = None
         self._detail_stamp: tuple[Any, ...] | None = None
         self._command: dict[str, Any] | None = None  # the command the action in progress wrote
+        self._extra: dict[str, Any] = {}  # more fields of the answer in progress (a bulk edit's preview)
+        self._views: dict[str, tuple[Any, dict[str, Any]]] = {}  # errors and timeline, by stamp
         self._handlers: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
-            name: getattr(self, f"_on_{name}") for name in NAVIGATION + BREAKPOINT_ACTIONS
+            name: getattr(self, f"_on_{name}") for name in NAVIGATION + CODE_ACTIONS + BREAKPOINT_ACTIONS
         }
         for name in VERB_ACTIONS:
             self._handlers[name] = functools.partial(self._verb, "resume" if name == "resume_all" else name)
@@ -111,7 +135,9 @@ class Controller:
         """The view state as plain JSON (pass it back as ``view=`` to a new controller)."""
         v = self._v
         return {"step": v.step, "instance": None if v.sel is None else {"step": v.sel[0], "key": v.sel[1]},
-                "offset": v.offset, "status": v.status, "text": v.text}
+                "offset": v.offset, "status": v.status, "text": v.text, "group": v.group, "errors": v.errors,
+                "sort": v.sort, "desc": v.desc, "watch": list(v.watch),
+                "chosen": {"kind": v.chosen, "keys": list(v.chosen_keys), "group": v.chosen_group}}
 
     def _restore(self, view: Mapping[str, Any]) -> None:
         if not isinstance(view, Mapping):
@@ -129,10 +155,29 @@ class Controller:
             if not isinstance(inst, Mapping) or not isinstance(inst.get("step"), str):
                 raise NbflowError("view.instance must be {step, key} or null")
             sel = (str(inst["step"]), key_text(inst.get("key")))
-        self._v = _View(step, sel, offset, status if status in views.STATUSES else "", text[:200])
+        self._v = _View(step, sel, offset, status if status in _FILTERS else "", text[:200])
+        v = self._v
+        v.group = _text_field(view, "group", 40)
+        v.errors = bool(view.get("errors"))
+        sort = view.get("sort") or "item"
+        v.sort = sort if isinstance(sort, str) and _valid_sort(sort, len(view.get("watch") or [])) else "item"
+        v.desc = bool(view.get("desc"))
+        watch = view.get("watch") or []
+        if not isinstance(watch, list) or not all(isinstance(w, str) for w in watch):
+            raise NbflowError("view.watch must be a list of expressions")
+        v.watch = [w[:500] for w in watch[:WATCH_LIMIT]]
+        chosen = view.get("chosen") or {}
+        if not isinstance(chosen, Mapping):
+            raise NbflowError("view.chosen must be {kind, keys, group}")
+        kind = chosen.get("kind") or "none"
+        keys = chosen.get("keys") or []
+        if kind not in ("none", "keys", "group", "filter") or not isinstance(keys, list):
+            raise NbflowError("view.chosen.kind must be none, keys, group or filter, and keys a list")
+        v.chosen, v.chosen_keys, v.chosen_group = kind, [key_text(k) for k in keys], _text_field(chosen, "group", 40)
 
     def _select_step(self, step: str | None) -> None:
-        self._v = _View()
+        watch = self._v.watch if step is not None and step == self._v.step else []
+        self._v = _View(watch=watch)
         if step is None:
             return
         node = next((n for n in self._nodes if n["step"] == step), None)
@@ -141,12 +186,16 @@ class Controller:
         self._v.step = step
         if node["kind"] != "foreach":
             self._v.sel = (step, None)  # a task has one instance: open it
+        elif any(node["counts"].get(s) for s in views.PROBLEM_STATUSES):
+            self._v.status = views.PROBLEMS  # what needs a person first
 
     # -- what the view draws ----------------------------------------------------------------------
     def state(self, force: bool = True) -> dict[str, Any]:
-        """``summary``, ``dag``, ``selected_step``, ``instances`` (one page), ``selected`` and ``detail``
-        (the selected instance), read from the store. Without *force* the detail is re-read only when
-        the instance changed."""
+        """``summary``, ``dag``, ``selected_step``, ``instances`` (one page, with its watch columns),
+        ``selected`` and ``detail`` (the selected instance), ``errors`` (the selected step's error groups,
+        when the Errors view is open), ``selection`` (what the bulk verbs act on) and ``timeline`` (the
+        selected step's durations and attempts over time), read from the store. Without *force* the
+        detail is re-read only when the instance changed."""
         state = views.run_state(self.store, self.run.id)
         self.status = state["status"]
         bps: dict[str, list[dict[str, Any]]] = {}
@@ -158,6 +207,7 @@ class Controller:
         self._nodes = nodes
         summary = {k: state[k] for k in SUMMARY_FIELDS}
         summary["params"] = _small(state["params"])
+        summary["actor"] = self.actor
         v = self._v
         if v.step is not None and v.step not in {n["step"] for n in nodes}:
             v.step, v.sel = None, None
@@ -172,23 +222,126 @@ class Controller:
                 }
                 self._detail_stamp = stamp
             detail = self._detail
+        errors = None
+        if v.errors and v.step is not None:
+            errors = self._cached("errors", lambda step: views.error_groups(self.store, self.run.id, step), nodes)
+        timeline = None
+        if v.step is not None:
+            timeline = self._cached("timeline", lambda step: views.timeline(self.store, self.run.id, step), nodes)
         return {
             "summary": summary, "dag": {"nodes": nodes, "edges": state["dag"]["edges"]},
             "selected_step": v.step, "instances": page,
             "selected": None if v.sel is None else {"step": v.sel[0], "key": (detail or {"key": v.sel[1]})["key"]},
-            "detail": detail,
+            "detail": detail, "errors": errors, "selection": self._selection(errors), "timeline": timeline,
         }
+
+    def _cached(self, what: str, compute: Callable[[str], dict[str, Any]], nodes: list[dict[str, Any]]
+                ) -> dict[str, Any]:
+        """A view of the selected step recomputed only when its counts or the run's last update changed."""
+        step = self._v.step
+        assert step is not None
+        node = next((n for n in nodes if n["step"] == step), {})
+        stamp = (step, tuple(sorted((node.get("counts") or {}).items())), self.run_updated())
+        hit = self._views.get(what)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, compute(step))
+            self._views[what] = hit
+        return hit[1]
+
+    def run_updated(self) -> Any:
+        """The run row's last update (a cheap stamp of everything its owner wrote)."""
+        return views.change_token(self.store, self.run.id)
 
     def _page(self) -> dict[str, Any]:
         v = self._v
         assert v.step is not None
-        page = views.instance_page(
-            self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=v.offset,
-            limit=self.page_size, user_keys=True,
-        )
+        watch = [Expression(w, "watch expression") for w in v.watch]
+        store_sort = v.sort if v.sort in ("item", "duration") else "item"
+        try:
+            page = views.instance_page(
+                self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=v.offset,
+                limit=self.page_size, user_keys=True, group=v.group or None, sort=store_sort, desc=v.desc,
+            )
+        except NbflowError:  # the group the table showed is gone (its instances were retried): show the step
+            v.group = ""
+            page = views.instance_page(
+                self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=v.offset,
+                limit=self.page_size, user_keys=True, sort=store_sort, desc=v.desc,
+            )
+        if v.sort.startswith("watch:"):
+            page = self._watch_sorted(page, watch)
+        elif watch:
+            items = [r["item"] for r in page["rows"]]
+            for row, cells in zip(page["rows"], views.watch_values(self.store, self.run.id, v.step, items, watch)):
+                row["watch"] = cells
         v.offset = page["offset"]
-        page.update(status=v.status, text=v.text)
+        node = next((n for n in self._nodes if n["step"] == v.step), {})
+        page.update(status=v.status, text=v.text, group=v.group, sort={"by": v.sort, "desc": v.desc},
+                    columns=[{"expr": w} for w in v.watch], inputs=list(node.get("inputs") or []))
         return page
+
+    def _watch_sorted(self, page: dict[str, Any], watch: list[Expression]) -> dict[str, Any]:
+        """The page when the table is sorted by a watch column: the expression is evaluated over every
+        instance the filter matches, a page at a time where the data is, and only this page is kept."""
+        v = self._v
+        assert v.step is not None
+        col = int(v.sort.split(":", 1)[1])
+        total, rows = page["total"], []
+        for offset in range(0, total, WATCH_SORT_CHUNK):
+            chunk = views.instance_page(
+                self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=offset,
+                limit=WATCH_SORT_CHUNK, user_keys=True, group=v.group or None,
+            )["rows"]
+            cells = views.watch_values(self.store, self.run.id, v.step, [r["item"] for r in chunk], watch)
+            for r, c in zip(chunk, cells):
+                r["watch"] = c
+            rows.extend(chunk)
+        rows.sort(key=lambda r: _sort_key(r["watch"][col]), reverse=v.desc)
+        start = min(v.offset, max((total - 1) // self.page_size * self.page_size, 0))
+        return {**page, "offset": start, "rows": rows[start:start + self.page_size]}
+
+    def _selection(self, errors: Mapping[str, Any] | None) -> dict[str, Any]:
+        """What the bulk verbs act on now, with how many instances and a label for people."""
+        v = self._v
+        out: dict[str, Any] = {"kind": v.chosen, "keys": [], "group": "", "count": 0, "label": "nothing selected"}
+        if v.step is None or v.chosen == "none":
+            return out
+        if v.chosen == "keys":
+            n = len(v.chosen_keys)
+            out.update(keys=v.chosen_keys[:200], count=n,
+                       label=f"{_plural(n, 'instance')} of {v.step}" if n else "nothing selected")
+        elif v.chosen == "group":
+            group = None
+            for g in (errors or views.error_groups(self.store, self.run.id, v.step))["groups"]:
+                if g["id"] == v.chosen_group:
+                    group = g
+            if group is None:
+                return {**out, "group": v.chosen_group, "label": "the group is gone (nothing left in it)"}
+            out.update(group=group["id"], count=group["count"],
+                       label=f"{_plural(group['count'], 'instance')} of {v.step} ({group['type']})")
+        else:
+            n = len(views.filter_keys(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
+                                      group=v.group or None))
+            out.update(count=n, label=f"all {_plural(n, 'instance')} of {v.step} matching the filter")
+        return out
+
+    def selected_keys(self) -> list[str | None]:
+        """The key texts of what the bulk verbs act on now; refused when nothing is selected."""
+        v = self._v
+        if v.step is None:
+            raise NbflowError("select a step first")
+        if v.chosen == "keys":
+            keys = list(v.chosen_keys)
+        elif v.chosen == "group":
+            keys = views.group_keys(self.store, self.run.id, v.step, v.chosen_group)
+        elif v.chosen == "filter":
+            keys = views.filter_keys(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
+                                     group=v.group or None)
+        else:
+            keys = []
+        if not keys:
+            raise NbflowError("nothing selected: tick rows, choose an error group or select all matching the filter")
+        return keys
 
     # -- actions ----------------------------------------------------------------------------------
     def act(self, name: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -208,6 +361,7 @@ class Controller:
             return {**out, "ok": False, "code": str(verbs.Refusal.INVALID),
                     "text": f"the arguments of {name} must be a JSON object"}
         self._command = None
+        self._extra = {}
         try:
             text = handler(args)
         except UnknownRunError as exc:
@@ -216,7 +370,7 @@ class Controller:
             return {**out, "ok": False, "code": exc.code, "text": _text_of(exc)}
         except (NbflowError, ValueError, TypeError, KeyError) as exc:
             return {**out, "ok": False, "code": str(verbs.Refusal.INVALID), "text": _text_of(exc)}
-        return {**out, "text": text, "command": self._command}
+        return {**out, "text": text, "command": self._command, **self._extra}
 
     def settle(self) -> list[dict[str, Any]]:
         """The answers of :attr:`pending` commands that their owner applied since (and forgets them)."""
@@ -256,11 +410,107 @@ class Controller:
 
     def _on_filter(self, m: Mapping[str, Any]) -> None:
         status = str(m.get("status") or "")
-        if status and status not in views.STATUSES:
-            raise NbflowError(f"unknown status {status!r}; statuses are: {', '.join(views.STATUSES)}")
+        if status and status not in _FILTERS:
+            raise NbflowError(f"unknown status {status!r}; statuses are: {', '.join(_FILTERS)}")
+        group = _text_field(m, "group", 40)
+        if group and self._v.step is not None:
+            views.group_keys(self.store, self.run.id, self._v.step, group)  # an unknown group is refused here
         self._v.status = status
         self._v.text = str(m.get("text") or "")[:200]
+        self._v.group = group
         self._v.offset = 0
+        if self._v.chosen == "filter":
+            self._v.chosen = "none"  # "all matching" meant the old filter
+
+    def _on_show_errors(self, m: Mapping[str, Any]) -> None:
+        if self._v.step is None:
+            raise NbflowError("select a step first: the Errors view groups one step's errors")
+        self._v.errors = bool(m.get("on", not self._v.errors))
+
+    def _on_select(self, m: Mapping[str, Any]) -> None:
+        """Choose what the bulk verbs act on: ``keys``, an error ``group``, ``filter`` (all matching) or nothing."""
+        v = self._v
+        if v.step is None:
+            raise NbflowError("select a step first")
+        if m.get("group"):
+            group = _text_field(m, "group", 40)
+            views.group_keys(self.store, self.run.id, v.step, group)  # an unknown group is refused here
+            v.chosen, v.chosen_group, v.chosen_keys = "group", group, []
+        elif m.get("filter"):
+            v.chosen, v.chosen_group, v.chosen_keys = "filter", "", []
+        elif m.get("keys") is not None:
+            keys = m["keys"]
+            if not isinstance(keys, list):
+                raise NbflowError("keys must be a list of keys")
+            v.chosen, v.chosen_group = "keys", ""
+            v.chosen_keys = list(dict.fromkeys(key_text(k) for k in keys))
+        else:
+            v.chosen, v.chosen_group, v.chosen_keys = "none", "", []
+
+    def _on_toggle(self, m: Mapping[str, Any]) -> None:
+        """Tick or untick one row (a group or filter selection becomes the ticked rows)."""
+        v = self._v
+        if v.step is None:
+            raise NbflowError("select a step first")
+        key = key_text(m.get("key"))
+        if v.chosen != "keys":
+            v.chosen, v.chosen_group, v.chosen_keys = "keys", "", []
+        if key in v.chosen_keys:
+            v.chosen_keys.remove(key)
+        else:
+            v.chosen_keys.append(key)
+
+    def _on_sort(self, m: Mapping[str, Any]) -> None:
+        by = str(m.get("by") or "item")
+        if not _valid_sort(by, len(self._v.watch)):
+            raise NbflowError(f"cannot sort by {by!r}: sort by item, duration or watch:N (a watch column from 0)")
+        self._v.sort, self._v.desc, self._v.offset = by, bool(m.get("desc")), 0
+
+    # expressions: watch columns and bulk edits
+    def _on_watch_add(self, m: Mapping[str, Any]) -> str:
+        ex = Expression(m.get("expr"), "watch expression")
+        if len(self._v.watch) >= WATCH_LIMIT:
+            raise NbflowError(f"at most {WATCH_LIMIT} watch columns: remove one first")
+        self._v.watch.append(ex.text[:500])
+        return f"watching {ex.text}"
+
+    def _on_watch_remove(self, m: Mapping[str, Any]) -> None:
+        index = _int(m.get("index"), "index")
+        if not 0 <= index < len(self._v.watch):
+            raise NbflowError(f"no watch column {index}; there are {len(self._v.watch)}")
+        del self._v.watch[index]
+        if self._v.sort.startswith("watch:"):
+            self._v.sort = "item"
+
+    def _edits(self, m: Mapping[str, Any], limit: int | None) -> tuple[list[str | None], list[views.Edit], str]:
+        step = self._v.step
+        if step is None:
+            raise NbflowError("select a step first")
+        name = str(m.get("input") or "item")
+        ex = Expression(m.get("expr"), "edit expression")
+        keys = self.selected_keys()
+        return keys, views.edits(self.store, self.run.id, step, keys, name, ex.evaluate, limit), name
+
+    def _on_preview_edit(self, m: Mapping[str, Any]) -> str:
+        keys, found, name = self._edits(m, PREVIEW_ROWS)
+        self._extra = {"count": len(keys), "preview": [
+            {"key": e.key, "old": _small(e.old, 2000),
+             **({"error": e.error} if e.error else {"new": _small(e.new, 2000)})}
+            for e in found
+        ]}
+        bad = sum(1 for e in found if e.error)
+        return (f"{name} of {_plural(len(keys), 'instance')} would change" + (f"; {bad} of the first {len(found)} "
+                "fail" if bad else ""))
+
+    def _on_edit_selected(self, m: Mapping[str, Any]) -> str:
+        keys, found, name = self._edits(m, None)
+        failed = [e for e in found if e.error is not None]
+        if failed:
+            raise NbflowError(f"the expression fails for {len(failed)} of {len(found)} instances "
+                              f"(first: {label(self._v.step, failed[0].key)}: {failed[0].error}); nothing was changed")
+        payload = {"inputs": {e.key: {name: e.new} for e in found}, "by_key": True}
+        res = submit(self.store, self.run.id, "set_inputs", self._v.step, keys, payload, _reason(m))
+        return self._result(res, "edit_selected")
 
     def _on_select_instance(self, m: Mapping[str, Any]) -> None:
         step = m.get("step") or self._v.step
@@ -281,7 +531,12 @@ class Controller:
         if v.target != verbs.Target.RUN:
             step = _step_arg(m)  # commands.check judges what is missing or does not fit
             if v.target == verbs.Target.INSTANCES:
-                keys = self._keys(m)
+                if m.get("selected"):
+                    if step is not None and step != self._v.step:
+                        raise NbflowError(f"the selection is of {self._v.step}, not {step}")
+                    step, keys = self._v.step, self.selected_keys()
+                else:
+                    keys = self._keys(m)
                 if keys is None and m.get("key") is not None:
                     keys = [key_text(m["key"])]
         payload = _payload(v, m)
@@ -365,6 +620,41 @@ class Controller:
 
 
 
+_FILTERS = (*views.STATUSES, views.PROBLEMS)
+"""A page's status filters: each status, or what needs a person (``problems``)."""
+
+WATCH_SORT_CHUNK = 500
+"""Instances evaluated at a time when the table is sorted by a watch column."""
+
+
+def _text_field(m: Mapping[str, Any], name: str, limit: int) -> str:
+    value = m.get(name) or ""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise NbflowError(f"{name} must be a string")
+    return str(value)[:limit]
+
+
+def _valid_sort(by: str, columns: int) -> bool:
+    if by in ("item", "duration"):
+        return True
+    head, _, n = by.partition(":")
+    return head == "watch" and n.isdigit() and int(n) < columns
+
+
+def _sort_key(cell: Mapping[str, Any]) -> tuple[int, Any]:
+    """Watch cells in order: numbers by value, then texts, then errors."""
+    value = cell.get("value")
+    if cell.get("error"):
+        return (3, cell["error"])
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    return (1, cell.get("text") or "")
+
+
+def _plural(n: int, word: str) -> str:
+    return plural(n, word)
+
+
 def _first_interesting_step(nodes: list[dict[str, Any]]) -> str | None:
     """The first step something waits on a person in (paused, failed or waiting), if any."""
     for n in nodes:
@@ -406,7 +696,7 @@ def _edited_field(v: Verb) -> str | None:
     the one field a verb requires (skip's ``output``, set_inputs' ``inputs``, set_output's ``value``)."""
     if "payload" in v.payload:
         return "payload"
-    return v.payload[0] if len(v.payload) == 1 and v.required == 1 else None
+    return v.payload[0] if v.required == 1 else None
 
 
 def _payload(v: Verb, m: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from anywidget.experimental import command
 
 from .. import views
 from .._compat import get_ipython
-from .._util import _actor, set_actor
+from .._util import _actor, current_actor, set_actor
 from ..run import Run
 from ..states import RunStatus
 from . import render
@@ -77,6 +77,12 @@ class RunWidget(anywidget.AnyWidget):
     """The selected instance's address: {step, key} (``key`` as the rows show it)."""
     detail = traitlets.Dict(None, allow_none=True).tag(sync=True)
     """The selected instance (:func:`nbflow.views.instance_detail`), or None."""
+    errors = traitlets.Dict(None, allow_none=True).tag(sync=True)
+    """The selected step's error groups while the Errors view is open (:func:`nbflow.views.error_groups`)."""
+    selection = traitlets.Dict().tag(sync=True)
+    """What the bulk verbs act on: kind (none, keys, group, filter), keys, group, count, label."""
+    timeline = traitlets.Dict(None, allow_none=True).tag(sync=True)
+    """The selected step's durations and attempts over time (:func:`nbflow.views.timeline`)."""
     message = traitlets.Dict().tag(sync=True)
     """The last answer: seq, ok, text, action, req (echoed from :meth:`handle_message`)."""
     live = traitlets.Bool(False).tag(sync=True)
@@ -85,7 +91,7 @@ class RunWidget(anywidget.AnyWidget):
         self.run = run
         self.store = run.store
         self.page_size = page_size
-        self.controller = Controller(run, page_size=page_size)
+        self.controller = Controller(run, page_size=page_size, actor=_kernel_actor())
         """The view's state and actions (shared with the sidebar's REST endpoint)."""
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -184,8 +190,8 @@ class RunWidget(anywidget.AnyWidget):
     def apply(self, name: Any, args: Any, req: Any = None) -> dict[str, Any]:
         """Apply action *name* with *args* (plain JSON) as the person at this kernel, refresh the
         traits, report the answer in :attr:`message` and return it."""
-        actor = os.environ.get("JUPYTERHUB_USER") if not os.environ.get("NBFLOW_ACTOR") else None
-        token = set_actor(actor) if actor else None
+        actor = _kernel_actor()
+        token = set_actor(actor)
         try:
             with self._lock:
                 answer = self.controller.act(name, args)
@@ -203,8 +209,7 @@ class RunWidget(anywidget.AnyWidget):
             with contextlib.suppress(Exception):  # show the state as it is now, if the store answers
                 self.refresh()
         finally:
-            if token is not None:
-                _actor.reset(token)
+            _actor.reset(token)
         return answer
 
     def _say(self, answer: Mapping[str, Any], req: Any = None) -> None:
@@ -212,6 +217,13 @@ class RunWidget(anywidget.AnyWidget):
             self._seq += 1
             self.message = {"seq": self._seq, "ok": bool(answer.get("ok")), "text": answer.get("text") or "",
                             "action": answer.get("action"), "req": req}
+
+
+def _kernel_actor() -> str:
+    """Who acts from this kernel's widget: the JupyterHub user when NBFLOW_ACTOR does not say, else as
+    everywhere (:func:`nbflow.set_actor`, NBFLOW_ACTOR, the OS user)."""
+    hub = os.environ.get("JUPYTERHUB_USER") if not os.environ.get("NBFLOW_ACTOR") else None
+    return hub or current_actor()
 
 
 # -- display --------------------------------------------------------------------------------------

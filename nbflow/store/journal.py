@@ -56,8 +56,9 @@ _UPDATE = (
 )
 assert INST_COLS == (
     "run_id", "step", "item", "key", "status", "attempt", "inputs_codec", "inputs", "output_codec", "output",
-    "saved_codec", "saved", "error_type", "error_message", "error_traceback", "pause_reason", "held_by", "released",
-    "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "key_codec", "key_value",
+    "saved_codec", "saved", "error_type", "error_message", "error_traceback", "error_signature", "pause_reason",
+    "held_by", "released", "next_attempt_at", "deadline", "started_at", "finished_at", "logs", "token", "key_codec",
+    "key_value",
 ), "Inst.values() must follow the instances table's columns (the key's value last: inserts only)"
 
 

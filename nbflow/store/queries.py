@@ -72,13 +72,10 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def instance_page(
-    store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None, text: str | None = None,
-    offset: int = 0, limit: int = 50,
-) -> Page:
-    """A page of *step*'s instances (*limit* from *offset*, both already whole and in range), narrowed by
-    *status* and by *text* (found in the key, the error message or the pause reason). The count and the
-    page are read in one transaction."""
+def _filter(run_id: str, step: str, status: str | Iterable[str] | None, text: str | None,
+            signature: str | None) -> list[sa.ColumnElement[bool]]:
+    """The WHERE of a step's instances narrowed by *status*, by *text* (found in the key, the error
+    message or the pause reason) and by an error group's *signature*."""
     t = schema.instances
     where = [t.c.run_id == run_id, t.c.step == step]
     if status:
@@ -87,14 +84,154 @@ def instance_page(
     if text:
         pattern = _like(text)
         where.append(sa.or_(*(c.like(pattern, escape="\\") for c in (t.c.key, t.c.error_message, t.c.pause_reason))))
+    if signature is not None:
+        where.append(t.c.error_signature == signature)
+        where.append(t.c.status.in_(GROUPED_STATUSES))
+    return where
+
+
+SORTS = ("item", "duration")
+"""What a page can be ordered by in the store (a watch column is ordered where it is evaluated)."""
+
+
+def instance_page(
+    store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None, text: str | None = None,
+    offset: int = 0, limit: int = 50, signature: str | None = None, sort: str = "item", desc: bool = False,
+) -> Page:
+    """A page of *step*'s instances (*limit* from *offset*, both already whole and in range), narrowed as
+    :func:`_filter` says and ordered by item or by duration (:data:`SORTS`). The count and the page are
+    read in one transaction."""
+    t = schema.instances
+    where = _filter(run_id, step, status, text, signature)
     cols = [t.c[n] for n in PAGE_COLUMNS]
+    if sort == "duration":
+        order: list[sa.ColumnElement[Any]] = [_duration().desc() if desc else _duration().asc(), t.c.item]
+    else:
+        order = [t.c.item.desc() if desc else t.c.item]
     with store.engine.connect() as conn:
         total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar_one())
         if offset >= total and total:
             offset = (total - 1) // limit * limit  # the last page, when the filter shrank the list
-        query = sa.select(*cols).where(*where).order_by(t.c.item).offset(offset).limit(limit)
+        query = sa.select(*cols).where(*where).order_by(*order).offset(offset).limit(limit)
         rows = cast("list[_Row]", list(conn.execute(query).mappings()))
     return Page(total, offset, rows)
+
+
+def _duration() -> sa.ColumnElement[Any]:
+    t = schema.instances
+    return sa.func.coalesce(t.c.finished_at - t.c.started_at, -1.0)
+
+
+def filter_keys(
+    store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None, text: str | None = None,
+    signature: str | None = None,
+) -> list[str | None]:
+    """The key texts of every instance a page filter matches, in item order (what "all matching the
+    filter" acts on)."""
+    t = schema.instances
+    query = sa.select(t.c.key).where(*_filter(run_id, step, status, text, signature)).order_by(t.c.item)
+    with store.engine.connect() as conn:
+        return [r[0] for r in conn.execute(query)]
+
+
+GROUPED_STATUSES = (InstanceStatus.FAILED.value, InstanceStatus.PAUSED.value, InstanceStatus.RETRYING.value)
+"""The statuses whose errors are grouped: failed, paused on an error, waiting to retry."""
+
+
+class ErrorGroupRow(NamedTuple):
+    """One error group of a step: its signature, how many instances and in which status, its first item."""
+
+    signature: str
+    size: int
+    statuses: dict[str, int]
+    first_item: int
+
+
+def error_groups(store: Store, run_id: str, step: str) -> list[ErrorGroupRow]:
+    """The step's errors grouped by signature (one GROUP BY), the largest group first. An instance
+    paused by a breakpoint before or after its body carries no error and is in no group."""
+    t = schema.instances
+    stmt = (
+        sa.select(t.c.error_signature, t.c.status, sa.func.count(), sa.func.min(t.c.item))
+        .where(t.c.run_id == run_id, t.c.step == step, t.c.error_signature.is_not(None),
+               t.c.status.in_(GROUPED_STATUSES))
+        .group_by(t.c.error_signature, t.c.status)
+    )
+    groups: dict[str, ErrorGroupRow] = {}
+    with store.engine.connect() as conn:
+        for sig, status, n, first in conn.execute(stmt):
+            g = groups.get(sig)
+            if g is None:
+                groups[sig] = ErrorGroupRow(sig, int(n), {status: int(n)}, int(first))
+            else:
+                g.statuses[status] = int(n)
+                groups[sig] = g._replace(size=g.size + int(n), first_item=min(g.first_item, int(first)))
+    return sorted(groups.values(), key=lambda g: (-g.size, g.first_item))
+
+
+def group_examples(store: Store, run_id: str, step: str, first_items: Iterable[int]) -> dict[int, _Row]:
+    """The rows (key, error, traceback) of the given items: each error group's first example."""
+    t = schema.instances
+    items = list(first_items)
+    if not items:
+        return {}
+    stmt = sa.select(t.c.item, t.c.key, t.c.key_codec, t.c.key_value, t.c.error_type, t.c.error_message,
+                     t.c.error_traceback).where(t.c.run_id == run_id, t.c.step == step, t.c.item.in_(items))
+    with store.engine.connect() as conn:
+        return {r["item"]: cast("_Row", r) for r in conn.execute(stmt).mappings()}
+
+
+def group_keys(store: Store, run_id: str, step: str, signature: str, limit: int | None = None) -> list[str | None]:
+    """The key texts of an error group's instances, in item order (at most *limit*)."""
+    t = schema.instances
+    stmt = (sa.select(t.c.key).where(*_filter(run_id, step, None, None, signature)).order_by(t.c.item)
+            .limit(limit))
+    with store.engine.connect() as conn:
+        return [r[0] for r in conn.execute(stmt)]
+
+
+TIMELINE_KINDS = ("started", "succeeded", "failed", "attempt_failed", "retrying", "paused", "waiting")
+"""The events a step's timeline counts."""
+
+
+class Durations(NamedTuple):
+    """A step's finished attempts' durations in seconds, sorted (what a timeline's median and p95 read)."""
+
+    values: list[float]
+    start: float | None
+    end: float | None
+
+
+def durations(store: Store, run_id: str, step: str) -> Durations:
+    """The durations of the step's instances that started and finished, sorted, and the time span of
+    the step's timeline events (10,000 floats for a 10,000-item step)."""
+    t = schema.instances
+    stmt = (sa.select(t.c.finished_at - t.c.started_at)
+            .where(t.c.run_id == run_id, t.c.step == step, t.c.started_at.is_not(None), t.c.finished_at.is_not(None))
+            .order_by(t.c.finished_at - t.c.started_at))
+    e = schema.events
+    with store.engine.connect() as conn:
+        values = [float(r[0]) for r in conn.execute(stmt)]
+        low, high = store.event_range(run_id, conn)
+        start, end = conn.execute(
+            sa.select(sa.func.min(e.c.ts), sa.func.max(e.c.ts))
+            .where(e.c.id > low, e.c.id < high, e.c.run_id == run_id, e.c.step == step, e.c.kind.in_(TIMELINE_KINDS))
+        ).one()
+    return Durations(values, start, end)
+
+
+def event_bins(store: Store, run_id: str, step: str, start: float, width: float) -> list[tuple[int, str, int]]:
+    """``(bin, kind, n)`` for the step's :data:`TIMELINE_KINDS` events, binned by time from *start* in
+    bins of *width* seconds (one GROUP BY over the run's event range)."""
+    e = schema.events
+    bin_ = sa.cast((e.c.ts - start) / width, sa.Integer).label("bin")  # truncation: ts >= start
+    with store.engine.connect() as conn:
+        low, high = store.event_range(run_id, conn)
+        stmt = (sa.select(bin_, e.c.kind, sa.func.count())
+                .where(e.c.id > low, e.c.id < high, e.c.run_id == run_id, e.c.step == step,
+                       e.c.kind.in_(TIMELINE_KINDS))
+                .group_by(bin_, e.c.kind))
+        return [(int(b), str(k), int(n)) for b, k, n in conn.execute(stmt)]
 
 
 def change_token(store: Store, run_id: str) -> tuple[Any, ...]:
@@ -168,6 +305,25 @@ def runs_of(store: Store, actor: str, since: float = 0.0) -> list[str]:
 
 
 __all__ = [
-    "PAGE_COLUMNS", "InstanceRead", "Page", "change_token", "held_counts", "instance_counts", "instance_page",
-    "instance_stamp", "instance_with_events", "runs_of",
+    "GROUPED_STATUSES",
+    "PAGE_COLUMNS",
+    "SORTS",
+    "TIMELINE_KINDS",
+    "Durations",
+    "ErrorGroupRow",
+    "InstanceRead",
+    "Page",
+    "change_token",
+    "durations",
+    "error_groups",
+    "event_bins",
+    "filter_keys",
+    "group_examples",
+    "group_keys",
+    "held_counts",
+    "instance_counts",
+    "instance_page",
+    "instance_stamp",
+    "instance_with_events",
+    "runs_of",
 ]

@@ -6,7 +6,7 @@ from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, M
 
 metadata = MetaData()
 
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 """The newest migration this nbflow knows; a store at another revision is migrated or refused."""
 
 EVENT_ID_SPAN = 2**30
@@ -82,6 +82,7 @@ instances = Table(
     Column("error_type", String(200)),
     Column("error_message", Text),
     Column("error_traceback", Text),
+    Column("error_signature", Text),  # what groups errors of one cause (nbflow.triage.error_signature)
     Column("pause_reason", Text),
     Column("held_by", Text),  # JSON list of breakpoint ids holding a paused instance
     Column("released", Text),  # JSON list of breakpoint ids that already let it go
