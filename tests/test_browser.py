@@ -111,6 +111,7 @@ def test_jupyterlab_debugger_resumes_one_instance_and_edits_another(page: Page, 
     widget = _open_paused_run(page, jupyter, "debug.ipynb", ui="lab")
 
     widget.locator("g[data-testid=node][data-step=enrich]").click()
+    widget.locator("[data-testid=filter-status]").select_option("")  # all: it opens on the problems
     rows = widget.locator("[data-testid=instances] tr[data-testid=instance-row]")
     rows.first.wait_for()
     assert rows.count() == N_ITEMS
@@ -163,6 +164,7 @@ def test_notebook7_debugger_resumes_one_instance(page: Page, jupyter: JupyterSer
     widget = _open_paused_run(page, jupyter, "debug7.ipynb", ui="notebook")
 
     widget.locator("g[data-testid=node][data-step=enrich]").click()
+    widget.locator("[data-testid=filter-status]").select_option("")  # all: it opens on the problems
     widget.locator("tr[data-testid=instance-row][data-key='0']").click()
     widget.locator("[data-testid=instance-panel] [data-testid=resume-one]").click()
     _wait_row_status(page, "0", "succeeded")

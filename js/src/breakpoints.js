@@ -40,8 +40,8 @@ export function createBreakpoints(ctx) {
     const boe = (model.get("summary") || {}).break_on_error || { enabled: false };
     const boeHeld = boe.held || 0;
     const boeItem = boe.enabled ? h("li", { class: `nbf-bp-item${boeHeld ? " nbf-hit" : ""}`, testid: "bp-break-on-error", title: "the run's break_on_error: an instance that raises pauses instead of failing" },
-      h("span", { class: `nbf-dot${boeHeld ? " nbf-hit" : ""}` }), h("b", {}, "break on error"), " · every step of this run",
-      boeHeld ? h("span", { class: "nbf-hit-text" }, ` · holding ${plural(boeHeld, "instance")} in the run`) : "") : null;
+      h("span", { class: `nbf-dot${boeHeld ? " nbf-hit" : ""}` }), h("b", {}, "break on error"), " · this run",
+      boeHeld ? h("span", { class: "nbf-hit-text" }, ` · holding ${plural(boeHeld, "instance")}`) : "") : null;
     const items = node.breakpoints.map((b) =>
       h("li", { class: `nbf-bp-item${b.state === "hit" ? " nbf-hit" : ""}`, "data-bp-id": b.id, title: b.state === "hit" ? "hit: holding paused instances" : "set: nothing held yet" },
         h("span", { class: `nbf-dot${b.state === "hit" ? " nbf-hit" : ""}` }), h("b", {}, `#${b.id}`), ` ${WHEN[b.when] || b.when}`, b.key != null ? ` · key ${b.key}` : "", b.condition ? " · if " : "",

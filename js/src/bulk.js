@@ -44,7 +44,8 @@ export function createBulk(ctx) {
     if (!step) return;
     const s = selection();
     const n = s.count || 0;
-    labelEl.textContent = n ? `Selected: ${what()}` : "Nothing selected: tick rows, pick an error group, or select all matching.";
+    labelEl.textContent = n ? `Selected: ${what()}` : "Nothing selected";
+    labelEl.title = n ? "" : "tick rows (x), choose an error group, or select all matching the filter";
     labelEl.classList.toggle("nbf-muted", !n);
     for (const b of buttons) b.disabled = !n;
     clearBtn.hidden = !n;
@@ -91,7 +92,7 @@ export function createBulk(ctx) {
     const step = model.get("selected_step");
     const p = model.get("instances") || {};
     const d = model.get("detail");
-    const names = p.input_names && p.input_names.length ? p.input_names
+    const names = p.inputs && p.inputs.length ? p.inputs
       : d && d.step === step && d.inputs && Object.keys(d.inputs).length ? Object.keys(d.inputs) : ["item"];
     const input = h("select", { class: "nbf-input", testid: "edit-input" }, names.map((n) => h("option", { value: n }, n)));
     const expr = h("input", { class: "nbf-input nbf-grow nbf-mono", testid: "edit-expr", placeholder: '{**item, "amount": item["amount"].replace(",", ".")}', spellcheck: "false" });

@@ -13,8 +13,8 @@ import { fmt, plural } from "./format.js";
 export function maskedMessage(g) {
   let m = g.signature || g.message || "";
   if (m.startsWith(`${g.type}: `)) m = m.slice(g.type.length + 2);
-  const at = m.lastIndexOf(" @ ");
-  return at >= 0 ? m.slice(0, at) : m;
+  if (g.line && m.endsWith(` @ ${g.line}`)) m = m.slice(0, m.length - g.line.length - 3);
+  return m;
 }
 
 /** @param {Ctx} ctx */
@@ -47,6 +47,14 @@ export function createErrors(ctx) {
     more.textContent = errs.groups_omitted ? `… and ${plural(errs.groups_omitted, "smaller group")} (nbflow errors RUN ${errs.step})` : "";
   }
 
+  /** A group's click: its instances become the selection, and the table shows them.
+   * @param {ErrorGroup} g */
+  async function choose(g) {
+    const a = await ctx.send("select", { group: g.id });
+    const p = model.get("instances") || {};
+    if (a.ok) await ctx.send("filter", { status: p.status || "", text: p.text || "", group: g.id });
+  }
+
   /**
    * @param {ErrorGroup} g
    * @param {boolean} chosen
@@ -54,7 +62,7 @@ export function createErrors(ctx) {
   function group(g, chosen) {
     const masked = maskedMessage(g);
     const btn = h("button", { class: `nbf-egroup-btn${chosen ? " nbf-on" : ""}`, testid: "error-group", "data-group-id": g.id, "aria-pressed": chosen ? "true" : "false",
-      title: `select the ${plural(g.count, "instance")} of this group for the bulk verbs`, onclick: () => ctx.send("select", { group: g.id }) },
+      title: `select the ${plural(g.count, "instance")} of this group for the bulk verbs`, onclick: () => choose(g) },
       h("b", { class: "nbf-fg-failed" }, g.type), ` × ${fmt(g.count)}: `, h("span", { class: "nbf-egroup-msg" }, masked));
     const st = Object.entries(g.statuses || {}).filter(([, n]) => n > 0).map(([k, n]) => `${fmt(n)} ${k === "paused" ? "paused on the error" : k}`).join(" · ");
     const tb = h("details", { class: "nbf-fold", testid: "group-traceback" }, h("summary", {}, `Traceback of the first example${g.first_key != null ? ` (${g.first_key})` : ""}`),
