@@ -23,7 +23,7 @@ export function createBulk(ctx) {
    * @param {string} title
    * @param {() => void} fn
    */
-  const verbBtn = (testid, name, title, fn) => h("button", { class: "nbf-btn", testid, title, onclick: fn }, name);
+  const verbBtn = (testid, name, title, fn) => h("button", { class: "nbf-btn nbf-small", testid, title, onclick: fn }, name);
   const bResume = verbBtn("resume-selected", "Resume selected", "let the selected instances go on (an error-paused one then fails)", () => confirmVerb("resume", "Resume"));
   const bRetry = verbBtn("retry-selected", "Retry selected", "run the selected instances again with today's code and their current inputs", () => confirmVerb("retry", "Retry"));
   const bSkip = verbBtn("skip-selected", "Skip selected", "skip the selected instances, giving one output for all", () => askSkip());

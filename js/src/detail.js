@@ -37,8 +37,34 @@ export function createDetail(ctx) {
   /** @param {string} verb  a verb on the selected instance alone */
   const verbOn = (verb) => {
     const t = target();
-    if (t) ctx.act(verb, t, slot);
+    if (t) void actOn(verb, t);
   };
+  /** The status the panel shows now (null: none, or not loaded). */
+  const shownStatus = () => {
+    const d = model.get("detail");
+    return d && !d.missing ? d.status : null;
+  };
+  /**
+   * A verb on one instance; when it is the open one and its status moved on before the answer came
+   * (a retry that already failed again), the answer says where it stands now.
+   * @param {string} verb
+   * @param {{step: string, key: Key}} t
+   * @param {Record<string, unknown>} [extra]
+   */
+  async function actOn(verb, t, extra = {}) {
+    const sel = model.get("selected");
+    const open = !!sel && sel.step === t.step && (sel.key ?? null) === (t.key ?? null);
+    const which = ui.detailFor;
+    const before = shownStatus();
+    const answer = await ctx.act(verb, { ...t, ...extra }, slot);
+    const now = shownStatus();
+    if (open && answer.ok && answer.text && ui.detailFor === which && now !== null && now !== before) {
+      ui.statusFor = now;
+      ctx.placeMessage(slot);
+      ctx.showMessage({ ok: true, text: `${answer.text} · it is ${now} now` });
+    }
+    return answer;
+  }
   const slot = h("div", { class: "nbf-msg-slot" });
   /**
    * @param {string} testid
@@ -322,7 +348,7 @@ export function createDetail(ctx) {
     const json = verb === "set_inputs"
       ? JSON.stringify({ [String(path[0])]: setIn((d.inputs || {})[String(path[0])], path.slice(1), value) })
       : JSON.stringify(setIn(d.output, path, value));
-    const answer = await ctx.act(verb, { step: sel.step, key: sel.key, json }, slot);
+    const answer = await actOn(verb, { step: sel.step, key: sel.key }, { json });
     return answer.ok ? null : answer.text || "refused";
   }
 
@@ -348,7 +374,7 @@ export function createDetail(ctx) {
         } catch (e) {
           return `Invalid JSON: ${/** @type {Error} */ (e).message}`; // invalid JSON never leaves the browser
         }
-        const answer = await ctx.act("skip", { step: t.step, key: t.key, json: out.value, reason: reason.value.trim() || null }, slot);
+        const answer = await actOn("skip", t, { json: out.value, reason: reason.value.trim() || null });
         return answer.ok ? true : answer.text || "refused";
       },
     });
@@ -441,5 +467,5 @@ export function createDetail(ctx) {
     return true;
   }
 
-  return { el: panel, render, reveal, escape, askSkip, editSelected, slot };
+  return { el: panel, render, reveal, escape, askSkip, editSelected, actOn, slot };
 }

@@ -9,7 +9,7 @@ import { h } from "./dom.js";
 
 /** @type {[string, string][]} what the legend lists */
 export const KEYS = [
-  ["j / ↓", "next row"], ["k / ↑", "previous row"], ["Enter", "open the row"], ["x", "tick the row"],
+  ["j ↓", "next row"], ["k ↑", "previous row"], ["Enter", "open the row"], ["x", "tick the row"],
   ["r", "resume"], ["t", "retry"], ["s", "skip…"], ["e", "edit…"], ["Esc", "close the dialog or the panel"],
 ];
 
@@ -17,7 +17,8 @@ export const KEYS = [
  * @param {Ctx} ctx
  * @param {{
  *   table: {move: (d: number) => boolean, focusedTarget: () => Target | null, tickFocused: () => boolean, openFocused: () => boolean},
- *   detail: {escape: () => boolean, askSkip: (t?: Target | null) => void, editSelected: () => boolean, slot: HTMLElement},
+ *   detail: {escape: () => boolean, askSkip: (t?: Target | null) => void, editSelected: () => boolean,
+ *     actOn: (verb: string, t: Target) => Promise<unknown>},
  *   bulk: unknown,
  * }} parts
  */
@@ -34,7 +35,7 @@ export function shortcuts(ctx, { table, detail }) {
   const verbOn = (verb) => {
     const t = target();
     if (!t) return false;
-    void ctx.act(verb, t, detail.slot);
+    void detail.actOn(verb, t);
     return true;
   };
   /** @type {Record<string, () => boolean>} */
@@ -82,7 +83,7 @@ export function shortcuts(ctx, { table, detail }) {
 
   const legend = h("details", { class: "nbf-fold nbf-keys", testid: "shortcuts" },
     h("summary", { title: "shortcuts work while the focus is in this view, outside a text field" }, "Keyboard shortcuts"),
-    h("dl", { class: "nbf-keys-list" }, KEYS.flatMap(([k, what]) => [h("dt", {}, h("kbd", {}, k)), h("dd", {}, what)])));
+    h("dl", { class: "nbf-keys-list" }, KEYS.flatMap(([k, what]) => [h("dt", {}, k.split(" ").map((one) => h("kbd", {}, one))), h("dd", {}, what)])));
 
   return { legend, dispose: () => root.removeEventListener("keydown", onKey) };
 }
