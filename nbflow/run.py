@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,13 @@ class ErrorGroup:
 
     def __repr__(self) -> str:
         return f"<ErrorGroup {self.n} of {self.step}: {self.count} x {self.signature}>"
+
+    def __iter__(self) -> Iterator[Any]:
+        """Its keys: a group is a selection (``run.retry("parse", keys=group)``)."""
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 @dataclass

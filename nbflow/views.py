@@ -413,12 +413,14 @@ GROUP_KEYS_SHOWN = 20
 """Keys listed per error group in :func:`error_groups` (``keys_omitted`` counts the others)."""
 
 
-def error_groups(store: Store, run_id: str, step: str, limit: int = 50, keys: int = GROUP_KEYS_SHOWN) -> dict[str, Any]:
+def error_groups(store: Store, run_id: str, step: str, limit: int = 50, keys: int = GROUP_KEYS_SHOWN,
+                 traceback_chars: int | None = None) -> dict[str, Any]:
     """The step's failed, error-paused and retrying instances grouped by error signature
     (:func:`nbflow.triage.error_signature`), the largest group first: for each its number ``n`` and
     ``id`` (what ``--group`` takes), the exception ``type``, the first example's ``message`` and
     ``traceback``, the masked ``signature`` and failing ``line``, ``count`` and per-status counts, and
-    its first *keys* keys. Grouping and counts come from one GROUP BY: the same for 100,000 instances."""
+    its first *keys* keys (*traceback_chars*: keep only the traceback's end, where it was raised). Grouping
+    and counts come from one GROUP BY: the same for 100,000 instances."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
     if step not in definition.steps:
@@ -435,11 +437,16 @@ def error_groups(store: Store, run_id: str, step: str, limit: int = 50, keys: in
             "n": n, "id": group_id(g.signature), "step": step, "type": ex.get("error_type") or type_,
             "message": ex.get("error_message") or "", "signature": g.signature,
             "line": rest.rpartition(" @ ")[2] if " @ " in rest else "",
-            "count": g.size, "statuses": g.statuses, "traceback": ex.get("error_traceback") or "",
+            "count": g.size, "statuses": g.statuses,
+            "traceback": _tail(ex.get("error_traceback") or "", traceback_chars),
             "first_key": shown_key(ex) if ex else None, "keys": some, "keys_omitted": max(g.size - len(some), 0),
         })
     return {"step": step, "total": sum(g.size for g in all_groups), "groups": out,
             "groups_omitted": max(len(all_groups) - len(shown), 0)}
+
+
+def _tail(text: str, chars: int | None) -> str:
+    return text if chars is None or len(text) <= chars else "…" + text[-chars:]
 
 
 TIMELINE_BINS = 48
@@ -486,16 +493,17 @@ WATCH_TEXT_CHARS = 80
 """A watch cell's text is cut to this many characters (its value is shipped only when it is short)."""
 
 
-def watch_values(store: Store, run_id: str, step: str, items: Iterable[int],
-                 exprs: Iterable[Expression]) -> list[list[dict[str, Any]]]:
+def watch_values(store: Store, run_id: str, step: str, items: Iterable[int], exprs: Iterable[Expression],
+                 reader: ValueReader | None = None) -> list[list[dict[str, Any]]]:
     """Each watch expression evaluated over each instance of *items* (one page), in that order: over
     its inputs by name and, when it has one, its ``output``. A cell is ``{"value", "text", "error"}``:
-    ``value`` only when it is short JSON."""
+    ``value`` only when it is short JSON. Pass one *reader* for many pages: upstream values are then
+    decoded once."""
     exprs = list(exprs)
     items = list(items)
     if not exprs or not items:
         return [[] for _ in items]
-    reader = ValueReader(store, store.run_row(run_id))
+    reader = reader or ValueReader(store, store.run_row(run_id))
     rows = {r["item"]: r for r in store.instance_rows(run_id, step, items=items)}
     out = []
     for item in items:
@@ -539,7 +547,7 @@ def edits(store: Store, run_id: str, step: str, keys: Iterable[str | None], inpu
         raise NbflowError(f"step {step!r} takes no input named {input_name!r}; its inputs are: "
                           f"{', '.join(sorted(spec.inputs)) or 'none'}")
     wanted = list(keys)[:limit] if limit is not None else list(keys)
-    by_key = {r["key"]: r for r in reader.step_rows(step)}
+    by_key = queries.rows_by_key(store, run_id, step, wanted)
     out = []
     for key in wanted:
         r = by_key.get(key)
@@ -552,6 +560,11 @@ def edits(store: Store, run_id: str, step: str, keys: Iterable[str | None], inpu
         except Exception as exc:  # noqa: BLE001 - a person's expression: its error is named per instance
             out.append(Edit(key, old, None, f"{type(exc).__name__}: {exc}"[:300]))
     return out
+
+
+def value_reader(store: Store, run_id: str) -> ValueReader:
+    """A reader of the run's values that decodes each upstream value once (for :func:`watch_values`)."""
+    return ValueReader(store, store.run_row(run_id))
 
 
 def watch_names(reader: ValueReader, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -105,16 +105,24 @@ def _wait_row_status(page: Page, key: str, status: str, timeout: float = 30_000)
     )
 
 
+def _show_all(page: Page, widget: Locator) -> None:
+    """Filter the instance table to every status (it opens on the problems: paused, failed, waiting)."""
+    widget.locator("[data-testid=filter-status]").select_option("")
+    page.wait_for_function(
+        "() => document.querySelector('.nbflow-widget [data-testid=filter-status]')?.value === ''", timeout=30_000)
+    widget.locator("[data-testid=instances] tr[data-testid=instance-row]").first.wait_for()
+
+
 def test_jupyterlab_debugger_resumes_one_instance_and_edits_another(page: Page, jupyter: JupyterServer) -> None:
     """In JupyterLab: click the paused foreach node, resume one instance (it succeeds, the rest stay paused),
     edit another's inputs in the JSON editor with a reason, and find the change in its history."""
     widget = _open_paused_run(page, jupyter, "debug.ipynb", ui="lab")
 
     widget.locator("g[data-testid=node][data-step=enrich]").click()
-    widget.locator("[data-testid=filter-status]").select_option("")  # all: it opens on the problems
     rows = widget.locator("[data-testid=instances] tr[data-testid=instance-row]")
     rows.first.wait_for()
     assert rows.count() == N_ITEMS
+    _show_all(page, widget)  # the table opens on the problems; a resumed row would leave it
     assert {_row_status(widget, str(k)) for k in range(N_ITEMS)} == {"paused"}
 
     # resume one instance from its panel
@@ -164,7 +172,7 @@ def test_notebook7_debugger_resumes_one_instance(page: Page, jupyter: JupyterSer
     widget = _open_paused_run(page, jupyter, "debug7.ipynb", ui="notebook")
 
     widget.locator("g[data-testid=node][data-step=enrich]").click()
-    widget.locator("[data-testid=filter-status]").select_option("")  # all: it opens on the problems
+    _show_all(page, widget)
     widget.locator("tr[data-testid=instance-row][data-key='0']").click()
     widget.locator("[data-testid=instance-panel] [data-testid=resume-one]").click()
     _wait_row_status(page, "0", "succeeded")

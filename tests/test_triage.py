@@ -104,7 +104,7 @@ def test_skip_a_group_fix_another_by_function_and_retry_it_and_the_run_succeeds(
                                                                                  calls: Trail) -> None:
     commas, nones = run.error_groups("parse")
     before = len(calls.items())
-    run.skip("parse", keys=nones.keys, output={"id": -1, "cents": 0}, reason="no amount")
+    run.skip("parse", keys=nones, output={"id": -1, "cents": 0}, reason="no amount")
     run.set_inputs("parse", keys=commas.keys, fn=lambda item: {**item, "amount": item["amount"].replace(",", ".")},
                    reason="decimal commas")
     run.retry("parse", keys=commas.keys)
@@ -236,3 +236,14 @@ def test_errors_recorded_before_the_upgrade_are_grouped_after_it(run: nbflow.Run
         assert [(g.type, g.count) for g in groups] == [("ValueError", 12), ("TypeError", 5)]
     finally:
         fresh.dispose()
+
+
+def test_a_watch_filter_keeps_the_rows_whose_value_holds_the_text_and_all_matching_selects_them(
+        run: nbflow.Run) -> None:
+    c = Controller(run)
+    c.act("watch_add", {"expr": 'item["amount"] or "missing"'})
+    assert c.act("filter", {"status": "problems", "watch": {"index": 0, "text": "missing"}})["ok"]
+    page = c.state()["instances"]
+    assert page["total"] == 5 and {r["watch"][0]["value"] for r in page["rows"]} == {"missing"}
+    c.act("select", {"filter": True})
+    assert c.selected_keys() == [str(k) for k in sorted(NONES)]

@@ -15,10 +15,19 @@ scheduler or the store's tables: it reads through :mod:`nbflow.views`.
 Actions and their arguments (``key``: an instance's key as the rows show it; ``keys``: several):
 
 * navigation (``text`` is None): ``refresh``, ``select_step {step}`` (null: none),
-  ``page {offset}`` or ``{delta}`` (pages), ``filter {status, text}``, ``select_instance {step, key}``,
-  ``close_instance``;
+  ``page {offset}`` or ``{delta}`` (pages), ``filter {status, text, group, watch}`` (``status`` may be
+  ``problems``: paused, failed, waiting or retrying, what a step with any opens on; ``group`` an error
+  group's id; ``watch`` ``{index, text}``: rows whose watch column holds the text), ``sort {by, desc}``
+  (``item``, ``duration`` or ``watch:N``), ``select_instance {step, key}``, ``close_instance``,
+  ``show_errors {on}`` (the Errors view: the step's errors grouped by cause), ``select {keys | group |
+  filter}`` (what the bulk verbs act on; ``{}`` clears it) and ``toggle {key}`` (tick one row);
+* expressions over an instance's inputs (and ``output``): ``watch_add {expr}``, ``watch_remove {index}``
+  (watch columns), ``preview_edit {input, expr}`` (a bulk edit's first results, in ``preview``, and
+  ``count``) and ``edit_selected {input, expr, reason}`` (one ``set_inputs`` with a value per selected
+  instance);
 * every verb of the table that names instances, a step or the run (:data:`VERB_ACTIONS`), with
-  ``step``, ``key`` or ``keys`` as its target asks, the verb's payload fields and ``reason``:
+  ``step``, ``key`` or ``keys`` as its target asks (or ``selected``: the selection, as one command), the
+  verb's payload fields and ``reason``:
   ``resume {step, key | keys}`` (no step: every paused instance of the run; so does ``resume_all``),
   ``retry``, ``skip {output}``, ``set_inputs {inputs}`` (only the inputs that differ are sent on),
   ``set_output {value}``, ``approve {step, comment, payload}``, ``reject {step, comment}``,
@@ -72,6 +81,11 @@ ACTIONS = NAVIGATION + CODE_ACTIONS + VERB_ACTIONS + BREAKPOINT_ACTIONS
 SUMMARY_FIELDS = ("id", "workflow", "version", "status", "interrupted", "owner", "progress", "counts",
                   "break_on_error", "created", "updated", "finished", "forked_from")
 
+ERROR_GROUPS_SHOWN = 12
+"""Error groups the view ships (the largest; ``groups_omitted`` counts the others): its state stays small."""
+TRACEBACK_CHARS = 1200
+"""The end of each group's example traceback the view ships (where the error was raised)."""
+
 PREVIEW_ROWS = 5
 """Instances a bulk edit's preview shows."""
 
@@ -88,6 +102,7 @@ class _View:
     sort: str = "item"  # "item", "duration" or "watch:N"
     desc: bool = False
     watch: list[str] = field(default_factory=list)  # watch column expressions
+    wfilter: tuple[int, str] | None = None  # keep rows whose watch column N's text holds this text
     chosen: str = "none"  # what the bulk verbs act on: "none", "keys", "group" or "filter"
     chosen_keys: list[str | None] = field(default_factory=list)
     chosen_group: str = ""
@@ -137,6 +152,7 @@ class Controller:
         return {"step": v.step, "instance": None if v.sel is None else {"step": v.sel[0], "key": v.sel[1]},
                 "offset": v.offset, "status": v.status, "text": v.text, "group": v.group, "errors": v.errors,
                 "sort": v.sort, "desc": v.desc, "watch": list(v.watch),
+                "watch_filter": None if v.wfilter is None else {"index": v.wfilter[0], "text": v.wfilter[1]},
                 "chosen": {"kind": v.chosen, "keys": list(v.chosen_keys), "group": v.chosen_group}}
 
     def _restore(self, view: Mapping[str, Any]) -> None:
@@ -166,6 +182,12 @@ class Controller:
         if not isinstance(watch, list) or not all(isinstance(w, str) for w in watch):
             raise NbflowError("view.watch must be a list of expressions")
         v.watch = [w[:500] for w in watch[:WATCH_LIMIT]]
+        wf = view.get("watch_filter")
+        if wf is not None:
+            if not isinstance(wf, Mapping) or not isinstance(wf.get("text"), str):
+                raise NbflowError("view.watch_filter must be {index, text} or null")
+            index = _int(wf.get("index"), "view.watch_filter.index")
+            v.wfilter = (index, wf["text"][:200]) if 0 <= index < len(v.watch) else None
         chosen = view.get("chosen") or {}
         if not isinstance(chosen, Mapping):
             raise NbflowError("view.chosen must be {kind, keys, group}")
@@ -224,7 +246,8 @@ class Controller:
             detail = self._detail
         errors = None
         if v.errors and v.step is not None:
-            errors = self._cached("errors", lambda step: views.error_groups(self.store, self.run.id, step), nodes)
+            errors = self._cached("errors", lambda step: views.error_groups(
+                self.store, self.run.id, step, limit=ERROR_GROUPS_SHOWN, traceback_chars=TRACEBACK_CHARS), nodes)
         timeline = None
         if v.step is not None:
             timeline = self._cached("timeline", lambda step: views.timeline(self.store, self.run.id, step), nodes)
@@ -232,7 +255,7 @@ class Controller:
             "summary": summary, "dag": {"nodes": nodes, "edges": state["dag"]["edges"]},
             "selected_step": v.step, "instances": page,
             "selected": None if v.sel is None else {"step": v.sel[0], "key": (detail or {"key": v.sel[1]})["key"]},
-            "detail": detail, "errors": errors, "selection": self._selection(errors), "timeline": timeline,
+            "detail": detail, "errors": errors, "selection": self._selection(errors, page), "timeline": timeline,
         }
 
     def _cached(self, what: str, compute: Callable[[str], dict[str, Any]], nodes: list[dict[str, Any]]
@@ -268,7 +291,7 @@ class Controller:
                 self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=v.offset,
                 limit=self.page_size, user_keys=True, sort=store_sort, desc=v.desc,
             )
-        if v.sort.startswith("watch:"):
+        if v.sort.startswith("watch:") or v.wfilter is not None:
             page = self._watch_sorted(page, watch)
         elif watch:
             items = [r["item"] for r in page["rows"]]
@@ -277,30 +300,43 @@ class Controller:
         v.offset = page["offset"]
         node = next((n for n in self._nodes if n["step"] == v.step), {})
         page.update(status=v.status, text=v.text, group=v.group, sort={"by": v.sort, "desc": v.desc},
+                    watch_filter=None if v.wfilter is None else {"index": v.wfilter[0], "text": v.wfilter[1]},
                     columns=[{"expr": w} for w in v.watch], inputs=list(node.get("inputs") or []))
         return page
 
     def _watch_sorted(self, page: dict[str, Any], watch: list[Expression]) -> dict[str, Any]:
-        """The page when the table is sorted by a watch column: the expression is evaluated over every
-        instance the filter matches, a page at a time where the data is, and only this page is kept."""
+        """The page when the table is sorted or filtered by a watch column (:meth:`_watch_rows`)."""
+        rows = self._watch_rows(page["total"], watch)
+        total = len(rows)
+        start = min(self._v.offset, max((total - 1) // self.page_size * self.page_size, 0))
+        return {**page, "total": total, "offset": start, "rows": rows[start:start + self.page_size]}
+
+    def _watch_rows(self, total: int, watch: list[Expression]) -> list[dict[str, Any]]:
+        """Every row the filters match, with its watch cells, narrowed by the watch filter and in the
+        watch column's order: the expressions are evaluated over the matching instances a chunk at a
+        time, where the data is; the view keeps one page of them."""
         v = self._v
         assert v.step is not None
-        col = int(v.sort.split(":", 1)[1])
-        total, rows = page["total"], []
+        rows: list[dict[str, Any]] = []
+        reader = views.value_reader(self.store, self.run.id)  # upstream values decoded once, for every chunk
         for offset in range(0, total, WATCH_SORT_CHUNK):
             chunk = views.instance_page(
                 self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=offset,
                 limit=WATCH_SORT_CHUNK, user_keys=True, group=v.group or None,
             )["rows"]
-            cells = views.watch_values(self.store, self.run.id, v.step, [r["item"] for r in chunk], watch)
+            cells = views.watch_values(self.store, self.run.id, v.step, [r["item"] for r in chunk], watch, reader)
             for r, c in zip(chunk, cells):
                 r["watch"] = c
+            if v.wfilter is not None:
+                col, text = v.wfilter
+                chunk = [r for r in chunk if text in (r["watch"][col]["text"] or r["watch"][col]["error"] or "")]
             rows.extend(chunk)
-        rows.sort(key=lambda r: _sort_key(r["watch"][col]), reverse=v.desc)
-        start = min(v.offset, max((total - 1) // self.page_size * self.page_size, 0))
-        return {**page, "offset": start, "rows": rows[start:start + self.page_size]}
+        if v.sort.startswith("watch:"):
+            col = int(v.sort.split(":", 1)[1])
+            rows.sort(key=lambda r: _sort_key(r["watch"][col]), reverse=v.desc)
+        return rows
 
-    def _selection(self, errors: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _selection(self, errors: Mapping[str, Any] | None, page: Mapping[str, Any]) -> dict[str, Any]:
         """What the bulk verbs act on now, with how many instances and a label for people."""
         v = self._v
         out: dict[str, Any] = {"kind": v.chosen, "keys": [], "group": "", "count": 0, "label": "nothing selected"}
@@ -320,8 +356,7 @@ class Controller:
             out.update(group=group["id"], count=group["count"],
                        label=f"{_plural(group['count'], 'instance')} of {v.step} ({group['type']})")
         else:
-            n = len(views.filter_keys(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
-                                      group=v.group or None))
+            n = int(page.get("total", 0))  # the page's count of every match: no keys read
             out.update(count=n, label=f"all {_plural(n, 'instance')} of {v.step} matching the filter")
         return out
 
@@ -334,6 +369,11 @@ class Controller:
             keys = list(v.chosen_keys)
         elif v.chosen == "group":
             keys = views.group_keys(self.store, self.run.id, v.step, v.chosen_group)
+        elif v.chosen == "filter" and v.wfilter is not None:  # what the table shows, watch filter too
+            total = views.instance_page(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
+                                        limit=1, group=v.group or None)["total"]
+            watch = [Expression(w, "watch expression") for w in v.watch]
+            keys = [key_text(r["key"]) for r in self._watch_rows(total, watch)]
         elif v.chosen == "filter":
             keys = views.filter_keys(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
                                      group=v.group or None)
@@ -415,6 +455,16 @@ class Controller:
         group = _text_field(m, "group", 40)
         if group and self._v.step is not None:
             views.group_keys(self.store, self.run.id, self._v.step, group)  # an unknown group is refused here
+        wfilter = m.get("watch")
+        if wfilter is not None:
+            if not isinstance(wfilter, Mapping) or not str(wfilter.get("text") or ""):
+                raise NbflowError("watch must be {index, text}: the watch column and the text its values hold")
+            index = _int(wfilter.get("index"), "watch.index")
+            if not 0 <= index < len(self._v.watch):
+                raise NbflowError(f"no watch column {index}; there are {len(self._v.watch)}")
+            self._v.wfilter = (index, str(wfilter["text"])[:200])
+        else:
+            self._v.wfilter = None
         self._v.status = status
         self._v.text = str(m.get("text") or "")[:200]
         self._v.group = group
@@ -481,6 +531,7 @@ class Controller:
         del self._v.watch[index]
         if self._v.sort.startswith("watch:"):
             self._v.sort = "item"
+        self._v.wfilter = None
 
     def _edits(self, m: Mapping[str, Any], limit: int | None) -> tuple[list[str | None], list[views.Edit], str]:
         step = self._v.step

@@ -194,6 +194,28 @@ TIMELINE_KINDS = ("started", "succeeded", "failed", "attempt_failed", "retrying"
 """The events a step's timeline counts."""
 
 
+_IN_CHUNK = 500  # values per IN (...) list: under every SQLite build's variable limit
+
+
+def rows_by_key(store: Store, run_id: str, step: str, keys: Iterable[str | None]) -> dict[str | None, _Row]:
+    """The whole rows of *step*'s instances whose key texts are *keys* (None: a task's instance), by key;
+    keys with no instance are left out. Read in chunks of :data:`_IN_CHUNK` keys."""
+    t = schema.instances
+    wanted = list(dict.fromkeys(keys))
+    out: dict[str | None, _Row] = {}
+    with store.engine.connect() as conn:
+        if None in wanted:
+            for r in conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.step == step,
+                                                     t.c.key.is_(None))).mappings():
+                out[None] = cast("_Row", r)
+        texts = [k for k in wanted if k is not None]
+        for i in range(0, len(texts), _IN_CHUNK):
+            stmt = sa.select(t).where(t.c.run_id == run_id, t.c.step == step, t.c.key.in_(texts[i:i + _IN_CHUNK]))
+            for r in conn.execute(stmt).mappings():
+                out[r["key"]] = cast("_Row", r)
+    return out
+
+
 class Durations(NamedTuple):
     """A step's finished attempts' durations in seconds, sorted (what a timeline's median and p95 read)."""
 
