@@ -4,6 +4,7 @@
 // bulk verbs; under it, the failing line, the first example's traceback, and the group's keys.
 import { h } from "./dom.js";
 import { fmt, plural } from "./format.js";
+import { filterArgs } from "./table.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
 /** @typedef {import("./types.js").ErrorGroup} ErrorGroup */
@@ -52,7 +53,7 @@ export function createErrors(ctx) {
   async function choose(g) {
     const a = await ctx.send("select", { group: g.id });
     const p = model.get("instances") || {};
-    if (a.ok) await ctx.send("filter", { status: p.status || "", text: p.text || "", group: g.id });
+    if (a.ok) await ctx.send("filter", filterArgs(p, { group: g.id }));
   }
 
   /**

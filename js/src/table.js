@@ -17,6 +17,17 @@ import { usesText } from "./dag.js";
 export const PROBLEMS = ["paused", "failed", "waiting", "retrying"];
 
 /**
+ * The `filter` action's arguments: the page's filters as they are, with `change` applied (a filter
+ * that is not named stays, so changing the status keeps the group and the watch filter).
+ * @param {import("./types.js").InstancePage} p
+ * @param {{status?: string, text?: string, group?: string, watch?: {index: number, text: string} | null}} change
+ */
+export function filterArgs(p, change) {
+  const args = { status: p.status || "", text: p.text || "", group: p.group || "", watch: p.watch_filter || null, ...change };
+  return args.watch ? args : { status: args.status, text: args.text, group: args.group };
+}
+
+/**
  * @param {Ctx} ctx
  * @param {{reveal: () => void}} detail  the panel: an instance chosen here comes into view
  */
@@ -38,11 +49,10 @@ export function createTable(ctx, detail) {
     }
   });
   function sendFilter() {
-    const p = model.get("instances") || {};
-    ctx.send("filter", { status: filterStatus.value, text: filterText.value, group: p.group || "" });
+    ctx.send("filter", filterArgs(model.get("instances") || {}, { status: filterStatus.value, text: filterText.value }));
   }
   const groupChip = h("button", { class: "nbf-btn nbf-small nbf-chip", testid: "group-filter", hidden: true, title: "show every instance again", onclick: () => {
-    ctx.send("filter", { status: filterStatus.value, text: filterText.value, group: "" });
+    ctx.send("filter", filterArgs(model.get("instances") || {}, { group: "" }));
   } });
   const errorsBtn = h("button", { class: "nbf-btn", testid: "errors", "aria-pressed": "false", title: "the step's failures grouped by cause", onclick: () => {
     ctx.send("show_errors", { on: !model.get("errors") });
@@ -63,8 +73,9 @@ export function createTable(ctx, detail) {
     void ctx.send("select", pageAll.checked ? { keys: rows.filter((r) => r.key != null).map((r) => r.key) } : {});
   } });
   const headRow = h("tr");
+  const watchHead = h("tr", { class: "nbf-watch-head", hidden: true }); // a filter field under each watch column
   const tbody = h("tbody");
-  const table = h("table", { class: "nbf-table", testid: "instances" }, h("thead", {}, headRow), tbody);
+  const table = h("table", { class: "nbf-table", testid: "instances" }, h("thead", {}, headRow, watchHead), tbody);
   const pagePrev = h("button", { class: "nbf-btn nbf-small", testid: "page-prev", onclick: () => page(-1) }, "‹ Prev");
   const pageNext = h("button", { class: "nbf-btn nbf-small", testid: "page-next", onclick: () => page(1) }, "Next ›");
   /** @param {number} dir */
@@ -137,6 +148,7 @@ export function createTable(ctx, detail) {
     errorsBtn.title = errs ? "hide the error groups" : failing ? "the step's failures grouped by cause" : "nothing failed in this step";
 
     const columns = p.columns || [];
+    renderWatchFilters(p, columns);
     const sortSig = JSON.stringify([columns, p.sort]);
     if (sortSig !== headSig) {
       headSig = sortSig;
@@ -196,13 +208,47 @@ export function createTable(ctx, detail) {
     const same = els.length === tbody.children.length && els.every((tr, i) => tbody.children[i] === tr);
     if (els.length) {
       if (!same) tbody.replaceChildren(...els);
-    } else tbody.replaceChildren(h("tr", { class: "nbf-empty" }, h("td", { colspan: ncols }, p.total === 0 && (p.status || p.text || p.group) ? "no instance matches the filter" : "no instances yet")));
+    } else tbody.replaceChildren(h("tr", { class: "nbf-empty" }, h("td", { colspan: ncols }, p.total === 0 && (p.status || p.text || p.group || p.watch_filter) ? "no instance matches the filter" : "no instances yet")));
     const total = p.total || 0;
     const offset = p.offset || 0;
     pageInfo.textContent = total ? `${fmt(offset + 1)}–${fmt(offset + rows.length)} of ${fmt(total)}` : "0 of 0";
     pagePrev.disabled = offset <= 0;
     pageNext.disabled = offset + (p.limit || 20) >= total;
     pageAll.checked = rows.length > 0 && rows.every((r) => r.key == null || ticked(r, selection, p));
+  }
+
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let watchTimer = undefined;
+  /**
+   * Under each watch column, a field that keeps the rows whose value's text holds what is typed
+   * (one watch filter at a time: typing in one column's field empties the others).
+   * @param {import("./types.js").InstancePage} p
+   * @param {{expr: string}[]} columns
+   */
+  function renderWatchFilters(p, columns) {
+    watchHead.hidden = !columns.length;
+    const wf = p.watch_filter || null;
+    const sig = JSON.stringify(columns);
+    if (watchHead.dataset.sig !== sig) {
+      watchHead.dataset.sig = sig;
+      watchHead.replaceChildren(h("th", { colspan: 5 }), ...columns.map((c, i) => {
+        const input = h("input", { class: "nbf-input nbf-watch-filter", type: "search", testid: "watch-filter", placeholder: "filter", "aria-label": `filter ${c.expr}`,
+          title: `keep the rows whose ${c.expr} holds this text` });
+        input.addEventListener("input", () => {
+          clearTimeout(watchTimer);
+          watchTimer = setTimeout(() => {
+            const text = input.value.trim();
+            ctx.send("filter", filterArgs(model.get("instances") || {}, { watch: text ? { index: i, text } : null }));
+          }, 300);
+        });
+        ctx.stop(input);
+        return h("th", { class: "nbf-c-watch" }, input);
+      }), h("th"));
+    }
+    watchHead.querySelectorAll("input").forEach((input, i) => {
+      if (document.activeElement === input) return;
+      input.value = wf && wf.index === i ? wf.text : "";
+    });
   }
 
   /**
@@ -289,5 +335,8 @@ export function createTable(ctx, detail) {
 
   for (const elem of [filterText, watchInput]) ctx.stop(elem);
   return { el: instBox, tableEl: tableBox, hint, render: renderInstances, markCurrent, move, focusedTarget, tickFocused, openFocused,
-    dispose: () => clearTimeout(filterTimer) };
+    dispose: () => {
+      clearTimeout(filterTimer);
+      clearTimeout(watchTimer);
+    } };
 }

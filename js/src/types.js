@@ -82,6 +82,7 @@
  * @property {string} [group]  the error group filter (an id, or "")
  * @property {{by: string, desc: boolean}} [sort]  "item", "duration" or "watch:N"
  * @property {{expr: string}[]} [columns]  the watch columns
+ * @property {{index: number, text: string} | null} [watch_filter]  rows whose watch column `index` holds `text`
  * @property {string[]} [inputs]  the step's input names (the bulk edit's choice)
  * @property {InstanceRow[]} [rows]
  */
