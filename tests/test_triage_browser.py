@@ -172,6 +172,43 @@ def test_the_17_of_1000_story_in_the_widget_alone(page: Page, jupyter: JupyterSe
     assert ("retry", frozenset(map(str, COMMA_KEYS))) in done
 
 
+def test_a_row_chosen_by_keyboard_opens_in_view_and_one_input_field_is_edited_in_place(
+        page: Page, jupyter: JupyterServer) -> None:
+    write_notebook(jupyter.root / "tree.ipynb", [
+        WORKFLOW,
+        'run = wf.run(params={"n": 200}, break_on_error=True)\nrun',
+    ])
+    open_notebook(page, jupyter, "tree.ipynb")
+    run_all_cells(page, jupyter)
+    view = page.locator(".nbflow-widget")
+    view.wait_for(timeout=30_000)
+    _wait_status(page, ".nbflow-widget", "paused")
+    rows = view.locator("tr[data-testid=instance-row]")
+    assert rows.all_inner_texts()[0].split()[0] == "41"  # problems: 41 and 124 (decimal commas), 100 (None)
+    rows.first.focus()
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    panel = view.get_by_test_id("instance-panel")
+    view.locator(".nbf-panel-title", has_text="parse:124").wait_for()
+    page.wait_for_function(
+        "() => { const r = document.querySelector('.nbflow-widget [data-testid=instance-panel]')"
+        ".getBoundingClientRect(); return r.top < innerHeight && r.bottom > 0; }")
+
+    leaf = panel.get_by_test_id("inputs").locator("""[data-path='["item","amount"]']""")
+    assert leaf.inner_text() == '"44,24"'
+    leaf.click()
+    field = panel.get_by_test_id("tree-edit")
+    field.fill("44.24")  # a string typed without its quotes
+    field.press("Enter")
+    panel.get_by_test_id("history").filter(has_text="inputs changed").wait_for(timeout=30_000)
+    assert leaf.inner_text() == '"44.24"'
+    assert panel.get_by_test_id("history").inner_text().count("inputs changed") == 1
+
+    page.keyboard.press("Escape")  # the focus is back on the edited value, inside the panel
+    panel.wait_for(state="hidden")
+
+
 def test_the_sidebar_skips_an_error_group(page: Page, jupyter: JupyterServer, tmp_path: Path) -> None:
     script = tmp_path / "owner.py"
     script.write_text(WORKFLOW + textwrap.dedent('''

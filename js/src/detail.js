@@ -136,6 +136,10 @@ export function createDetail(ctx) {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
       saveEditor();
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      closeEditor();
+      bInputs.focus();
     }
   });
   for (const elem of [edText, edReason, apComment, apPayload, tokenEl]) ctx.stop(elem);

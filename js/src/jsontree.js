@@ -39,16 +39,17 @@ export function setIn(root, path, value) {
   return { ...obj, [head]: setIn(obj[head], rest, value) };
 }
 
-/** The text of an edited leaf as a value: JSON, or (for a string leaf) the text as it is typed.
+/** The text of an edited leaf as a value: a text leaf stays text (edited without its quotes),
+ * any other leaf is edited as JSON (type `"5"` to make a number a text).
  * @param {string} text
  * @param {unknown} old
  * @returns {{ok: true, value: unknown} | {ok: false, error: string}}
  */
 export function parseLeaf(text, old) {
+  if (typeof old === "string") return { ok: true, value: text };
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (e) {
-    if (typeof old === "string") return { ok: true, value: text };
     return { ok: false, error: `Invalid JSON: ${/** @type {Error} */ (e).message}` };
   }
 }
@@ -129,7 +130,7 @@ export function jsonTree(entries, open, opts = {}) {
    * @param {unknown} old
    */
   const edit = (row, valEl, path, old) => {
-    const input = h("input", { class: "nbf-input nbf-tree-input", testid: "tree-edit", "aria-label": `new value of ${path.join(".")}`, value: JSON.stringify(old) ?? "" });
+    const input = h("input", { class: "nbf-input nbf-tree-input", testid: "tree-edit", "aria-label": `new value of ${path.join(".")}`, value: typeof old === "string" ? old : JSON.stringify(old) ?? "" });
     const err = h("span", { class: "nbf-json-error" });
     if (opts.stop) opts.stop(input);
     const done = () => {
