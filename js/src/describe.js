@@ -61,15 +61,15 @@ export function notStarted(status, kind) {
   return ["pending", "ready", "paused", "waiting"].includes(status) ? "not started yet" : "none";
 }
 
-/** How long an instance's last attempt took, from one source so the row, the panel and its
- * attempts agree: the attempts' own times (the detail), else `duration_s`, else the row's times.
+/** How long an instance's last attempt took, from one source so the row, the panel and its list
+ * of attempts agree: `duration_s` (the instance's own times), else its attempts' events.
  * @param {InstanceRow | Detail} r
  */
 export function tookText(r) {
+  if (r.duration_s != null) return secs(r.duration_s);
   const attempts = "attempts" in r ? r.attempts || [] : [];
   const last = attempts[attempts.length - 1];
   if (last && last.started && last.finished) return duration(last.started, last.finished);
-  if (r.duration_s != null) return secs(r.duration_s);
   return duration(r.started_at, r.finished_at);
 }
 

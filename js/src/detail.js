@@ -5,7 +5,7 @@
 import { field } from "./dialog.js";
 import { copyText, h } from "./dom.js";
 import { clock, duration, label, plural, pretty, time, quote } from "./format.js";
-import { WHEN, describeEvent, notStarted, pauseWhen, whyText } from "./describe.js";
+import { WHEN, describeEvent, notStarted, pauseWhen, tookText, whyText } from "./describe.js";
 import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
@@ -268,10 +268,11 @@ export function createDetail(ctx) {
     logsEl.classList.toggle("nbf-empty-pre", !logs);
     logsSummary.textContent = lines ? `Logs · ${plural(lines, "line")}${d.logs_truncated ? " (the last)" : ""}` : "Logs · none";
     if (fresh) logsFold.open = lines > 0 && lines <= SHORT_LOGS;
+    const lastAttempt = d.attempts && d.attempts.length ? d.attempts[d.attempts.length - 1] : null;
     attemptsEl.replaceChildren(...(d.attempts && d.attempts.length ? d.attempts.map((a) =>
       h("div", { class: "nbf-attempt" }, h("b", {}, `#${a.attempt ?? "?"}`), h("span", { class: "nbf-muted" }, ` ${clock(a.started)} `),
         a.outcome ? h("span", { class: `nbf-fg-${a.outcome === "succeeded" ? "succeeded" : a.outcome === "retrying" || a.outcome === "attempt_failed" ? "paused" : "failed"}` }, a.outcome.replace("_", " ")) : h("span", { class: "nbf-fg-running" }, "running"),
-        a.started && a.finished ? h("span", { class: "nbf-muted" }, ` · ${duration(a.started, a.finished)}`) : "",
+        a.started && a.finished ? h("span", { class: "nbf-muted" }, ` · ${a === lastAttempt ? tookText(d) : duration(a.started, a.finished)}`) : "",
         a.error ? h("div", { class: "nbf-attempt-error", title: a.error }, a.error) : "")) :
       [h("span", { class: "nbf-muted" }, d.attempt ? plural(d.attempt, "attempt") : notStarted(d.status, node && node.kind))]));
     const words = { bps, kind: node ? node.kind : "task" };
