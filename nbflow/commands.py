@@ -19,7 +19,7 @@ from .errors import CommandRefused
 from .signals import SignalRefused, read_token
 from .states import InstanceStatus as S
 from .states import RunStatus, StepKind, label
-from .store import Store
+from .store import Store, queries
 from .store import commands as rows
 from .verbs import SIGNAL_MESSAGES, CommandState, Refusal, SignalOutcome, Target, signal_outcome
 
@@ -105,7 +105,7 @@ def check(
     _check_payload(definition, v, step, payload, keys)
     if v.judged_on_state and step is not None and not owner_alive(row):
         _check_states(row, verb, step, keys,
-                      rows if rows is not None else store.instance_rows(row["id"], step=step))
+                      rows if rows is not None else queries.instance_states(store, row["id"], step))
     check_pending(store, row, verb, step, keys)
 
 
@@ -135,7 +135,7 @@ def _check_target(store: Store, row: Mapping[str, Any], definition: StoredDefini
         raise CommandRefused(
             f"step {step!r} is a {kind} step with a single instance; name it without a key: {step}", Refusal.INVALID
         )
-    rows = store.instance_rows(run_id, step=step)
+    rows = queries.instance_states(store, run_id, step)
     have = [r["key"] for r in rows]
     known = set(have)
     missing = [k for k in keys if k not in known]
@@ -196,7 +196,8 @@ def _check_states(row: Mapping[str, Any], verb: str, step: str, keys: Sequence[s
     """With no live owner the stored states of the step's instances *insts* are current: refuse a
     verb that does not fit them now (a live owner answers for itself)."""
     if keys is not None:
-        named = [r for r in insts if r["key"] in keys]
+        wanted = set(keys)
+        named = [r for r in insts if r["key"] in wanted]
     else:  # a task step's single instance is named by the step alone
         named = [r for r in insts if r["key"] is None]
     for r in named:
@@ -233,7 +234,8 @@ def check_pending(
         if pstep is not None and pstep != step:
             continue
         if pstep is not None and pkeys is not None and keys is not None:
-            common = [k for k in keys if k in pkeys]
+            queued_keys = set(pkeys)
+            common = [k for k in keys if k in queued_keys]
             if not common:
                 continue
             named = ", ".join(label(step, k) for k in common)
@@ -423,7 +425,7 @@ def check_breakpoint(
                     run_id=run_id if run_scoped else None)
     validate(bp, steps)
     if bp.key is not None and bp.run_id is not None:
-        have = {r["key"] for r in store.instance_rows(bp.run_id, step=step)}
+        have = {r["key"] for r in queries.instance_states(store, bp.run_id, step)}
         if have and bp.key not in have:
             raise BreakpointRefused(
                 f"step {step!r} of run {bp.run_id} has no instance with key {bp.key} (it has {len(have)})",

@@ -194,6 +194,16 @@ TIMELINE_KINDS = ("started", "succeeded", "failed", "attempt_failed", "retrying"
 """The events a step's timeline counts."""
 
 
+def instance_states(store: Store, run_id: str, step: str) -> list[_Row]:
+    """``key``, ``status`` and ``pause_reason`` of each of *step*'s instances, in item order: what a
+    command is checked against (no values read: a 100,000-item step's check reads a few MB, not its outputs)."""
+    t = schema.instances
+    stmt = (sa.select(t.c.key, t.c.status, t.c.pause_reason).where(t.c.run_id == run_id, t.c.step == step)
+            .order_by(t.c.item))
+    with store.engine.connect() as conn:
+        return cast("list[_Row]", list(conn.execute(stmt).mappings()))
+
+
 _IN_CHUNK = 500  # values per IN (...) list: under every SQLite build's variable limit
 
 
