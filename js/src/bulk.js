@@ -40,8 +40,9 @@ export function createBulk(ctx) {
 
   function render() {
     const step = model.get("selected_step");
-    el.hidden = !step;
-    if (!step) return;
+    const node = ((model.get("dag") || {}).nodes || []).find((n) => n.step === step);
+    el.hidden = !step || !node || node.kind !== "foreach"; // a task's one instance has its own panel
+    if (el.hidden) return;
     const s = selection();
     const n = s.count || 0;
     labelEl.textContent = n ? `Selected: ${what()}` : "Nothing selected";

@@ -87,8 +87,10 @@ export function createTable(ctx, detail) {
   const instBox = h("div", { class: "nbf-instances-box", hidden: true },
     h("div", { class: "nbf-row nbf-filter-row" }, stepTitle, filterStatus, filterText, groupChip, errorsBtn),
     slot);
+  /** @type {HTMLElement} */
+  let watchRow;
   const tableBox = h("div", { class: "nbf-table-box" },
-    h("div", { class: "nbf-row nbf-watch-row" }, h("label", { class: "nbf-field-inline" }, h("span", { class: "nbf-muted" }, "Add column"), watchInput)),
+    watchRow = h("div", { class: "nbf-row nbf-watch-row" }, h("label", { class: "nbf-field-inline" }, h("span", { class: "nbf-muted" }, "Add column"), watchInput)),
     h("div", { class: "nbf-table-wrap" }, table),
     h("div", { class: "nbf-pager" }, pagePrev, pageInfo, pageNext));
   const hint = h("div", { class: "nbf-hint" }, "Click a node of the graph to see its instances.");
@@ -148,6 +150,7 @@ export function createTable(ctx, detail) {
     errorsBtn.title = errs ? "hide the error groups" : failing ? "the step's failures grouped by cause" : "nothing failed in this step";
 
     const columns = p.columns || [];
+    watchRow.hidden = !node || node.kind !== "foreach";
     renderWatchFilters(p, columns);
     const sortSig = JSON.stringify([columns, p.sort]);
     if (sortSig !== headSig) {
