@@ -218,6 +218,10 @@ export function createTable(ctx, detail) {
     pagePrev.disabled = offset <= 0;
     pageNext.disabled = offset + (p.limit || 20) >= total;
     pageAll.checked = rows.length > 0 && rows.every((r) => r.key == null || ticked(r, selection, p));
+    if (focusAfter && els.length && focusAfter.offset === offset) {
+      (focusAfter.where === "first" ? els[0] : els[els.length - 1]).focus();
+      focusAfter = null;
+    }
   }
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -306,14 +310,24 @@ export function createTable(ctx, detail) {
     const cur = tbody.querySelector("tr.nbf-current");
     return cur ? /** @type {RowEl} */ (cur) : null;
   }
-  /** j/k: the focus moves to the next or previous row (the first one when none has it).
+  /** @type {{where: "first" | "last", offset: number} | null} where the focus goes once the page asked for arrives */
+  let focusAfter = null;
+  /** j/k: the focus moves to the next or previous row (the first one when none has it); past the
+   * last row of a page, to the first of the next page (and back).
    * @param {number} delta */
   function move(delta) {
     const rows = /** @type {RowEl[]} */ ([...tbody.querySelectorAll("tr[data-testid=instance-row]")]);
     if (!rows.length) return false;
     const at = rows.indexOf(/** @type {RowEl} */ (focusedRow()));
-    const to = at < 0 ? (delta > 0 ? 0 : rows.length - 1) : Math.min(Math.max(at + delta, 0), rows.length - 1);
-    rows[to].focus();
+    const to = at < 0 ? (delta > 0 ? 0 : rows.length - 1) : at + delta;
+    const pager = delta > 0 ? pageNext : pagePrev;
+    if ((to >= rows.length || to < 0) && !pager.disabled) {
+      const p = model.get("instances") || {};
+      focusAfter = { where: delta > 0 ? "first" : "last", offset: Math.max((p.offset || 0) + (delta > 0 ? 1 : -1) * (p.limit || 20), 0) };
+      void page(delta > 0 ? 1 : -1);
+      return true;
+    }
+    rows[Math.min(Math.max(to, 0), rows.length - 1)].focus();
     return true;
   }
   /** The instance the focused row stands for. */
