@@ -30,7 +30,7 @@ export function createBulk(ctx) {
   const bEdit = verbBtn("edit-selected", "Edit selected", "change one input of every selected instance with an expression", () => askEdit());
   const buttons = [bResume, bRetry, bSkip, bEdit];
   const el = h("div", { class: "nbf-bulk", testid: "bulk-bar", role: "toolbar", "aria-label": "Selected instances" },
-    h("div", { class: "nbf-row" }, labelEl, allBtn, clearBtn, h("span", { class: "nbf-spacer" }), ...buttons), slot);
+    h("div", { class: "nbf-row" }, labelEl, allBtn, clearBtn, h("span", { class: "nbf-bulk-verbs" }, ...buttons)), slot);
 
   const selection = () => model.get("selection") || { kind: "none", count: 0 };
   const what = () => {

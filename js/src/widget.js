@@ -24,6 +24,9 @@ import { createTable } from "./table.js";
 import { createTimeline } from "./timeline.js";
 import { transport } from "./transport.js";
 
+/** Actions whose answer only the asking control shows. */
+const QUIET = ["preview_edit"];
+
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./types.js").Traits} Traits */
 /** @typedef {import("./types.js").Invoke} Invoke */
@@ -137,8 +140,12 @@ function render({ model, el, experimental }) {
   });
   on("timeline", timeline.render);
   on("detail", renderDetail);
-  // what every view of the widget is told: an answer, or the outcome of a command sent earlier
-  on("message", () => messages.show(model.get("message") || {}));
+  // what every view of the widget is told: an answer, or the outcome of a command sent earlier (a
+  // question's answer, a bulk edit's preview, is the dialog's to show)
+  on("message", () => {
+    const m = model.get("message") || {};
+    if (!QUIET.includes(m.action || "")) messages.show(m);
+  });
 
   header.render();
   header.renderLive();
@@ -149,7 +156,7 @@ function render({ model, el, experimental }) {
   timeline.render();
   renderDetail();
   const m0 = model.get("message");
-  if (m0 && m0.text) messages.show(m0);
+  if (m0 && m0.text && !QUIET.includes(m0.action || "")) messages.show(m0);
 
   return () => {
     for (const f of off) f();
