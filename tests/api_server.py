@@ -42,18 +42,12 @@ class Server:
         return requests.post(self.api(path), headers=self.auth, json=body, timeout=30, **kw)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`jupyter server` with only nbflow enabled explicitly in its (isolated) config: an editable
-    install does not put the shipped `etc/jupyter` file in place."""
-    with serve(tmp_path_factory.mktemp("jpserver")) as srv:
-        yield srv
-
-
 @contextlib.contextmanager
-def serve(base: Path, *args: str) -> Iterator[Server]:
-    """The `server` fixture's server in the folder *base*, with more command-line *args* (e.g. an
-    identity provider's class)."""
+def running_server(base: Path, extra_args: tuple[str, ...] = (), env_extra: dict[str, str] | None = None
+                   ) -> Iterator[Server]:
+    """`jupyter server` with only nbflow enabled explicitly in its (isolated) config under *base* (an
+    editable install does not put the shipped `etc/jupyter` file in place); *extra_args* are added to
+    its command line (e.g. an authorizer class)."""
     for d in ("config", "data", "runtime", "root"):
         (base / d).mkdir()
     (base / "config" / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {
@@ -64,28 +58,28 @@ def serve(base: Path, *args: str) -> Iterator[Server]:
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "NBFLOW_DB": db, "JUPYTER_CONFIG_DIR": str(base / "config"),
            "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-           "JUPYTER_PLATFORM_DIRS": "1"}
+           "JUPYTER_PLATFORM_DIRS": "1", **(env_extra or {})}
     env.pop("JUPYTER_TOKEN", None)
     cmd = [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'root'}",
-           "--ServerApp.open_browser=False", *args]
+           "--ServerApp.open_browser=False", *extra_args]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--ServerApp.allow_root=True")
     log = base / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     srv = Server(f"http://127.0.0.1:{port}", token, db, proc, log)
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if requests.get(f"{srv.url}/api/status", headers=srv.auth, timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
     try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if requests.get(f"{srv.url}/api/status", headers=srv.auth, timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
         yield srv
     finally:
         proc.terminate()
@@ -94,3 +88,10 @@ def serve(base: Path, *args: str) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`jupyter server` with only nbflow enabled (:func:`running_server`)."""
+    with running_server(tmp_path_factory.mktemp("jpserver")) as srv:
+        yield srv

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from api_server import Server, serve
+from api_server import Server, running_server
 from named_identity import NAME
 from test_server import paused_run, poll, server_user
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def named_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     provider = "--ServerApp.identity_provider_class=tests.named_identity.NamedIdentityProvider"
-    with serve(tmp_path_factory.mktemp("jpnamed"), provider) as srv:
+    with running_server(tmp_path_factory.mktemp("jpnamed"), (provider,)) as srv:
         yield srv
 
 

@@ -1,7 +1,7 @@
 // The breakpoints of the selected step: the list (with each one's state in this run), and the form
 // that adds one (for every run of the workflow) or removes them.
 import { h } from "./dom.js";
-import { TERMINAL_RUN, fmt } from "./format.js";
+import { TERMINAL_RUN, fmt, plural } from "./format.js";
 import { WHEN } from "./describe.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
@@ -36,12 +36,19 @@ export function createBreakpoints(ctx) {
     el.hidden = !node;
     if (!node) return;
     bpTitle.replaceChildren("Breakpoints on ", h("b", {}, step));
-    bpList.replaceChildren(...(node.breakpoints.length ? node.breakpoints.map((b) =>
+    // the run's break-on-error flag is a breakpoint too: on every step, holding what failed
+    const boe = (model.get("summary") || {}).break_on_error || { enabled: false };
+    const boeHeld = boe.held || 0;
+    const boeItem = boe.enabled ? h("li", { class: `nbf-bp-item${boeHeld ? " nbf-hit" : ""}`, testid: "bp-break-on-error", title: "the run's break_on_error: an instance that raises pauses instead of failing" },
+      h("span", { class: `nbf-dot${boeHeld ? " nbf-hit" : ""}` }), h("b", {}, "break on error"), " · this run",
+      boeHeld ? h("span", { class: "nbf-hit-text" }, ` · holding ${plural(boeHeld, "instance")}`) : "") : null;
+    const items = node.breakpoints.map((b) =>
       h("li", { class: `nbf-bp-item${b.state === "hit" ? " nbf-hit" : ""}`, "data-bp-id": b.id, title: b.state === "hit" ? "hit: holding paused instances" : "set: nothing held yet" },
         h("span", { class: `nbf-dot${b.state === "hit" ? " nbf-hit" : ""}` }), h("b", {}, `#${b.id}`), ` ${WHEN[b.when] || b.when}`, b.key != null ? ` · key ${b.key}` : "", b.condition ? " · if " : "",
         b.condition ? h("code", {}, b.condition) : "", ` · ${b.scope === "run" ? "this run" : "every run"}`,
-        b.state === "hit" ? h("span", { class: "nbf-hit-text" }, ` · holding ${fmt(b.held)}`) : "")) :
-      [h("li", { class: "nbf-muted" }, "none")]));
+        b.state === "hit" ? h("span", { class: "nbf-hit-text" }, ` · holding ${fmt(b.held)}`) : ""));
+    if (boeItem) items.unshift(boeItem);
+    bpList.replaceChildren(...(items.length ? items : [h("li", { class: "nbf-muted" }, "none")]));
     bpRemove.disabled = !node.breakpoints.length;
     bpAdd.disabled = TERMINAL_RUN.includes((model.get("summary") || {}).status);
   }

@@ -61,6 +61,18 @@ export function notStarted(status, kind) {
   return ["pending", "ready", "paused", "waiting"].includes(status) ? "not started yet" : "none";
 }
 
+/** How long an instance's last attempt took, from one source so the row, the panel and its list
+ * of attempts agree: `duration_s` (the instance's own times), else its attempts' events.
+ * @param {InstanceRow | Detail} r
+ */
+export function tookText(r) {
+  if (r.duration_s != null) return secs(r.duration_s);
+  const attempts = "attempts" in r ? r.attempts || [] : [];
+  const last = attempts[attempts.length - 1];
+  if (last && last.started && last.finished) return duration(last.started, last.finished);
+  return duration(r.started_at, r.finished_at);
+}
+
 /** What the table's detail column says about a row: what the status does not already say.
  * @param {InstanceRow} r
  * @param {Map<number, Breakpoint>} bps
@@ -89,8 +101,10 @@ export function rowDetail(r, bps) {
       return err;
     case "running":
       return r.started_at ? `since ${clock(r.started_at)}` : "";
-    case "succeeded":
-      return duration(r.started_at, r.finished_at) ? `took ${duration(r.started_at, r.finished_at)}` : "";
+    case "succeeded": {
+      const took = tookText(r);
+      return took ? `took ${took}` : "";
+    }
     case "ready":
       return "queued";
     default:
@@ -121,8 +135,10 @@ export function whyText(d, bps) {
       return d.attempt ? `Failed after ${plural(d.attempt, "attempt")}.` : "Failed before it could start.";
     case "running":
       return `Running attempt ${d.attempt || 1}${d.started_at ? ` since ${clock(d.started_at)}` : ""}.`;
-    case "succeeded":
-      return `Succeeded${d.attempt ? ` on attempt ${d.attempt}` : ""}${duration(d.started_at, d.finished_at) ? ` in ${duration(d.started_at, d.finished_at)}` : ""}.`;
+    case "succeeded": {
+      const took = tookText(d);
+      return `Succeeded${d.attempt ? ` on attempt ${d.attempt}` : ""}${took ? ` in ${took}` : ""}.`;
+    }
     case "skipped":
       return "Skipped: downstream received the output given for it.";
     case "cancelled":

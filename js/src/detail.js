@@ -1,9 +1,12 @@
-// The selected instance's panel: where it stands and why, the verbs its state accepts (with the JSON
-// editor for skip, set_inputs and set_output), an approval's decision form, a signal's token, and its
-// inputs, output, error, logs, attempts and history.
+// The selected instance's panel: where it stands and why, the verbs its state accepts (skip asks for
+// its output in the dialog; the raw JSON editor edits the inputs or the output as a whole), an
+// approval's decision form, a signal's token, and its inputs and output (JSON trees where one leaf
+// is edited in place), error, logs, attempts and history.
+import { field } from "./dialog.js";
 import { copyText, h } from "./dom.js";
 import { clock, duration, label, plural, pretty, time, quote } from "./format.js";
-import { WHEN, describeEvent, notStarted, pauseWhen, whyText } from "./describe.js";
+import { WHEN, describeEvent, notStarted, pauseWhen, tookText, whyText } from "./describe.js";
+import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
 /** @typedef {import("./types.js").Key} Key */
@@ -11,13 +14,18 @@ import { WHEN, describeEvent, notStarted, pauseWhen, whyText } from "./describe.
 const HISTORY_SHOWN = 6; // newest events shown before "show older"
 const SHORT_LOGS = 6; // logs up to this many lines start unfolded
 
-/** @typedef {{mode: "skip" | "set_inputs" | "set_output", step: string, key: Key}} Editor  the open JSON editor */
+/** @typedef {{mode: "set_inputs" | "set_output", step: string, key: Key}} Editor  the open JSON editor */
 
 /** @param {Ctx} ctx */
 export function createDetail(ctx) {
   const { model } = ctx;
-  /** @type {{editor: Editor | null, detailFor: string | null, historyAll: boolean}} what the panel remembers between renders */
-  const ui = { editor: null, detailFor: null, historyAll: false };
+  /**
+   * @type {{editor: Editor | null, detailFor: string | null, statusFor: string | null, historyAll: boolean, reveal: boolean,
+   *   open: {inputs: Set<string>, output: Set<string>}, drawn: {inputs: string | null, output: string | null}}}
+   * what the panel remembers between renders (`open`: the tree's folds; `drawn`: what the trees show)
+   */
+  const ui = { editor: null, detailFor: null, statusFor: null, historyAll: false, reveal: false,
+    open: { inputs: new Set(), output: new Set() }, drawn: { inputs: null, output: null } };
   const panelTitle = h("span", { class: "nbf-panel-title" });
   const panelStatus = h("span", { class: "nbf-pill" });
   const whyEl = h("div", { class: "nbf-why", testid: "why" });
@@ -29,8 +37,34 @@ export function createDetail(ctx) {
   /** @param {string} verb  a verb on the selected instance alone */
   const verbOn = (verb) => {
     const t = target();
-    if (t) ctx.act(verb, t, slot);
+    if (t) void actOn(verb, t);
   };
+  /** The status the panel shows now (null: none, or not loaded). */
+  const shownStatus = () => {
+    const d = model.get("detail");
+    return d && !d.missing ? d.status : null;
+  };
+  /**
+   * A verb on one instance; when it is the open one and its status moved on before the answer came
+   * (a retry that already failed again), the answer says where it stands now.
+   * @param {string} verb
+   * @param {{step: string, key: Key}} t
+   * @param {Record<string, unknown>} [extra]
+   */
+  async function actOn(verb, t, extra = {}) {
+    const sel = model.get("selected");
+    const open = !!sel && sel.step === t.step && (sel.key ?? null) === (t.key ?? null);
+    const which = ui.detailFor;
+    const before = shownStatus();
+    const answer = await ctx.act(verb, { ...t, ...extra }, slot);
+    const now = shownStatus();
+    if (open && answer.ok && answer.text && ui.detailFor === which && now !== null && now !== before) {
+      ui.statusFor = now;
+      ctx.placeMessage(slot);
+      ctx.showMessage({ ok: true, text: `${answer.text} · it is ${now} now` });
+    }
+    return answer;
+  }
   const slot = h("div", { class: "nbf-msg-slot" });
   /**
    * @param {string} testid
@@ -41,9 +75,9 @@ export function createDetail(ctx) {
   const actionBtn = (testid, text, title, fn) => h("button", { class: "nbf-btn", testid, title, onclick: fn }, text);
   const bResume = actionBtn("resume-one", "Resume", "let this instance go on", () => verbOn("resume"));
   const bRetry = actionBtn("retry", "Retry", "run it again with today's code and its current inputs", () => verbOn("retry"));
-  const bSkip = actionBtn("skip", "Skip…", "skip it, giving the output it stands for", () => openEditor("skip"));
-  const bInputs = actionBtn("edit-inputs", "Edit inputs…", "change its inputs (paused before its body, on an error, or failed)", () => openEditor("set_inputs"));
-  const bOutput = actionBtn("edit-output", "Edit output…", "change its output (paused after its body)", () => openEditor("set_output"));
+  const bSkip = actionBtn("skip", "Skip…", "skip it, giving the output it stands for (asked in a dialog)", () => askSkip());
+  const bInputs = actionBtn("edit-inputs", "Edit inputs as JSON…", "change its inputs as one JSON text (paused before its body, on an error, or failed); or click one value in the tree below", () => openEditor("set_inputs"));
+  const bOutput = actionBtn("edit-output", "Edit output as JSON…", "change its output as one JSON text (paused after its body); or click one value in the tree below", () => openEditor("set_output"));
   /** @type {Record<string, HTMLButtonElement>} */
   const verbButtons = { resume: bResume, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput };
   const OWN_FORM = ["approve", "reject"]; // the decision form below has them
@@ -102,13 +136,17 @@ export function createDetail(ctx) {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
       saveEditor();
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      closeEditor();
+      bInputs.focus();
     }
   });
   for (const elem of [edText, edReason, apComment, apPayload, tokenEl]) ctx.stop(elem);
   const editor = h("div", { class: "nbf-editor", hidden: true }, edTitle, edText, edError, h("div", { class: "nbf-row" }, edReason, edSave, edCancel));
 
-  const inputsEl = h("pre", { class: "nbf-pre", testid: "inputs" });
-  const outputEl = h("pre", { class: "nbf-pre", testid: "output" });
+  const inputsEl = h("div", { class: "nbf-pre nbf-tree-box", testid: "inputs" });
+  const outputEl = h("div", { class: "nbf-pre nbf-tree-box", testid: "output" });
   const errorLine = h("div", { class: "nbf-error-line" });
   const tbSummary = h("summary", {});
   const tbPre = h("pre", { class: "nbf-pre nbf-traceback" });
@@ -150,6 +188,8 @@ export function createDetail(ctx) {
     panel.hidden = !sel;
     if (!sel) {
       closeEditor();
+      ctx.clearMessage(slot);
+      ui.detailFor = ui.statusFor = null;
       return;
     }
     if (ui.editor && (ui.editor.step !== sel.step || (ui.editor.key ?? null) !== (sel.key ?? null))) closeEditor();
@@ -161,7 +201,17 @@ export function createDetail(ctx) {
       ui.historyAll = false;
       tbFold.open = false;
       apComment.value = apPayload.value = apError.textContent = "";
+      ui.open.inputs.clear();
+      ui.open.output.clear();
+      ui.drawn.inputs = ui.drawn.output = null;
+      ctx.clearMessage(slot); // an answer about another instance
+      if (ui.reveal) panel.scrollIntoView({ block: "nearest" });
+      ui.reveal = false;
     }
+    // the answer of a verb is about the status it changed: once the status moves on, it is stale
+    const status = d && !d.missing ? d.status : null;
+    if (!fresh && ui.statusFor !== null && status !== null && status !== ui.statusFor) ctx.clearMessage(slot, true);
+    if (status !== null) ui.statusFor = status;
     panelTitle.textContent = label(sel.step, sel.key);
     if (!d || d.missing) {
       panelStatus.textContent = d ? "not started" : "loading…";
@@ -171,6 +221,7 @@ export function createDetail(ctx) {
       actionsRow.hidden = true;
       approvalBox.hidden = signalBox.hidden = true;
       inputsEl.textContent = outputEl.textContent = "";
+      ui.drawn.inputs = ui.drawn.output = null;
       logsEl.textContent = "(nothing captured)";
       logsSummary.textContent = "Logs · none";
       errorSection.hidden = true;
@@ -202,12 +253,7 @@ export function createDetail(ctx) {
       tokenEl.value = /** @type {string} */ (d.token); // shown only with a token
       tokenHint.replaceChildren("Deliver the payload with ", h("code", {}, "nbflow signal TOKEN --payload JSON"), " or ", h("code", {}, "nbflow.signal(token, payload)"), ".");
     }
-    inputsEl.textContent = Object.keys(d.inputs || {}).length ? pretty(d.inputs) : "(no inputs)";
-    inputsEl.classList.toggle("nbf-empty-pre", !Object.keys(d.inputs || {}).length);
-    if (d.readonly_inputs && d.readonly_inputs.length) inputsEl.title = `not editable here (not JSON, or too large): ${d.readonly_inputs.join(", ")}`;
-    else inputsEl.removeAttribute("title");
-    outputEl.textContent = d.has_output ? pretty(d.output) : "(no output yet)";
-    outputEl.classList.toggle("nbf-empty-pre", !d.has_output);
+    drawTrees(d, verbs);
     errorSection.hidden = !d.error;
     if (d.error) {
       errorLine.replaceChildren(h("b", {}, d.error.type), ": ", d.error.message);
@@ -222,10 +268,11 @@ export function createDetail(ctx) {
     logsEl.classList.toggle("nbf-empty-pre", !logs);
     logsSummary.textContent = lines ? `Logs · ${plural(lines, "line")}${d.logs_truncated ? " (the last)" : ""}` : "Logs · none";
     if (fresh) logsFold.open = lines > 0 && lines <= SHORT_LOGS;
+    const lastAttempt = d.attempts && d.attempts.length ? d.attempts[d.attempts.length - 1] : null;
     attemptsEl.replaceChildren(...(d.attempts && d.attempts.length ? d.attempts.map((a) =>
       h("div", { class: "nbf-attempt" }, h("b", {}, `#${a.attempt ?? "?"}`), h("span", { class: "nbf-muted" }, ` ${clock(a.started)} `),
         a.outcome ? h("span", { class: `nbf-fg-${a.outcome === "succeeded" ? "succeeded" : a.outcome === "retrying" || a.outcome === "attempt_failed" ? "paused" : "failed"}` }, a.outcome.replace("_", " ")) : h("span", { class: "nbf-fg-running" }, "running"),
-        a.started && a.finished ? h("span", { class: "nbf-muted" }, ` · ${duration(a.started, a.finished)}`) : "",
+        a.started && a.finished ? h("span", { class: "nbf-muted" }, ` · ${a === lastAttempt ? tookText(d) : duration(a.started, a.finished)}`) : "",
         a.error ? h("div", { class: "nbf-attempt-error", title: a.error }, a.error) : "")) :
       [h("span", { class: "nbf-muted" }, d.attempt ? plural(d.attempt, "attempt") : notStarted(d.status, node && node.kind))]));
     const words = { bps, kind: node ? node.kind : "task" };
@@ -247,8 +294,99 @@ export function createDetail(ctx) {
     if (ui.historyAll && d.history_omitted) historyEl.append(h("li", { class: "nbf-muted" }, `… ${plural(d.history_omitted, "older event")} not loaded (nbflow history)`));
   }
 
+  // ---------------------------------------------------------------- the JSON trees
+  /**
+   * @param {import("./types.js").Detail} d
+   * @param {Set<string>} verbs
+   */
+  function drawTrees(d, verbs) {
+    const inputs = d.inputs || {};
+    const readonly = d.readonly_inputs || [];
+    const canInputs = verbs.has("set_inputs");
+    const canOutput = verbs.has("set_output") && d.output_editable !== false;
+    const sigIn = JSON.stringify([inputs, readonly, canInputs]);
+    // redrawn only when what it shows changed (a refresh keeps the folds and an edit in progress)
+    if (ui.drawn.inputs !== sigIn && !inputsEl.querySelector("[data-testid=tree-edit]")) {
+      ui.drawn.inputs = sigIn;
+      const empty = !Object.keys(inputs).length;
+      inputsEl.classList.toggle("nbf-empty-pre", empty);
+      inputsEl.replaceChildren(empty ? "(no inputs)" : jsonTree(inputs, ui.open.inputs, {
+        editable: (name) => canInputs && !readonly.includes(name),
+        stop: ctx.stop,
+        onEdit: (path, value) => saveLeaf("set_inputs", path, value),
+        onClose: (path) => {
+          render();
+          focusLeaf(inputsEl, path);
+        },
+      }));
+      if (readonly.length) inputsEl.title = `not editable here (not JSON, or too large): ${readonly.join(", ")}`;
+      else inputsEl.removeAttribute("title");
+    }
+    const sigOut = JSON.stringify([d.has_output, d.output, canOutput]);
+    if (ui.drawn.output !== sigOut && !outputEl.querySelector("[data-testid=tree-edit]")) {
+      ui.drawn.output = sigOut;
+      outputEl.classList.toggle("nbf-empty-pre", !d.has_output);
+      outputEl.replaceChildren(!d.has_output ? "(no output yet)" : jsonTree(d.output, ui.open.output, {
+        single: true,
+        editable: () => canOutput,
+        stop: ctx.stop,
+        onEdit: (path, value) => saveLeaf("set_output", path, value),
+        onClose: (path) => {
+          render();
+          focusLeaf(outputEl, path);
+        },
+      }));
+    }
+  }
+
+  /**
+   * One leaf edited in a tree: the whole value it belongs to is sent, rebuilt with the new leaf.
+   * @param {"set_inputs" | "set_output"} verb
+   * @param {import("./jsontree.js").Path} path
+   * @param {unknown} value
+   * @returns {Promise<string | null>}
+   */
+  async function saveLeaf(verb, path, value) {
+    const sel = model.get("selected");
+    const d = model.get("detail");
+    if (!sel || !d) return "no instance selected";
+    const json = verb === "set_inputs"
+      ? JSON.stringify({ [String(path[0])]: setIn((d.inputs || {})[String(path[0])], path.slice(1), value) })
+      : JSON.stringify(setIn(d.output, path, value));
+    const answer = await actOn(verb, { step: sel.step, key: sel.key }, { json });
+    return answer.ok ? null : answer.text || "refused";
+  }
+
+  // ---------------------------------------------------------------- skip: the dialog asks for the output
+  /** @param {{step: string, key: Key} | null} [t]  the instance (default: the selected one) */
+  function askSkip(t = target()) {
+    if (!t) return;
+    const sel = model.get("selected");
+    const d = model.get("detail");
+    const mine = sel && d && !d.missing && sel.step === t.step && (sel.key ?? null) === (t.key ?? null);
+    const initial = mine && d.has_output && d.output_editable ? d.output : null;
+    const out = h("textarea", { class: "nbf-editor-text nbf-dialog-json", testid: "skip-output", spellcheck: "false", rows: 4 });
+    out.value = pretty(initial === undefined ? null : initial);
+    const reason = h("input", { class: "nbf-input nbf-grow", testid: "skip-reason", placeholder: "recorded in the history" });
+    ctx.dialog.open({
+      title: `Skip ${label(t.step, t.key)}`,
+      text: "Downstream steps receive the output given here in its place.",
+      body: [field("Output (JSON)", out), field("Reason", reason)],
+      confirm: "Skip",
+      onConfirm: async () => {
+        try {
+          JSON.parse(out.value);
+        } catch (e) {
+          return `Invalid JSON: ${/** @type {Error} */ (e).message}`; // invalid JSON never leaves the browser
+        }
+        const answer = await actOn("skip", t, { json: out.value, reason: reason.value.trim() || null });
+        return answer.ok ? true : answer.text || "refused";
+      },
+    });
+  }
+
   // ---------------------------------------------------------------- JSON editor
-  /** @param {"skip" | "set_inputs" | "set_output"} mode */
+  /** @param {"set_inputs" | "set_output"} mode */
   function openEditor(mode) {
     const sel = model.get("selected");
     const d = model.get("detail");
@@ -260,12 +398,9 @@ export function createDetail(ctx) {
       for (const [k, v] of Object.entries(d.inputs || {})) if (!(d.readonly_inputs || []).includes(k)) editable[k] = v;
       initial = editable;
       edTitle.textContent = `Edit the inputs of ${label(sel.step, sel.key)}`;
-    } else if (mode === "set_output") {
+    } else {
       initial = d.output;
       edTitle.textContent = `Edit the output of ${label(sel.step, sel.key)}`;
-    } else {
-      initial = d.has_output && d.output_editable ? d.output : null;
-      edTitle.textContent = `Skip ${label(sel.step, sel.key)}: the output it stands for`;
     }
     ui.editor = { mode, step: sel.step, key: sel.key };
     edText.value = pretty(initial === undefined ? null : initial);
@@ -315,5 +450,27 @@ export function createDetail(ctx) {
     edText.classList.remove("nbf-invalid");
   }
 
-  return { el: panel, render };
+  /** The next instance chosen by a person comes into view. */
+  const reveal = () => (ui.reveal = true);
+  /** Escape: the raw editor closes first, then the panel. */
+  function escape() {
+    if (ui.editor) {
+      closeEditor();
+      return true;
+    }
+    if (!model.get("selected")) return false;
+    void ctx.send("close_instance");
+    return true;
+  }
+  /** e: edit what the instance's state lets you edit (its output when paused after, else its inputs). */
+  function editSelected() {
+    const d = model.get("detail");
+    const verbs = new Set((d && d.verbs) || []);
+    if (verbs.has("set_output")) openEditor("set_output");
+    else if (verbs.has("set_inputs")) openEditor("set_inputs");
+    else return false;
+    return true;
+  }
+
+  return { el: panel, render, reveal, escape, askSkip, editSelected, actOn, slot };
 }

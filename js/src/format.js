@@ -73,17 +73,22 @@ export function clock(t) {
   return d ? d.toLocaleTimeString([], { hour12: false }) : "";
 }
 
-/** @param {number | null | undefined} x seconds */
+/** A duration in one format everywhere (rows, attempts, history, timeline): ms below a second,
+ * seconds with one decimal below a minute, then minutes and hours.
+ * @param {number | null | undefined} x seconds */
 export function secs(x) {
   if (x == null || isNaN(x)) return "";
   x = Number(x);
-  if (x < 0.001) return "<1 ms";
-  if (x < 0.1) return `${Math.round(x * 1000)} ms`;
-  if (x < 1) return `${+x.toFixed(2)} s`;
+  if (x < 0.0005) return "<1 ms";
+  if (x < 1) return `${Math.round(x * 1000)} ms`;
   if (x < 60) return `${+x.toFixed(1)} s`;
   if (x < 3600) return `${Math.floor(x / 60)} min ${Math.round(x % 60)} s`;
   return `${Math.floor(x / 3600)} h ${Math.round((x % 3600) / 60)} min`;
 }
+
+/** "N word(s)" written by Python, as proper plurals ("1 instance", "12 instances").
+ * @param {string} text */
+export const plurals = (text) => text.replace(/\b(\d[\d,]*) (\w+?)\(s\)/g, (_, n, w) => `${n} ${w}${n === "1" ? "" : "s"}`);
 
 /**
  * @param {When} a

@@ -7,10 +7,10 @@ import { BAR_ORDER, TERMINAL_RUN, countsText, fmt } from "./format.js";
 /** @param {Ctx} ctx */
 export function createHeader(ctx) {
   const { model } = ctx;
-  /** @type {ReturnType<typeof setTimeout> | null} */
-  let cancelArmed = null; // the first click on "Cancel run" expires
-  const badge = h("span", { class: "nbf-badge", testid: "status-badge" });
-  const interrupted = h("span", { class: "nbf-badge nbf-interrupted", testid: "interrupted", hidden: true, title: "no live process drives this run; `nbflow resume RUN` continues it" }, "INTERRUPTED");
+  // the run's state is one pill: its status, and "interrupted" when no live process drives it
+  const badge = h("span", { class: "nbf-state-status", testid: "status-badge" });
+  const interrupted = h("span", { class: "nbf-state-interrupted", testid: "interrupted", hidden: true }, " · INTERRUPTED");
+  const state = h("span", { class: "nbf-badge", testid: "run-state" }, badge, interrupted);
   const liveDot = h("span", { class: "nbf-live", testid: "live" });
   const runId = h("code", { class: "nbf-runid", testid: "run-id" });
   const wfName = h("span", { class: "nbf-wf" });
@@ -20,10 +20,10 @@ export function createHeader(ctx) {
   const ownerEl = h("div", { class: "nbf-owner" });
   const slot = h("div", { class: "nbf-msg-slot" });
   const resumeAll = h("button", { class: "nbf-btn", testid: "resume-all", title: "resume every paused instance of the run", onclick: () => ctx.act("resume_all", {}, slot) }, "Resume all paused");
-  const cancelRun = h("button", { class: "nbf-btn nbf-danger", testid: "cancel-run", title: "cancel the run (click twice)", onclick: onCancel }, "Cancel run");
+  const cancelRun = h("button", { class: "nbf-btn nbf-danger", testid: "cancel-run", title: "cancel the run (asks first)", onclick: onCancel }, "Cancel run");
 
   const el = h("div", { class: "nbf-header" },
-    h("div", { class: "nbf-title" }, h("span", { class: "nbf-logo" }, "nbflow"), runId, wfName, badge, interrupted, liveDot),
+    h("div", { class: "nbf-title" }, h("span", { class: "nbf-logo" }, "nbflow"), runId, wfName, state, liveDot),
     h("div", { class: "nbf-progress-row" }, h("div", { class: "nbf-progress-info" }, bar, progress, countsEl), h("div", { class: "nbf-run-actions" }, resumeAll, cancelRun)),
     ownerEl, slot,
   );
@@ -37,8 +37,10 @@ export function createHeader(ctx) {
     runId.title = "run id";
     wfName.replaceChildren("workflow ", h("b", {}, sm.workflow || ""), sm.version ? h("span", { class: "nbf-muted", title: `version ${sm.version}` }, ` @${String(sm.version).slice(0, 8)}`) : "");
     badge.textContent = status.toUpperCase();
-    badge.className = `nbf-badge nbf-st-${status}`;
-    interrupted.hidden = !sm.interrupted;
+    const stopped = !!sm.interrupted && !TERMINAL_RUN.includes(status);
+    interrupted.hidden = !stopped;
+    state.className = `nbf-badge nbf-st-${status}${stopped ? " nbf-interrupted" : ""}`;
+    state.title = stopped ? `${status}, and no live process drives it: commands wait until it is resumed (\`nbflow resume RUN\`)` : status;
     const p = sm.progress || { done: 0, total: 0 };
     progress.textContent = `${p.done}/${p.total}`;
     progress.title = `${fmt(p.done)} of ${fmt(p.total)} instances finished`;
@@ -49,35 +51,34 @@ export function createHeader(ctx) {
     bar.setAttribute("aria-valuenow", String(p.done));
     bar.setAttribute("aria-valuemax", String(p.total));
     const owner = sm.owner || {};
-    ownerEl.textContent = owner.text ? `owner: ${owner.text}` : "";
     const terminal = TERMINAL_RUN.includes(status);
+    // a finished run has no owner to speak of; who this view acts as is said the same way everywhere
+    const parts = [!terminal && owner.text ? `owner: ${owner.text}` : "", sm.actor ? `acting as ${sm.actor}` : ""].filter(Boolean);
+    ownerEl.textContent = parts.join(" · ");
+    ownerEl.setAttribute("data-testid", "owner");
     resumeAll.disabled = terminal || !((sm.counts || {}).paused > 0);
     cancelRun.disabled = terminal;
   }
 
   function renderLive() {
     const live = model.get("live");
-    liveDot.textContent = live ? "● live" : "";
-    liveDot.title = live ? "updates as the run changes" : "";
-  }
-
-  function disarm() {
-    if (cancelArmed) clearTimeout(cancelArmed);
-    cancelArmed = null;
-    cancelRun.textContent = "Cancel run";
-    cancelRun.classList.remove("nbf-armed");
+    liveDot.textContent = live ? "↻ auto-refresh on" : "";
+    liveDot.title = live ? "this view updates as the run changes" : "";
   }
 
   function onCancel() {
-    if (cancelArmed) {
-      disarm();
-      ctx.act("cancel", {}, slot);
-      return;
-    }
-    cancelRun.textContent = "Click again to cancel";
-    cancelRun.classList.add("nbf-armed");
-    cancelArmed = setTimeout(disarm, 4000);
+    const sm = model.get("summary") || {};
+    ctx.dialog.open({
+      title: `Cancel run ${sm.id || ""}?`,
+      text: "Every unfinished instance is cancelled; the run cannot go on afterwards (a fork can).",
+      confirm: "Cancel run",
+      danger: true,
+      onConfirm: async () => {
+        const answer = await ctx.act("cancel", {}, slot);
+        return answer.ok ? true : answer.text || "refused";
+      },
+    });
   }
 
-  return { el, render, renderLive, dispose: () => cancelArmed && clearTimeout(cancelArmed) };
+  return { el, render, renderLive, dispose: () => undefined };
 }

@@ -39,9 +39,13 @@
  * @property {{text?: string}} [owner]
  * @property {{done: number, total: number}} [progress]
  * @property {Counts} counts
+ * @property {{enabled: boolean, held?: number}} [break_on_error]  the run's break-on-error flag and how many it holds
+ * @property {string | null} [actor]  who this surface acts as (the OS user in the notebook, the Jupyter user in the sidebar)
  */
 
 /** @typedef {{type: string, message: string, traceback?: string}} ErrorInfo */
+
+/** @typedef {{value?: unknown, text: string, error?: string | null}} WatchCell  one watch column's value on one row */
 
 /**
  * @typedef {object} Pause  what holds a paused or waiting instance (nbflow.states.PauseReason)
@@ -64,6 +68,8 @@
  * @property {string | null} finished_at
  * @property {string | null} next_attempt_at
  * @property {string | null} deadline
+ * @property {number | null} [duration_s]  how long its last attempt took
+ * @property {WatchCell[]} [watch]  one cell per watch column
  */
 
 /**
@@ -73,7 +79,49 @@
  * @property {number} [total]
  * @property {string} [status]  the status filter
  * @property {string} [text]  the text filter
+ * @property {string} [group]  the error group filter (an id, or "")
+ * @property {{by: string, desc: boolean}} [sort]  "item", "duration" or "watch:N"
+ * @property {{expr: string}[]} [columns]  the watch columns
+ * @property {{index: number, text: string} | null} [watch_filter]  rows whose watch column `index` holds `text`
+ * @property {string[]} [inputs]  the step's input names (the bulk edit's choice)
  * @property {InstanceRow[]} [rows]
+ */
+
+/**
+ * @typedef {object} ErrorGroup  failed and error-paused instances of one step that share a signature
+ * @property {string} id
+ * @property {number} n
+ * @property {string} type
+ * @property {string} message
+ * @property {string} signature
+ * @property {string | null} line
+ * @property {number} count
+ * @property {Record<string, number>} statuses
+ * @property {string | null} [traceback]
+ * @property {Key} [first_key]
+ * @property {Key[]} keys  the first 20
+ * @property {number} [keys_omitted]
+ */
+
+/** @typedef {{step: string, total: number, groups: ErrorGroup[], groups_omitted?: number}} Errors  the Errors view of the selected step */
+
+/** @typedef {{kind: "none" | "keys" | "group" | "filter", keys?: Key[], group?: string, count: number, label?: string}} Selection  what the bulk verbs act on */
+
+/** @typedef {{t: string, started: number, succeeded: number, failed: number, retried: number, paused: number, waiting: number}} TimelineBin */
+
+/**
+ * @typedef {object} Timeline  durations and attempts over time, for the selected step
+ * @property {string} step
+ * @property {number} count
+ * @property {number | null} median_s
+ * @property {number | null} p95_s
+ * @property {number | null} max_s
+ * @property {number} retries
+ * @property {number} pauses
+ * @property {number} waits
+ * @property {string | null} start
+ * @property {string | null} end
+ * @property {TimelineBin[]} bins
  */
 
 /** @typedef {{step: string, key: Key}} Selected  the selected instance's address */
@@ -140,6 +188,8 @@
  * @property {string} action
  * @property {string} [code]  why it was refused (nbflow.verbs.Refusal)
  * @property {{id: number, state: string} | null} [command]  the command it wrote: applied, queued or sent
+ * @property {{key: Key, old?: unknown, new?: unknown, error?: string}[]} [preview]  preview_edit: the first results
+ * @property {number} [count]  preview_edit: how many instances the edit covers
  */
 
 /**
@@ -153,6 +203,9 @@
  * @property {Detail | null} detail
  * @property {Message} message
  * @property {boolean} live
+ * @property {Errors | null} [errors]
+ * @property {Selection | null} [selection]
+ * @property {Timeline | null} [timeline]
  */
 
 /**
@@ -174,10 +227,13 @@
  * @property {(name: string, args: Record<string, unknown>, slot: HTMLElement) => Promise<Answer>} act
  *   an action whose answer shows in `slot`, next to where it was asked for
  * @property {(name: string, args?: Record<string, unknown>) => Promise<Answer>} send  navigation: only a failure shows
+ * @property {(name: string, args?: Record<string, unknown>) => Promise<Answer>} ask  a question (preview_edit): the caller shows the answer
  * @property {(m: Message | null) => void} showMessage
  * @property {(slot?: HTMLElement | null) => void} placeMessage
+ * @property {(slot: HTMLElement, evenPending?: boolean) => void} clearMessage  clear the message if it shows in `slot`
  * @property {() => Map<number, Breakpoint>} breakpointsById
  * @property {(elem: HTMLElement) => void} stop  keep Jupyter's shortcuts out of a text field
+ * @property {import("./dialog.js").Dialogs & {el: HTMLDialogElement}} dialog  the one modal dialog
  */
 
 export {};

@@ -6,16 +6,26 @@
 // (data-testid attributes) is listed in nbflow/notebook/widget.py.
 //
 // The parts: header.js (run, progress, run-wide actions), dag.js (the graph), breakpoints.js,
-// table.js (the instance table), detail.js (the instance panel and its editor), message.js,
-// with describe.js and format.js for words and numbers, dom.js for elements, types.js for shapes.
+// errors.js (the Errors view), bulk.js (the verbs on the selection), table.js (the instance table,
+// watch columns), timeline.js, detail.js (the instance panel, its JSON trees and editor),
+// dialog.js (the one modal dialog), keys.js (keyboard shortcuts), message.js, with describe.js and
+// format.js for words and numbers, dom.js for elements, types.js for shapes.
 import { createBreakpoints } from "./breakpoints.js";
+import { createBulk } from "./bulk.js";
 import { createDag } from "./dag.js";
 import { createDetail } from "./detail.js";
+import { createDialogs } from "./dialog.js";
 import { h } from "./dom.js";
+import { createErrors } from "./errors.js";
 import { createHeader } from "./header.js";
+import { shortcuts } from "./keys.js";
 import { createMessages } from "./message.js";
 import { createTable } from "./table.js";
+import { createTimeline } from "./timeline.js";
 import { transport } from "./transport.js";
+
+/** Actions whose answer only the asking control shows. */
+const QUIET = ["preview_edit"];
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./types.js").Traits} Traits */
@@ -41,6 +51,8 @@ function render({ model, el, experimental }) {
   const call = transport(experimental && experimental.invoke);
   const messages = createMessages();
   const root = h("div", { class: "nbflow-widget" });
+  /** @param {HTMLElement} elem */
+  const stop = (elem) => elem.addEventListener("keydown", (e) => e.stopPropagation());
 
   /** @type {Ctx} */
   const ctx = {
@@ -58,30 +70,41 @@ function render({ model, el, experimental }) {
       if (!answer.ok) messages.show(answer);
       return answer;
     },
+    ask: (name, args = {}) => call(name, args),
     showMessage: messages.show,
     placeMessage: messages.place,
+    clearMessage: messages.clear,
     breakpointsById: () => {
       /** @type {Map<number, Breakpoint>} */
       const m = new Map();
       for (const n of (model.get("dag") || {}).nodes || []) for (const b of n.breakpoints || []) m.set(b.id, b);
       return m;
     },
-    stop: (elem) => elem.addEventListener("keydown", (e) => e.stopPropagation()),
+    stop,
+    dialog: createDialogs(root, stop),
   };
 
   const header = createHeader(ctx);
   const dag = createDag(ctx);
   const bps = createBreakpoints(ctx);
-  const table = createTable(ctx);
   const detail = createDetail(ctx);
+  const table = createTable(ctx, detail);
+  const errors = createErrors(ctx);
+  const bulk = createBulk(ctx);
+  const timeline = createTimeline(ctx);
+  const keys = shortcuts(ctx, { table, detail, bulk });
   root.append(header.el, h("div", { class: "nbf-body" },
-    h("div", { class: "nbf-left" }, dag.el, bps.el),
-    h("div", { class: "nbf-right" }, messages.slotTop, table.hint, table.el, detail.el)));
+    h("div", { class: "nbf-left" }, dag.el, bps.el, keys.legend),
+    h("div", { class: "nbf-right" }, messages.slotTop, table.hint, table.el, errors.el, bulk.el, table.tableEl, timeline.el, detail.el)));
   el.append(root);
 
   const renderDetail = () => {
     detail.render();
     table.markCurrent();
+  };
+  const renderTable = () => {
+    table.render();
+    bulk.render();
   };
   // ---------------------------------------------------------------- wiring
   on("summary", () => {
@@ -92,36 +115,56 @@ function render({ model, el, experimental }) {
   on("dag", () => {
     dag.render();
     bps.render();
-    table.render();
+    renderTable();
     renderDetail();
   });
   on("selected_step", () => {
     dag.render();
     bps.render();
-    table.render();
+    renderTable();
+    errors.render();
+    timeline.render();
   });
-  on("instances", table.render);
+  on("instances", renderTable);
   on("selected", () => {
     renderDetail();
+    renderTable();
+  });
+  on("errors", () => {
+    errors.render();
     table.render();
   });
+  on("selection", () => {
+    renderTable();
+    errors.render();
+  });
+  on("timeline", timeline.render);
   on("detail", renderDetail);
-  // what every view of the widget is told: an answer, or the outcome of a command sent earlier
-  on("message", () => messages.show(model.get("message") || {}));
+  // what every view of the widget is told: an answer, or the outcome of a command sent earlier (a
+  // question's answer, a bulk edit's preview, is the dialog's to show)
+  on("message", () => {
+    const m = model.get("message") || {};
+    if (!QUIET.includes(m.action || "")) messages.show(m);
+  });
 
   header.render();
   header.renderLive();
   dag.render();
   bps.render();
-  table.render();
+  renderTable();
+  errors.render();
+  timeline.render();
   renderDetail();
   const m0 = model.get("message");
-  if (m0 && m0.text) messages.show(m0);
+  if (m0 && m0.text && !QUIET.includes(m0.action || "")) messages.show(m0);
 
   return () => {
     for (const f of off) f();
     table.dispose();
     header.dispose();
+    messages.dispose();
+    keys.dispose();
+    ctx.dialog.close();
   };
 }
 

@@ -15,8 +15,11 @@ command sent to a live owner in another process is waited for up to
 :data:`~nbflow.server.handlers.APPLY_WAIT_S`.
 
 Like every ``/nbflow/api/`` endpoint it needs a Jupyter login and, being a POST, Jupyter's XSRF
-protection; navigation needs ``read`` on ``nbflow``, every other action ``write``, and a
-breakpoint with a condition (code the run's owner evaluates) also ``execute`` on ``kernels``.
+protection; navigation needs ``read`` on ``nbflow``, every other action ``write``. Whatever
+evaluates a person's expression needs ``execute`` on ``kernels`` too: a breakpoint with a condition
+(code the run's owner evaluates), the actions of :data:`~nbflow.notebook.controller.CODE_ACTIONS`
+(watch columns, a bulk edit's preview and apply), and any action whose view holds watch columns
+(every state read evaluates them, so a view is code as well as state).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from tornado import web
 from .. import verbs
 from .._util import set_actor
 from ..commands import await_applied
-from ..notebook.controller import NAVIGATION, Controller
+from ..notebook.controller import CODE_ACTIONS, NAVIGATION, Controller
 from ..run import Run
 from ..states import RunStatus
 from .handlers import APPLY_WAIT_S, ApiHandler, _http, _translate
@@ -60,11 +63,14 @@ class ActionHandler(ApiHandler):
         if name == "add_breakpoint" and condition not in (None, "") and not await self._allowed("execute", "kernels"):
             raise _http(403, "a breakpoint condition is code; only users allowed to execute code in this server "
                              "may set one")
+        if (name in CODE_ACTIONS or (view or {}).get("watch")) and not await self._allowed("execute", "kernels"):
+            raise _http(403, "watch columns and bulk edits are expressions evaluated in this server; only users "
+                             "allowed to execute code here may use them")
         actor = self.actor
 
         def act() -> tuple[Controller, dict[str, Any]]:
             set_actor(actor)  # this thread's context only
-            controller = Controller(Run(self.store, run_id), view=view, resume_hint=RESUME_HINT)
+            controller = Controller(Run(self.store, run_id), view=view, resume_hint=RESUME_HINT, actor=actor)
             return controller, controller.act(name, args)
 
         controller, answer = await asyncio.to_thread(act)

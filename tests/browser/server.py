@@ -73,6 +73,13 @@ class JupyterServer:
 
     def start(self, timeout: float = 90.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        # this checkout's built sidebar, not whichever copy is installed: the server's own data dir
+        # (JUPYTER_DATA_DIR) comes first on JupyterLab's extension path
+        built = Path(__file__).resolve().parents[2] / "nbflow" / "labextension"
+        link = self.base / "data" / "labextensions" / "nbflow-labextension"
+        if (built / "package.json").is_file() and not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(built, target_is_directory=True)
         settings = self.base / "config" / "lab" / "user-settings"  # JUPYTERLAB_SETTINGS_DIR (Lab and Notebook 7)
         # no "receive Jupyter news?" toast over the page
         overrides = settings / "@jupyterlab" / "apputils-extension"
