@@ -151,7 +151,7 @@ def test_the_17_of_1000_story_from_the_terminal_ends_succeeded_with_each_command
 
 def test_set_expr_dry_run_previews_old_and_new_and_changes_nothing(db_url: str, run: nbflow.Run) -> None:
     res = ok(db_url, "set", run.id, "parse", "--group", "1", "--expr", FIX, "--dry-run")
-    assert "12 instance(s) would change; nothing was changed" in res.stdout
+    assert "12 instances would change; nothing was changed" in res.stdout
     assert "'7,5'" not in res.stdout and '"7,5"' in res.stdout and '"7.5"' in res.stdout
     preview = json.loads(ok(db_url, "set", run.id, "parse", "--group", "1", "--expr", FIX, "--dry-run",
                             "-o", "json").stdout)
@@ -250,7 +250,7 @@ def test_without_a_live_owner_the_commands_queue_and_resume_drives_the_run_to_su
         (("set", "{run}", "parse", "--group", "1", "--expr", "item", "--input", "nope", "--reason", "r"), 1,
          "takes no input named 'nope'"),
         (("set", "{run}", "parse", "--group", "1", "--expr", 'item["nope"]', "--reason", "r"), 1,
-         "the expression failed for 12 of 12 instance(s)"),
+         "the expression failed for 12 of 12 instances"),
         (("set", "{run}", "parse", "--expr", FIX, "--reason", "r"), 2, "--expr needs the instances it changes"),
         (("set", "{run}", "parse", "--group", "1", "--expr", FIX), 2, "Missing option '--reason'"),
     ],

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import views
+from .._util import plural
 from ..commands import check_target
 from ..errors import CommandRefused, NbflowError
 from ..states import StepKind
@@ -187,7 +188,7 @@ def expr_values(store: Store, run_id: str, step: str, keys: Sequence[str], name:
 
 
 def print_preview(run_id: str, step: str, name: str, count: int, preview: Sequence[Mapping[str, Any]]) -> None:
-    table = Table(title=f"set {name} of {count} instance(s) of {step} in run {run_id}", title_justify="left",
+    table = Table(title=f"set {name} of {plural(count, 'instance')} of {step} in run {run_id}", title_justify="left",
                   box=box.SIMPLE_HEAD)
     for col in ("KEY", "OLD", "NEW"):
         table.add_column(col)
@@ -244,7 +245,7 @@ def errors_cmd(obj: State, run_id: str, step: str | None, limit: int, fmt: str |
         shown = ", ".join(keys) + (f", … (+{g['count'] - len(keys)})" if g["count"] > len(keys) else "")
         con.print()
         con.print(Text.assemble((f"{g['n']:>3}  ", "bold"), (g["type"], "bold red"),
-                                f"  {g['count']} instance(s) ({states})  ", (f"id {g['id']}", "dim")))
+                                f"  {plural(g['count'], 'instance')} ({states})  ", (f"id {g['id']}", "dim")))
         con.print(Text("     " + masked(g)), soft_wrap=True)
         if g["line"]:
             con.print(Text(f"     at {g['line']}"), soft_wrap=True)

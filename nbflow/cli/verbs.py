@@ -20,7 +20,7 @@ from rich.text import Text
 
 from .. import views
 from .._jsontext import to_json_text
-from .._util import HOST, process_state
+from .._util import HOST, plural, process_state
 from ..commands import WHOLE_RUN, await_applied, check, check_target, submit
 from ..errors import CommandRefused, OwnershipError
 from ..states import InstanceStatus, RunStatus, StepKind
@@ -316,7 +316,7 @@ def _resumed_since(store: Store, run_id: str, step: str | None, keys: list[str] 
     if not seen or (explicit and len(seen) != len(named)):
         return None
     by = sorted({e["actor"] for e in seen if e["actor"]})
-    return (f"already resumed {len(seen)} instance(s) by another command applied meanwhile"
+    return (f"already resumed {plural(len(seen), 'instance')} by another command applied meanwhile"
             + (f" (by {', '.join(by)})" if by else "") + f"; see `nbflow history {run_id}`")
 
 
@@ -501,11 +501,11 @@ def set_by_expr(obj: State, run_id: str, target: str, sel: Selection, input_name
         else:
             print_preview(run_id, step, name, len(keys), preview)
         if failed:
-            echo_err(f"refused: the expression failed for {failures} of {len(keys)} instance(s) (first: "
+            echo_err(f"refused: the expression failed for {failures} of {plural(len(keys), 'instance')} (first: "
                      f"{step}:{failed[0]['key']}: {failed[0]['error']}); nothing was changed")
             sys.exit(1)
         if obj.format(fmt) != "json":
-            click.echo(f"dry run: {len(keys)} instance(s) would change; nothing was changed")
+            click.echo(f"dry run: {plural(len(keys), 'instance')} would change; nothing was changed")
         return
     payload = {"inputs": {k: {name: v} for k, v in values.items()}, "by_key": True}
     operate(obj, run_id, "set_inputs", [(step, list(values))], payload, reason, force, fmt)

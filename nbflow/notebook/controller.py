@@ -39,6 +39,7 @@ Actions and their arguments (``key``: an instance's key as the rows show it; ``k
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,11 @@ ERROR_GROUPS_SHOWN = 12
 TRACEBACK_CHARS = 1200
 """The end of each group's example traceback the view ships (where the error was raised)."""
 
+SHARED_VIEWS = 64
+"""Error groups and timelines kept for reuse in this process (by store, run, step), newest last."""
+_SHARED: dict[tuple[str, str, str, str], tuple[Any, dict[str, Any]]] = {}
+_SHARED_LOCK = threading.Lock()
+
 PREVIEW_ROWS = 5
 """Instances a bulk edit's preview shows."""
 
@@ -130,7 +136,6 @@ class Controller:
         self._detail_stamp: tuple[Any, ...] | None = None
         self._command: dict[str, Any] | None = None  # the command the action in progress wrote
         self._extra: dict[str, Any] = {}  # more fields of the answer in progress (a bulk edit's preview)
-        self._views: dict[str, tuple[Any, dict[str, Any]]] = {}  # errors and timeline, by stamp
         self._handlers: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
             name: getattr(self, f"_on_{name}") for name in NAVIGATION + CODE_ACTIONS + BREAKPOINT_ACTIONS
         }
@@ -260,16 +265,23 @@ class Controller:
 
     def _cached(self, what: str, compute: Callable[[str], dict[str, Any]], nodes: list[dict[str, Any]]
                 ) -> dict[str, Any]:
-        """A view of the selected step recomputed only when its counts or the run's last update changed."""
+        """A view of the selected step recomputed only when its counts or the run changed. Shared by
+        every controller of the process: the sidebar builds one per request."""
         step = self._v.step
         assert step is not None
         node = next((n for n in nodes if n["step"] == step), {})
-        stamp = (step, tuple(sorted((node.get("counts") or {}).items())), self.run_updated())
-        hit = self._views.get(what)
-        if hit is None or hit[0] != stamp:
-            hit = (stamp, compute(step))
-            self._views[what] = hit
-        return hit[1]
+        stamp = (tuple(sorted((node.get("counts") or {}).items())), self.run_updated())
+        key = (self.store.url, self.run.id, step, what)
+        with _SHARED_LOCK:
+            hit = _SHARED.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = compute(step)
+        with _SHARED_LOCK:
+            _SHARED[key] = (stamp, value)
+            while len(_SHARED) > SHARED_VIEWS:
+                del _SHARED[next(iter(_SHARED))]  # the oldest entry first
+        return value
 
     def run_updated(self) -> Any:
         """The run row's last update (a cheap stamp of everything its owner wrote)."""
