@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -107,13 +107,14 @@ class Terminal:
             stdin=tty, stdout=tty, stderr=tty)
         os.close(tty)
         self.out = b""
+        self._sel = selectors.DefaultSelector()  # epoll: select() refuses a descriptor above 1023
+        self._sel.register(self.fd, selectors.EVENT_READ)
 
     def read_until(self, text: str, timeout: float = 30) -> str:
         """Read until *text* was drawn (or the command ended, or *timeout*); everything drawn so far."""
         deadline = time.monotonic() + timeout
         while text.encode() not in self.out and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.fd], [], [], 0.2)
-            if ready:
+            if self._sel.select(0.2):
                 try:
                     chunk = os.read(self.fd, 65536)
                 except OSError:  # the command ended and closed the terminal
@@ -128,6 +129,7 @@ class Terminal:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=10)
+        self._sel.close()
         os.close(self.fd)
 
 
