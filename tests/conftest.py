@@ -64,13 +64,16 @@ def dask_address() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _stop_schedulers() -> Iterator[None]:
-    yield
-    stop_all(timeout=10)
-    # Each PostgreSQL test has its own database: close its pooled connections (the server allows 300).
     from nbflow.store import store as store_module
 
     with store_module._cache_lock:
-        for key in [k for k in store_module._cache if k.startswith("postgresql")]:
+        before = set(store_module._cache)
+    yield
+    stop_all(timeout=10)
+    # Close the pooled connections of the stores this test opened (each its own SQLite file or PostgreSQL
+    # database): ~5 descriptors a store, which 900 tests would leave open past select()'s limit of 1,024.
+    with store_module._cache_lock:
+        for key in [k for k in store_module._cache if k not in before]:
             store_module._cache.pop(key).dispose()
 
 
