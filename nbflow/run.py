@@ -12,7 +12,7 @@ from typing import Any
 from . import views
 from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
-from .definition import WorkflowDef
+from .definition import StoredStep, WorkflowDef
 from .engine.lifecycle import fork_run, live, owner_alive, stopped_error, take_over_pinned
 from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, RunStatus, StepKind, label, status_filter
@@ -333,22 +333,34 @@ class Run:
             raise NbflowError(f"pass fn= or inputs by name ({', '.join(inputs)}), not both")
         if key is not None and keys is not None:
             raise NbflowError("pass key= or keys=, not both")
-        named = [key] if key is not None else (list(keys) if keys is not None else self.keys(step))
-        texts = [key_text(k) for k in named]
         name = into or self._default_input(step)
+        task = self._spec(step).kind != StepKind.FOREACH
+        if task or key is not None or keys is not None:
+            texts = [None] if task else [key_text(k) for k in ([key] if key is not None else list(keys or ()))]
+        else:  # every instance whose state takes an edit, as set_inputs by name does
+            texts = views.accepting_keys(self.store, self.id, step, "set_inputs")
+            if not texts:
+                raise NbflowError(f"nothing to set_inputs: no instance of {step!r} is paused before its body, "
+                                  "paused on an error, or failed")
         found = views.edits(self.store, self.id, step, texts, name, _by_names(fn))
         failed = [e for e in found if e.error is not None]
         if failed:
             raise NbflowError(f"fn failed for {len(failed)} of {len(found)} instances, nothing was changed; first: "
                               f"{label(step, failed[0].key)}: {failed[0].error}")
+        if task:
+            return self._command("set_inputs", step, None, None, {"inputs": {name: found[0].new}}, reason)
         payload = {"inputs": {e.key: {name: e.new} for e in found}, "by_key": True}
         return self._command("set_inputs", step, None, texts, payload, reason)
 
-    def _default_input(self, step: str) -> str:
+    def _spec(self, step: str) -> StoredStep:
         definition = self.store.definition(self.workflow_name, self.version)
         spec = definition.steps.get(step)
         if spec is None:
             raise NbflowError(definition.no_step(self.id, step))
+        return spec
+
+    def _default_input(self, step: str) -> str:
+        spec = self._spec(step)
         if spec.kind == StepKind.FOREACH and "item" in spec.inputs:
             return "item"
         raise NbflowError(f"name the input fn computes: set_inputs({step!r}, ..., fn=..., into=NAME); "
@@ -362,8 +374,8 @@ class Run:
         typed = _KeyTypes(self.store, self.id)
         out = []
         for s in steps:
-            for g in views.error_groups(self.store, self.id, s)["groups"]:
-                keys = views.group_keys(self.store, self.id, s, g["id"])
+            for g in views.error_groups(self.store, self.id, s, limit=None, keys=None)["groups"]:
+                keys = g["keys"]
                 out.append(ErrorGroup(
                     n=g["n"], id=g["id"], step=s, type=g["type"], message=g["message"], signature=g["signature"],
                     line=g["line"], count=g["count"], statuses=g["statuses"],

@@ -27,18 +27,28 @@ _DIGITS = re.compile(r"\d+")
 _LETTERS = re.compile(r"[^\W\d_]+")
 
 
+NAME_CHARS = 40
+"""A quoted Python name up to this long is kept as it is (see :func:`_shape`)."""
+
+
 def _shape(m: re.Match[str]) -> str:
     """A quoted value as its shape: runs of digits become ``9``, runs of letters ``a``, the rest stays
-    (``'51,41'`` -> ``'9,9'``, ``'6O.66'`` -> ``'9a.9'``): values of one cause keep one shape."""
-    inner = _HEX.sub("…", m.group(0)[1:-1][:60])
+    (``'51,41'`` -> ``'9,9'``, ``'6O.66'`` -> ``'9a.9'``): values of one cause keep one shape. A
+    quoted Python name stays as it is: it names the cause, not the data (``KeyError: 'currency'``,
+    ``not 'NoneType'``, ``has no attribute 'strip'``)."""
+    inner = m.group(0)[1:-1]
+    if inner.isidentifier() and len(inner) <= NAME_CHARS:
+        return f"'{inner}'"
+    inner = _HEX.sub("…", inner[:60])
     return "'" + _LETTERS.sub("a", _DIGITS.sub("9", inner)) + "'"
 
 
 def mask_message(message: str) -> str:
     """*message* with what differs from one item to the next masked: a quoted value becomes its shape
-    (:func:`_shape`), other numbers ``N``, long hex ids ``…``; whitespace is collapsed. Errors of one
-    cause then read alike: ``could not convert string to float: '51,41'`` and ``... '7,5'`` both read
-    ``could not convert string to float: '9,9'``, apart from ``... '6O.66'`` (``'9a.9'``)."""
+    unless it is a Python name (:func:`_shape`), other numbers ``N``, long hex ids ``…``; whitespace is
+    collapsed. Errors of one cause then read alike: ``could not convert string to float: '51,41'`` and
+    ``... '7,5'`` both read ``could not convert string to float: '9,9'``, apart from ``... '6O.66'``
+    (``'9a.9'``)."""
     text = message or ""
     parts = []
     last = 0
@@ -72,9 +82,9 @@ def failing_line(traceback: str) -> str:
 def error_signature(type_: str, message: str, traceback: str) -> str:
     """What groups errors of one cause: ``TYPE: masked message @ failing line`` (at most
     :data:`SIGNATURE_CHARS`)."""
-    where = failing_line(traceback)
-    text = f"{type_}: {mask_message(message)}" + (f" @ {where}" if where else "")
-    return text[:SIGNATURE_CHARS]
+    where = failing_line(traceback)[:SIGNATURE_CHARS // 2]
+    tail = f" @ {where}" if where else ""
+    return f"{type_}: {mask_message(message)}"[:SIGNATURE_CHARS - len(tail)] + tail  # the line is always kept
 
 
 def group_id(signature: str) -> str:

@@ -5,6 +5,7 @@ are public (README.md's "JSON reference" documents each one): add fields freely,
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -369,12 +370,23 @@ def _signature(store: Store, run_id: str, step: str, group: str | None) -> str |
     group is refused naming the groups there are."""
     if group in (None, ""):
         return None
-    groups = queries.error_groups(store, run_id, step)
-    for n, g in enumerate(groups, 1):
-        if str(group) in (group_id(g.signature), str(n)):
-            return g.signature
-    have = ", ".join(f"{n} ({group_id(g.signature)})" for n, g in enumerate(groups, 1)) or "none"
-    raise NbflowError(f"step {step!r} of run {run_id} has no error group {group!r}; its groups are: {have}")
+    found = error_group(store, run_id, step, str(group))
+    if found is None:
+        groups = queries.error_groups(store, run_id, step)
+        have = ", ".join(f"{n} ({group_id(g.signature)})" for n, g in enumerate(groups, 1)) or "none"
+        raise NbflowError(f"step {step!r} of run {run_id} has no error group {group!r}; its groups are: {have}")
+    return str(found["signature"])
+
+
+def error_group(store: Store, run_id: str, step: str, group: str) -> dict[str, Any] | None:
+    """The step's error group *group* (its id, or its number from 1, as ranked now): ``n``, ``id``,
+    ``signature``, ``type``, ``count``; None when there is none (one GROUP BY, over every group)."""
+    for n, g in enumerate(queries.error_groups(store, run_id, step), 1):
+        gid = group_id(g.signature)
+        if group in (gid, str(n)):
+            return {"n": n, "id": gid, "signature": g.signature, "type": g.signature.partition(": ")[0],
+                    "count": g.size}
+    return None
 
 
 def instance_page(
@@ -402,6 +414,12 @@ def filter_keys(store: Store, run_id: str, step: str, *, status: str | Iterable[
                                signature=_signature(store, run_id, step, group))
 
 
+def accepting_keys(store: Store, run_id: str, step: str, verb: str) -> list[str | None]:
+    """The key texts of *step*'s instances whose state accepts *verb* now (the verb table's rule)."""
+    return [r["key"] for r in queries.instance_states(store, run_id, step)
+            if verb in allowed_verbs(r["status"], r["pause_reason"])]
+
+
 def group_keys(store: Store, run_id: str, step: str, group: str) -> list[str | None]:
     """The key texts of the instances in error group *group* (its id or number) of *step*."""
     signature = _signature(store, run_id, step, group)
@@ -413,20 +431,21 @@ GROUP_KEYS_SHOWN = 20
 """Keys listed per error group in :func:`error_groups` (``keys_omitted`` counts the others)."""
 
 
-def error_groups(store: Store, run_id: str, step: str, limit: int = 50, keys: int = GROUP_KEYS_SHOWN,
+def error_groups(store: Store, run_id: str, step: str, limit: int | None = 50, keys: int | None = GROUP_KEYS_SHOWN,
                  traceback_chars: int | None = None) -> dict[str, Any]:
     """The step's failed, error-paused and retrying instances grouped by error signature
     (:func:`nbflow.triage.error_signature`), the largest group first: for each its number ``n`` and
     ``id`` (what ``--group`` takes), the exception ``type``, the first example's ``message`` and
     ``traceback``, the masked ``signature`` and failing ``line``, ``count`` and per-status counts, and
-    its first *keys* keys (*traceback_chars*: keep only the traceback's end, where it was raised). Grouping
-    and counts come from one GROUP BY: the same for 100,000 instances."""
+    its first *keys* keys (None: all of them; *limit* groups, None: all; *traceback_chars*: keep only the
+    traceback's end, where it was raised). Grouping and counts come from one GROUP BY: the same for
+    100,000 instances."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
     if step not in definition.steps:
         raise NbflowError(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition.order)}")
     all_groups = queries.error_groups(store, run_id, step)
-    shown = all_groups[:max(limit, 0)]
+    shown = all_groups if limit is None else all_groups[:max(limit, 0)]
     examples = queries.group_examples(store, run_id, step, [g.first_item for g in shown])
     out = []
     for n, g in enumerate(shown, 1):
@@ -453,10 +472,11 @@ TIMELINE_BINS = 48
 
 
 def _quantile(values: list[float], q: float) -> float | None:
-    """The *q* quantile of sorted *values* (nearest rank), None when there are none."""
+    """The *q* quantile of sorted *values* (nearest rank: the smallest value with at least *q* of them
+    at or below it), None when there are none."""
     if not values:
         return None
-    return round(values[min(int(q * len(values)), len(values) - 1)], 6)
+    return round(values[max(math.ceil(q * len(values)) - 1, 0)], 6)
 
 
 _BIN_FIELDS = {"started": "started", "succeeded": "succeeded", "failed": "failed", "attempt_failed": "failed",

@@ -101,7 +101,7 @@ def texts(keys: list[int]) -> list[str]:
 # ---------------------------------------------------------------------------------- the story
 def test_errors_lists_two_groups_of_12_and_5_largest_first(db_url: str, run: nbflow.Run) -> None:
     res = ok(db_url, "errors", run.id, "parse")
-    assert "17 instances in 2 group(s), largest first" in res.stdout
+    assert "17 instances in 2 groups, largest first" in res.stdout
     lines = res.stdout.splitlines()
     (first,) = [ln for ln in lines if "ValueError" in ln]
     (second,) = [ln for ln in lines if "TypeError" in ln]

@@ -171,7 +171,7 @@ def test_foreach_with_17_failures_is_fixed_by_code_change_input_edit_and_skips(t
     assert "Counter({'ValueError': 13, 'TypeError': 4})" in ex.shown("inst.error.type")
     groups = ex.shown("groups = run.error_groups")  # three causes, largest first
     assert "1. 12 x ValueError: could not convert string to float: '9,9' @ parse:" in groups
-    assert " 4 x TypeError: float() argument must be a string or a real number, not 'a' @ parse:" in groups
+    assert " 4 x TypeError: float() argument must be a string or a real number, not 'NoneType' @ parse:" in groups
     assert "3.  1 x ValueError: could not convert string to float: '9a.9' @ parse:" in groups
     assert "parse:666  amount='6O.66'" in ex.shown("for inst in paused:")
     assert "retrying 12 instances" in ex.shown("commas = ")

@@ -247,3 +247,87 @@ def test_a_watch_filter_keeps_the_rows_whose_value_holds_the_text_and_all_matchi
     assert page["total"] == 5 and {r["watch"][0]["value"] for r in page["rows"]} == {"missing"}
     c.act("select", {"filter": True})
     assert c.selected_keys() == [str(k) for k in sorted(NONES)]
+
+
+# ------------------------------------------------------------------ what the review found
+def test_a_quoted_name_is_kept_so_different_missing_fields_are_different_groups() -> None:
+    assert mask_message("'amount'") != mask_message("'currency'")
+    assert mask_message("not 'NoneType'") != mask_message("not 'list'")
+    assert mask_message("'NoneType' object has no attribute 'strip'") == "'NoneType' object has no attribute 'strip'"
+
+
+def test_a_long_message_keeps_its_failing_line_in_the_signature() -> None:
+    tb = 'Traceback (most recent call last):\n  File "x.py", line 3, in parse\n    boom()\nValueError: x\n'
+    assert error_signature("ValueError", "x" * 2000, tb).endswith(" @ parse: boom()")
+
+
+def test_a_group_chosen_by_number_keeps_naming_that_group_when_others_are_resolved(run: nbflow.Run) -> None:
+    c = Controller(run)
+    c.act("select", {"group": "2"})  # the TypeErrors, ranked second now
+    run.retry("parse", keys=run.error_groups("parse")[0])  # the 12 ValueErrors fail again: still 2 groups
+    run.skip("parse", keys=sorted(COMMAS), output={"id": -1, "cents": 0})  # now the TypeErrors rank first
+    selection = c.state()["selection"]
+    assert (selection["count"], selection["label"]) == (5, "5 instances of parse (TypeError)")
+    assert c.act("skip", {"selected": True, "json": "0"})["text"] == "skipped 5 instances"
+
+
+def test_a_retried_instance_paused_before_a_breakpoint_leaves_its_error_group(run: nbflow.Run, db_url: str,
+                                                                                calls: Trail) -> None:
+    commas, nones = run.error_groups("parse")
+    payments(db_url, calls).breakpoints.add("parse", when="before")  # the retried items stop before the body
+    run.retry("parse", keys=nones)
+    assert run.wait(timeout=WAIT_S) == "paused"
+    assert {run.instance("parse", key=k).pause_reason for k in NONES} == {"before"}
+    assert [(g.type, g.count) for g in run.error_groups("parse")] == [("ValueError", 12)]
+
+
+def test_the_python_api_returns_every_group_not_only_the_first_fifty(db_url: str) -> None:
+    wf = Workflow("many_causes", store=db_url)
+
+    @wf.step
+    def rows():
+        return list(range(60))
+
+    @wf.foreach("rows")
+    def parse(item):
+        raise KeyError(f"field_{item}")  # 60 causes: a missing field each
+
+    r = wf.run(break_on_error=True)
+    assert r.wait(timeout=WAIT_S) == "paused"
+    groups = r.error_groups("parse")
+    assert len(groups) == 60 and sum(g.count for g in groups) == 60
+
+
+def test_set_inputs_by_function_without_keys_edits_the_instances_that_take_an_edit(run: nbflow.Run) -> None:
+    seen: list[int] = []
+
+    def fix(item):
+        seen.append(item["id"])
+        return {**item, "amount": (item["amount"] or "0").replace(",", ".")}
+
+    res = run.set_inputs("parse", fn=fix, reason="every failed row")
+    assert res.message == "changed the inputs of 17 instances"
+    assert sorted(seen) == sorted(COMMAS | NONES)  # the 983 that succeeded were not read
+
+
+def test_the_table_shows_the_whole_step_again_once_every_problem_is_solved(run: nbflow.Run) -> None:
+    c = Controller(run)
+    assert c.state()["instances"]["status"] == "problems"
+    run.skip("parse", keys=run.keys("parse", status="problems"), output={"id": -1, "cents": 0})
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    page = c.state()["instances"]
+    assert page["status"] == "" and page["total"] == 1000
+
+
+def test_a_watch_sort_over_more_instances_than_it_may_evaluate_is_refused(run: nbflow.Run,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.notebook import controller
+
+    monkeypatch.setattr(controller, "WATCH_EVAL_LIMIT", 100)
+    c = Controller(run)
+    c.act("filter", {"status": ""})
+    c.act("watch_add", {"expr": 'item["id"]'})
+    refused = c.act("sort", {"by": "watch:0"})
+    assert not refused["ok"] and "1,000 match: narrow the table's filter" in refused["text"]
+    assert c.act("filter", {"status": "paused"})["ok"] and c.act("sort", {"by": "watch:0", "desc": True})["ok"]
+    assert [r["watch"][0]["value"] for r in c.state()["instances"]["rows"]][:2] == [954, 900]

@@ -241,6 +241,6 @@ def test_watch_of_a_run_paused_on_errors_names_its_error_groups(db_url: str) -> 
     res = cli(db_url, "show", run.id, "--watch")
     assert res.returncode == 0, res.stderr
     assert "break on error: holding 17" in res.stdout
-    groups = f"errors of parse: 17 in 2 group(s): ValueError 12, TypeError 5  (`nbflow errors {run.id} parse`)"
+    groups = f"errors of parse: 17 in 2 groups: ValueError 12, TypeError 5  (`nbflow errors {run.id} parse`)"
     assert groups in res.stdout
     assert "instances paused, failed, retrying, waiting (17)" in res.stdout

@@ -93,6 +93,9 @@ def selection(sel_keys: tuple[str, ...], sel_group: str | None, sel_status: str 
     if sel_keys and (sel_group is not None or sel_status is not None or sel_text is not None):
         raise click.UsageError("--keys names the instances itself; it does not go with --group, --status or --text "
                                "(use one, or --group with --status/--text to narrow the group)")
+    if sel_text is not None and not sel_text.strip():
+        raise click.BadParameter("give the text to find in the key, the error or the pause reason (an empty one "
+                                 "would select every instance of the step)", param_hint="'--text'")
     if sel_group is not None and not sel_group.strip():
         raise click.BadParameter("name a group by its number (1 is the largest) or its id, as `nbflow errors RUN "
                                  "STEP` lists them", param_hint="'--group'")
@@ -238,7 +241,7 @@ def errors_cmd(obj: State, run_id: str, step: str | None, limit: int, fmt: str |
         return
     con = console()
     con.print(Text(f"error groups of {step} in run {run_id}: {found['total']} instances in "
-                   f"{len(groups) + found['groups_omitted']} group(s), largest first", style="bold"))
+                   f"{plural(len(groups) + found['groups_omitted'], 'group')}, largest first", style="bold"))
     for g in groups:
         states = ", ".join(f"{s} {n}" for s, n in g["statuses"].items() if n)
         keys = [str(k) for k in g["keys"]][:10]
@@ -252,7 +255,7 @@ def errors_cmd(obj: State, run_id: str, step: str | None, limit: int, fmt: str |
         con.print(Text(f"     keys: {shown}"), soft_wrap=True)
     con.print()
     if found.get("groups_omitted"):
-        con.print(Text(f"… and {found['groups_omitted']} more group(s) (--limit N)", style="dim"))
+        con.print(Text(f"… and {plural(found['groups_omitted'], 'more group')} (--limit N)", style="dim"))
     con.print(Text("act on a group (N or its id):", style="dim"))
     for line in (f"nbflow retry {run_id} {step} --group N", f"nbflow skip {run_id} {step} --group N --output JSON",
                  f"nbflow set {run_id} {step} --group N --expr EXPR --reason TEXT [--dry-run]"):

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import views
+from .._util import plural
 from ..states import BREAK_ON_ERROR, InstanceStatus, RunStatus
 from ..store import Store
 from ._common import ATTENTION, STYLE, console, echo_err, status_text
@@ -91,7 +92,8 @@ def frame(store: Store, run_id: str) -> tuple[RenderableType, Mapping[str, Any]]
                 kinds = ", ".join(f"{g['type']} {g['count']}" for g in found["groups"])
                 parts.append(Text.assemble(
                     (f"errors of {node['step']}: ", "bold red"),
-                    f"{found['total']} in {more} group(s): {kinds}" + (", …" if found["groups_omitted"] else ""),
+                    f"{found['total']} in {plural(more, 'group')}: {kinds}"
+                    + (", …" if found["groups_omitted"] else ""),
                     (f"  (`nbflow errors {run_id} {node['step']}`)", "dim")))
 
     rows: list[dict[str, Any]] = []

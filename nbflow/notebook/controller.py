@@ -42,12 +42,12 @@ import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .. import verbs, views
 from .._util import current_actor, parse_json, plural
 from ..breakpoints import check_condition, json_key, key_text
-from ..commands import CommandResult, add_breakpoint, check_breakpoint, remove_breakpoints, submit
+from ..commands import CommandResult, add_breakpoint, check_breakpoint, check_target, remove_breakpoints, submit
 from ..errors import CommandRefused, NbflowError, UnknownRunError
 from ..run import Run
 from ..states import label
@@ -303,6 +303,11 @@ class Controller:
                 self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=v.offset,
                 limit=self.page_size, user_keys=True, sort=store_sort, desc=v.desc,
             )
+        if v.status == views.PROBLEMS and not page["total"] and not (v.text or v.group or v.wfilter):
+            v.status = ""  # every problem is solved: the table shows the step again
+            return self._page()
+        if (v.sort.startswith("watch:") or v.wfilter is not None) and page["total"] > WATCH_EVAL_LIMIT:
+            v.sort, v.wfilter = "item", None  # the matches grew past what a watch column orders: plain order
         if v.sort.startswith("watch:") or v.wfilter is not None:
             page = self._watch_sorted(page, watch)
         elif watch:
@@ -326,7 +331,28 @@ class Controller:
     def _watch_rows(self, total: int, watch: list[Expression]) -> list[dict[str, Any]]:
         """Every row the filters match, with its watch cells, narrowed by the watch filter and in the
         watch column's order: the expressions are evaluated over the matching instances a chunk at a
-        time, where the data is; the view keeps one page of them."""
+        time, where the data is, once per change of the run (shared by the process's controllers: the
+        sidebar builds one per request); the view keeps one page of them. Refused over more than
+        :data:`WATCH_EVAL_LIMIT` instances."""
+        v = self._v
+        assert v.step is not None
+        if total > WATCH_EVAL_LIMIT:
+            raise NbflowError(_too_many(total))
+        key = (self.store.url, self.run.id, v.step,
+               f"watch:{(v.status, v.text, v.group, v.wfilter, v.sort, v.desc, tuple(v.watch))!r}")
+        stamp = self.run_updated()
+        with _SHARED_LOCK:
+            hit = _SHARED.get(key)
+        if hit is not None and hit[0] == stamp:
+            return cast("list[dict[str, Any]]", hit[1]["rows"])
+        rows = self._evaluate_rows(total, watch)
+        with _SHARED_LOCK:
+            _SHARED[key] = (stamp, {"rows": rows})
+            while len(_SHARED) > SHARED_VIEWS:
+                del _SHARED[next(iter(_SHARED))]
+        return rows
+
+    def _evaluate_rows(self, total: int, watch: list[Expression]) -> list[dict[str, Any]]:
         v = self._v
         assert v.step is not None
         rows: list[dict[str, Any]] = []
@@ -359,10 +385,9 @@ class Controller:
             out.update(keys=v.chosen_keys[:200], count=n,
                        label=f"{_plural(n, 'instance')} of {v.step}" if n else "nothing selected")
         elif v.chosen == "group":
-            group = None
-            for g in (errors or views.error_groups(self.store, self.run.id, v.step))["groups"]:
-                if g["id"] == v.chosen_group:
-                    group = g
+            group = next((g for g in (errors or {}).get("groups", []) if g["id"] == v.chosen_group), None)
+            if group is None:  # not among the groups shipped: look it up among all
+                group = views.error_group(self.store, self.run.id, v.step, v.chosen_group)
             if group is None:
                 return {**out, "group": v.chosen_group, "label": "the group is gone (nothing left in it)"}
             out.update(group=group["id"], count=group["count"],
@@ -464,9 +489,7 @@ class Controller:
         status = str(m.get("status") or "")
         if status and status not in _FILTERS:
             raise NbflowError(f"unknown status {status!r}; statuses are: {', '.join(_FILTERS)}")
-        group = _text_field(m, "group", 40)
-        if group and self._v.step is not None:
-            views.group_keys(self.store, self.run.id, self._v.step, group)  # an unknown group is refused here
+        group = self._group_id(_text_field(m, "group", 40)) if m.get("group") else ""
         wfilter = m.get("watch")
         if wfilter is not None:
             if not isinstance(wfilter, Mapping) or not str(wfilter.get("text") or ""):
@@ -474,6 +497,8 @@ class Controller:
             index = _int(wfilter.get("index"), "watch.index")
             if not 0 <= index < len(self._v.watch):
                 raise NbflowError(f"no watch column {index}; there are {len(self._v.watch)}")
+            if self._v.step is not None:
+                self._check_watch_total(status, str(m.get("text") or ""), group)
             self._v.wfilter = (index, str(wfilter["text"])[:200])
         else:
             self._v.wfilter = None
@@ -495,26 +520,41 @@ class Controller:
         if v.step is None:
             raise NbflowError("select a step first")
         if m.get("group"):
-            group = _text_field(m, "group", 40)
-            views.group_keys(self.store, self.run.id, v.step, group)  # an unknown group is refused here
-            v.chosen, v.chosen_group, v.chosen_keys = "group", group, []
+            v.chosen, v.chosen_group, v.chosen_keys = "group", self._group_id(_text_field(m, "group", 40)), []
         elif m.get("filter"):
             v.chosen, v.chosen_group, v.chosen_keys = "filter", "", []
         elif m.get("keys") is not None:
             keys = m["keys"]
             if not isinstance(keys, list):
                 raise NbflowError("keys must be a list of keys")
-            v.chosen, v.chosen_group = "keys", ""
-            v.chosen_keys = list(dict.fromkeys(key_text(k) for k in keys))
+            chosen = list(dict.fromkeys(key_text(k) for k in keys))
+            if chosen:
+                check_target(self.store, self.store.run_row(self.run.id), v.step, chosen)  # unknown keys: refused
+            v.chosen, v.chosen_group, v.chosen_keys = "keys", "", chosen
         else:
             v.chosen, v.chosen_group, v.chosen_keys = "none", "", []
+
+    def _group_id(self, group: str) -> str:
+        """An error group's id from its id or its number now (a number ranks anew as groups change:
+        the selection keeps the group it named)."""
+        step = self._v.step
+        if step is None:
+            raise NbflowError("select a step first")
+        found = views.error_group(self.store, self.run.id, step, group)
+        if found is None:
+            views.group_keys(self.store, self.run.id, step, group)  # refused, naming the groups there are
+            raise NbflowError(f"no error group {group!r}")
+        return str(found["id"])
 
     def _on_toggle(self, m: Mapping[str, Any]) -> None:
         """Tick or untick one row (a group or filter selection becomes the ticked rows)."""
         v = self._v
         if v.step is None:
             raise NbflowError("select a step first")
-        key = key_text(m.get("key"))
+        if m.get("key") is None:
+            raise NbflowError("toggle needs the key of the row to tick")
+        key = key_text(m["key"])
+        check_target(self.store, self.store.run_row(self.run.id), v.step, [key])  # an unknown key: refused
         if v.chosen != "keys":
             v.chosen, v.chosen_group, v.chosen_keys = "keys", "", []
         if key in v.chosen_keys:
@@ -526,7 +566,17 @@ class Controller:
         by = str(m.get("by") or "item")
         if not _valid_sort(by, len(self._v.watch)):
             raise NbflowError(f"cannot sort by {by!r}: sort by item, duration or watch:N (a watch column from 0)")
+        if by.startswith("watch:"):
+            self._check_watch_total(self._v.status, self._v.text, self._v.group)
         self._v.sort, self._v.desc, self._v.offset = by, bool(m.get("desc")), 0
+
+    def _check_watch_total(self, status: str, text: str, group: str) -> None:
+        """Refuse to order or filter by a watch column over more instances than it may evaluate."""
+        assert self._v.step is not None
+        total = views.instance_page(self.store, self.run.id, self._v.step, status=status or None, text=text or None,
+                                    limit=1, group=group or None)["total"]
+        if total > WATCH_EVAL_LIMIT:
+            raise NbflowError(_too_many(total))
 
     # expressions: watch columns and bulk edits
     def _on_watch_add(self, m: Mapping[str, Any]) -> str:
@@ -686,8 +736,17 @@ class Controller:
 _FILTERS = (*views.STATUSES, views.PROBLEMS)
 """A page's status filters: each status, or what needs a person (``problems``)."""
 
+WATCH_EVAL_LIMIT = 20_000
+"""Instances a watch column may be sorted or filtered over (each evaluated in Python)."""
+
 WATCH_SORT_CHUNK = 500
 """Instances evaluated at a time when the table is sorted by a watch column."""
+
+
+def _too_many(total: int) -> str:
+    return (f"sorting or filtering by a watch column evaluates it for every matching instance, and {total:,} "
+            f"match: narrow the table's filter (a status, a text, an error group) to {WATCH_EVAL_LIMIT:,} or "
+            "fewer first")
 
 
 def _text_field(m: Mapping[str, Any], name: str, limit: int) -> str:

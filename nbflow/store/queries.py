@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 
-from ..states import InstanceStatus
+from ..states import InstanceStatus, When
 from . import schema
 from .store import Store
 
@@ -86,7 +86,7 @@ def _filter(run_id: str, step: str, status: str | Iterable[str] | None, text: st
         where.append(sa.or_(*(c.like(pattern, escape="\\") for c in (t.c.key, t.c.error_message, t.c.pause_reason))))
     if signature is not None:
         where.append(t.c.error_signature == signature)
-        where.append(t.c.status.in_(GROUPED_STATUSES))
+        where.append(_grouped())
     return where
 
 
@@ -104,8 +104,9 @@ def instance_page(
     t = schema.instances
     where = _filter(run_id, step, status, text, signature)
     cols = [t.c[n] for n in PAGE_COLUMNS]
-    if sort == "duration":
-        order: list[sa.ColumnElement[Any]] = [_duration().desc() if desc else _duration().asc(), t.c.item]
+    if sort == "duration":  # instances that have not finished come last either way
+        unfinished = sa.case((t.c.finished_at.is_(None), 1), else_=0)
+        order: list[sa.ColumnElement[Any]] = [unfinished, _duration().desc() if desc else _duration().asc(), t.c.item]
     else:
         order = [t.c.item.desc() if desc else t.c.item]
     with store.engine.connect() as conn:
@@ -138,6 +139,16 @@ GROUPED_STATUSES = (InstanceStatus.FAILED.value, InstanceStatus.PAUSED.value, In
 """The statuses whose errors are grouped: failed, paused on an error, waiting to retry."""
 
 
+def _grouped() -> sa.ColumnElement[bool]:
+    """An instance whose stored error is its state now: failed, waiting to retry, or paused on that
+    error (a retried instance paused by a breakpoint before its body keeps its old error, not its cause)."""
+    t = schema.instances
+    return sa.or_(
+        t.c.status.in_((InstanceStatus.FAILED.value, InstanceStatus.RETRYING.value)),
+        sa.and_(t.c.status == InstanceStatus.PAUSED.value, t.c.pause_reason.like(f"{When.ERROR.value}%")),
+    )
+
+
 class ErrorGroupRow(NamedTuple):
     """One error group of a step: its signature, how many instances and in which status, its first item."""
 
@@ -153,8 +164,7 @@ def error_groups(store: Store, run_id: str, step: str) -> list[ErrorGroupRow]:
     t = schema.instances
     stmt = (
         sa.select(t.c.error_signature, t.c.status, sa.func.count(), sa.func.min(t.c.item))
-        .where(t.c.run_id == run_id, t.c.step == step, t.c.error_signature.is_not(None),
-               t.c.status.in_(GROUPED_STATUSES))
+        .where(t.c.run_id == run_id, t.c.step == step, t.c.error_signature.is_not(None), _grouped())
         .group_by(t.c.error_signature, t.c.status)
     )
     groups: dict[str, ErrorGroupRow] = {}
@@ -256,7 +266,9 @@ def event_bins(store: Store, run_id: str, step: str, start: float, width: float)
     """``(bin, kind, n)`` for the step's :data:`TIMELINE_KINDS` events, binned by time from *start* in
     bins of *width* seconds (one GROUP BY over the run's event range)."""
     e = schema.events
-    bin_ = sa.cast((e.c.ts - start) / width, sa.Integer).label("bin")  # truncation: ts >= start
+    scaled = (e.c.ts - start) / width
+    # ts >= start: SQLite's CAST truncates (floor); PostgreSQL's rounds, so floor it there first
+    bin_ = sa.cast(scaled if store.is_sqlite else sa.func.floor(scaled), sa.Integer).label("bin")
     with store.engine.connect() as conn:
         low, high = store.event_range(run_id, conn)
         stmt = (sa.select(bin_, e.c.kind, sa.func.count())
