@@ -1,7 +1,8 @@
 // Keyboard shortcuts, active while the focus is inside the view and not in a text field (so Jupyter's
 // own shortcuts, and typing, are untouched elsewhere): j/k or the arrows move between rows, Enter
 // opens one, r resume, t retry, s skip, e edit, x tick, Escape closes the dialog or the panel.
-// A key the view uses goes no further (a notebook in command mode would act on it too).
+// A key the view uses goes no further, and a letter shortcut never does (a notebook in command mode
+// would act on it too).
 import { h } from "./dom.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
@@ -72,7 +73,9 @@ export function shortcuts(ctx, { table, detail }) {
     if ((e.key === "Enter" || e.key.startsWith("Arrow")) && !t.closest("tr[data-testid=instance-row]") && t !== root) return;
     const fn = map[e.key];
     if (!fn) return;
-    if (fn()) {
+    // A letter shortcut goes no further even when it has nothing to act on: JupyterLab's command mode
+    // would take it (x cuts the cell, r makes it raw, s saves, j/k move the cell selection).
+    if (fn() || e.key.length === 1) {
       e.preventDefault();
       e.stopPropagation();
     }
