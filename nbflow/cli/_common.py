@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,17 @@ def local_time(iso: str | None) -> str:
 
 def status_text(status: str) -> Text:
     return Text(status, style=STYLE.get(status, ""))
+
+
+def counts_text(counts: Mapping[str, int]) -> Text:
+    """A step's per-status counts, coloured, the zero ones left out (``succeeded 983  paused 17``)."""
+    out = Text()
+    for st, n in counts.items():
+        if n:
+            if out:
+                out.append("  ")
+            out.append(f"{st} {n}", style=STYLE.get(st, ""))
+    return out
 
 
 def compact(value: Any, width: int = 100) -> str:

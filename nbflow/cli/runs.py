@@ -22,10 +22,10 @@ from ._common import (
     ATTENTION,
     INSTANCE_STATUSES,
     RUN_STATUSES,
-    STYLE,
     State,
     compact,
     console,
+    counts_text,
     echo_err,
     emit_json,
     fmt_option,
@@ -155,12 +155,7 @@ def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> N
     for col in ("STEP", "KIND", "AFTER", "INSTANCES", "BY STATUS"):
         steps.add_column(col, justify="right" if col == "INSTANCES" else "left")
     for node in view["dag"]["nodes"]:
-        counts = Text()
-        for st, n in node["counts"].items():
-            if n:
-                if counts:
-                    counts.append("  ")
-                counts.append(f"{st} {n}", style=STYLE.get(st, ""))
+        counts = counts_text(node["counts"])
         kind = node["kind"] + (f" over {node['foreach']}" if node["foreach"] else "")
         after = Text(", ".join(node["upstream"]) or "-")
         steps.add_row(Text(node["step"]), Text(kind), after, str(node["total"]), counts)

@@ -25,7 +25,7 @@ from .. import views
 from .._util import plural
 from ..states import BREAK_ON_ERROR, InstanceStatus, RunStatus
 from ..store import Store
-from ._common import ATTENTION, STYLE, console, echo_err, status_text
+from ._common import ATTENTION, console, counts_text, echo_err, status_text
 
 REFRESH_S = 3.0
 """A frame is rebuilt at least this often even when nothing in the store changed (the owner may die)."""
@@ -63,12 +63,7 @@ def frame(store: Store, run_id: str) -> tuple[RenderableType, Mapping[str, Any]]
     for col in ("STEP", "KIND", "DONE", "", "BY STATUS"):
         steps.add_column(col, justify="right" if col == "DONE" else "left")
     for node in view["dag"]["nodes"]:
-        counts = Text()
-        for st, n in node["counts"].items():
-            if n:
-                if counts:
-                    counts.append("  ")
-                counts.append(f"{st} {n}", style=STYLE.get(st, ""))
+        counts = counts_text(node["counts"])
         done = sum(n for st, n in node["counts"].items() if InstanceStatus(st).terminal)
         kind = node["kind"] + (f" over {node['foreach']}" if node["foreach"] else "")
         steps.add_row(Text(node["step"]), Text(kind), f"{done}/{node['total']}",
