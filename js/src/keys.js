@@ -1,7 +1,7 @@
 // Keyboard shortcuts, active while the focus is inside the view and not in a text field (so Jupyter's
 // own shortcuts, and typing, are untouched elsewhere): j/k or the arrows move between rows, Enter
 // opens one, r resume, t retry, s skip, e edit, x tick, Escape closes the dialog or the panel.
-// A key the view uses goes no further, and a letter shortcut never does (a notebook in command mode
+// A key the view uses goes no further, and no single character does (a notebook in command mode
 // would act on it too).
 import { h } from "./dom.js";
 
@@ -72,10 +72,10 @@ export function shortcuts(ctx, { table, detail }) {
     // Enter and the arrows keep their usual meaning on a button, a fold or a tree leaf
     if ((e.key === "Enter" || e.key.startsWith("Arrow")) && !t.closest("tr[data-testid=instance-row]") && t !== root) return;
     const fn = map[e.key];
-    if (!fn) return;
-    // A letter shortcut goes no further even when it has nothing to act on: JupyterLab's command mode
-    // would take it (x cuts the cell, r makes it raw, s saves, j/k move the cell selection).
-    if (fn() || e.key.length === 1) {
+    // A single character goes no further while the focus is in the view, whether or not it is one of
+    // ours: JupyterLab's command mode would take it (x cuts the cell, d d deletes it, a/b insert one).
+    const handled = fn ? fn() : false;
+    if (handled || e.key.length === 1) {
       e.preventDefault();
       e.stopPropagation();
     }
