@@ -92,6 +92,8 @@ def check(
         if step is not None or keys is not None:
             raise CommandRefused(f"{verb} applies to the whole run; name no step or key", Refusal.INVALID)
         return
+    if keys is not None and not keys:
+        raise CommandRefused(f"{verb} names no instance: the list of keys is empty", Refusal.INVALID)
     payload = payload or {}
     definition = store.definition(row["workflow"], row["version"])
     rows: list[Mapping[str, Any]] | None = None  # the step's instance rows, once read

@@ -335,6 +335,9 @@ class Run:
             raise NbflowError("pass key= or keys=, not both")
         name = into or self._default_input(step)
         task = self._spec(step).kind != StepKind.FOREACH
+        if task and (key is not None or keys is not None):
+            raise NbflowError(f"step {step!r} has a single instance; name it without a key: "
+                              f"set_inputs({step!r}, fn=...)")
         if task or key is not None or keys is not None:
             texts = [None] if task else [key_text(k) for k in ([key] if key is not None else list(keys or ()))]
         else:  # every instance whose state takes an edit, as set_inputs by name does

@@ -28,33 +28,40 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 
 
 NAME_CHARS = 40
-"""A quoted Python name up to this long is kept as it is (see :func:`_shape`)."""
+"""A quoted Python name up to this long may be kept as it is (see :func:`_shape`)."""
+
+_NAMED_BY = re.compile(r"(?:attribute|name|module|not|type)\s*$")  # 'x' after these names code, not data
 
 
-def _shape(m: re.Match[str]) -> str:
+def _shape(m: re.Match[str], text: str, code: str) -> str:
     """A quoted value as its shape: runs of digits become ``9``, runs of letters ``a``, the rest stays
-    (``'51,41'`` -> ``'9,9'``, ``'6O.66'`` -> ``'9a.9'``): values of one cause keep one shape. A
-    quoted Python name stays as it is: it names the cause, not the data (``KeyError: 'currency'``,
-    ``not 'NoneType'``, ``has no attribute 'strip'``)."""
+    (``'51,41'`` -> ``'9,9'``, ``'6O.66'`` -> ``'9a.9'``): values of one cause keep one shape. A quoted
+    Python name that names code stays as it is: it is the cause, not the data. It names code when the
+    message says so (``has no attribute 'strip'``, ``not 'NoneType'``, ``'int' object ...``) or when
+    the failing line's source holds it (``KeyError: 'currency'`` from ``item["currency"]``); a name
+    that is data (``KeyError: 'DE'`` from ``RATES[item["country"]]``, ``'abc'``) is masked."""
     inner = m.group(0)[1:-1]
-    if inner.isidentifier() and len(inner) <= NAME_CHARS:
+    if inner.isidentifier() and len(inner) <= NAME_CHARS and (
+        _NAMED_BY.search(text[:m.start()]) or text[m.end():].startswith(" object")
+        or re.search(rf"(?<![\w]){re.escape(inner)}(?![\w])", code)
+    ):
         return f"'{inner}'"
     inner = _HEX.sub("…", inner[:60])
     return "'" + _LETTERS.sub("a", _DIGITS.sub("9", inner)) + "'"
 
 
-def mask_message(message: str) -> str:
+def mask_message(message: str, code: str = "") -> str:
     """*message* with what differs from one item to the next masked: a quoted value becomes its shape
-    unless it is a Python name (:func:`_shape`), other numbers ``N``, long hex ids ``…``; whitespace is
-    collapsed. Errors of one cause then read alike: ``could not convert string to float: '51,41'`` and
-    ``... '7,5'`` both read ``could not convert string to float: '9,9'``, apart from ``... '6O.66'``
-    (``'9a.9'``)."""
+    unless it is a Python name of the code (:func:`_shape`; *code*: the failing line's source), other
+    numbers ``N``, long hex ids ``…``; whitespace is collapsed. Errors of one cause then read alike:
+    ``could not convert string to float: '51,41'`` and ``... '7,5'`` both read ``could not convert
+    string to float: '9,9'``, apart from ``... '6O.66'`` (``'9a.9'``)."""
     text = message or ""
     parts = []
     last = 0
     for m in _QUOTED.finditer(text):  # numbers are masked outside quotes only: a shape keeps its 9s
         parts.append(_NUMBER.sub("N", _HEX.sub("…", text[last:m.start()])))
-        parts.append(_shape(m))
+        parts.append(_shape(m, text, code))
         last = m.end()
     parts.append(_NUMBER.sub("N", _HEX.sub("…", text[last:])))
     return _SPACE.sub(" ", "".join(parts)).strip()
@@ -84,7 +91,8 @@ def error_signature(type_: str, message: str, traceback: str) -> str:
     :data:`SIGNATURE_CHARS`)."""
     where = failing_line(traceback)[:SIGNATURE_CHARS // 2]
     tail = f" @ {where}" if where else ""
-    return f"{type_}: {mask_message(message)}"[:SIGNATURE_CHARS - len(tail)] + tail  # the line is always kept
+    masked = mask_message(message, where.partition(": ")[2])
+    return f"{type_}: {masked}"[:SIGNATURE_CHARS - len(tail)] + tail  # the line is always kept
 
 
 def group_id(signature: str) -> str:

@@ -23,7 +23,7 @@ from .store import Store, queries
 from .store.codec import JSON
 from .store.queries import change_token, instance_counts, instance_stamp
 from .store.reader import ValueReader
-from .triage import Expression, group_id
+from .triage import Expression, failing_line, group_id
 from .verbs import allowed_verbs
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in InstanceStatus)
@@ -307,10 +307,12 @@ __all__ = [
     "PROBLEM_STATUSES",
     "STATUSES",
     "Edit",
+    "accepting_keys",
     "breakpoint_view",
     "breakpoints_list",
     "change_token",
     "edits",
+    "error_group",
     "error_groups",
     "filter_keys",
     "group_keys",
@@ -320,6 +322,7 @@ __all__ = [
     "instance_page",
     "instance_stamp",
     "instance_view",
+    "instance_views",
     "iso",
     "owner_view",
     "paused_instances",
@@ -328,6 +331,7 @@ __all__ = [
     "run_view",
     "shown_key",
     "timeline",
+    "value_reader",
     "value_view",
     "watch_names",
     "watch_values",
@@ -407,6 +411,14 @@ def instance_page(
             "rows": [instance_view(r, user_key=user_keys) for r in page.rows]}
 
 
+def instance_views(store: Store, run_id: str, step: str, items: Iterable[int], *,
+                   user_keys: bool = False) -> list[dict[str, Any]]:
+    """The instances of *step* at *items*, in that order, as :func:`instance_view` shows them (no values)."""
+    wanted = list(items)
+    rows = {r["item"]: r for r in store.instance_rows(run_id, step, items=wanted)}
+    return [instance_view(rows[i], user_key=user_keys) for i in wanted if i in rows]
+
+
 def filter_keys(store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None,
                 text: str | None = None, group: str | None = None) -> list[str | None]:
     """The key texts of every instance of *step* a page filter (see :func:`instance_page`) matches."""
@@ -451,11 +463,11 @@ def error_groups(store: Store, run_id: str, step: str, limit: int | None = 50, k
     for n, g in enumerate(shown, 1):
         ex = examples.get(g.first_item) or {}
         some = queries.group_keys(store, run_id, step, g.signature, limit=keys)
-        type_, _, rest = g.signature.partition(": ")
+        type_ = g.signature.partition(": ")[0]
         out.append({
             "n": n, "id": group_id(g.signature), "step": step, "type": ex.get("error_type") or type_,
             "message": ex.get("error_message") or "", "signature": g.signature,
-            "line": rest.rpartition(" @ ")[2] if " @ " in rest else "",
+            "line": failing_line(ex.get("error_traceback") or ""),
             "count": g.size, "statuses": g.statuses,
             "traceback": _tail(ex.get("error_traceback") or "", traceback_chars),
             "first_key": shown_key(ex) if ex else None, "keys": some, "keys_omitted": max(g.size - len(some), 0),

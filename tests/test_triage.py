@@ -250,10 +250,18 @@ def test_a_watch_filter_keeps_the_rows_whose_value_holds_the_text_and_all_matchi
 
 
 # ------------------------------------------------------------------ what the review found
-def test_a_quoted_name_is_kept_so_different_missing_fields_are_different_groups() -> None:
-    assert mask_message("'amount'") != mask_message("'currency'")
+def test_a_quoted_name_of_the_code_is_kept_so_different_missing_fields_are_different_groups() -> None:
+    line = 'return float(item["amount"]) * RATES[item["currency"]]'
+    assert mask_message("'amount'", line) == "'amount'" and mask_message("'currency'", line) == "'currency'"
     assert mask_message("not 'NoneType'") != mask_message("not 'list'")
     assert mask_message("'NoneType' object has no attribute 'strip'") == "'NoneType' object has no attribute 'strip'"
+
+
+def test_a_quoted_name_that_is_data_is_masked_so_one_cause_stays_one_group() -> None:
+    line = 'return RATES[item["country"]]'
+    assert mask_message("'DE'", line) == mask_message("'FR'", line) == "'a'"
+    assert mask_message("could not convert string to float: 'abc'") == mask_message(
+        "could not convert string to float: 'NA'")
 
 
 def test_a_long_message_keeps_its_failing_line_in_the_signature() -> None:
@@ -273,7 +281,7 @@ def test_a_group_chosen_by_number_keeps_naming_that_group_when_others_are_resolv
 
 def test_a_retried_instance_paused_before_a_breakpoint_leaves_its_error_group(run: nbflow.Run, db_url: str,
                                                                                 calls: Trail) -> None:
-    commas, nones = run.error_groups("parse")
+    _, nones = run.error_groups("parse")
     payments(db_url, calls).breakpoints.add("parse", when="before")  # the retried items stop before the body
     run.retry("parse", keys=nones)
     assert run.wait(timeout=WAIT_S) == "paused"
@@ -290,7 +298,7 @@ def test_the_python_api_returns_every_group_not_only_the_first_fifty(db_url: str
 
     @wf.foreach("rows")
     def parse(item):
-        raise KeyError(f"field_{item}")  # 60 causes: a missing field each
+        return getattr(item, f"field_{item}")  # 60 causes: a missing attribute each
 
     r = wf.run(break_on_error=True)
     assert r.wait(timeout=WAIT_S) == "paused"
@@ -331,3 +339,23 @@ def test_a_watch_sort_over_more_instances_than_it_may_evaluate_is_refused(run: n
     assert not refused["ok"] and "1,000 match: narrow the table's filter" in refused["text"]
     assert c.act("filter", {"status": "paused"})["ok"] and c.act("sort", {"by": "watch:0", "desc": True})["ok"]
     assert [r["watch"][0]["value"] for r in c.state()["instances"]["rows"]][:2] == [954, 900]
+
+
+def test_all_matching_the_filter_is_dropped_when_the_view_moves_its_own_filter(run: nbflow.Run) -> None:
+    c = Controller(run)
+    c.act("filter", {"status": "problems", "group": run.error_groups("parse")[1].id})
+    c.act("select", {"filter": True})
+    assert c.state()["selection"]["count"] == 5
+    assert c.act("skip", {"selected": True, "json": "0"})["ok"]  # the group is gone: the table shows problems
+    selection = c.state()["selection"]
+    assert (selection["kind"], selection["label"]) == ("none", "nothing selected")
+    refused = c.act("skip", {"selected": True, "json": "0"})  # a second Skip does not reach the ValueErrors
+    assert not refused["ok"] and "nothing selected" in refused["text"]
+    assert {run.instance("parse", key=k).status for k in COMMAS} == {"paused"}
+
+
+def test_an_empty_list_of_keys_is_refused_before_anything_is_written(run: nbflow.Run) -> None:
+    events = len(run.history())
+    with pytest.raises(nbflow.CommandRefused, match="names no instance: the list of keys is empty"):
+        run.retry("parse", keys=[])
+    assert len(run.history()) == events

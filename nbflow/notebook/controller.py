@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from .. import verbs, views
 from .._util import current_actor, parse_json, plural
@@ -91,6 +92,9 @@ SHARED_VIEWS = 64
 """Error groups and timelines kept for reuse in this process (by store, run, step), newest last."""
 _SHARED: dict[tuple[str, str, str, str], tuple[Any, dict[str, Any]]] = {}
 _SHARED_LOCK = threading.Lock()
+WATCH_ORDERS_KEPT = 8
+"""Watch-column orders kept for reuse (each the items and keys of up to WATCH_EVAL_LIMIT instances)."""
+_WATCH_ORDERS: OrderedDict[tuple[Any, ...], tuple[Any, list[tuple[int, str | None]]]] = OrderedDict()
 
 PREVIEW_ROWS = 5
 """Instances a bulk edit's preview shows."""
@@ -299,15 +303,18 @@ class Controller:
             )
         except NbflowError:  # the group the table showed is gone (its instances were retried): show the step
             v.group = ""
+            self._filter_moved()
             page = views.instance_page(
                 self.store, self.run.id, v.step, status=v.status or None, text=v.text or None, offset=v.offset,
                 limit=self.page_size, user_keys=True, sort=store_sort, desc=v.desc,
             )
         if v.status == views.PROBLEMS and not page["total"] and not (v.text or v.group or v.wfilter):
             v.status = ""  # every problem is solved: the table shows the step again
+            self._filter_moved()
             return self._page()
         if (v.sort.startswith("watch:") or v.wfilter is not None) and page["total"] > WATCH_EVAL_LIMIT:
             v.sort, v.wfilter = "item", None  # the matches grew past what a watch column orders: plain order
+            self._filter_moved()
         if v.sort.startswith("watch:") or v.wfilter is not None:
             page = self._watch_sorted(page, watch)
         elif watch:
@@ -321,41 +328,56 @@ class Controller:
                     columns=[{"expr": w} for w in v.watch], inputs=list(node.get("inputs") or []))
         return page
 
-    def _watch_sorted(self, page: dict[str, Any], watch: list[Expression]) -> dict[str, Any]:
-        """The page when the table is sorted or filtered by a watch column (:meth:`_watch_rows`)."""
-        rows = self._watch_rows(page["total"], watch)
-        total = len(rows)
-        start = min(self._v.offset, max((total - 1) // self.page_size * self.page_size, 0))
-        return {**page, "total": total, "offset": start, "rows": rows[start:start + self.page_size]}
+    def _filter_moved(self) -> None:
+        """The view changed the table's filter itself: "all matching the filter" meant the old one."""
+        if self._v.chosen == "filter":
+            self._v.chosen = "none"
 
-    def _watch_rows(self, total: int, watch: list[Expression]) -> list[dict[str, Any]]:
-        """Every row the filters match, with its watch cells, narrowed by the watch filter and in the
-        watch column's order: the expressions are evaluated over the matching instances a chunk at a
-        time, where the data is, once per change of the run (shared by the process's controllers: the
-        sidebar builds one per request); the view keeps one page of them. Refused over more than
+    def _watch_sorted(self, page: dict[str, Any], watch: list[Expression]) -> dict[str, Any]:
+        """The page when the table is sorted or filtered by a watch column: its instances, in the order
+        :meth:`_watch_order` gives, read again by item with this page's watch cells."""
+        v = self._v
+        assert v.step is not None
+        order = self._watch_order(page["total"], watch)
+        total = len(order)
+        start = min(v.offset, max((total - 1) // self.page_size * self.page_size, 0))
+        items = [item for item, _ in order[start:start + self.page_size]]
+        rows = views.instance_views(self.store, self.run.id, v.step, items, user_keys=True)
+        for row, cells in zip(rows, views.watch_values(self.store, self.run.id, v.step, items, watch)):
+            row["watch"] = cells
+        return {**page, "total": total, "offset": start, "rows": rows}
+
+    def _watch_order(self, total: int, watch: list[Expression]) -> list[tuple[int, str | None]]:
+        """``(item, key text)`` of every instance the filters match, narrowed by the watch filter and in
+        the watch column's order: the expressions are evaluated over the matching instances a chunk at a
+        time, where the data is, once per change of the run (kept for the process's controllers: the
+        sidebar builds one per request; only items and keys are kept). Refused over more than
         :data:`WATCH_EVAL_LIMIT` instances."""
         v = self._v
         assert v.step is not None
         if total > WATCH_EVAL_LIMIT:
             raise NbflowError(_too_many(total))
-        key = (self.store.url, self.run.id, v.step,
-               f"watch:{(v.status, v.text, v.group, v.wfilter, v.sort, v.desc, tuple(v.watch))!r}")
+        key = (self.store.url, self.run.id, v.step, v.status, v.text, v.group, v.wfilter, v.sort, v.desc,
+               tuple(v.watch))
         stamp = self.run_updated()
         with _SHARED_LOCK:
-            hit = _SHARED.get(key)
-        if hit is not None and hit[0] == stamp:
-            return cast("list[dict[str, Any]]", hit[1]["rows"])
-        rows = self._evaluate_rows(total, watch)
+            hit = _WATCH_ORDERS.get(key)
+            if hit is not None and hit[0] == stamp:
+                _WATCH_ORDERS.move_to_end(key)
+                return hit[1]
+        order = self._evaluate_order(total, watch)
         with _SHARED_LOCK:
-            _SHARED[key] = (stamp, {"rows": rows})
-            while len(_SHARED) > SHARED_VIEWS:
-                del _SHARED[next(iter(_SHARED))]
-        return rows
+            _WATCH_ORDERS[key] = (stamp, order)
+            _WATCH_ORDERS.move_to_end(key)
+            while len(_WATCH_ORDERS) > WATCH_ORDERS_KEPT:
+                _WATCH_ORDERS.popitem(last=False)  # the least recently used
+        return order
 
-    def _evaluate_rows(self, total: int, watch: list[Expression]) -> list[dict[str, Any]]:
+    def _evaluate_order(self, total: int, watch: list[Expression]) -> list[tuple[int, str | None]]:
         v = self._v
         assert v.step is not None
-        rows: list[dict[str, Any]] = []
+        found: list[tuple[int, str | None, dict[str, Any] | None]] = []
+        col = int(v.sort.split(":", 1)[1]) if v.sort.startswith("watch:") else None
         reader = views.value_reader(self.store, self.run.id)  # upstream values decoded once, for every chunk
         for offset in range(0, total, WATCH_SORT_CHUNK):
             chunk = views.instance_page(
@@ -364,15 +386,14 @@ class Controller:
             )["rows"]
             cells = views.watch_values(self.store, self.run.id, v.step, [r["item"] for r in chunk], watch, reader)
             for r, c in zip(chunk, cells):
-                r["watch"] = c
-            if v.wfilter is not None:
-                col, text = v.wfilter
-                chunk = [r for r in chunk if text in (r["watch"][col]["text"] or r["watch"][col]["error"] or "")]
-            rows.extend(chunk)
-        if v.sort.startswith("watch:"):
-            col = int(v.sort.split(":", 1)[1])
-            rows.sort(key=lambda r: _sort_key(r["watch"][col]), reverse=v.desc)
-        return rows
+                if v.wfilter is not None:
+                    fcol, text = v.wfilter
+                    if text not in (c[fcol]["text"] or c[fcol]["error"] or ""):
+                        continue
+                found.append((r["item"], key_text(r["key"]), c[col] if col is not None else None))
+        if col is not None:
+            found.sort(key=lambda f: _sort_key(f[2] or {}), reverse=v.desc)
+        return [(item, key) for item, key, _ in found]
 
     def _selection(self, errors: Mapping[str, Any] | None, page: Mapping[str, Any]) -> dict[str, Any]:
         """What the bulk verbs act on now, with how many instances and a label for people."""
@@ -410,7 +431,7 @@ class Controller:
             total = views.instance_page(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
                                         limit=1, group=v.group or None)["total"]
             watch = [Expression(w, "watch expression") for w in v.watch]
-            keys = [key_text(r["key"]) for r in self._watch_rows(total, watch)]
+            keys = [k for _, k in self._watch_order(total, watch)]
         elif v.chosen == "filter":
             keys = views.filter_keys(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
                                      group=v.group or None)
