@@ -43,7 +43,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .. import verbs, views
 from .._util import current_actor, parse_json, plural
@@ -88,13 +88,41 @@ ERROR_GROUPS_SHOWN = 12
 TRACEBACK_CHARS = 1200
 """The end of each group's example traceback the view ships (where the error was raised)."""
 
+_T = TypeVar("_T")
+
+
+class _Recent:
+    """Values kept for reuse by every controller of the process (the sidebar builds one per request),
+    each with the stamp of the run it was computed for; the least recently used go first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], stamp: Any, compute: Callable[[], _T]) -> _T:
+        """The value kept for *key* at *stamp*, or *compute*'s (kept, outside the lock: two misses at
+        once only compute twice)."""
+        with self._lock:
+            hit = self._kept.get(key)
+            if hit is not None and hit[0] == stamp:
+                self._kept.move_to_end(key)
+                return cast("_T", hit[1])
+        value = compute()
+        with self._lock:
+            self._kept[key] = (stamp, value)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return value
+
+
 SHARED_VIEWS = 64
-"""Error groups and timelines kept for reuse in this process (by store, run, step), newest last."""
-_SHARED: dict[tuple[str, str, str, str], tuple[Any, dict[str, Any]]] = {}
-_SHARED_LOCK = threading.Lock()
+"""Error groups and timelines kept for reuse in this process (by store, run and step)."""
+_VIEWS = _Recent(SHARED_VIEWS)
 WATCH_ORDERS_KEPT = 8
 """Watch-column orders kept for reuse (each the items and keys of up to WATCH_EVAL_LIMIT instances)."""
-_WATCH_ORDERS: OrderedDict[tuple[Any, ...], tuple[Any, list[tuple[int, str | None]]]] = OrderedDict()
+_WATCH_ORDERS = _Recent(WATCH_ORDERS_KEPT)
 
 PREVIEW_ROWS = 5
 """Instances a bulk edit's preview shows."""
@@ -256,10 +284,10 @@ class Controller:
         errors = None
         if v.errors and v.step is not None:
             errors = self._cached("errors", lambda step: views.error_groups(
-                self.store, self.run.id, step, limit=ERROR_GROUPS_SHOWN, traceback_chars=TRACEBACK_CHARS), nodes)
+                self.store, self.run.id, step, limit=ERROR_GROUPS_SHOWN, traceback_chars=TRACEBACK_CHARS))
         timeline = None
         if v.step is not None:
-            timeline = self._cached("timeline", lambda step: views.timeline(self.store, self.run.id, step), nodes)
+            timeline = self._cached("timeline", lambda step: views.timeline(self.store, self.run.id, step))
         return {
             "summary": summary, "dag": {"nodes": nodes, "edges": state["dag"]["edges"]},
             "selected_step": v.step, "instances": page,
@@ -267,25 +295,11 @@ class Controller:
             "detail": detail, "errors": errors, "selection": self._selection(errors, page), "timeline": timeline,
         }
 
-    def _cached(self, what: str, compute: Callable[[str], dict[str, Any]], nodes: list[dict[str, Any]]
-                ) -> dict[str, Any]:
-        """A view of the selected step recomputed only when its counts or the run changed. Shared by
-        every controller of the process: the sidebar builds one per request."""
+    def _cached(self, what: str, compute: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+        """A view of the selected step, recomputed only when the run changed (:class:`_Recent`)."""
         step = self._v.step
         assert step is not None
-        node = next((n for n in nodes if n["step"] == step), {})
-        stamp = (tuple(sorted((node.get("counts") or {}).items())), self.run_updated())
-        key = (self.store.url, self.run.id, step, what)
-        with _SHARED_LOCK:
-            hit = _SHARED.get(key)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        value = compute(step)
-        with _SHARED_LOCK:
-            _SHARED[key] = (stamp, value)
-            while len(_SHARED) > SHARED_VIEWS:
-                del _SHARED[next(iter(_SHARED))]  # the oldest entry first
-        return value
+        return _VIEWS.get((self.store.url, self.run.id, step, what), self.run_updated(), lambda: compute(step))
 
     def run_updated(self) -> Any:
         """The run row's last update (a cheap stamp of everything its owner wrote)."""
@@ -359,19 +373,7 @@ class Controller:
             raise NbflowError(_too_many(total))
         key = (self.store.url, self.run.id, v.step, v.status, v.text, v.group, v.wfilter, v.sort, v.desc,
                tuple(v.watch))
-        stamp = self.run_updated()
-        with _SHARED_LOCK:
-            hit = _WATCH_ORDERS.get(key)
-            if hit is not None and hit[0] == stamp:
-                _WATCH_ORDERS.move_to_end(key)
-                return hit[1]
-        order = self._evaluate_order(total, watch)
-        with _SHARED_LOCK:
-            _WATCH_ORDERS[key] = (stamp, order)
-            _WATCH_ORDERS.move_to_end(key)
-            while len(_WATCH_ORDERS) > WATCH_ORDERS_KEPT:
-                _WATCH_ORDERS.popitem(last=False)  # the least recently used
-        return order
+        return _WATCH_ORDERS.get(key, self.run_updated(), lambda: self._evaluate_order(total, watch))
 
     def _evaluate_order(self, total: int, watch: list[Expression]) -> list[tuple[int, str | None]]:
         v = self._v
@@ -561,11 +563,7 @@ class Controller:
         step = self._v.step
         if step is None:
             raise NbflowError("select a step first")
-        found = views.error_group(self.store, self.run.id, step, group)
-        if found is None:
-            views.group_keys(self.store, self.run.id, step, group)  # refused, naming the groups there are
-            raise NbflowError(f"no error group {group!r}")
-        return str(found["id"])
+        return str(views.resolve_group(self.store, self.run.id, step, group)["id"])
 
     def _on_toggle(self, m: Mapping[str, Any]) -> None:
         """Tick or untick one row (a group or filter selection becomes the ticked rows)."""
