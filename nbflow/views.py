@@ -370,16 +370,18 @@ def _statuses(status: str | Iterable[str] | None) -> str | list[str] | None:
 
 
 def _signature(store: Store, run_id: str, step: str, group: str | None) -> str | None:
-    """The signature of the step's error group *group* (its id, or its number from 1); an unknown
-    group is refused naming the groups there are."""
-    if group in (None, ""):
-        return None
-    found = error_group(store, run_id, step, str(group))
+    """The signature of the step's error group *group* (see :func:`resolve_group`); None for no group."""
+    return None if group in (None, "") else str(resolve_group(store, run_id, step, str(group))["signature"])
+
+
+def resolve_group(store: Store, run_id: str, step: str, group: str) -> dict[str, Any]:
+    """:func:`error_group`, and an unknown group refused naming the groups there are."""
+    found = error_group(store, run_id, step, group)
     if found is None:
         groups = queries.error_groups(store, run_id, step)
         have = ", ".join(f"{n} ({group_id(g.signature)})" for n, g in enumerate(groups, 1)) or "none"
         raise NbflowError(f"step {step!r} of run {run_id} has no error group {group!r}; its groups are: {have}")
-    return str(found["signature"])
+    return found
 
 
 def error_group(store: Store, run_id: str, step: str, group: str) -> dict[str, Any] | None:

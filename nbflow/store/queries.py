@@ -135,10 +135,6 @@ def filter_keys(
         return [r[0] for r in conn.execute(query)]
 
 
-GROUPED_STATUSES = (InstanceStatus.FAILED.value, InstanceStatus.PAUSED.value, InstanceStatus.RETRYING.value)
-"""The statuses whose errors are grouped: failed, paused on an error, waiting to retry."""
-
-
 def _grouped() -> sa.ColumnElement[bool]:
     """An instance whose stored error is its state now: failed, waiting to retry, or paused on that
     error (a retried instance paused by a breakpoint before its body keeps its old error, not its cause)."""
@@ -349,7 +345,6 @@ def runs_of(store: Store, actor: str, since: float = 0.0) -> list[str]:
 
 
 __all__ = [
-    "GROUPED_STATUSES",
     "PAGE_COLUMNS",
     "SORTS",
     "TIMELINE_KINDS",
