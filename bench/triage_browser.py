@@ -43,6 +43,18 @@ CLOSE_PANELS = """() => {
 }"""
 
 
+def page_change(page: Any, view: Any, settle: float) -> tuple[float, str]:
+    """Seconds from a click on "Next" to the table's page info changing, and ``"before -> after"``."""
+    info = view.locator("[data-testid=page-info]")
+    before = info.inner_text()
+    time.sleep(settle)
+    t0 = time.perf_counter()
+    view.locator("[data-testid=page-next]").click()
+    page.wait_for_function("([el, text]) => el.textContent !== text", arg=[info.element_handle(), before],
+                           timeout=30_000)
+    return time.perf_counter() - t0, f"{before} -> {info.inner_text()}"
+
+
 def spread(values: list[float]) -> dict[str, Any]:
     return {"median_ms": round(statistics.median(values) * 1000, 1),
             "min_ms": round(min(values) * 1000, 1), "max_ms": round(max(values) * 1000, 1)}
@@ -62,15 +74,8 @@ def measure(page: Any, run_id: str, rounds: int, settle: float) -> dict[str, Any
         row.click()
         view.locator("tr[data-testid=instance-row]").first.wait_for(timeout=30_000)
         first.append(time.perf_counter() - t0)
-        info = view.locator("[data-testid=page-info]")
-        before = info.inner_text()
-        time.sleep(settle)
-        t0 = time.perf_counter()
-        view.locator("[data-testid=page-next]").click()
-        page.wait_for_function("([el, text]) => el.textContent !== text", arg=[info.element_handle(), before],
-                               timeout=30_000)
-        change.append(time.perf_counter() - t0)
-        info_text = f"{before} -> {info.inner_text()}"
+        took, info_text = page_change(page, view, settle)
+        change.append(took)
     return {"first_paint": spread(first), "page_change": spread(change), "page_info": info_text,
             "rows_shown": view.locator("tr[data-testid=instance-row]").count()}
 
@@ -121,15 +126,8 @@ def measure_notebook(page: Any, cell: int, run_id: str, rounds: int, settle: flo
         view = page.locator(new)
         view.locator("tr[data-testid=instance-row]").first.wait_for(timeout=60_000)
         first.append(time.perf_counter() - t0)
-        info = view.locator("[data-testid=page-info]")
-        before = info.inner_text()
-        time.sleep(settle)
-        t0 = time.perf_counter()
-        view.locator("[data-testid=page-next]").click()
-        page.wait_for_function("([el, text]) => el.textContent !== text", arg=[info.element_handle(), before],
-                               timeout=30_000)
-        change.append(time.perf_counter() - t0)
-        info_text = f"{before} -> {info.inner_text()}"
+        took, info_text = page_change(page, view, settle)
+        change.append(took)
     return {"first_paint": spread(first), "page_change": spread(change), "page_info": info_text}
 
 
