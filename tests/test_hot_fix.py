@@ -94,3 +94,20 @@ def test_retrying_the_error_group_after_a_hot_fix_runs_the_new_code_on_exactly_t
     assert sorted(after) == sorted(["new", k] for k in FAILING)  # the new body, once per item of the group
     assert run.output("report") == sum(2 * x for x in range(N))
     assert [e.kind for e in run.history() if e.kind in ("code_changed", "command")] == ["code_changed", "command"]
+
+
+def test_a_redefinition_that_changes_the_graph_is_refused_at_once_and_the_run_keeps_its_code(
+    db_url: str, tmp_path: Path
+) -> None:
+    wf, run, _trail = paused_on_errors(db_url, tmp_path)
+    version = run.version
+
+    @wf.foreach("load", key=lambda item: item["id"])
+    def enrich(item, n):  # now also reads the run parameter n: another graph
+        return item["x"] * n
+
+    kinds = [e.kind for e in run.history()]
+    assert "code_change_ignored" in kinds and "code_changed" not in kinds
+    [ignored] = [e for e in run.history() if e.kind == "code_change_ignored"]
+    assert "fork the run to use the new graph" in ignored.data["reason"]
+    assert run.version == version
