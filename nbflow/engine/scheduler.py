@@ -13,6 +13,7 @@ the command path, through the public methods below); its writes go through
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -635,7 +636,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             bp = Breakpoint(step, None, When.BEFORE, None, run_id=self.run_id, workflow=self.wf.name,
                             created_by=actor, one_shot=True, origin=origin)
             bid = command_rows.insert_breakpoint(self.store, self.wf.name, self.run_id, bp.row(), actor or "", now())
-            bp = Breakpoint(**{**bp.__dict__, "id": bid})
+            bp = dataclasses.replace(bp, id=bid)
             self.bps.append(bp)
             self._bp_at.add((step, bp.when))
             self._arm(bp)
