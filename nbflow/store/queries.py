@@ -293,6 +293,39 @@ def change_token(store: Store, run_id: str) -> tuple[Any, ...]:
     return (run.status, run.updated_at, run.owner_id, last, tuple(bps or ()))
 
 
+class EventText(NamedTuple):
+    """One event's instance, its ``data`` as stored (JSON text) and its time."""
+
+    step: str | None
+    key: str | None
+    data: str | None
+    ts: float
+
+
+def events_of_kind(store: Store, run_id: str, kind: str, step: str | None = None,
+                   keys: Iterable[str | None] | None = None) -> list[EventText]:
+    """The run's events of *kind*, oldest first: all of them, or those of *step* (and of its instances
+    whose key texts are *keys*; None: a task's instance). One range scan of the run's events (the
+    logpoint values of one page of instances, the run's code changes)."""
+    e = schema.events
+    where = [e.c.kind == kind, e.c.run_id == run_id]
+    if step is not None:
+        where.append(e.c.step == step)
+    if keys is not None:
+        wanted = list(dict.fromkeys(keys))
+        texts = [k for k in wanted if k is not None]
+        if not wanted:
+            return []
+        conds = [e.c.key.in_(texts)] if texts else []
+        if None in wanted:
+            conds.append(e.c.key.is_(None))
+        where.append(sa.or_(*conds))
+    with store.engine.connect() as conn:
+        low, high = store.event_range(run_id, conn)
+        stmt = sa.select(e.c.step, e.c.key, e.c.data, e.c.ts).where(e.c.id > low, e.c.id < high, *where).order_by(e.c.id)
+        return [EventText(*r) for r in conn.execute(stmt)]
+
+
 class InstanceRead(NamedTuple):
     """One instance's whole row and its events, read in one transaction."""
 
@@ -350,12 +383,14 @@ __all__ = [
     "TIMELINE_KINDS",
     "Durations",
     "ErrorGroupRow",
+    "EventText",
     "InstanceRead",
     "Page",
     "change_token",
     "durations",
     "error_groups",
     "event_bins",
+    "events_of_kind",
     "filter_keys",
     "group_examples",
     "group_keys",
