@@ -186,7 +186,8 @@ class Controller:
         self._command: dict[str, Any] | None = None  # the command the action in progress wrote
         self._extra: dict[str, Any] = {}  # more fields of the answer in progress (a bulk edit's preview)
         self._handlers: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
-            name: getattr(self, f"_on_{name}") for name in NAVIGATION + CODE_ACTIONS + BREAKPOINT_ACTIONS + (DEBUG_CELL,)
+            name: getattr(self, f"_on_{name}")
+            for name in (*NAVIGATION, *CODE_ACTIONS, *BREAKPOINT_ACTIONS, DEBUG_CELL)
         }
         for name in VERB_ACTIONS:
             self._handlers[name] = functools.partial(self._verb, "resume" if name == "resume_all" else name)

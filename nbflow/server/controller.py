@@ -18,9 +18,10 @@ command sent to a live owner in another process is waited for up to
 Like every ``/nbflow/api/`` endpoint it needs a Jupyter login and, being a POST, Jupyter's XSRF
 protection; navigation needs ``read`` on ``nbflow``, every other action ``write``. Whatever
 evaluates a person's expression needs ``execute`` on ``kernels`` too: a breakpoint with a condition
-or a logpoint's expression (code the run's owner evaluates), the actions of :data:`~nbflow.notebook.controller.CODE_ACTIONS`
-(watch columns, a bulk edit's preview and apply), and any action whose view holds watch columns
-(every state read evaluates them, so a view is code as well as state).
+or a logpoint's expression (code the run's owner evaluates), the actions of
+:data:`~nbflow.notebook.controller.CODE_ACTIONS` (watch columns, a bulk edit's preview and apply), and
+any action whose view holds watch columns (every state read evaluates them, so a view is code as well
+as state).
 """
 from __future__ import annotations
 

@@ -322,7 +322,8 @@ def events_of_kind(store: Store, run_id: str, kind: str, step: str | None = None
         where.append(sa.or_(*conds))
     with store.engine.connect() as conn:
         low, high = store.event_range(run_id, conn)
-        stmt = sa.select(e.c.step, e.c.key, e.c.data, e.c.ts).where(e.c.id > low, e.c.id < high, *where).order_by(e.c.id)
+        stmt = (sa.select(e.c.step, e.c.key, e.c.data, e.c.ts).where(e.c.id > low, e.c.id < high, *where)
+                .order_by(e.c.id))
         return [EventText(*r) for r in conn.execute(stmt)]
 
 
