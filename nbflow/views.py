@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._jsontext import to_json_text
 from ._util import jsonable
@@ -229,45 +230,101 @@ class CodeChange(NamedTuple):
     view: dict[str, Any]
 
 
+_S = TypeVar("_S")
+
+
+class _Folded(Generic[_S]):
+    """What the views keep of the runs' events of one *kind*, each run's folded in (*fold*, from
+    *make*'s empty value) as they come: events are only ever appended, so each read asks the store only
+    for the events newer than the last one it read (the history of a 100,000-instance run is read once,
+    not at every refresh of the widget). Process-wide, by store and run; the least recently used runs
+    are dropped first. What :meth:`get` returns is shared: read it, never change it."""
+
+    def __init__(self, kind: str, make: Callable[[], _S], fold: Callable[[_S, queries.EventText], None],
+                 size: int) -> None:
+        self.kind, self.make, self.fold, self.size = kind, make, fold, size
+        self._kept: OrderedDict[tuple[str, str], tuple[int, _S]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, run_id: str) -> _S:
+        key = (str(store.url), run_id)
+        with self._lock:
+            hit = self._kept.get(key)
+            last, state = hit if hit is not None else (0, self.make())
+            last, events = queries.events_of_kind(store, run_id, self.kind, last)
+            for ev in events:
+                self.fold(state, ev)
+            self._kept[key] = (last, state)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+            return state
+
+
+RUNS_FOLDED = 32
+"""Runs whose code changes and logged values the views keep folded (:class:`_Folded`)."""
+
+
+def _fold_change(out: dict[str, CodeChange], ev: queries.EventText) -> None:
+    data = _event_data(ev.data)
+    if not isinstance(data, dict):
+        return
+    found, named, text = data.get("diffs"), data.get("steps"), data.get("diff")
+    diffs: dict[str, Any] = found if isinstance(found, dict) else {}
+    steps: list[Any] = named if isinstance(named, list) else list(diffs)
+    whole = text if isinstance(text, str) else ""
+    for step in steps:
+        diff = diffs.get(step)
+        out[str(step)] = CodeChange(float(ev.ts), {
+            "at": iso(ev.ts), "old_version": data.get("old_version"), "new_version": data.get("new_version"),
+            "diff": diff if isinstance(diff, str) else whole,
+        })
+
+
+def _no_changes() -> dict[str, CodeChange]:
+    return {}
+
+
+_CHANGES = _Folded("code_changed", _no_changes, _fold_change, RUNS_FOLDED)
+
+
 def code_changes(store: Store, run_id: str) -> dict[str, CodeChange]:
     """Per step, the newest ``code_changed`` event of the run that names it (a hot fix, or a takeover with
     new code): ``{"at", "old_version", "new_version", "diff"}``, ``diff`` that step's unified diff. Reads
     the event's ``steps`` and ``diff`` and its ``diffs`` (``{step: diff}``), whichever it carries."""
-    out: dict[str, CodeChange] = {}
-    for ev in queries.events_of_kind(store, run_id, "code_changed"):
-        data = _event_data(ev.data)
-        if not isinstance(data, dict):
-            continue
-        diffs = data.get("diffs") if isinstance(data.get("diffs"), dict) else {}
-        steps = data.get("steps") if isinstance(data.get("steps"), list) else list(diffs)
-        whole = data.get("diff") if isinstance(data.get("diff"), str) else ""
-        for step in steps:
-            diff = diffs.get(step)
-            out[str(step)] = CodeChange(float(ev.ts), {
-                "at": iso(ev.ts), "old_version": data.get("old_version"), "new_version": data.get("new_version"),
-                "diff": diff if isinstance(diff, str) else whole,
-            })
-    return out
+    return dict(_CHANGES.get(store, run_id))
+
+
+Logged = dict[tuple[str | None, str | None], dict[str, Any]]
+"""(step, key text) -> logpoint expression -> its newest value."""
+
+
+def _fold_logged(out: Logged, ev: queries.EventText) -> None:
+    data = _event_data(ev.data)
+    if isinstance(data, dict) and isinstance(data.get("expression"), str):
+        out.setdefault((ev.step, ev.key), {})[data["expression"]] = data.get("value")
+
+
+def _nothing_logged() -> Logged:
+    return {}
+
+
+_LOGGED = _Folded("logpoint", _nothing_logged, _fold_logged, RUNS_FOLDED)
 
 
 def _debugging(store: Store, run_id: str, rows: Sequence[Mapping[str, Any]], shown: Sequence[dict[str, Any]],
-               step: str | None, changes: Mapping[str, CodeChange] | None = None) -> None:
-    """Add to each *shown* instance (*rows*: their rows, in that order; *step*: theirs, or None for any)
-    ``logged`` (the newest value of each logpoint expression, from one read of the run's ``logpoint``
-    events of those instances) and ``code_changed`` (its last attempt started before the newest code
-    change of its step: it ran the old code)."""
+               changes: Mapping[str, CodeChange] | None = None) -> None:
+    """Add to each *shown* instance (*rows*: their rows, in that order) ``logged`` (the newest value of
+    each logpoint expression over it) and ``code_changed`` (its last attempt started before the newest
+    code change of its step: it ran the old code). Only the run's events added since the last read are
+    read (:class:`_Folded`)."""
     if not rows:
         return
     changes = code_changes(store, run_id) if changes is None else changes
-    keys = None if step is None else [r["key"] for r in rows]
-    logged: dict[tuple[str | None, str | None], dict[str, Any]] = {}
-    for ev in queries.events_of_kind(store, run_id, "logpoint", step, keys):
-        data = _event_data(ev.data)
-        if isinstance(data, dict) and isinstance(data.get("expression"), str):
-            logged.setdefault((ev.step, ev.key), {})[data["expression"]] = data.get("value")
+    logged = _LOGGED.get(store, run_id)
     for r, v in zip(rows, shown):
         change = changes.get(r["step"])
-        v["logged"] = logged.get((r["step"], r["key"]), {})
+        v["logged"] = dict(logged.get((r["step"], r["key"]), {}))
         v["code_changed"] = change is not None and r["started_at"] is not None and float(r["started_at"]) < change.ts
 
 
@@ -293,7 +350,7 @@ def _base_view(
             "total": sum(c.values()),
             "status": node_status(c),
             "uses": [{**u, "text": Use.from_json(u).describe()} for u in spec.uses],
-            "code_change": changes[s].view if s in changes else None,
+            "code_change": dict(changes[s].view) if s in changes else None,
         })
     return {
         **_run_fields(row),
@@ -345,7 +402,7 @@ def run_view(
     chosen = [r for r in rows if wanted is None or r["status"] in wanted]
     listed = chosen if limit is None else chosen[: max(limit, 0)]
     view["instances"] = [instance_view(r) for r in listed]
-    _debugging(store, run_id, listed, view["instances"], None, changes)
+    _debugging(store, run_id, listed, view["instances"], changes)
     view["instances_omitted"] = len(rows) - len(listed)
     return view
 
@@ -500,7 +557,7 @@ def instance_page(
     page = queries.instance_page(store, run_id, step, status=_statuses(status), text=text, offset=offset, limit=limit,
                                  signature=_signature(store, run_id, step, group), sort=sort, desc=desc)
     shown = [instance_view(r, user_key=user_keys) for r in page.rows]
-    _debugging(store, run_id, page.rows, shown, step)
+    _debugging(store, run_id, page.rows, shown)
     return {"step": step, "offset": page.offset, "limit": limit, "total": page.total, "rows": shown}
 
 
@@ -511,7 +568,7 @@ def instance_views(store: Store, run_id: str, step: str, items: Iterable[int], *
     rows = {r["item"]: r for r in store.instance_rows(run_id, step, items=wanted)}
     found = [rows[i] for i in wanted if i in rows]
     shown = [instance_view(r, user_key=user_keys) for r in found]
-    _debugging(store, run_id, found, shown, step)
+    _debugging(store, run_id, found, shown)
     return shown
 
 

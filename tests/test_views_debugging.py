@@ -119,16 +119,17 @@ def test_a_step_overs_breakpoint_shows_as_one_shot_until_its_consumer_is_ready(d
     assert run.wait(timeout=WAIT_S) == "paused"
     run.step_over("load")
     poll(lambda: run.instance("load").status == "succeeded", WAIT_S)
-    (bp,) = views.run_state(run.store, run.id)["breakpoints"]
-    assert (bp["step"], bp["one_shot"], bp["origin"]) == ("report", True, "step over load")
-    assert bp["label"] == "step over load (one-shot)"
-    assert [b["label"] for b in views.breakpoints_list(run.store, run_id=run.id)] == ["step over load (one-shot)"]
+    listed = views.run_state(run.store, run.id)["breakpoints"]
+    assert [(b["step"], b["one_shot"], b["origin"]) for b in listed] == [
+        ("load", False, None), ("report", True, "step over load")]
+    assert [b["label"] for b in listed] == ["before load", "step over load (one-shot)"]
+    assert [b["label"] for b in views.breakpoints_list(run.store, run_id=run.id)] == [b["label"] for b in listed]
 
 
 def test_instances_held_by_a_fired_step_over_are_listed_as_stepped_over(db_url: str) -> None:
     run = fanout(db_url, 5, ["enrich:3"])
     run.step_over("enrich", 3)
-    poll(lambda: run.instance("double", 3).status == "paused", WAIT_S)
+    poll(lambda: [str(v.key) for v in run.instances("double", status="paused")] == ["3"], WAIT_S)
     shown = views.run_view(run.store, run.id)
     assert shown["stepped_over"] == {"holding": ["3"], "instances": [{"step": "double", "key": "3"}]}
     assert views.run_state(run.store, run.id)["stepped_over"] == {"held": 1}

@@ -294,37 +294,29 @@ def change_token(store: Store, run_id: str) -> tuple[Any, ...]:
 
 
 class EventText(NamedTuple):
-    """One event's instance, its ``data`` as stored (JSON text) and its time."""
+    """One event: its id, its instance, its ``data`` as stored (JSON text) and its time."""
 
+    id: int
     step: str | None
     key: str | None
     data: str | None
     ts: float
 
 
-def events_of_kind(store: Store, run_id: str, kind: str, step: str | None = None,
-                   keys: Iterable[str | None] | None = None) -> list[EventText]:
-    """The run's events of *kind*, oldest first: all of them, or those of *step* (and of its instances
-    whose key texts are *keys*; None: a task's instance). One range scan of the run's events (the
-    logpoint values of one page of instances, the run's code changes)."""
+def events_of_kind(store: Store, run_id: str, kind: str, after_id: int = 0) -> tuple[int, list[EventText]]:
+    """The run's events of *kind* newer than event *after_id*, oldest first, and the id of the run's
+    newest event when they were read (pass it as *after_id* next time: events are only ever appended,
+    so a reader that folds them in reads each one once). Two seeks of the run's event range."""
     e = schema.events
-    where = [e.c.kind == kind, e.c.run_id == run_id]
-    if step is not None:
-        where.append(e.c.step == step)
-    if keys is not None:
-        wanted = list(dict.fromkeys(keys))
-        texts = [k for k in wanted if k is not None]
-        if not wanted:
-            return []
-        conds = [e.c.key.in_(texts)] if texts else []
-        if None in wanted:
-            conds.append(e.c.key.is_(None))
-        where.append(sa.or_(*conds))
     with store.engine.connect() as conn:
         low, high = store.event_range(run_id, conn)
-        stmt = (sa.select(e.c.step, e.c.key, e.c.data, e.c.ts).where(e.c.id > low, e.c.id < high, *where)
-                .order_by(e.c.id))
-        return [EventText(*r) for r in conn.execute(stmt)]
+        last = conn.execute(sa.select(sa.func.max(e.c.id)).where(e.c.id > low, e.c.id < high)).scalar() or low
+        start = max(low, after_id)
+        if last <= start:
+            return max(last, after_id), []
+        stmt = (sa.select(e.c.id, e.c.step, e.c.key, e.c.data, e.c.ts)
+                .where(e.c.id > start, e.c.id <= last, e.c.kind == kind).order_by(e.c.id))
+        return last, [EventText(*r) for r in conn.execute(stmt)]
 
 
 class InstanceRead(NamedTuple):
