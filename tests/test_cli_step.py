@@ -210,3 +210,15 @@ def test_a_bad_hit_count_or_log_expression_is_refused_and_adds_nothing(
     res = cli(db_url, "breakpoint", "add", "--run", run.id, "enrich", *args)
     assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stderr
     assert [b["step"] for b in cli_json(db_url, "breakpoint", "list", "--run", run.id)] == ["load"]
+
+
+def test_show_text_names_what_a_step_over_paused_and_each_breakpoints_hits(db_url: str) -> None:
+    run = fanout(db_url, breakpoints=["enrich:3"])
+    assert cli(db_url, "step", run.id, "enrich:3", "--force").returncode == 0
+    poll(lambda: [str(v.key) for v in run.instances("double", status="paused")] == ["3"], WAIT_S)
+    res = cli(db_url, "show", run.id)
+    assert res.returncode == 0, res.stderr
+    assert "paused by a step over: double:3" in res.stdout
+    assert "ACTION" in res.stdout and "HITS" in res.stdout
+    detail = cli(db_url, "show", run.id, "double:3")
+    assert "held by" in detail.stdout and "step over" in detail.stdout

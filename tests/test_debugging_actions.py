@@ -118,3 +118,11 @@ def test_the_sidebar_refuses_debug_cell_saying_to_use_the_magic_in_a_notebook(se
     body = resp.json()
     assert "`%nbflow debug enrich:3`" in body["message"] and body["result"]["ok"] is False
     assert body["state"]["summary"]["kernel"] is False
+
+
+def test_step_over_goes_through_the_rest_apis_command_endpoint(server: Server) -> None:
+    run = fanout(server.db, ["enrich:3"])
+    resp = server.post(f"runs/{run.id}/commands", {"verb": "step_over", "step": "enrich", "keys": ["3"]})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["state"] == "applied"
+    poll(lambda: [str(v.key) for v in run.instances("double", status="paused")] == ["3"], WAIT_S)
