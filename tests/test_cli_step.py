@@ -222,3 +222,14 @@ def test_show_text_names_what_a_step_over_paused_and_each_breakpoints_hits(db_ur
     assert "ACTION" in res.stdout and "HITS" in res.stdout
     detail = cli(db_url, "show", run.id, "double:3")
     assert "held by" in detail.stdout and "step over" in detail.stdout
+
+
+def test_breakpoint_list_of_every_workflow_counts_each_runs_own_hits(db_url: str) -> None:
+    run = fanout(db_url, n=4, breakpoints=["load"])
+    assert cli(db_url, "breakpoint", "add", "--run", run.id, "enrich", "--log", "item['x']").returncode == 0
+    assert cli(db_url, "resume", run.id, "load", "--force").returncode == 0
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    other = fanout(db_url, n=2, breakpoints=["enrich"])
+    listed = cli_json(db_url, "breakpoint", "list")
+    assert [(b["run_id"], b["step"], b["hits"]) for b in listed] == [(other.id, "enrich", 2)]  # the finished run's went
+    assert [b["hits"] for b in cli_json(db_url, "breakpoint", "list", "--run", other.id)] == [2]

@@ -59,6 +59,7 @@ def test_step_over_is_an_action_of_the_view(db_url: str) -> None:
     assert answer["ok"] is True, answer
     assert answer["text"].startswith("stepped over enrich:3; pausing before: double")
     poll(lambda: [str(v.key) for v in run.instances("double", status="paused")] == ["3"], WAIT_S)
+    assert Controller(run).state()["summary"]["stepped_over"] == {"held": 1}
 
 
 def test_the_view_without_a_kernel_says_so_and_with_one_too(db_url: str, shell: InteractiveShell) -> None:
