@@ -299,10 +299,18 @@ Logged = dict[tuple[str | None, str | None], dict[str, Any]]
 """(step, key text) -> logpoint expression -> its newest value."""
 
 
+LOGGED_VALUE_CHARS = 200
+"""A logged value a page's rows carry (``logged``) whose JSON is longer than this is shown as
+``{"truncated": ..., "chars": n}`` (:func:`value_view`'s stand-in; the instance detail has it whole)."""
+
+
 def _fold_logged(out: Logged, ev: queries.EventText) -> None:
     data = _event_data(ev.data)
     if isinstance(data, dict) and isinstance(data.get("expression"), str):
-        out.setdefault((ev.step, ev.key), {})[data["expression"]] = data.get("value")
+        value = data.get("value")
+        if len(ev.data or "") > LOGGED_VALUE_CHARS:  # the event's whole text bounds its value's
+            value, _ = value_view(value, LOGGED_VALUE_CHARS)
+        out.setdefault((ev.step, ev.key), {})[data["expression"]] = value
 
 
 def _nothing_logged() -> Logged:
@@ -837,7 +845,8 @@ def instance_detail(
     view["code_changed"] = change is not None and row["started_at"] is not None and float(row["started_at"]) < change.ts
     view["code_diff"] = change.view["diff"] if change is not None else None
     view["logged"] = [
-        {"expression": h["data"].get("expression"), "value": h["data"].get("value"), "when": h["data"].get("when"),
+        {"expression": h["data"].get("expression"), "value": value_view(h["data"].get("value"))[0],
+         "when": h["data"].get("when"),
          "at": h["ts"], "error": h["data"].get("error")}
         for h in history if h["kind"] == "logpoint" and isinstance(h["data"], dict)
     ]

@@ -83,6 +83,15 @@ def test_a_logpoint_whose_expression_raises_logs_null_and_the_detail_names_the_e
     assert entry["value"] is None and entry["error"] == "KeyError: 'nope'"
 
 
+def test_a_long_logged_value_is_cut_in_the_rows_and_whole_in_the_detail(db_url: str) -> None:
+    run = fanout(db_url, 2, [Breakpoint("enrich", action="log", expression="'x' * 1000"), "report"])
+    (row,) = views.instance_page(run.store, run.id, "enrich", limit=1)["rows"]
+    cut = row["logged"]["'x' * 1000"]
+    assert cut == {"truncated": '"' + "x" * (views.LOGGED_VALUE_CHARS - 1), "chars": 1002}
+    detail = views.instance_detail(run.store, run.id, "enrich", "0")
+    assert detail is not None and detail["logged"][0]["value"] == "x" * 1000
+
+
 # ---------------------------------------------------------------------------------- breakpoints
 def test_each_breakpoint_reads_as_the_breakpoints_box_shows_it_with_this_runs_hits(db_url: str) -> None:
     run = fanout(db_url, 10, [
