@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import nbflow
-from tests.test_cli import cli, poll
+from tests.test_cli import ORPHAN_SCRIPT, cli, poll
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -233,3 +234,30 @@ def test_breakpoint_list_of_every_workflow_counts_each_runs_own_hits(db_url: str
     listed = cli_json(db_url, "breakpoint", "list")
     assert [(b["run_id"], b["step"], b["hits"]) for b in listed] == [(other.id, "enrich", 2)]  # the finished run's went
     assert [b["hits"] for b in cli_json(db_url, "breakpoint", "list", "--run", other.id)] == [2]
+
+
+@pytest.fixture
+def orphan(db_url: str, tmp_path: Path) -> str:
+    """A run left paused (enrich:2, before report, a task over enrich) by a process that has exited."""
+    script = tmp_path / "orphan_wf.py"
+    script.write_text(ORPHAN_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), db_url], capture_output=True, check=False, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    run_id, status = proc.stdout.split()
+    assert status == "paused"
+    return run_id
+
+
+def test_a_step_over_of_a_run_whose_owner_is_gone_is_queued_and_applied_by_the_takeover(
+    db_url: str, orphan: str
+) -> None:
+    res = cli(db_url, "step", orphan, "enrich:2", "--force")
+    assert res.returncode == 0, res.stderr
+    assert "queued" in res.stdout and f"nbflow resume {orphan}" in res.stdout
+    taken = cli_json(db_url, "resume", orphan, "--force")
+    (earlier,) = taken["earlier_commands"]
+    assert (earlier["verb"], earlier["state"]) == ("step_over", "applied")
+    assert earlier["message"] == "stepped over enrich:2; pausing before: report"
+    assert taken["status"] == "paused"
+    assert [(i["step"], i["pause_reason"]) for i in taken["paused"]] == [("report", "before: step over enrich:2")]

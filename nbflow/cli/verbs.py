@@ -320,6 +320,19 @@ def _resumed_since(store: Store, run_id: str, step: str | None, keys: list[str] 
             + (f" (by {', '.join(by)})" if by else "") + f"; see `nbflow history {run_id}`")
 
 
+def _still_paused(store: Store, run_id: str, before: set[tuple[str, str | None]]) -> Groups:
+    """The (step, keys) of the instances paused now that were paused before the takeover (a task's: no keys)."""
+    by: dict[str, list[str]] = {}
+    tasks: list[str] = []
+    for r in store.instance_rows(run_id, status=InstanceStatus.PAUSED):
+        if (r["step"], r["key"]) in before:
+            if r["key"] is None:
+                tasks.append(r["step"])
+            else:
+                by.setdefault(r["step"], []).append(r["key"])
+    return [*((step, None) for step in tasks), *((step, list(keys)) for step, keys in by.items())]
+
+
 def _executor(value: str | None) -> Any:
     """``--executor``: a name, or a Dask scheduler's address."""
     if value is None or value in ("threads", "processes", "dask"):
@@ -333,13 +346,15 @@ def _take_over_and_resume(
     store: Store, row: Mapping[str, Any], groups: Groups, reason: str | None, executor: Any = None, mark: int = 0,
 ) -> dict[str, Any]:
     """Take the run over with its pinned code, let it apply the commands queued for it, resume the
-    targets (every paused instance if none), and drive it until it finishes or pauses."""
+    targets (every paused instance if none: those paused before the takeover, when commands were queued,
+    so that what a queued step over pauses stays paused), and drive it until it finishes or pauses."""
     from ..run import resume_pinned
 
     run_id = row["id"]
     owner = views.owner_view(row)
     with store.engine.connect() as conn:
         queued = [c["id"] for c in store.pending_commands(run_id, conn)]
+    before = {(r["step"], r["key"]) for r in store.instance_rows(run_id, status=InstanceStatus.PAUSED)}
     run = resume_pinned(store, run_id, executor=executor)
     echo_err(f"took over run {run_id} in this process (pid {os.getpid()}) with its pinned code; driving it until "
              f"it finishes or pauses (Ctrl-C stops here; `nbflow resume {run_id}` continues later)")
@@ -349,7 +364,8 @@ def _take_over_and_resume(
         if ans.state == CommandState.REFUSED:
             echo_err(f"note: command {cid} ({ans.verb}) queued earlier was refused: {ans.message}")
     commands: list[dict[str, Any]] = []
-    todo = groups or ([(None, None)] if store.instance_rows(run_id, status=InstanceStatus.PAUSED) else [])
+    todo = groups or (_still_paused(store, run_id, before) if queued
+                      else [(None, None)] if store.instance_rows(run_id, status=InstanceStatus.PAUSED) else [])
     for step, keys in todo:
         refusal = ""
         try:
