@@ -459,10 +459,12 @@ class BreakpointsHandler(ApiHandler):
             for b in store.breakpoint_rows(name, bp.run_id):
                 if b["id"] == created.id:
                     return views.breakpoint_view(b)
-            return {"id": created.id, "workflow": name, "run_id": bp.run_id, "step": step, "key": key, "when": when,
-                    "condition": condition, "created_by": actor, "action": str(created.action),
-                    "expression": created.expression, "hit_count": created.hit_count, "one_shot": False,
-                    "origin": None, "hits": 0}
+            return views.breakpoint_view({  # removed again meanwhile: describe what was added
+                "id": created.id, "workflow": name, "run_id": bp.run_id, "step": created.step, "key": created.key,
+                "when": str(created.when), "condition": created.condition, "created_by": created.created_by,
+                "created_at": time.time(), "action": str(created.action), "expression": created.expression,
+                "hit_count": created.hit_count, "one_shot": created.one_shot, "origin": created.origin,
+            })
 
         self.reply(await asyncio.to_thread(work), 201)
 
