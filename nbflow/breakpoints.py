@@ -17,6 +17,7 @@ from .store import codec
 from .verbs import Refusal
 
 _SAFE_BUILTINS = {"__builtins__": builtins}
+_GLOBALS = {"__builtins__": builtins}  # a logpoint's, shared: an expression assigns only to its locals
 
 
 class BreakpointRefused(CommandRefused, DefinitionError):
@@ -236,7 +237,7 @@ def evaluate(code: CodeType, inputs: Mapping[str, Any]) -> bool:
 
 def value_of(code: CodeType, names: dict[str, Any]) -> Any:
     """Evaluate a compiled logpoint expression over *names* (exceptions propagate to the caller)."""
-    return eval(code, dict(_SAFE_BUILTINS), names)  # noqa: S307 - the store is a trust boundary
+    return eval(code, _GLOBALS, names)  # noqa: S307 - the store is a trust boundary
 
 
 def normalize(spec: Any, *, run_id: str | None = None) -> Breakpoint:

@@ -321,7 +321,12 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 self._make_ready(inst)
 
     def _expand(self, step: str) -> None:
-        """Create one instance per element of the foreach's upstream output."""
+        """Create one instance per element of the foreach's upstream output (the garbage collector paused:
+        every object made here survives, so collecting would only walk them: see ``gc_paused``)."""
+        with gc_paused():
+            self._expand_items(step)
+
+    def _expand_items(self, step: str) -> None:
         spec = self.specs[step]
         assert spec.foreach is not None
         try:
@@ -556,13 +561,13 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         item_param = next((b.param for b in self.plan.bindings[insts[0].step] if b.source == "item"), None)
         base = self.inputs(insts[0])
         mark = frozenset((bid,))
-        head = f'{{"breakpoint": {bid}, "expression": {dumps(bp.expression)}, "when": "before", "attempt": 1, "value": '
+        head = f'{{"breakpoint":{bid},"expression":{dumps(bp.expression)},"when":"before","attempt":1,"value":'
         hits = self.bp_hits.get(bid, 0)
         events, run_id, ts = self.events, self.run_id, time.time()
+        names = dict(base)  # one namespace for every item: only the item changes
         for inst in insts:
             if bp.key is not None and bp.key != inst.key:
                 continue
-            names = dict(base)
             if item_param is not None:
                 names[item_param] = items[inst.item]
             failed = None
@@ -587,7 +592,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 text = to_json_text(value)
                 tail = (text if text is not None else dumps(repr(value)[:2000])) + "}"
             except Exception as exc:  # noqa: BLE001 - an expression may raise anything: the item goes on
-                tail = f'null, "error": {dumps(f"{type(exc).__name__}: {exc}")}}}'
+                tail = f'null,"error":{dumps(f"{type(exc).__name__}: {exc}")}}}'
             eid = self._event_id = self._event_id + 1
             events.append((eid, run_id, inst.step, inst.key, "logpoint", None, head + tail, ts))
         if hits != self.bp_hits.get(bid, 0):
