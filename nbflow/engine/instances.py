@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -74,7 +73,7 @@ class Inst:
             error_signature(*err) if err else None,
             self.pause_reason,
             json.dumps(self.held_by) if self.held_by else None,
-            _ids_text(self.released) if self.released else None,
+            (_RELEASED.get(self.released) or _ids_text(self.released)) if self.released else None,
             self.next_attempt_at, self.deadline, self.started_at, self.finished_at, self.logs, self.token,
         )
 
@@ -121,15 +120,16 @@ class Inst:
         )
 
 
-@functools.lru_cache(maxsize=256)
-def _frozen_text(ids: frozenset[int]) -> str:
-    return json.dumps(sorted(ids))
+_RELEASED: dict[AbstractSet[int], str] = {}
 
 
 def _ids_text(ids: AbstractSet[int]) -> str:
-    """``released`` as its column holds it; the few distinct sets a run has (10,000 items a logpoint let
-    go share one) are written without encoding each again."""
-    return _frozen_text(ids if isinstance(ids, frozenset) else frozenset(ids))
+    """``released`` as its column holds it. The few distinct sets a run has (the 10,000 items a logpoint
+    let go share one) are encoded once: each instance is written several times."""
+    text = json.dumps(sorted(ids))
+    if isinstance(ids, frozenset) and len(_RELEASED) < 4096:
+        _RELEASED[ids] = text
+    return text
 
 
 _new = object.__new__

@@ -322,12 +322,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 self._make_ready(inst)
 
     def _expand(self, step: str) -> None:
-        """Create one instance per element of the foreach's upstream output (the garbage collector paused:
-        every object made here survives, so collecting would only walk them: see ``gc_paused``)."""
-        with gc_paused():
-            self._expand_items(step)
-
-    def _expand_items(self, step: str) -> None:
+        """Create one instance per element of the foreach's upstream output."""
         spec = self.specs[step]
         assert spec.foreach is not None
         try:
@@ -1133,6 +1128,21 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self._fire_timers()
         if self._update_status():
             return True
+        if any(not self.expanded[st] for st in self.unblocked):
+            # A foreach expands: every instance, row and event this makes outlives the turn or dies at its
+            # flush, so a collection meanwhile would only walk them (see gc_paused).
+            with gc_paused():
+                self._start_and_commit()
+        else:
+            self._start_and_commit()
+        self._submit()
+        if self._update_status():
+            return True
+        if self.must_flush or not self.inflight:
+            self._flush()
+        return False
+
+    def _start_and_commit(self) -> None:
         while self.unblocked:
             self._unblock(self.unblocked.pop(0))
         self._dispatch()
@@ -1140,12 +1150,6 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             # One transaction commits the outputs that unblocked instances and those instances'
             # starts, before any of their bodies runs (a chain: one transaction per step).
             self._flush()
-        self._submit()
-        if self._update_status():
-            return True
-        if self.must_flush or not self.inflight:
-            self._flush()
-        return False
 
     def _timeout(self) -> float:
         """How long the scheduler thread may wait for a message: the command poll, the group commit, timers."""
