@@ -42,16 +42,47 @@ export function createBreakpoints(ctx) {
     const boeItem = boe.enabled ? h("li", { class: `nbf-bp-item${boeHeld ? " nbf-hit" : ""}`, testid: "bp-break-on-error", title: "the run's break_on_error: an instance that raises pauses instead of failing" },
       h("span", { class: `nbf-dot${boeHeld ? " nbf-hit" : ""}` }), h("b", {}, "break on error"), " · this run",
       boeHeld ? h("span", { class: "nbf-hit-text" }, ` · holding ${plural(boeHeld, "instance")}`) : "") : null;
-    const items = node.breakpoints.map((b) =>
-      h("li", { class: `nbf-bp-item${b.state === "hit" ? " nbf-hit" : ""}`, "data-bp-id": b.id, title: b.state === "hit" ? "hit: holding paused instances" : "set: nothing held yet" },
-        h("span", { class: `nbf-dot${b.state === "hit" ? " nbf-hit" : ""}` }), h("b", {}, `#${b.id}`), ` ${WHEN[b.when] || b.when}`, b.key != null ? ` · key ${b.key}` : "", b.condition ? " · if " : "",
-        b.condition ? h("code", {}, b.condition) : "", ` · ${b.scope === "run" ? "this run" : "every run"}`,
-        b.state === "hit" ? h("span", { class: "nbf-hit-text" }, ` · holding ${fmt(b.held)}`) : ""));
+    const items = node.breakpoints.map((b) => {
+      const hit = b.state === "hit";
+      const label = b.label ? b.label.replace(/\s*\(one-shot\)$/, "") : composed(b);
+      return h("li", { class: `nbf-bp-item${hit ? " nbf-hit" : ""}${b.one_shot ? " nbf-one-shot" : ""}`, "data-bp-id": b.id, testid: "bp-item",
+        "data-action": b.action || "pause", title: b.origin ? `made by ${b.origin}: removed once it fired` : hit ? "hit: holding paused instances" : "set: nothing held yet" },
+      h("span", { class: `nbf-dot${hit ? " nbf-hit" : ""}${b.action === "log" ? " nbf-log" : ""}` }), h("b", {}, `#${b.id}`), " ", h("span", { class: "nbf-bp-label", testid: "bp-label" }, label),
+      ` · ${b.scope === "run" ? "this run" : "every run"}`,
+      b.one_shot ? h("span", { class: "nbf-tag nbf-tag-one-shot", testid: "one-shot", title: "a step over's breakpoint: it pauses the consumers once, then it is removed" }, "one-shot") : "",
+      b.action === "log" && b.hits ? h("span", { class: "nbf-muted" }, ` · logged ${plural(b.hits, "time")}`) : "",
+      hit ? h("span", { class: "nbf-hit-text" }, ` · holding ${fmt(b.held)}`) : "");
+    });
+    // a fired step over holds its consumers (held_by -1) as break on error holds what failed
+    const held = steppedOver(String(step), node);
+    if (held.length) items.unshift(h("li", { class: "nbf-bp-item nbf-hit", testid: "bp-stepped-over", title: "a fired step over: its consumers wait, paused before their body; resume each when ready" },
+      h("span", { class: "nbf-dot nbf-hit" }), h("b", {}, "step over"), " · this run", h("span", { class: "nbf-hit-text" }, ` · holding ${held.length > 3 ? plural(held.length, "instance") : held.join(", ")}`)));
     if (boeItem) items.unshift(boeItem);
     bpList.replaceChildren(...(items.length ? items : [h("li", { class: "nbf-muted" }, "none")]));
     bpRemove.disabled = !node.breakpoints.length;
     bpAdd.disabled = TERMINAL_RUN.includes((model.get("summary") || {}).status);
   }
 
+  /**
+   * What a fired step over holds on this step (the node's own list, else the run's, by "step:key").
+   * @param {string} step
+   * @param {import("./types.js").DagNode} node
+   * @returns {string[]}
+   */
+  function steppedOver(step, node) {
+    if (node.stepped_over) return (node.stepped_over.holding || []).map((k) => (k == null ? step : `${step}:${k}`));
+    const run = (model.get("summary") || {}).stepped_over;
+    return ((run && run.holding) || []).map(String).filter((k) => k === step || k.startsWith(`${step}:`));
+  }
+
   return { el, render };
+}
+
+/** A breakpoint in words when the view sends no label (an older controller).
+ * @param {import("./types.js").Breakpoint} b
+ */
+function composed(b) {
+  const when = WHEN[b.when] || b.when;
+  const head = b.action === "log" ? `log ${b.expression || ""} · ${when}` : when;
+  return `${head}${b.key != null ? ` · key ${b.key}` : ""}${b.condition ? ` · if ${b.condition}` : ""}${b.hit_count && b.hit_count > 1 ? ` · hit ${b.hits || 0} of >= ${b.hit_count}` : ""}`;
 }

@@ -5,7 +5,7 @@
 import { field } from "./dialog.js";
 import { copyText, h } from "./dom.js";
 import { clock, duration, label, plural, pretty, time, quote } from "./format.js";
-import { WHEN, describeEvent, notStarted, pauseWhen, tookText, whyText } from "./describe.js";
+import { WHEN, describeEvent, notStarted, pauseWhen, tookText, unifiedDiff, valueBlock, whyText } from "./describe.js";
 import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
@@ -74,15 +74,18 @@ export function createDetail(ctx) {
    */
   const actionBtn = (testid, text, title, fn) => h("button", { class: "nbf-btn", testid, title, onclick: fn }, text);
   const bResume = actionBtn("resume-one", "Resume", "let this instance go on", () => verbOn("resume"));
+  const bStepOver = actionBtn("step-over", "Step over", "let this instance go on, and pause what consumes its output before its body (o)", () => verbOn("step_over"));
   const bRetry = actionBtn("retry", "Retry", "run it again with today's code and its current inputs", () => verbOn("retry"));
   const bSkip = actionBtn("skip", "Skip…", "skip it, giving the output it stands for (asked in a dialog)", () => askSkip());
   const bInputs = actionBtn("edit-inputs", "Edit inputs as JSON…", "change its inputs as one JSON text (paused before its body, on an error, or failed); or click one value in the tree below", () => openEditor("set_inputs"));
   const bOutput = actionBtn("edit-output", "Edit output as JSON…", "change its output as one JSON text (paused after its body); or click one value in the tree below", () => openEditor("set_output"));
   /** @type {Record<string, HTMLButtonElement>} */
-  const verbButtons = { resume: bResume, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput };
+  const verbButtons = { resume: bResume, step_over: bStepOver, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput };
+  // in a kernel only (the widget): bind its inputs in the notebook and put its body in a cell below
+  const bDebug = actionBtn("debug-cell", "Debug in a cell", "bind this instance's inputs as variables in the notebook and put its step's body in a new cell below the widget", () => void debugInCell());
   const OWN_FORM = ["approve", "reject"]; // the decision form below has them
   const otherVerbs = h("span", { class: "nbf-other-verbs" }); // a verb the table gained that has no button of its own
-  const actionsRow = h("div", { class: "nbf-actions" }, bResume, bRetry, bSkip, bInputs, bOutput, otherVerbs);
+  const actionsRow = h("div", { class: "nbf-actions" }, bResume, bStepOver, bRetry, bSkip, bInputs, bOutput, otherVerbs, bDebug);
 
   // an approval gate that waits: approve or reject, with a comment and an optional JSON payload
   const apComment = h("input", { class: "nbf-input nbf-grow", testid: "approval-comment", placeholder: "comment (optional, recorded with the decision)" });
@@ -168,8 +171,14 @@ export function createDetail(ctx) {
    */
   const section = (title, body, extra = {}) => h("div", { class: "nbf-section", ...extra }, h("div", { class: "nbf-section-title" }, title), body);
   const errorSection = section("Error", errorEl);
+  // a hot fix: the step's code changed after this instance's last attempt started
+  const codeDiffEl = h("div", { class: "nbf-code-diff-box" });
+  const codeSection = section("Code changed since it started", codeDiffEl, { testid: "code-change" });
+  const loggedEl = h("ul", { class: "nbf-logged", testid: "logged" });
+  const loggedSection = section("Logged", loggedEl);
+  const changedPill = h("span", { class: "nbf-tag nbf-tag-changed", testid: "panel-code-changed", hidden: true, title: "its step's code changed after its last attempt started: a retry or a resume runs the new code" }, "code changed");
   const panel = h("div", { class: "nbf-panel", testid: "instance-panel", hidden: true },
-    h("div", { class: "nbf-panel-head" }, panelTitle, panelStatus, h("span", { class: "nbf-spacer" }), closePanel),
+    h("div", { class: "nbf-panel-head" }, panelTitle, panelStatus, changedPill, h("span", { class: "nbf-spacer" }), closePanel),
     whyEl,
     actionsRow,
     slot,
@@ -178,6 +187,8 @@ export function createDetail(ctx) {
     editor,
     h("div", { class: "nbf-grid2" }, section("Inputs", inputsEl), section("Output", outputEl)),
     errorSection,
+    codeSection,
+    loggedSection,
     h("div", { class: "nbf-grid2" }, logsFold, section("Attempts", attemptsEl)),
     section("History", h("div", {}, historyEl, historyMore)));
 
@@ -219,6 +230,7 @@ export function createDetail(ctx) {
       whyEl.textContent = d ? "Not started yet: it waits for its upstream steps." : "";
       for (const b of Object.values(verbButtons)) b.disabled = true;
       actionsRow.hidden = true;
+      changedPill.hidden = codeSection.hidden = loggedSection.hidden = true;
       approvalBox.hidden = signalBox.hidden = true;
       inputsEl.textContent = outputEl.textContent = "";
       ui.drawn.inputs = ui.drawn.output = null;
@@ -246,7 +258,17 @@ export function createDetail(ctx) {
       otherVerbs.replaceChildren(...others.map((v) => actionBtn(`verb-${v}`, v.replaceAll("_", " "), `${v} this instance`, () => verbOn(v))));
       otherVerbs.dataset.verbs = others.join(",");
     }
-    actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v));
+    bDebug.hidden = !(model.get("summary") || {}).kernel;
+    actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v)) && bDebug.hidden;
+    changedPill.hidden = !d.code_changed;
+    codeSection.hidden = !d.code_diff;
+    if (d.code_diff && codeDiffEl.dataset.diff !== d.code_diff) {
+      codeDiffEl.dataset.diff = d.code_diff;
+      codeDiffEl.replaceChildren(h("div", { class: "nbf-muted" }, "A retry or a resume runs the new code."), unifiedDiff(d.code_diff));
+    }
+    const logged = d.logged || [];
+    loggedSection.hidden = !logged.length;
+    loggedEl.replaceChildren(...logged.map((l) => h("li", {}, h("code", {}, l.expression), h("span", { class: "nbf-muted" }, ` ${WHEN[l.when] || l.when || ""} · ${time(l.at)} `), valueBlock("=", l.value))));
     approvalBox.hidden = !verbs.has("approve");
     signalBox.hidden = !(d.status === "waiting" && d.token && pauseWhen(d.pause) !== "approval");
     if (!signalBox.hidden) {
@@ -382,6 +404,29 @@ export function createDetail(ctx) {
         const answer = await actOn("skip", t, { json: out.value, reason: reason.value.trim() || null });
         return answer.ok ? true : answer.text || "refused";
       },
+    });
+  }
+
+  // ---------------------------------------------------------------- debug in a cell
+  /** Ask the kernel to bind the instance's inputs; its body goes in a new cell below the widget's
+   * (the JupyterLab extension inserts it on the `nbflow:insert-cell` event), else in a dialog to copy. */
+  async function debugInCell() {
+    const t = target();
+    if (!t) return;
+    const answer = await ctx.act("debug_cell", t, slot);
+    const cell = answer.ok ? answer.debug_cell : null;
+    if (!cell || typeof cell.code !== "string") return;
+    const ev = new CustomEvent("nbflow:insert-cell", { detail: { code: cell.code, target: cell.target }, bubbles: true, cancelable: true });
+    ctx.root.dispatchEvent(ev);
+    if (ev.defaultPrevented) return; // a new cell holds it
+    const text = h("textarea", { class: "nbf-editor-text nbf-dialog-json", testid: "debug-code", spellcheck: "false", readonly: true, rows: Math.min(16, cell.code.split("\n").length + 1) });
+    text.value = cell.code;
+    ctx.dialog.open({
+      title: `Debug ${cell.target || label(t.step, t.key)} in a cell`,
+      text: `Its inputs are bound in the notebook${cell.bound && cell.bound.length ? ` (${cell.bound.join(", ")})` : ""}; paste this in a new cell and run it.`,
+      body: [field("The step's body", text)],
+      confirm: "Copy",
+      onConfirm: async () => ((await copyText(text.value, text)) ? true : "could not copy: select the text and press Ctrl+C"),
     });
   }
 
