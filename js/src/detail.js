@@ -57,6 +57,7 @@ export function createDetail(ctx) {
     const which = ui.detailFor;
     const before = shownStatus();
     const answer = await ctx.act(verb, { ...t, ...extra }, slot);
+    if (verb === "step_over" && answer.ok && (await follow(answer.text))) return answer;
     const now = shownStatus();
     if (open && answer.ok && answer.text && ui.detailFor === which && now !== null && now !== before) {
       ui.statusFor = now;
@@ -64,6 +65,29 @@ export function createDetail(ctx) {
       ctx.showMessage({ ok: true, text: `${answer.text} · it is ${now} now` });
     }
     return answer;
+  }
+  /**
+   * After a step over, the panel goes where a debugger's cursor goes: to the first instance it
+   * pauses (the answer names them: "stepped over enrich:3; pausing before: double:3, report"); a
+   * whole foreach named without a key opens its table only. True when it moved.
+   * @param {string | null} text
+   */
+  async function follow(text) {
+    const m = /; pausing before: (.+)$/.exec(text || "");
+    if (!m) return false;
+    const first = m[1].split(", ")[0].trim();
+    const at = first.indexOf(":");
+    const step = at >= 0 ? first.slice(0, at) : first;
+    const node = ((model.get("dag") || {}).nodes || []).find((n) => n.step === step);
+    if (!node) return false;
+    await ctx.send("select_step", { step });
+    if (at >= 0 || node.kind !== "foreach") {
+      ui.reveal = true;
+      await ctx.send("select_instance", { step, key: at >= 0 ? first.slice(at + 1) : null });
+    }
+    ctx.placeMessage(slot);
+    ctx.showMessage({ ok: true, text });
+    return true;
   }
   const slot = h("div", { class: "nbf-msg-slot" });
   /**
