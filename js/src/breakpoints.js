@@ -1,7 +1,7 @@
 // The breakpoints of the selected step: the list (with each one's state in this run), and the form
 // that adds one (for every run of the workflow) or removes them.
 import { h } from "./dom.js";
-import { TERMINAL_RUN, fmt, plural } from "./format.js";
+import { TERMINAL_RUN, fmt, label, plural } from "./format.js";
 import { WHEN } from "./describe.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
@@ -14,20 +14,27 @@ export function createBreakpoints(ctx) {
   const bpKey = h("input", { class: "nbf-input nbf-bp-key", testid: "bp-key", placeholder: "all keys", title: "only this key (empty: every instance of the step)", size: 7 });
   const bpWhen = h("select", { class: "nbf-input", testid: "bp-when", title: "pause before its body, after it (to edit the output), or on an error" }, ["before", "after", "error"].map((w) => h("option", { value: w }, w === "error" ? "on error" : w)));
   const bpCond = h("input", { class: "nbf-input nbf-grow", testid: "bp-condition", placeholder: "if … (optional)", title: "a Python condition on the inputs, e.g. item['x'] > 3 (empty: always)" });
+  const bpLog = h("input", { class: "nbf-input nbf-grow nbf-mono", testid: "bp-log", placeholder: "log … (optional)", "aria-label": "Log expression",
+    title: "a logpoint: record this expression's value for each instance that reaches it, and never pause, e.g. item['x']" });
+  const bpHits = h("input", { class: "nbf-input nbf-bp-key", testid: "bp-hit-count", type: "number", min: 1, placeholder: "from hit", "aria-label": "From hit",
+    title: "act from the Nth instance that reaches it (and matches) on: the first N-1 pass (empty: the first)", size: 7 });
   const slot = h("div", { class: "nbf-msg-slot" });
   const bpAdd = h("button", { class: "nbf-btn", testid: "add-breakpoint", onclick: () => {
     const step = model.get("selected_step");
     if (!step) return;
-    ctx.act("add_breakpoint", { step, key: bpKey.value.trim() || null, when: bpWhen.value, condition: bpCond.value.trim() || null }, slot);
+    const hits = bpHits.value.trim();
+    ctx.act("add_breakpoint", { step, key: bpKey.value.trim() || null, when: bpWhen.value, condition: bpCond.value.trim() || null,
+      expression: bpLog.value.trim() || null, hit_count: hits ? Number(hits) : null }, slot);
   } }, "Add breakpoint");
   const bpRemove = h("button", { class: "nbf-btn", testid: "remove-breakpoint", title: "remove the breakpoints on this step (or on the key given)", onclick: () => {
     const step = model.get("selected_step");
     if (!step) return;
     ctx.act("remove_breakpoint", { step, key: bpKey.value.trim() || null }, slot);
   } }, "Remove");
-  for (const elem of [bpCond, bpKey]) ctx.stop(elem);
+  for (const elem of [bpCond, bpKey, bpLog, bpHits]) ctx.stop(elem);
   const el = h("div", { class: "nbf-bp", hidden: true }, bpTitle, bpList,
     h("div", { class: "nbf-row" }, bpWhen, bpKey, bpCond),
+    h("div", { class: "nbf-row" }, bpLog, bpHits),
     h("div", { class: "nbf-row" }, bpAdd, bpRemove), slot);
 
   function render() {
@@ -54,7 +61,7 @@ export function createBreakpoints(ctx) {
       hit ? h("span", { class: "nbf-hit-text" }, ` · holding ${fmt(b.held)}`) : "");
     });
     // a fired step over holds its consumers (held_by -1) as break on error holds what failed
-    const held = steppedOver(String(step), node);
+    const held = steppedOver(String(step));
     if (held.length) items.unshift(h("li", { class: "nbf-bp-item nbf-hit", testid: "bp-stepped-over", title: "a fired step over: its consumers wait, paused before their body; resume each when ready" },
       h("span", { class: "nbf-dot nbf-hit" }), h("b", {}, "step over"), " · this run", h("span", { class: "nbf-hit-text" }, ` · holding ${held.length > 3 ? plural(held.length, "instance") : held.join(", ")}`)));
     if (boeItem) items.unshift(boeItem);
@@ -64,15 +71,14 @@ export function createBreakpoints(ctx) {
   }
 
   /**
-   * What a fired step over holds on this step (the node's own list, else the run's, by "step:key").
+   * What a fired step over holds on this step (summary.stepped_over.instances: {step, key}), as the
+   * instances' addresses.
    * @param {string} step
-   * @param {import("./types.js").DagNode} node
    * @returns {string[]}
    */
-  function steppedOver(step, node) {
-    if (node.stepped_over) return (node.stepped_over.holding || []).map((k) => (k == null ? step : `${step}:${k}`));
-    const run = (model.get("summary") || {}).stepped_over;
-    return ((run && run.holding) || []).map(String).filter((k) => k === step || k.startsWith(`${step}:`));
+  function steppedOver(step) {
+    const so = (model.get("summary") || {}).stepped_over;
+    return ((so && so.instances) || []).filter((i) => i.step === step).map((i) => label(i.step, i.key));
   }
 
   return { el, render };

@@ -33,7 +33,6 @@
  * @property {Breakpoint[]} breakpoints
  * @property {{text: string}[]} [uses]  what the step reads from the notebook
  * @property {CodeChange | null} [code_change]  the newest redefinition of the step while the run lives
- * @property {{holding: Key[]} | null} [stepped_over]  the instances a fired step over holds
  */
 
 /** @typedef {{at: string | null, old_version?: string | null, new_version?: string | null, diff: string}} CodeChange  a step's code changed (a hot fix) */
@@ -53,7 +52,7 @@
  * @property {{enabled: boolean, held?: number}} [break_on_error]  the run's break-on-error flag and how many it holds
  * @property {string | null} [actor]  who this surface acts as (the OS user in the notebook, the Jupyter user in the sidebar)
  * @property {boolean} [kernel]  the view runs in a kernel (the widget): "Debug in a cell" is offered
- * @property {{holding: Key[], held?: number} | null} [stepped_over]  the instances fired step overs hold (held_by -1)
+ * @property {{holding?: Key[], instances?: {step: string, key: Key}[], held?: number} | null} [stepped_over]  the instances fired step overs hold (held_by -1)
  */
 
 /** @typedef {{type: string, message: string, traceback?: string}} ErrorInfo */
