@@ -6,7 +6,8 @@ pauses only the item that consumes it (and, once, the task that needs the whole 
 logpoint's values are a column of the instance table.
 
 Then what cannot fit in it: "Debug in a cell" puts the failed instance's body in a new cell below the
-widget's, and redefining the step there (a hot fix) marks the instance "code changed" with the diff.
+widget's, and redefining the step there (a hot fix) marks the instance "code changed" with the diff;
+where no notebook takes the cell (the widget in an output view), a dialog offers the body to copy.
 
 ``NBFLOW_SCREENSHOTS=1`` also saves the story's view to docs/images/step-over.png (the README's)."""
 from __future__ import annotations
@@ -207,3 +208,14 @@ def test_debug_in_a_cell_puts_the_body_below_the_widget_and_a_hot_fix_shows_its_
 
     panel.get_by_role("button", name="Retry", exact=True).click()
     _wait_status(page, "succeeded")
+
+    # where no notebook takes the cell (the widget in an output view of its own), a dialog offers the body
+    page.evaluate("""() => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = 1;
+        return window.jupyterapp.commands.execute('notebook:create-output-view'); }""")
+    alone = page.locator(".jp-LinkedOutputView .nbflow-widget")
+    alone.get_by_role("button", name="Debug in a cell", exact=True).click()
+    dialog = alone.get_by_role("dialog")
+    assert "12 // max(item" in dialog.get_by_test_id("debug-code").input_value()  # the step as it is now
+    assert dialog.get_by_role("button", name="Copy", exact=True).is_visible()
+    assert page.evaluate("""() => { for (const w of window.jupyterapp.shell.widgets('main'))
+        if (w.context && w.context.path === 'hot_fix.ipynb') return w.content.widgets.length; }""") == 3

@@ -11,7 +11,7 @@ import { usesText } from "./dag.js";
 /** @typedef {import("./types.js").Key} Key */
 /** @typedef {import("./types.js").InstanceRow} InstanceRow */
 
-/** @typedef {HTMLTableRowElement & {_box: HTMLInputElement, _changed: HTMLElement, _key: Key, _step: string}} RowEl  an instance row */
+/** @typedef {HTMLTableRowElement & {_box: HTMLInputElement, _changed: HTMLElement, _shape: string, _key: Key, _step: string}} RowEl  an instance row */
 
 /** The statuses "problems" stands for (the controller's filter of the same name). */
 export const PROBLEMS = ["paused", "failed", "waiting", "retrying"];
@@ -194,7 +194,7 @@ export function createTable(ctx, detail) {
     const els = rows.map((r) => {
       const k = r.key == null ? "" : String(r.key);
       let tr = rowEls.get(k);
-      if (!tr || tr.children.length !== ncols) tr = makeRow(k, columns.length, logs.length);
+      if (!tr || tr._shape !== `${columns.length}/${logs.length}`) tr = makeRow(k, columns.length, logs.length);
       tr._key = r.key;
       tr._step = r.step;
       const [, keyTd, stTd, attTd, tookTd, ...rest] = /** @type {HTMLTableCellElement[]} */ ([...tr.children]);
@@ -314,6 +314,7 @@ export function createTable(ctx, detail) {
       ...Array.from({ length: nlog }, () => h("td", { class: "nbf-c-watch nbf-c-log", testid: "log-cell" })), h("td", { class: "nbf-c-detail" })));
     row._box = box;
     row._changed = changed;
+    row._shape = `${nwatch}/${nlog}`;
     row.addEventListener("click", () => open(row));
     row.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && ev.target === row) open(row);
