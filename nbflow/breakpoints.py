@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
+from ._compat import StrEnum
 from ._jsontext import utf8_text
 from .definition import StepSpec, StoredStep
 from .errors import CommandRefused, DefinitionError, SerializationError
@@ -24,9 +25,19 @@ class BreakpointRefused(CommandRefused, DefinitionError):
     ``wf.run(breakpoints=...)`` have always raised."""
 
 
+class Action(StrEnum):
+    """What a breakpoint does to an instance it catches."""
+
+    PAUSE = "pause"
+    LOG = "log"  # a logpoint: records the value of its expression, never pauses
+
+
 @dataclass(frozen=True)
 class Breakpoint:
-    """A breakpoint on a step (optionally one item key). ``run_id`` None means every run of the workflow."""
+    """A breakpoint on a step (optionally one item key). ``run_id`` None means every run of the workflow.
+    ``action="log"`` makes it a logpoint (``expression`` is what it records); ``hit_count=N`` lets the
+    first N-1 instances of a run that reach it (and match its condition) pass. ``one_shot``: a step
+    over's, removed once it caught what it was for (``origin`` says which step over)."""
 
     step: str
     key: str | None = None
@@ -36,6 +47,11 @@ class Breakpoint:
     run_id: str | None = None
     workflow: str | None = None
     created_by: str | None = None
+    action: Action = Action.PAUSE
+    expression: str | None = None
+    hit_count: int | None = None
+    one_shot: bool = False
+    origin: str | None = None
 
     @property
     def scope(self) -> str:
@@ -54,6 +70,11 @@ class Breakpoint:
             "scope": self.scope,
             "run_id": self.run_id,
             "created_by": self.created_by,
+            "action": str(self.action),
+            "expression": self.expression,
+            "hit_count": self.hit_count,
+            "one_shot": self.one_shot,
+            "origin": self.origin,
         }
 
     @classmethod
@@ -61,7 +82,15 @@ class Breakpoint:
         return cls(
             step=row["step"], key=row["key"], when=When(row["when"]), condition=row["condition"], id=row["id"],
             run_id=row["run_id"], workflow=row["workflow"], created_by=row["created_by"],
+            action=Action(row["action"] or Action.PAUSE), expression=row["expression"], hit_count=row["hit_count"],
+            one_shot=bool(row["one_shot"]), origin=row["origin"],
         )
+
+    def row(self) -> dict[str, Any]:
+        """The columns of the breakpoints table this record fills (but its id, scope and creation)."""
+        return {"step": self.step, "key": self.key, "when": str(self.when), "condition": self.condition,
+                "action": str(self.action), "expression": self.expression, "hit_count": self.hit_count,
+                "one_shot": int(self.one_shot), "origin": self.origin}
 
 
 def key_text(key: Any) -> str | None:
@@ -158,15 +187,64 @@ def compile_condition(condition: str | None) -> CodeType | None:
         ) from None
 
 
+def parse_action(action: Any) -> Action:
+    """``pause`` or ``log``; anything else is refused (``invalid``)."""
+    try:
+        return Action(action)
+    except ValueError:
+        raise BreakpointRefused(f"breakpoint action={action!r}: use 'pause' (the default) or 'log' (a logpoint)",
+                                Refusal.INVALID) from None
+
+
+def compile_expression(expression: str | None) -> CodeType | None:
+    """Compile a logpoint's expression; refused (``invalid``) when it is not a Python expression."""
+    if expression is None:
+        return None
+    if not isinstance(expression, str) or not expression.strip():
+        raise BreakpointRefused("a logpoint's expression must be a non-empty Python expression, e.g. \"item['x']\"",
+                                Refusal.INVALID)
+    try:
+        return compile(expression, "<logpoint expression>", "eval")
+    except SyntaxError as exc:
+        raise BreakpointRefused(
+            f"logpoint expression {expression!r} is not a valid Python expression ({exc.msg}); write an expression "
+            "over the step's inputs (and output after the body), e.g. \"item['x']\"", Refusal.INVALID
+        ) from None
+
+
+def check_action(action: Any, expression: Any, hit_count: Any) -> tuple[Action, str | None, int | None]:
+    """A breakpoint's action, logpoint expression and hit count, checked alike on every surface: a log
+    needs an expression that compiles, a pause takes none, a hit count is an integer of at least 1."""
+    act = parse_action(action)
+    if act is Action.LOG and expression is None:
+        raise BreakpointRefused("a logpoint (action='log') needs the expression it records, e.g. "
+                                "expression=\"item['x']\"", Refusal.INVALID)
+    if act is Action.PAUSE and expression is not None:
+        raise BreakpointRefused("expression= is what a logpoint records: pass action='log' with it, or leave it out "
+                                "to pause", Refusal.INVALID)
+    compile_expression(expression)
+    if hit_count is not None and (isinstance(hit_count, bool) or not isinstance(hit_count, int) or hit_count < 1):
+        raise BreakpointRefused(f"hit_count={hit_count!r}: give a whole number of at least 1 (the breakpoint acts "
+                                "from that hit on)", Refusal.INVALID)
+    return act, expression, hit_count
+
+
 def evaluate(code: CodeType, inputs: Mapping[str, Any]) -> bool:
     """Evaluate a compiled condition over an instance's inputs (exceptions propagate to the caller)."""
     return bool(eval(code, dict(_SAFE_BUILTINS), dict(inputs)))  # noqa: S307 - the store is a trust boundary
 
 
+def value_of(code: CodeType, names: dict[str, Any]) -> Any:
+    """Evaluate a compiled logpoint expression over *names* (exceptions propagate to the caller)."""
+    return eval(code, dict(_SAFE_BUILTINS), names)  # noqa: S307 - the store is a trust boundary
+
+
 def normalize(spec: Any, *, run_id: str | None = None) -> Breakpoint:
     """A breakpoint from ``"step"``, ``"step:key"`` or a :class:`Breakpoint`."""
     if isinstance(spec, Breakpoint):
-        return Breakpoint(spec.step, key_text(spec.key), When(spec.when), spec.condition, run_id=run_id)
+        action, expression, hit_count = check_action(spec.action, spec.expression, spec.hit_count)
+        return Breakpoint(spec.step, key_text(spec.key), parse_when(str(spec.when)), spec.condition, run_id=run_id,
+                          action=action, expression=expression, hit_count=hit_count)
     if isinstance(spec, str):
         step, key = parse_target(spec)
         return Breakpoint(step, key, run_id=run_id)
@@ -185,6 +263,7 @@ def validate(bp: Breakpoint, steps: Mapping[str, StepSpec | StoredStep]) -> None
         )
     parse_when(str(bp.when))
     compile_condition(bp.condition)
+    check_action(bp.action, bp.expression, bp.hit_count)
     kind = str(steps[bp.step].kind)
     if bp.key is not None and kind != StepKind.FOREACH:
         raise BreakpointRefused(

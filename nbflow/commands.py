@@ -7,12 +7,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import verbs
 from ._util import current_actor, now
-from .breakpoints import Breakpoint, BreakpointRefused, compile_condition, key_text, parse_when, validate
+from .breakpoints import (
+    Breakpoint,
+    BreakpointRefused,
+    check_action,
+    compile_condition,
+    key_text,
+    parse_when,
+    validate,
+)
 from .definition import StoredDefinition, StoredStep
 from .engine.lifecycle import live, owner_alive, owner_text
 from .errors import CommandRefused
@@ -104,6 +112,11 @@ def check(
             raise CommandRefused(f"{verb} needs a step; steps are: {definition.steps_text}", Refusal.INVALID)
     else:
         rows = _check_target(store, row, definition, v, step, keys)
+        if verb == "step_over" and definition.steps[step].kind == StepKind.FOREACH and (keys is None or len(keys) != 1):
+            some = "" if keys is None else f" ({len(keys)} named)"
+            raise CommandRefused(
+                f"step over names one instance{some}: {step!r} is a foreach step, give the key of one paused item, "
+                f"e.g. step_over({step!r}, key=3) or `nbflow step {run_id} {step}:3`", Refusal.INVALID)
     _check_payload(definition, v, step, payload, keys)
     if v.judged_on_state and step is not None and not owner_alive(row):
         _check_states(row, verb, step, keys,
@@ -405,14 +418,16 @@ def breakpoint_steps(store: Store, workflow: str, row: Mapping[str, Any] | None)
 
 def check_breakpoint(
     store: Store, workflow: str, row: Mapping[str, Any] | None, step: str, key: Any = None, when: Any = "before",
-    condition: Any = None, *, run_scoped: bool = True,
+    condition: Any = None, *, run_scoped: bool = True, action: Any = "pause", expression: Any = None,
+    hit_count: Any = None,
 ) -> Breakpoint:
     """Check a breakpoint before :func:`add_breakpoint` writes it; every surface (the CLI, REST, the debugger
     view; the Python API through :func:`~nbflow.breakpoints.validate`) refuses the same way, with a
     :class:`~nbflow.breakpoints.BreakpointRefused` and its code: ``finished`` when *row* (the run it is
     for, or with ``run_scoped=False`` the run it is set from) is finished; ``not_found`` an unknown step,
     a workflow with no runs, or, run-scoped, a key the run's foreach has no instance for (once it has
-    items); ``invalid`` a bad `when` or condition, or a key on a step that is not a foreach. The steps
+    items); ``invalid`` a bad `when`, condition, action, logpoint expression or hit count, or a key on a
+    step that is not a foreach. The steps
     are those of :func:`breakpoint_steps`. Returns the breakpoint to add (``run_id`` set when run-scoped)."""
     run_id = None if row is None else str(row["id"])
     if row is not None and RunStatus(row["status"]).terminal:
@@ -423,8 +438,9 @@ def check_breakpoint(
         raise BreakpointRefused(f"run {run_id} is {row['status']}; the breakpoint would apply to later runs "
                                 "only — add it with wf.breakpoints.add(...)", Refusal.FINISHED)
     steps = breakpoint_steps(store, workflow, row)
+    act, expression, hit_count = check_action(action, expression, hit_count)
     bp = Breakpoint(step, key_text(key), parse_when(when), condition, workflow=workflow,
-                    run_id=run_id if run_scoped else None)
+                    run_id=run_id if run_scoped else None, action=act, expression=expression, hit_count=hit_count)
     validate(bp, steps)
     if bp.key is not None and bp.run_id is not None:
         have = {r["key"] for r in queries.instance_states(store, bp.run_id, step)}
@@ -439,11 +455,11 @@ def add_breakpoint(store: Store, workflow: str, bp: Breakpoint, run_id: str | No
     """Persist a breakpoint and tell the affected live runs (they apply it to instances not yet past it)."""
     compile_condition(bp.condition)
     actor = current_actor()
-    bid = rows.insert_breakpoint(store, workflow, run_id, bp.step, bp.key, str(bp.when), bp.condition, actor, now())
+    bid = rows.insert_breakpoint(store, workflow, run_id, bp.row(), actor, now())
     _notify(store, workflow, run_id, "add", {"id": bid, "step": bp.step, "key": bp.key, "when": str(bp.when),
-                                                "condition": bp.condition})
-    return Breakpoint(bp.step, bp.key, bp.when, bp.condition, id=bid, run_id=run_id, workflow=workflow,
-                      created_by=actor)
+                                                "condition": bp.condition, "action": str(bp.action),
+                                                "expression": bp.expression, "hit_count": bp.hit_count})
+    return replace(bp, id=bid, run_id=run_id, workflow=workflow, created_by=actor)
 
 
 def remove_breakpoints(store: Store, workflow: str, step: str, key: str | None, run_id: str | None = None) -> int:

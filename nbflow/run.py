@@ -305,6 +305,12 @@ class Run:
         """Resume paused instances: all of them, a step's, or chosen keys."""
         return self._command("resume", step, key, keys, reason=reason)
 
+    def step_over(self, step: str, key: Any = None, *, reason: str | None = None) -> CommandResult:
+        """Resume one paused instance and pause, before their body, the instances that consume its output
+        when they become ready (a foreach item's: the matching item of a foreach over it). A one-shot,
+        run-scoped breakpoint per consuming step, removed once it fired; the answer names them."""
+        return self._command("step_over", step, key, reason=reason)
+
     def skip(self, step: str, key: Any = None, *, output: Any = None, keys: Iterable[Any] | None = None,
              reason: str | None = None) -> CommandResult:
         return self._command("skip", step, key, keys, {"output": output}, reason)

@@ -11,6 +11,8 @@ TASK_ITEM = -1
 """The ``item`` of a task, approval or wait step's one instance (foreach items count from 0)."""
 BREAK_ON_ERROR = 0
 """The id in ``held_by`` that stands for the run's ``break_on_error`` flag (breakpoint ids start at 1)."""
+STEPPED_OVER = -1
+"""The id in ``held_by`` of an instance a step over paused: its one-shot breakpoint is gone once it fired."""
 
 
 class InstanceStatus(StrEnum):

@@ -111,6 +111,8 @@ _ON_STATE = frozenset({Refusal.INVALID, Refusal.NOT_FOUND, Refusal.FINISHED, Ref
 VERBS: dict[str, Verb] = {v.name: v for v in (
     Verb("resume", Target.INSTANCES, "Resume paused instances (all of the run's, or those named).",
          accepts=_PAUSED, confirm="resume {what}?", refusals=_ON_STATE, changes_state=True),
+    Verb("step_over", Target.INSTANCES, "Resume one paused instance and pause what consumes its output when it "
+         "is ready.", accepts=_PAUSED, confirm="step over {what}?", refusals=_ON_STATE, changes_state=True),
     Verb("approve", Target.STEP, "Approve an approval gate that waits for a decision.",
          accepts=frozenset({"waiting:approval"}), payload=("comment", "payload"), confirm="approve {what}?",
          refusals=_ON_STATE, changes_state=True),

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from .breakpoints import Breakpoint, key_text, parse_when, validate
+from .breakpoints import Breakpoint, check_action, key_text, parse_when, validate
 from .commands import add_breakpoint, remove_breakpoints
 from .definition import (
     CTX,
@@ -228,9 +228,15 @@ class Breakpoints:
         self._wf = wf
 
     def add(
-        self, step: str, key: Any = None, when: str = "before", condition: str | None = None
+        self, step: str, key: Any = None, when: str = "before", condition: str | None = None, *,
+        action: str = "pause", expression: str | None = None, hit_count: int | None = None,
     ) -> Breakpoint:
-        bp = Breakpoint(step, key_text(key), parse_when(when), condition, workflow=self._wf.name)
+        """A breakpoint on every run of the workflow, live ones included. ``action="log"`` with an
+        ``expression`` makes a logpoint (it records, never pauses); ``hit_count=N`` acts from the Nth
+        instance of a run that reaches it (and matches *condition*) on."""
+        act, expression, hit_count = check_action(action, expression, hit_count)
+        bp = Breakpoint(step, key_text(key), parse_when(when), condition, workflow=self._wf.name, action=act,
+                        expression=expression, hit_count=hit_count)
         validate(bp, self._wf.steps)
         return add_breakpoint(self._wf.store, self._wf.name, bp)
 

@@ -15,7 +15,7 @@ from ..breakpoints import Breakpoint
 from ..definition import Plan, StepSpec
 from ..errors import CommandRefused
 from ..signals import read_token
-from ..states import BREAK_ON_ERROR, PauseReason, RunStatus, StepKind
+from ..states import BREAK_ON_ERROR, STEPPED_OVER, PauseReason, RunStatus, StepKind
 from ..states import InstanceStatus as S
 from ..store import Store
 from ..verbs import VERBS, Refusal, allowed_verbs, state_tag
@@ -45,12 +45,14 @@ class Owner(Protocol):
                 sent_at: float | None = None) -> str: ...
     def cancel_all(self, actor: str | None, reason: str | None, final: RunStatus = RunStatus.CANCELLED) -> int: ...
     def record(self, kind: str, actor: str | None, **data: Any) -> None: ...
+    def step_over(self, inst: Inst, actor: str | None, reason: str | None) -> list[str]: ...
     def reload_breakpoints(self) -> None: ...
 
 
 # What each verb needs, as its refusals say it ("cannot skip enrich:3: it is running, and skip needs ...").
 _NEEDS = {
     "resume": "an instance that is paused",
+    "step_over": "an instance that is paused",
     "skip": "an instance that is paused, failed, waiting, or waiting to retry",
     "retry": "an instance that is failed, paused or waiting to retry",
     "set_inputs": "an instance paused before its body, paused on an error, or failed",
@@ -164,6 +166,16 @@ class _Apply:
             self.s.release(inst, inst.held_by, self.actor, self.reason)
         return f"resumed {_count(chosen)}"
 
+    def step_over(self, insts: list[Inst]) -> str:
+        chosen = self._select(insts, "step_over")
+        if len(insts) != 1:
+            raise CommandRefused(f"step over names one paused instance; {_count(insts)} named: give its key, "
+                                 f"e.g. {insts[0].step}:{insts[0].key}", Refusal.INVALID)
+        inst = chosen[0]
+        targets = self.s.step_over(inst, self.actor, self.reason)
+        then = f"pausing before: {', '.join(targets)}" if targets else "nothing consumes its output"
+        return f"stepped over {inst.label}; {then}"
+
     def skip(self, insts: list[Inst]) -> str:
         if "output" not in self.payload:
             raise CommandRefused(
@@ -247,7 +259,7 @@ class _Apply:
     def breakpoints_changed(self) -> str:
         s = self.s
         s.reload_breakpoints()
-        present = {bp.id for bp in s.bps} | {BREAK_ON_ERROR}
+        present = {bp.id for bp in s.bps} | {BREAK_ON_ERROR, STEPPED_OVER}
         freed = 0
         for inst in list(s.insts.values()):
             if inst.status != S.PAUSED or not inst.held_by:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -73,7 +74,7 @@ class Inst:
             error_signature(*err) if err else None,
             self.pause_reason,
             json.dumps(self.held_by) if self.held_by else None,
-            json.dumps(sorted(self.released)) if self.released else None,
+            _ids_text(self.released) if self.released else None,
             self.next_attempt_at, self.deadline, self.started_at, self.finished_at, self.logs, self.token,
         )
 
@@ -87,7 +88,7 @@ class Inst:
         inst.error = (r[5], r[6], "") if r[5] else None
         inst.pause_reason = r[7]
         inst.held_by = json.loads(r[8]) if r[8] else ()
-        inst.released = set(json.loads(r[9])) if r[9] else frozenset()
+        inst.released = frozenset(json.loads(r[9])) if r[9] else frozenset()
         inst.next_attempt_at, inst.deadline, inst.started_at, inst.finished_at = r[10], r[11], r[12], r[13]
         inst.token = r[14]
         inst.key_enc = (r[15], r[16]) if r[15] else None
@@ -113,11 +114,22 @@ class Inst:
             inputs=enc("inputs"), out=enc("output"), saved=enc("saved"),
             error=(r["error_type"], r["error_message"], r["error_traceback"]) if r["error_type"] else None,
             pause_reason=r["pause_reason"], held_by=json.loads(r["held_by"]) if r["held_by"] else [],
-            released=set(json.loads(r["released"])) if r["released"] else set(),
+            released=frozenset(json.loads(r["released"])) if r["released"] else frozenset(),
             next_attempt_at=r["next_attempt_at"], deadline=r["deadline"], started_at=r["started_at"],
             finished_at=r["finished_at"], logs=r["logs"], token=r["token"],
             key_enc=(r["key_codec"], r["key_value"]) if r["key_codec"] else None, new=False,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _frozen_text(ids: frozenset[int]) -> str:
+    return json.dumps(sorted(ids))
+
+
+def _ids_text(ids: AbstractSet[int]) -> str:
+    """``released`` as its column holds it; the few distinct sets a run has (10,000 items a logpoint let
+    go share one) are written without encoding each again."""
+    return _frozen_text(ids if isinstance(ids, frozenset) else frozenset(ids))
 
 
 _new = object.__new__

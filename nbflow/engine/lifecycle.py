@@ -271,8 +271,7 @@ def start_run(
         if plan.steps[s].kind != StepKind.FOREACH and (s, TASK_ITEM) not in have
     ]
     bp_rows = [
-        {"workflow": wf.name, "run_id": run_id, "step": bp.step, "key": bp.key, "when": str(bp.when),
-         "condition": bp.condition, "created_by": actor, "created_at": ts}
+        {"workflow": wf.name, "run_id": run_id, **bp.row(), "created_by": actor, "created_at": ts}
         for bp in bps
     ]
     run_row = run_rows.create_run(store, run_row, params_enc, (copied, fresh), bp_rows, actor=actor, event={

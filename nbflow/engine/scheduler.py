@@ -24,19 +24,22 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import CodeType
 from typing import Any
 
 from .. import breakpoints as bpmod
+from .._jsontext import to_json_text
 from .._util import HOST, dumps, jsonable, now, strict
-from ..breakpoints import Breakpoint
+from ..breakpoints import Action, Breakpoint
 from ..context import StepContext
 from ..definition import Plan, StepSpec
 from ..definition import WorkflowDef as Workflow  # the definition it drives: the engine sees no nbflow.Workflow
 from ..errors import CommandRefused, DefinitionError, NbflowError, SerializationError, StoreError
 from ..signals import WaitForSignal, make_token
-from ..states import BREAK_ON_ERROR, TASK_ITEM, PauseReason, RunStatus, StepKind, When
+from ..states import BREAK_ON_ERROR, STEPPED_OVER, TASK_ITEM, PauseReason, RunStatus, StepKind, When
 from ..states import InstanceStatus as S
 from ..store import Store
+from ..store import commands as command_rows
 from ..store.codec import JSON, Encoded
 from ..store.journal import EVENT_ID_SPAN, Journal, LostOwnership
 from . import capture
@@ -67,6 +70,7 @@ _HELD_AS_ROWS = frozenset({StepKind.APPROVAL, StepKind.WAIT})
 _FOREACH = StepKind.FOREACH
 _get_status = operator.attrgetter("status")
 _NO_KEY_VALUE = (None, None)
+_STEP_OVER = "step over "  # a one-shot breakpoint's origin: "step over enrich:3"
 
 
 class Scheduler(Gates, LiveCode, OwnerThreads):
@@ -142,6 +146,13 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self.bps: list[Breakpoint] = []
         self._bp_steps: set[str] = set()
         self._bp_code: dict[int, Any] = {}
+        self._bp_expr: dict[int, Any] = {}  # a logpoint's compiled expression (or the error compiling it)
+        self._bp_origin: dict[int, tuple[str, str | None, bool]] = {}  # a step over's: (step, key, per item)
+        self._item_sources: dict[str, list[str | None]] = {}  # a foreach's items: the key of the item each came from
+        self.bp_hits: dict[int, int] = {}  # per breakpoint: instances of this run that reached it and matched
+        self._hits_dirty: set[int] = set()
+        self._fired: dict[int, list[str | None]] = {}  # one-shot breakpoints that caught instances: their keys
+        self._retired: list[int] = []  # one-shot breakpoints the next flush deletes
 
         self.dirty: dict[tuple[str, int], Inst] = {}
         self.events: list[tuple[Any, ...]] = []  # rows in journal.EVENT_KEYS order
@@ -169,6 +180,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         takeover of a 10,000-instance run starts work at once (B3 in bench/)."""
         self._event_id = self.journal.last_event_id()
         self._event_high = (self._event_id // EVENT_ID_SPAN + 1) * EVENT_ID_SPAN
+        self.bp_hits = self.store.breakpoint_hits(self.run_id)
         with gc_paused():
             self._load()
 
@@ -349,9 +361,11 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             return
         self.expanded[step] = True
         self._event("expanded", None, step=step, items=len(items))
-        if step not in self._bp_steps and spec.kind not in _HELD_AS_ROWS:
+        before = [bp for bp in self.bps if bp.step == step and bp.when is _BEFORE]
+        if spec.kind not in _HELD_AS_ROWS and all(bp.action is Action.LOG for bp in before):
             # No before-breakpoint can hold them: what add_instance and _make_ready do, in bulk.
             insts, dirty, rows, ready = self.insts, self.dirty, self.by_step[step], self.ready
+            first = len(rows)
             for i, k in enumerate(keys):
                 inst = Inst(step, i, k, _READY)
                 inst.key_enc = encs[i]
@@ -360,6 +374,8 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 ready.append(inst)
             self.counts[_READY] += len(keys)
             self.remaining[step] += len(keys)
+            for bp in before:
+                self._log_items(bp, rows[first:], items)
         else:
             for i, k in enumerate(keys):
                 inst = Inst(step, i, k, S.PENDING)
@@ -435,42 +451,207 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
     def reload_breakpoints(self) -> None:
         self.bps = [Breakpoint.from_row(r) for r in self.store.breakpoint_rows(self.wf.name, self.run_id)]
         self._bp_steps = {bp.step for bp in self.bps}
-        self._bp_code = {}
+        self._bp_code, self._bp_expr, self._bp_origin = {}, {}, {}
         for bp in self.bps:
+            self._arm(bp)
+
+    def _arm(self, bp: Breakpoint) -> None:
+        """Compile what a breakpoint evaluates (an error compiling it is kept: the breakpoint holds, saying so)."""
+        bid = _bid(bp)
+        try:
+            self._bp_code[bid] = bpmod.compile_condition(bp.condition)
+        except DefinitionError as exc:
+            self._bp_code[bid] = exc
+        if bp.action is Action.LOG:
             try:
-                self._bp_code[bp.id] = bpmod.compile_condition(bp.condition)  # type: ignore[index]
+                self._bp_expr[bid] = bpmod.compile_expression(bp.expression)
             except DefinitionError as exc:
-                self._bp_code[bp.id] = exc  # type: ignore[index]
+                self._bp_expr[bid] = exc
+        if bp.one_shot and bp.origin:
+            source, key = bpmod.parse_target(bp.origin.removeprefix(_STEP_OVER))
+            self._bp_origin[bid] = (source, key, self._per_item(bp.step, source, key))
+
+    def _names(self, inst: Inst, when: When) -> dict[str, Any]:
+        """What a condition or a logpoint's expression sees: the inputs, the output after the body, the error on one."""
+        names = self.inputs(inst)
+        if when is not _BEFORE and inst.out is not None:
+            names["output"] = self._value(inst)
+        if when is _ERROR and inst.error is not None:
+            names["error"] = f"{inst.error[0]}: {inst.error[1]}"
+        return names
 
     def _matching(self, inst: Inst, when: When) -> tuple[list[int], str | None]:
-        """Breakpoint ids that catch *inst* at *when*, and a pause reason if a condition failed."""
+        """Breakpoint ids that catch *inst* at *when*, and a pause reason if a condition failed. Each
+        breakpoint the instance reaches and whose condition it matches counts a hit (once per instance);
+        one with a hit count lets the first hits pass, a logpoint records and lets it go."""
         if inst.step not in self._bp_steps and (when is not _ERROR or not self.options.get("break_on_error")):
             return _NO_BREAK
         held: list[int] = []
         reason: str | None = None
-        inputs: dict[str, Any] | None = None
+        names: dict[str, Any] | None = None
         for bp in self.bps:
-            if bp.id in inst.released or not bp.matches(inst.step, inst.key, when):
+            bid = _bid(bp)
+            if bid in inst.released or not bp.matches(inst.step, inst.key, when):
                 continue
-            code = self._bp_code.get(bp.id)  # type: ignore[arg-type]
-            if code is None:
-                held.append(bp.id)  # type: ignore[arg-type]
+            if bp.one_shot and not self._consumes(inst, bid):
                 continue
-            try:
-                if isinstance(code, Exception):
-                    raise code
-                if inputs is None:
-                    inputs = self.inputs(inst)
-                    if when != When.BEFORE and inst.out is not None:
-                        inputs = {**inputs, "output": self._value(inst)}
-                if bpmod.evaluate(code, inputs):
-                    held.append(bp.id)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the breakpoint holds
-                held.append(bp.id)  # type: ignore[arg-type]
-                reason = f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
+            code = self._bp_code.get(bid)
+            failed: str | None = None
+            if code is not None:
+                try:
+                    if isinstance(code, Exception):
+                        raise code
+                    if names is None:
+                        names = self._names(inst, when)
+                    if not bpmod.evaluate(code, names):
+                        continue
+                except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the breakpoint acts
+                    failed = f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
+            hits = self.bp_hits[bid] = self.bp_hits.get(bid, 0) + 1
+            self._hits_dirty.add(bid)
+            if bp.hit_count is not None and hits < bp.hit_count:
+                inst.released = inst.released | {bid}  # passed: counted once, not caught on its retries
+                continue
+            if bp.action is Action.LOG:
+                if names is None:
+                    names = self._names(inst, when)
+                self._log(inst, bp, when, names, failed)
+                inst.released = inst.released | {bid}
+                continue
+            if bp.one_shot:  # its breakpoint goes once it fired: the instance is held by the step over itself
+                self._fired.setdefault(bid, []).append(inst.key)
+                bid = STEPPED_OVER
+                reason = failed or reason or bp.origin
+            else:
+                reason = failed or reason
+            if bid not in held:
+                held.append(bid)
         if self.options.get("break_on_error") and when == When.ERROR and BREAK_ON_ERROR not in inst.released:
             held.append(BREAK_ON_ERROR)
         return held, reason
+
+    def _log(self, inst: Inst, bp: Breakpoint, when: When, names: dict[str, Any], failed: str | None) -> None:
+        """A logpoint's event: its expression's value (JSON, else its repr), or the error evaluating it."""
+        data: dict[str, Any] = {"breakpoint": bp.id, "expression": bp.expression, "when": str(when),
+                                "attempt": inst.attempt + (when is _BEFORE), "value": None}
+        code = self._bp_expr.get(_bid(bp))
+        try:
+            if failed is not None:
+                raise NbflowError(failed)
+            if not isinstance(code, CodeType):
+                raise code if isinstance(code, Exception) else NbflowError("the logpoint has no expression")
+            value = bpmod.value_of(code, names)
+            data["value"] = value if to_json_text(value) is not None else repr(value)[:2000]
+        except Exception as exc:  # noqa: BLE001 - an expression may raise anything: the instance goes on
+            data["error"] = f"{type(exc).__name__}: {exc}"
+        self._event("logpoint", inst, **data)
+
+    def _log_items(self, bp: Breakpoint, insts: list[Inst], items: list[Any]) -> None:
+        """A before-logpoint over a foreach's new items, in bulk (what :meth:`_matching` does for one, without
+        an instance's inputs built per item: they differ only by the item)."""
+        if not insts:
+            return
+        bid = _bid(bp)
+        cond, code = self._bp_code.get(bid), self._bp_expr.get(bid)
+        item_param = next((b.param for b in self.plan.bindings[insts[0].step] if b.source == "item"), None)
+        base = self.inputs(insts[0])
+        mark = frozenset((bid,))
+        head = f'{{"breakpoint": {bid}, "expression": {dumps(bp.expression)}, "when": "before", "attempt": 1, "value": '
+        hits = self.bp_hits.get(bid, 0)
+        events, run_id, ts = self.events, self.run_id, time.time()
+        for inst in insts:
+            if bp.key is not None and bp.key != inst.key:
+                continue
+            names = dict(base)
+            if item_param is not None:
+                names[item_param] = items[inst.item]
+            failed = None
+            if cond is not None:
+                try:
+                    if isinstance(cond, Exception):
+                        raise cond
+                    if not bpmod.evaluate(cond, names):
+                        continue
+                except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the logpoint logs that
+                    failed = f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
+            hits += 1
+            inst.released = mark if not inst.released else inst.released | mark
+            if bp.hit_count is not None and hits < bp.hit_count:
+                continue
+            try:
+                if failed is not None:
+                    raise NbflowError(failed)
+                if not isinstance(code, CodeType):
+                    raise code if isinstance(code, Exception) else NbflowError("the logpoint has no expression")
+                value = bpmod.value_of(code, names)
+                text = to_json_text(value)
+                tail = (text if text is not None else dumps(repr(value)[:2000])) + "}"
+            except Exception as exc:  # noqa: BLE001 - an expression may raise anything: the item goes on
+                tail = f'null, "error": {dumps(f"{type(exc).__name__}: {exc}")}}}'
+            eid = self._event_id = self._event_id + 1
+            events.append((eid, run_id, inst.step, inst.key, "logpoint", None, head + tail, ts))
+        if hits != self.bp_hits.get(bid, 0):
+            self.bp_hits[bid] = hits
+            self._hits_dirty.add(bid)
+
+    # ------------------------------------------------------------------ step over
+    def _per_item(self, step: str, source: str, key: str | None) -> bool:
+        """Does a step over of *source* (*key*) pause only the item of *step* made from it (a foreach over
+        a foreach)?"""
+        spec = self.specs.get(step)
+        takes_whole = any(b.source == "step" and b.name == source for b in self.plan.bindings.get(step, ()))
+        return (spec is not None and spec.foreach == source and key is not None and not takes_whole
+                and self.specs[source].kind is _FOREACH)
+
+    def _consumes(self, inst: Inst, bid: int) -> bool:
+        """Is *inst* what the one-shot breakpoint *bid* of a step over waits for?"""
+        origin = self._bp_origin.get(bid)
+        if origin is None or not origin[2]:
+            return True
+        step = inst.step
+        sources = self._item_sources.get(step)
+        if sources is None:
+            up = self.specs[step].foreach
+            assert up is not None
+            sources = self._item_sources[step] = [i.key for i in self.by_step[up] if i.status.done_ok]
+        return 0 <= inst.item < len(sources) and sources[inst.item] == origin[1]
+
+    def consumers(self, step: str) -> list[str]:
+        """The steps that read *step*'s output: those that take it as an input, and the foreach steps over it."""
+        return [d for d in self.plan.order if self.specs[d].foreach == step
+                or any(b.source == "step" and b.name == step for b in self.plan.bindings[d])]
+
+    def step_over(self, inst: Inst, actor: str | None, reason: str | None) -> list[str]:
+        """Resume *inst* and pause, before their body, the instances that consume its output when they become
+        ready, with one run-scoped one-shot breakpoint per consuming step; returns what they will pause."""
+        origin = f"{_STEP_OVER}{inst.label}"
+        targets: list[str] = []
+        for step in self.consumers(inst.step):
+            bp = Breakpoint(step, None, When.BEFORE, None, run_id=self.run_id, workflow=self.wf.name,
+                            created_by=actor, one_shot=True, origin=origin)
+            bid = command_rows.insert_breakpoint(self.store, self.wf.name, self.run_id, bp.row(), actor or "", now())
+            bp = Breakpoint(**{**bp.__dict__, "id": bid})
+            self.bps.append(bp)
+            self._bp_steps.add(step)
+            self._arm(bp)
+            per_item = self._bp_origin[bid][2]
+            targets.append(f"{step} (the item made from {inst.label})" if per_item else step)
+        self._event("stepped_over", inst, actor=actor, reason=reason, pausing=targets)
+        self.release(inst, inst.held_by, actor, reason)
+        return targets
+
+    def _retire_fired(self) -> None:
+        """One-shot breakpoints that caught what they were for go (their instances stay paused)."""
+        fired, self._fired = self._fired, {}
+        gone = set(fired)
+        for bp in self.bps:
+            if bp.id in gone:
+                keys = fired[_bid(bp)]
+                self._event("breakpoint_fired", None, step=bp.step, id=bp.id, origin=bp.origin, count=len(keys),
+                            keys=keys[:100])
+        self.bps = [bp for bp in self.bps if bp.id not in gone]
+        self._bp_steps = {bp.step for bp in self.bps}
+        self._retired.extend(gone)
 
     def _pause(self, inst: Inst, when: When, held: list[int], reason: str | None, **fields: Any) -> None:
         self.must_flush = True
@@ -845,8 +1026,10 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
     def _flush(self, final: bool = False) -> None:
         t0 = now()
         hb = t0 - self._last_hb >= HEARTBEAT_S
+        if self._fired:
+            self._retire_fired()
         if not (self.dirty or self.events or self.cmd_done or self.run_dirty or self.blobs or self.signal_rows
-                or hb or final):
+                or hb or final or self._hits_dirty or self._retired):
             self._release_waiters()
             return
         run_id = self.run_id
@@ -862,12 +1045,16 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         if self.events and self.events[-1][0] >= self._event_high:
             raise StoreError(f"run {run_id} has {EVENT_ID_SPAN - 1} events, as many as one run can record")
         run = (str(self.status), self.version, t0, self.status.terminal, final) if run_update else None
+        bps = None
+        if self._hits_dirty or self._retired:
+            bps = ([(run_id, b, self.bp_hits[b]) for b in sorted(self._hits_dirty)], list(self._retired))
         journal = self.journal
         self.committing = True  # until the status this flush commits is published (published_status)
         try:
             for tries_left in reversed(range(3)):
                 try:
-                    journal.write(inserts, updates, self.blobs, self.signal_rows, self.events, self.cmd_done, run)
+                    journal.write(inserts, updates, self.blobs, self.signal_rows, self.events, self.cmd_done, run,
+                                  bps)
                     break
                 except LostOwnership:
                     self.store.discard(self.blobs)
@@ -896,6 +1083,8 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self.signal_rows.clear()
         self.blobs.clear()
         self.cmd_done.clear()
+        self._hits_dirty.clear()
+        self._retired.clear()
         self.run_dirty = False
         self.must_flush = False
         self._last_flush = time.monotonic()
@@ -991,6 +1180,12 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         elif kind == "stop":
             self.stop_requested = True
         return False
+
+def _bid(bp: Breakpoint) -> int:
+    """The id of a breakpoint the store holds (every breakpoint a scheduler loads or writes has one)."""
+    assert bp.id is not None
+    return bp.id
+
 
 def _data_text(data: dict[str, Any]) -> str:
     """An event's data as JSON text; the commonest, ``{"attempt": n}``, without the encoder."""

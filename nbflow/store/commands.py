@@ -86,13 +86,12 @@ def record_signal_answer(
 
 
 def insert_breakpoint(
-    store: Store, workflow: str, run_id: str | None, step: str, key: str | None, when: str, condition: str | None,
-    actor: str, created_at: float,
+    store: Store, workflow: str, run_id: str | None, columns: Mapping[str, Any], actor: str, created_at: float,
 ) -> int:
+    """Write one breakpoint (*columns*: :meth:`nbflow.breakpoints.Breakpoint.row`); returns its id."""
     with store.engine.begin() as conn:
         return _new_id(conn.execute(t.breakpoints.insert().values(
-            workflow=workflow, run_id=run_id, step=step, key=key, when=when, condition=condition,
-            created_by=actor, created_at=created_at,
+            workflow=workflow, run_id=run_id, **columns, created_by=actor, created_at=created_at,
         )))
 
 

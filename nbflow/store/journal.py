@@ -30,6 +30,7 @@ EVENT_KEYS = ("id", "run_id", "step", "key", "kind", "actor", "data", "ts")
 """An event row's values, in this order."""
 _BLOB_KEYS = tuple(c.name for c in t.blobs.columns)
 _SIGNAL_KEYS = tuple(c.name for c in t.signals.columns)
+_HIT_KEYS = ("run_id", "breakpoint_id", "hits")
 _COMMAND_KEYS = ("b_id", "applied_at", "result", "message")  # a command's outcome, as the scheduler's cmd_done has it
 _RUN_KEYS = ("status", "updated_at", "heartbeat_at", "version", "finished_at", "owner_id", "owner_pid", "owner_host",
              "b_id", "b_owner")
@@ -122,11 +123,13 @@ class Journal:
         self, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]], blobs: Sequence[Encoded],
         signal_rows: Sequence[Mapping[str, Any]], events: list[tuple[Any, ...]], cmd_done: Sequence[Mapping[str, Any]],
         run: tuple[str, str, float, bool, bool] | None,
+        breakpoints: tuple[Sequence[tuple[str, int, int]], Sequence[int]] | None = None,
     ) -> None:
         """One transaction: instance rows to insert (``INST_COLS``) and update (``UPDATE_KEYS``), blobs,
         signals, events (``EVENT_KEYS``), command outcomes and, when *run* is given as (status, version,
         time, terminal, final), the run row, whose owner must still be this journal's
-        (:class:`LostOwnership` otherwise). A terminal run's own breakpoints go with it."""
+        (:class:`LostOwnership` otherwise). A terminal run's own breakpoints go with it. *breakpoints*:
+        (hits as (run, breakpoint id, hits), ids of one-shot breakpoints that fired and go)."""
         sql = self._sql
         if self._conn is None:
             self.connect()
@@ -142,6 +145,13 @@ class Journal:
                 _executemany(cur, sql["signal"], [tuple(r[k] for k in _SIGNAL_KEYS) for r in signal_rows])
             if events:
                 _executemany(cur, sql["event"], events)
+            if breakpoints is not None:
+                hits, gone = breakpoints
+                if hits:
+                    _executemany(cur, sql["hits_clear"], [h[:2] for h in hits])
+                    _executemany(cur, sql["hits"], list(hits))
+                if gone:
+                    _executemany(cur, sql["bp_delete"], [(b,) for b in gone])
             if cmd_done:
                 _executemany(cur, sql["command"], [tuple(d[k] for k in _COMMAND_KEYS) for d in cmd_done])
             if run is not None:
@@ -212,6 +222,12 @@ def _statements(store: Store) -> dict[str, tuple[str, Any]]:
                 store.compiled(t.breakpoints.delete().where(t.breakpoints.c.run_id == sa.bindparam("b_run"))),
                 ("b_run",),
             ),
+            "hits_clear": rows_as(store.compiled(t.breakpoint_hits.delete().where(
+                t.breakpoint_hits.c.run_id == sa.bindparam("b_run"),
+                t.breakpoint_hits.c.breakpoint_id == sa.bindparam("b_bp"))), ("b_run", "b_bp")),
+            "hits": rows_as(store.compiled(t.breakpoint_hits.insert(), _HIT_KEYS), _HIT_KEYS),
+            "bp_delete": rows_as(
+                store.compiled(t.breakpoints.delete().where(t.breakpoints.c.id == sa.bindparam("b_id"))), ("b_id",)),
             "poll": store.compiled(
                 sa.select(t.commands)
                 .where(t.commands.c.run_id == sa.bindparam("run_id"), t.commands.c.applied_at.is_(None))

@@ -6,7 +6,7 @@ from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, M
 
 metadata = MetaData()
 
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 """The newest migration this nbflow knows; a store at another revision is migrated or refused."""
 
 EVENT_ID_SPAN = 2**30
@@ -110,6 +110,20 @@ breakpoints = Table(
     Column("condition", Text),
     Column("created_by", String(200)),
     Column("created_at", Float, nullable=False),
+    Column("action", String(16), nullable=False, server_default="pause"),  # "pause" | "log" (a logpoint)
+    Column("expression", Text),  # what a logpoint records
+    Column("hit_count", Integer),  # acts from this hit on (NULL: the first)
+    Column("one_shot", Integer, nullable=False, server_default="0"),  # a step over's: removed once it fired
+    Column("origin", Text),  # what made a one-shot breakpoint ("step over enrich:3")
+    sqlite_autoincrement=True,  # an id is never reused: instances' held_by, released and hits name breakpoints by id
+)
+
+breakpoint_hits = Table(
+    "breakpoint_hits",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("breakpoint_id", Integer, primary_key=True),
+    Column("hits", Integer, nullable=False),  # instances of the run that reached it and matched its condition
 )
 
 commands = Table(

@@ -637,6 +637,13 @@ class Store:
             stmt = sa.select(t).where(t.c.workflow == workflow, scope).order_by(t.c.id)
             return cast(_Rows, list(conn.execute(stmt).mappings()))
 
+    def breakpoint_hits(self, run_id: str) -> dict[int, int]:
+        """How many instances of the run reached each breakpoint and matched its condition, by breakpoint id."""
+        t = schema.breakpoint_hits
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.breakpoint_id, t.c.hits).where(t.c.run_id == run_id))
+            return {r[0]: r[1] for r in rows}
+
     def signal_rows(self, run_id: str) -> list[Mapping[str, Any]]:
         t = schema.signals
         with self.engine.connect() as conn:
