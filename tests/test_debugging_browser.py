@@ -23,7 +23,7 @@ from browser.notebook import open_notebook, run_all_cells, wait_kernel_idle, wri
 from browser.server import JupyterServer
 
 if TYPE_CHECKING:
-    from playwright.sync_api import FloatRect, Locator, Page
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -123,16 +123,12 @@ def _open_run(page: Page, jupyter: JupyterServer, name: str, cells: list[str]) -
     return view
 
 
-def _screenshot(page: Page, view: Locator) -> None:
+def _screenshot(view: Locator) -> None:
     """The view as the story leaves it: in test-artifacts/, and in docs/images/ with NBFLOW_SCREENSHOTS."""
-    view.evaluate("e => e.scrollIntoView()")
-    box = view.bounding_box()
-    assert box is not None
-    clip: FloatRect = {"x": box["x"], "y": box["y"], "width": box["width"], "height": min(box["height"], 900)}
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "step-over.png"), clip=clip)
+    view.screenshot(path=str(ARTIFACTS / "step-over.png"))
     if os.environ.get("NBFLOW_SCREENSHOTS"):
-        page.screenshot(path=str(ROOT / "docs" / "images" / "step-over.png"), clip=clip)
+        view.screenshot(path=str(ROOT / "docs" / "images" / "step-over.png"))
 
 
 def test_step_over_by_button_and_by_key_pauses_the_consumers_and_a_logpoint_is_a_column(
@@ -174,7 +170,9 @@ def test_step_over_by_button_and_by_key_pauses_the_consumers_and_a_logpoint_is_a
         "() => document.querySelector(`.nbflow-widget tr[data-key='4'] [data-testid=log-cell]`)"
         "?.textContent === '40'", timeout=30_000)
     assert "log item['y']" in view.get_by_test_id("bp-list").inner_text()
-    _screenshot(page, view)
+    view.locator("tr[data-testid=instance-row][data-key='3']").click()
+    _panel_on(view, "double:3", "paused").get_by_test_id("inputs").filter(has_text='"y": 30').wait_for()
+    _screenshot(view)
 
 
 def test_debug_in_a_cell_puts_the_body_below_the_widget_and_a_hot_fix_shows_its_diff(

@@ -62,8 +62,8 @@ export function createBreakpoints(ctx) {
     });
     // a fired step over holds its consumers (held_by -1) as break on error holds what failed
     const held = steppedOver(String(step));
-    if (held.length) items.unshift(h("li", { class: "nbf-bp-item nbf-hit", testid: "bp-stepped-over", title: "a fired step over: its consumers wait, paused before their body; resume each when ready" },
-      h("span", { class: "nbf-dot nbf-hit" }), h("b", {}, "step over"), " · this run", h("span", { class: "nbf-hit-text" }, ` · holding ${held.length > 3 ? plural(held.length, "instance") : held.join(", ")}`)));
+    if (held) items.unshift(h("li", { class: "nbf-bp-item nbf-hit", testid: "bp-stepped-over", title: "a fired step over: its consumers wait, paused before their body; resume each when ready" },
+      h("span", { class: "nbf-dot nbf-hit" }), h("b", {}, "step over"), " · this run", h("span", { class: "nbf-hit-text" }, ` · holding ${held}`)));
     if (boeItem) items.unshift(boeItem);
     bpList.replaceChildren(...(items.length ? items : [h("li", { class: "nbf-muted" }, "none")]));
     bpRemove.disabled = !node.breakpoints.length;
@@ -71,14 +71,19 @@ export function createBreakpoints(ctx) {
   }
 
   /**
-   * What a fired step over holds on this step (summary.stepped_over.instances: {step, key}), as the
-   * instances' addresses.
+   * What fired step overs hold (held_by -1): the instances of this step when the view lists them
+   * (summary.stepped_over.instances), else, like break on error's, the run's count.
    * @param {string} step
-   * @returns {string[]}
+   * @returns {string}  "" when nothing is held
    */
   function steppedOver(step) {
     const so = (model.get("summary") || {}).stepped_over;
-    return ((so && so.instances) || []).filter((i) => i.step === step).map((i) => label(i.step, i.key));
+    if (!so) return "";
+    if (so.instances) {
+      const mine = so.instances.filter((i) => i.step === step).map((i) => label(i.step, i.key));
+      return mine.length > 3 ? plural(mine.length, "instance") : mine.join(", ");
+    }
+    return so.held ? plural(so.held, "instance") : "";
   }
 
   return { el, render };

@@ -13,6 +13,7 @@ import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 
 const HISTORY_SHOWN = 6; // newest events shown before "show older"
 const SHORT_LOGS = 6; // logs up to this many lines start unfolded
+const FOLLOW_MS = 60_000; // how long the panel waits to follow a step over to the instance it pauses
 
 /** @typedef {{mode: "set_inputs" | "set_output", step: string, key: Key}} Editor  the open JSON editor */
 
@@ -21,10 +22,12 @@ export function createDetail(ctx) {
   const { model } = ctx;
   /**
    * @type {{editor: Editor | null, detailFor: string | null, statusFor: string | null, historyAll: boolean, reveal: boolean,
-   *   open: {inputs: Set<string>, output: Set<string>}, drawn: {inputs: string | null, output: string | null}}}
-   * what the panel remembers between renders (`open`: the tree's folds; `drawn`: what the trees show)
+   *   open: {inputs: Set<string>, output: Set<string>}, drawn: {inputs: string | null, output: string | null},
+   *   follow: {step: string, origin: string, until: number} | null}}
+   * what the panel remembers between renders (`open`: the tree's folds; `drawn`: what the trees show;
+   * `follow`: the instance a step over will pause, to open once it has)
    */
-  const ui = { editor: null, detailFor: null, statusFor: null, historyAll: false, reveal: false,
+  const ui = { editor: null, detailFor: null, statusFor: null, historyAll: false, reveal: false, follow: null,
     open: { inputs: new Set(), output: new Set() }, drawn: { inputs: null, output: null } };
   const panelTitle = h("span", { class: "nbf-panel-title" });
   const panelStatus = h("span", { class: "nbf-pill" });
@@ -68,26 +71,47 @@ export function createDetail(ctx) {
   }
   /**
    * After a step over, the panel goes where a debugger's cursor goes: to the first instance it
-   * pauses (the answer names them: "stepped over enrich:3; pausing before: double:3, report"); a
-   * whole foreach named without a key opens its table only. True when it moved.
+   * pauses. The answer names them ("stepped over load; pausing before: clean",
+   * "...; pausing before: double (the item made from enrich:3), summary"): a named instance opens at
+   * once; a foreach item not made yet opens once a row of its step shows it paused by this step over
+   * (followRows). True when the panel moved or will.
    * @param {string | null} text
    */
   async function follow(text) {
-    const m = /; pausing before: (.+)$/.exec(text || "");
+    const m = /^stepped over (.+?); pausing before: (.+)$/.exec(text || "");
     if (!m) return false;
-    const first = m[1].split(", ")[0].trim();
-    const at = first.indexOf(":");
-    const step = at >= 0 ? first.slice(0, at) : first;
+    const first = m[2].split(", ")[0].trim();
+    const named = /^([^\s:(]+)(?::(\S+))?$/.exec(first); // "clean", "double:3"
+    const step = named ? named[1] : first.split(" ")[0];
     const node = ((model.get("dag") || {}).nodes || []).find((n) => n.step === step);
     if (!node) return false;
+    ui.follow = null;
     await ctx.send("select_step", { step });
-    if (at >= 0 || node.kind !== "foreach") {
+    if (named && (named[2] !== undefined || node.kind !== "foreach")) {
       ui.reveal = true;
-      await ctx.send("select_instance", { step, key: at >= 0 ? first.slice(at + 1) : null });
+      await ctx.send("select_instance", { step, key: named[2] ?? null });
+    } else {
+      ui.follow = { step, origin: `step over ${m[1]}`, until: Date.now() + FOLLOW_MS };
+      followRows();
     }
     ctx.placeMessage(slot);
     ctx.showMessage({ ok: true, text });
     return true;
+  }
+  /** The rows changed: open the instance a step over paused, when it is there (see follow). */
+  function followRows() {
+    const f = ui.follow;
+    if (!f) return;
+    if (Date.now() > f.until || model.get("selected_step") !== f.step) {
+      ui.follow = null;
+      return;
+    }
+    const rows = (model.get("instances") || {}).rows || [];
+    const r = rows.find((x) => x.step === f.step && x.status === "paused" && !!x.pause && x.pause.detail === f.origin);
+    if (!r) return;
+    ui.follow = null;
+    ui.reveal = true;
+    void ctx.send("select_instance", { step: r.step, key: r.key });
   }
   const slot = h("div", { class: "nbf-msg-slot" });
   /**
@@ -284,11 +308,15 @@ export function createDetail(ctx) {
     }
     bDebug.hidden = !(model.get("summary") || {}).kernel;
     actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v)) && bDebug.hidden;
-    changedPill.hidden = !d.code_changed;
-    codeSection.hidden = !d.code_diff;
-    if (d.code_diff && codeDiffEl.dataset.diff !== d.code_diff) {
-      codeDiffEl.dataset.diff = d.code_diff;
-      codeDiffEl.replaceChildren(h("div", { class: "nbf-muted" }, "A retry or a resume runs the new code."), unifiedDiff(d.code_diff));
+    // a hot fix changes no instance: its row on the page and its step's node may know before the detail does
+    const row = ((model.get("instances") || {}).rows || []).find((r) => r.step === sel.step && (r.key ?? null) === (sel.key ?? null));
+    const changed = row && row.code_changed !== undefined ? row.code_changed : !!d.code_changed;
+    const diff = changed ? d.code_diff || (node && node.code_change ? node.code_change.diff : null) : null;
+    changedPill.hidden = !changed;
+    codeSection.hidden = !diff;
+    if (diff && codeDiffEl.dataset.diff !== diff) {
+      codeDiffEl.dataset.diff = diff;
+      codeDiffEl.replaceChildren(h("div", { class: "nbf-muted" }, "A retry or a resume runs the new code."), unifiedDiff(diff));
     }
     const logged = d.logged || [];
     loggedSection.hidden = !logged.length;
@@ -541,5 +569,5 @@ export function createDetail(ctx) {
     return true;
   }
 
-  return { el: panel, render, reveal, escape, askSkip, editSelected, actOn, slot };
+  return { el: panel, render, reveal, escape, askSkip, editSelected, actOn, followRows, slot };
 }

@@ -125,7 +125,11 @@ function render({ model, el, experimental }) {
     errors.render();
     timeline.render();
   });
-  on("instances", renderTable);
+  on("instances", () => {
+    renderTable();
+    detail.render(); // its row may say its code changed before the detail does
+    detail.followRows();
+  });
   on("selected", () => {
     renderDetail();
     renderTable();
