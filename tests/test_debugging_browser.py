@@ -123,8 +123,11 @@ def _open_run(page: Page, jupyter: JupyterServer, name: str, cells: list[str]) -
     return view
 
 
-def _screenshot(view: Locator) -> None:
-    """The view as the story leaves it: in test-artifacts/, and in docs/images/ with NBFLOW_SCREENSHOTS."""
+def _screenshot(page: Page, view: Locator) -> None:
+    """The view as the story leaves it: in test-artifacts/, and in docs/images/ with NBFLOW_SCREENSHOTS
+    (a page tall enough for the whole view, so no toolbar of JupyterLab covers its top)."""
+    page.set_viewport_size({"width": 1400, "height": 1800})
+    view.evaluate("e => e.scrollIntoView()")
     ARTIFACTS.mkdir(exist_ok=True)
     view.screenshot(path=str(ARTIFACTS / "step-over.png"))
     if os.environ.get("NBFLOW_SCREENSHOTS"):
@@ -172,7 +175,7 @@ def test_step_over_by_button_and_by_key_pauses_the_consumers_and_a_logpoint_is_a
     assert "log item['y']" in view.get_by_test_id("bp-list").inner_text()
     view.locator("tr[data-testid=instance-row][data-key='3']").click()
     _panel_on(view, "double:3", "paused").get_by_test_id("inputs").filter(has_text='"y": 30').wait_for()
-    _screenshot(view)
+    _screenshot(page, view)
 
 
 def test_debug_in_a_cell_puts_the_body_below_the_widget_and_a_hot_fix_shows_its_diff(

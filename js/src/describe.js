@@ -252,7 +252,8 @@ export function describeEvent(e, ctx) {
     case "paused": {
       const ids = d.breakpoints || [];
       const extra = pauseExtra(parsePause(d.reason));
-      return { head: `paused ${WHEN[String(d.when)] || d.when || ""}${ids.length ? ` · ${heldText(ids, ctx.bps)}` : ""}${extra ? ` · ${extra}` : ""}` };
+      const byStepOver = ids.length === 1 && ids[0] === STEPPED_OVER && extra.startsWith("step over"); // the reason says it
+      return { head: `paused ${WHEN[String(d.when)] || d.when || ""}${ids.length && !byStepOver ? ` · ${heldText(ids, ctx.bps)}` : ""}${extra ? ` · ${extra}` : ""}` };
     }
     case "resumed":
       return { head: "resumed", tail: d.when ? ` (was paused ${WHEN[d.when] || d.when})` : "" };

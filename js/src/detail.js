@@ -4,8 +4,8 @@
 // is edited in place), error, logs, attempts and history.
 import { field } from "./dialog.js";
 import { copyText, h } from "./dom.js";
-import { clock, duration, label, plural, pretty, time, quote } from "./format.js";
-import { WHEN, describeEvent, notStarted, pauseWhen, tookText, unifiedDiff, valueBlock, whyText } from "./describe.js";
+import { clock, compact, duration, label, plural, pretty, time, quote } from "./format.js";
+import { WHEN, describeEvent, notStarted, pauseWhen, tookText, unifiedDiff, whyText } from "./describe.js";
 import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
@@ -320,7 +320,9 @@ export function createDetail(ctx) {
     }
     const logged = d.logged || [];
     loggedSection.hidden = !logged.length;
-    loggedEl.replaceChildren(...logged.map((l) => h("li", {}, h("code", {}, l.expression), h("span", { class: "nbf-muted" }, ` ${WHEN[l.when] || l.when || ""} · ${time(l.at)} `), valueBlock("=", l.value))));
+    loggedEl.replaceChildren(...logged.map((l) => h("li", { title: compact(l.value, 2000) }, h("code", {}, l.expression), " = ",
+      l.error ? h("span", { class: "nbf-fg-failed" }, l.error) : h("code", { class: "nbf-diff-new" }, compact(l.value, 160)),
+      h("span", { class: "nbf-muted" }, ` · ${WHEN[l.when] || l.when || ""} · ${time(l.at)}`))));
     approvalBox.hidden = !verbs.has("approve");
     signalBox.hidden = !(d.status === "waiting" && d.token && pauseWhen(d.pause) !== "approval");
     if (!signalBox.hidden) {

@@ -195,7 +195,7 @@
  * @property {HistoryEvent[]} [history]
  * @property {number} [history_omitted]
  * @property {string | null} [code_diff]  the unified diff of its step's code since its last attempt started
- * @property {{expression: string, value: unknown, when: string, at: string | null}[]} [logged]  what the logpoints logged for it
+ * @property {{expression: string, value: unknown, when: string, at: string | null, error?: string | null}[]} [logged]  what the logpoints logged for it
  */
 
 /** @typedef {Omit<InstanceRow, "error" | "logged"> & DetailFields} Detail  the selected instance */
