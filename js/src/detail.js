@@ -14,6 +14,7 @@ import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 const HISTORY_SHOWN = 6; // newest events shown before "show older"
 const SHORT_LOGS = 6; // logs up to this many lines start unfolded
 const FOLLOW_MS = 60_000; // how long the panel waits to follow a step over to the instance it pauses
+const FOLLOWED_MS = 10_000; // a step over's outcome told twice within this is followed once
 
 /** @typedef {{mode: "set_inputs" | "set_output", step: string, key: Key}} Editor  the open JSON editor */
 
@@ -23,11 +24,11 @@ export function createDetail(ctx) {
   /**
    * @type {{editor: Editor | null, detailFor: string | null, statusFor: string | null, historyAll: boolean, reveal: boolean,
    *   open: {inputs: Set<string>, output: Set<string>}, drawn: {inputs: string | null, output: string | null},
-   *   follow: {step: string, origin: string, until: number} | null}}
+   *   follow: {step: string, origin: string, until: number} | null, followed: {text: string, at: number} | null}}
    * what the panel remembers between renders (`open`: the tree's folds; `drawn`: what the trees show;
    * `follow`: the instance a step over will pause, to open once it has)
    */
-  const ui = { editor: null, detailFor: null, statusFor: null, historyAll: false, reveal: false, follow: null,
+  const ui = { editor: null, detailFor: null, statusFor: null, historyAll: false, reveal: false, follow: null, followed: null,
     open: { inputs: new Set(), output: new Set() }, drawn: { inputs: null, output: null } };
   const panelTitle = h("span", { class: "nbf-panel-title" });
   const panelStatus = h("span", { class: "nbf-pill" });
@@ -80,6 +81,9 @@ export function createDetail(ctx) {
   async function follow(text) {
     const m = /^stepped over (.+?); pausing before: (.+)$/.exec(text || "");
     if (!m) return false;
+    // the answer, and the same outcome told to every view of the widget: followed once
+    if (ui.followed && ui.followed.text === text && Date.now() - ui.followed.at < FOLLOWED_MS) return true;
+    ui.followed = { text: /** @type {string} */ (text), at: Date.now() };
     const first = m[2].split(", ")[0].trim();
     const named = /^([^\s:(]+)(?::(\S+))?$/.exec(first); // "clean", "double:3"
     const step = named ? named[1] : first.split(" ")[0];
@@ -571,5 +575,5 @@ export function createDetail(ctx) {
     return true;
   }
 
-  return { el: panel, render, reveal, escape, askSkip, editSelected, actOn, followRows, slot };
+  return { el: panel, render, reveal, escape, askSkip, editSelected, actOn, follow, followRows, slot };
 }
