@@ -169,7 +169,7 @@ def test_set_output_on_an_instance_paused_before_is_refused_naming_state_and_all
     message = str(err.value)
     assert "enrich:1" in message
     assert "paused (before)" in message
-    assert "allowed now: resume, retry, skip, set_inputs" in message
+    assert "allowed now: resume, step_over, retry, skip, set_inputs" in message
     assert snapshot(run) == before
     assert run.instance("enrich", 1).output is None
 

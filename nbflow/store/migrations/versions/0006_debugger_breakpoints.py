@@ -18,7 +18,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("breakpoints", recreate="always", table_kwargs={"sqlite_autoincrement": True}) as batch:
+    # SQLite reuses the largest rowid once it is deleted unless the table says AUTOINCREMENT, which only a
+    # rebuilt table can; PostgreSQL's sequence never gives an id twice, and its table is altered in place.
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    with op.batch_alter_table("breakpoints", recreate="always" if sqlite else "auto",
+                              table_kwargs={"sqlite_autoincrement": True} if sqlite else {}) as batch:
         batch.add_column(sa.Column("action", sa.String(16), nullable=False, server_default="pause"))
         batch.add_column(sa.Column("expression", sa.Text))
         batch.add_column(sa.Column("hit_count", sa.Integer))
