@@ -206,6 +206,8 @@ def test_debug_in_a_cell_puts_the_body_below_the_widget_and_a_hot_fix_shows_its_
     diff.wait_for(timeout=30_000)
     assert any("12 // max(item" in line for line in diff.locator(".nbf-ud-add").all_inner_texts())
     assert any('12 // (item["x"] - 3)' in line for line in diff.locator(".nbf-ud-del").all_inner_texts())
+    ARTIFACTS.mkdir(exist_ok=True)
+    panel.screenshot(path=str(ARTIFACTS / "hot-fix.png"))
 
     panel.get_by_role("button", name="Retry", exact=True).click()
     _wait_status(page, "succeeded")
