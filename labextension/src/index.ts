@@ -205,7 +205,7 @@ class RunsSidebar extends Widget {
 /**
  * The `nbflow:insert-cell` event of the widget's view ("Debug in a cell"): a code cell holding
  * `detail.code` goes below the notebook cell that holds the event's target, and becomes the active
- * one. An event from outside any tracked notebook is left alone (the view then shows the code to copy).
+ * one, scrolled into view. An event from outside any tracked notebook is left alone (the view then shows the code to copy).
  */
 export function insertCellBelow(tracker: INotebookTracker, ev: Event): boolean {
   const detail = (ev as CustomEvent<{ code?: unknown }>).detail;
@@ -218,6 +218,8 @@ export function insertCellBelow(tracker: INotebookTracker, ev: Event): boolean {
   if (at < 0) return false;
   notebook.model.sharedModel.insertCell(at + 1, { cell_type: "code", source: detail.code });
   notebook.activeCellIndex = at + 1;
+  const cell = notebook.widgets[at + 1];
+  if (cell) void notebook.scrollToCell(cell, "smart"); // the view above may be taller than the window
   ev.preventDefault();
   return true;
 }
