@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ._jsontext import to_json_text
 from ._util import jsonable
-from .breakpoints import Breakpoint, key_value
+from .breakpoints import Action, Breakpoint, key_value
 from .definition import StoredDefinition
 from .engine.lifecycle import owner_alive, owner_text
 from .engine.pinning import Use
 from .errors import NbflowError
-from .states import BREAK_ON_ERROR, TASK_ITEM, InstanceStatus, PauseReason, RunStatus
+from .states import BREAK_ON_ERROR, STEPPED_OVER, TASK_ITEM, InstanceStatus, PauseReason, RunStatus, label
 from .store import Store, queries
 from .store.codec import JSON
 from .store.queries import change_token, instance_counts, instance_stamp
@@ -107,8 +108,10 @@ def _duration(r: Mapping[str, Any]) -> float | None:
     return round(max(float(r["finished_at"]) - float(r["started_at"]), 0.0), 6)
 
 
-def breakpoint_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A breakpoint's definition (``nbflow breakpoint list``); :func:`run_view` adds its state in one run."""
+def breakpoint_view(row: Mapping[str, Any], hits: int = 0) -> dict[str, Any]:
+    """A breakpoint's definition (``nbflow breakpoint list``), with *hits* (how many instances of one run
+    reached it and matched: 0 for a workflow listing) and its ``label``; :func:`run_view` adds its state
+    in one run."""
     bp = Breakpoint.from_row(row)
     return {
         "id": bp.id,
@@ -121,29 +124,53 @@ def breakpoint_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "condition": bp.condition,
         "created_by": bp.created_by,
         "created_at": iso(row["created_at"]),
+        "action": str(bp.action),
+        "expression": bp.expression,
+        "hit_count": bp.hit_count,
+        "one_shot": bp.one_shot,
+        "origin": bp.origin,
+        "hits": hits,
+        "label": breakpoint_label(bp, hits),
     }
+
+
+def breakpoint_label(bp: Breakpoint, hits: int = 0) -> str:
+    """What a person reads in the breakpoints box: ``before enrich if item['x'] > 3``, ``log item['x'] ·
+    before enrich``, ``before enrich · hit 3 of >= 3``, ``step over enrich:3 (one-shot)``."""
+    if bp.one_shot:
+        return f"{bp.origin or f'{bp.when} {label(bp.step, bp.key)}'} (one-shot)"
+    text = f"{bp.when} {label(bp.step, bp.key)}" + (f" if {bp.condition}" if bp.condition else "")
+    if bp.action == Action.LOG:
+        text = f"log {bp.expression} · {text}"
+    if bp.hit_count is not None:
+        text += f" · hit {hits} of >= {bp.hit_count}"
+    return text
 
 
 def breakpoints_list(store: Store, workflow: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
     """``nbflow breakpoint list -o json``: the breakpoints of a workflow, of a run (its workflow's and
-    its own), or with neither, of every workflow with runs plus those of unfinished runs."""
+    its own, with that run's ``hits``), or with neither, of every workflow with runs plus those of
+    unfinished runs (a run-scoped one with its run's ``hits``; a workflow-scoped one's are 0)."""
     if run_id is not None:
         row = store.run_row(run_id)
-        rows = list(store.breakpoint_rows(row["workflow"], run_id))
-    elif workflow is not None:
-        rows = list(store.breakpoint_rows(workflow))
-    else:
-        seen: dict[int, Mapping[str, Any]] = {}
-        all_runs = store.run_rows()
-        for name in dict.fromkeys(r["workflow"] for r in all_runs):
-            for b in store.breakpoint_rows(name):
+        hits = store.breakpoint_hits(run_id)
+        return [breakpoint_view(b, hits.get(b["id"], 0)) for b in store.breakpoint_rows(row["workflow"], run_id)]
+    if workflow is not None:
+        return [breakpoint_view(b) for b in store.breakpoint_rows(workflow)]
+    seen: dict[int, Mapping[str, Any]] = {}
+    all_runs = store.run_rows()
+    for name in dict.fromkeys(r["workflow"] for r in all_runs):
+        for b in store.breakpoint_rows(name):
+            seen[b["id"]] = b
+    own: dict[int, int] = {}
+    for r in all_runs:
+        if not RunStatus(r["status"]).terminal:
+            mine = [b for b in store.breakpoint_rows(r["workflow"], r["id"]) if b["run_id"] is not None]
+            hits = store.breakpoint_hits(r["id"]) if mine else {}
+            for b in mine:
                 seen[b["id"]] = b
-        for r in all_runs:
-            if not RunStatus(r["status"]).terminal:
-                for b in store.breakpoint_rows(r["workflow"], r["id"]):
-                    seen[b["id"]] = b
-        rows = [seen[i] for i in sorted(seen)]
-    return [breakpoint_view(b) for b in rows]
+                own[b["id"]] = hits.get(b["id"], 0)
+    return [breakpoint_view(seen[i], own.get(i, 0)) for i in sorted(seen)]
 
 
 def _run_fields(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,10 +223,117 @@ def node_status(counts: Mapping[str, int]) -> str:
     return "cancelled"
 
 
+class CodeChange(NamedTuple):
+    """The newest ``code_changed`` event that names a step: when (epoch ``ts``) and its JSON ``view``."""
+
+    ts: float
+    view: dict[str, Any]
+
+
+_S = TypeVar("_S")
+
+
+class _Folded(Generic[_S]):
+    """What the views keep of the runs' events of one *kind*, each run's folded in (*fold*, from
+    *make*'s empty value) as they come: events are only ever appended, so each read asks the store only
+    for the events newer than the last one it read (the history of a 100,000-instance run is read once,
+    not at every refresh of the widget). Process-wide, by store and run; the least recently used runs
+    are dropped first. What :meth:`get` returns is shared: read it, never change it."""
+
+    def __init__(self, kind: str, make: Callable[[], _S], fold: Callable[[_S, queries.EventText], None],
+                 size: int) -> None:
+        self.kind, self.make, self.fold, self.size = kind, make, fold, size
+        self._kept: OrderedDict[tuple[str, str], tuple[int, _S]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, run_id: str) -> _S:
+        key = (str(store.url), run_id)
+        with self._lock:
+            hit = self._kept.get(key)
+            last, state = hit if hit is not None else (0, self.make())
+            last, events = queries.events_of_kind(store, run_id, self.kind, last)
+            for ev in events:
+                self.fold(state, ev)
+            self._kept[key] = (last, state)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+            return state
+
+
+RUNS_FOLDED = 32
+"""Runs whose code changes and logged values the views keep folded (:class:`_Folded`)."""
+
+
+def _fold_change(out: dict[str, CodeChange], ev: queries.EventText) -> None:
+    data = _event_data(ev.data)
+    if not isinstance(data, dict):
+        return
+    found, named, text = data.get("diffs"), data.get("steps"), data.get("diff")
+    diffs: dict[str, Any] = found if isinstance(found, dict) else {}
+    steps: list[Any] = named if isinstance(named, list) else list(diffs)
+    whole = text if isinstance(text, str) else ""
+    for step in steps:
+        diff = diffs.get(step)
+        out[str(step)] = CodeChange(float(ev.ts), {
+            "at": iso(ev.ts), "old_version": data.get("old_version"), "new_version": data.get("new_version"),
+            "diff": diff if isinstance(diff, str) else whole,
+        })
+
+
+def _no_changes() -> dict[str, CodeChange]:
+    return {}
+
+
+_CHANGES = _Folded("code_changed", _no_changes, _fold_change, RUNS_FOLDED)
+
+
+def code_changes(store: Store, run_id: str) -> dict[str, CodeChange]:
+    """Per step, the newest ``code_changed`` event of the run that names it (a hot fix, or a takeover with
+    new code): ``{"at", "old_version", "new_version", "diff"}``, ``diff`` that step's unified diff. Reads
+    the event's ``steps`` and ``diff`` and its ``diffs`` (``{step: diff}``), whichever it carries."""
+    return dict(_CHANGES.get(store, run_id))
+
+
+Logged = dict[tuple[str | None, str | None], dict[str, Any]]
+"""(step, key text) -> logpoint expression -> its newest value."""
+
+
+def _fold_logged(out: Logged, ev: queries.EventText) -> None:
+    data = _event_data(ev.data)
+    if isinstance(data, dict) and isinstance(data.get("expression"), str):
+        out.setdefault((ev.step, ev.key), {})[data["expression"]] = data.get("value")
+
+
+def _nothing_logged() -> Logged:
+    return {}
+
+
+_LOGGED = _Folded("logpoint", _nothing_logged, _fold_logged, RUNS_FOLDED)
+
+
+def _debugging(store: Store, run_id: str, rows: Sequence[Mapping[str, Any]], shown: Sequence[dict[str, Any]],
+               changes: Mapping[str, CodeChange] | None = None) -> None:
+    """Add to each *shown* instance (*rows*: their rows, in that order) ``logged`` (the newest value of
+    each logpoint expression over it) and ``code_changed`` (its last attempt started before the newest
+    code change of its step: it ran the old code). Only the run's events added since the last read are
+    read (:class:`_Folded`)."""
+    if not rows:
+        return
+    changes = code_changes(store, run_id) if changes is None else changes
+    logged = _LOGGED.get(store, run_id)
+    for r, v in zip(rows, shown):
+        change = changes.get(r["step"])
+        v["logged"] = dict(logged.get((r["step"], r["key"]), {}))
+        v["code_changed"] = change is not None and r["started_at"] is not None and float(r["started_at"]) < change.ts
+
+
 def _base_view(
-    store: Store, row: Mapping[str, Any], definition: StoredDefinition, per_step: Mapping[str, Mapping[str, int]]
+    store: Store, row: Mapping[str, Any], definition: StoredDefinition, per_step: Mapping[str, Mapping[str, int]],
+    changes: Mapping[str, CodeChange],
 ) -> dict[str, Any]:
-    """The fields :func:`run_view` and :func:`run_state` share: the run, the DAG with counts, progress."""
+    """The fields :func:`run_view` and :func:`run_state` share: the run, the DAG with counts and each
+    step's newest code change, progress."""
     all_counts: Counter[str] = Counter()
     nodes = []
     for s in definition.order:
@@ -216,6 +350,7 @@ def _base_view(
             "total": sum(c.values()),
             "status": node_status(c),
             "uses": [{**u, "text": Use.from_json(u).describe()} for u in spec.uses],
+            "code_change": dict(changes[s].view) if s in changes else None,
         })
     return {
         **_run_fields(row),
@@ -247,11 +382,17 @@ def run_view(
             for bid in json.loads(r["held_by"]):
                 holding.setdefault(bid, []).append(r["key"])
 
-    view = _base_view(store, row, definition, counts)
+    changes = code_changes(store, run_id)
+    view = _base_view(store, row, definition, counts, changes)
     view["break_on_error"]["holding"] = holding.get(BREAK_ON_ERROR, [])
+    view["stepped_over"] = {"holding": holding.get(STEPPED_OVER, []), "instances": [
+        {"step": r["step"], "key": r["key"]} for r in rows
+        if r["status"] == InstanceStatus.PAUSED and r["held_by"] and STEPPED_OVER in json.loads(r["held_by"])
+    ]}
     view["breakpoints"] = []
+    hits = store.breakpoint_hits(run_id)
     for b in store.breakpoint_rows(row["workflow"], run_id):
-        bp = breakpoint_view(b)
+        bp = breakpoint_view(b, hits.get(b["id"], 0))
         held = holding.get(b["id"], [])
         bp["state"] = "hit" if held else "set"
         bp["holding"] = held
@@ -261,6 +402,7 @@ def run_view(
     chosen = [r for r in rows if wanted is None or r["status"] in wanted]
     listed = chosen if limit is None else chosen[: max(limit, 0)]
     view["instances"] = [instance_view(r) for r in listed]
+    _debugging(store, run_id, listed, view["instances"], changes)
     view["instances_omitted"] = len(rows) - len(listed)
     return view
 
@@ -306,11 +448,14 @@ __all__ = [
     "PROBLEMS",
     "PROBLEM_STATUSES",
     "STATUSES",
+    "CodeChange",
     "Edit",
     "accepting_keys",
+    "breakpoint_label",
     "breakpoint_view",
     "breakpoints_list",
     "change_token",
+    "code_changes",
     "edits",
     "error_group",
     "error_groups",
@@ -349,11 +494,13 @@ def run_state(store: Store, run_id: str) -> dict[str, Any]:
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
     held = queries.held_counts(store, run_id)
-    view = _base_view(store, row, definition, instance_counts(store, run_id))
+    view = _base_view(store, row, definition, instance_counts(store, run_id), code_changes(store, run_id))
     view["break_on_error"]["held"] = held.get(BREAK_ON_ERROR, 0)
+    view["stepped_over"] = {"held": held.get(STEPPED_OVER, 0)}
     view["breakpoints"] = []
+    hits = store.breakpoint_hits(run_id)
     for b in store.breakpoint_rows(row["workflow"], run_id):
-        bp = breakpoint_view(b)
+        bp = breakpoint_view(b, hits.get(b["id"], 0))
         bp["held"] = held.get(b["id"], 0)
         bp["state"] = "hit" if bp["held"] else "set"
         view["breakpoints"].append(bp)
@@ -409,8 +556,9 @@ def instance_page(
         raise NbflowError(f"cannot sort by {sort!r}; sorts are: {', '.join(queries.SORTS)}")
     page = queries.instance_page(store, run_id, step, status=_statuses(status), text=text, offset=offset, limit=limit,
                                  signature=_signature(store, run_id, step, group), sort=sort, desc=desc)
-    return {"step": step, "offset": page.offset, "limit": limit, "total": page.total,
-            "rows": [instance_view(r, user_key=user_keys) for r in page.rows]}
+    shown = [instance_view(r, user_key=user_keys) for r in page.rows]
+    _debugging(store, run_id, page.rows, shown)
+    return {"step": step, "offset": page.offset, "limit": limit, "total": page.total, "rows": shown}
 
 
 def instance_views(store: Store, run_id: str, step: str, items: Iterable[int], *,
@@ -418,7 +566,10 @@ def instance_views(store: Store, run_id: str, step: str, items: Iterable[int], *
     """The instances of *step* at *items*, in that order, as :func:`instance_view` shows them (no values)."""
     wanted = list(items)
     rows = {r["item"]: r for r in store.instance_rows(run_id, step, items=wanted)}
-    return [instance_view(rows[i], user_key=user_keys) for i in wanted if i in rows]
+    found = [rows[i] for i in wanted if i in rows]
+    shown = [instance_view(r, user_key=user_keys) for r in found]
+    _debugging(store, run_id, found, shown)
+    return shown
 
 
 def filter_keys(store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None,
@@ -682,4 +833,12 @@ def instance_detail(
         "history_omitted": max(len(history) - history_limit, 0),
         "last_event": events[-1]["id"] if events else 0,
     })
+    change = code_changes(store, run_id).get(step)
+    view["code_changed"] = change is not None and row["started_at"] is not None and float(row["started_at"]) < change.ts
+    view["code_diff"] = change.view["diff"] if change is not None else None
+    view["logged"] = [
+        {"expression": h["data"].get("expression"), "value": h["data"].get("value"), "when": h["data"].get("when"),
+         "at": h["ts"], "error": h["data"].get("error")}
+        for h in history if h["kind"] == "logpoint" and isinstance(h["data"], dict)
+    ]
     return view

@@ -192,7 +192,7 @@ def describe(groups: Groups, verb: str) -> str:
         if step is None:
             parts.append("every paused instance" if verb == "resume" else "every unfinished instance")
         elif keys is None:
-            parts.append(step if verb in ("approve", "reject") else f"every instance of {step}")
+            parts.append(step if verb in ("approve", "reject", "step_over") else f"every instance of {step}")
         elif len(keys) > SHOWN_KEYS:
             parts.append(f"{len(keys)} instances of {step} ("
                          + ", ".join(f"{step}:{k}" for k in keys[:SHOWN_KEYS]) + ", …)")

@@ -14,7 +14,7 @@ from .._util import dumps
 from ..commands import check_target
 from ..errors import CommandRefused
 from ..run import Run
-from ..states import BREAK_ON_ERROR, StepKind
+from ..states import BREAK_ON_ERROR, STEPPED_OVER, StepKind
 from ..store import Store
 from ..verbs import allowed_verbs
 from . import watch
@@ -150,6 +150,10 @@ def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> N
     prog = view["progress"]
     con.print(Text(f"progress: {prog['done']}/{prog['total']} instances finished"
                    + ("  (break on error)" if view["break_on_error"]["enabled"] else "")))
+    stepped = view["stepped_over"]["instances"]
+    if stepped:
+        con.print(Text("paused by a step over: " + ", ".join(target_text(i["step"], i["key"]) for i in stepped[:10])
+                       + (f" … (+{len(stepped) - 10})" if len(stepped) > 10 else ""), style="yellow"))
 
     steps = Table(title="steps", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("STEP", "KIND", "AFTER", "INSTANCES", "BY STATUS"):
@@ -167,7 +171,7 @@ def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> N
 
     if view["breakpoints"]:
         bps = Table(title="breakpoints", title_justify="left", box=box.SIMPLE_HEAD)
-        for col in ("ID", "SCOPE", "TARGET", "WHEN", "IF", "STATE", "HOLDING"):
+        for col in ("ID", "SCOPE", "TARGET", "WHEN", "IF", "ACTION", "HITS", "STATE", "HOLDING"):
             bps.add_column(col)
         for bp in view["breakpoints"]:
             held = bp["holding"]
@@ -177,6 +181,8 @@ def _render_run(view: Mapping[str, Any], wanted: Sequence[str], limit: int) -> N
             bps.add_row(
                 str(bp["id"]), bp["scope"], Text(target_text(bp["step"], bp["key"])), bp["when"],
                 Text(bp["condition"] or "-"),
+                Text(f"log {bp['expression']}" if bp["action"] == "log" else bp["action"]),
+                f"{bp['hits']} of >= {bp['hit_count']}" if bp["hit_count"] else str(bp["hits"]),
                 Text(bp["state"], style="bold yellow" if bp["state"] == "hit" else ""),
                 Text(f"{len(held)}: {shown}" if held else "-"),
             )
@@ -250,8 +256,8 @@ def _render_instance(run_id: str, d: Mapping[str, Any]) -> None:
     head.append(f"  attempt {d['attempt']}")
     con.print(head)
     facts = [("pause reason", d["pause_reason"]),
-             ("held by", ", ".join("break_on_error" if b == BREAK_ON_ERROR else f"breakpoint {b}"
-                                   for b in d["held_by"]) or None),
+             ("held by", ", ".join("break_on_error" if b == BREAK_ON_ERROR else "step over" if b == STEPPED_OVER
+                                   else f"breakpoint {b}" for b in d["held_by"]) or None),
              ("started", d["started_at"] and local_time(d["started_at"])),
              ("finished", d["finished_at"] and local_time(d["finished_at"])),
              ("next attempt", d["next_attempt_at"] and local_time(d["next_attempt_at"])),

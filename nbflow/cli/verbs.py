@@ -1,6 +1,6 @@
-"""The operator verbs of :data:`nbflow.verbs.VERBS` on the command line: resume, skip, retry, set
-(set_inputs, set_output), approve, reject, cancel and signal. Each command only reads its options
-into targets and a payload; :func:`operate` does the rest for all of them: it checks the command
+"""The operator verbs of :data:`nbflow.verbs.VERBS` on the command line: resume, step (step_over),
+skip, retry, set (set_inputs, set_output), approve, reject, cancel and signal. Each command only reads
+its options into targets and a payload; :func:`operate` does the rest for all of them: it checks the command
 (:func:`nbflow.commands.check`), asks the verb's question (``Verb.confirm``), submits it and awaits
 the owner's answer (:func:`nbflow.commands.await_applied`). The help's first line is ``Verb.summary``."""
 from __future__ import annotations
@@ -377,6 +377,41 @@ def _take_over_and_resume(
             "paused": views.paused_instances(run)}
 
 
+# ---------------------------------------------------------------------------------- step over
+@verb_command("step_over", command="step")
+@click.argument("run_id", metavar="RUN")
+@click.argument("target", metavar="STEP[:KEY]")
+@reason_option
+@force_option
+@fmt_option
+@click.pass_obj
+def step_cmd(obj: State, run_id: str, target: str, reason: str | None, force: bool, fmt: str | None) -> None:
+    """Resume the one paused instance STEP[:KEY] names (a foreach item needs its key) and pause, before
+    their body, the instances that consume its output when they are ready: the matching item of a
+    foreach over it, a task that takes it (once the whole fan-out is ready). The breakpoint that pauses
+    them is run-scoped and one-shot: it is removed once it fired; resume them as any paused instance."""
+    store = obj.store
+    row = store.run_row(run_id)
+    groups = groups_of([target])
+    ((step, keys),) = groups
+    check_target(store, row, step, keys)
+    if keys is None and store.definition(row["workflow"], row["version"]).steps[step].kind == StepKind.FOREACH:
+        raise CommandRefused(_needs_key(store, run_id, step), Refusal.INVALID)
+    operate(obj, run_id, "step_over", groups, None, reason, force, fmt)
+
+
+def _needs_key(store: Store, run_id: str, step: str) -> str:
+    """Why ``nbflow step RUN STEP`` on a foreach is refused, with the keys of its paused instances to name."""
+    rows = views.instance_page(store, run_id, step, status=InstanceStatus.PAUSED.value, limit=5)
+    if rows["total"]:
+        sample = ", ".join(f"{step}:{r['key']}" for r in rows["rows"]) + (", …" if rows["total"] > 5 else "")
+        which = f"its paused {plural(rows['total'], 'instance')}: {sample}"
+    else:
+        which = "it has no paused instance now"
+    return (f"step {step!r} is a foreach step: step over names one instance by its key "
+            f"(`nbflow step {run_id} {step}:KEY`); {which}")
+
+
 # ---------------------------------------------------------------------------------- the other verbs
 @verb_command("skip")
 @click.argument("run_id", metavar="RUN")
@@ -636,9 +671,9 @@ def table_command(name: str) -> click.Command:
     return click.command(name.replace("_", "-"), params=params, help=v.summary)(callback)
 
 
-HANDWRITTEN = (resume_cmd, skip_cmd, retry_cmd, set_cmd, cancel_cmd, approve_cmd, reject_cmd, signal_cmd)
+HANDWRITTEN = (resume_cmd, step_cmd, skip_cmd, retry_cmd, set_cmd, cancel_cmd, approve_cmd, reject_cmd, signal_cmd)
 """The verbs whose command line has more than the table says: own arguments, options and help."""
-_COVERED = {"resume", "skip", "retry", "set_inputs", "set_output", "cancel", "approve", "reject", "signal"}
+_COVERED = {"resume", "step_over", "skip", "retry", "set_inputs", "set_output", "cancel", "approve", "reject", "signal"}
 
 COMMANDS = (*HANDWRITTEN, *(table_command(v.name) for v in VERBS.values()
                            if v.target in (Target.INSTANCES, Target.STEP, Target.RUN) and v.name not in _COVERED))

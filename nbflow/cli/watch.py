@@ -23,7 +23,7 @@ from rich.text import Text
 
 from .. import views
 from .._util import plural
-from ..states import BREAK_ON_ERROR, InstanceStatus, RunStatus
+from ..states import BREAK_ON_ERROR, STEPPED_OVER, InstanceStatus, RunStatus
 from ..store import Store
 from ._common import ATTENTION, console, counts_text, echo_err, status_text
 
@@ -34,8 +34,9 @@ LISTED = 20
 
 
 def held_text(held_by: list[int]) -> str:
-    """What holds a paused instance, for people: ``breakpoint 3``, ``break on error``."""
-    return ", ".join("break on error" if b == BREAK_ON_ERROR else f"breakpoint {b}" for b in held_by)
+    """What holds a paused instance, for people: ``breakpoint 3``, ``break on error``, ``step over``."""
+    return ", ".join("break on error" if b == BREAK_ON_ERROR else "step over" if b == STEPPED_OVER
+                     else f"breakpoint {b}" for b in held_by)
 
 
 def frame(store: Store, run_id: str) -> tuple[RenderableType, Mapping[str, Any]]:
@@ -71,11 +72,11 @@ def frame(store: Store, run_id: str) -> tuple[RenderableType, Mapping[str, Any]]
     parts.append(steps)
 
     holds = [f"break on error: holding {view['break_on_error']['held']}"] if view["break_on_error"]["enabled"] else []
+    if view["stepped_over"]["held"]:
+        holds.append(f"step over: holding {view['stepped_over']['held']}")
     for bp in view["breakpoints"]:
-        where = bp["step"] + (f":{bp['key']}" if bp["key"] is not None else "")
-        cond = f" if {bp['condition']}" if bp["condition"] else ""
-        holds.append(f"breakpoint {bp['id']} {bp['when']} {where}{cond}: "
-                     + (f"hit, holding {bp['held']}" if bp["held"] else "set"))
+        what = "logpoint" if bp["action"] == "log" else "breakpoint"
+        holds.append(f"{what} {bp['id']} {bp['label']}: " + (f"hit, holding {bp['held']}" if bp["held"] else "set"))
     if holds:
         parts.append(Text("breakpoints: " + "; ".join(holds)))
 

@@ -6,12 +6,12 @@ them in a ``Run``. What it writes goes through :mod:`nbflow.store.runs`."""
 from __future__ import annotations
 
 import atexit
-import difflib
 import functools
 import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from ..states import InstanceStatus as S
 from ..store import Store, codec
 from ..store import runs as run_rows
 from . import pinning, source_lines
+from .adopt import ADOPT_WAIT_S, code_changed_data, step_diff
 from .backends import resolve
 from .pinning import Use
 from .scheduler import Scheduler
@@ -52,6 +53,22 @@ def live(run_id: str) -> Scheduler | None:
     """The scheduler driving *run_id* in this process, if any."""
     sched = _live.get(run_id)
     return sched if sched is not None and sched.alive() else None
+
+
+def redefined(wf: WorkflowDef) -> None:
+    """*wf* redefined a step: each run this process drives with *wf*'s live code adopts it now (its
+    ``code_changed`` event is committed when this returns, within :data:`ADOPT_WAIT_S`)."""
+    with _live_lock:
+        scheds = [s for s in _live.values() if s.wf is wf and s.live_code and s.alive()]
+    if not scheds:
+        return
+    offered = [s.offer_code() for s in scheds]
+    if any(s.thread is threading.current_thread() for s in scheds):
+        return  # redefined from inside a scheduler's own turn: it cannot wait for itself
+    deadline = time.monotonic() + ADOPT_WAIT_S
+    for sched, done in zip(scheds, offered):
+        while not done.wait(0.05) and sched.alive() and time.monotonic() < deadline:
+            pass
 
 
 def forget(sched: Scheduler) -> None:
@@ -321,17 +338,14 @@ def take_over(
             old = stored_def.steps[s].source
             new = plan.steps[s].source
             if old != new or stored_def.steps[s].options != plan.steps[s].options():
-                diffs[s] = "".join(
-                    difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"{s} ({row['version']})",
-                                         f"{s} ({version})")
-                )
+                diffs[s] = step_diff(s, old, new, row["version"], version)
     params = store.decode(row["params_codec"], row["params"]) or {}
     owner_id = uuid.uuid4().hex
     ts = now()
     events: list[tuple[str, Mapping[str, Any]]] = [
         ("taken_over", {"previous_owner": owner_text(row), "pinned_code": not live_code})]
     if diffs:
-        events.append(("code_changed", {"old_version": row["version"], "new_version": version, "diffs": diffs}))
+        events.append(("code_changed", code_changed_data(row["version"], version, diffs)))
     claimed = run_rows.claim_run(
         store, run_id, row["owner_id"],
         {"owner_host": HOST, "owner_pid": os.getpid(), "owner_id": owner_id, "heartbeat_at": ts, "updated_at": ts,

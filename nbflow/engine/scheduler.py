@@ -1177,6 +1177,8 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 self._arm_timer(self.insts[ident], started + timeout, "step_timeout", attempt)
         elif kind == "wake":
             return True
+        elif kind == "adopt":
+            self._adopt_offered(payload)
         elif kind == "stop":
             self.stop_requested = True
         return False

@@ -33,8 +33,14 @@ Actions and their arguments (``key``: an instance's key as the rows show it; ``k
   ``set_output {value}``, ``approve {step, comment, payload}``, ``reject {step, comment}``,
   ``cancel``. An edited value may come as the editor's JSON text in ``json`` instead (parsed here,
   strictly: big integers keep their digits). A verb added to the table is an action with no code here;
-* breakpoints: ``add_breakpoint {step, key, when, condition}`` (for every run of the workflow),
-  ``remove_breakpoint {step, key}`` (of the workflow and of this run); no step: the selected one.
+* breakpoints: ``add_breakpoint {step, key, when, condition, expression, hit_count}`` (for every run of
+  the workflow; an ``expression`` makes it a logpoint, ``hit_count`` N acts from the Nth hit on),
+  ``remove_breakpoint {step, key}`` (of the workflow and of this run); no step: the selected one;
+* ``step_over {step, key}`` is a verb of the table like the others;
+* ``debug_cell {step, key}`` (no step: the selected instance): in the kernel that shows the widget,
+  binds the instance's inputs as the notebook's variables (:func:`nbflow.notebook.debug.prepare`) and
+  answers ``debug_cell {target, code, bound}`` (the cell the front end inserts); without a kernel (the
+  sidebar) it is refused, saying to run ``%nbflow debug STEP:KEY`` in a notebook.
 """
 from __future__ import annotations
 
@@ -54,6 +60,7 @@ from ..run import Run
 from ..states import label
 from ..triage import Expression
 from ..verbs import Verb
+from . import debug
 
 PAGE_SIZE = 20
 """Rows on one page of the instance table (the page drives its height: no scroll box in a notebook output)."""
@@ -77,11 +84,18 @@ here with no code of its own."""
 
 BREAKPOINT_ACTIONS = ("add_breakpoint", "remove_breakpoint")
 
-ACTIONS = NAVIGATION + CODE_ACTIONS + VERB_ACTIONS + BREAKPOINT_ACTIONS
+DEBUG_CELL = "debug_cell"
+"""Bind an instance's inputs in the kernel that shows the view and answer the cell to insert (widget only)."""
+
+ACTIONS = NAVIGATION + CODE_ACTIONS + VERB_ACTIONS + BREAKPOINT_ACTIONS + (DEBUG_CELL,)
 """Every action, in the order they are listed."""
 
 SUMMARY_FIELDS = ("id", "workflow", "version", "status", "interrupted", "owner", "progress", "counts",
-                  "break_on_error", "created", "updated", "finished", "forked_from")
+                  "break_on_error", "stepped_over", "created", "updated", "finished", "forked_from")
+
+NODE_BREAKPOINT_FIELDS = ("id", "key", "when", "condition", "scope", "state", "held", "action", "expression",
+                          "hit_count", "hits", "one_shot", "origin", "label")
+"""What each DAG node's ``breakpoints`` carry of :func:`nbflow.views.run_state`'s breakpoints."""
 
 ERROR_GROUPS_SHOWN = 12
 """Error groups the view ships (the largest; ``groups_omitted`` counts the others): its state stays small."""
@@ -150,8 +164,11 @@ class Controller:
     """The actions and the view state of the debugger view of one run."""
 
     def __init__(self, run: Run, *, page_size: int = PAGE_SIZE, view: Mapping[str, Any] | None = None,
-                 resume_hint: str = "wf.attach", actor: str | None = None) -> None:
+                 resume_hint: str = "wf.attach", actor: str | None = None, shell: Any = None) -> None:
         self.run = run
+        self.shell = shell
+        """The IPython shell of the kernel that shows the view (the widget), where ``debug_cell`` binds an
+        instance's inputs; None without one (the sidebar): ``summary.kernel`` is False and it is refused."""
         self.actor = actor or current_actor()
         """Who this surface acts as (``summary.actor``): the OS user in a notebook, the Jupyter user on the server."""
         self.store = run.store
@@ -169,7 +186,8 @@ class Controller:
         self._command: dict[str, Any] | None = None  # the command the action in progress wrote
         self._extra: dict[str, Any] = {}  # more fields of the answer in progress (a bulk edit's preview)
         self._handlers: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
-            name: getattr(self, f"_on_{name}") for name in NAVIGATION + CODE_ACTIONS + BREAKPOINT_ACTIONS
+            name: getattr(self, f"_on_{name}")
+            for name in (*NAVIGATION, *CODE_ACTIONS, *BREAKPOINT_ACTIONS, DEBUG_CELL)
         }
         for name in VERB_ACTIONS:
             self._handlers[name] = functools.partial(self._verb, "resume" if name == "resume_all" else name)
@@ -259,14 +277,13 @@ class Controller:
         self.status = state["status"]
         bps: dict[str, list[dict[str, Any]]] = {}
         for b in state["breakpoints"]:
-            bps.setdefault(b["step"], []).append(
-                {k: b[k] for k in ("id", "key", "when", "condition", "scope", "state", "held")}
-            )
+            bps.setdefault(b["step"], []).append({k: b[k] for k in NODE_BREAKPOINT_FIELDS})
         nodes = [{**n, "breakpoints": bps.get(n["step"], [])} for n in state["dag"]["nodes"]]
         self._nodes = nodes
         summary = {k: state[k] for k in SUMMARY_FIELDS}
         summary["params"] = _small(state["params"])
         summary["actor"] = self.actor
+        summary["kernel"] = self.shell is not None
         v = self._v
         if v.step is not None and v.step not in {n["step"] for n in nodes}:
             v.step, v.sel = None, None
@@ -714,6 +731,26 @@ class Controller:
         self._command = {"id": res.id, "state": str(verbs.CommandState.SENT)}
         return f"sent as command #{res.id}; waiting for the run's owner to apply it"
 
+    # debug an instance in a cell
+    def _on_debug_cell(self, m: Mapping[str, Any]) -> str:
+        """Bind the instance's inputs (``item``, upstream steps, parameters, ``ctx``) in the kernel's
+        namespace and answer ``debug_cell {target, code, bound}``: the cell the front end inserts below."""
+        step = _step_arg(m)
+        if step is None and self._v.sel is not None:
+            step, key = self._v.sel
+        else:
+            key = key_text(m.get("key"))
+        if step is None:
+            raise NbflowError("debug_cell needs the instance: {step, key}, or select one first")
+        if self.shell is None:
+            raise CommandRefused(
+                f"debugging {label(step, key)} in a cell needs a notebook's kernel, and this view has none: run "
+                f"`%nbflow debug {label(step, key)}` in a notebook cell (after `%load_ext nbflow`, with "
+                f"`wf.attach('{self.run.id}')` or the run's workflow defined there)", verbs.Refusal.INVALID)
+        cell = debug.prepare(self.run, step, key, self.shell)
+        self._extra = {"debug_cell": {"target": cell.target, "code": cell.code, "bound": list(cell.bound)}}
+        return f"inputs of {cell.target} bound: {', '.join(cell.bound)}"
+
     # breakpoints
     def _on_add_breakpoint(self, m: Mapping[str, Any]) -> str:
         step, key = self._bp_target(m)
@@ -721,14 +758,25 @@ class Controller:
         if isinstance(condition, str):
             condition = condition.strip() or None  # the form's empty field: no condition
         condition = check_condition(condition)
+        expression = m.get("expression")
+        if isinstance(expression, str):
+            expression = expression.strip() or None  # the form's empty field: a pausing breakpoint
+        hit_count = m.get("hit_count")
+        if hit_count in ("", None):
+            hit_count = None
+        elif isinstance(hit_count, str) and hit_count.strip().isdigit():
+            hit_count = int(hit_count)  # the form's text field
         workflow = self.run.workflow_name
         row = self.store.run_row(self.run.id)
         # for every run of the workflow, checked against this run's definition; refused once it finished
         bp = check_breakpoint(self.store, workflow, row, step, key, m.get("when") or "before", condition,
-                              run_scoped=False)
+                              run_scoped=False, action="log" if expression is not None else "pause",
+                              expression=expression, hit_count=hit_count)
         made = add_breakpoint(self.store, workflow, bp)
         cond = f", if {condition}" if condition else ""
-        return f"breakpoint #{made.id} set on {label(step, key)} ({bp.when}{cond}) for every run of {workflow!r}"
+        hits = f", from hit {hit_count} on" if hit_count is not None else ""
+        what = f"logpoint #{made.id} ({expression})" if expression is not None else f"breakpoint #{made.id}"
+        return f"{what} set on {label(step, key)} ({bp.when}{cond}{hits}) for every run of {workflow!r}"
 
     def _bp_target(self, m: Mapping[str, Any]) -> tuple[str, str | None]:
         step = _step_arg(m) or self._v.step  # the form under the graph acts on the selected step
@@ -869,4 +917,4 @@ def _small(value: Any, limit: int = 4000) -> Any:
     return shown
 
 
-__all__ = ["ACTIONS", "NAVIGATION", "PAGE_SIZE", "VERB_ACTIONS", "Controller"]
+__all__ = ["ACTIONS", "DEBUG_CELL", "NAVIGATION", "PAGE_SIZE", "VERB_ACTIONS", "Controller"]

@@ -35,6 +35,7 @@ from ..run import Run
 from ..states import StepKind, label
 from ..views import run_summary
 from ..workflow import CTX, ITEM, StepSpec, Workflow, _check_options, check_step_name
+from . import debug
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -367,6 +368,16 @@ def _nonneg_int(text: str) -> int:
     return n
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
 def _seconds(text: str) -> float:
     try:
         s = float(text)
@@ -425,9 +436,25 @@ def _nbflow_parser() -> _Parser:
     s.add_argument("--when", choices=("before", "after", "error"), default="before")
     s.add_argument("--if", dest="condition", metavar="EXPR", default=None,
                    help="only when this expression over the step's inputs is true")
+    s.add_argument("--log", dest="expression", metavar="EXPR", default=None,
+                   help="a logpoint: never pauses, records this expression's value for each instance")
+    s.add_argument("--hit-count", metavar="N", type=_positive_int, default=None,
+                   help="act from the Nth instance that reaches it (and matches --if) on")
 
     s = sub.add_parser("unbreak", help="remove the workflow's breakpoints on a step (what they hold resumes)")
     s.add_argument("target", metavar="STEP[:KEY]", type=_target)
+
+    s = sub.add_parser("step", help="step over a paused instance: resume it, pause what consumes its output")
+    s.add_argument("target", metavar="STEP[:KEY]", type=_target)
+    s.add_argument("--run", metavar="RUN", default=None)
+    s.add_argument("--reason", default=None)
+
+    s = sub.add_parser("debug", help="bind an instance's inputs in the notebook and put its body in a new cell")
+    s.add_argument("target", metavar="STEP[:KEY]", type=_target, nargs="?", default=None)
+    s.add_argument("--pdb", action="store_true",
+                   help="run the body on those inputs instead, post-mortem in the debugger on its error")
+    s.add_argument("--end", action="store_true", help="end the debug session (the run is not touched)")
+    s.add_argument("--run", metavar="RUN", default=None)
 
     s = sub.add_parser("skip", help="skip paused or failed instances, giving their output")
     s.add_argument("targets", metavar="STEP[:KEY]", nargs="+", type=_target)
@@ -527,12 +554,15 @@ class NbflowMagics(Magics):
 
     @_named(cell_magic, "step")
     @_no_var_expand
-    def step(self, line: str, cell: str) -> None:
-        """%%step NAME [--foreach UPSTREAM] [--key EXPR] [--after A,B] [--retries N] [--timeout S]"""
+    def step(self, line: str, cell: str) -> Any:
+        """%%step NAME [--foreach UPSTREAM] [--key EXPR] [--after A,B] [--retries N] [--timeout S]
+
+        While NAME is being debugged (``%nbflow debug NAME:KEY``), the cell also runs the new body on
+        that instance's bound inputs and shows its value."""
         try:
             args = _step_parser().parse_args(split_args(line))
         except _Exit:
-            return
+            return None
         name = args.name
         if not name.isidentifier() or keyword.iskeyword(name):
             raise UsageError(f"%%step: step name {name!r} is not a Python identifier (other steps receive its "
@@ -547,8 +577,9 @@ class NbflowMagics(Magics):
             kind=StepKind.FOREACH if args.foreach else StepKind.TASK, foreach=args.foreach, key_source=args.key,
             after=after, retries=args.retries, timeout=args.timeout,
         )
+        wf = current_workflow()
         try:
-            define(cell_step, current_workflow())
+            spec = define(cell_step, wf, self._live_params(wf))
         except NbflowError as exc:
             raise _quiet(exc) from None
         except SyntaxError as exc:  # shown like IPython shows a cell's syntax error, without our frames
@@ -558,12 +589,22 @@ class NbflowMagics(Magics):
             lines = traceback.format_exception_only(type(exc), exc)
             err._render_traceback_ = lambda: [ln.rstrip("\n") for ln in lines]  # type: ignore[attr-defined]
             raise err from None
-        return
+        sess = debug.debugging(wf.name, name)
+        if sess is None:
+            return None
+        print(f"{sess.target}: the new body on its bound inputs (end debugging with %nbflow debug --end)")
+        try:
+            kwargs = debug.arguments(sess, spec.params, self._shell.user_ns, "the new body")
+        except NbflowError as exc:
+            raise _quiet(exc) from None
+        assert spec.fn is not None
+        return spec.fn(**kwargs)  # its error is the cell's: %debug opens post-mortem in the body
 
     @_named(line_magic, "nbflow")
     @_no_var_expand
     def nbflow(self, line: str) -> Any:
-        """%nbflow VERB: workflow, run, resume, break, unbreak, skip, retry, cancel, runs, show, attach (-h for help)"""
+        """%nbflow VERB: workflow, run, resume, step, debug, break, unbreak, skip, retry, cancel, runs, show, attach
+        (-h for help)"""
         try:
             args = _nbflow_parser().parse_args(split_args(line))
         except _Exit:
@@ -572,6 +613,17 @@ class NbflowMagics(Magics):
             return getattr(self, f"_do_{args.verb}")(args)
         except NbflowError as exc:
             raise _quiet(exc) from None
+
+    def _live_params(self, wf: Workflow) -> set[str]:
+        """The run parameters of the current run and of the debugged one, when they are runs of *wf*: a
+        redefined cell reads them as parameters even where the notebook has (or debugging bound) a
+        variable of that name, so the run it redefines keeps its graph and adopts the new body."""
+        names: set[str] = set()
+        sess = debug.session()
+        for run in (current_run(self._shell.user_ns), sess.run if sess is not None else None):
+            if run is not None and run.workflow_name == wf.name:
+                names.update(run.params)
+        return names
 
     # -- verbs ---------------------------------------------------------------------------------
     def _run_arg(self, run_id: str | None) -> Run:
@@ -647,9 +699,45 @@ class NbflowMagics(Magics):
 
     def _do_break(self, args: argparse.Namespace) -> None:
         step, key = args.target
-        bp = current_workflow().breakpoints.add(step, key, when=args.when, condition=args.condition)
+        log = args.expression is not None
+        bp = current_workflow().breakpoints.add(
+            step, key, when=args.when, condition=args.condition, action="log" if log else "pause",
+            expression=args.expression, hit_count=args.hit_count,
+        )
         where = label(step, key)
-        print(f"breakpoint {bp.id} on {where} ({bp.when})" + (f" if {bp.condition}" if bp.condition else ""))
+        print(("logpoint" if log else "breakpoint") + f" {bp.id} on {where} ({bp.when})"
+              + (f" if {bp.condition}" if bp.condition else "")
+              + (f" logs {bp.expression}" if log else "")
+              + (f", from hit {bp.hit_count} on" if bp.hit_count else ""))
+
+    def _do_step(self, args: argparse.Namespace) -> None:
+        step, key = args.target
+        self._report([self._run_arg(args.run).step_over(step, key=key, reason=args.reason)])
+
+    def _do_debug(self, args: argparse.Namespace) -> Any:
+        if args.end:
+            if args.target is not None or args.pdb:
+                raise UsageError("%nbflow debug --end takes no target and no --pdb")
+            ended = debug.end()
+            print(f"debug session of {ended.target} ended" if ended else "no instance is being debugged")
+            return None
+        if args.target is None:
+            sess = debug.session()
+            print(f"debugging {sess.target} of run {sess.run.id} (end with %nbflow debug --end)" if sess else
+                  "no instance is being debugged: %nbflow debug STEP[:KEY] starts")
+            return None
+        step, key = args.target
+        run = self._run_arg(args.run)
+        wf = current_workflow()
+        today = wf if wf.name == run.workflow_name else None
+        if args.pdb:
+            debug.run_pdb(run, step, key, self._shell, workflow=today)
+            return None
+        cell = debug.prepare(run, step, key, self._shell, workflow=today)
+        self._shell.set_next_input(cell.code)
+        print(f"inputs of {cell.target} bound: {', '.join(cell.bound)}; its body is in the cell below "
+              "(end debugging with %nbflow debug --end)")
+        return None
 
     def _do_unbreak(self, args: argparse.Namespace) -> None:
         step, key = args.target

@@ -91,7 +91,7 @@ class RunWidget(anywidget.AnyWidget):
         self.run = run
         self.store = run.store
         self.page_size = page_size
-        self.controller = Controller(run, page_size=page_size, actor=_kernel_actor())
+        self.controller = Controller(run, page_size=page_size, actor=_kernel_actor(), shell=_kernel_shell())
         """The view's state and actions (shared with the sidebar's REST endpoint)."""
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -217,6 +217,15 @@ class RunWidget(anywidget.AnyWidget):
             self._seq += 1
             self.message = {"seq": self._seq, "ok": bool(answer.get("ok")), "text": answer.get("text") or "",
                             "action": answer.get("action"), "req": req}
+
+
+def _kernel_shell() -> Any:
+    """The shell of the IPython kernel this widget is shown from (``debug_cell`` binds inputs there), else None."""
+    try:
+        ip = get_ipython()
+    except ImportError:
+        return None
+    return ip if ip is not None and getattr(ip, "kernel", None) is not None else None
 
 
 def _kernel_actor() -> str:

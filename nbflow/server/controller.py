@@ -10,16 +10,18 @@ first look, which opens the first step that waits on a person). Answer ``{"resul
 state the view draws (``summary``, ``dag``, ``selected_step``, ``instances``, ``selected``,
 ``detail``, ``live``) and the view state to send next time. A refused action answers with its
 refusal's status (400 invalid, 404 not found, 409 refused by the state), with the same body and
-the ``message`` every error of the API has; a
+the ``message`` every error of the API has. ``debug_cell`` is refused here (400): the sidebar has no
+kernel to bind an instance's inputs in; its text says to run ``%nbflow debug STEP:KEY`` in a notebook. A
 command sent to a live owner in another process is waited for up to
 :data:`~nbflow.server.handlers.APPLY_WAIT_S`.
 
 Like every ``/nbflow/api/`` endpoint it needs a Jupyter login and, being a POST, Jupyter's XSRF
 protection; navigation needs ``read`` on ``nbflow``, every other action ``write``. Whatever
 evaluates a person's expression needs ``execute`` on ``kernels`` too: a breakpoint with a condition
-(code the run's owner evaluates), the actions of :data:`~nbflow.notebook.controller.CODE_ACTIONS`
-(watch columns, a bulk edit's preview and apply), and any action whose view holds watch columns
-(every state read evaluates them, so a view is code as well as state).
+or a logpoint's expression (code the run's owner evaluates), the actions of
+:data:`~nbflow.notebook.controller.CODE_ACTIONS` (watch columns, a bulk edit's preview and apply), and
+any action whose view holds watch columns (every state read evaluates them, so a view is code as well
+as state).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from tornado import web
 from .. import verbs
 from .._util import set_actor
 from ..commands import await_applied
-from ..notebook.controller import CODE_ACTIONS, NAVIGATION, Controller
+from ..notebook.controller import CODE_ACTIONS, DEBUG_CELL, NAVIGATION, Controller
 from ..run import Run
 from ..states import RunStatus
 from .handlers import APPLY_WAIT_S, ApiHandler, _http, _translate
@@ -50,7 +52,8 @@ class ActionHandler(ApiHandler):
     @web.authenticated
     @_translate
     async def post(self, run_id: str, name: str) -> None:
-        need = "read" if name in NAVIGATION else "write"
+        # debug_cell only ever answers its refusal here (no kernel to bind inputs in): reading is enough
+        need = "read" if name in NAVIGATION or name == DEBUG_CELL else "write"
         if not await self._allowed(need, self.auth_resource):
             raise _http(403, f"User is not authorized to {need} on resource: {self.auth_resource}.")
         body = self.body_object(("args", "view"))
@@ -59,10 +62,11 @@ class ActionHandler(ApiHandler):
             raise _http(400, "'args' must be a JSON object or null")
         if view is not None and not isinstance(view, dict):
             raise _http(400, "'view' must be the JSON object the last answer gave, or null")
-        condition = (args or {}).get("condition")
-        if name == "add_breakpoint" and condition not in (None, "") and not await self._allowed("execute", "kernels"):
-            raise _http(403, "a breakpoint condition is code; only users allowed to execute code in this server "
-                             "may set one")
+        code = [(args or {}).get(f) for f in ("condition", "expression")]
+        if (name == "add_breakpoint" and any(c not in (None, "") for c in code)
+                and not await self._allowed("execute", "kernels")):
+            raise _http(403, "a breakpoint condition or logpoint expression is code; only users allowed to execute "
+                             "code in this server may set one")
         if (name in CODE_ACTIONS or (view or {}).get("watch")) and not await self._allowed("execute", "kernels"):
             raise _http(403, "watch columns and bulk edits are expressions evaluated in this server; only users "
                              "allowed to execute code here may use them")

@@ -401,15 +401,17 @@ class CommandsHandler(ApiHandler):
 
 class BreakpointsHandler(ApiHandler):
     """``/nbflow/api/breakpoints``: list (GET ``?workflow=W`` or ``?run=RUN``, neither: all), add
-    (POST ``{"workflow"|"run", "step", "key", "when", "condition"}``), remove (DELETE
+    (POST ``{"workflow"|"run", "step", "key", "when", "condition", "expression", "hit_count"}``; an
+    ``expression`` makes a logpoint), remove (DELETE
     ``?workflow=W|run=RUN&step=S[&key=K]``), as ``nbflow breakpoint list|add|rm -o json`` do.
 
     A condition is Python code that the run's owner evaluates. It is accepted only from an
     authenticated Jupyter user (with XSRF protection) whom the authorizer also allows to
     ``execute`` on ``kernels``, i.e. someone who could already run code in this server; such a
-    user gains nothing by it. Without a condition, ``write`` on ``nbflow`` is enough."""
+    user gains nothing by it. So is a logpoint's expression. Without either, ``write`` on ``nbflow``
+    is enough."""
 
-    FIELDS = ("workflow", "run", "step", "key", "when", "condition")
+    FIELDS = ("workflow", "run", "step", "key", "when", "condition", "expression", "hit_count")
 
     @web.authenticated
     @authorized
@@ -435,11 +437,12 @@ class BreakpointsHandler(ApiHandler):
             raise _http(400, "'step' is required: a step name, or 'step:key'")
         key = json_key(body.get("key"))
         condition = check_condition(body.get("condition"))  # refused (400) before the code permission is asked
-        if condition is not None:
+        expression, hit_count = body.get("expression"), body.get("hit_count")
+        if condition is not None or expression is not None:
             allowed = await ensure_async(self.authorizer.is_authorized(self, self.current_user, "execute", "kernels"))
             if not allowed:
-                raise _http(403, "a breakpoint condition is code; only users allowed to execute code in this "
-                                 "server may set one")
+                raise _http(403, "a breakpoint condition or logpoint expression is code; only users allowed to "
+                                 "execute code in this server may set one")
         if key is None and ":" in step:
             step, key = parse_target(step)
         when = body.get("when") or "before"
@@ -449,13 +452,17 @@ class BreakpointsHandler(ApiHandler):
             set_actor(actor)  # this thread's context only
             store = self.store
             name, row = breakpoint_scope(store, body.get("workflow"), body.get("run"))
-            bp = check_breakpoint(store, name, row, step, key, when, condition)
+            bp = check_breakpoint(store, name, row, step, key, when, condition,
+                                  action="log" if expression is not None else "pause", expression=expression,
+                                  hit_count=hit_count)
             created = add_breakpoint(store, name, bp, bp.run_id)
             for b in store.breakpoint_rows(name, bp.run_id):
                 if b["id"] == created.id:
                     return views.breakpoint_view(b)
             return {"id": created.id, "workflow": name, "run_id": bp.run_id, "step": step, "key": key, "when": when,
-                    "condition": condition, "created_by": actor}
+                    "condition": condition, "created_by": actor, "action": str(created.action),
+                    "expression": created.expression, "hit_count": created.hit_count, "one_shot": False,
+                    "origin": None, "hits": 0}
 
         self.reply(await asyncio.to_thread(work), 201)
 

@@ -293,6 +293,32 @@ def change_token(store: Store, run_id: str) -> tuple[Any, ...]:
     return (run.status, run.updated_at, run.owner_id, last, tuple(bps or ()))
 
 
+class EventText(NamedTuple):
+    """One event: its id, its instance, its ``data`` as stored (JSON text) and its time."""
+
+    id: int
+    step: str | None
+    key: str | None
+    data: str | None
+    ts: float
+
+
+def events_of_kind(store: Store, run_id: str, kind: str, after_id: int = 0) -> tuple[int, list[EventText]]:
+    """The run's events of *kind* newer than event *after_id*, oldest first, and the id of the run's
+    newest event when they were read (pass it as *after_id* next time: events are only ever appended,
+    so a reader that folds them in reads each one once). Two seeks of the run's event range."""
+    e = schema.events
+    with store.engine.connect() as conn:
+        low, high = store.event_range(run_id, conn)
+        last = conn.execute(sa.select(sa.func.max(e.c.id)).where(e.c.id > low, e.c.id < high)).scalar() or low
+        start = max(low, after_id)
+        if last <= start:
+            return max(last, after_id), []
+        stmt = (sa.select(e.c.id, e.c.step, e.c.key, e.c.data, e.c.ts)
+                .where(e.c.id > start, e.c.id <= last, e.c.kind == kind).order_by(e.c.id))
+        return last, [EventText(*r) for r in conn.execute(stmt)]
+
+
 class InstanceRead(NamedTuple):
     """One instance's whole row and its events, read in one transaction."""
 
@@ -350,12 +376,14 @@ __all__ = [
     "TIMELINE_KINDS",
     "Durations",
     "ErrorGroupRow",
+    "EventText",
     "InstanceRead",
     "Page",
     "change_token",
     "durations",
     "error_groups",
     "event_bins",
+    "events_of_kind",
     "filter_keys",
     "group_examples",
     "group_keys",
