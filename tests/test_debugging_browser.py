@@ -8,11 +8,15 @@ logpoint's values are a column of the instance table.
 Then what cannot fit in it: "Debug in a cell" puts the failed instance's body in a new cell below the
 widget's, and redefining the step there (a hot fix) marks the instance "code changed" with the diff;
 where no notebook takes the cell (the widget in an output view), a dialog offers the body to copy.
+And the sidebar, over REST, for a run another process owns: the breakpoint a step over leaves on a
+foreach not made yet is marked one-shot until it fires, and the panel follows to the item it pauses.
 
 ``NBFLOW_SCREENSHOTS=1`` also saves the story's view to docs/images/step-over.png (the README's)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -222,3 +226,51 @@ def test_debug_in_a_cell_puts_the_body_below_the_widget_and_a_hot_fix_shows_its_
     assert dialog.get_by_role("button", name="Copy", exact=True).is_visible()
     assert page.evaluate("""() => { for (const w of window.jupyterapp.shell.widgets('main'))
         if (w.context && w.context.path === 'hot_fix.ipynb') return w.content.widgets.length; }""") == 3
+
+
+def test_the_sidebar_marks_a_step_overs_breakpoint_one_shot_and_follows_to_the_item_it_pauses(
+        page: Page, jupyter: JupyterServer, tmp_path: Path) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(STORY + textwrap.dedent('''
+        import time
+        from nbflow.states import RunStatus
+        run = wf.run(params={"n": 5}, breakpoints=["enrich"])
+        run.wait()
+        print(run.id, flush=True)
+        while not RunStatus(run.status).terminal:
+            time.sleep(0.2)
+    '''))
+    owner = subprocess.Popen([sys.executable, str(script)], env=jupyter.env(), stdout=subprocess.PIPE, text=True,
+                             cwd=tmp_path)
+    try:
+        assert owner.stdout is not None
+        run_id = owner.stdout.readline().strip()
+        assert run_id, "the owner process printed no run id"
+        page.goto(jupyter.page_url("lab", "reset"))
+        page.locator("#jupyterlab-splash").wait_for(state="detached", timeout=60_000)
+        page.locator(".jp-SideBar [data-id='nbflow-runs']").click()
+        page.locator(f"[data-testid=run-row][data-run-id='{run_id}']").click(timeout=15_000)
+        view = page.locator(f".nbflow-lab-run[data-run-id='{run_id}'] .nbflow-widget")
+        view.wait_for(timeout=15_000)
+        view.locator("g[data-testid=node][data-step=enrich]").click()
+        view.locator("tr[data-testid=instance-row][data-key='3']").click()
+        panel = _panel_on(view, "enrich:3", "paused")
+        assert panel.get_by_role("button", name="Debug in a cell").count() == 0  # no kernel here
+        panel.get_by_role("button", name="Step over", exact=True).click()
+
+        # double is made once all of enrich is done: till then the view shows it, with the one-shot
+        # breakpoint the step over left on it
+        view.locator(".nbf-step-title", has_text="double").wait_for(timeout=30_000)
+        item = view.get_by_test_id("bp-item").filter(has=page.get_by_test_id("one-shot"))
+        assert item.get_by_test_id("bp-label").inner_text() == "step over enrich:3"
+        # the others go on; double:3 alone pauses, and the panel opens on it as it does
+        view.get_by_role("button", name="Resume all paused", exact=True).click()
+        panel = _panel_on(view, "double:3", "paused")
+        assert "step over enrich:3" in panel.get_by_test_id("why").inner_text()
+        page.wait_for_function(
+            "css => document.querySelector(css)?.textContent.includes('4 succeeded')",
+            arg=f".nbflow-lab-run[data-run-id='{run_id}'] g[data-testid=node][data-step=double]", timeout=30_000)
+        assert view.get_by_test_id("bp-item").filter(has=page.get_by_test_id("one-shot")).count() == 0
+    finally:
+        owner.terminate()
+        owner.wait(timeout=20)
