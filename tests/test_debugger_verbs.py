@@ -15,6 +15,8 @@ from nbflow.breakpoints import BreakpointRefused
 from nbflow.errors import CommandRefused
 from nbflow.states import STEPPED_OVER
 
+pytestmark = pytest.mark.every_engine  # each story holds on every store x executor
+
 WAIT_S = 60
 
 

@@ -136,9 +136,11 @@ def test_develop_stops_at_every_step_finds_the_bug_and_the_fork_reuses_the_slow_
     tmp_path: Path, db_url: str
 ) -> None:
     ex = execute("01-develop-step-by-step.ipynb", tmp_path, db_url)
-    first, fork = ex.runs("develop")
+    first, fork, _debugged = ex.runs("develop")
     assert "paused at ['readings']" in ex.shown("run = nbflow_run")
-    assert "celsius:Cairo before {'city': 'Cairo', 'f': 95.0}" in ex.shown('run.instances("celsius", status="paused")')
+    assert "stepped over readings; pausing before: celsius" in ex.shown("%nbflow step readings")
+    assert ("celsius:Cairo before: step over readings {'city': 'Cairo', 'f': 95.0}"
+            in ex.shown('run.instances("celsius", status="paused")'))
     assert "paused at ['summary']" in ex.shown('run.instance("summary").inputs["celsius"]')
     assert "'c': 113.4" in ex.shown('run.instance("summary").inputs["celsius"]')  # the bug, in summary's inputs
     assert "{'hottest': 'Cairo', 'max_c': 35.0, 'mean_c': 18.8}" in ex.shown("fixed = run.fork")
@@ -149,15 +151,31 @@ def test_develop_stops_at_every_step_finds_the_bug_and_the_fork_reuses_the_slow_
                                       {"city": "Lima", "c": 20.0}, {"city": "Quito", "c": 15.0}]
 
 
+def test_develop_debugs_the_failing_item_in_a_cell_and_the_hot_fix_retries_it_on_the_new_code(
+    tmp_path: Path, db_url: str
+) -> None:
+    ex = execute("01-develop-step-by-step.ipynb", tmp_path, db_url)
+    *_, debugged = ex.runs("develop")
+    assert "paused at [('feels:Cairo', 'IndexError: list index out of range" in ex.shown(
+        'print(run.wait(), "at", [(i.label, str(i.error))')
+    assert "{'city': 'Cairo', 'c': 35.0}" in ex.shown("%nbflow debug feels:Cairo")  # item, bound in the notebook
+    assert "{'city': 'Cairo', 'feels': 'hot'}" in ex.shown('["cold", "mild", "warm", "hot"]')  # the new body, run
+    diff = ex.shown('[change] = [e for e in run.history() if e.kind == "code_changed"]')
+    assert "['feels']" in diff and '-label = ["cold", "mild", "warm"]' in diff and '+label = ["cold", "mild"' in diff
+    assert debugged.status == "succeeded"
+    assert debugged.output("feels") == [{"city": "Oslo", "feels": "cold"}, {"city": "Cairo", "feels": "hot"},
+                                        {"city": "Lima", "feels": "warm"}, {"city": "Quito", "feels": "mild"}]
+
+
 def test_develop_after_the_user_resumed_in_the_widget_says_so_and_forks_as_before(
     tmp_path: Path, db_url: str
 ) -> None:
     ex = execute("01-develop-step-by-step.ipynb", tmp_path, db_url, before={
-        "%nbflow resume readings": click("resume", step="readings"),
+        "%nbflow step readings": click("step_over", step="readings"),
         "%nbflow resume celsius": click("resume_all"),
     })
-    first, fork = ex.runs("develop")
-    assert "readings is already resumed (" in ex.shown("%nbflow resume readings")
+    first, fork, _debugged = ex.runs("develop")
+    assert "readings is already resumed (" in ex.shown("%nbflow step readings")
     assert "every celsius item is already resumed: ['succeeded']" in ex.shown("%nbflow resume celsius")
     assert "paused at ['summary']" in ex.shown('run.instance("summary").inputs["celsius"]')
     assert (first.status, fork.status) == ("cancelled", "succeeded")

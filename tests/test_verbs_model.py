@@ -32,6 +32,8 @@ from nbflow.verbs import Target as Names
 WAIT_S = 60
 BREAK_ON_ERROR = 0
 """The id that stands for the run's break_on_error flag in an instance's ``held_by``."""
+STEPPED_OVER = -1
+"""The id in ``held_by`` of an instance a step over paused (its one-shot breakpoint is gone once it fired)."""
 UNKNOWN = "<not predicted>"
 """An output the model does not predict (an approval's decision record)."""
 DONE_OK = ("succeeded", "skipped")
@@ -70,6 +72,7 @@ class Expected:
 
     status: str
     when: str | None = None  # of a paused instance
+    detail: str | None = None  # of a paused instance: the step over that paused it
     held: set[int] = field(default_factory=set)
     released: set[int] = field(default_factory=set)  # breakpoints it was let go from: they never catch it again
     inputs: dict[str, Any] = field(default_factory=dict)  # operator edits (set_inputs)
@@ -96,6 +99,7 @@ class Model:
             self.insts[("enrich", k)] = Expected("pending")
         self.insts[("gate", None)] = Expected("waiting")
         self.insts[("report", None)] = Expected("pending")
+        self.step_overs: list[str] = []  # step overs whose one-shot breakpoint waits for report, in order
         for k in range(len(items)):
             self.start(("enrich", k))
         self.settle()
@@ -115,14 +119,20 @@ class Model:
             held.add(BREAK_ON_ERROR)
         return held
 
-    def pause(self, at: Target, when: str, held: set[int]) -> None:
-        self.insts[at].status, self.insts[at].when, self.insts[at].held = "paused", when, held
+    def pause(self, at: Target, when: str, held: set[int], detail: str | None = None) -> None:
+        inst = self.insts[at]
+        inst.status, inst.when, inst.held, inst.detail = "paused", when, held, detail
 
     def start(self, at: Target) -> None:
         """pending -> ready: pause before the body if a breakpoint says so, else run it; the gate (a
         retried rejection) waits for a decision again."""
         held = self.holding(at, "before")
-        if held:
+        if at[0] == "report" and self.step_overs:  # a one-shot breakpoint catches it, and goes
+            held.add(STEPPED_OVER)
+            detail = f"step over {self.step_overs[0]}"
+            self.step_overs = []
+            self.pause(at, "before", held, detail)
+        elif held:
             self.pause(at, "before", held)
         elif at[0] == "gate":
             self.insts[at].status = "waiting"
@@ -134,7 +144,7 @@ class Model:
         step, key = at
         inst = self.insts[at]
         inst.attempts += 1
-        inst.when, inst.held = None, set()
+        inst.when, inst.held, inst.detail = None, set(), None
         if step == "enrich":
             assert key is not None
             item = inst.inputs.get("item", self.items[key])
@@ -161,7 +171,7 @@ class Model:
         inst = self.insts[at]
         when = inst.when
         inst.released |= let_go
-        inst.when, inst.held = None, set()
+        inst.when, inst.held, inst.detail = None, set(), None
         if when == "before":
             self.start(at)
         elif when == "after":
@@ -221,11 +231,22 @@ class Model:
             self.release(a, self.insts[a].held)
         self.settle()
 
+    def step_over(self, at: Target) -> None:
+        """One paused instance goes on, as resumed; what consumes its output (report takes enrich's, nothing
+        takes report's) pauses before its body when it is ready. A whole foreach is refused: it names one."""
+        if at == ("enrich", None):
+            raise Refused("step over names one instance")
+        (target,) = self.chosen(at, "step_over", lambda i: i.status == "paused")
+        if target[0] == "enrich":
+            self.step_overs.append(f"enrich:{target[1]}")
+        self.release(target, self.insts[target].held)
+        self.settle()
+
     def skip(self, at: Target, output: Any) -> None:
         """paused, failed, retrying or waiting -> skipped, with the output the operator gives."""
         for a in self.chosen(at, "skip", lambda i: i.status in ("paused", "failed", "retrying", "waiting")):
             inst = self.insts[a]
-            inst.status, inst.output, inst.when, inst.held = "skipped", output, None, set()
+            inst.status, inst.output, inst.when, inst.held, inst.detail = "skipped", output, None, set(), None
         self.settle()
 
     def retry(self, at: Target) -> None:
@@ -271,7 +292,7 @@ class Model:
             raise Refused("the run is finished")
         for inst in self.insts.values():
             if inst.status not in ("succeeded", "skipped", "failed", "cancelled"):
-                inst.status, inst.when, inst.held = "cancelled", None, set()
+                inst.status, inst.when, inst.held, inst.detail = "cancelled", None, set(), None
         self.run_status = "cancelled"
 
     def add_breakpoint(self, bid: int, step: str, key: int | None, when: str) -> None:
@@ -374,6 +395,7 @@ CALLS: dict[str, tuple[Any, Any]] = {
     "approve": (lambda run, a: run.approve(_on(a)[0], payload=a.payload),
                 lambda m, a: m.decide(_on(a)[0], True, a.payload)),
     "reject": (lambda run, a: run.reject(_on(a)[0], comment="no"), lambda m, a: m.decide(_on(a)[0], False, None)),
+    "step_over": (lambda run, a: run.step_over(_on(a)[0], key=_on(a)[1]), lambda m, a: m.step_over(_on(a))),
     "retry": (lambda run, a: run.retry(_on(a)[0], key=_on(a)[1]), lambda m, a: m.retry(_on(a))),
     "skip": (lambda run, a: run.skip(_on(a)[0], key=_on(a)[1], output=a.value), lambda m, a: m.skip(_on(a), a.value)),
     "set_inputs": (_set_inputs, _expect_set_inputs),
@@ -468,7 +490,8 @@ class VerbsAgainstTheModel(RuleBasedStateMachine):
             got = shown[at]
             assert (at, got.status) == (at, want.status)
             if want.status == "paused":
-                assert (at, got.pause_reason, set(got.held_by)) == (at, want.when, want.held)
+                reason = want.when if want.detail is None else f"{want.when}: {want.detail}"
+                assert (at, got.pause_reason, set(got.held_by)) == (at, reason, want.held)
             shows_output = want.status in DONE_OK or (want.status == "paused" and want.when == "after")
             if shows_output and want.output != UNKNOWN:
                 assert (at, got.output) == (at, want.output)

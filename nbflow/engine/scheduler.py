@@ -144,7 +144,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self.inflight: dict[tuple[str, int], int] = {}  # ident -> attempt running
         self.starting: list[Task] = []  # attempts started this turn, submitted once their start is committed
         self.bps: list[Breakpoint] = []
-        self._bp_steps: set[str] = set()
+        self._bp_at: set[tuple[str, str]] = set()  # (step, when) of every breakpoint: what _matching skips fast
         self._bp_code: dict[int, Any] = {}
         self._bp_expr: dict[int, Any] = {}  # a logpoint's compiled expression (or the error compiling it)
         self._bp_origin: dict[int, tuple[str, str | None, bool]] = {}  # a step over's: (step, key, per item)
@@ -450,7 +450,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
     # ------------------------------------------------------------------ breakpoints
     def reload_breakpoints(self) -> None:
         self.bps = [Breakpoint.from_row(r) for r in self.store.breakpoint_rows(self.wf.name, self.run_id)]
-        self._bp_steps = {bp.step for bp in self.bps}
+        self._bp_at = {(bp.step, bp.when) for bp in self.bps}
         self._bp_code, self._bp_expr, self._bp_origin = {}, {}, {}
         for bp in self.bps:
             self._arm(bp)
@@ -484,7 +484,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         """Breakpoint ids that catch *inst* at *when*, and a pause reason if a condition failed. Each
         breakpoint the instance reaches and whose condition it matches counts a hit (once per instance);
         one with a hit count lets the first hits pass, a logpoint records and lets it go."""
-        if inst.step not in self._bp_steps and (when is not _ERROR or not self.options.get("break_on_error")):
+        if (inst.step, when) not in self._bp_at and (when is not _ERROR or not self.options.get("break_on_error")):
             return _NO_BREAK
         held: list[int] = []
         reason: str | None = None
@@ -632,7 +632,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             bid = command_rows.insert_breakpoint(self.store, self.wf.name, self.run_id, bp.row(), actor or "", now())
             bp = Breakpoint(**{**bp.__dict__, "id": bid})
             self.bps.append(bp)
-            self._bp_steps.add(step)
+            self._bp_at.add((step, bp.when))
             self._arm(bp)
             per_item = self._bp_origin[bid][2]
             targets.append(f"{step} (the item made from {inst.label})" if per_item else step)
@@ -650,7 +650,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 self._event("breakpoint_fired", None, step=bp.step, id=bp.id, origin=bp.origin, count=len(keys),
                             keys=keys[:100])
         self.bps = [bp for bp in self.bps if bp.id not in gone]
-        self._bp_steps = {bp.step for bp in self.bps}
+        self._bp_at = {(bp.step, bp.when) for bp in self.bps}
         self._retired.extend(gone)
 
     def _pause(self, inst: Inst, when: When, held: list[int], reason: str | None, **fields: Any) -> None:
