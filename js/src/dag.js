@@ -3,7 +3,7 @@
 import dagre from "@dagrejs/dagre";
 
 import { h, s } from "./dom.js";
-import { BAR_ORDER, countsText, fmt, truncate } from "./format.js";
+import { BAR_ORDER, clock, countsText, fmt, truncate } from "./format.js";
 import { WHEN } from "./describe.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
@@ -27,6 +27,7 @@ const NODE_H = { task: 46, foreach: 62 };
 
 /** @param {Breakpoint} b */
 export function bpSummary(b) {
+  if (b.label) return `#${b.id} ${b.label}${b.state === "hit" ? ` — holding ${fmt(b.held)}` : ""}`;
   return `#${b.id} ${WHEN[b.when] || b.when}${b.key != null ? ` key ${b.key}` : ""}${b.condition ? ` if ${b.condition}` : ""}${b.state === "hit" ? ` — holding ${fmt(b.held)}` : ""}`;
 }
 
@@ -169,11 +170,19 @@ export function createDag(ctx) {
     } else {
       kids.push(s("text", { class: "nbf-node-counts", x: 14, y: 36 }, n.total ? Object.keys(n.counts).filter((st) => n.counts[st]).join(", ") : "not started"));
     }
+    if (n.code_change) {
+      // the step was redefined while the run lives (a hot fix): instances that started before run the old code
+      const at = n.code_change.at ? ` at ${clock(n.code_change.at)}` : "";
+      kids.push(s("g", { testid: "node-code-changed", class: "nbf-node-changed", transform: `translate(${w - 5},5)` },
+        s("title", {}, `code changed${at}: instances that started before it ran the old code (a retry runs the new)`), s("circle", { r: 4 })));
+    }
     if (n.breakpoints.length) {
-      // a hollow ring: set, waiting for an instance; a filled red dot: hit, holding instances
+      // a hollow ring: set, waiting for an instance; a filled red dot: hit, holding instances; a
+      // purple ring: logpoints only (they never pause)
       const hit = n.breakpoints.some((b) => b.state === "hit");
-      const tip = `${hit ? "breakpoint hit" : "breakpoint set (nothing held)"}: ${n.breakpoints.map(bpSummary).join("; ")}`;
-      kids.push(s("g", { testid: "bp-marker", class: `nbf-bp-marker${hit ? " nbf-hit" : ""}`, "data-state": hit ? "hit" : "set", "data-count": n.breakpoints.length, transform: `translate(0,${hgt / 2})` },
+      const logOnly = n.breakpoints.every((b) => b.action === "log");
+      const tip = `${hit ? "breakpoint hit" : logOnly ? "logpoint" : "breakpoint set (nothing held)"}: ${n.breakpoints.map(bpSummary).join("; ")}`;
+      kids.push(s("g", { testid: "bp-marker", class: `nbf-bp-marker${hit ? " nbf-hit" : ""}${logOnly ? " nbf-bp-log" : ""}`, "data-state": hit ? "hit" : "set", "data-count": n.breakpoints.length, transform: `translate(0,${hgt / 2})` },
         s("title", {}, tip),
         hit ? s("circle", { class: "nbf-bp-halo", r: 10 }) : null,
         s("circle", { class: "nbf-bp-core", r: hit ? 6.5 : 5.5 })));

@@ -4,6 +4,8 @@ import { clock, compact, cut, duration, errText, isObj, plural, quote, secs } fr
 
 /** The id in `held_by` that stands for the run's break_on_error flag (nbflow.states.BREAK_ON_ERROR). */
 export const BREAK_ON_ERROR = 0;
+/** The id in `held_by` that stands for a fired step over (nbflow.states.STEPPED_OVER). */
+export const STEPPED_OVER = -1;
 
 /** @typedef {import("./types.js").Breakpoint} Breakpoint */
 /** @typedef {import("./types.js").InstanceRow} InstanceRow */
@@ -41,8 +43,10 @@ export const parsePause = (text) => {
  */
 export function bpText(id, bps) {
   if (id === BREAK_ON_ERROR) return "break on error";
+  if (id === STEPPED_OVER) return "step over";
   const b = bps.get(id);
   if (!b) return `breakpoint #${id}`;
+  if (b.label) return `breakpoint #${id} (${b.label})`;
   return `breakpoint #${id}${b.key != null ? ` (key ${b.key})` : ""}${b.condition ? ` if ${b.condition}` : ""}`;
 }
 
@@ -85,8 +89,10 @@ export function rowDetail(r, bps) {
       const held = r.held_by || [];
       // "break on error" already says when
       const parts = when === "error" && held.length === 1 && held[0] === BREAK_ON_ERROR ? [] : [WHEN[when] || when];
-      if (held.length) parts.push(heldText(held, bps));
       const extra = pauseExtra(r.pause);
+      // a step over's pause reason says it already ("before: step over enrich:3")
+      const byStepOver = held.length === 1 && held[0] === STEPPED_OVER && extra.startsWith("step over");
+      if (held.length && !byStepOver) parts.push(heldText(held, bps));
       if (extra) parts.push(extra);
       if (when === "error" && err) parts.push(err);
       return parts.join(" · ");
@@ -121,8 +127,9 @@ export function whyText(d, bps) {
   switch (d.status) {
     case "paused": {
       const when = pauseWhen(d.pause);
-      const by = d.held_by && d.held_by.length ? ` — ${heldText(d.held_by, bps)}` : "";
       const extra = pauseExtra(d.pause);
+      const byStepOver = !!d.held_by && d.held_by.length === 1 && d.held_by[0] === STEPPED_OVER && extra.startsWith("step over");
+      const by = d.held_by && d.held_by.length && !byStepOver ? ` — ${heldText(d.held_by, bps)}` : "";
       const hint = when === "after" ? " Its output can be edited before it goes on." : when === "error" ? " Resume lets the error go on; or edit the inputs and retry, or skip." : "";
       return `Paused ${WHEN_LONG[when] || when}${by}${extra ? ` (${extra})` : ""}.${hint}`;
     }
@@ -200,6 +207,18 @@ export function diffBlock(oldV, newV) {
   return box;
 }
 
+/** A unified diff as a block: added lines, removed lines and hunk headers coloured.
+ * @param {string} text
+ */
+export function unifiedDiff(text) {
+  const lines = String(text || "").replace(/\n$/, "").split("\n");
+  return h("pre", { class: "nbf-pre nbf-udiff", testid: "code-diff" }, lines.map((line) => {
+    const cls = line.startsWith("+++") || line.startsWith("---") ? "nbf-ud-file"
+      : line.startsWith("@@") ? "nbf-ud-hunk" : line.startsWith("+") ? "nbf-ud-add" : line.startsWith("-") ? "nbf-ud-del" : "nbf-ud-ctx";
+    return h("span", { class: `nbf-ud-line ${cls}` }, `${line}\n`);
+  }));
+}
+
 /**
  * @param {string} name
  * @param {unknown} v
@@ -233,7 +252,8 @@ export function describeEvent(e, ctx) {
     case "paused": {
       const ids = d.breakpoints || [];
       const extra = pauseExtra(parsePause(d.reason));
-      return { head: `paused ${WHEN[String(d.when)] || d.when || ""}${ids.length ? ` · ${heldText(ids, ctx.bps)}` : ""}${extra ? ` · ${extra}` : ""}` };
+      const byStepOver = ids.length === 1 && ids[0] === STEPPED_OVER && extra.startsWith("step over"); // the reason says it
+      return { head: `paused ${WHEN[String(d.when)] || d.when || ""}${ids.length && !byStepOver ? ` · ${heldText(ids, ctx.bps)}` : ""}${extra ? ` · ${extra}` : ""}` };
     }
     case "resumed":
       return { head: "resumed", tail: d.when ? ` (was paused ${WHEN[d.when] || d.when})` : "" };
@@ -265,6 +285,13 @@ export function describeEvent(e, ctx) {
       return { head: `checkpoint saved (attempt ${d.attempt ?? "?"})` };
     case "expanded":
       return { head: `expanded into ${plural(d.items, "item")}` };
+    case "logpoint":
+      return { head: `logged ${d.expression ?? "?"}${d.when && d.when !== "before" ? ` (${WHEN[String(d.when)] || d.when})` : ""}`,
+        tail: d.error ? ` — ${cut(String(d.error), 200)}` : "", block: d.error ? null : valueBlock("value", d.value) };
+    case "code_changed":
+      return { head: "code changed", tail: d.steps ? `: ${d.steps.join(", ")}` : "", block: d.diff ? unifiedDiff(d.diff) : null };
+    case "breakpoint_fired":
+      return { head: `${d.origin || "breakpoint"} fired` };
     case "command":
       return { head: `command ${d.verb}`, tail: `: ${d.result === "refused" ? "refused — " : ""}${cut(d.message, 200)}` };
     default: {

@@ -4,8 +4,8 @@
 // is edited in place), error, logs, attempts and history.
 import { field } from "./dialog.js";
 import { copyText, h } from "./dom.js";
-import { clock, duration, label, plural, pretty, time, quote } from "./format.js";
-import { WHEN, describeEvent, notStarted, pauseWhen, tookText, whyText } from "./describe.js";
+import { clock, compact, duration, label, plural, pretty, time, quote } from "./format.js";
+import { WHEN, describeEvent, notStarted, pauseWhen, tookText, unifiedDiff, whyText } from "./describe.js";
 import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
@@ -13,6 +13,8 @@ import { focusLeaf, jsonTree, setIn } from "./jsontree.js";
 
 const HISTORY_SHOWN = 6; // newest events shown before "show older"
 const SHORT_LOGS = 6; // logs up to this many lines start unfolded
+const FOLLOW_MS = 60_000; // how long the panel waits to follow a step over to the instance it pauses
+const FOLLOWED_MS = 10_000; // a step over's outcome told twice within this is followed once
 
 /** @typedef {{mode: "set_inputs" | "set_output", step: string, key: Key}} Editor  the open JSON editor */
 
@@ -21,10 +23,12 @@ export function createDetail(ctx) {
   const { model } = ctx;
   /**
    * @type {{editor: Editor | null, detailFor: string | null, statusFor: string | null, historyAll: boolean, reveal: boolean,
-   *   open: {inputs: Set<string>, output: Set<string>}, drawn: {inputs: string | null, output: string | null}}}
-   * what the panel remembers between renders (`open`: the tree's folds; `drawn`: what the trees show)
+   *   open: {inputs: Set<string>, output: Set<string>}, drawn: {inputs: string | null, output: string | null},
+   *   follow: {step: string, origin: string, until: number} | null, followed: {text: string, at: number} | null}}
+   * what the panel remembers between renders (`open`: the tree's folds; `drawn`: what the trees show;
+   * `follow`: the instance a step over will pause, to open once it has)
    */
-  const ui = { editor: null, detailFor: null, statusFor: null, historyAll: false, reveal: false,
+  const ui = { editor: null, detailFor: null, statusFor: null, historyAll: false, reveal: false, follow: null, followed: null,
     open: { inputs: new Set(), output: new Set() }, drawn: { inputs: null, output: null } };
   const panelTitle = h("span", { class: "nbf-panel-title" });
   const panelStatus = h("span", { class: "nbf-pill" });
@@ -57,6 +61,7 @@ export function createDetail(ctx) {
     const which = ui.detailFor;
     const before = shownStatus();
     const answer = await ctx.act(verb, { ...t, ...extra }, slot);
+    if (verb === "step_over" && answer.ok && (await follow(answer.text))) return answer;
     const now = shownStatus();
     if (open && answer.ok && answer.text && ui.detailFor === which && now !== null && now !== before) {
       ui.statusFor = now;
@@ -64,6 +69,53 @@ export function createDetail(ctx) {
       ctx.showMessage({ ok: true, text: `${answer.text} · it is ${now} now` });
     }
     return answer;
+  }
+  /**
+   * After a step over, the panel goes where a debugger's cursor goes: to the first instance it
+   * pauses. The answer names them ("stepped over load; pausing before: clean",
+   * "...; pausing before: double (the item made from enrich:3), summary"): a named instance opens at
+   * once; a foreach item not made yet opens once a row of its step shows it paused by this step over
+   * (followRows). True when the panel moved or will.
+   * @param {string | null} text
+   */
+  async function follow(text) {
+    const m = /^stepped over (.+?); pausing before: (.+)$/.exec(text || "");
+    if (!m) return false;
+    // the answer, and the same outcome told to every view of the widget: followed once
+    if (ui.followed && ui.followed.text === text && Date.now() - ui.followed.at < FOLLOWED_MS) return true;
+    ui.followed = { text: /** @type {string} */ (text), at: Date.now() };
+    const first = m[2].split(", ")[0].trim();
+    const named = /^([^\s:(]+)(?::(\S+))?$/.exec(first); // "clean", "double:3"
+    const step = named ? named[1] : first.split(" ")[0];
+    const node = ((model.get("dag") || {}).nodes || []).find((n) => n.step === step);
+    if (!node) return false;
+    ui.follow = null;
+    await ctx.send("select_step", { step });
+    if (named && (named[2] !== undefined || node.kind !== "foreach")) {
+      ui.reveal = true;
+      await ctx.send("select_instance", { step, key: named[2] ?? null });
+    } else {
+      ui.follow = { step, origin: `step over ${m[1]}`, until: Date.now() + FOLLOW_MS };
+      followRows();
+    }
+    ctx.placeMessage(slot);
+    ctx.showMessage({ ok: true, text });
+    return true;
+  }
+  /** The rows changed: open the instance a step over paused, when it is there (see follow). */
+  function followRows() {
+    const f = ui.follow;
+    if (!f) return;
+    if (Date.now() > f.until || model.get("selected_step") !== f.step) {
+      ui.follow = null;
+      return;
+    }
+    const rows = (model.get("instances") || {}).rows || [];
+    const r = rows.find((x) => x.step === f.step && x.status === "paused" && !!x.pause && x.pause.detail === f.origin);
+    if (!r) return;
+    ui.follow = null;
+    ui.reveal = true;
+    void ctx.send("select_instance", { step: r.step, key: r.key });
   }
   const slot = h("div", { class: "nbf-msg-slot" });
   /**
@@ -74,15 +126,18 @@ export function createDetail(ctx) {
    */
   const actionBtn = (testid, text, title, fn) => h("button", { class: "nbf-btn", testid, title, onclick: fn }, text);
   const bResume = actionBtn("resume-one", "Resume", "let this instance go on", () => verbOn("resume"));
+  const bStepOver = actionBtn("step-over", "Step over", "let this instance go on, and pause what consumes its output before its body (o)", () => verbOn("step_over"));
   const bRetry = actionBtn("retry", "Retry", "run it again with today's code and its current inputs", () => verbOn("retry"));
   const bSkip = actionBtn("skip", "Skip…", "skip it, giving the output it stands for (asked in a dialog)", () => askSkip());
   const bInputs = actionBtn("edit-inputs", "Edit inputs as JSON…", "change its inputs as one JSON text (paused before its body, on an error, or failed); or click one value in the tree below", () => openEditor("set_inputs"));
   const bOutput = actionBtn("edit-output", "Edit output as JSON…", "change its output as one JSON text (paused after its body); or click one value in the tree below", () => openEditor("set_output"));
   /** @type {Record<string, HTMLButtonElement>} */
-  const verbButtons = { resume: bResume, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput };
+  const verbButtons = { resume: bResume, step_over: bStepOver, retry: bRetry, skip: bSkip, set_inputs: bInputs, set_output: bOutput };
+  // in a kernel only (the widget): bind its inputs in the notebook and put its body in a cell below
+  const bDebug = actionBtn("debug-cell", "Debug in a cell", "bind this instance's inputs as variables in the notebook and put its step's body in a new cell below the widget", () => void debugInCell());
   const OWN_FORM = ["approve", "reject"]; // the decision form below has them
   const otherVerbs = h("span", { class: "nbf-other-verbs" }); // a verb the table gained that has no button of its own
-  const actionsRow = h("div", { class: "nbf-actions" }, bResume, bRetry, bSkip, bInputs, bOutput, otherVerbs);
+  const actionsRow = h("div", { class: "nbf-actions" }, bResume, bStepOver, bRetry, bSkip, bInputs, bOutput, otherVerbs, bDebug);
 
   // an approval gate that waits: approve or reject, with a comment and an optional JSON payload
   const apComment = h("input", { class: "nbf-input nbf-grow", testid: "approval-comment", placeholder: "comment (optional, recorded with the decision)" });
@@ -168,8 +223,14 @@ export function createDetail(ctx) {
    */
   const section = (title, body, extra = {}) => h("div", { class: "nbf-section", ...extra }, h("div", { class: "nbf-section-title" }, title), body);
   const errorSection = section("Error", errorEl);
+  // a hot fix: the step's code changed after this instance's last attempt started
+  const codeDiffEl = h("div", { class: "nbf-code-diff-box" });
+  const codeSection = section("Code changed since it started", codeDiffEl, { testid: "code-change" });
+  const loggedEl = h("ul", { class: "nbf-logged", testid: "logged" });
+  const loggedSection = section("Logged", loggedEl);
+  const changedPill = h("span", { class: "nbf-tag nbf-tag-changed", testid: "panel-code-changed", hidden: true, title: "its step's code changed after its last attempt started: a retry or a resume runs the new code" }, "code changed");
   const panel = h("div", { class: "nbf-panel", testid: "instance-panel", hidden: true },
-    h("div", { class: "nbf-panel-head" }, panelTitle, panelStatus, h("span", { class: "nbf-spacer" }), closePanel),
+    h("div", { class: "nbf-panel-head" }, panelTitle, panelStatus, changedPill, h("span", { class: "nbf-spacer" }), closePanel),
     whyEl,
     actionsRow,
     slot,
@@ -178,6 +239,8 @@ export function createDetail(ctx) {
     editor,
     h("div", { class: "nbf-grid2" }, section("Inputs", inputsEl), section("Output", outputEl)),
     errorSection,
+    codeSection,
+    loggedSection,
     h("div", { class: "nbf-grid2" }, logsFold, section("Attempts", attemptsEl)),
     section("History", h("div", {}, historyEl, historyMore)));
 
@@ -219,6 +282,7 @@ export function createDetail(ctx) {
       whyEl.textContent = d ? "Not started yet: it waits for its upstream steps." : "";
       for (const b of Object.values(verbButtons)) b.disabled = true;
       actionsRow.hidden = true;
+      changedPill.hidden = codeSection.hidden = loggedSection.hidden = true;
       approvalBox.hidden = signalBox.hidden = true;
       inputsEl.textContent = outputEl.textContent = "";
       ui.drawn.inputs = ui.drawn.output = null;
@@ -246,7 +310,23 @@ export function createDetail(ctx) {
       otherVerbs.replaceChildren(...others.map((v) => actionBtn(`verb-${v}`, v.replaceAll("_", " "), `${v} this instance`, () => verbOn(v))));
       otherVerbs.dataset.verbs = others.join(",");
     }
-    actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v));
+    bDebug.hidden = !(model.get("summary") || {}).kernel;
+    actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v)) && bDebug.hidden;
+    // a hot fix changes no instance: its row on the page and its step's node may know before the detail does
+    const row = ((model.get("instances") || {}).rows || []).find((r) => r.step === sel.step && (r.key ?? null) === (sel.key ?? null));
+    const changed = row && row.code_changed !== undefined ? row.code_changed : !!d.code_changed;
+    const diff = changed ? d.code_diff || (node && node.code_change ? node.code_change.diff : null) : null;
+    changedPill.hidden = !changed;
+    codeSection.hidden = !diff;
+    if (diff && codeDiffEl.dataset.diff !== diff) {
+      codeDiffEl.dataset.diff = diff;
+      codeDiffEl.replaceChildren(h("div", { class: "nbf-muted" }, "A retry or a resume runs the new code."), unifiedDiff(diff));
+    }
+    const logged = d.logged || [];
+    loggedSection.hidden = !logged.length;
+    loggedEl.replaceChildren(...logged.map((l) => h("li", { title: compact(l.value, 2000) }, h("code", {}, l.expression), " = ",
+      l.error ? h("span", { class: "nbf-fg-failed" }, l.error) : h("code", { class: "nbf-diff-new" }, compact(l.value, 160)),
+      h("span", { class: "nbf-muted" }, ` · ${WHEN[l.when] || l.when || ""} · ${time(l.at)}`))));
     approvalBox.hidden = !verbs.has("approve");
     signalBox.hidden = !(d.status === "waiting" && d.token && pauseWhen(d.pause) !== "approval");
     if (!signalBox.hidden) {
@@ -385,6 +465,29 @@ export function createDetail(ctx) {
     });
   }
 
+  // ---------------------------------------------------------------- debug in a cell
+  /** Ask the kernel to bind the instance's inputs; its body goes in a new cell below the widget's
+   * (the JupyterLab extension inserts it on the `nbflow:insert-cell` event), else in a dialog to copy. */
+  async function debugInCell() {
+    const t = target();
+    if (!t) return;
+    const answer = await ctx.act("debug_cell", t, slot);
+    const cell = answer.ok ? answer.debug_cell : null;
+    if (!cell || typeof cell.code !== "string") return;
+    const ev = new CustomEvent("nbflow:insert-cell", { detail: { code: cell.code, target: cell.target }, bubbles: true, cancelable: true });
+    ctx.root.dispatchEvent(ev);
+    if (ev.defaultPrevented) return; // a new cell holds it
+    const text = h("textarea", { class: "nbf-editor-text nbf-dialog-json", testid: "debug-code", spellcheck: "false", readonly: true, rows: Math.min(16, cell.code.split("\n").length + 1) });
+    text.value = cell.code;
+    ctx.dialog.open({
+      title: `Debug ${cell.target || label(t.step, t.key)} in a cell`,
+      text: `Its inputs are bound in the notebook${cell.bound && cell.bound.length ? ` (${cell.bound.join(", ")})` : ""}; paste this in a new cell and run it.`,
+      body: [field("The step's body", text)],
+      confirm: "Copy",
+      onConfirm: async () => ((await copyText(text.value, text)) ? true : "could not copy: select the text and press Ctrl+C"),
+    });
+  }
+
   // ---------------------------------------------------------------- JSON editor
   /** @param {"set_inputs" | "set_output"} mode */
   function openEditor(mode) {
@@ -472,5 +575,5 @@ export function createDetail(ctx) {
     return true;
   }
 
-  return { el: panel, render, reveal, escape, askSkip, editSelected, actOn, slot };
+  return { el: panel, render, reveal, escape, askSkip, editSelected, actOn, follow, followRows, slot };
 }

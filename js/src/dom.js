@@ -52,7 +52,7 @@ export function setAttrs(el, attrs) {
 
 /**
  * @param {string} text
- * @param {HTMLInputElement} fallbackInput
+ * @param {HTMLInputElement | HTMLTextAreaElement} fallbackInput
  * @returns {Promise<boolean>}
  */
 export async function copyText(text, fallbackInput) {

@@ -1,6 +1,6 @@
 // Keyboard shortcuts, active while the focus is inside the view and not in a text field (so Jupyter's
 // own shortcuts, and typing, are untouched elsewhere): j/k or the arrows move between rows, Enter
-// opens one, r resume, t retry, s skip, e edit, x tick, Escape closes the dialog or the panel.
+// opens one, r resume, o step over, t retry, s skip, e edit, x tick, Escape closes the dialog or the panel.
 // A key the view uses goes no further, and no single character does (a notebook in command mode
 // would act on it too).
 import { h } from "./dom.js";
@@ -11,7 +11,7 @@ import { h } from "./dom.js";
 /** @type {[string, string][]} what the legend lists */
 export const KEYS = [
   ["j ↓", "next row"], ["k ↑", "previous row"], ["Enter", "open the row"], ["x", "tick the row"],
-  ["r", "resume"], ["t", "retry"], ["s", "skip…"], ["e", "edit…"], ["Esc", "close the dialog or the panel"],
+  ["r", "resume"], ["o", "step over"], ["t", "retry"], ["s", "skip…"], ["e", "edit…"], ["Esc", "close the dialog or the panel"],
 ];
 
 /**
@@ -48,6 +48,7 @@ export function shortcuts(ctx, { table, detail }) {
     Enter: () => table.openFocused(),
     x: () => table.tickFocused(),
     r: () => verbOn("resume"),
+    o: () => verbOn("step_over"),
     t: () => verbOn("retry"),
     s: () => {
       const t = target();
@@ -82,7 +83,7 @@ export function shortcuts(ctx, { table, detail }) {
   };
   root.addEventListener("keydown", onKey);
   if (!root.hasAttribute("tabindex")) root.setAttribute("tabindex", "-1");
-  root.setAttribute("aria-keyshortcuts", "j k ArrowDown ArrowUp Enter x r t s e Escape");
+  root.setAttribute("aria-keyshortcuts", "j k ArrowDown ArrowUp Enter x r o t s e Escape");
 
   const legend = h("details", { class: "nbf-fold nbf-keys", testid: "shortcuts" },
     h("summary", { title: "shortcuts work while the focus is in this view, outside a text field" }, "Keyboard shortcuts"),

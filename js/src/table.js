@@ -3,7 +3,7 @@
 // headers, one page of rows, and the pager. A row's click opens the instance; its box ticks it into
 // the controller's selection (`toggle`), which the bulk bar (bulk.js) acts on.
 import { h } from "./dom.js";
-import { STATUSES, cut, fmt, plural, secs } from "./format.js";
+import { STATUSES, compact, cut, fmt, plural, secs } from "./format.js";
 import { notStarted, rowDetail } from "./describe.js";
 import { usesText } from "./dag.js";
 
@@ -11,7 +11,7 @@ import { usesText } from "./dag.js";
 /** @typedef {import("./types.js").Key} Key */
 /** @typedef {import("./types.js").InstanceRow} InstanceRow */
 
-/** @typedef {HTMLTableRowElement & {_box: HTMLInputElement, _key: Key, _step: string}} RowEl  an instance row */
+/** @typedef {HTMLTableRowElement & {_box: HTMLInputElement, _changed: HTMLElement, _shape: string, _key: Key, _step: string}} RowEl  an instance row */
 
 /** The statuses "problems" stands for (the controller's filter of the same name). */
 export const PROBLEMS = ["paused", "failed", "waiting", "retrying"];
@@ -25,6 +25,21 @@ export const PROBLEMS = ["paused", "failed", "waiting", "retrying"];
 export function filterArgs(p, change) {
   const args = { status: p.status || "", text: p.text || "", group: p.group || "", watch: p.watch_filter || null, ...change };
   return args.watch ? args : { status: args.status, text: args.text, group: args.group };
+}
+
+/**
+ * The logged-value columns: the step's logpoints' expressions, then any other expression a row of
+ * the page logged (a logpoint since removed), each once.
+ * @param {import("./types.js").DagNode | undefined} node
+ * @param {InstanceRow[]} rows
+ * @returns {string[]}
+ */
+export function loggedExpressions(node, rows) {
+  /** @type {Set<string>} */
+  const out = new Set();
+  for (const b of (node && node.breakpoints) || []) if (b.action === "log" && b.expression) out.add(b.expression);
+  for (const r of rows) for (const e of Object.keys(r.logged || {})) out.add(e);
+  return [...out];
 }
 
 /**
@@ -151,8 +166,9 @@ export function createTable(ctx, detail) {
 
     const columns = p.columns || [];
     watchRow.hidden = !node || node.kind !== "foreach";
-    renderWatchFilters(p, columns);
-    const sortSig = JSON.stringify([columns, p.sort]);
+    const logs = loggedExpressions(node, p.rows || []);
+    renderWatchFilters(p, columns, logs.length);
+    const sortSig = JSON.stringify([columns, p.sort, logs]);
     if (sortSig !== headSig) {
       headSig = sortSig;
       headRow.replaceChildren(h("th", { class: "nbf-c-check" }, pageAll), sortable("item", "key", "nbf-c-key", "sort by key (the items' order)"),
@@ -165,19 +181,20 @@ export function createTable(ctx, detail) {
             onclick: () => ctx.send("watch_remove", { index: i }) }, "✕"));
           return th;
         }),
+        ...logs.map((expr) => h("th", { class: "nbf-c-watch nbf-c-log", testid: "log-column", title: `what the logpoint ${expr} logged for each instance (its newest value)` }, `log: ${cut(expr, 28)}`)),
         h("th", { class: "nbf-c-detail" }, "detail"));
     }
     const sel = model.get("selected");
     const selection = model.get("selection") || { kind: "none", count: 0 };
     const bps = ctx.breakpointsById();
     const rows = p.rows || [];
-    const ncols = 6 + columns.length;
+    const ncols = 6 + columns.length + logs.length;
     /** @type {Map<string, RowEl>} */
     const next = new Map();
     const els = rows.map((r) => {
       const k = r.key == null ? "" : String(r.key);
       let tr = rowEls.get(k);
-      if (!tr || tr.children.length !== ncols) tr = makeRow(k);
+      if (!tr || tr._shape !== `${columns.length}/${logs.length}`) tr = makeRow(k, columns.length, logs.length);
       tr._key = r.key;
       tr._step = r.step;
       const [, keyTd, stTd, attTd, tookTd, ...rest] = /** @type {HTMLTableCellElement[]} */ ([...tr.children]);
@@ -191,6 +208,14 @@ export function createTable(ctx, detail) {
       attTd.title = r.attempt ? plural(r.attempt, "attempt") : notStarted(r.status, node && node.kind);
       attTd.classList.toggle("nbf-muted", !r.attempt);
       tookTd.textContent = r.duration_s != null ? secs(r.duration_s) : "";
+      const logTds = rest.splice(columns.length);
+      logTds.forEach((td, i) => {
+        const has = !!r.logged && logs[i] in r.logged;
+        const v = has ? /** @type {Record<string, unknown>} */ (r.logged)[logs[i]] : undefined;
+        td.textContent = has ? compact(v, 40) : "";
+        td.title = has ? compact(v, 2000) : "nothing logged for it";
+      });
+      tr._changed.hidden = !r.code_changed;
       rest.forEach((td, i) => {
         const cell = (r.watch || [])[i];
         td.textContent = cell ? (cell.error ? "⚠" : cell.text) : "";
@@ -231,11 +256,12 @@ export function createTable(ctx, detail) {
    * (one watch filter at a time: typing in one column's field empties the others).
    * @param {import("./types.js").InstancePage} p
    * @param {{expr: string}[]} columns
+   * @param {number} nlog  the logged-value columns after them
    */
-  function renderWatchFilters(p, columns) {
+  function renderWatchFilters(p, columns, nlog) {
     watchHead.hidden = !columns.length;
     const wf = p.watch_filter || null;
-    const sig = JSON.stringify(columns);
+    const sig = JSON.stringify([columns, nlog]);
     if (watchHead.dataset.sig !== sig) {
       watchHead.dataset.sig = sig;
       watchHead.replaceChildren(h("th", { colspan: 5 }), ...columns.map((c, i) => {
@@ -250,7 +276,7 @@ export function createTable(ctx, detail) {
         });
         ctx.stop(input);
         return h("th", { class: "nbf-c-watch" }, input);
-      }), h("th"));
+      }), h("th", { colspan: 1 + nlog }));
     }
     watchHead.querySelectorAll("input").forEach((input, i) => {
       if (document.activeElement === input) return;
@@ -271,17 +297,24 @@ export function createTable(ctx, detail) {
     return false;
   }
 
-  /** @param {string} k */
-  function makeRow(k) {
-    const columns = (model.get("instances") || {}).columns || [];
+  /**
+   * @param {string} k
+   * @param {number} nwatch  watch columns
+   * @param {number} nlog  logged-value columns
+   */
+  function makeRow(k, nwatch, nlog) {
+    const changed = h("span", { class: "nbf-tag nbf-tag-changed", testid: "code-changed", hidden: true, title: "its step's code changed after its last attempt started: a retry or a resume runs the new code (the diff is in its panel)" }, "code changed");
     const box = h("input", { type: "checkbox", class: "nbf-check", testid: "select", "aria-label": `tick ${k}`, onclick: (ev) => ev.stopPropagation(), onchange: () => {
       void ctx.send("toggle", { key: row._key });
     } });
     const row = /** @type {RowEl} */ (h("tr", { testid: "instance-row", "data-key": k, class: "nbf-inst-row", tabindex: 0 },
-      h("td", { class: "nbf-c-check" }, box), h("td", { class: "nbf-c-key" }, h("span", { class: "nbf-key-text" })), h("td", { testid: "row-status" }),
+      h("td", { class: "nbf-c-check" }, box), h("td", { class: "nbf-c-key" }, h("span", { class: "nbf-key-text" }), changed), h("td", { testid: "row-status" }),
       h("td", { class: "nbf-c-num" }), h("td", { class: "nbf-c-num nbf-c-took", testid: "row-took" }),
-      ...columns.map(() => h("td", { class: "nbf-c-watch", testid: "watch-cell" })), h("td", { class: "nbf-c-detail" })));
+      ...Array.from({ length: nwatch }, () => h("td", { class: "nbf-c-watch", testid: "watch-cell" })),
+      ...Array.from({ length: nlog }, () => h("td", { class: "nbf-c-watch nbf-c-log", testid: "log-cell" })), h("td", { class: "nbf-c-detail" })));
     row._box = box;
+    row._changed = changed;
+    row._shape = `${nwatch}/${nlog}`;
     row.addEventListener("click", () => open(row));
     row.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && ev.target === row) open(row);

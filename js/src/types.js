@@ -14,6 +14,13 @@
  * @property {string} scope  "run" or "workflow"
  * @property {string} state  "hit" (holding instances) or "set"
  * @property {number} held  how many instances it holds
+ * @property {string} [label]  the text a person reads in the breakpoints box ("before enrich · hit 3 of >= 3")
+ * @property {string} [action]  "pause" or "log" (a logpoint never pauses)
+ * @property {string | null} [expression]  a logpoint's expression
+ * @property {number | null} [hit_count]  acts from the Nth instance that reaches it on (null: the first)
+ * @property {number} [hits]  how many instances reached it in this run
+ * @property {boolean} [one_shot]  a step over's breakpoint: removed once it fired
+ * @property {string | null} [origin]  what made a one-shot one ("step over enrich:3")
  */
 
 /**
@@ -25,7 +32,10 @@
  * @property {string} status  its colour: nbflow.views.node_status of the counts, computed in Python
  * @property {Breakpoint[]} breakpoints
  * @property {{text: string}[]} [uses]  what the step reads from the notebook
+ * @property {CodeChange | null} [code_change]  the newest redefinition of the step while the run lives
  */
+
+/** @typedef {{at: string | null, old_version?: string | null, new_version?: string | null, diff: string}} CodeChange  a step's code changed (a hot fix) */
 
 /** @typedef {{nodes: DagNode[], edges: [string, string][]}} Dag */
 
@@ -41,6 +51,8 @@
  * @property {Counts} counts
  * @property {{enabled: boolean, held?: number}} [break_on_error]  the run's break-on-error flag and how many it holds
  * @property {string | null} [actor]  who this surface acts as (the OS user in the notebook, the Jupyter user in the sidebar)
+ * @property {boolean} [kernel]  the view runs in a kernel (the widget): "Debug in a cell" is offered
+ * @property {{holding?: Key[], instances?: {step: string, key: Key}[], held?: number} | null} [stepped_over]  the instances fired step overs hold (held_by -1)
  */
 
 /** @typedef {{type: string, message: string, traceback?: string}} ErrorInfo */
@@ -70,6 +82,8 @@
  * @property {string | null} deadline
  * @property {number | null} [duration_s]  how long its last attempt took
  * @property {WatchCell[]} [watch]  one cell per watch column
+ * @property {Record<string, unknown>} [logged]  the newest value each logpoint logged for it, by expression
+ * @property {boolean} [code_changed]  its step's code changed after its last attempt started (a hot fix)
  */
 
 /**
@@ -147,6 +161,11 @@
  * @property {string} [verb]
  * @property {string} [result]
  * @property {string} [message]
+ * @property {string} [expression]  logpoint: the expression
+ * @property {unknown} [value]  logpoint: its value (JSON, or its repr)
+ * @property {string} [origin]  breakpoint_fired: what made it ("step over enrich:3")
+ * @property {string[]} [steps]  code_changed: the steps whose code changed
+ * @property {string} [diff]  code_changed: every diff as one text
  */
 
 /** @typedef {{id: number, ts: string | null, kind: string, actor: string | null, data?: EventData & Record<string, unknown>}} HistoryEvent */
@@ -175,9 +194,11 @@
  * @property {Attempt[]} [attempts]
  * @property {HistoryEvent[]} [history]
  * @property {number} [history_omitted]
+ * @property {string | null} [code_diff]  the unified diff of its step's code since its last attempt started
+ * @property {{expression: string, value: unknown, when: string, at: string | null, error?: string | null}[]} [logged]  what the logpoints logged for it
  */
 
-/** @typedef {Omit<InstanceRow, "error"> & DetailFields} Detail  the selected instance */
+/** @typedef {Omit<InstanceRow, "error" | "logged"> & DetailFields} Detail  the selected instance */
 
 /** @typedef {{seq?: number, ok?: boolean, text?: string | null, action?: string, req?: string | null, pending?: boolean}} Message */
 
@@ -190,6 +211,7 @@
  * @property {{id: number, state: string} | null} [command]  the command it wrote: applied, queued or sent
  * @property {{key: Key, old?: unknown, new?: unknown, error?: string}[]} [preview]  preview_edit: the first results
  * @property {number} [count]  preview_edit: how many instances the edit covers
+ * @property {{target: string, code: string, bound: string[]}} [debug_cell]  debug_cell: the cell to insert
  */
 
 /**

@@ -125,7 +125,11 @@ function render({ model, el, experimental }) {
     errors.render();
     timeline.render();
   });
-  on("instances", renderTable);
+  on("instances", () => {
+    renderTable();
+    detail.render(); // its row may say its code changed before the detail does
+    detail.followRows();
+  });
   on("selected", () => {
     renderDetail();
     renderTable();
@@ -145,6 +149,8 @@ function render({ model, el, experimental }) {
   on("message", () => {
     const m = model.get("message") || {};
     if (!QUIET.includes(m.action || "")) messages.show(m);
+    // a step over another process applied: the panel follows to what it pauses, as for an answer
+    if (m.action === "step_over" && m.ok) void detail.follow(m.text || null);
   });
 
   header.render();

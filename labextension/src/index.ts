@@ -1,8 +1,11 @@
 // nbflow's JupyterLab extension: a left sidebar "Workflow runs" listing every run in the server's
 // store (polled every ~2 s while visible), and, for a clicked run, a main-area panel with the
-// notebook widget's debugger view (js/src/widget.js) over a REST-backed model (model.ts).
+// notebook widget's debugger view (js/src/widget.js) over a REST-backed model (model.ts). In a
+// notebook, the widget's "Debug in a cell" asks for a new cell with the `nbflow:insert-cell` event:
+// it goes below the cell whose output holds the widget (insertCellBelow).
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from "@jupyterlab/application";
 import { MainAreaWidget } from "@jupyterlab/apputils";
+import { INotebookTracker } from "@jupyterlab/notebook";
 import { Widget } from "@lumino/widgets";
 
 import { Api, ApiError, RunSummary } from "./api";
@@ -199,12 +202,35 @@ class RunsSidebar extends Widget {
   }
 }
 
+/**
+ * The `nbflow:insert-cell` event of the widget's view ("Debug in a cell"): a code cell holding
+ * `detail.code` goes below the notebook cell that holds the event's target, and becomes the active
+ * one, scrolled into view. An event from outside any tracked notebook is left alone (the view then shows the code to copy).
+ */
+export function insertCellBelow(tracker: INotebookTracker, ev: Event): boolean {
+  const detail = (ev as CustomEvent<{ code?: unknown }>).detail;
+  const target = ev.target;
+  if (!detail || typeof detail.code !== "string" || !(target instanceof Node)) return false;
+  const panel = tracker.find((p) => p.node.contains(target));
+  const notebook = panel && panel.content;
+  if (!notebook || !notebook.model) return false;
+  const at = notebook.widgets.findIndex((cell) => cell.node.contains(target));
+  if (at < 0) return false;
+  notebook.model.sharedModel.insertCell(at + 1, { cell_type: "code", source: detail.code });
+  notebook.activeCellIndex = at + 1;
+  const cell = notebook.widgets[at + 1];
+  if (cell) void notebook.scrollToCell(cell, "smart"); // the view above may be taller than the window
+  ev.preventDefault();
+  return true;
+}
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: "nbflow-labextension:plugin",
   description: "nbflow: the Workflow runs sidebar and the run debugger panel",
   autoStart: true,
-  optional: [ILabShell],
-  activate: (app: JupyterFrontEnd) => {
+  optional: [ILabShell, INotebookTracker],
+  activate: (app: JupyterFrontEnd, _shell: ILabShell | null, tracker: INotebookTracker | null) => {
+    if (tracker) document.addEventListener("nbflow:insert-cell", (ev) => void insertCellBelow(tracker, ev));
     const api = new Api(app.serviceManager.serverSettings);
     const panels = new Map<string, MainAreaWidget<RunPanel>>();
     const openRun = (runId: string): void => {
