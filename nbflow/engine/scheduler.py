@@ -145,7 +145,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self.inflight: dict[tuple[str, int], int] = {}  # ident -> attempt running
         self.starting: list[Task] = []  # attempts started this turn, submitted once their start is committed
         self.bps: list[Breakpoint] = []
-        self._bp_at: set[tuple[str, str]] = set()  # (step, when) of every breakpoint: what _matching skips fast
+        self._bp_at: dict[str, tuple[When, ...]] = {}  # per step, the whens of its breakpoints: what _matching skips
         self._bp_code: dict[int, Any] = {}
         self._bp_expr: dict[int, Any] = {}  # a logpoint's compiled expression (or the error compiling it)
         self._bp_origin: dict[int, tuple[str, str | None, bool]] = {}  # a step over's: (step, key, per item)
@@ -451,7 +451,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
     # ------------------------------------------------------------------ breakpoints
     def reload_breakpoints(self) -> None:
         self.bps = [Breakpoint.from_row(r) for r in self.store.breakpoint_rows(self.wf.name, self.run_id)]
-        self._bp_at = {(bp.step, bp.when) for bp in self.bps}
+        self._bp_at = _whens(self.bps)
         self._bp_code, self._bp_expr, self._bp_origin = {}, {}, {}
         for bp in self.bps:
             self._arm(bp)
@@ -485,7 +485,8 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         """Breakpoint ids that catch *inst* at *when*, and a pause reason if a condition failed. Each
         breakpoint the instance reaches and whose condition it matches counts a hit (once per instance);
         one with a hit count lets the first hits pass, a logpoint records and lets it go."""
-        if (inst.step, when) not in self._bp_at and (when is not _ERROR or not self.options.get("break_on_error")):
+        whens = self._bp_at.get(inst.step)
+        if (whens is None or when not in whens) and (when is not _ERROR or not self.options.get("break_on_error")):
             return _NO_BREAK
         held: list[int] = []
         reason: str | None = None
@@ -633,7 +634,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             bid = command_rows.insert_breakpoint(self.store, self.wf.name, self.run_id, bp.row(), actor or "", now())
             bp = dataclasses.replace(bp, id=bid)
             self.bps.append(bp)
-            self._bp_at.add((step, bp.when))
+            self._bp_at[step] = (*self._bp_at.get(step, ()), bp.when)
             self._arm(bp)
             per_item = self._bp_origin[bid][2]
             targets.append(f"{step} (the item made from {inst.label})" if per_item else step)
@@ -651,7 +652,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 self._event("breakpoint_fired", None, step=bp.step, id=bp.id, origin=bp.origin, count=len(keys),
                             keys=keys[:100])
         self.bps = [bp for bp in self.bps if bp.id not in gone]
-        self._bp_at = {(bp.step, bp.when) for bp in self.bps}
+        self._bp_at = _whens(self.bps)
         self._retired.extend(gone)
 
     def _pause(self, inst: Inst, when: When, held: list[int], reason: str | None, **fields: Any) -> None:
@@ -1084,8 +1085,9 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self.signal_rows.clear()
         self.blobs.clear()
         self.cmd_done.clear()
-        self._hits_dirty.clear()
-        self._retired.clear()
+        if bps is not None:
+            self._hits_dirty.clear()
+            self._retired.clear()
         self.run_dirty = False
         self.must_flush = False
         self._last_flush = time.monotonic()
@@ -1128,7 +1130,8 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self._fire_timers()
         if self._update_status():
             return True
-        if any(not self.expanded[st] for st in self.unblocked):
+        unblocked = self.unblocked
+        if unblocked and (len(unblocked) > 1 or not self.expanded[unblocked[0]]):
             # A foreach expands: every instance, row and event this makes outlives the turn or dies at its
             # flush, so a collection meanwhile would only walk them (see gc_paused).
             with gc_paused():
@@ -1192,6 +1195,14 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         elif kind == "stop":
             self.stop_requested = True
         return False
+
+def _whens(bps: Iterable[Breakpoint]) -> dict[str, tuple[When, ...]]:
+    """Per step, the whens its breakpoints catch at (members, compared by identity: no hashing per check)."""
+    out: dict[str, tuple[When, ...]] = {}
+    for bp in bps:
+        out[bp.step] = (*out.get(bp.step, ()), When(bp.when))
+    return out
+
 
 def _bid(bp: Breakpoint) -> int:
     """The id of a breakpoint the store holds (every breakpoint a scheduler loads or writes has one)."""
