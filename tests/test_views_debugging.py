@@ -10,6 +10,7 @@ import pytest
 
 import nbflow
 from nbflow import Breakpoint, views
+from nbflow.notebook.controller import Controller
 from nbflow.states import STEPPED_OVER
 from tests.test_cli import poll
 
@@ -216,3 +217,29 @@ def test_instance_detail_has_its_steps_code_diff(db_url: str) -> None:
 def test_a_one_shot_breakpoint_without_an_origin_is_labelled_by_its_target() -> None:
     bp = Breakpoint("double", key="3", one_shot=True)
     assert views.breakpoint_label(bp) == "before double:3 (one-shot)"
+
+
+def test_the_open_panel_shows_the_diff_once_its_step_is_redefined_while_the_run_is_paused(db_url: str) -> None:
+    """A hot fix changes no instance row: the panel of the selected instance still shows it at the next refresh."""
+    wf = nbflow.Workflow("views-hot-fix-panel", store=db_url)
+
+    @wf.step
+    def load(n):
+        return [{"id": i, "x": i} for i in range(n)]
+
+    @wf.foreach("load", key=lambda item: item["id"])
+    def enrich(item):
+        if item["x"] == 3:
+            raise ValueError("bad row 3")
+        return item["x"] * 2
+
+    run = wf.run(params={"n": 4}, break_on_error=True)
+    assert run.wait(timeout=WAIT_S) == "paused"
+    c = Controller(run)
+    c.act("select_instance", {"step": "enrich", "key": 3})
+    assert c.state()["detail"]["code_diff"] is None
+
+    fix(wf)
+
+    detail = c.state(force=False)["detail"]
+    assert detail["code_changed"] is True and '+    return item["x"] * 2 + 1' in detail["code_diff"]

@@ -291,8 +291,10 @@ class Controller:
         detail = None
         if v.sel is not None:
             step, key = v.sel
-            stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key))
-            if force or stamp != self._detail_stamp:  # values are decoded only when the instance changed
+            change = views.code_changes(self.store, self.run.id).get(step)  # a hot fix changes no instance row
+            stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key),
+                     None if change is None else change.ts)
+            if force or stamp != self._detail_stamp:  # values are decoded only when the instance or its code changed
                 self._detail = views.instance_detail(self.store, self.run.id, step, key, user_keys=True) or {
                     "step": step, "key": key, "missing": True,
                 }
