@@ -17,7 +17,6 @@ from .store import codec
 from .verbs import Refusal
 
 _SAFE_BUILTINS = {"__builtins__": builtins}
-_GLOBALS = {"__builtins__": builtins}  # a logpoint's, shared: an expression assigns only to its locals
 
 
 class BreakpointRefused(CommandRefused, DefinitionError):
@@ -232,12 +231,19 @@ def check_action(action: Any, expression: Any, hit_count: Any) -> tuple[Action, 
 
 def evaluate(code: CodeType, inputs: Mapping[str, Any]) -> bool:
     """Evaluate a compiled condition over an instance's inputs (exceptions propagate to the caller)."""
-    return bool(eval(code, dict(_SAFE_BUILTINS), dict(inputs)))  # noqa: S307 - the store is a trust boundary
+    return bool(eval(code, namespace(inputs)))  # noqa: S307 - the store is a trust boundary
 
 
-def value_of(code: CodeType, names: dict[str, Any]) -> Any:
-    """Evaluate a compiled logpoint expression over *names* (exceptions propagate to the caller)."""
-    return eval(code, _GLOBALS, names)  # noqa: S307 - the store is a trust boundary
+def namespace(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a condition or a logpoint's expression is evaluated in: the inputs as its *globals* (with the
+    builtins), so a generator expression or comprehension in it sees them too (its own scope does not
+    see an eval's locals)."""
+    return {**inputs, "__builtins__": builtins}
+
+
+def value_of(code: CodeType, ns: dict[str, Any]) -> Any:
+    """Evaluate a compiled logpoint expression in *ns* (:func:`namespace`; exceptions propagate)."""
+    return eval(code, ns)  # noqa: S307 - the store is a trust boundary
 
 
 def normalize(spec: Any, *, run_id: str | None = None) -> Breakpoint:

@@ -122,7 +122,8 @@ class Expression:
 
     def evaluate(self, names: Mapping[str, Any]) -> Any:
         """The expression's value with *names* in scope (its exceptions propagate)."""
-        return eval(self.code, dict(_BUILTINS), dict(names))  # noqa: S307 - see the class docstring
+        # The names as globals: a generator expression or a comprehension in it sees them (not an eval's locals).
+        return eval(self.code, {**names, **_BUILTINS})  # noqa: S307 - see the class docstring
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"

@@ -252,3 +252,15 @@ def test_resuming_what_a_hit_count_paused_does_not_count_it_again(db_url: str, t
 
     assert run.wait(timeout=WAIT_S) == "succeeded"
     assert run.store.breakpoint_hits(run.id) == {bid: 4}
+
+
+def test_a_logpoint_and_a_condition_see_the_inputs_inside_a_generator_expression(db_url: str, trail: Trail) -> None:
+    wf = chain(db_url, trail)
+    bp = Breakpoint("enrich", condition="any(item['x'] == k for k in (1, 2))", action="log",
+                    expression="sum(k * item['x'] for k in range(3))")
+
+    run = wf.run(params={"n": 4}, breakpoints=[bp])
+
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    logs = {e.key: e.data for e in run.history() if e.kind == "logpoint"}
+    assert {k: (d["value"], d.get("error")) for k, d in logs.items()} == {1: (3, None), 2: (6, None)}

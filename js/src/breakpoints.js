@@ -57,7 +57,7 @@ export function createBreakpoints(ctx) {
       h("span", { class: `nbf-dot${hit ? " nbf-hit" : ""}${b.action === "log" ? " nbf-log" : ""}` }), h("b", {}, `#${b.id}`), " ", h("span", { class: "nbf-bp-label", testid: "bp-label" }, label),
       ` · ${b.scope === "run" ? "this run" : "every run"}`,
       b.one_shot ? h("span", { class: "nbf-tag nbf-tag-one-shot", testid: "one-shot", title: "a step over's breakpoint: it pauses the consumers once, then it is removed" }, "one-shot") : "",
-      b.action === "log" && b.hits ? h("span", { class: "nbf-muted" }, ` · logged ${plural(b.hits, "time")}`) : "",
+      b.action === "log" && logged(b) ? h("span", { class: "nbf-muted" }, ` · logged ${plural(logged(b), "time")}`) : "",
       hit ? h("span", { class: "nbf-hit-text" }, ` · holding ${fmt(b.held)}`) : "");
     });
     // a fired step over holds its consumers (held_by -1) as break on error holds what failed
@@ -87,6 +87,13 @@ export function createBreakpoints(ctx) {
   }
 
   return { el, render };
+}
+
+/** How many values a logpoint recorded: its hits but the first hit_count - 1, which passed.
+ * @param {import("./types.js").Breakpoint} b
+ */
+function logged(b) {
+  return Math.max((b.hits || 0) - Math.max((b.hit_count || 1) - 1, 0), 0);
 }
 
 /** A breakpoint in words when the view sends no label (an older controller).

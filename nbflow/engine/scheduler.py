@@ -517,7 +517,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             if bp.action is Action.LOG:
                 if names is None:
                     names = self._names(inst, when)
-                self._log(inst, bp, when, names, failed)
+                self._log(inst, bp, when, bpmod.namespace(names), failed)
                 inst.released = inst.released | {bid}
                 continue
             if bp.one_shot:  # its breakpoint goes once it fired: the instance is held by the step over itself
@@ -561,7 +561,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         head = f'{{"breakpoint":{bid},"expression":{dumps(bp.expression)},"when":"before","attempt":1,"value":'
         hits = self.bp_hits.get(bid, 0)
         events, run_id, ts = self.events, self.run_id, time.time()
-        names = dict(base)  # one namespace for every item: only the item changes
+        names = bpmod.namespace(base)  # one namespace for every item: only the item changes
         for inst in insts:
             if bp.key is not None and bp.key != inst.key:
                 continue
