@@ -250,22 +250,28 @@ def _body_cell(source: str, fdef: ast.FunctionDef | ast.AsyncFunctionDef, defaul
         seen.visit(stmt)
     last = body[-1]
     final = isinstance(last, ast.Return)
+    bound = "".join(f"{n} = {v}\n" for n, v in defaults.items())
+    whole = bound + textwrap.dedent("".join(lines[fdef.lineno - 1: fdef.end_lineno])).rstrip("\n") + "\n" + call
     if isinstance(fdef, ast.AsyncFunctionDef) or seen.yields or seen.returns > (1 if final else 0):
-        text = textwrap.dedent("".join(lines[fdef.lineno - 1: fdef.end_lineno]))
-        return "".join(f"{n} = {v}\n" for n, v in defaults.items()) + text.rstrip("\n") + "\n" + call
+        return whole
     start = body[0].lineno
+    shared = len(body) > 1 and body[-2].end_lineno == last.lineno  # `x = 1; return x`: one line, two statements
+    if start == fdef.lineno or (final and shared):
+        return whole  # `def f(n): return n`: no body lines of its own
     while start - 1 > fdef.lineno and lines[start - 2].strip().startswith("#"):
         start -= 1  # the comments right above the first statement
     text = textwrap.dedent("".join(lines[start - 1: fdef.end_lineno]))
-    if final:
+    try:
         tree = ast.parse(text)
-        ret = tree.body[-1]
-        assert isinstance(ret, ast.Return)
+    except SyntaxError:  # a multi-line string less indented than the body: it does not dedent
+        return whole
+    ret = tree.body[-1] if tree.body else None
+    if final and isinstance(ret, ast.Return):
         out = text.splitlines(True)
         value = ast.get_source_segment(text, ret.value) if ret.value is not None else None
         out[ret.lineno - 1: ret.end_lineno] = [value + "\n"] if value else []
         text = "".join(out)
-    return "".join(f"{n} = {v}\n" for n, v in defaults.items()) + text.rstrip("\n")
+    return bound + text.rstrip("\n")
 
 
 def _default_texts(fdef: ast.FunctionDef | ast.AsyncFunctionDef, source: str) -> dict[str, str]:
