@@ -264,3 +264,40 @@ def test_a_logpoint_and_a_condition_see_the_inputs_inside_a_generator_expression
     assert run.wait(timeout=WAIT_S) == "succeeded"
     logs = {e.key: e.data for e in run.history() if e.kind == "logpoint"}
     assert {k: (d["value"], d.get("error")) for k, d in logs.items()} == {1: (3, None), 2: (6, None)}
+
+
+def test_a_step_over_whose_consumer_already_ran_says_nothing_will_pause_and_leaves_no_breakpoint(
+    db_url: str, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    wf = Workflow("late", store=db_url)
+
+    @wf.step
+    def load(n):
+        return list(range(n))
+
+    @wf.foreach("load", on_item_error="continue")
+    def enrich(item):
+        if item == 2 and not fixed.exists():
+            raise ValueError("bad item 2")
+        return item
+
+    @wf.step
+    def report(enrich):
+        return sum(enrich)
+
+    @wf.step
+    def other(load):
+        return 0
+
+    run = wf.run(params={"n": 4}, breakpoints=["other"])
+    assert run.wait(timeout=WAIT_S) == "paused"  # report ran without the dead letter enrich:2
+    wf.breakpoints.add("enrich", key=2)
+    fixed.touch()
+    run.retry("enrich", key=2)
+    assert run.wait(timeout=WAIT_S) == "paused"
+
+    answer = run.step_over("enrich", key=2)
+
+    assert answer.message == "stepped over enrich:2; nothing will pause: report started already"
+    assert not [bp for bp in run.breakpoints() if bp.one_shot]

@@ -45,7 +45,7 @@ class Owner(Protocol):
                 sent_at: float | None = None) -> str: ...
     def cancel_all(self, actor: str | None, reason: str | None, final: RunStatus = RunStatus.CANCELLED) -> int: ...
     def record(self, kind: str, actor: str | None, **data: Any) -> None: ...
-    def step_over(self, inst: Inst, actor: str | None, reason: str | None) -> list[str]: ...
+    def step_over(self, inst: Inst, actor: str | None, reason: str | None) -> tuple[list[str], list[str]]: ...
     def reload_breakpoints(self) -> None: ...
 
 
@@ -172,8 +172,10 @@ class _Apply:
             raise CommandRefused(f"step over names one paused instance; {_count(insts)} named: give its key, "
                                  f"e.g. {insts[0].step}:{insts[0].key}", Refusal.INVALID)
         inst = chosen[0]
-        targets = self.s.step_over(inst, self.actor, self.reason)
-        then = f"pausing before: {', '.join(targets)}" if targets else "nothing consumes its output"
+        targets, started = self.s.step_over(inst, self.actor, self.reason)
+        then = (f"pausing before: {', '.join(targets)}" if targets
+                else f"nothing will pause: {', '.join(started)} started already" if started
+                else "nothing consumes its output")
         return f"stepped over {inst.label}; {then}"
 
     def skip(self, insts: list[Inst]) -> str:

@@ -623,12 +623,19 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         return [d for d in self.plan.order if self.specs[d].foreach == step
                 or any(b.source == "step" and b.name == step for b in self.plan.bindings[d])]
 
-    def step_over(self, inst: Inst, actor: str | None, reason: str | None) -> list[str]:
+    def step_over(self, inst: Inst, actor: str | None, reason: str | None) -> tuple[list[str], list[str]]:
         """Resume *inst* and pause, before their body, the instances that consume its output when they become
-        ready, with one run-scoped one-shot breakpoint per consuming step; returns what they will pause."""
+        ready, with one run-scoped one-shot breakpoint per consuming step; returns what they will pause, and
+        the consumers that started already (nothing of them will wait)."""
         origin = f"{_STEP_OVER}{inst.label}"
         targets: list[str] = []
+        started: list[str] = []
+        key = None if inst.item == TASK_ITEM else inst.key
         for step in self.consumers(inst.step):
+            per_item = self._per_item(step, inst.step, key)
+            if self.expanded[step] and (per_item or not any(i.status is _PENDING for i in self.by_step[step])):
+                started.append(step)  # made and started already (a dead letter retried late): nothing will wait
+                continue
             bp = Breakpoint(step, None, When.BEFORE, None, run_id=self.run_id, workflow=self.wf.name,
                             created_by=actor, one_shot=True, origin=origin)
             bid = command_rows.insert_breakpoint(self.store, self.wf.name, self.run_id, bp.row(), actor or "", now())
@@ -636,11 +643,10 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             self.bps.append(bp)
             self._bp_at[step] = (*self._bp_at.get(step, ()), bp.when)
             self._arm(bp)
-            per_item = self._bp_origin[bid][2]
             targets.append(f"{step} (the item made from {inst.label})" if per_item else step)
         self._event("stepped_over", inst, actor=actor, reason=reason, pausing=targets)
         self.release(inst, inst.held_by, actor, reason)
-        return targets
+        return targets, started
 
     def _retire_fired(self) -> None:
         """One-shot breakpoints that caught what they were for go (their instances stay paused)."""
