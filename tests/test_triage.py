@@ -273,6 +273,7 @@ def test_a_group_chosen_by_number_keeps_naming_that_group_when_others_are_resolv
     c = Controller(run)
     c.act("select", {"group": "2"})  # the TypeErrors, ranked second now
     run.retry("parse", keys=run.error_groups("parse")[0])  # the 12 ValueErrors fail again: still 2 groups
+    assert run.wait(timeout=WAIT_S) == "paused"  # they are back on their errors (a skip of a running one is refused)
     run.skip("parse", keys=sorted(COMMAS), output={"id": -1, "cents": 0})  # now the TypeErrors rank first
     selection = c.state()["selection"]
     assert (selection["count"], selection["label"]) == (5, "5 instances of parse (TypeError)")
