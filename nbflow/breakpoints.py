@@ -173,18 +173,23 @@ def check_condition(condition: Any) -> str | None:
 
 def compile_condition(condition: str | None) -> CodeType | None:
     """Compile a condition expression; a syntax error is refused with the expression named."""
-    if condition is None:
+    return _compile(condition, "breakpoint condition", "a breakpoint condition", "item['x'] > 3",
+                    "write an expression over the step's inputs, e.g. \"item['country'] == 'FR'\"")
+
+
+def _compile(text: str | None, what: str, article: str, example: str, hint: str) -> CodeType | None:
+    """Compile an expression a breakpoint evaluates (*what*: named in errors and as the code's file name);
+    None stays None, anything but a non-empty expression that compiles is refused (``invalid``)."""
+    if text is None:
         return None
-    if not isinstance(condition, str) or not condition.strip():
-        raise BreakpointRefused(
-            "a breakpoint condition must be a non-empty Python expression, e.g. \"item['x'] > 3\"", Refusal.INVALID)
+    if not isinstance(text, str) or not text.strip():
+        raise BreakpointRefused(f"{article} must be a non-empty Python expression, e.g. \"{example}\"",
+                                Refusal.INVALID)
     try:
-        return compile(condition, "<breakpoint condition>", "eval")
+        return compile(text, f"<{what}>", "eval")
     except SyntaxError as exc:
-        raise BreakpointRefused(
-            f"breakpoint condition {condition!r} is not a valid Python expression ({exc.msg}); "
-            "write an expression over the step's inputs, e.g. \"item['country'] == 'FR'\"", Refusal.INVALID
-        ) from None
+        raise BreakpointRefused(f"{what} {text!r} is not a valid Python expression ({exc.msg}); {hint}",
+                                Refusal.INVALID) from None
 
 
 def parse_action(action: Any) -> Action:
@@ -198,18 +203,8 @@ def parse_action(action: Any) -> Action:
 
 def compile_expression(expression: str | None) -> CodeType | None:
     """Compile a logpoint's expression; refused (``invalid``) when it is not a Python expression."""
-    if expression is None:
-        return None
-    if not isinstance(expression, str) or not expression.strip():
-        raise BreakpointRefused("a logpoint's expression must be a non-empty Python expression, e.g. \"item['x']\"",
-                                Refusal.INVALID)
-    try:
-        return compile(expression, "<logpoint expression>", "eval")
-    except SyntaxError as exc:
-        raise BreakpointRefused(
-            f"logpoint expression {expression!r} is not a valid Python expression ({exc.msg}); write an expression "
-            "over the step's inputs (and output after the body), e.g. \"item['x']\"", Refusal.INVALID
-        ) from None
+    return _compile(expression, "logpoint expression", "a logpoint's expression", "item['x']",
+                    "write an expression over the step's inputs (and output after the body), e.g. \"item['x']\"")
 
 
 def check_action(action: Any, expression: Any, hit_count: Any) -> tuple[Action, str | None, int | None]:
