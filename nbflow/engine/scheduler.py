@@ -500,15 +500,11 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             code = self._bp_code.get(bid)
             failed: str | None = None
             if code is not None:
-                try:
-                    if isinstance(code, Exception):
-                        raise code
-                    if names is None:
-                        names = self._names(inst, when)
-                    if not bpmod.evaluate(code, names):
-                        continue
-                except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the breakpoint acts
-                    failed = f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
+                if names is None:
+                    names = self._names(inst, when)
+                matches, failed = _condition(bp, code, names)
+                if not matches:
+                    continue
             hits = self.bp_hits[bid] = self.bp_hits.get(bid, 0) + 1
             self._hits_dirty.add(bid)
             if bp.hit_count is not None and hits < bp.hit_count:
@@ -560,13 +556,9 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 names[item_param] = items[inst.item]
             failed = None
             if cond is not None:
-                try:
-                    if isinstance(cond, Exception):
-                        raise cond
-                    if not bpmod.evaluate(cond, names):
-                        continue
-                except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the logpoint logs that
-                    failed = f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
+                matches, failed = _condition(bp, cond, names)
+                if not matches:
+                    continue
             hits += 1
             inst.released = mark if not inst.released else inst.released | mark
             if bp.hit_count is not None and hits < bp.hit_count:
@@ -1190,6 +1182,17 @@ def _whens(bps: Iterable[Breakpoint]) -> dict[str, tuple[When, ...]]:
     for bp in bps:
         out[bp.step] = (*out.get(bp.step, ()), When(bp.when))
     return out
+
+
+def _condition(bp: Breakpoint, code: Any, names: dict[str, Any]) -> tuple[bool, str | None]:
+    """Does an instance with *names* match the breakpoint's compiled condition *code* (or the error compiling
+    it)? A condition that raises matches, with the error as the pause reason or the logpoint's error."""
+    try:
+        if isinstance(code, Exception):
+            raise code
+        return bpmod.evaluate(code, names), None
+    except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the breakpoint acts
+        return True, f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
 
 
 def _log_head(bp: Breakpoint, when: When, attempt: int) -> str:
