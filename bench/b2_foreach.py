@@ -12,8 +12,8 @@ import nbflow
 from nbflow.engine.lifecycle import stop_all
 
 
-def once(n: int, url: str, executor: object = None) -> float:
-    """Seconds for one n-item foreach of trivial items, end to end, on *executor* (default threads)."""
+def workflow(url: str, executor: object = None) -> nbflow.Workflow:
+    """B2's workflow: ``items`` (range(n)) -> ``square`` (a foreach of trivial items) -> ``total``."""
     wf = nbflow.Workflow("b2", store=url, executor=executor)
 
     @wf.step
@@ -28,6 +28,12 @@ def once(n: int, url: str, executor: object = None) -> float:
     def total(square):
         return sum(square)
 
+    return wf
+
+
+def once(n: int, url: str, executor: object = None) -> float:
+    """Seconds for one n-item foreach of trivial items, end to end, on *executor* (default threads)."""
+    wf = workflow(url, executor)
     wf.store  # noqa: B018 - open (and migrate) outside the timed part
     t0 = time.perf_counter()
     run = wf.run(params={"n": n})

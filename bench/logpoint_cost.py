@@ -9,6 +9,8 @@ import statistics
 import tempfile
 import time
 
+from b2_foreach import workflow
+
 import nbflow
 from nbflow.engine.lifecycle import stop_all
 
@@ -17,20 +19,7 @@ def once(n: int, logpoint: bool, checkpoint: bool = False) -> float:
     """Seconds for one n-item foreach end to end, in a new SQLite file, with or without a logpoint on it;
     *checkpoint*: until what the run wrote is copied from SQLite's WAL into the database file too."""
     with tempfile.TemporaryDirectory() as tmp:
-        wf = nbflow.Workflow("b2", store=f"sqlite:///{tmp}/b.db")
-
-        @wf.step
-        def items(n):
-            return list(range(n))
-
-        @wf.foreach("items")
-        def square(item):
-            return item * item
-
-        @wf.step
-        def total(square):
-            return sum(square)
-
+        wf = workflow(f"sqlite:///{tmp}/b.db")
         wf.store  # noqa: B018 - open (and migrate) outside the timed part
         bps = [nbflow.Breakpoint("square", action="log", expression="item * 2")] if logpoint else []
         t0 = time.perf_counter()
