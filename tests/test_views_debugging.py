@@ -156,9 +156,9 @@ def fix(wf: nbflow.Workflow) -> None:
         return item["x"] * 2 + 1
 
 
-def hot_fixed(db_url: str) -> nbflow.Run:
-    """A run whose enrich:3 failed on its first code; enrich redefined and enrich:3 retried on the new one."""
-    wf = nbflow.Workflow("views-hot-fix", store=db_url)
+def paused_on_row_3(db_url: str, name: str, n: int) -> tuple[nbflow.Workflow, nbflow.Run]:
+    """load -> enrich (fails on x == 3) -> report, run with break_on_error: paused on enrich:3's error."""
+    wf = nbflow.Workflow(name, store=db_url)
 
     @wf.step
     def load(n):
@@ -174,8 +174,14 @@ def hot_fixed(db_url: str) -> nbflow.Run:
     def report(enrich):
         return sum(enrich)
 
-    run = wf.run(params={"n": 6}, break_on_error=True)
+    run = wf.run(params={"n": n}, break_on_error=True)
     assert run.wait(timeout=WAIT_S) == "paused"
+    return wf, run
+
+
+def hot_fixed(db_url: str) -> nbflow.Run:
+    """A run whose enrich:3 failed on its first code; enrich redefined and enrich:3 retried on the new one."""
+    wf, run = paused_on_row_3(db_url, "views-hot-fix", 6)
     fix(wf)
     run.retry("enrich", key=3, reason="fixed the code")
     assert run.wait(timeout=WAIT_S) == "succeeded"
@@ -221,20 +227,7 @@ def test_a_one_shot_breakpoint_without_an_origin_is_labelled_by_its_target() -> 
 
 def test_the_open_panel_shows_the_diff_once_its_step_is_redefined_while_the_run_is_paused(db_url: str) -> None:
     """A hot fix changes no instance row: the panel of the selected instance still shows it at the next refresh."""
-    wf = nbflow.Workflow("views-hot-fix-panel", store=db_url)
-
-    @wf.step
-    def load(n):
-        return [{"id": i, "x": i} for i in range(n)]
-
-    @wf.foreach("load", key=lambda item: item["id"])
-    def enrich(item):
-        if item["x"] == 3:
-            raise ValueError("bad row 3")
-        return item["x"] * 2
-
-    run = wf.run(params={"n": 4}, break_on_error=True)
-    assert run.wait(timeout=WAIT_S) == "paused"
+    wf, run = paused_on_row_3(db_url, "views-hot-fix-panel", 4)
     c = Controller(run)
     c.act("select_instance", {"step": "enrich", "key": 3})
     assert c.state()["detail"]["code_diff"] is None
