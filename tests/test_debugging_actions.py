@@ -13,35 +13,11 @@ from IPython.core.interactiveshell import InteractiveShell
 import nbflow
 from nbflow.notebook.controller import ACTIONS, Controller
 from tests.test_cli import poll
+from tests.test_cli_step import fanout
 
 pytestmark = pytest.mark.timeout(120)
 
 WAIT_S = 60
-
-
-def fanout(db_url: str, breakpoints: list[str]) -> nbflow.Run:
-    """load -> enrich (foreach keyed by id) -> double (foreach over enrich) -> report, paused."""
-    wf = nbflow.Workflow("debug-actions", store=db_url)
-
-    @wf.step
-    def load(n):
-        return [{"id": i, "x": i} for i in range(n)]
-
-    @wf.foreach("load", key=lambda item: item["id"])
-    def enrich(item):
-        return {"id": item["id"], "y": item["x"] * 10}
-
-    @wf.foreach("enrich")
-    def double(item):
-        return item["y"] * 2
-
-    @wf.step
-    def report(double):
-        return sum(double)
-
-    run = wf.run(params={"n": 5}, breakpoints=breakpoints)
-    assert run.wait(timeout=WAIT_S) == "paused"
-    return run
 
 
 @pytest.fixture
@@ -53,7 +29,7 @@ def shell() -> Iterator[InteractiveShell]:
 
 
 def test_step_over_is_an_action_of_the_view(db_url: str) -> None:
-    run = fanout(db_url, ["enrich:3"])
+    run = fanout(db_url, breakpoints=["enrich:3"])
     assert "step_over" in ACTIONS
     answer = Controller(run).act("step_over", {"step": "enrich", "key": 3, "reason": "one more"})
     assert answer["ok"] is True, answer
@@ -63,20 +39,20 @@ def test_step_over_is_an_action_of_the_view(db_url: str) -> None:
 
 
 def test_the_view_without_a_kernel_says_so_and_with_one_too(db_url: str, shell: InteractiveShell) -> None:
-    run = fanout(db_url, ["enrich:3"])
+    run = fanout(db_url, breakpoints=["enrich:3"])
     assert Controller(run).state()["summary"]["kernel"] is False
     assert Controller(run, shell=shell).state()["summary"]["kernel"] is True
 
 
 def test_debug_cell_without_a_kernel_is_refused_naming_the_magic_to_run(db_url: str) -> None:
-    run = fanout(db_url, ["enrich:3"])
+    run = fanout(db_url, breakpoints=["enrich:3"])
     answer = Controller(run).act("debug_cell", {"step": "enrich", "key": 3})
     assert answer["ok"] is False and answer["code"] == "invalid"
     assert "run `%nbflow debug enrich:3` in a notebook cell" in answer["text"]
 
 
 def test_debug_cell_in_a_kernel_binds_the_inputs_and_answers_the_cell(db_url: str, shell: InteractiveShell) -> None:
-    run = fanout(db_url, ["enrich:3"])
+    run = fanout(db_url, breakpoints=["enrich:3"])
     answer = Controller(run, shell=shell).act("debug_cell", {"step": "enrich", "key": 3})
     assert answer["ok"] is True, answer
     cell = answer["debug_cell"]
@@ -87,7 +63,7 @@ def test_debug_cell_in_a_kernel_binds_the_inputs_and_answers_the_cell(db_url: st
 
 
 def test_debug_cell_names_the_selected_instance_when_given_none(db_url: str) -> None:
-    run = fanout(db_url, ["enrich:3"])
+    run = fanout(db_url, breakpoints=["enrich:3"])
     controller = Controller(run)
     assert controller.act("select_instance", {"step": "enrich", "key": 3})["ok"]
     answer = controller.act("debug_cell", {})
@@ -95,25 +71,25 @@ def test_debug_cell_names_the_selected_instance_when_given_none(db_url: str) -> 
 
 
 def test_each_nodes_breakpoints_carry_their_label_and_hits(db_url: str) -> None:
-    run = fanout(db_url, ["enrich:3"])
+    run = fanout(db_url, breakpoints=["enrich:3"])
     nodes = {n["step"]: n for n in Controller(run).state()["dag"]["nodes"]}
     (bp,) = nodes["enrich"]["breakpoints"]
     assert (bp["label"], bp["hits"], bp["action"], bp["held"]) == ("before enrich:3", 1, "pause", 1)
 
 
 def test_a_logpoint_from_the_view_is_set_for_every_run_of_the_workflow(db_url: str) -> None:
-    run = fanout(db_url, ["enrich:3"])
+    run = fanout(db_url, breakpoints=["enrich:3"])
     answer = Controller(run).act("add_breakpoint", {"step": "double", "when": "after", "expression": "output",
                                                      "hit_count": "2"})
     assert answer["ok"] is True, answer
     assert answer["text"].startswith("logpoint #") and "on double (after, from hit 2 on)" in answer["text"]
-    (bp,) = nbflow.views.breakpoints_list(run.store, workflow="debug-actions")
+    (bp,) = nbflow.views.breakpoints_list(run.store, workflow="step-fanout")
     assert (bp["action"], bp["expression"], bp["hit_count"], bp["scope"]) == ("log", "output", 2, "workflow")
 
 
 # ---------------------------------------------------------------------------------- the sidebar
 def test_the_sidebar_refuses_debug_cell_saying_to_use_the_magic_in_a_notebook(server: Server) -> None:
-    run = fanout(server.db, ["enrich:3"])
+    run = fanout(server.db, breakpoints=["enrich:3"])
     resp = server.post(f"runs/{run.id}/actions/debug_cell", {"args": {"step": "enrich", "key": 3}, "view": None})
     assert resp.status_code == 400, resp.text
     body = resp.json()
@@ -122,7 +98,7 @@ def test_the_sidebar_refuses_debug_cell_saying_to_use_the_magic_in_a_notebook(se
 
 
 def test_step_over_goes_through_the_rest_apis_command_endpoint(server: Server) -> None:
-    run = fanout(server.db, ["enrich:3"])
+    run = fanout(server.db, breakpoints=["enrich:3"])
     resp = server.post(f"runs/{run.id}/commands", {"verb": "step_over", "step": "enrich", "keys": ["3"]})
     assert resp.status_code == 200, resp.text
     assert resp.json()["state"] == "applied"
