@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sidefx import Trail
 
 import nbflow
 from nbflow import Breakpoint, Workflow
 from nbflow.breakpoints import BreakpointRefused
+from nbflow.engine.lifecycle import stop_all
 from nbflow.errors import CommandRefused
 from nbflow.states import STEPPED_OVER
 
@@ -163,6 +165,61 @@ def test_a_logpoint_over_200_items_pauses_nothing_and_records_200_values(db_url:
     assert {k: d["value"] for k, d in logged.items()} == {i: i * 3 for i in range(200)}
     assert logged[7] == {"breakpoint": logged[7]["breakpoint"], "expression": "item['x'] * 3", "when": "before",
                          "attempt": 1, "value": 21}
+
+
+def test_a_logpoint_stores_its_expression_once_per_run_and_every_event_reads_whole(db_url: str,
+                                                                                   trail: Trail) -> None:
+    wf = chain(db_url, trail)
+    run = wf.run(params={"n": 50}, breakpoints=[Breakpoint("enrich", action="log", expression="item['x'] * 3")])
+
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+
+    armed = [e for e in run.history() if e.kind == "logpoint_armed"]
+    assert [(e.step, e.data["expression"], e.data["when"], e.data["hit_count"]) for e in armed] == [
+        ("enrich", "item['x'] * 3", "before", None)]
+    with run.store.engine.connect() as conn:
+        holding = conn.execute(sa.text("SELECT count(*) FROM events WHERE run_id = :run AND data LIKE :text"),
+                               {"run": run.id, "text": "%item['x'] * 3%"}).scalar()
+    assert holding == 1  # the armed event; the 50 logpoint events refer to it
+    assert run.breakpoints() == []  # the run's own logpoint went with it, its events still read whole
+    logged = [e.data for e in run.history() if e.kind == "logpoint"]
+    assert len(logged) == 50
+    assert all(d["expression"] == "item['x'] * 3" and d["when"] == "before" and d["attempt"] == 1 for d in logged)
+
+
+def test_a_logpoint_after_a_retried_body_names_the_attempt_it_logged(db_url: str, trail: Trail) -> None:
+    wf = Workflow("flaky", store=db_url)
+
+    @wf.step(retries=1, backoff=0)
+    def flaky(n):  # type: ignore[no-untyped-def]
+        trail.add("flaky")
+        if trail.items().count("flaky") == 1:
+            raise ValueError("the first attempt fails")
+        return n
+
+    wf.breakpoints.add("flaky", when="after", action="log", expression="output * 2")
+    run = wf.run(params={"n": 5})
+
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    bid = wf.breakpoints.list()[0].id
+    assert [e.data for e in run.history() if e.kind == "logpoint"] == [
+        {"breakpoint": bid, "expression": "output * 2", "when": "after", "attempt": 2, "value": 10}]
+
+
+def test_a_run_taken_over_between_hits_keeps_one_definition_of_its_logpoint(db_url: str, trail: Trail) -> None:
+    wf = chain(db_url, trail)
+    run = wf.run(params={"n": 4}, breakpoints=[Breakpoint("double", action="log", expression="item['y']"),
+                                               Breakpoint("enrich", key="2")])
+    assert run.wait(timeout=WAIT_S) == "paused"
+    stop_all()  # the owner goes: the run is left paused with three of its four logpoint hits
+
+    run = wf.attach(run.id)
+    run.resume("enrich", key=2)
+
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    kinds = [e.kind for e in run.history()]
+    assert (kinds.count("taken_over"), kinds.count("logpoint_armed"), kinds.count("logpoint")) == (1, 1, 4)
+    assert sorted(e.data["value"] for e in run.history() if e.kind == "logpoint") == [0, 10, 20, 30]
 
 
 def test_a_logpoint_after_the_body_sees_the_output(db_url: str, trail: Trail) -> None:

@@ -39,7 +39,7 @@ from ..errors import CommandRefused, DefinitionError, NbflowError, Serialization
 from ..signals import WaitForSignal, make_token
 from ..states import BREAK_ON_ERROR, STEPPED_OVER, TASK_ITEM, PauseReason, RunStatus, StepKind, When
 from ..states import InstanceStatus as S
-from ..store import Store
+from ..store import Store, logpoints
 from ..store import commands as command_rows
 from ..store.codec import JSON, Encoded
 from ..store.journal import EVENT_ID_SPAN, Journal, LostOwnership
@@ -507,6 +507,8 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                     continue
             hits = self.bp_hits[bid] = self.bp_hits.get(bid, 0) + 1
             self._hits_dirty.add(bid)
+            if hits == 1 and bp.action is Action.LOG:
+                self._armed(bp)
             if bp.hit_count is not None and hits < bp.hit_count:
                 inst.released = inst.released | {bid}  # passed: counted once, not caught on its retries
                 continue
@@ -530,10 +532,19 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
 
     def _log(self, inst: Inst, bp: Breakpoint, when: When, names: dict[str, Any], failed: str | None) -> None:
         """A logpoint's event: its expression's value (JSON, else its repr), or the error evaluating it."""
-        text = _log_head(bp, when, inst.attempt + (when is _BEFORE)) + _log_tail(self._bp_expr.get(_bid(bp)), names,
-                                                                                failed)
+        text = logpoints.stored_head(_bid(bp), inst.attempt + (when is _BEFORE)) + _log_tail(
+            self._bp_expr.get(_bid(bp)), names, failed)
         eid = self._event_id = self._event_id + 1
         self.events.append((eid, self.run_id, inst.step, inst.key, "logpoint", None, text, time.time()))
+
+    def _armed(self, bp: Breakpoint) -> None:
+        """The ``logpoint_armed`` event of a logpoint's first hit in this run: its definition, stored once
+        for the ``logpoint`` events that refer to it by id (``store.logpoints``). The first hit is
+        committed with it (``breakpoint_hits``), so a new owner of the run does not write it again."""
+        text = logpoints.armed_data(_bid(bp), bp.step, bp.key, str(bp.when), bp.expression, bp.condition,
+                                    bp.hit_count)
+        eid = self._event_id = self._event_id + 1
+        self.events.append((eid, self.run_id, bp.step, None, logpoints.LOGPOINT_ARMED, None, text, time.time()))
 
     def _log_items(self, bp: Breakpoint, insts: list[Inst], items: list[Any]) -> None:
         """A before-logpoint over a foreach's new items, in bulk (what :meth:`_matching` does for one, without
@@ -545,7 +556,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         item_param = next((b.param for b in self.plan.bindings[insts[0].step] if b.source == "item"), None)
         base = self.inputs(insts[0])
         mark = frozenset((bid,))
-        head = _log_head(bp, _BEFORE, 1)
+        head = logpoints.stored_head(bid, 1)
         hits = self.bp_hits.get(bid, 0)
         events, run_id, ts = self.events, self.run_id, time.time()
         names = bpmod.namespace(base)  # one namespace for every item: only the item changes
@@ -560,6 +571,8 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 if not matches:
                     continue
             hits += 1
+            if hits == 1:
+                self._armed(bp)
             inst.released = mark if not inst.released else inst.released | mark
             if bp.hit_count is not None and hits < bp.hit_count:
                 continue
@@ -1193,12 +1206,6 @@ def _condition(bp: Breakpoint, code: Any, names: dict[str, Any]) -> tuple[bool, 
         return bpmod.evaluate(code, names), None
     except Exception as exc:  # noqa: BLE001 - a condition may raise anything: the breakpoint acts
         return True, f"breakpoint condition {bp.condition!r} raised {type(exc).__name__}: {exc}"
-
-
-def _log_head(bp: Breakpoint, when: When, attempt: int) -> str:
-    """A logpoint event's data up to its value: written by hand, 10,000 items cost no JSON encoder each."""
-    return (f'{{"breakpoint":{bp.id},"expression":{dumps(bp.expression)},"when":"{when}","attempt":{attempt},'
-            '"value":')
 
 
 def _log_tail(code: Any, ns: dict[str, Any], failed: str | None) -> str:

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, cast
 import sqlalchemy as sa
 
 from ..states import InstanceStatus, When
-from . import schema
+from . import logpoints, schema
 from .store import Store
 
 # SQLAlchemy types a RowMapping's keys as names or columns; these rows are read by name.
@@ -316,7 +316,11 @@ def events_of_kind(store: Store, run_id: str, kind: str, after_id: int = 0) -> t
             return max(last, after_id), []
         stmt = (sa.select(e.c.id, e.c.step, e.c.key, e.c.data, e.c.ts)
                 .where(e.c.id > start, e.c.id <= last, e.c.kind == kind).order_by(e.c.id))
-        return last, [EventText(*r) for r in conn.execute(stmt)]
+        events = [EventText(*r) for r in conn.execute(stmt)]
+        if kind == logpoints.LOGPOINT and events:
+            defs = logpoints.definitions(conn, run_id, low, high)
+            events = [ev._replace(data=logpoints.whole(ev.data, defs)) for ev in events]
+        return last, events
 
 
 class InstanceRead(NamedTuple):
@@ -336,7 +340,7 @@ def instance_with_events(store: Store, run_id: str, step: str, key: str | None) 
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(t).where(t.c.run_id == run_id, t.c.step == step, key_cond)).mappings().first()
         low, high = store.event_range(run_id, conn)
-        events = cast("list[_Row]", list(conn.execute(
+        events = cast("list[_Row]", logpoints.with_definitions(conn, run_id, low, high, conn.execute(
             sa.select(e, (e.c.id - low).label("n"))
             .where(e.c.id > low, e.c.id < high, e.c.run_id == run_id, e.c.step == step, ekey)
             .order_by(e.c.id)

@@ -23,7 +23,7 @@ from sqlalchemy.util import asbool
 from ..definition import StoredDefinition
 from ..errors import StoreError, UnknownRunError
 from ..states import InstanceStatus, RunStatus, status_filter
-from . import codec, schema
+from . import codec, logpoints, schema
 from .codec import Artifacts, Encoded, private_dirs
 
 if TYPE_CHECKING:
@@ -587,8 +587,10 @@ class Store:
                 where.append(t.c.kind.in_(list(kinds)))
             stmt = sa.select(t, (t.c.id - low).label("n")).where(*where)
             if limit is None:
-                return cast(_Rows, list(conn.execute(stmt.order_by(t.c.id)).mappings()))
-            return cast(_Rows, list(conn.execute(stmt.order_by(t.c.id.desc()).limit(limit)).mappings())[::-1])
+                rows = list(conn.execute(stmt.order_by(t.c.id)).mappings())
+            else:
+                rows = list(conn.execute(stmt.order_by(t.c.id.desc()).limit(limit)).mappings())[::-1]
+            return cast(_Rows, logpoints.with_definitions(conn, run_id, low, high, rows))
 
     def event_kinds(self, run_id: str) -> list[str]:
         """The kinds of event the run's history has, sorted (to tell a mistyped kind from an absent one)."""
