@@ -201,3 +201,12 @@ def test_an_input_named_like_a_column_is_prefixed(db_url: str) -> None:
     row = run.frame("report").iloc[0]
     assert row["status"] == "succeeded"
     assert (row["input:status"], row["input:output"]) == ("draft", "pdf")
+
+
+def test_a_frame_reads_postgresql_as_it_reads_sqlite(store_url: str, calls: Trail) -> None:
+    run = payments(store_url, calls).run(params={"n": 60, "rate": 2}, break_on_error=True)
+    assert run.wait(timeout=WAIT_S) == "paused"
+    frame = run.frame("parse", values="load")
+    assert frame["key"].tolist() == list(range(60))
+    assert frame.loc[7, "status"] == "paused" and frame.loc[7, "error_type"] == "TypeError"
+    assert frame.loc[8, "output"] == {"id": 8, "cents": 160} and frame.loc[8, "item"] == {"id": 8, "amount": 80}
