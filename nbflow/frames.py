@@ -3,10 +3,11 @@ output and inputs. It reads the store only (nothing runs); each upstream value i
 step, each JSON column in one parse (a 100,000-item step: bench/frame_100k.py)."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -265,12 +266,18 @@ def _step_columns(
 def frame(store: Store, run_id: str, step: str | None = None, *, values: str = "ref") -> pd.DataFrame:
     """The DataFrame of :meth:`nbflow.Run.frame`: one row per instance of *step* (every step, with a
     ``step`` column, when None), in (DAG order, item) order."""
-    # Without the cyclic collector meanwhile: the rows and decoded values are hundreds of thousands of
-    # new objects, none in a cycle, and collections triggered by them cost ~20% (bench/frame_100k.py).
+    with without_gc():
+        return _frame(store, run_id, step, values)
+
+
+@contextlib.contextmanager
+def without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a bulk read makes hundreds of thousands of new objects (rows,
+    decoded values), none in a cycle, and the collections they trigger cost ~20% (bench/frame_100k.py)."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _frame(store, run_id, step, values)
+        yield
     finally:
         if collecting:
             gc.enable()
@@ -335,4 +342,4 @@ def _frame(store: Store, run_id: str, step: str | None, values: str) -> pd.DataF
     return result
 
 
-__all__ = ["FIXED", "VALUES", "Unavailable", "ValueRef", "Values", "frame"]
+__all__ = ["FIXED", "VALUES", "Unavailable", "ValueRef", "Values", "frame", "without_gc"]
