@@ -148,14 +148,16 @@ _AT = {name: n for n, name in enumerate(rows_of.FRAME_COLUMNS)}
 
 
 class _Columns:
-    """One step's instance rows (:func:`nbflow.store.frames.frame_rows`) as columns, by column name."""
+    """One step's instance rows (:func:`nbflow.store.frames.frame_rows`, with or without their first
+    column, ``step``) as columns, by column name."""
 
-    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+    def __init__(self, rows: Sequence[Sequence[Any]], with_step: bool) -> None:
         self.n = len(rows)
+        self._shift = 0 if with_step else 1
         self._cols: list[tuple[Any, ...]] = list(zip(*rows)) if rows else [()] * len(_AT)
 
     def __getitem__(self, name: str) -> tuple[Any, ...]:
-        return self._cols[_AT[name]]
+        return self._cols[_AT[name] - self._shift]
 
 
 def _keys(cols: _Columns) -> list[Any]:
@@ -165,12 +167,9 @@ def _keys(cols: _Columns) -> list[Any]:
     if kinds == {None}:
         return list(texts)
     if kinds == {codec.JSON}:
-        try:
-            return list(map(int, datas))  # the commonest key: the JSON text of an int is its digits
-        except ValueError:
-            parsed = _json_array(datas)
-            if parsed is not None:
-                return parsed
+        parsed = _json_array(datas)
+        if parsed is not None:
+            return parsed
     return [t if c is None else key_value(t, c, d) for t, c, d in zip(texts, codecs, datas)]
 
 
@@ -189,7 +188,7 @@ class _Upstream:
 
     def columns(self, step: str) -> _Columns:
         if step not in self.by_step:
-            self.by_step[step] = _Columns(rows_of.frame_rows(self.store, self.run_id, step))
+            self.by_step[step] = _Columns(rows_of.frame_rows(self.store, self.run_id, step), with_step=False)
         return self.by_step[step]
 
     def is_task(self, step: str) -> bool:
@@ -227,8 +226,12 @@ def _step_columns(
     """One step's columns (all but ``step``), each a sequence with a cell per row."""
     n = cols.n
     error_type, error_message = cols["error_type"], cols["error_message"]
-    if error_type.count(None) != n:
-        error_message = tuple((m or "") if t is not None else m for t, m in zip(error_type, error_message))
+    blank = [i for i, t in enumerate(error_type) if t is not None and error_message[i] is None]
+    if blank:  # an error without a message has the message ""
+        fixed = list(error_message)
+        for i in blank:
+            fixed[i] = ""
+        error_message = tuple(fixed)
     out: dict[str, Sequence[Any]] = {
         "key": [None] * n if spec.kind != StepKind.FOREACH else _keys(cols),
         "status": cols["status"],
@@ -245,7 +248,11 @@ def _step_columns(
         elif source == "item" and spec.foreach is not None:
             items = up.output(spec.foreach, loaded=up.is_task(spec.foreach))
             size = len(items) if isinstance(items, list) else 0
-            out[column] = [items[i] if 0 <= i < size else None for i in cols["item"]]
+            at = cols["item"]
+            if isinstance(items, list) and n <= size and at == tuple(range(n)):  # every item in order: the list
+                out[column] = items[:n]
+            else:
+                out[column] = [items[i] if 0 <= i < size else None for i in at]
         else:
             out[column] = [params.get(name)] * n
     edited = [i for i, c in enumerate(cols["inputs_codec"]) if c is not None]
@@ -299,9 +306,9 @@ def _frame(store: Store, run_id: str, step: str | None, values: str) -> pd.DataF
     vals = Values(store, values == "load")
     rows = rows_of.frame_rows(store, run_id, step)
     if step is not None:
-        by_step = {step: _Columns(rows)}
+        by_step = {step: _Columns(rows, with_step=False)}
     else:
-        by_step = {s: _Columns(list(group)) for s, group in itertools.groupby(rows, key=lambda r: r[0])}
+        by_step = {s: _Columns(list(group), with_step=True) for s, group in itertools.groupby(rows, key=lambda r: r[0])}
     del rows
     up = _Upstream(store, run_id, definition, vals, by_step)
     steps = [step] if step is not None else [s for s in definition.order if s in by_step]
@@ -313,6 +320,10 @@ def _frame(store: Store, run_id: str, step: str | None, values: str) -> pd.DataF
                 columns.append(column)
     parts = [(s, _step_columns(definition.steps[s], by_step[s], vals, up, params)) for s in steps]
     data: dict[str, list[Any]] = {c: [] for c in columns}
+    if step is not None:  # one step: its columns as they are
+        part = parts[0][1]
+        data = {c: list(part[c]) for c in columns if c in part}
+        parts = []
     for s, part in parts:
         n = by_step[s].n
         for c in columns:

@@ -36,13 +36,12 @@ def _fetch(store: Store, stmt: sa.Select[Any], params: dict[str, Any]) -> list[S
 
 
 def frame_rows(store: Store, run_id: str, step: str | None = None) -> list[Sequence[Any]]:
-    """The run's instances (of *step* only, when given, with ``step`` NULL) as :data:`FRAME_COLUMNS` tuples,
-    in (step, item) order: states, errors, the key's stored value, the output and the operator's input edits (no logs,
-    tracebacks or checkpoints)."""
+    """The run's instances as :data:`FRAME_COLUMNS` tuples, in (step, item) order: states, errors, the
+    key's stored value, the output and the operator's input edits (no logs, tracebacks or checkpoints).
+    With *step*: that step's, without the first column (``step``: a value per row the caller knows)."""
     t = schema.instances
-    # One step's rows carry NULL for its name (a value per row the caller knows already).
-    picked = [sa.null().label("step") if n == "step" and step is not None else t.c[n] for n in FRAME_COLUMNS]
-    stmt = sa.select(*picked).where(t.c.run_id == sa.bindparam("run_id"))
+    names = FRAME_COLUMNS if step is None else FRAME_COLUMNS[1:]
+    stmt = sa.select(*(t.c[n] for n in names)).where(t.c.run_id == sa.bindparam("run_id"))
     params: dict[str, Any] = {"run_id": run_id}
     if step is not None:
         stmt = stmt.where(t.c.step == sa.bindparam("step"))
