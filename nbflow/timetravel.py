@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .breakpoints import key_text
+from .breakpoints import key_text, key_value
 from .definition import StoredDefinition
 from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, PauseReason, RunStatus, StepKind, When, status_filter
@@ -66,16 +66,19 @@ class _Index:
     that touches an instance, the instance and the status it moved to, chained to that instance's
     previous event; snapshots of all statuses every :data:`SNAPSHOT_EVERY` events."""
 
-    def __init__(self, store: Store, run_id: str, definition: StoredDefinition, b: replay.Bounds) -> None:
+    def __init__(self, store: Store, run_id: str, definition: StoredDefinition) -> None:
+        """Reads the instances first, then the events up to the newest: every instance numbered was
+        made by an event the fold sees (an instance made meanwhile is :class:`_Rebuild`)."""
         self.run_id = run_id
-        self.low = b.low
         self.order = list(definition.order)
         self.kinds = {s: definition.steps[s].kind for s in self.order}
-        heads = replay.heads(store, run_id, b.low, b.last)
-        expanded = {h[1] for h in heads if h[3] == "expanded"}
         by_step: dict[str, list[tuple[Any, ...]]] = {}
         for r in replay.identities(store, run_id):
             by_step.setdefault(r[0], []).append(r)
+        b = self.bounds = replay.bounds(store, run_id)
+        self.low = b.low
+        heads = replay.heads(store, run_id, b.low, b.last)
+        expanded = {h[1] for h in heads if h[3] == "expanded"}
         self.start: dict[str, int] = {}  # a step's first instance number
         self.size: dict[str, int] = {}
         self.first_item: dict[str, int] = {}  # the number of a foreach step's item 0
@@ -217,8 +220,16 @@ def index(store: Store, run_id: str) -> tuple[_Index, replay.Bounds]:
                 found = None
         elif found is not None and (found.last > b.last or found.order != list(definition.order)):
             found = None
-        if found is None:
-            found = _Index(store, run_id, definition, b)
+        for tries_left in reversed(range(3)):
+            if found is not None:
+                break
+            try:
+                found = _Index(store, run_id, definition)
+                b = found.bounds
+            except _Rebuild:  # the run made instances while it was read: read it again
+                if not tries_left:
+                    raise NbflowError(f"run {run_id} changes too fast to be read as it was; try again") from None
+        assert found is not None
         _INDEXES[key] = found
         _INDEXES.move_to_end(key)
         while len(_INDEXES) > RUNS_INDEXED:
@@ -405,13 +416,14 @@ class RunAt:
     succeeded has no output; an output or inputs changed later show their values of the moment."""
 
     def __init__(self, store: Store, run_id: str, event: Any, view: View,
-                 make_event: Callable[[Mapping[str, Any]], Event]) -> None:
+                 make_event: Callable[[Mapping[str, Any], Any], Event]) -> None:
         self.store = store
         self.run_id = run_id
         self._m = moment(store, run_id, event)
         self._view = view
-        self.event: Event = make_event(self._m.event)
-        """The event it stands at."""
+        e = self._m.event
+        self.event: Event = make_event(e, self._typed_key(e["step"], e["key"]))
+        """The event it stands at (its ``key`` as the key function returned it)."""
 
     def __repr__(self) -> str:
         return (f"<nbflow.RunAt {self.run_id} at event {self._m.n} of {self._m.bounds.total} "
@@ -434,6 +446,14 @@ class RunAt:
             for s, n in per.items():
                 total[s] += n
         return total
+
+    def _typed_key(self, step: str | None, key: str | None) -> Any:
+        ix = self._m.index
+        number = ix.number.get((step, key)) if step is not None and key is not None else None
+        if number is None:
+            return key
+        row = replay.instance_rows_at(self.store, self.run_id, str(step), [ix.items[number]]).get(ix.items[number])
+        return key if row is None else key_value(key, row["key_codec"], row["key_value"])
 
     def _reader(self) -> ValueReader:
         return ValueReader(self.store, self.store.run_row(self.run_id))

@@ -176,3 +176,11 @@ def test_inputs_changed_later_show_the_old_value_at_the_earlier_event(db_url: st
     assert paused.instance("total").inputs == {"numbers": [0, 1, 2, 3, 4]}
     assert run.at(nth(run, "inputs_changed", "total")).instance("total").inputs == {"numbers": [100]}
     assert run.output("total") == 100
+
+
+def test_at_names_its_event_with_the_instances_key_as_the_key_function_returned_it(db_url: str,
+                                                                                   tmp_path: Path) -> None:
+    run = failing(db_url, Trail(str(tmp_path / "trail")))
+    then = run.at(nth(run, "paused", "enrich"))
+    assert (then.event.kind, then.event.step, then.event.key, then.event.key_text) == ("paused", "enrich", 2, "2")
+    assert then.event.data["reason"] == "before"
