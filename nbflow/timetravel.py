@@ -279,7 +279,8 @@ class Moment:
         then and by *text* found in their key."""
         ix = self.index
         a = ix.start[step]
-        codes = {_CODE[s] for s in statuses} if statuses else None
+        names = status_filter(list(statuses), InstanceStatus) if statuses else None
+        codes = {_CODE[s] for s in names} if names else None
         status = self.status
         found = [i for i in range(a, a + ix.size[step]) if status[i] and (codes is None or status[i] in codes)]
         if text:

@@ -184,3 +184,16 @@ def test_at_names_its_event_with_the_instances_key_as_the_key_function_returned_
     then = run.at(nth(run, "paused", "enrich"))
     assert (then.event.kind, then.event.step, then.event.key, then.event.key_text) == ("paused", "enrich", 2, "2")
     assert then.event.data["reason"] == "before"
+
+
+def test_at_the_start_of_a_fork_what_it_copied_from_its_parent_is_there_as_copied(db_url: str,
+                                                                                 tmp_path: Path) -> None:
+    parent = failing(db_url, Trail(str(tmp_path / "trail")))
+    fork = parent.fork("report")
+    assert fork.wait(timeout=WAIT_S) == "succeeded"
+    start = fork.at(1)
+    assert start.event.kind == "run_created" and start.status == "running"
+    assert {i.key: str(i.status) for i in start.instances("enrich")} == {
+        k: ("skipped" if k in (3, 7) else "succeeded") for k in range(8)}
+    assert start.instance("enrich", 4).output == 40
+    assert str(start.instance("report").status) == "pending" and start.instance("report").output is None

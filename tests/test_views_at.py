@@ -161,3 +161,9 @@ def test_rest_refuses_an_unknown_event_with_400_naming_the_range(server: Server)
     assert f"positions 1..{total}" in resp.json()["message"]
     bad = server.get(f"runs/{run.id}/instances", params={"step": "enrich", "at": "soon"})
     assert bad.status_code == 400 and "'at'" in bad.json()["message"]
+
+
+def test_a_page_at_an_event_refuses_an_unknown_status_naming_the_statuses(db_url: str) -> None:
+    run, n = paused_then_finished(db_url)
+    with pytest.raises(NbflowError, match=r"'stuck' is not a status of an instance; use one of: pending, ready"):
+        views.instance_page(run.store, run.id, "enrich", at=n, status="stuck")
