@@ -915,13 +915,8 @@ def instance_page_at(
     offset, limit = max(int(offset), 0), max(int(limit), 1)
     m = timetravel.moment(store, run_id, at)
     wanted = _statuses(status)
-    numbers = m.numbers(step, [wanted] if isinstance(wanted, str) else wanted, text)
-    if desc:
-        numbers.reverse()
-    total = len(numbers)
-    if offset >= total and total:
-        offset = (total - 1) // limit * limit
-    rows = timetravel.rows_at(store, m, step, numbers[offset:offset + limit])
+    total, offset, numbers = m.page(step, [wanted] if isinstance(wanted, str) else wanted, text, offset, limit, desc)
+    rows = timetravel.rows_at(store, m, step, numbers)
     shown = []
     for r in rows:
         v = instance_view(r, user_key=user_keys)

@@ -167,3 +167,16 @@ def test_a_page_at_an_event_refuses_an_unknown_status_naming_the_statuses(db_url
     run, n = paused_then_finished(db_url)
     with pytest.raises(NbflowError, match=r"'stuck' is not a status of an instance; use one of: pending, ready"):
         views.instance_page(run.store, run.id, "enrich", at=n, status="stuck")
+
+
+def test_a_page_at_an_event_pages_in_item_order_either_way_and_keeps_to_the_last_page(db_url: str) -> None:
+    run, n = paused_then_finished(db_url)
+
+    def keys(**kw: Any) -> list[str]:
+        return [r["key"] for r in views.instance_page(run.store, run.id, "enrich", at=n, **kw)["rows"]]
+
+    assert keys(limit=4, desc=True) == ["9", "8", "7", "6"]
+    assert keys(status="paused", desc=True) == ["7", "3", "2"]
+    assert keys(offset=50, limit=4) == ["8", "9"]
+    assert views.instance_page(run.store, run.id, "enrich", at=n, offset=50, limit=4)["offset"] == 8
+    assert keys(text="7") == ["7"]
