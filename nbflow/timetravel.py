@@ -226,24 +226,29 @@ class _Index:
 
 
 _INDEXES: OrderedDict[tuple[str, str], _Index] = OrderedDict()
-_LOCK = threading.Lock()
+_RUN_LOCKS: dict[tuple[str, str], threading.Lock] = {}  # one per run: who builds or extends its index
+_LOCK = threading.Lock()  # guards the two dicts
 
 
 def index(store: Store, run_id: str) -> tuple[_Index, replay.Bounds]:
-    """The run's index, folded up to its newest event (built once, then extended with new events)."""
+    """The run's index, folded up to its newest event (built once, then extended with new events). One
+    run's index is built by one thread at a time; other runs' reads go on meanwhile."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
-    b = replay.bounds(store, run_id)
     key = (str(store.url), run_id)
     with _LOCK:
-        found = _INDEXES.get(key)
-        if found is not None and found.order == list(definition.order) and found.last < b.last:
+        run_lock = _RUN_LOCKS.setdefault(key, threading.Lock())
+    with run_lock:
+        b = replay.bounds(store, run_id)
+        with _LOCK:
+            found = _INDEXES.get(key)
+        if found is not None and (found.last > b.last or found.order != list(definition.order)):
+            found = None
+        elif found is not None and found.last < b.last:
             try:
                 found.fold(replay.heads(store, run_id, found.last, b.last))
             except _Rebuild:
                 found = None
-        elif found is not None and (found.last > b.last or found.order != list(definition.order)):
-            found = None
         for tries_left in reversed(range(3)):
             if found is not None:
                 break
@@ -254,11 +259,41 @@ def index(store: Store, run_id: str) -> tuple[_Index, replay.Bounds]:
                 if not tries_left:
                     raise NbflowError(f"run {run_id} changes too fast to be read as it was; try again") from None
         assert found is not None
-        _INDEXES[key] = found
-        _INDEXES.move_to_end(key)
-        while len(_INDEXES) > RUNS_INDEXED:
-            _INDEXES.popitem(last=False)
+        with _LOCK:
+            _INDEXES[key] = found
+            _INDEXES.move_to_end(key)
+            while len(_INDEXES) > RUNS_INDEXED:
+                _INDEXES.popitem(last=False)
         return found, b
+
+
+PREPARE_EVENTS = 20_000
+"""A history at least this long is folded ahead of time by :func:`prepare` (a shorter one folds in
+well under a tenth of a second when first asked)."""
+_PREPARING: set[tuple[str, str]] = set()
+
+
+def prepare(store: Store, run_id: str, events: int) -> bool:
+    """Fold the history of *run_id* (*events* long) in a background thread, if it is long and not
+    folded yet: what a history scrubber asks when it appears (``views.history_marks``), so that its
+    first move costs what the others do. True when a fold was started."""
+    key = (str(store.url), run_id)
+    with _LOCK:
+        if events < PREPARE_EVENTS or key in _INDEXES or key in _PREPARING:
+            return False
+        _PREPARING.add(key)
+
+    def fold() -> None:
+        try:
+            index(store, run_id)
+        except Exception:  # noqa: BLE001, S110 - ahead of time only: the read that needs it reports its error
+            pass
+        finally:
+            with _LOCK:
+                _PREPARING.discard(key)
+
+    threading.Thread(target=fold, name=f"nbflow-fold-{run_id[:6]}", daemon=True).start()
+    return True
 
 
 def resolve(b: replay.Bounds, run_id: str, event: Any) -> int:
@@ -542,4 +577,5 @@ class RunAt:
         return self._view(self._reader(), rows[0])
 
 
-__all__ = ["RUN_KINDS", "SNAPSHOT_EVERY", "STATE_KINDS", "Moment", "RunAt", "index", "moment", "resolve", "rows_at"]
+__all__ = ["PREPARE_EVENTS", "RUN_KINDS", "SNAPSHOT_EVERY", "STATE_KINDS", "Moment", "RunAt", "index", "moment",
+           "prepare", "resolve", "rows_at"]

@@ -936,12 +936,14 @@ def history_marks(store: Store, run_id: str, limit: int = MARKS_MAX) -> dict[str
     """What a history scrubber marks on its range 1..``total``: the run-level events (creation, status
     changes, takeovers, code changes, expansions, operator commands) and the instances' pauses and
     failures, the first *limit* of each, oldest first: ``{"total", "marks": [{"n", "id", "kind", "step",
-    "key", "ts"}], "truncated"}`` (``truncated``: some pauses or failures were left out)."""
+    "key", "ts"}], "truncated"}`` (``truncated``: some pauses or failures were left out). A long history
+    starts being folded in the background (``timetravel.prepare``): the scrubber's first move is then fast."""
     store.run_row(run_id)  # an unknown run is an error
     b = replay.bounds(store, run_id)
     runs = replay.marks(store, run_id, MARK_KINDS, limit)
     insts = replay.marks(store, run_id, ("paused", "failed"), limit)
     found = sorted([*runs, *insts], key=lambda r: int(r["id"]))
+    timetravel.prepare(store, run_id, b.total)  # a long history is folded ahead of the scrubber's first move
     return {
         "total": b.total,
         "marks": [{"n": int(r["n"]), "id": int(r["id"]), "kind": r["kind"], "step": r["step"], "key": r["key"],

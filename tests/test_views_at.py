@@ -4,6 +4,7 @@ as they were right after an event), ``views.instance_page(..., at=)`` (a page of
 and ``marks`` route. Real runs in real SQLite files, paused by a breakpoint and by errors, then finished."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -180,3 +181,19 @@ def test_a_page_at_an_event_pages_in_item_order_either_way_and_keeps_to_the_last
     assert keys(offset=50, limit=4) == ["8", "9"]
     assert views.instance_page(run.store, run.id, "enrich", at=n, offset=50, limit=4)["offset"] == 8
     assert keys(text="7") == ["7"]
+
+
+def test_history_marks_of_a_long_history_fold_it_ahead_of_the_first_travel(db_url: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow import timetravel
+
+    run, n = paused_then_finished(db_url)
+    monkeypatch.setattr(timetravel, "PREPARE_EVENTS", 1)
+    key = (str(run.store.url), run.id)
+    timetravel._INDEXES.pop(key, None)
+    views.history_marks(run.store, run.id)
+    deadline = time.monotonic() + 30
+    while key not in timetravel._INDEXES and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert key in timetravel._INDEXES
+    assert views.run_state_at(run.store, run.id, n)["status"] == "paused"
