@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .breakpoints import key_text, key_value
 from .definition import StoredDefinition
+from .engine.gates import APPROVAL, waiting_for
 from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, PauseReason, RunStatus, StepKind, When, status_filter
 from .store import Store, replay
@@ -475,7 +476,7 @@ def _replayed(ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any
                 finished_at = e["ts"]
         elif kind == "waiting":
             name = str(data.get("name") or "")
-            pause_reason = "approval" if ix.kinds.get(live["step"]) == StepKind.APPROVAL else f"signal: {name}"
+            pause_reason = APPROVAL if ix.kinds.get(live["step"]) == StepKind.APPROVAL else waiting_for(name)
             deadline = data.get("deadline")
         elif kind in STATE_KINDS:
             pause_reason, held_by = None, []

@@ -197,3 +197,23 @@ def test_at_the_start_of_a_fork_what_it_copied_from_its_parent_is_there_as_copie
         k: ("skipped" if k in (3, 7) else "succeeded") for k in range(8)}
     assert start.instance("enrich", 4).output == 40
     assert str(start.instance("report").status) == "pending" and start.instance("report").output is None
+
+
+def test_at_an_approval_gates_waiting_event_it_waits_for_its_decision(db_url: str) -> None:
+    wf = nbflow.Workflow("travel-gate", store=db_url)
+
+    @wf.step
+    def draft():
+        return "text"
+
+    wf.approval("sign_off", after=["draft"])
+    run = wf.run()
+    assert run.wait(timeout=WAIT_S) == "paused"
+    run.approve("sign_off", comment="ok")
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    then = run.at(nth(run, "waiting", "sign_off"))
+    gate = then.instance("sign_off")
+    assert (str(gate.status), gate.pause_reason, gate.output) == ("waiting", "approval", None)
+    assert then.status == "running"  # its run_paused event comes after, in the same turn
+    assert run.at(nth(run, "run_paused")).status == "paused"
+    assert str(run.instance("sign_off").status) == "succeeded"
