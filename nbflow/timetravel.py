@@ -88,6 +88,7 @@ class _Index:
         self.number: dict[tuple[str, str | None], int] = {}
         self.items = array("q")
         initial = bytearray()
+        copies = bytearray()  # the status an instance copied from the parent run has (0: not copied)
         for step in self.order:
             rows = by_step.get(step, [])
             self.start[step] = len(self.items)
@@ -98,12 +99,16 @@ class _Index:
                 self.number[(step, key)] = len(self.items)
                 self.items.append(item)
                 copied = status in ("succeeded", "skipped") and finished is not None and finished < b.created_at
-                if copied:
+                copies.append(_CODE[status] if copied else 0)
+                if foreach and item != TASK_ITEM and step in expanded:
+                    initial.append(0)  # made when it expands (an item a fork reuses too)
+                elif copied:
                     initial.append(_CODE[status])
-                elif not foreach or (item != TASK_ITEM and step not in expanded):
+                elif not foreach or item != TASK_ITEM:  # a task's, or an item made with the run (a fork's)
                     initial.append(_PENDING)
                 else:
                     initial.append(0)
+        self.copies = bytes(copies)
         self.initial = bytes(initial)
         self.status = bytearray(initial)
         self.ev_ids = array("q")
@@ -172,9 +177,10 @@ class _Index:
     def _expand(self, status: bytearray, step: str) -> None:
         """The foreach's items come into being, ready (those a breakpoint holds move on in their own event)."""
         a, b = self.first_item[step], self.start[step] + self.size[step]
+        copies = self.copies
         for i in range(a, b):
             if not status[i]:
-                status[i] = _READY
+                status[i] = copies[i] or _READY  # an item a fork reused is there as it was copied
 
     def position(self, event_id: int) -> int:
         """How many of the index's events are at or before *event_id*."""
@@ -480,7 +486,7 @@ def _replayed(ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any
             deadline = data.get("deadline")
         elif kind in STATE_KINDS:
             pause_reason, held_by = None, []
-    if not before and code and code == ix.initial[ix.number[(live["step"], live["key"])]] and code != _PENDING:
+    if not before and code and code == ix.copies[ix.number[(live["step"], live["key"])]]:
         return {}  # copied from the parent run: as it is
     err_type = err_msg = None
     if error is not None:
