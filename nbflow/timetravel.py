@@ -222,6 +222,10 @@ class _Index:
             out[step] = {name: part.count(code) for code, name in enumerate(_NAME) if name and part.count(code)}
         return out
 
+    def statuses_named(self, status: bytes, numbers: Iterable[int]) -> dict[int, str | None]:
+        """The status names of *numbers* in *status* (None: absent)."""
+        return {i: _NAME[status[i]] for i in numbers}
+
     def chain(self, inst: int) -> list[int]:
         """The ids of the instance's events, oldest first."""
         ids: list[int] = []

@@ -197,3 +197,16 @@ def test_history_marks_of_a_long_history_fold_it_ahead_of_the_first_travel(db_ur
         time.sleep(0.05)
     assert key in timetravel._INDEXES
     assert views.run_state_at(run.store, run.id, n)["status"] == "paused"
+
+
+def test_a_page_at_an_event_by_duration_puts_what_had_finished_then_first(db_url: str) -> None:
+    run, n = paused_then_finished(db_url)
+    page = views.instance_page(run.store, run.id, "enrich", at=n, sort="duration", user_keys=True)
+    finished = [r for r in page["rows"] if r["status"] == "succeeded"]
+    assert sorted(r["key"] for r in finished) == [0, 1, 4, 5, 6, 8, 9]  # the 7 items done at the pause
+    assert [r["key"] for r in page["rows"][:len(finished)]] == [r["key"] for r in finished]
+    assert [r["status"] for r in page["rows"][len(finished):]] == ["paused", "paused", "paused"]
+    shown = [r["duration_s"] for r in finished]
+    assert shown == sorted(shown)
+    slowest = views.instance_page(run.store, run.id, "enrich", at=n, sort="duration", desc=True)["rows"]
+    assert [r["duration_s"] for r in slowest[:len(finished)]] == sorted(shown, reverse=True)
