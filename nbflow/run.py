@@ -13,6 +13,7 @@ from . import views
 from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
 from .definition import StoredStep, WorkflowDef
+from .engine.lifecycle import fork_pinned as fork_pinned_run
 from .engine.lifecycle import fork_run, live, owner_alive, stopped_error, take_over_pinned
 from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, RunStatus, StepKind, label, status_filter
@@ -429,11 +430,15 @@ class Run:
     def cancel(self, reason: str | None = None) -> CommandResult:
         return self._command("cancel", reason=reason)
 
-    def fork(self, from_step: str) -> Run:
-        """A new run that reuses every checkpoint not downstream of *from_step*, with today's code."""
+    def fork(self, from_step: str, keys: Iterable[Any] | None = None) -> Run:
+        """A new run with today's code that reuses every checkpoint not downstream of *from_step*; with
+        *keys*, every checkpoint but those items of *from_step* (a foreach), the items made from them
+        in each foreach over it, and what needs their whole list (``engine.forks``)."""
         if self._wf is None:
-            raise NbflowError("fork needs the workflow's code: use wf.attach(run_id).fork(...) from a Workflow")
-        return Run(self.store, fork_run(self._wf, self.store, self.id, from_step), self._wf)
+            raise NbflowError("fork needs the workflow's code: use wf.attach(run_id).fork(...) from a Workflow, "
+                              "or `nbflow fork` with the code the run was pinned to")
+        chosen = None if keys is None else list(keys)
+        return Run(self.store, fork_run(self._wf, self.store, self.id, from_step, chosen), self._wf)
 
 
 class _KeyTypes:
@@ -479,6 +484,14 @@ def resume_pinned(store: Store, run_id: str, max_workers: int | None = None, exe
     handle, which forks with that code. The run keeps the executor it recorded unless *executor* says
     otherwise; a finished run is returned to read."""
     taken = take_over_pinned(store, run_id, max_workers, executor)
+    return Run(store, taken.run_id, taken.workflow)
+
+
+def fork_pinned(store: Store, run_id: str, from_step: str, keys: Iterable[Any] | None = None,
+                max_workers: int | None = None) -> Run:
+    """:meth:`Run.fork` with the code *run_id* was pinned to (what ``nbflow fork`` does from a terminal);
+    the new run is driven in this process."""
+    taken = fork_pinned_run(store, run_id, from_step, None if keys is None else list(keys), max_workers)
     return Run(store, taken.run_id, taken.workflow)
 
 

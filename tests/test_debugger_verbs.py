@@ -16,6 +16,7 @@ from nbflow.breakpoints import BreakpointRefused
 from nbflow.engine.lifecycle import stop_all
 from nbflow.errors import CommandRefused
 from nbflow.states import STEPPED_OVER
+from nbflow.store.logpoints import whole
 
 pytestmark = pytest.mark.every_engine  # each story holds on every store x executor
 
@@ -358,3 +359,11 @@ def test_a_step_over_whose_consumer_already_ran_says_nothing_will_pause_and_leav
 
     assert answer.message == "stepped over enrich:2; nothing will pause: report started already"
     assert not [bp for bp in run.breakpoints() if bp.one_shot]
+
+
+def test_a_logpoint_event_stored_whole_by_an_earlier_version_reads_as_it_was() -> None:
+    old = '{"breakpoint":4,"expression":"item","when":"before","attempt":1,"value":3}'
+
+    assert whole(old, {"4": '"expression":"other","when":"after",'}) == old
+    assert whole('{"breakpoint":4,"value":3}', {"4": '"expression":"item","when":"before",'}) == (
+        '{"breakpoint":4,"expression":"item","when":"before","attempt":1,"value":3}')

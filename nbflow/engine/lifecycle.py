@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..states import TASK_ITEM, RunStatus, StepKind
 from ..states import InstanceStatus as S
 from ..store import Store, codec
 from ..store import runs as run_rows
-from . import pinning, source_lines
+from . import forks, pinning, source_lines
 from .adopt import ADOPT_WAIT_S, code_changed_data, step_diff
 from .backends import resolve
 from .pinning import Use
@@ -245,7 +245,7 @@ def start_run(
     break_on_error: bool,
     max_workers: int | None,
     *,
-    seed: tuple[str, set[str]] | None = None,
+    seed: Seed | None = None,
     deadline: float | None = None,
     executor: Any = None,
 ) -> str:
@@ -274,13 +274,14 @@ def start_run(
         "id": run_id, "workflow": wf.name, "version": version, "params_codec": None,
         "params": None, "options": json.dumps(options), "status": str(RunStatus.RUNNING),
         "owner_host": HOST, "owner_pid": os.getpid(), "owner_id": owner_id, "heartbeat_at": ts,
-        "parent_run_id": seed[0] if seed else None, "created_at": ts, "updated_at": ts, "finished_at": None,
+        "parent_run_id": seed.parent if seed else None, "created_at": ts, "updated_at": ts, "finished_at": None,
     }
     copied: list[dict[str, Any]] = []
     if seed is not None:
-        parent, steps = seed
-        parent_rows = store.instance_rows(parent, status=[S.SUCCEEDED, S.SKIPPED])
-        copied.extend({**r, "run_id": run_id} for r in parent_rows if r["step"] in steps)
+        parent_rows = store.instance_rows(seed.parent, status=[S.SUCCEEDED, S.SKIPPED])
+        copied.extend({**r, "run_id": run_id} for r in parent_rows if r["step"] in seed.steps)
+        if seed.keys is not None:
+            copied.extend(forks.chosen_rows(store, seed.parent, seed.from_step, seed.keys, run_id))
     have = {(r["step"], r["item"]) for r in copied}
     fresh = [
         {"run_id": run_id, "step": s, "item": TASK_ITEM, "key": None, "status": str(S.PENDING), "attempt": 0}
@@ -292,8 +293,11 @@ def start_run(
         for bp in bps
     ]
     run_row = run_rows.create_run(store, run_row, params_enc, (copied, fresh), bp_rows, actor=actor, event={
-        "version": version, "forked_from": seed[0] if seed else None,
-        "reused_steps": sorted(seed[1]) if seed else [],
+        "version": version, "forked_from": seed.parent if seed else None,
+        "reused_steps": sorted(seed.steps) if seed else [],
+        "fork": None if seed is None else {
+            "from_step": seed.from_step, "keys": None if seed.keys is None else sorted(seed.keys),
+        },
     })
     sched = Scheduler(store, wf, plan, run_row, params, owner_id, max_workers, live_code=True, backend=backend,
                       pin_code=functools.partial(_pin_code, store), on_stop=forget)
@@ -379,23 +383,46 @@ def take_over_pinned(store: Store, run_id: str, max_workers: int | None = None, 
     return take_over(store, wf, run_id, max_workers, live_code=False, executor=executor)
 
 
-def fork_run(wf: WorkflowDef, store: Store, parent_id: str, from_step: str) -> str:
-    """A new run with the parent's params, reusing every checkpoint upstream of *from_step*; returns its id."""
+@dataclass(frozen=True)
+class Seed:
+    """What a fork copies from its parent: every finished instance of *steps*; with *keys*, also the
+    items of *from_step* but those (``engine.forks``)."""
+
+    parent: str
+    from_step: str
+    steps: frozenset[str]
+    keys: frozenset[str] | None = None
+
+
+def fork_run(wf: WorkflowDef, store: Store, parent_id: str, from_step: str, keys: Sequence[Any] | None = None,
+             max_workers: int | None = None) -> str:
+    """A new run with the parent's params, reusing every checkpoint upstream of *from_step* (with *keys*:
+    every checkpoint but those items of *from_step* and what depends on them, ``engine.forks``);
+    returns its id."""
     row = store.run_row(parent_id)
     plan = wf.plan()
     if from_step not in plan.steps:
         raise DefinitionError(f"no step {from_step!r} to fork from; steps are: {', '.join(plan.order)}")
-    below: set[str] = {from_step}
-    for s in plan.order:
-        if any(u in below for u in plan.upstream[s]):
-            below.add(s)
-    reuse = set(plan.order) - below
+    chosen = None if keys is None else forks.check_keys(plan, store, parent_id, from_step, list(keys))
+    reuse = frozenset(set(plan.order) - forks.below(plan, from_step))
     params = store.decode(row["params_codec"], row["params"]) or {}
     opts = json.loads(row["options"] or "{}")
     return start_run(
-        wf, store, params, [], bool(opts.get("break_on_error")), opts.get("max_workers"), seed=(parent_id, reuse),
+        wf, store, params, [], bool(opts.get("break_on_error")),
+        max_workers if max_workers is not None else opts.get("max_workers"),
+        seed=Seed(parent_id, from_step, reuse, chosen),
         executor=wf.executor if wf.executor is not None else opts.get("executor"),
     )
+
+
+def fork_pinned(store: Store, parent_id: str, from_step: str, keys: Sequence[Any] | None = None,
+                max_workers: int | None = None) -> Taken:
+    """:func:`fork_run` with the code the parent was pinned to (what ``nbflow fork`` runs from a terminal,
+    where today's code is not at hand); the new run is driven in this process, with that code."""
+    row = store.run_row(parent_id)
+    wf = pinned_workflow(store, row["workflow"], row["version"])
+    check_supplied(store, row)
+    return Taken(fork_run(wf, store, parent_id, from_step, keys, max_workers), wf)
 
 
 def stop_all(timeout: float = 5.0) -> None:
@@ -413,6 +440,7 @@ atexit.register(stop_all)
 
 
 __all__ = [
-    "Taken", "attach_run", "check_supplied", "fork_run", "live", "owner_alive", "start_run", "stop_all", "take_over",
+    "Seed", "Taken", "attach_run", "check_supplied", "fork_pinned", "fork_run", "live", "owner_alive", "start_run",
+    "stop_all", "take_over",
     "take_over_pinned",
 ]

@@ -43,7 +43,7 @@ from ..store import Store, logpoints
 from ..store import commands as command_rows
 from ..store.codec import JSON, Encoded
 from ..store.journal import EVENT_ID_SPAN, Journal, LostOwnership
-from . import capture
+from . import capture, forks
 from .adopt import LiveCode, PinCode
 from .apply import apply_command
 from .backends import Backend, Threads
@@ -105,6 +105,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self.specs: dict[str, StepSpec] = dict(plan.steps)
         self.run_id: str = run_row["id"]
         self.version: str = run_row["version"]
+        self._lineage: tuple[str | None, float] = (run_row.get("parent_run_id"), float(run_row["created_at"]))
         self.options: dict[str, Any] = json.loads(run_row["options"] or "{}")
         self.params = params
         self.owner_id = owner_id
@@ -154,6 +155,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self._hits_dirty: set[int] = set()
         self._fired: dict[int, list[str | None]] = {}  # one-shot breakpoints that caught instances: their keys
         self._retired: list[int] = []  # one-shot breakpoints the next flush deletes
+        self.fork: forks.KeyedFork | None = None  # a fork of chosen items: what its foreach steps reuse
 
         self.dirty: dict[tuple[str, int], Inst] = {}
         self.events: list[tuple[Any, ...]] = []  # rows in journal.EVENT_KEYS order
@@ -182,6 +184,7 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         self._event_id = self.journal.last_event_id()
         self._event_high = (self._event_id // EVENT_ID_SPAN + 1) * EVENT_ID_SPAN
         self.bp_hits = self.store.breakpoint_hits(self.run_id)
+        self.fork = self._keyed_fork()
         with gc_paused():
             self._load()
 
@@ -242,6 +245,18 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
         for st in self.plan.order:
             if self.blocked[st] == 0 and not self.expanded[st]:
                 self._expand(st)
+
+    def _keyed_fork(self) -> forks.KeyedFork | None:
+        """What this run's ``run_created`` event says of the fork it is, when it is one of chosen items."""
+        parent, since = self._lineage
+        if not parent:
+            return None
+        created = self.store.event_rows(self.run_id, kinds=["run_created"], limit=1)
+        fork = json.loads(created[0]["data"] or "{}").get("fork") if created else None
+        if not isinstance(fork, dict) or fork.get("keys") is None or fork.get("from_step") not in self.specs:
+            return None
+        return forks.KeyedFork(parent, fork["from_step"], frozenset(fork["keys"]),
+                               forks.chain(self.plan, fork["from_step"]), since)
 
     def _step_has_rows_or_empty(self, step: str) -> bool:
         return bool(self.by_step[step]) or self.plan.steps[step].kind != StepKind.FOREACH
@@ -361,9 +376,24 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             self._event("failed", inst, error=inst.error[1] if inst.error else None)
             return
         self.expanded[step] = True
-        self._event("expanded", None, step=step, items=len(items))
+        reused = self._reused(step, keys, encs)
+        if reused:
+            self._event("expanded", None, step=step, items=len(items), reused=len(reused))
+        else:
+            self._event("expanded", None, step=step, items=len(items))
         before = [bp for bp in self.bps if bp.step == step and bp.when is _BEFORE]
-        if spec.kind not in _HELD_AS_ROWS and all(bp.action is Action.LOG for bp in before):
+        if reused:  # a fork of chosen items: the parent's items whose source was not run again
+            for i, k in enumerate(keys):
+                copy = reused.get(i)
+                if copy is not None:
+                    self.add_instance(copy)
+                    continue
+                inst = Inst(step, i, k, S.PENDING)
+                inst.key_enc = encs[i]
+                self.add_instance(inst)
+                self._make_ready(inst)
+            self._maybe_complete(step)
+        elif spec.kind not in _HELD_AS_ROWS and all(bp.action is Action.LOG for bp in before):
             # No before-breakpoint can hold them: what add_instance and _make_ready do, in bulk.
             insts, dirty, rows, ready = self.insts, self.dirty, self.by_step[step], self.ready
             first = len(rows)
@@ -385,6 +415,15 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
                 self._make_ready(inst)
         if not items:
             self._maybe_complete(step)
+
+    def _reused(self, step: str, keys: list[str], encs: list[tuple[str, bytes] | None]) -> dict[int, Inst]:
+        """A fork's foreach over its chosen items, item by item: the new items the parent's stand in for."""
+        fork = self.fork
+        if fork is None or step not in fork.chain:
+            return {}
+        up = self.specs[step].foreach
+        source = [i for i in self.by_step[up] if i.status.done_ok] if up is not None else []
+        return forks.reused_items(self.store, fork, step, source, keys, encs, self.run_id)
 
     def _items(self, step: str) -> list[Any]:
         """The elements a foreach iterates over (its upstream's output), cached."""

@@ -57,7 +57,7 @@ def whole(text: str | None, defs: Mapping[str, str]) -> str | None:
     if text is None:
         return None
     m = _STORED.match(text)
-    if m is None:
+    if m is None or text.startswith('"expression":', m.end()):  # stored whole, before definitions were apart
         return text
     rest = text[m.end():]
     if not rest.startswith('"attempt":'):
