@@ -22,8 +22,8 @@ FACTOR = {"value": 10}
 
 
 def chain(db_url: str, trail: Trail, name: str = "chain") -> Workflow:
-    """load(n) -> enrich (a foreach keyed by the item) -> double (a foreach over enrich, item by item)
-    -> total; every body adds what it ran to *trail*."""
+    """load(n) -> enrich (a foreach keyed by the item) -> double (a foreach over enrich, item by item,
+    keyed by its index) -> total; every body adds what it ran to *trail*."""
     wf = Workflow(name, store=db_url)
 
     @wf.step
@@ -35,7 +35,7 @@ def chain(db_url: str, trail: Trail, name: str = "chain") -> Workflow:
         trail.add(["enrich", item])
         return item * FACTOR["value"]
 
-    @wf.foreach("enrich", key=lambda item: item)
+    @wf.foreach("enrich")
     def double(item):
         trail.add(["double", item])
         return item * 2
@@ -169,7 +169,7 @@ def test_fork_from_ticked_rows_re_runs_exactly_those_items_and_what_needs_them(
     assert fork["run"] in answer["text"]
     new = c.forks[fork["run"]]
     assert new.wait(timeout=WAIT_S) == "succeeded"
-    assert sorted(map(tuple, trail.items()[before:])) == [("double", 2), ("enrich", 2), ("total",)]
+    assert sorted(map(tuple, trail.items()[before:])) == [("double", 20), ("enrich", 2), ("total",)]
 
 
 def test_fork_without_the_workflow_is_refused_saying_how_and_starts_nothing(finished: nbflow.Run) -> None:
@@ -193,7 +193,7 @@ def test_a_forks_vs_parent_panel_names_the_changed_items_and_both_runs_params_an
     diff = c.state()["diff"]
     assert diff["parent"] == finished.id and diff["fork"] == {"from_step": "enrich", "keys": ["4"]}
     assert [(e["step"], e["key"], e["before"], e["after"]) for e in diff["changed"]] == [
-        ("enrich", 4, 40, 400), ("double", 4, 80, 800), ("total", None, 300, 1020)]
+        ("enrich", 4, 40, 400), ("double", 3, 80, 800), ("total", None, 300, 1020)]
     assert diff["added"] == diff["removed"] == [] and diff["counts"] == {"changed": 3, "added": 0, "removed": 0}
     assert [r["id"] for r in diff["runs"]] == [finished.id, fork.id]
     assert diff["runs"][0]["params"] == diff["runs"][1]["params"] == {"n": 5}
