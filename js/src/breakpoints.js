@@ -43,6 +43,7 @@ export function createBreakpoints(ctx) {
     el.hidden = !node;
     if (!node) return;
     bpTitle.replaceChildren("Breakpoints on ", h("b", {}, step));
+    bpAdd.disabled = bpRemove.disabled = ctx.past(); // the past is read-only
     // the run's break-on-error flag is a breakpoint too: on every step, holding what failed
     const boe = (model.get("summary") || {}).break_on_error || { enabled: false };
     const boeHeld = boe.held || 0;

@@ -15,6 +15,9 @@ const SECTIONS = /** @type {const} */ ([
   ["removed", "Only in the parent", "this run has no output for it"],
 ]);
 
+/** @param {string | number | null} v  a code version as the header shows it (its first 12 characters) */
+const shortVersion = (v) => (v == null ? "—" : String(v).slice(0, 12));
+
 /** @param {Ctx} ctx */
 export function createCompare(ctx) {
   const { model } = ctx;
@@ -35,11 +38,11 @@ export function createCompare(ctx) {
       fork ? h("span", { class: "nbf-muted" }, ` · forked from ${fork.from_step}${fork.keys && fork.keys.length ? ` (keys ${fork.keys.join(", ")})` : ""}`) : "");
     const [parent, self] = d.runs;
     const differs = (/** @type {unknown} */ a, /** @type {unknown} */ b) => JSON.stringify(a) !== JSON.stringify(b);
-    const line = (/** @type {string} */ name, /** @type {unknown} */ a, /** @type {unknown} */ b) => h("tr", { class: differs(a, b) ? "nbf-compare-differs" : "", testid: `diff-${name}` },
-      h("th", {}, name), h("td", { class: "nbf-mono" }, compact(a, 120)), h("td", { class: "nbf-mono" }, compact(b, 120)));
+    const line = (/** @type {string} */ name, /** @type {unknown} */ a, /** @type {unknown} */ b) => h("tr", { class: differs(a, b) ? "nbf-compare-differs" : "", testid: `diff-${name.replace(" ", "-")}` },
+      h("th", {}, name), h("td", { class: "nbf-mono" }, typeof a === "string" ? a : compact(a, 120)), h("td", { class: "nbf-mono" }, typeof b === "string" ? b : compact(b, 120)));
     runs.replaceChildren(
       h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, `parent ${parent.id}`), h("th", {}, `this run ${self.id}`))),
-      h("tbody", {}, line("version", parent.version, self.version), line("params", parent.params, self.params)));
+      h("tbody", {}, line("code version", shortVersion(parent.version), shortVersion(self.version)), line("params", parent.params, self.params)));
     const total = d.counts.changed + d.counts.added + d.counts.removed;
     body.replaceChildren(
       h("div", { class: "nbf-muted", testid: "diff-summary" }, total ? `${fmt(d.counts.changed)} changed · ${fmt(d.counts.added)} only here · ${fmt(d.counts.removed)} only in the parent` : "no output differs from the parent's"),

@@ -154,6 +154,7 @@ function render({ model, el, experimental }) {
   on("history", () => {
     history.render();
     header.render();
+    bps.render();
     renderTable();
     renderDetail();
   });
