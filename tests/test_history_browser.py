@@ -134,7 +134,7 @@ def test_the_scrubber_shows_the_pause_and_live_returns_and_a_fork_of_a_row_shows
     assert view.locator("g[data-testid=node][data-step=enrich]").get_attribute("data-status") == "paused"
     _wait_row(page, "3", "paused")
     assert {_row_status(view, k) for k in "1245"} == {"succeeded"}
-    assert view.get_by_test_id("resume-all").is_disabled()
+    assert view.get_by_test_id("resume-all").is_disabled() and view.get_by_test_id("add-breakpoint").is_disabled()
     _screenshot(page, view)
 
     # a step back, a step forward, the keyboard on the range (Home: the first event)

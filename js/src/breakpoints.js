@@ -43,7 +43,6 @@ export function createBreakpoints(ctx) {
     el.hidden = !node;
     if (!node) return;
     bpTitle.replaceChildren("Breakpoints on ", h("b", {}, step));
-    bpAdd.disabled = bpRemove.disabled = ctx.past(); // the past is read-only
     // the run's break-on-error flag is a breakpoint too: on every step, holding what failed
     const boe = (model.get("summary") || {}).break_on_error || { enabled: false };
     const boeHeld = boe.held || 0;
@@ -67,8 +66,9 @@ export function createBreakpoints(ctx) {
       h("span", { class: "nbf-dot nbf-hit" }), h("b", {}, "step over"), " · this run", h("span", { class: "nbf-hit-text" }, ` · holding ${held}`)));
     if (boeItem) items.unshift(boeItem);
     bpList.replaceChildren(...(items.length ? items : [h("li", { class: "nbf-muted" }, "none")]));
-    bpRemove.disabled = !node.breakpoints.length;
-    bpAdd.disabled = TERMINAL_RUN.includes((model.get("summary") || {}).status);
+    const past = ctx.past(); // the past is read-only
+    bpRemove.disabled = past || !node.breakpoints.length;
+    bpAdd.disabled = past || TERMINAL_RUN.includes((model.get("summary") || {}).status);
   }
 
   /**

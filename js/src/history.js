@@ -52,7 +52,7 @@ export function createHistory(ctx) {
   const marks = h("div", { class: "nbf-history-marks", testid: "history-marks" });
   const position = h("span", { class: "nbf-history-pos nbf-muted", testid: "history-position" });
   const banner = h("div", { class: "nbf-history-banner", testid: "history-banner", role: "status", hidden: true });
-  const el = h("div", { class: "nbf-history", testid: "history", role: "group", "aria-label": "History" },
+  const el = h("div", { class: "nbf-history", testid: "history-bar", role: "group", "aria-label": "History" },
     h("div", { class: "nbf-history-row" }, h("span", { class: "nbf-history-title" }, "History"), back,
       h("div", { class: "nbf-history-track" }, marks, range), forward, live, position),
     banner);

@@ -497,18 +497,18 @@ class Controller:
                     columns=[{"expr": w} for w in v.watch], inputs=list(node.get("inputs") or []))
         return page
 
-    def _page_at(self, n: int) -> dict[str, Any]:
-        """The page as of event *n* (:func:`nbflow.views.instance_page` with ``at``): the status and text
-        filters and the order apply; error groups and watch columns are of now, so they wait for live."""
+    def _page_at(self, event: int) -> dict[str, Any]:
+        """The page as of the *event*-th event (:func:`nbflow.views.instance_page` with ``at``): the status
+        and text filters and the order apply; error groups and watch columns are of now, so they wait for live."""
         v = self._v
         assert v.step is not None
         store_sort = v.sort if v.sort in ("item", "duration") else "item"
         page = views.instance_page(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
                                    offset=v.offset, limit=self.page_size, user_keys=True, sort=store_sort,
-                                   desc=v.desc, at=n)
+                                   desc=v.desc, at=event)
         if v.status == views.PROBLEMS and not page["total"] and not v.text:
             page = views.instance_page(self.store, self.run.id, v.step, offset=v.offset, limit=self.page_size,
-                                       user_keys=True, sort=store_sort, desc=v.desc, at=n)
+                                       user_keys=True, sort=store_sort, desc=v.desc, at=event)
             page["status"] = ""
         for row in page["rows"]:
             row["verbs"] = []  # the past is read-only

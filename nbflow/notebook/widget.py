@@ -27,8 +27,9 @@ The DOM (tests/test_browser.py relies on it): ``.nbflow-widget[data-run-id]
 ``reason``, ``json-save``, ``json-cancel``, ``json-error``;
 ``add-breakpoint``, ``bp-condition``, ``bp-when``, ``bp-key``, ``remove-breakpoint``; ``message``
 (class ``error`` when refused); ``step-uses`` (what the chosen step reads from the notebook that is
-not stored with the run's code). The history (issue 18): ``history`` with ``history-range``,
-``history-mark[data-kind][data-n]``, ``history-back``, ``history-forward``, ``history-live``,
+not stored with the run's code). The history (issue 18): ``history-bar`` (the scrubber; ``history``
+is the panel's list) with ``history-range``, ``history-mark[data-kind][data-n]``, ``history-back``,
+``history-forward``, ``history-live``,
 ``history-position`` and ``history-banner`` (the root has ``data-at`` and class ``nbf-at`` while it shows
 an event); ``fork-selected`` (the bulk bar), ``fork-step`` (a task's step), ``fork-result`` with
 ``fork-run-id`` and ``open-fork``; ``forked-from``, ``diff-parent`` and ``diff-panel`` with
