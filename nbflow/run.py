@@ -471,10 +471,10 @@ class Run:
         return Run(self.store, fork_run(self._wf, self.store, self.id, from_step, chosen), self._wf)
 
 
-def _event_of(r: Mapping[str, Any]) -> Event:
-    """An event row as an :class:`Event` (its key as text: the typed key needs the instance's row)."""
-    return Event(r["id"], r["ts"], r["kind"], r["step"], r["key"], r["actor"],
-                 json.loads(r["data"]) if r["data"] else {}, r["key"])
+def _event_of(r: Mapping[str, Any], key: Any) -> Event:
+    """An event row as an :class:`Event`, *key* its instance's key as the key function returned it."""
+    return Event(r["id"], r["ts"], r["kind"], r["step"], key, r["actor"], json.loads(r["data"]) if r["data"] else {},
+                 r["key"])
 
 
 class _KeyTypes:

@@ -7,7 +7,9 @@ output and inputs) come from its own few events, read by id."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
+import re
 import threading
 from array import array
 from collections import OrderedDict
@@ -15,8 +17,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .breakpoints import key_text
+from .breakpoints import key_text, key_value
 from .definition import StoredDefinition
+from .engine.gates import APPROVAL, waiting_for
 from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, PauseReason, RunStatus, StepKind, When, status_filter
 from .store import Store, replay
@@ -66,22 +69,26 @@ class _Index:
     that touches an instance, the instance and the status it moved to, chained to that instance's
     previous event; snapshots of all statuses every :data:`SNAPSHOT_EVERY` events."""
 
-    def __init__(self, store: Store, run_id: str, definition: StoredDefinition, b: replay.Bounds) -> None:
+    def __init__(self, store: Store, run_id: str, definition: StoredDefinition) -> None:
+        """Reads the instances first, then the events up to the newest: every instance numbered was
+        made by an event the fold sees (an instance made meanwhile is :class:`_Rebuild`)."""
         self.run_id = run_id
-        self.low = b.low
         self.order = list(definition.order)
         self.kinds = {s: definition.steps[s].kind for s in self.order}
-        heads = replay.heads(store, run_id, b.low, b.last)
-        expanded = {h[1] for h in heads if h[3] == "expanded"}
         by_step: dict[str, list[tuple[Any, ...]]] = {}
         for r in replay.identities(store, run_id):
             by_step.setdefault(r[0], []).append(r)
+        b = self.bounds = replay.bounds(store, run_id)
+        self.low = b.low
+        heads = replay.heads(store, run_id, b.low, b.last)
+        expanded = {h[1] for h in heads if h[3] == "expanded"}
         self.start: dict[str, int] = {}  # a step's first instance number
         self.size: dict[str, int] = {}
         self.first_item: dict[str, int] = {}  # the number of a foreach step's item 0
         self.number: dict[tuple[str, str | None], int] = {}
         self.items = array("q")
         initial = bytearray()
+        copies = bytearray()  # the status an instance copied from the parent run has (0: not copied)
         for step in self.order:
             rows = by_step.get(step, [])
             self.start[step] = len(self.items)
@@ -92,12 +99,16 @@ class _Index:
                 self.number[(step, key)] = len(self.items)
                 self.items.append(item)
                 copied = status in ("succeeded", "skipped") and finished is not None and finished < b.created_at
-                if copied:
+                copies.append(_CODE[status] if copied else 0)
+                if foreach and item != TASK_ITEM and step in expanded:
+                    initial.append(0)  # made when it expands (an item a fork reuses too)
+                elif copied:
                     initial.append(_CODE[status])
-                elif not foreach or (item != TASK_ITEM and step not in expanded):
+                elif not foreach or item != TASK_ITEM:  # a task's, or an item made with the run (a fork's)
                     initial.append(_PENDING)
                 else:
                     initial.append(0)
+        self.copies = bytes(copies)
         self.initial = bytes(initial)
         self.status = bytearray(initial)
         self.ev_ids = array("q")
@@ -108,59 +119,79 @@ class _Index:
         self.snaps: list[bytes] = [self.initial]
         self.run_ids: list[int] = []
         self.run_status: list[str] = []
+        self._at: OrderedDict[int, bytes] = OrderedDict()  # the statuses at the events asked last
         self.last = b.low
         self.fold(heads)
 
     def fold(self, heads: Iterable[tuple[Any, ...]]) -> None:
-        """Append events (``replay.heads`` tuples, oldest first) to the index."""
-        number, step_no = self.number, {s: n for n, s in enumerate(self.order)}
-        for eid, step, key, kind in heads:
-            self.last = eid
-            if step is None:
-                status = RUN_KINDS.get(kind)
-                if status is not None:
-                    self.run_ids.append(eid)
-                    self.run_status.append(status)
-                continue
-            if kind in STEP_KINDS:
-                if kind != "expanded" or step not in step_no:
+        """Append events (``replay.heads`` tuples, oldest first) to the index (the hot loop of a first
+        travel: 200,000 events for a 100,000-item foreach; names bound locally)."""
+        number, step_no, status, last_pos = self.number, {s: n for n, s in enumerate(self.order)}, self.status, \
+            self.last_pos
+        ids: list[int] = []
+        insts: list[int] = []
+        codes = bytearray()
+        prevs: list[int] = []
+        kind_code, step_kinds, run_kinds, snaps = _KIND_CODE, STEP_KINDS, RUN_KINDS, self.snaps
+        pos = len(self.ev_ids)
+        last = self.last
+        try:
+            for eid, step, key, kind in heads:
+                last = eid
+                if step is None:
+                    run_status = run_kinds.get(kind)
+                    if run_status is not None:
+                        self.run_ids.append(eid)
+                        self.run_status.append(run_status)
                     continue
-                inst, code = -1 - step_no[step], 0
-                self._expand(self.status, step)
-            else:
-                found = number.get((step, key))
-                if found is None:
-                    if step in step_no:
-                        raise _Rebuild(step)
-                    continue
-                inst, code = found, _KIND_CODE.get(kind, 0)
-                if code:
-                    self.status[inst] = code
-            pos = len(self.ev_ids)
-            self.ev_ids.append(eid)
-            self.ev_inst.append(inst)
-            self.ev_code.append(code)
-            if inst >= 0:
-                self.ev_prev.append(self.last_pos[inst])
-                self.last_pos[inst] = pos
-            else:
-                self.ev_prev.append(-1)
-            if (pos + 1) % SNAPSHOT_EVERY == 0:
-                self.snaps.append(bytes(self.status))
+                if kind in step_kinds:
+                    if kind != "expanded" or step not in step_no:
+                        continue
+                    inst, code, prev = -1 - step_no[step], 0, -1
+                    self._expand(status, step)
+                else:
+                    found = number.get((step, key))
+                    if found is None:
+                        if step in step_no:
+                            raise _Rebuild(step)
+                        continue
+                    inst, code = found, kind_code.get(kind, 0)
+                    if code:
+                        status[inst] = code
+                    prev = last_pos[inst]
+                    last_pos[inst] = pos
+                ids.append(eid)
+                insts.append(inst)
+                codes.append(code)
+                prevs.append(prev)
+                pos += 1
+                if pos % SNAPSHOT_EVERY == 0:
+                    snaps.append(bytes(status))
+        finally:  # what was folded stays consistent (a rebuild drops it anyway)
+            self.ev_ids.extend(ids)
+            self.ev_inst.extend(insts)
+            self.ev_code.extend(codes)
+            self.ev_prev.extend(prevs)
+            self.last = last
 
     def _expand(self, status: bytearray, step: str) -> None:
         """The foreach's items come into being, ready (those a breakpoint holds move on in their own event)."""
         a, b = self.first_item[step], self.start[step] + self.size[step]
+        copies = self.copies
         for i in range(a, b):
             if not status[i]:
-                status[i] = _READY
+                status[i] = copies[i] or _READY  # an item a fork reused is there as it was copied
 
     def position(self, event_id: int) -> int:
         """How many of the index's events are at or before *event_id*."""
         return bisect.bisect_right(self.ev_ids, event_id)
 
-    def statuses_at(self, event_id: int) -> bytearray:
-        """Every instance's status code right after *event_id*."""
+    def statuses_at(self, event_id: int) -> bytes:
+        """Every instance's status code right after *event_id* (the last few asked are kept: a view
+        and its page ask for the same one)."""
+        kept = self._at.get(event_id)
+        if kept is not None:
+            return kept
         pos = self.position(event_id)
         k = min(pos // SNAPSHOT_EVERY, len(self.snaps) - 1)
         status = bytearray(self.snaps[k])
@@ -173,13 +204,16 @@ class _Index:
                     status[inst] = code
             else:
                 self._expand(status, self.order[-1 - inst])
-        return status
+        done = self._at[event_id] = bytes(status)
+        while len(self._at) > 8:
+            self._at.popitem(last=False)
+        return done
 
     def run_status_at(self, event_id: int) -> str:
         n = bisect.bisect_right(self.run_ids, event_id)
         return self.run_status[n - 1] if n else RunStatus.RUNNING.value
 
-    def counts(self, status: bytearray) -> dict[str, dict[str, int]]:
+    def counts(self, status: bytes) -> dict[str, dict[str, int]]:
         """``{step: {status: n}}`` of the instances that exist in *status*."""
         out: dict[str, dict[str, int]] = {}
         for step in self.order:
@@ -187,6 +221,10 @@ class _Index:
             part = status[a:a + self.size[step]]
             out[step] = {name: part.count(code) for code, name in enumerate(_NAME) if name and part.count(code)}
         return out
+
+    def statuses_named(self, status: bytes, numbers: Iterable[int]) -> dict[int, str | None]:
+        """The status names of *numbers* in *status* (None: absent)."""
+        return {i: _NAME[status[i]] for i in numbers}
 
     def chain(self, inst: int) -> list[int]:
         """The ids of the instance's events, oldest first."""
@@ -199,31 +237,74 @@ class _Index:
 
 
 _INDEXES: OrderedDict[tuple[str, str], _Index] = OrderedDict()
-_LOCK = threading.Lock()
+_RUN_LOCKS: dict[tuple[str, str], threading.Lock] = {}  # one per run: who builds or extends its index
+_LOCK = threading.Lock()  # guards the two dicts
 
 
 def index(store: Store, run_id: str) -> tuple[_Index, replay.Bounds]:
-    """The run's index, folded up to its newest event (built once, then extended with new events)."""
+    """The run's index, folded up to its newest event (built once, then extended with new events). One
+    run's index is built by one thread at a time; other runs' reads go on meanwhile."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
-    b = replay.bounds(store, run_id)
     key = (str(store.url), run_id)
     with _LOCK:
-        found = _INDEXES.get(key)
-        if found is not None and found.order == list(definition.order) and found.last < b.last:
+        run_lock = _RUN_LOCKS.setdefault(key, threading.Lock())
+    with run_lock:
+        b = replay.bounds(store, run_id)
+        with _LOCK:
+            found = _INDEXES.get(key)
+        if found is not None and (found.last > b.last or found.order != list(definition.order)):
+            found = None
+        elif found is not None and found.last < b.last:
             try:
                 found.fold(replay.heads(store, run_id, found.last, b.last))
             except _Rebuild:
                 found = None
-        elif found is not None and (found.last > b.last or found.order != list(definition.order)):
-            found = None
-        if found is None:
-            found = _Index(store, run_id, definition, b)
-        _INDEXES[key] = found
-        _INDEXES.move_to_end(key)
-        while len(_INDEXES) > RUNS_INDEXED:
-            _INDEXES.popitem(last=False)
+        for tries_left in reversed(range(3)):
+            if found is not None:
+                break
+            try:
+                found = _Index(store, run_id, definition)
+                b = found.bounds
+            except _Rebuild:  # the run made instances while it was read: read it again
+                if not tries_left:
+                    raise NbflowError(f"run {run_id} changes too fast to be read as it was; try again") from None
+        assert found is not None
+        with _LOCK:
+            _INDEXES[key] = found
+            _INDEXES.move_to_end(key)
+            while len(_INDEXES) > RUNS_INDEXED:
+                _INDEXES.popitem(last=False)
         return found, b
+
+
+PREPARE_EVENTS = 20_000
+"""A history at least this long is folded ahead of time by :func:`prepare` (a shorter one folds in
+well under a tenth of a second when first asked)."""
+_PREPARING: set[tuple[str, str]] = set()
+
+
+def prepare(store: Store, run_id: str, events: int) -> bool:
+    """Fold the history of *run_id* (*events* long) in a background thread, if it is long and not
+    folded yet: what a history scrubber asks when it appears (``views.history_marks``), so that its
+    first move costs what the others do. True when a fold was started."""
+    key = (str(store.url), run_id)
+    with _LOCK:
+        if events < PREPARE_EVENTS or key in _INDEXES or key in _PREPARING:
+            return False
+        _PREPARING.add(key)
+
+    def fold() -> None:
+        try:
+            index(store, run_id)
+        except Exception:  # noqa: BLE001, S110 - ahead of time only: the read that needs it reports its error
+            pass
+        finally:
+            with _LOCK:
+                _PREPARING.discard(key)
+
+    threading.Thread(target=fold, name=f"nbflow-fold-{run_id[:6]}", daemon=True).start()
+    return True
 
 
 def resolve(b: replay.Bounds, run_id: str, event: Any) -> int:
@@ -250,7 +331,7 @@ class Moment:
     bounds: replay.Bounds
     event_id: int
     event: Mapping[str, Any]
-    status: bytearray = field(repr=False)
+    status: bytes = field(repr=False)
 
     @property
     def n(self) -> int:
@@ -268,13 +349,45 @@ class Moment:
         then and by *text* found in their key."""
         ix = self.index
         a = ix.start[step]
-        codes = {_CODE[s] for s in statuses} if statuses else None
+        names = status_filter(list(statuses), InstanceStatus) if statuses else None
+        codes = {_CODE[s] for s in names} if names else None
         status = self.status
         found = [i for i in range(a, a + ix.size[step]) if status[i] and (codes is None or status[i] in codes)]
         if text:
             keys = {n: k for (s, k), n in ix.number.items() if s == step}
             found = [i for i in found if text in (keys.get(i) or "")]
         return found
+
+
+    def page(self, step: str, statuses: Iterable[str] | None, text: str | None, offset: int, limit: int,
+             desc: bool = False) -> tuple[int, int, list[int]]:
+        """``(total, offset, numbers)``: how many of *step*'s instances existed then (and matched, as
+        :meth:`numbers` says), the offset of the page (the last page's when the matches end before
+        *offset*) and the numbers of the page's *limit* instances, counted in the status bytes (no list of
+        100,000 numbers for one page)."""
+        if text:
+            found = self.numbers(step, statuses, text)
+            if desc:
+                found.reverse()
+            total = len(found)
+            offset = (total - 1) // limit * limit if offset >= total and total else offset
+            return total, offset, found[offset:offset + limit]
+        ix = self.index
+        a = ix.start[step]
+        part = self.status[a:a + ix.size[step]]
+        names = status_filter(list(statuses), InstanceStatus) if statuses else None
+        codes = sorted({_CODE[s] for s in names}) if names else [c for c in range(1, len(_NAME)) if part.count(c)]
+        total = sum(part.count(c) for c in codes)
+        offset = (total - 1) // limit * limit if offset >= total and total else offset
+        if not codes:
+            return total, offset, []
+        if total == len(part):  # every one matches: the page is a range
+            picked = range(offset, min(offset + limit, total))
+            return total, offset, [a + (len(part) - 1 - i if desc else i) for i in picked]
+        pattern = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in codes) + b"]")
+        hay = part[::-1] if desc else part
+        hits = itertools.islice(pattern.finditer(hay), offset, offset + limit)
+        return total, offset, [a + (len(part) - 1 - m.start() if desc else m.start()) for m in hits]
 
 
 def moment(store: Store, run_id: str, event: Any) -> Moment:
@@ -373,11 +486,11 @@ def _replayed(ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any
                 finished_at = e["ts"]
         elif kind == "waiting":
             name = str(data.get("name") or "")
-            pause_reason = "approval" if ix.kinds.get(live["step"]) == StepKind.APPROVAL else f"signal: {name}"
+            pause_reason = APPROVAL if ix.kinds.get(live["step"]) == StepKind.APPROVAL else waiting_for(name)
             deadline = data.get("deadline")
         elif kind in STATE_KINDS:
             pause_reason, held_by = None, []
-    if not before and code and code == ix.initial[ix.number[(live["step"], live["key"])]] and code != _PENDING:
+    if not before and code and code == ix.copies[ix.number[(live["step"], live["key"])]]:
         return {}  # copied from the parent run: as it is
     err_type = err_msg = None
     if error is not None:
@@ -405,13 +518,14 @@ class RunAt:
     succeeded has no output; an output or inputs changed later show their values of the moment."""
 
     def __init__(self, store: Store, run_id: str, event: Any, view: View,
-                 make_event: Callable[[Mapping[str, Any]], Event]) -> None:
+                 make_event: Callable[[Mapping[str, Any], Any], Event]) -> None:
         self.store = store
         self.run_id = run_id
         self._m = moment(store, run_id, event)
         self._view = view
-        self.event: Event = make_event(self._m.event)
-        """The event it stands at."""
+        e = self._m.event
+        self.event: Event = make_event(e, self._typed_key(e["step"], e["key"]))
+        """The event it stands at (its ``key`` as the key function returned it)."""
 
     def __repr__(self) -> str:
         return (f"<nbflow.RunAt {self.run_id} at event {self._m.n} of {self._m.bounds.total} "
@@ -434,6 +548,14 @@ class RunAt:
             for s, n in per.items():
                 total[s] += n
         return total
+
+    def _typed_key(self, step: str | None, key: str | None) -> Any:
+        ix = self._m.index
+        number = ix.number.get((step, key)) if step is not None and key is not None else None
+        if number is None:
+            return key
+        row = replay.instance_rows_at(self.store, self.run_id, str(step), [ix.items[number]]).get(ix.items[number])
+        return key if row is None else key_value(key, row["key_codec"], row["key_value"])
 
     def _reader(self) -> ValueReader:
         return ValueReader(self.store, self.store.run_row(self.run_id))
@@ -466,4 +588,5 @@ class RunAt:
         return self._view(self._reader(), rows[0])
 
 
-__all__ = ["RUN_KINDS", "SNAPSHOT_EVERY", "STATE_KINDS", "Moment", "RunAt", "index", "moment", "resolve", "rows_at"]
+__all__ = ["PREPARE_EVENTS", "RUN_KINDS", "SNAPSHOT_EVERY", "STATE_KINDS", "Moment", "RunAt", "index", "moment",
+           "prepare", "resolve", "rows_at"]

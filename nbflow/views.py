@@ -902,32 +902,55 @@ def instance_page_at(
 ) -> dict[str, Any]:
     """One page of *step*'s instances as they were right after event *at* (an id or a position):
     :func:`instance_page`'s shape (rows of :func:`instance_view`, ``verbs`` empty: the past is read-only)
-    plus ``at``. *status* narrows by the status then, *text* by the key; error groups and the duration
-    sort are for now only (refused)."""
+    plus ``at``. *status* narrows by the status then, *text* by the key; *sort* ``duration`` puts the
+    instances finished then first, by their duration as stored now. Error groups are of the run now
+    (refused)."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
     if step not in definition.steps:
         raise NbflowError(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition.order)}")
     if group not in (None, ""):
         raise NbflowError("error groups are of the run now: page the past without group=")
-    if sort != "item":
-        raise NbflowError(f"a page of the past is in item order; sort={sort!r} is for the run now")
+    if sort not in queries.SORTS:
+        raise NbflowError(f"cannot sort by {sort!r}; sorts are: {', '.join(queries.SORTS)}")
     offset, limit = max(int(offset), 0), max(int(limit), 1)
     m = timetravel.moment(store, run_id, at)
     wanted = _statuses(status)
-    numbers = m.numbers(step, [wanted] if isinstance(wanted, str) else wanted, text)
-    if desc:
-        numbers.reverse()
-    total = len(numbers)
-    if offset >= total and total:
-        offset = (total - 1) // limit * limit
-    rows = timetravel.rows_at(store, m, step, numbers[offset:offset + limit])
+    statuses = [wanted] if isinstance(wanted, str) else wanted
+    if sort == "duration":
+        total, offset, numbers = _by_duration(store, m, step, statuses, text, offset, limit, desc)
+    else:
+        total, offset, numbers = m.page(step, statuses, text, offset, limit, desc)
+    rows = timetravel.rows_at(store, m, step, numbers)
     shown = []
     for r in rows:
         v = instance_view(r, user_key=user_keys)
         v.update(verbs=[], logged={}, code_changed=False)
         shown.append(v)
     return {"step": step, "offset": offset, "limit": limit, "total": total, "rows": shown, "at": at_view(m)}
+
+
+_FINISHED = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+
+
+def _by_duration(store: Store, m: timetravel.Moment, step: str, statuses: list[str] | None, text: str | None,
+                 offset: int, limit: int, desc: bool) -> tuple[int, int, list[int]]:
+    """A page of the past by duration: the instances finished then first, by their last attempt's
+    duration (as stored now: one re-run since shows its new duration), then the others, in item order."""
+    numbers = m.numbers(step, statuses, text)
+    took = replay.durations(store, m.index.run_id, step)
+    names = m.index.statuses_named(m.status, numbers)
+    items = m.index.items
+
+    def order(i: int) -> tuple[int, float, int]:
+        d = took.get(items[i]) if names[i] in _FINISHED else None
+        return (1, 0.0, items[i]) if d is None else (0, -d if desc else d, items[i])
+
+    numbers.sort(key=order)
+    total = len(numbers)
+    if offset >= total and total:
+        offset = (total - 1) // limit * limit
+    return total, offset, numbers[offset:offset + limit]
 
 
 MARK_KINDS = ("run_created", "taken_over", "code_changed", "expanded", "command", "deadline_exceeded",
@@ -941,12 +964,14 @@ def history_marks(store: Store, run_id: str, limit: int = MARKS_MAX) -> dict[str
     """What a history scrubber marks on its range 1..``total``: the run-level events (creation, status
     changes, takeovers, code changes, expansions, operator commands) and the instances' pauses and
     failures, the first *limit* of each, oldest first: ``{"total", "marks": [{"n", "id", "kind", "step",
-    "key", "ts"}], "truncated"}`` (``truncated``: some pauses or failures were left out)."""
+    "key", "ts"}], "truncated"}`` (``truncated``: some pauses or failures were left out). A long history
+    starts being folded in the background (``timetravel.prepare``): the scrubber's first move is then fast."""
     store.run_row(run_id)  # an unknown run is an error
     b = replay.bounds(store, run_id)
     runs = replay.marks(store, run_id, MARK_KINDS, limit)
     insts = replay.marks(store, run_id, ("paused", "failed"), limit)
     found = sorted([*runs, *insts], key=lambda r: int(r["id"]))
+    timetravel.prepare(store, run_id, b.total)  # a long history is folded ahead of the scrubber's first move
     return {
         "total": b.total,
         "marks": [{"n": int(r["n"]), "id": int(r["id"]), "kind": r["kind"], "step": r["step"], "key": r["key"],

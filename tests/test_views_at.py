@@ -4,6 +4,7 @@ as they were right after an event), ``views.instance_page(..., at=)`` (a page of
 and ``marks`` route. Real runs in real SQLite files, paused by a breakpoint and by errors, then finished."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -161,3 +162,51 @@ def test_rest_refuses_an_unknown_event_with_400_naming_the_range(server: Server)
     assert f"positions 1..{total}" in resp.json()["message"]
     bad = server.get(f"runs/{run.id}/instances", params={"step": "enrich", "at": "soon"})
     assert bad.status_code == 400 and "'at'" in bad.json()["message"]
+
+
+def test_a_page_at_an_event_refuses_an_unknown_status_naming_the_statuses(db_url: str) -> None:
+    run, n = paused_then_finished(db_url)
+    with pytest.raises(NbflowError, match=r"'stuck' is not a status of an instance; use one of: pending, ready"):
+        views.instance_page(run.store, run.id, "enrich", at=n, status="stuck")
+
+
+def test_a_page_at_an_event_pages_in_item_order_either_way_and_keeps_to_the_last_page(db_url: str) -> None:
+    run, n = paused_then_finished(db_url)
+
+    def keys(**kw: Any) -> list[str]:
+        return [r["key"] for r in views.instance_page(run.store, run.id, "enrich", at=n, **kw)["rows"]]
+
+    assert keys(limit=4, desc=True) == ["9", "8", "7", "6"]
+    assert keys(status="paused", desc=True) == ["7", "3", "2"]
+    assert keys(offset=50, limit=4) == ["8", "9"]
+    assert views.instance_page(run.store, run.id, "enrich", at=n, offset=50, limit=4)["offset"] == 8
+    assert keys(text="7") == ["7"]
+
+
+def test_history_marks_of_a_long_history_fold_it_ahead_of_the_first_travel(db_url: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow import timetravel
+
+    run, n = paused_then_finished(db_url)
+    monkeypatch.setattr(timetravel, "PREPARE_EVENTS", 1)
+    key = (str(run.store.url), run.id)
+    timetravel._INDEXES.pop(key, None)
+    views.history_marks(run.store, run.id)
+    deadline = time.monotonic() + 30
+    while key not in timetravel._INDEXES and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert key in timetravel._INDEXES
+    assert views.run_state_at(run.store, run.id, n)["status"] == "paused"
+
+
+def test_a_page_at_an_event_by_duration_puts_what_had_finished_then_first(db_url: str) -> None:
+    run, n = paused_then_finished(db_url)
+    page = views.instance_page(run.store, run.id, "enrich", at=n, sort="duration", user_keys=True)
+    finished = [r for r in page["rows"] if r["status"] == "succeeded"]
+    assert sorted(r["key"] for r in finished) == [0, 1, 4, 5, 6, 8, 9]  # the 7 items done at the pause
+    assert [r["key"] for r in page["rows"][:len(finished)]] == [r["key"] for r in finished]
+    assert [r["status"] for r in page["rows"][len(finished):]] == ["paused", "paused", "paused"]
+    shown = [r["duration_s"] for r in finished]
+    assert shown == sorted(shown)
+    slowest = views.instance_page(run.store, run.id, "enrich", at=n, sort="duration", desc=True)["rows"]
+    assert [r["duration_s"] for r in slowest[:len(finished)]] == sorted(shown, reverse=True)

@@ -116,6 +116,14 @@ def instance_rows_at(store: Store, run_id: str, step: str, items: Iterable[int])
     return out
 
 
+def durations(store: Store, run_id: str, step: str) -> dict[int, float | None]:
+    """Each of *step*'s instances' last attempt's duration in seconds now, by item (None: not finished)."""
+    t = schema.instances
+    stmt = sa.select(t.c.item, t.c.finished_at - t.c.started_at).where(t.c.run_id == run_id, t.c.step == step)
+    with store.engine.connect() as conn:
+        return {int(item): None if d is None else float(d) for item, d in conn.execute(stmt)}
+
+
 def marks(store: Store, run_id: str, kinds: Sequence[str], limit: int) -> list[_Row]:
     """The run's first *limit* events of *kinds* (id, n, kind, step, key, ts), oldest first."""
     e = schema.events
@@ -126,4 +134,6 @@ def marks(store: Store, run_id: str, kinds: Sequence[str], limit: int) -> list[_
         return cast("list[_Row]", list(conn.execute(stmt).mappings()))
 
 
-__all__ = ["Bounds", "bounds", "event_row", "events_by_id", "heads", "identities", "instance_rows_at", "marks"]
+__all__ = [
+    "Bounds", "bounds", "durations", "event_row", "events_by_id", "heads", "identities", "instance_rows_at", "marks",
+]
