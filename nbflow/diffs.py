@@ -11,7 +11,7 @@ import cloudpickle
 
 from ._jsontext import to_json_text
 from .errors import NbflowError
-from .frames import Values
+from .frames import Values, without_gc
 from .states import TASK_ITEM, InstanceStatus, StepKind
 from .store import Store, codec
 from .store import frames as rows_of
@@ -28,20 +28,27 @@ _Enc = tuple[str | None, bytes | None]
 
 
 class _Side:
-    """One run's instances by (step, key text): its stored output (or none), its item and its key as shown."""
+    """One run's instances by (step, key text), as :data:`nbflow.store.frames.OUTPUT_COLUMNS` rows."""
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store = store
         self.row = store.run_row(run_id)
         self.definition = store.definition(self.row["workflow"], self.row["version"])
         self.values = Values(store, load=False)
-        self.by: dict[tuple[str, str | None], tuple[int, Any, _Enc]] = {}
-        for step, item, key, key_codec, key_data, status, out_codec, out in rows_of.output_rows(store, run_id):
-            spec = self.definition.steps.get(step)
-            task = item == TASK_ITEM or (spec is not None and spec.kind != StepKind.FOREACH)
-            shown = None if task else shown_key({"key": key, "key_codec": key_codec, "key_value": key_data})
-            enc: _Enc = (out_codec, out) if status in _DONE_OK else (None, None)
-            self.by[(step, key)] = (item, shown, enc)
+        self.foreach = {s for s, spec in self.definition.steps.items() if spec.kind == StepKind.FOREACH}
+        self.by: dict[tuple[str, str | None], Sequence[Any]] = {(r[0], r[2]): r
+                                                                 for r in rows_of.output_rows(store, run_id)}
+
+    @staticmethod
+    def output(r: Sequence[Any] | None) -> _Enc:
+        """The instance's stored output: none unless it succeeded or was skipped."""
+        return (r[6], r[7]) if r is not None and r[5] in _DONE_OK else (None, None)
+
+    def key(self, r: Sequence[Any]) -> Any:
+        """The key as the views show it (None for a task step's instance)."""
+        if r[1] == TASK_ITEM or r[0] not in self.foreach:
+            return None
+        return shown_key({"key": r[2], "key_codec": r[3], "key_value": r[4]})
 
     def resolved(self, enc: _Enc) -> _Enc:
         """A reference's file as (its own codec, its bytes); other values unchanged."""
@@ -97,6 +104,11 @@ def _equal(a: _Side, ea: _Enc, b: _Side, eb: _Enc) -> bool:
 
 def diff(store: Store, run_a: str, run_b: str, store_b: Store | None = None) -> dict[str, list[dict[str, Any]]]:
     """The diff of :meth:`nbflow.Run.diff`: ``before`` is *run_a*'s output, ``after`` *run_b*'s."""
+    with without_gc():
+        return _diff(store, run_a, run_b, store_b)
+
+
+def _diff(store: Store, run_a: str, run_b: str, store_b: Store | None) -> dict[str, list[dict[str, Any]]]:
     a = _Side(store, run_a)
     b = _Side(store_b or store, run_b)
     if a.row["workflow"] != b.row["workflow"]:
@@ -109,8 +121,7 @@ def diff(store: Store, run_a: str, run_b: str, store_b: Store | None = None) -> 
     for ident in a.by.keys() | b.by.keys():
         step = ident[0]
         in_a, in_b = a.by.get(ident), b.by.get(ident)
-        ea = in_a[2] if in_a is not None else (None, None)
-        eb = in_b[2] if in_b is not None else (None, None)
+        ea, eb = a.output(in_a), b.output(in_b)
         if ea[0] is None and eb[0] is None:
             continue  # neither has an output: nothing to compare
         if in_a is not None and in_b is not None:
@@ -121,11 +132,10 @@ def diff(store: Store, run_a: str, run_b: str, store_b: Store | None = None) -> 
             section = "added"
         else:
             section = "removed"
-        either = in_a if in_a is not None else in_b
-        assert either is not None
-        item, shown, _ = either
-        entry = {"step": step, "key": shown, "before": a.shown(ea), "after": b.shown(eb)}
-        out[section].append(((order.get(step, len(order)), item), entry))
+        side, r = (a, in_a) if in_a is not None else (b, in_b)
+        assert r is not None
+        entry = {"step": step, "key": side.key(r), "before": a.shown(ea), "after": b.shown(eb)}
+        out[section].append(((order.get(step, len(order)), r[1]), entry))
     return {s: [e for _, e in sorted(out[s], key=lambda p: p[0])] for s in SECTIONS}
 
 

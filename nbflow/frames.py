@@ -3,8 +3,11 @@ output and inputs. It reads the store only (nothing runs); each upstream value i
 step, each JSON column in one parse (a 100,000-item step: bench/frame_100k.py)."""
 from __future__ import annotations
 
+import contextlib
+import gc
+import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,9 +74,9 @@ class Values:
         self.load = load
         self._blobs: dict[str, tuple[str, int]] = {}
 
-    def know(self, encs: Iterable[tuple[str | None, bytes | None]]) -> None:
-        """Read the blobs rows of the references among *encs* (one query per 500)."""
-        digests = {_digest(d) for c, d in encs if c == codec.REF and d is not None}
+    def know(self, codecs: Sequence[str | None], datas: Sequence[bytes | None]) -> None:
+        """Read the blobs rows of the references among these values (one query per 500)."""
+        digests = {_digest(d) for c, d in zip(codecs, datas) if c == codec.REF and d is not None}
         digests -= self._blobs.keys()
         if digests:
             self._blobs.update(rows_of.blob_info(self.store, digests))
@@ -82,7 +85,7 @@ class Values:
         ref = data.decode()
         found = self._blobs.get(_digest(data))
         if found is None:
-            self.know([(codec.REF, data)])
+            self.know([codec.REF], [data])
             found = self._blobs.get(_digest(data))
         if found is None:
             raise NbflowError(f"no blob row for {ref}; the store is incomplete")
@@ -108,69 +111,107 @@ class Values:
         except Exception as exc:  # noqa: BLE001 - a pickled value whose class this process cannot import
             return Unavailable(f"{type(exc).__name__}: {exc}")
 
-    def many(self, encs: Sequence[tuple[str | None, bytes | None]]) -> list[Any]:
-        """The values of *encs*, in order; the JSON ones parsed as one JSON array."""
-        self.know(encs)
-        out: list[Any] = [None] * len(encs)
-        at = [i for i, (c, d) in enumerate(encs) if c == codec.JSON and d is not None]
-        if at:
-            try:
-                parsed = json.loads(b"[" + b",".join(encs[i][1] for i in at) + b"]")  # type: ignore[misc]
-            except ValueError:  # a value that is not one JSON text: parse them one by one
-                parsed = [self.one(*encs[i]) for i in at]
-            for i, v in zip(at, parsed):
+    def many(self, codecs: Sequence[str | None], datas: Sequence[bytes | None]) -> list[Any]:
+        """The values stored as *codecs* and *datas*, in order; the JSON ones parsed as one JSON array."""
+        kinds = set(codecs)
+        if kinds <= {codec.JSON, None}:  # the common column: every value small and JSON, or none
+            parsed = _json_array(datas if None not in kinds else [_NULL if c is None else d
+                                                                  for c, d in zip(codecs, datas)])
+            if parsed is not None:
+                return parsed
+        self.know(codecs, datas)
+        out: list[Any] = [None] * len(codecs)
+        if codec.JSON in kinds:
+            at = [i for i, c in enumerate(codecs) if c == codec.JSON]
+            parsed = _json_array([datas[i] for i in at])
+            for i, v in zip(at, parsed if parsed is not None else [self.one(codec.JSON, datas[i]) for i in at]):
                 out[i] = v
-        for i, (c, d) in enumerate(encs):
-            if c is not None and c != codec.JSON:
-                out[i] = self.one(c, d)
+        if kinds - {None, codec.JSON}:
+            for i, (c, d) in enumerate(zip(codecs, datas)):
+                if c is not None and c != codec.JSON:
+                    out[i] = self.one(c, d)
         return out
 
 
-def _keys(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """The user's keys of rows (``key``, ``key_codec``, ``key_value`` at 2, 3, 4): ints without a parse each."""
-    out: list[Any] = []
-    for r in rows:
-        c, d = r[3], r[4]
-        if c == codec.JSON:
-            try:
-                out.append(int(d))
-                continue
-            except ValueError:
-                pass
-        out.append(r[2] if c is None else key_value(r[2], c, d))
-    return out
+_NULL = b"null"
+
+
+def _json_array(datas: Sequence[bytes | None]) -> list[Any] | None:
+    """JSON texts parsed as one array (one pass of the C parser); None when one of them is not one JSON text."""
+    if None in datas:
+        return None
+    try:
+        parsed: list[Any] = json.loads(b"[" + b",".join(datas) + b"]")  # type: ignore[arg-type]
+    except ValueError:
+        return None
+    return parsed if len(parsed) == len(datas) else None
+
+
+_AT = {name: n for n, name in enumerate(rows_of.FRAME_COLUMNS)}
+
+
+class _Columns:
+    """One step's instance rows (:func:`nbflow.store.frames.frame_rows`) as columns, by column name."""
+
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.n = len(rows)
+        self._cols: list[tuple[Any, ...]] = list(zip(*rows)) if rows else [()] * len(_AT)
+
+    def __getitem__(self, name: str) -> tuple[Any, ...]:
+        return self._cols[_AT[name]]
+
+
+def _keys(cols: _Columns) -> list[Any]:
+    """The user's keys (as the key function returned them), JSON ones parsed as one array."""
+    texts, codecs, datas = cols["key"], cols["key_codec"], cols["key_value"]
+    kinds = set(codecs)
+    if kinds == {None}:
+        return list(texts)
+    if kinds == {codec.JSON}:
+        try:
+            return list(map(int, datas))  # the commonest key: the JSON text of an int is its digits
+        except ValueError:
+            parsed = _json_array(datas)
+            if parsed is not None:
+                return parsed
+    return [t if c is None else key_value(t, c, d) for t, c, d in zip(texts, codecs, datas)]
 
 
 class _Upstream:
     """The values a step's inputs read, each decoded once: a task's output, a foreach's outputs in item
     order, and the items a foreach step iterates over (always decoded, to be indexed)."""
 
-    def __init__(self, store: Store, run_id: str, values: Values, by_step: dict[str, list[tuple[Any, ...]]]) -> None:
+    def __init__(self, store: Store, run_id: str, definition: StoredDefinition, values: Values,
+                 by_step: dict[str, _Columns]) -> None:
         self.store = store
         self.run_id = run_id
+        self.definition = definition
         self.values = values
         self.by_step = by_step
-        self.definition: StoredDefinition | None = None
         self._out: dict[tuple[str, bool], Any] = {}
 
-    def _rows(self, step: str) -> list[tuple[Any, ...]]:
+    def columns(self, step: str) -> _Columns:
         if step not in self.by_step:
-            self.by_step[step] = rows_of.frame_rows(self.store, self.run_id, step)
+            self.by_step[step] = _Columns(rows_of.frame_rows(self.store, self.run_id, step))
         return self.by_step[step]
+
+    def is_task(self, step: str) -> bool:
+        spec = self.definition.steps.get(step)
+        return spec is not None and spec.kind != StepKind.FOREACH
 
     def output(self, step: str, *, loaded: bool = False) -> Any:
         """*step*'s output as a step reading it receives it (*loaded*: references decoded too)."""
         ident = (step, loaded or self.values.load)
         if ident in self._out:
             return self._out[ident]
-        assert self.definition is not None
-        spec = self.definition.steps.get(step)
-        rows = self._rows(step)
+        cols = self.columns(step)
         vals = Values(self.store, True) if loaded and not self.values.load else self.values
-        if spec is not None and spec.kind == StepKind.FOREACH:
-            value: Any = vals.many([(r[11], r[12]) for r in rows if r[1] != TASK_ITEM])
+        if not self.is_task(step):
+            at = [i for i, item in enumerate(cols["item"]) if item != TASK_ITEM]
+            codecs, datas = cols["output_codec"], cols["output"]
+            value: Any = vals.many([codecs[i] for i in at], [datas[i] for i in at])
         else:
-            value = vals.one(rows[0][11], rows[0][12]) if rows else None
+            value = vals.one(cols["output_codec"][0], cols["output"][0]) if cols.n else None
         self._out[ident] = value
         return value
 
@@ -182,50 +223,67 @@ def _inputs(spec: StoredStep) -> list[tuple[str, str, str]]:
 
 
 def _step_columns(
-    spec: StoredStep, rows: Sequence[tuple[Any, ...]], values: Values, up: _Upstream, params: Mapping[str, Any],
-) -> dict[str, list[Any]]:
-    """One step's columns (all but ``step``), each a list with a cell per row."""
-    n = len(rows)
-    cols: dict[str, list[Any]] = {
-        "key": [None] * n if spec.kind != StepKind.FOREACH else _keys(rows),
-        "status": [r[5] for r in rows],
-        "attempts": [r[6] for r in rows],
-        "started_at": [r[7] for r in rows],
-        "finished_at": [r[8] for r in rows],
-        "error_type": [r[9] for r in rows],
-        "error_message": [(r[10] or "") if r[9] is not None else r[10] for r in rows],
-        "output": values.many([(r[11], r[12]) for r in rows]),
+    spec: StoredStep, cols: _Columns, values: Values, up: _Upstream, params: Mapping[str, Any],
+) -> dict[str, Sequence[Any]]:
+    """One step's columns (all but ``step``), each a sequence with a cell per row."""
+    n = cols.n
+    error_type, error_message = cols["error_type"], cols["error_message"]
+    if error_type.count(None) != n:
+        error_message = tuple((m or "") if t is not None else m for t, m in zip(error_type, error_message))
+    out: dict[str, Sequence[Any]] = {
+        "key": [None] * n if spec.kind != StepKind.FOREACH else _keys(cols),
+        "status": cols["status"],
+        "attempts": cols["attempt"],
+        "started_at": cols["started_at"],
+        "finished_at": cols["finished_at"],
+        "error_type": error_type,
+        "error_message": error_message,
+        "output": values.many(cols["output_codec"], cols["output"]),
     }
     for column, source, name in _inputs(spec):
         if source == "step":
-            cols[column] = [up.output(name)] * n
+            out[column] = [up.output(name)] * n
         elif source == "item" and spec.foreach is not None:
-            items = up.output(spec.foreach, loaded=_is_task(up, spec.foreach))
+            items = up.output(spec.foreach, loaded=up.is_task(spec.foreach))
             size = len(items) if isinstance(items, list) else 0
-            cols[column] = [items[r[1]] if 0 <= r[1] < size else None for r in rows]
+            out[column] = [items[i] if 0 <= i < size else None for i in cols["item"]]
         else:
-            cols[column] = [params.get(name)] * n
-    edited = [i for i, r in enumerate(rows) if r[13] is not None]
+            out[column] = [params.get(name)] * n
+    edited = [i for i, c in enumerate(cols["inputs_codec"]) if c is not None]
     if edited:
-        over = values.many([(rows[i][13], rows[i][14]) for i in edited])
+        over = values.many([cols["inputs_codec"][i] for i in edited], [cols["inputs"][i] for i in edited])
         names = {b.param: (INPUT_PREFIX + b.param if b.param in FIXED else b.param) for b in spec.bindings}
+        changed = {c: list(out[c]) for c in set(names.values()) if c in out}
         for i, edits in zip(edited, over):
             if isinstance(edits, Mapping):
                 for param, value in edits.items():
-                    if param in names:
-                        cols[names[param]][i] = value
-    return cols
-
-
-def _is_task(up: _Upstream, step: str) -> bool:
-    assert up.definition is not None
-    spec = up.definition.steps.get(step)
-    return spec is not None and spec.kind != StepKind.FOREACH
+                    if names.get(param) in changed:
+                        changed[names[param]][i] = value
+        out.update(changed)
+    return out
 
 
 def frame(store: Store, run_id: str, step: str | None = None, *, values: str = "ref") -> pd.DataFrame:
     """The DataFrame of :meth:`nbflow.Run.frame`: one row per instance of *step* (every step, with a
     ``step`` column, when None), in (DAG order, item) order."""
+    with without_gc():
+        return _frame(store, run_id, step, values)
+
+
+@contextlib.contextmanager
+def without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a bulk read makes hundreds of thousands of new objects (rows,
+    decoded values), none in a cycle, and the collections they trigger cost ~20% (bench/frame_100k.py)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _frame(store: Store, run_id: str, step: str | None, values: str) -> pd.DataFrame:
     if values not in VALUES:
         raise NbflowError(f"values must be one of {', '.join(map(repr, VALUES))}, got {values!r}: \"ref\" keeps "
                           "values stored as files as nbflow.ValueRef, \"load\" reads them")
@@ -240,11 +298,13 @@ def frame(store: Store, run_id: str, step: str | None = None, *, values: str = "
         raise NbflowError(definition.no_step(run_id, step))
     params = store.decode(row["params_codec"], row["params"]) or {}
     vals = Values(store, values == "load")
-    by_step: dict[str, list[tuple[Any, ...]]] = {}
-    for r in rows_of.frame_rows(store, run_id, step):
-        by_step.setdefault(r[0], []).append(r)
-    up = _Upstream(store, run_id, vals, by_step if step is None else dict(by_step))
-    up.definition = definition
+    rows = rows_of.frame_rows(store, run_id, step)
+    if step is not None:
+        by_step = {step: _Columns(rows)}
+    else:
+        by_step = {s: _Columns(list(group)) for s, group in itertools.groupby(rows, key=lambda r: r[0])}
+    del rows
+    up = _Upstream(store, run_id, definition, vals, by_step)
     steps = [step] if step is not None else [s for s in definition.order if s in by_step]
 
     columns = (["step"] if step is None else []) + list(FIXED[1:])
@@ -252,34 +312,29 @@ def frame(store: Store, run_id: str, step: str | None = None, *, values: str = "
         for column, _source, _name in _inputs(definition.steps[s]):
             if column not in columns:
                 columns.append(column)
+    parts = [(s, _step_columns(definition.steps[s], by_step[s], vals, up, params)) for s in steps]
     data: dict[str, list[Any]] = {c: [] for c in columns}
-    for s in steps:
-        rows = by_step.get(s, [])
-        part = _step_columns(definition.steps[s], rows, vals, up, params)
-        if step is None:
-            data["step"].extend([s] * len(rows))
+    for s, part in parts:
+        n = by_step[s].n
         for c in columns:
-            if c != "step":
-                data[c].extend(part.get(c, [None] * len(rows)))
-
-    def times(col: list[Any]) -> Any:
-        return pd.to_datetime(np.array(col, dtype=float), unit="s", utc=True)
-
-    started = np.array(data["started_at"], dtype=float)
-    finished = np.array(data["finished_at"], dtype=float)
+            if c == "step":
+                data[c].extend([s] * n)
+            else:
+                data[c].extend(part.get(c, [None] * n))
     keys = data["key"]
     out: dict[str, Any] = {}
     for c in columns:
         if c in ("step", "status"):
-            out[c] = pd.Series(data[c], dtype=str) if data[c] else pd.Series([], dtype=str)
+            out[c] = pd.Series(data[c], dtype=str)
         elif c == "key":
-            typed = all(type(k) is int for k in keys)
-            out[c] = pd.Series(keys, dtype="int64" if typed and keys else object)
+            out[c] = pd.Series(keys, dtype="int64" if keys and set(map(type, keys)) == {int} else object)
         elif c == "attempts":
             out[c] = pd.Series(data[c], dtype="int64")
         elif c in ("started_at", "finished_at"):
-            out[c] = times(data[c])
+            out[c] = pd.to_datetime(np.array(data[c], dtype=float), unit="s", utc=True)
         elif c == "duration_s":
+            started = np.array(data["started_at"], dtype=float)
+            finished = np.array(data["finished_at"], dtype=float)
             out[c] = np.round(np.maximum(finished - started, 0.0), 6)
         else:
             out[c] = pd.Series(data[c], dtype=object)
@@ -287,4 +342,4 @@ def frame(store: Store, run_id: str, step: str | None = None, *, values: str = "
     return result
 
 
-__all__ = ["FIXED", "VALUES", "Unavailable", "ValueRef", "Values", "frame"]
+__all__ = ["FIXED", "VALUES", "Unavailable", "ValueRef", "Values", "frame", "without_gc"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -118,6 +120,17 @@ def test_reopening_a_current_store_keeps_its_data(db_url: str) -> None:
         assert [r["id"] for r in fresh.run_rows()] == [run.id]
     finally:
         fresh.dispose()
+
+
+def test_a_process_opening_a_store_at_the_current_schema_does_not_import_alembic(db_url: str) -> None:
+    """Reading the schema's revision is one query; importing alembic for it cost each command ~0.1 s."""
+    hello_run("head", db_url)
+    code = ("import sys; from nbflow import Store; s = Store(sys.argv[1]); "
+            "print(len(s.run_rows()), 'alembic' in sys.modules)")
+
+    out = subprocess.run([sys.executable, "-c", code, db_url], capture_output=True, text=True, check=True)
+
+    assert out.stdout.split() == ["1", "False"]
 
 
 def _snapshot(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:

@@ -21,7 +21,7 @@ BLOB_CHUNK = 500
 """Hashes per ``IN (...)`` of :func:`blob_info` (well below every driver's parameter limit)."""
 
 
-def _fetch(store: Store, stmt: sa.Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _fetch(store: Store, stmt: sa.Select[Any], params: dict[str, Any]) -> list[Sequence[Any]]:
     """*stmt* executed on the driver's cursor, its rows as tuples (no SQLAlchemy row objects)."""
     text, order = store.compiled(stmt)
     with store.engine.connect() as c:
@@ -30,17 +30,19 @@ def _fetch(store: Store, stmt: sa.Select[Any], params: dict[str, Any]) -> list[t
         cur = raw.cursor()
         try:
             cur.execute(text, tuple(params[k] for k in order) if order is not None else params)
-            return [tuple(r) for r in cur.fetchall()]
+            return list(cur.fetchall())
         finally:
             cur.close()
 
 
-def frame_rows(store: Store, run_id: str, step: str | None = None) -> list[tuple[Any, ...]]:
-    """The run's instances (of *step* only, when given) as :data:`FRAME_COLUMNS` tuples, in (step, item)
-    order: states, errors, the key's stored value, the output and the operator's input edits (no logs,
+def frame_rows(store: Store, run_id: str, step: str | None = None) -> list[Sequence[Any]]:
+    """The run's instances (of *step* only, when given, with ``step`` NULL) as :data:`FRAME_COLUMNS` tuples,
+    in (step, item) order: states, errors, the key's stored value, the output and the operator's input edits (no logs,
     tracebacks or checkpoints)."""
     t = schema.instances
-    stmt = sa.select(*(t.c[n] for n in FRAME_COLUMNS)).where(t.c.run_id == sa.bindparam("run_id"))
+    # One step's rows carry NULL for its name (a value per row the caller knows already).
+    picked = [sa.null().label("step") if n == "step" and step is not None else t.c[n] for n in FRAME_COLUMNS]
+    stmt = sa.select(*picked).where(t.c.run_id == sa.bindparam("run_id"))
     params: dict[str, Any] = {"run_id": run_id}
     if step is not None:
         stmt = stmt.where(t.c.step == sa.bindparam("step"))
@@ -52,7 +54,7 @@ OUTPUT_COLUMNS = ("step", "item", "key", "key_codec", "key_value", "status", "ou
 """The columns of :func:`output_rows`' tuples, in their order."""
 
 
-def output_rows(store: Store, run_id: str) -> list[tuple[Any, ...]]:
+def output_rows(store: Store, run_id: str) -> list[Sequence[Any]]:
     """Every instance of the run as :data:`OUTPUT_COLUMNS` tuples (what a diff compares), in (step, item) order."""
     t = schema.instances
     stmt = (sa.select(*(t.c[n] for n in OUTPUT_COLUMNS)).where(t.c.run_id == sa.bindparam("run_id"))
