@@ -5,8 +5,8 @@ at the run's ``run_paused`` event, with the ``enrich``-like step (``parse``) sel
 instance panel open: **live, marks read**: the scrubber's marks read again (what each refresh of a
 changing run costs); **live, marks kept**: the run did not change (a finished or idle run); **at the
 pause**: the view travelled there (warm: the history folded in this process; ``travel`` + ``state``
-is one move of the scrubber, to an event not shown before); and its JSON size (the widget's traits). Each figure is the median of
-``--rounds`` rounds. Prints JSON.
+is one move of the scrubber, to an event not shown before); and its JSON size (the widget's traits).
+Each figure is the median of ``--rounds`` rounds. Prints JSON.
 """
 from __future__ import annotations
 
