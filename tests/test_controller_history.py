@@ -15,7 +15,7 @@ from nbflow import Workflow
 from nbflow.notebook.controller import NAVIGATION, Controller
 from nbflow.notebook.widget import RunWidget
 from tests.sidefx import Trail
-from tests.test_widget import WAIT_S
+from tests.test_widget import WAIT_S, until
 
 FACTOR = {"value": 10}
 """What enrich multiplies by: a value of the test's module, so a fork can run with another one."""
@@ -87,6 +87,18 @@ def test_the_scrubber_marks_the_pause_and_the_run_level_events(finished: nbflow.
     kinds = [m["kind"] for m in history["marks"]]
     assert "run_paused" in kinds and kinds[-1] == "run_succeeded"
     assert all(1 <= m["n"] <= history["total"] for m in history["marks"])
+
+
+def test_the_scrubbers_range_ends_at_the_newest_event_while_the_run_changes(db_url: str, trail: Trail) -> None:
+    run = chain(db_url, trail).run(params={"n": 3}, breakpoints=["enrich:3", "total"])
+    assert run.wait(timeout=WAIT_S) == "paused"
+    c = Controller(run)
+    first = c.state()["history"]["total"]
+    run.resume("enrich", keys=[3])
+    until(lambda: str(run.instance("total").status) == "paused", "total to pause")
+    before = len(run.history())
+    total = c.state()["history"]["total"]  # the marks may be a few seconds behind; the range is not
+    assert first < before <= total <= len(run.history())
 
 
 def test_travel_to_the_pause_shows_the_run_paused_in_the_counts_the_dag_and_the_table(finished: nbflow.Run) -> None:

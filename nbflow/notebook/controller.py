@@ -56,6 +56,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ from ..breakpoints import check_condition, json_key, key_text
 from ..commands import CommandResult, add_breakpoint, check_breakpoint, check_target, remove_breakpoints, submit
 from ..errors import CommandRefused, NbflowError, UnknownRunError
 from ..run import Run
-from ..states import PauseReason, label
+from ..states import PauseReason, RunStatus, label
 from ..triage import Expression
 from ..verbs import Verb
 from . import debug
@@ -161,6 +162,10 @@ _VIEWS = _Recent(SHARED_VIEWS)
 WATCH_ORDERS_KEPT = 8
 """Watch-column orders kept for reuse (each the items and keys of up to WATCH_EVAL_LIMIT instances)."""
 _WATCH_ORDERS = _Recent(WATCH_ORDERS_KEPT)
+MARKS_REFRESH_S = 5.0
+"""How stale the scrubber's marks of a changing run may be (its range always ends at the newest event)."""
+_MARKS: OrderedDict[tuple[str, str], tuple[Any, float, dict[str, Any]]] = OrderedDict()
+_MARKS_LOCK = threading.Lock()
 
 PREVIEW_ROWS = 5
 """Instances a bulk edit's preview shows."""
@@ -364,10 +369,26 @@ class Controller:
 
     # -- history: the scrubber, a moment of the past, a fork's diff -------------------------------
     def _history(self) -> dict[str, Any]:
-        """The scrubber's range and marks (:func:`nbflow.views.history_marks`), read again when the run changed."""
-        marks = _VIEWS.get((self.store.url, self.run.id, "", "marks"), self.run_updated(),
-                           lambda: views.history_marks(self.store, self.run.id))
-        return {"total": int(marks["total"]), "marks": list(marks["marks"])[:MARKS_SHOWN]}
+        """The scrubber's range and marks (:func:`nbflow.views.history_marks`). While the run changes the
+        marks are read again at most every :data:`MARKS_REFRESH_S` (a 200,000-event history takes a few
+        hundred ms, as much as the rest of a refresh); the range's end is always the newest event."""
+        key, token, now = (self.store.url, self.run.id), self.run_updated(), time.monotonic()
+        with _MARKS_LOCK:
+            kept = _MARKS.get(key)
+        settled = bool(self.status) and RunStatus(self.status).terminal  # its last marks are shown whole
+        if kept is not None and (kept[0] == token or (not settled and now - kept[1] < MARKS_REFRESH_S)):
+            marks = kept[2]
+        else:
+            marks = views.history_marks(self.store, self.run.id)
+            with _MARKS_LOCK:
+                _MARKS[key] = (token, now, marks)
+                while len(_MARKS) > SHARED_VIEWS:
+                    _MARKS.popitem(last=False)
+        total = int(marks["total"])
+        if kept is not None and marks is kept[2] and kept[0] != token:
+            newest = self.store.event_rows(self.run.id, limit=1)  # the marks are a little behind: not the range
+            total = max(total, int(newest[0]["n"])) if newest else total
+        return {"total": total, "marks": list(marks["marks"])[:MARKS_SHOWN]}
 
     def _past(self, n: int) -> dict[str, Any]:
         """The run right after its *n*-th event (:func:`nbflow.views.run_state_at`): the past never
