@@ -214,6 +214,8 @@ class Controller:
         self._nodes: list[dict[str, Any]] = []
         self._detail: dict[str, Any] | None = None
         self._detail_stamp: tuple[Any, ...] | None = None
+        self._at_detail: dict[str, Any] | None = None  # the selected instance at the event shown
+        self._at_stamp: tuple[Any, ...] | None = None
         self._command: dict[str, Any] | None = None  # the command the action in progress wrote
         self._extra: dict[str, Any] = {}  # more fields of the answer in progress (a bulk edit's preview)
         self.forks: dict[str, Run] = {}
@@ -341,16 +343,7 @@ class Controller:
         if v.sel is not None and v.at is not None:
             detail = self._detail_at(v.at, *v.sel)
         elif v.sel is not None:
-            step, key = v.sel
-            change = views.code_changes(self.store, self.run.id).get(step)  # a hot fix changes no instance row
-            stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key),
-                     None if change is None else change.ts)
-            if force or stamp != self._detail_stamp:  # values are decoded only when the instance or its code changed
-                self._detail = views.instance_detail(self.store, self.run.id, step, key, user_keys=True) or {
-                    "step": step, "key": key, "missing": True,
-                }
-                self._detail_stamp = stamp
-            detail = self._detail
+            detail = self._live_detail(*v.sel, force)
         errors = None
         if v.errors and v.step is not None and v.at is None:  # error groups are of now
             errors = self._cached("errors", lambda step: views.error_groups(
@@ -398,21 +391,22 @@ class Controller:
 
     def _detail_at(self, n: int, step: str, key: str | None) -> dict[str, Any]:
         """The selected instance as it was right after event *n* (:meth:`nbflow.Run.at`): its status,
-        attempts, pause, error, inputs and output then, its history up to that event, and no verbs."""
-        if self._detail_stamp != ("at", n, step, key) or self._detail is None:
-            self._detail = self._read_detail_at(n, step, key)
-            self._detail_stamp = ("at", n, step, key)
-        return self._detail
+        attempts, pause, error, inputs and output then, its history up to that event, and no verbs.
+        Its detail now (what the past is cut from) is kept while the instance does not change."""
+        if self._at_stamp != (n, step, key) or self._at_detail is None:
+            now = self._live_detail(step, key, force=False)
+            self._at_detail = self._read_detail_at(n, step, key, None if now.get("missing") else now)
+            self._at_stamp = (n, step, key)
+        return self._at_detail
 
-    def _read_detail_at(self, n: int, step: str, key: str | None) -> dict[str, Any]:
-        now = views.instance_detail(self.store, self.run.id, step, key, user_keys=True)
+    def _read_detail_at(self, n: int, step: str, key: str | None, now: dict[str, Any] | None) -> dict[str, Any]:
         moment = self.run.at(n)
         try:
             then = moment.instance(step, key)
         except NbflowError:
             then = None
         if now is None or then is None:  # it did not exist yet at that event
-            return {"step": step, "key": None if now is None else now["key"], "missing": True, "at": True}
+            return {"step": step, "key": key if now is None else now["key"], "missing": True, "at": True}
         event_id, when = int(moment.event.id), views.iso(moment.event.ts) or ""
         status = str(then.status)
         output, _ = views.value_view(then.output)
@@ -468,6 +462,19 @@ class Controller:
     def _workflow_here(self) -> bool:
         """The view's run carries its workflow's code (started or attached here): it can be forked."""
         return self.run._wf is not None
+
+    def _live_detail(self, step: str, key: str | None, force: bool) -> dict[str, Any]:
+        """The instance's detail now; without *force*, re-read only when the instance or its code changed
+        (its values are decoded then)."""
+        change = views.code_changes(self.store, self.run.id).get(step)  # a hot fix changes no instance row
+        stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key),
+                 None if change is None else change.ts)
+        if force or stamp != self._detail_stamp or self._detail is None:
+            self._detail = views.instance_detail(self.store, self.run.id, step, key, user_keys=True) or {
+                "step": step, "key": key, "missing": True,
+            }
+            self._detail_stamp = stamp
+        return self._detail
 
     def _cached(self, what: str, compute: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
         """A view of the selected step, recomputed only when the run changed (:class:`_Recent`)."""
@@ -812,7 +819,6 @@ class Controller:
             raise NbflowError(f"run {self.run.id} has {_plural(total, 'event')}: travel to an event from 1 to "
                               f"{total}, or to null (live)")
         self._v.at = n
-        self._detail_stamp = None
 
     def _on_diff(self, m: Mapping[str, Any]) -> None:
         """Open (``on`` true, the default when closed) or close the "vs parent" panel of a fork."""
