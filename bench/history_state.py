@@ -45,8 +45,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--db", help="a store holding bench/at_100k.py's run already (skips making it)")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="nbflow-history-"))
-    url = args.db or f"sqlite:///{folder / 'nbflow.db'}"
+    url = args.db or f"sqlite:///{Path(tempfile.mkdtemp(prefix='nbflow-history-')) / 'nbflow.db'}"
     wf = workflow(url)
     if args.db is None:
         run = wf.run(params={"n": args.n}, breakpoints=[f"parse:{args.n // 2}"], break_on_error=True)
