@@ -184,6 +184,16 @@ def test_fork_from_ticked_rows_re_runs_exactly_those_items_and_what_needs_them(
     assert sorted(map(tuple, trail.items()[before:])) == [("double", 20), ("enrich", 2), ("total",)]
 
 
+def test_fork_from_a_tasks_step_re_runs_it_and_nothing_upstream(finished: nbflow.Run, trail: Trail) -> None:
+    c = Controller(finished)
+    c.act("select_step", {"step": "total"})
+    before = len(trail.items())
+    answer = c.act("fork", {})  # the selected step, no keys: run.fork(step)
+    assert answer["ok"] and answer["fork"]["from_step"] == "total" and answer["fork"]["keys"] is None, answer
+    assert c.forks[answer["fork"]["run"]].wait(timeout=WAIT_S) == "succeeded"
+    assert trail.items()[before:] == [["total"]]
+
+
 def test_fork_without_the_workflow_is_refused_saying_how_and_starts_nothing(finished: nbflow.Run) -> None:
     c = Controller(nbflow.Run(finished.store, finished.id))  # the sidebar's handle: no code
     runs = len(nbflow.runs(finished.store))
