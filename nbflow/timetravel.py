@@ -22,7 +22,7 @@ from .definition import StoredDefinition
 from .engine.gates import APPROVAL, waiting_for
 from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, PauseReason, RunStatus, StepKind, When, status_filter
-from .store import Store, replay
+from .store import Store, codec, replay
 from .store.reader import ValueReader
 
 if TYPE_CHECKING:
@@ -52,8 +52,9 @@ _OK_KINDS = frozenset({"succeeded", "skipped", "approved"})
 
 SNAPSHOT_EVERY = 2048
 """Events between two snapshots of every instance's status in the index."""
-RUNS_INDEXED = 8
-"""Runs whose index a process keeps (the least recently used goes first)."""
+RUNS_INDEXED = 4
+"""Runs whose index a process keeps (the least recently used goes first): a 100,000-instance run's
+holds ~36 MB (bench/README.md)."""
 
 
 def _label(step: str, key: str | None) -> str:
@@ -443,14 +444,14 @@ def _row_at(store: Store, ix: _Index, live: Mapping[str, Any], before: list[Mapp
     if not output_ok or (rerun and not changed):
         row["output_codec"], row["output"] = None, None
     elif changed:
-        enc = store.encode(_data(changed[0]["data"]).get("old"), "an output as it was")
+        enc = codec.encode(_data(changed[0]["data"]).get("old"), "an output as it was")  # in memory: no file
         row["output_codec"], row["output"] = enc.codec, enc.data
     edits = [e for e in after if e["kind"] == "inputs_changed"]
     if edits:
         over = dict(store.decode(live["inputs_codec"], live["inputs"]) or {})
         for e in reversed(edits):  # the first edit after the moment has the value of the moment
             over.update(_data(e["data"]).get("old") or {})
-        enc = store.encode(over, "inputs as they were")
+        enc = codec.encode(over, "inputs as they were")
         row["inputs_codec"], row["inputs"] = enc.codec, enc.data
     return row
 

@@ -217,3 +217,27 @@ def test_at_an_approval_gates_waiting_event_it_waits_for_its_decision(db_url: st
     assert then.status == "running"  # its run_paused event comes after, in the same turn
     assert run.at(nth(run, "run_paused")).status == "paused"
     assert str(run.instance("sign_off").status) == "succeeded"
+
+
+def test_large_inputs_changed_later_show_their_old_value_and_no_file_is_written(db_url: str, tmp_path: Path) -> None:
+    wf = nbflow.Workflow("travel-large", store=db_url)
+
+    @wf.step
+    def rows(n):
+        return ["x" * 100] * n  # ~0.5 MB of JSON: stored as a file
+
+    @wf.step
+    def count(rows):
+        return len(rows)
+
+    run = wf.run(params={"n": 5000}, breakpoints=["count"])
+    assert run.wait(timeout=WAIT_S) == "paused"
+    run.set_inputs("count", rows=["small"], reason="fix")
+    run.resume("count")
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    files = sorted(p for p in (tmp_path / "artifacts").rglob("*") if p.is_file())
+    assert files  # the large output of rows was stored as a file
+    then = run.at(nth(run, "paused", "count"))
+    assert then.instance("count").inputs == {"rows": ["x" * 100] * 5000}
+    assert sorted(p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()) == files
+    assert run.output("count") == 1
