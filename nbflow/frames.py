@@ -16,7 +16,7 @@ import cloudpickle
 from .breakpoints import key_value
 from .definition import StoredDefinition, StoredStep
 from .errors import NbflowError
-from .states import TASK_ITEM, InstanceStatus, StepKind
+from .states import TASK_ITEM, StepKind
 from .store import Store, codec
 from .store import frames as rows_of
 
@@ -32,9 +32,6 @@ FIXED = ("step", "key", "status", "attempts", "started_at", "finished_at", "dura
 
 INPUT_PREFIX = "input:"
 """An input whose name is already one of :data:`FIXED` is the column ``input:NAME``."""
-
-_DONE_OK = frozenset(s.value for s in InstanceStatus if s.done_ok)
-
 
 @dataclass(frozen=True)
 class ValueRef:
@@ -199,21 +196,23 @@ class _Upstream:
         spec = self.definition.steps.get(step)
         return spec is not None and spec.kind != StepKind.FOREACH
 
-    def output(self, step: str, *, loaded: bool = False) -> Any:
-        """*step*'s output as a step reading it receives it (*loaded*: references decoded too)."""
+    def outputs(self, step: str, *, loaded: bool = False) -> list[Any]:
+        """The output of each of *step*'s rows, decoded once (*loaded*: references decoded too)."""
         ident = (step, loaded or self.values.load)
-        if ident in self._out:
-            return self._out[ident]
-        cols = self.columns(step)
-        vals = Values(self.store, True) if loaded and not self.values.load else self.values
-        if not self.is_task(step):
-            at = [i for i, item in enumerate(cols["item"]) if item != TASK_ITEM]
-            codecs, datas = cols["output_codec"], cols["output"]
-            value: Any = vals.many([codecs[i] for i in at], [datas[i] for i in at])
-        else:
-            value = vals.one(cols["output_codec"][0], cols["output"][0]) if cols.n else None
-        self._out[ident] = value
-        return value
+        if ident not in self._out:
+            cols = self.columns(step)
+            vals = Values(self.store, True) if loaded and not self.values.load else self.values
+            self._out[ident] = vals.many(cols["output_codec"], cols["output"])
+        found: list[Any] = self._out[ident]
+        return found
+
+    def output(self, step: str, *, loaded: bool = False) -> Any:
+        """*step*'s output as a step reading it receives it: a task's value, a foreach's list in item order."""
+        outs = self.outputs(step, loaded=loaded)
+        if self.is_task(step):
+            return outs[0] if outs else None
+        items = self.columns(step)["item"]
+        return outs if TASK_ITEM not in items else [v for v, i in zip(outs, items) if i != TASK_ITEM]
 
 
 def _inputs(spec: StoredStep) -> list[tuple[str, str, str]]:
@@ -238,7 +237,7 @@ def _step_columns(
         "finished_at": cols["finished_at"],
         "error_type": error_type,
         "error_message": error_message,
-        "output": values.many(cols["output_codec"], cols["output"]),
+        "output": up.outputs(spec.name),
     }
     for column, source, name in _inputs(spec):
         if source == "step":
