@@ -210,3 +210,35 @@ def test_a_frame_reads_postgresql_as_it_reads_sqlite(store_url: str, calls: Trai
     assert frame["key"].tolist() == list(range(60))
     assert frame.loc[7, "status"] == "paused" and frame.loc[7, "error_type"] == "TypeError"
     assert frame.loc[8, "output"] == {"id": 8, "cents": 160} and frame.loc[8, "item"] == {"id": 8, "amount": 80}
+
+
+def test_a_foreach_over_a_foreach_has_each_upstream_output_as_its_item(db_url: str) -> None:
+    wf = Workflow("frames-chain", store=db_url)
+
+    @wf.step
+    def numbers():
+        return [1, 2, 3]
+
+    @wf.foreach("numbers")
+    def square(item):
+        return item * item
+
+    @wf.foreach("square")
+    def label(item):
+        return f"#{item}"
+
+    run = wf.run()
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    frame = run.frame("label")
+    assert frame["item"].tolist() == [1, 4, 9] and frame["output"].tolist() == ["#1", "#4", "#9"]
+    assert frame["key"].tolist() == [0, 1, 2]  # no key function: the item's index
+
+
+def test_a_step_without_instances_yet_frames_as_no_rows_with_its_columns(db_url: str, calls: Trail) -> None:
+    wf = payments(db_url, calls)
+    run = wf.run(params={"n": 10, "rate": 1}, breakpoints=["export"])
+    assert run.wait(timeout=WAIT_S) == "paused"
+    frame = run.frame("parse")
+    assert len(frame) == 0 and list(frame.columns)[-2:] == ["item", "rate"]
+    whole = run.frame()  # a foreach has instances once its upstream output is known; tasks from the start
+    assert whole["step"].tolist() == ["export", "total"] and whole["status"].tolist() == ["paused", "pending"]
