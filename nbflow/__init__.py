@@ -21,6 +21,7 @@ from .errors import (
     StoreError,
     UnknownRunError,
 )
+from .frames import ValueRef
 from .run import ErrorGroup, ErrorInfo, Event, InstanceView, Run, resume_pinned, runs, use_display
 from .signals import SignalRefused
 from .states import InstanceStatus, RunStatus, StepKind, When
@@ -55,6 +56,7 @@ __all__ = [
     "Store",
     "StoreError",
     "UnknownRunError",
+    "ValueRef",
     "When",
     "Workflow",
     "attach",

@@ -7,9 +7,9 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import views
+from . import diffs, frames, views
 from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
 from .definition import StoredStep, WorkflowDef
@@ -20,6 +20,9 @@ from .states import TASK_ITEM, InstanceStatus, RunStatus, StepKind, label, statu
 from .store import Store
 from .store.reader import ValueReader
 from .timetravel import RunAt
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Display = Callable[["Run", Any, Any], "tuple[dict[str, Any], dict[str, Any]]"]
 """How a run shows itself in a notebook: ``(run, include, exclude) -> (data, metadata)``."""
@@ -272,6 +275,20 @@ class Run:
             state = ", ".join(sorted({r["status"] for r in not_done})) or "not started"
             raise NbflowError(f"step {step!r} of run {self.id} has no output yet ({state})")
         return reader.step_output(step)
+
+    def frame(self, step: str | None = None, *, values: str = "ref") -> pd.DataFrame:
+        """The run as a pandas DataFrame, one row per instance of *step* (of every step, with a ``step``
+        column, when None): key, status, attempts, times, error, output and one column per input. Values
+        stored as files stay :class:`nbflow.ValueRef` unless ``values="load"``. Reads the store only."""
+        return frames.frame(self.store, self.id, step, values=values)
+
+    def diff(self, other: Run | str) -> dict[str, list[dict[str, Any]]]:
+        """What differs between this run's outputs (``before``) and *other*'s (``after``), instance by
+        instance: ``{"changed": [...], "added": [...], "removed": [...]}``, each ``{"step", "key",
+        "before", "after"}``. Both runs must be of this workflow. Reads the store only."""
+        if isinstance(other, Run):
+            return diffs.diff(self.store, self.id, other.id, other.store)
+        return diffs.diff(self.store, self.id, other)
 
     def history(self) -> list[Event]:
         rows = self.store.event_rows(self.id)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import click
 
-from . import breakpoints, notebooks, runs, triage, verbs
+from . import breakpoints, data, notebooks, runs, triage, verbs
 from ._common import Group, State, fmt_option
 
 
@@ -36,7 +36,8 @@ def cli(ctx: click.Context, db: str | None, fmt: str | None) -> None:
 
 
 
-for _command in (*runs.COMMANDS, triage.errors_cmd, breakpoints.breakpoint_grp, *verbs.COMMANDS, notebooks.run_cmd):
+for _command in (*runs.COMMANDS, triage.errors_cmd, breakpoints.breakpoint_grp, *verbs.COMMANDS, notebooks.run_cmd,
+                 *data.COMMANDS):
     cli.add_command(_command)
 
 
