@@ -19,6 +19,7 @@ from .errors import NbflowError
 from .states import TASK_ITEM, InstanceStatus, RunStatus, StepKind, label, status_filter
 from .store import Store
 from .store.reader import ValueReader
+from .timetravel import RunAt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,27 +134,33 @@ class _Reader(ValueReader):
         super().__init__(store, row, by_step)
 
     def view(self, r: Mapping[str, Any]) -> InstanceView:
-        return InstanceView(
-            step=r["step"],
-            item=None if r["item"] == TASK_ITEM else r["item"],
-            key=key_value(r["key"], r["key_codec"], r["key_value"]),
-            status=InstanceStatus(r["status"]),
-            attempts=r["attempt"],
-            inputs=self.shown_inputs(r),
-            output=self.value(r),
-            error=(ErrorInfo(r["error_type"], r["error_message"] or "", r["error_traceback"] or "")
-                   if r["error_type"] else None),
-            pause_reason=r["pause_reason"],
-            logs=r["logs"] or "",
-            saved=self.store.decode(r["saved_codec"], r["saved"]),
-            held_by=json.loads(r["held_by"]) if r["held_by"] else [],
-            started_at=r["started_at"],
-            finished_at=r["finished_at"],
-            next_attempt_at=r["next_attempt_at"],
-            token=r["token"],
-            deadline=r["deadline"],
-            key_text=r["key"],
-        )
+        return _instance_view(self, r)
+
+
+def _instance_view(reader: ValueReader, r: Mapping[str, Any]) -> InstanceView:
+    """An instance row as an :class:`InstanceView`, its values read by *reader* (``run.at`` shows rows of the
+    past with it)."""
+    return InstanceView(
+        step=r["step"],
+        item=None if r["item"] == TASK_ITEM else r["item"],
+        key=key_value(r["key"], r["key_codec"], r["key_value"]),
+        status=InstanceStatus(r["status"]),
+        attempts=r["attempt"],
+        inputs=reader.shown_inputs(r),
+        output=reader.value(r),
+        error=(ErrorInfo(r["error_type"], r["error_message"] or "", r["error_traceback"] or "")
+               if r["error_type"] else None),
+        pause_reason=r["pause_reason"],
+        logs=r["logs"] or "",
+        saved=reader.store.decode(r["saved_codec"], r["saved"]),
+        held_by=json.loads(r["held_by"]) if r["held_by"] else [],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        next_attempt_at=r["next_attempt_at"],
+        token=r["token"],
+        deadline=r["deadline"],
+        key_text=r["key"],
+    )
 
 
 class Run:
@@ -303,6 +310,12 @@ class Run:
                   json.loads(r["data"]) if r["data"] else {}, r["key"])
             for r in rows
         ]
+
+    def at(self, event: int | Event) -> RunAt:
+        """A read-only view of the run as it was right after *event*: an event id (``run.history()[i].id``),
+        its 1-based position in the history, or an :class:`Event`. An unknown one is refused, naming the
+        range. See :class:`nbflow.timetravel.RunAt`."""
+        return RunAt(self.store, self.id, event, _instance_view, _event_of)
 
     def breakpoints(self) -> list[Breakpoint]:
         """Breakpoints that apply to this run: the workflow's and its own."""
@@ -456,6 +469,12 @@ class Run:
                               "or `nbflow fork` with the code the run was pinned to")
         chosen = None if keys is None else list(keys)
         return Run(self.store, fork_run(self._wf, self.store, self.id, from_step, chosen), self._wf)
+
+
+def _event_of(r: Mapping[str, Any], key: Any) -> Event:
+    """An event row as an :class:`Event`, *key* its instance's key as the key function returned it."""
+    return Event(r["id"], r["ts"], r["kind"], r["step"], key, r["actor"], json.loads(r["data"]) if r["data"] else {},
+                 r["key"])
 
 
 class _KeyTypes:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from . import timetravel
 from ._jsontext import to_json_text
 from ._util import jsonable
 from .breakpoints import Action, Breakpoint, key_value
@@ -20,7 +21,7 @@ from .engine.lifecycle import owner_alive, owner_text
 from .engine.pinning import Use
 from .errors import NbflowError
 from .states import BREAK_ON_ERROR, STEPPED_OVER, TASK_ITEM, InstanceStatus, PauseReason, RunStatus, label
-from .store import Store, queries
+from .store import Store, queries, replay
 from .store.codec import JSON
 from .store.queries import change_token, instance_counts, instance_stamp
 from .store.reader import ValueReader
@@ -469,10 +470,12 @@ __all__ = [
     "error_groups",
     "filter_keys",
     "group_keys",
+    "history_marks",
     "history_view",
     "instance_counts",
     "instance_detail",
     "instance_page",
+    "instance_page_at",
     "instance_stamp",
     "instance_view",
     "instance_views",
@@ -480,6 +483,7 @@ __all__ = [
     "owner_view",
     "paused_instances",
     "run_state",
+    "run_state_at",
     "run_summary",
     "run_view",
     "shown_key",
@@ -553,15 +557,19 @@ def error_group(store: Store, run_id: str, step: str, group: str) -> dict[str, A
 def instance_page(
     store: Store, run_id: str, step: str, *, status: str | Iterable[str] | None = None, text: str | None = None,
     offset: int = 0, limit: int = 50, user_keys: bool = False, group: str | None = None, sort: str = "item",
-    desc: bool = False,
+    desc: bool = False, at: Any = None,
 ) -> dict[str, Any]:
     """One page of a step's instances (no values), narrowed by *status* (:data:`PROBLEMS` for what needs
     a person), by *text* (found in the key, the pause reason or the error) and by an error *group* (id or
     number), in item order or by duration (*sort*, *desc*); ``total`` counts every match. *user_keys*: see
-    :func:`instance_view`."""
+    :func:`instance_view`. *at* (an event id or position): the page as it was right after that event
+    (:func:`instance_page_at`); None: now."""
     offset, limit = max(int(offset), 0), max(int(limit), 1)
     if sort not in queries.SORTS:
         raise NbflowError(f"cannot sort by {sort!r}; sorts are: {', '.join(queries.SORTS)}")
+    if at is not None:
+        return instance_page_at(store, run_id, step, at, status=status, text=text, offset=offset, limit=limit,
+                                user_keys=user_keys, group=group, sort=sort, desc=desc)
     page = queries.instance_page(store, run_id, step, status=_statuses(status), text=text, offset=offset, limit=limit,
                                  signature=_signature(store, run_id, step, group), sort=sort, desc=desc)
     shown = [instance_view(r, user_key=user_keys) for r in page.rows]
@@ -851,3 +859,122 @@ def instance_detail(
         for h in history if h["kind"] == "logpoint" and isinstance(h["data"], dict)
     ]
     return view
+
+
+# ------------------------------------------------------------------ time travel: the run as it was
+# A run's history folded once per process (nbflow.timetravel): any event's counts and pages then cost
+# about what the live ones do, for 100,000 instances.
+
+def at_view(m: timetravel.Moment) -> dict[str, Any]:
+    """Where a view of the past stands: the event's ``id``, ``n`` (1-based position), ``ts``, ``kind``,
+    ``step``, ``key`` (its text) and ``of`` (how many events the run has now)."""
+    e = m.event
+    return {"id": m.event_id, "n": m.n, "ts": iso(e["ts"]), "kind": e["kind"], "step": e["step"], "key": e["key"],
+            "of": m.bounds.total}
+
+
+def run_state_at(store: Store, run_id: str, event: Any) -> dict[str, Any]:
+    """:func:`run_state` as it was right after *event* (an event id, or its 1-based position ``n``):
+    the run's ``status`` then (from its ``run_*`` events), ``counts``, ``progress`` and each DAG node's
+    ``counts``/``status``/``total`` then (a foreach not yet expanded has none), each node's newest code
+    change before it, and ``at`` (:func:`at_view`). ``instances`` and ``breakpoints`` are empty: page
+    with :func:`instance_page` and *at*. An unknown event is refused, naming the range."""
+    row = store.run_row(run_id)
+    definition = store.definition(row["workflow"], row["version"])
+    m = timetravel.moment(store, run_id, event)
+    ts = float(m.event["ts"])
+    changes = {s: c for s, c in code_changes(store, run_id).items() if c.ts <= ts}
+    view = _base_view(store, row, definition, m.counts(), changes)
+    view["status"] = m.run_status
+    view["interrupted"] = False
+    view["finished"] = None if not RunStatus(m.run_status).terminal else view["finished"]
+    view["breakpoints"] = []
+    view["instances"] = []
+    view["instances_omitted"] = sum(view["counts"].values())
+    view["at"] = at_view(m)
+    return view
+
+
+def instance_page_at(
+    store: Store, run_id: str, step: str, at: Any, *, status: str | Iterable[str] | None = None,
+    text: str | None = None, offset: int = 0, limit: int = 50, user_keys: bool = False, group: str | None = None,
+    sort: str = "item", desc: bool = False,
+) -> dict[str, Any]:
+    """One page of *step*'s instances as they were right after event *at* (an id or a position):
+    :func:`instance_page`'s shape (rows of :func:`instance_view`, ``verbs`` empty: the past is read-only)
+    plus ``at``. *status* narrows by the status then, *text* by the key; *sort* ``duration`` puts the
+    instances finished then first, by their duration as stored now. Error groups are of the run now
+    (refused)."""
+    row = store.run_row(run_id)
+    definition = store.definition(row["workflow"], row["version"])
+    if step not in definition.steps:
+        raise NbflowError(f"run {run_id} has no step {step!r}; steps are: {', '.join(definition.order)}")
+    if group not in (None, ""):
+        raise NbflowError("error groups are of the run now: page the past without group=")
+    if sort not in queries.SORTS:
+        raise NbflowError(f"cannot sort by {sort!r}; sorts are: {', '.join(queries.SORTS)}")
+    offset, limit = max(int(offset), 0), max(int(limit), 1)
+    m = timetravel.moment(store, run_id, at)
+    wanted = _statuses(status)
+    statuses = [wanted] if isinstance(wanted, str) else wanted
+    if sort == "duration":
+        total, offset, numbers = _by_duration(store, m, step, statuses, text, offset, limit, desc)
+    else:
+        total, offset, numbers = m.page(step, statuses, text, offset, limit, desc)
+    rows = timetravel.rows_at(store, m, step, numbers)
+    shown = []
+    for r in rows:
+        v = instance_view(r, user_key=user_keys)
+        v.update(verbs=[], logged={}, code_changed=False)
+        shown.append(v)
+    return {"step": step, "offset": offset, "limit": limit, "total": total, "rows": shown, "at": at_view(m)}
+
+
+_FINISHED = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+
+
+def _by_duration(store: Store, m: timetravel.Moment, step: str, statuses: list[str] | None, text: str | None,
+                 offset: int, limit: int, desc: bool) -> tuple[int, int, list[int]]:
+    """A page of the past by duration: the instances finished then first, by their last attempt's
+    duration (as stored now: one re-run since shows its new duration), then the others, in item order."""
+    numbers = m.numbers(step, statuses, text)
+    took = replay.durations(store, m.index.run_id, step)
+    names = m.index.statuses_named(m.status, numbers)
+    items = m.index.items
+
+    def order(i: int) -> tuple[int, float, int]:
+        d = took.get(items[i]) if names[i] in _FINISHED else None
+        return (1, 0.0, items[i]) if d is None else (0, -d if desc else d, items[i])
+
+    numbers.sort(key=order)
+    total = len(numbers)
+    if offset >= total and total:
+        offset = (total - 1) // limit * limit
+    return total, offset, numbers[offset:offset + limit]
+
+
+MARK_KINDS = ("run_created", "taken_over", "code_changed", "expanded", "command", "deadline_exceeded",
+              "scheduler_stopped", *timetravel.RUN_KINDS)
+"""The run-level events a history scrubber marks (with the instances' pauses and failures)."""
+MARKS_MAX = 500
+"""Marks of each sort :func:`history_marks` returns at most (the first ones)."""
+
+
+def history_marks(store: Store, run_id: str, limit: int = MARKS_MAX) -> dict[str, Any]:
+    """What a history scrubber marks on its range 1..``total``: the run-level events (creation, status
+    changes, takeovers, code changes, expansions, operator commands) and the instances' pauses and
+    failures, the first *limit* of each, oldest first: ``{"total", "marks": [{"n", "id", "kind", "step",
+    "key", "ts"}], "truncated"}`` (``truncated``: some pauses or failures were left out). A long history
+    starts being folded in the background (``timetravel.prepare``): the scrubber's first move is then fast."""
+    store.run_row(run_id)  # an unknown run is an error
+    b = replay.bounds(store, run_id)
+    runs = replay.marks(store, run_id, MARK_KINDS, limit)
+    insts = replay.marks(store, run_id, ("paused", "failed"), limit)
+    found = sorted([*runs, *insts], key=lambda r: int(r["id"]))
+    timetravel.prepare(store, run_id, b.total)  # a long history is folded ahead of the scrubber's first move
+    return {
+        "total": b.total,
+        "marks": [{"n": int(r["n"]), "id": int(r["id"]), "kind": r["kind"], "step": r["step"], "key": r["key"],
+                   "ts": iso(r["ts"])} for r in found],
+        "truncated": len(insts) >= limit or len(runs) >= limit,
+    }

@@ -66,8 +66,9 @@ export function createBreakpoints(ctx) {
       h("span", { class: "nbf-dot nbf-hit" }), h("b", {}, "step over"), " · this run", h("span", { class: "nbf-hit-text" }, ` · holding ${held}`)));
     if (boeItem) items.unshift(boeItem);
     bpList.replaceChildren(...(items.length ? items : [h("li", { class: "nbf-muted" }, "none")]));
-    bpRemove.disabled = !node.breakpoints.length;
-    bpAdd.disabled = TERMINAL_RUN.includes((model.get("summary") || {}).status);
+    const past = ctx.past(); // the past is read-only
+    bpRemove.disabled = past || !node.breakpoints.length;
+    bpAdd.disabled = past || TERMINAL_RUN.includes((model.get("summary") || {}).status);
   }
 
   /**

@@ -1,7 +1,8 @@
 // The bulk bar: what is selected (ticked rows, every instance matching the filter, or an error
 // group: the controller holds it, so 100,000 keys never travel) and the verbs on it, each one
 // command in the audit, each asked in the dialog: Resume, Retry, Skip (one output for all) and
-// Edit (an expression over the inputs, previewed on the first instances, then applied).
+// Edit (an expression over the inputs, previewed on the first instances, then applied); and "Fork
+// from here": a new run that re-runs the selected items and what depends on them (forkDialog).
 import { field } from "./dialog.js";
 import { h } from "./dom.js";
 import { compact, fmt, plural } from "./format.js";
@@ -28,7 +29,8 @@ export function createBulk(ctx) {
   const bRetry = verbBtn("retry-selected", "Retry selected", "run the selected instances again with today's code and their current inputs", () => confirmVerb("retry", "Retry"));
   const bSkip = verbBtn("skip-selected", "Skip selected", "skip the selected instances, giving one output for all", () => askSkip());
   const bEdit = verbBtn("edit-selected", "Edit selected", "change one input of every selected instance with an expression", () => askEdit());
-  const buttons = [bResume, bRetry, bSkip, bEdit];
+  const bFork = verbBtn("fork-selected", "Fork from here", "a new run that re-runs the selected items, the matching items of the steps over them and what needs them whole, reusing every other output", () => forkDialog(ctx, model.get("selected_step") || "", what(), slot, true));
+  const buttons = [bResume, bRetry, bSkip, bEdit, bFork];
   const el = h("div", { class: "nbf-bulk", testid: "bulk-bar", role: "toolbar", "aria-label": "Selected instances" },
     h("div", { class: "nbf-row" }, labelEl, allBtn, clearBtn, h("span", { class: "nbf-bulk-verbs" }, ...buttons)), slot);
 
@@ -48,7 +50,8 @@ export function createBulk(ctx) {
     labelEl.textContent = n ? `Selected: ${what()}` : "Nothing selected";
     labelEl.title = n ? "" : "tick rows (x), choose an error group, or select all matching the filter";
     labelEl.classList.toggle("nbf-muted", !n);
-    for (const b of buttons) b.disabled = !n;
+    const past = ctx.past();
+    for (const b of buttons) b.disabled = !n || past;
     clearBtn.hidden = !n;
     const p = model.get("instances") || {};
     allBtn.textContent = p.total ? `Select all matching (${fmt(p.total)})` : "Select all matching";
@@ -164,4 +167,26 @@ export function createBulk(ctx) {
   }
 
   return { el, render };
+}
+
+/**
+ * Ask, then start a fork from `step` (its selected items, or the whole step) in the kernel: the
+ * answer names the new run, which the header shows with a button to open it here.
+ * @param {Ctx} ctx
+ * @param {string} step
+ * @param {string} what  what is re-run, in words
+ * @param {HTMLElement} slot  where the answer shows
+ * @param {boolean} selected  fork the selected items (else the whole step)
+ */
+export function forkDialog(ctx, step, what, slot, selected) {
+  ctx.dialog.open({
+    title: `Fork from ${selected ? what : step}?`,
+    text: `A new run with the same parameters re-runs ${selected ? what : `step ${step}`} and what depends on ${selected ? "them" : "it"}, with the code of this kernel; every other output is reused from this run.`,
+    confirm: "Fork",
+    onConfirm: async () => {
+      const answer = await ctx.act("fork", selected ? { step, selected: true } : { step }, slot);
+      if (answer.ok && answer.fork) ctx.forked(answer.fork);
+      return answer.ok ? true : answer.text || "refused";
+    },
+  });
 }

@@ -310,7 +310,7 @@ export function createDetail(ctx) {
       otherVerbs.replaceChildren(...others.map((v) => actionBtn(`verb-${v}`, v.replaceAll("_", " "), `${v} this instance`, () => verbOn(v))));
       otherVerbs.dataset.verbs = others.join(",");
     }
-    bDebug.hidden = !(model.get("summary") || {}).kernel;
+    bDebug.hidden = !(model.get("summary") || {}).kernel || !!d.at; // the inputs bound are today's
     actionsRow.hidden = d.status !== "paused" && !others.length && !Object.keys(verbButtons).some((v) => verbs.has(v)) && bDebug.hidden;
     // a hot fix changes no instance: its row on the page and its step's node may know before the detail does
     const row = ((model.get("instances") || {}).rows || []).find((r) => r.step === sel.step && (r.key ?? null) === (sel.key ?? null));

@@ -1,8 +1,11 @@
-// The header: the run's id, workflow, status and progress, and the run-wide actions.
+// The header: the run's id, workflow, status and progress, and the run-wide actions; for a fork, its
+// parent and the "vs parent" comparison (compare.js); the run "Fork from here" started, with a button
+// that shows it in this widget (the widget's `open_run`).
 import { h } from "./dom.js";
-import { BAR_ORDER, TERMINAL_RUN, countsText, fmt } from "./format.js";
+import { BAR_ORDER, TERMINAL_RUN, countsText, fmt, label } from "./format.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
+/** @typedef {import("./types.js").Fork} Fork */
 
 /** @param {Ctx} ctx */
 export function createHeader(ctx) {
@@ -21,11 +24,15 @@ export function createHeader(ctx) {
   const slot = h("div", { class: "nbf-msg-slot" });
   const resumeAll = h("button", { class: "nbf-btn", testid: "resume-all", title: "resume every paused instance of the run", onclick: () => ctx.act("resume_all", {}, slot) }, "Resume all paused");
   const cancelRun = h("button", { class: "nbf-btn nbf-danger", testid: "cancel-run", title: "cancel the run (asks first)", onclick: onCancel }, "Cancel run");
+  const parentEl = h("span", { class: "nbf-parent", testid: "forked-from", hidden: true });
+  const vsParent = h("button", { class: "nbf-btn nbf-small", testid: "diff-parent", "aria-pressed": "false", title: "what this fork changed: its items whose output differs from the parent's, and both runs' parameters and code versions",
+    onclick: () => ctx.send("diff", { on: !model.get("diff") }) }, "vs parent");
+  const forkedEl = h("div", { class: "nbf-forked", testid: "fork-result", hidden: true });
 
   const el = h("div", { class: "nbf-header" },
-    h("div", { class: "nbf-title" }, h("span", { class: "nbf-logo" }, "nbflow"), runId, wfName, state, liveDot),
+    h("div", { class: "nbf-title" }, h("span", { class: "nbf-logo" }, "nbflow"), runId, wfName, state, liveDot, parentEl, vsParent),
     h("div", { class: "nbf-progress-row" }, h("div", { class: "nbf-progress-info" }, bar, progress, countsEl), h("div", { class: "nbf-run-actions" }, resumeAll, cancelRun)),
-    ownerEl, slot,
+    ownerEl, forkedEl, slot,
   );
 
   function render() {
@@ -56,8 +63,33 @@ export function createHeader(ctx) {
     const parts = [!terminal && owner.text ? `owner: ${owner.text}` : "", sm.actor ? `acting as ${sm.actor}` : ""].filter(Boolean);
     ownerEl.textContent = parts.join(" · ");
     ownerEl.setAttribute("data-testid", "owner");
-    resumeAll.disabled = terminal || !((sm.counts || {}).paused > 0);
-    cancelRun.disabled = terminal;
+    const past = ctx.past();
+    resumeAll.disabled = past || terminal || !((sm.counts || {}).paused > 0);
+    cancelRun.disabled = past || terminal;
+    for (const b of [resumeAll, cancelRun]) b.title = past ? "the view shows the past (read-only): press Live to act" : b === resumeAll ? "resume every paused instance of the run" : "cancel the run (asks first)";
+    parentEl.hidden = vsParent.hidden = !sm.forked_from;
+    parentEl.textContent = sm.forked_from ? `fork of ${sm.forked_from}` : "";
+    vsParent.setAttribute("aria-pressed", model.get("diff") ? "true" : "false");
+    vsParent.classList.toggle("nbf-on", !!model.get("diff"));
+    if (forked && forked.run === sm.id) forkedEl.hidden = true; // it is the run shown now
+  }
+
+  /** @type {Fork | null} */
+  let forked = null;
+  /**
+   * The run "Fork from here" started: its id, and a button that shows it here.
+   * @param {Fork} f
+   */
+  function showFork(f) {
+    forked = f;
+    const what = f.keys && f.keys.length ? f.keys.map((k) => label(f.from_step, k)).join(", ") : `step ${f.from_step}`;
+    forkedEl.hidden = false;
+    forkedEl.replaceChildren("Forked run ", h("code", { testid: "fork-run-id" }, f.run), ` from ${f.parent}, re-running ${what}. `,
+      h("button", { class: "nbf-btn nbf-small", testid: "open-fork", title: "show the fork in this widget (its parent stays in the store)", onclick: async () => {
+        const a = await ctx.act("open_run", { run: f.run }, slot);
+        if (a.ok) forkedEl.hidden = true;
+      } }, "Show it"),
+      h("button", { class: "nbf-btn nbf-small nbf-ghost", title: "dismiss", onclick: () => { forkedEl.hidden = true; } }, "✕"));
   }
 
   function renderLive() {
@@ -80,5 +112,5 @@ export function createHeader(ctx) {
     });
   }
 
-  return { el, render, renderLive, dispose: () => undefined };
+  return { el, render, renderLive, showFork, dispose: () => undefined };
 }

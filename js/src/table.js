@@ -6,6 +6,7 @@ import { h } from "./dom.js";
 import { STATUSES, compact, cut, fmt, plural, secs } from "./format.js";
 import { notStarted, rowDetail } from "./describe.js";
 import { usesText } from "./dag.js";
+import { forkDialog } from "./bulk.js";
 
 /** @typedef {import("./types.js").Ctx} Ctx */
 /** @typedef {import("./types.js").Key} Key */
@@ -83,6 +84,11 @@ export function createTable(ctx, detail) {
     });
   });
   const slot = h("div", { class: "nbf-msg-slot" });
+  // a task's node: fork from it (a foreach forks its ticked items from the bulk bar)
+  const forkStep = h("button", { class: "nbf-btn", testid: "fork-step", hidden: true, title: "a new run that re-runs this step and everything downstream, reusing every other output", onclick: () => {
+    const step = model.get("selected_step");
+    if (step) forkDialog(ctx, step, `step ${step}`, slot, false);
+  } }, "Fork from here");
   const pageAll = h("input", { type: "checkbox", class: "nbf-check", "aria-label": "tick every row of this page", title: "tick every row of this page", onchange: () => {
     const rows = (model.get("instances") || {}).rows || [];
     void ctx.send("select", pageAll.checked ? { keys: rows.filter((r) => r.key != null).map((r) => r.key) } : {});
@@ -100,7 +106,7 @@ export function createTable(ctx, detail) {
   }
   const pageInfo = h("span", { class: "nbf-page-info", testid: "page-info" });
   const instBox = h("div", { class: "nbf-instances-box", hidden: true },
-    h("div", { class: "nbf-row nbf-filter-row" }, stepTitle, filterStatus, filterText, groupChip, errorsBtn),
+    h("div", { class: "nbf-row nbf-filter-row" }, stepTitle, filterStatus, filterText, groupChip, errorsBtn, forkStep),
     slot);
   /** @type {HTMLElement} */
   let watchRow;
@@ -163,6 +169,10 @@ export function createTable(ctx, detail) {
     const failing = (counts.failed || 0) + (counts.paused || 0);
     errorsBtn.disabled = !errs && !failing;
     errorsBtn.title = errs ? "hide the error groups" : failing ? "the step's failures grouped by cause" : "nothing failed in this step";
+    const past = ctx.past();
+    forkStep.hidden = !node || node.kind === "foreach";
+    forkStep.disabled = past;
+    errorsBtn.disabled = errorsBtn.disabled || past; // error groups are of now
 
     const columns = p.columns || [];
     watchRow.hidden = !node || node.kind !== "foreach";

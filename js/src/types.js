@@ -53,6 +53,8 @@
  * @property {string | null} [actor]  who this surface acts as (the OS user in the notebook, the Jupyter user in the sidebar)
  * @property {boolean} [kernel]  the view runs in a kernel (the widget): "Debug in a cell" is offered
  * @property {{holding?: Key[], instances?: {step: string, key: Key}[], held?: number} | null} [stepped_over]  the instances fired step overs hold (held_by -1)
+ * @property {string | null} [forked_from]  the parent run of a fork
+ * @property {boolean} [forkable]  the view's run carries its workflow's code: "Fork from here" can start a fork in this process
  */
 
 /** @typedef {{type: string, message: string, traceback?: string}} ErrorInfo */
@@ -196,6 +198,7 @@
  * @property {number} [history_omitted]
  * @property {string | null} [code_diff]  the unified diff of its step's code since its last attempt started
  * @property {{expression: string, value: unknown, when: string, at: string | null, error?: string | null}[]} [logged]  what the logpoints logged for it
+ * @property {boolean} [at]  it is shown as it was at the event the scrubber stands at (read-only)
  */
 
 /** @typedef {Omit<InstanceRow, "error" | "logged"> & DetailFields} Detail  the selected instance */
@@ -212,6 +215,31 @@
  * @property {{key: Key, old?: unknown, new?: unknown, error?: string}[]} [preview]  preview_edit: the first results
  * @property {number} [count]  preview_edit: how many instances the edit covers
  * @property {{target: string, code: string, bound: string[]}} [debug_cell]  debug_cell: the cell to insert
+ * @property {Fork} [fork]  fork: the run it started
+ */
+
+/** @typedef {{run: string, parent: string, from_step: string, keys: Key[] | null}} Fork  a run "Fork from here" started */
+
+/** @typedef {{n: number, id: number, kind: string, step: string | null, key: Key, ts: When}} Mark  an event the scrubber marks (run-level, a pause, a failure) */
+
+/** @typedef {{id: number, n: number, ts: When, kind: string, step: string | null, key: Key, of: number}} At  the event the view stands at (n of `of`) */
+
+/** @typedef {{total: number, marks: Mark[], at: At | null}} History  the scrubber: the run's events, its marks, the event shown (null: live) */
+
+/** @typedef {{step: string, key: Key, before: unknown, after: unknown}} DiffEntry  one item whose output differs (before: the parent's, after: this run's) */
+
+/**
+ * @typedef {object} Diff  a fork's "vs parent" panel (nbflow.Run.diff of the parent with this run)
+ * @property {string} parent
+ * @property {{from_step: string, keys: string[] | null} | null} fork  what the fork re-ran (from its run_created event)
+ * @property {{id: string, version: string | number | null, params: unknown}[]} runs  the parent, then this run
+ * @property {{changed: number, added: number, removed: number}} counts
+ * @property {DiffEntry[]} changed
+ * @property {DiffEntry[]} added
+ * @property {DiffEntry[]} removed
+ * @property {number} [changed_omitted]
+ * @property {number} [added_omitted]
+ * @property {number} [removed_omitted]
  */
 
 /**
@@ -228,6 +256,8 @@
  * @property {Errors | null} [errors]
  * @property {Selection | null} [selection]
  * @property {Timeline | null} [timeline]
+ * @property {History} [history]
+ * @property {Diff | null} [diff]
  */
 
 /**
@@ -256,6 +286,8 @@
  * @property {() => Map<number, Breakpoint>} breakpointsById
  * @property {(elem: HTMLElement) => void} stop  keep Jupyter's shortcuts out of a text field
  * @property {import("./dialog.js").Dialogs & {el: HTMLDialogElement}} dialog  the one modal dialog
+ * @property {() => boolean} past  the view shows an event of the past (the scrubber): every verb is off
+ * @property {(fork: Fork) => void} forked  show the run "Fork from here" started (header.js)
  */
 
 export {};

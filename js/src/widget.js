@@ -5,19 +5,22 @@
 // in the JupyterLab sidebar over a REST model (labextension/src/model.ts). The DOM contract
 // (data-testid attributes) is listed in nbflow/notebook/widget.py.
 //
-// The parts: header.js (run, progress, run-wide actions), dag.js (the graph), breakpoints.js,
+// The parts: header.js (run, progress, run-wide actions), history.js (the scrubber: the run at one of
+// its events), compare.js (a fork's "vs parent" panel), dag.js (the graph), breakpoints.js,
 // errors.js (the Errors view), bulk.js (the verbs on the selection), table.js (the instance table,
 // watch columns), timeline.js, detail.js (the instance panel, its JSON trees and editor),
 // dialog.js (the one modal dialog), keys.js (keyboard shortcuts), message.js, with describe.js and
 // format.js for words and numbers, dom.js for elements, types.js for shapes.
 import { createBreakpoints } from "./breakpoints.js";
 import { createBulk } from "./bulk.js";
+import { createCompare } from "./compare.js";
 import { createDag } from "./dag.js";
 import { createDetail } from "./detail.js";
 import { createDialogs } from "./dialog.js";
 import { h } from "./dom.js";
 import { createErrors } from "./errors.js";
 import { createHeader } from "./header.js";
+import { createHistory } from "./history.js";
 import { shortcuts } from "./keys.js";
 import { createMessages } from "./message.js";
 import { createTable } from "./table.js";
@@ -82,9 +85,13 @@ function render({ model, el, experimental }) {
     },
     stop,
     dialog: createDialogs(root, stop),
+    past: () => !!(model.get("history") || {}).at,
+    forked: (f) => header.showFork(f),
   };
 
   const header = createHeader(ctx);
+  const history = createHistory(ctx);
+  const compare = createCompare(ctx);
   const dag = createDag(ctx);
   const bps = createBreakpoints(ctx);
   const detail = createDetail(ctx);
@@ -93,9 +100,9 @@ function render({ model, el, experimental }) {
   const bulk = createBulk(ctx);
   const timeline = createTimeline(ctx);
   const keys = shortcuts(ctx, { table, detail, bulk });
-  root.append(header.el, h("div", { class: "nbf-body" },
+  root.append(header.el, history.el, h("div", { class: "nbf-body" },
     h("div", { class: "nbf-left" }, dag.el, bps.el, keys.legend),
-    h("div", { class: "nbf-right" }, messages.slotTop, table.hint, table.el, errors.el, bulk.el, table.tableEl, timeline.el, detail.el)));
+    h("div", { class: "nbf-right" }, messages.slotTop, compare.el, table.hint, table.el, errors.el, bulk.el, table.tableEl, timeline.el, detail.el)));
   el.append(root);
 
   const renderDetail = () => {
@@ -143,6 +150,18 @@ function render({ model, el, experimental }) {
     errors.render();
   });
   on("timeline", timeline.render);
+  // the moment shown: what the verbs may do depends on it (the past is read-only)
+  on("history", () => {
+    history.render();
+    header.render();
+    bps.render();
+    renderTable();
+    renderDetail();
+  });
+  on("diff", () => {
+    compare.render();
+    header.render();
+  });
   on("detail", renderDetail);
   // what every view of the widget is told: an answer, or the outcome of a command sent earlier (a
   // question's answer, a bulk edit's preview, is the dialog's to show)
@@ -155,6 +174,8 @@ function render({ model, el, experimental }) {
 
   header.render();
   header.renderLive();
+  history.render();
+  compare.render();
   dag.render();
   bps.render();
   renderTable();

@@ -47,6 +47,8 @@ export class RestRunModel {
       detail: null,
       message: {},
       live: false,
+      history: { total: 0, marks: [], at: null },
+      diff: null,
     };
   }
 

@@ -40,12 +40,23 @@ Actions and their arguments (``key``: an instance's key as the rows show it; ``k
 * ``debug_cell {step, key}`` (no step: the selected instance): in the kernel that shows the widget,
   binds the instance's inputs as the notebook's variables (:func:`nbflow.notebook.debug.prepare`) and
   answers ``debug_cell {target, code, bound}`` (the cell the front end inserts); without a kernel (the
-  sidebar) it is refused, saying to run ``%nbflow debug STEP:KEY`` in a notebook.
+  sidebar) it is refused, saying to run ``%nbflow debug STEP:KEY`` in a notebook;
+* history (issue 18): ``travel {event}`` (navigation: *event* a position 1..N in the run's history, null:
+  live) shows the run as it was right after that event (:func:`nbflow.views.run_state_at`): the
+  summary's counts, the DAG and the table are of that moment, ``history.at`` says which event, and every
+  action that would change the run is refused until ``travel {event: null}``; ``diff {on}`` (navigation)
+  opens the "vs parent" panel of a fork (``diff``: the parent's outputs against this run's, by
+  :meth:`nbflow.Run.diff`, with both runs' parameters and code versions); ``fork {step, keys |
+  selected}`` starts ``run.fork(step, keys=...)`` in this process (the view's run must carry its
+  workflow, as a run started or attached in the notebook does) and answers ``fork {run, parent,
+  from_step, keys}``.
 """
 from __future__ import annotations
 
 import functools
+import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +68,7 @@ from ..breakpoints import check_condition, json_key, key_text
 from ..commands import CommandResult, add_breakpoint, check_breakpoint, check_target, remove_breakpoints, submit
 from ..errors import CommandRefused, NbflowError, UnknownRunError
 from ..run import Run
-from ..states import label
+from ..states import PauseReason, RunStatus, label
 from ..triage import Expression
 from ..verbs import Verb
 from . import debug
@@ -66,7 +77,7 @@ PAGE_SIZE = 20
 """Rows on one page of the instance table (the page drives its height: no scroll box in a notebook output)."""
 
 NAVIGATION = ("refresh", "select_step", "page", "filter", "select_instance", "close_instance", "show_errors",
-              "select", "toggle", "sort")
+              "select", "toggle", "sort", "travel", "diff")
 """Actions that change what is shown, not the run: they need only ``read`` on the server."""
 
 CODE_ACTIONS = ("watch_add", "watch_remove", "preview_edit", "edit_selected")
@@ -87,8 +98,22 @@ BREAKPOINT_ACTIONS = ("add_breakpoint", "remove_breakpoint")
 DEBUG_CELL = "debug_cell"
 """Bind an instance's inputs in the kernel that shows the view and answer the cell to insert (widget only)."""
 
-ACTIONS = NAVIGATION + CODE_ACTIONS + VERB_ACTIONS + BREAKPOINT_ACTIONS + (DEBUG_CELL,)
+FORK = "fork"
+"""Start a fork of the run from a step (its chosen items) in this process: needs the run's workflow."""
+
+ACTIONS = NAVIGATION + CODE_ACTIONS + VERB_ACTIONS + BREAKPOINT_ACTIONS + (DEBUG_CELL, FORK)
 """Every action, in the order they are listed."""
+
+CHANGING_ACTIONS = (*VERB_ACTIONS, *BREAKPOINT_ACTIONS, "edit_selected", DEBUG_CELL, FORK)
+"""What a view of the past refuses (``travel``): every action that writes to the run or acts on its
+instances as they are now."""
+
+DIFF_ENTRIES_SHOWN = 50
+"""Entries of each section (changed, added, removed) the "vs parent" panel ships; ``omitted`` counts the rest."""
+DIFF_VALUE_CHARS = 300
+"""The text of each before/after value the panel ships (a longer one is cut, as the table's cells are)."""
+MARKS_SHOWN = 500
+"""Marks (run-level events, pauses, failures) the scrubber ships at most."""
 
 SUMMARY_FIELDS = ("id", "workflow", "version", "status", "interrupted", "owner", "progress", "counts",
                   "break_on_error", "stepped_over", "created", "updated", "finished", "forked_from")
@@ -137,6 +162,10 @@ _VIEWS = _Recent(SHARED_VIEWS)
 WATCH_ORDERS_KEPT = 8
 """Watch-column orders kept for reuse (each the items and keys of up to WATCH_EVAL_LIMIT instances)."""
 _WATCH_ORDERS = _Recent(WATCH_ORDERS_KEPT)
+MARKS_REFRESH_S = 5.0
+"""How stale the scrubber's marks of a changing run may be (its range always ends at the newest event)."""
+_MARKS: OrderedDict[tuple[str, str], tuple[Any, float, dict[str, Any]]] = OrderedDict()
+_MARKS_LOCK = threading.Lock()
 
 PREVIEW_ROWS = 5
 """Instances a bulk edit's preview shows."""
@@ -158,6 +187,8 @@ class _View:
     chosen: str = "none"  # what the bulk verbs act on: "none", "keys", "group" or "filter"
     chosen_keys: list[str | None] = field(default_factory=list)
     chosen_group: str = ""
+    at: int | None = None  # the event (1-based position in the run's history) the view shows; None: live
+    compare: bool = False  # the "vs parent" panel is open
 
 
 class Controller:
@@ -183,11 +214,15 @@ class Controller:
         self._nodes: list[dict[str, Any]] = []
         self._detail: dict[str, Any] | None = None
         self._detail_stamp: tuple[Any, ...] | None = None
+        self._at_detail: dict[str, Any] | None = None  # the selected instance at the event shown
+        self._at_stamp: tuple[Any, ...] | None = None
         self._command: dict[str, Any] | None = None  # the command the action in progress wrote
         self._extra: dict[str, Any] = {}  # more fields of the answer in progress (a bulk edit's preview)
+        self.forks: dict[str, Run] = {}
+        """The runs this view forked (by id): handles whose scheduler lives in this process."""
         self._handlers: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
             name: getattr(self, f"_on_{name}")
-            for name in (*NAVIGATION, *CODE_ACTIONS, *BREAKPOINT_ACTIONS, DEBUG_CELL)
+            for name in (*NAVIGATION, *CODE_ACTIONS, *BREAKPOINT_ACTIONS, DEBUG_CELL, FORK)
         }
         for name in VERB_ACTIONS:
             self._handlers[name] = functools.partial(self._verb, "resume" if name == "resume_all" else name)
@@ -208,7 +243,8 @@ class Controller:
                 "offset": v.offset, "status": v.status, "text": v.text, "group": v.group, "errors": v.errors,
                 "sort": v.sort, "desc": v.desc, "watch": list(v.watch),
                 "watch_filter": None if v.wfilter is None else {"index": v.wfilter[0], "text": v.wfilter[1]},
-                "chosen": {"kind": v.chosen, "keys": list(v.chosen_keys), "group": v.chosen_group}}
+                "chosen": {"kind": v.chosen, "keys": list(v.chosen_keys), "group": v.chosen_group},
+                **({"at": v.at} if v.at is not None else {}), **({"compare": True} if v.compare else {})}
 
     def _restore(self, view: Mapping[str, Any]) -> None:
         if not isinstance(view, Mapping):
@@ -251,10 +287,13 @@ class Controller:
         if kind not in ("none", "keys", "group", "filter") or not isinstance(keys, list):
             raise NbflowError("view.chosen.kind must be none, keys, group or filter, and keys a list")
         v.chosen, v.chosen_keys, v.chosen_group = kind, [key_text(k) for k in keys], _text_field(chosen, "group", 40)
+        at = view.get("at")
+        v.at = None if at is None else _position(at, "view.at")
+        v.compare = bool(view.get("compare"))
 
     def _select_step(self, step: str | None) -> None:
         watch = self._v.watch if step is not None and step == self._v.step else []
-        self._v = _View(watch=watch)
+        self._v = _View(watch=watch, at=self._v.at, compare=self._v.compare)  # the moment shown stays
         if step is None:
             return
         node = next((n for n in self._nodes if n["step"] == step), None)
@@ -270,38 +309,43 @@ class Controller:
     def state(self, force: bool = True) -> dict[str, Any]:
         """``summary``, ``dag``, ``selected_step``, ``instances`` (one page, with its watch columns),
         ``selected`` and ``detail`` (the selected instance), ``errors`` (the selected step's error groups,
-        when the Errors view is open), ``selection`` (what the bulk verbs act on) and ``timeline`` (the
-        selected step's durations and attempts over time), read from the store. Without *force* the
-        detail is re-read only when the instance changed."""
+        when the Errors view is open), ``selection`` (what the bulk verbs act on), ``timeline`` (the
+        selected step's durations and attempts over time), ``history`` (the scrubber: the run's event
+        count, its marks, and ``at``, the event shown, None when live) and ``diff`` (the "vs parent"
+        panel, None when closed), read from the store. Without *force* the detail is re-read only when
+        the instance changed. At an event, the counts, the DAG, the page and the detail are of that moment."""
         state = views.run_state(self.store, self.run.id)
         self.status = state["status"]
+        history = self._history()
+        v = self._v
+        if v.at is not None and v.at > history["total"]:
+            v.at = None  # the view state came from another run's history: show this one live
+        past = None if v.at is None else self._past(v.at)
         bps: dict[str, list[dict[str, Any]]] = {}
         for b in state["breakpoints"]:
             bps.setdefault(b["step"], []).append({k: b[k] for k in NODE_BREAKPOINT_FIELDS})
-        nodes = [{**n, "breakpoints": bps.get(n["step"], [])} for n in state["dag"]["nodes"]]
+        then = {} if past is None else {n["step"]: n for n in past["dag"]["nodes"]}
+        nodes = [{**n, "breakpoints": bps.get(n["step"], []),
+                  **({k: then[n["step"]][k] for k in ("counts", "status", "total")} if n["step"] in then else {})}
+                 for n in state["dag"]["nodes"]]
         self._nodes = nodes
         summary = {k: state[k] for k in SUMMARY_FIELDS}
+        if past is not None:
+            summary.update(status=past["status"], counts=past["counts"], progress=past["progress"])
         summary["params"] = _small(state["params"])
         summary["actor"] = self.actor
         summary["kernel"] = self.shell is not None
-        v = self._v
+        summary["forkable"] = self._workflow_here()
         if v.step is not None and v.step not in {n["step"] for n in nodes}:
             v.step, v.sel = None, None
         page = self._page() if v.step is not None else {}
         detail = None
-        if v.sel is not None:
-            step, key = v.sel
-            change = views.code_changes(self.store, self.run.id).get(step)  # a hot fix changes no instance row
-            stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key),
-                     None if change is None else change.ts)
-            if force or stamp != self._detail_stamp:  # values are decoded only when the instance or its code changed
-                self._detail = views.instance_detail(self.store, self.run.id, step, key, user_keys=True) or {
-                    "step": step, "key": key, "missing": True,
-                }
-                self._detail_stamp = stamp
-            detail = self._detail
+        if v.sel is not None and v.at is not None:
+            detail = self._detail_at(v.at, *v.sel)
+        elif v.sel is not None:
+            detail = self._live_detail(*v.sel, force)
         errors = None
-        if v.errors and v.step is not None:
+        if v.errors and v.step is not None and v.at is None:  # error groups are of now
             errors = self._cached("errors", lambda step: views.error_groups(
                 self.store, self.run.id, step, limit=ERROR_GROUPS_SHOWN, traceback_chars=TRACEBACK_CHARS))
         timeline = None
@@ -312,7 +356,125 @@ class Controller:
             "selected_step": v.step, "instances": page,
             "selected": None if v.sel is None else {"step": v.sel[0], "key": (detail or {"key": v.sel[1]})["key"]},
             "detail": detail, "errors": errors, "selection": self._selection(errors, page), "timeline": timeline,
+            "history": {**history, "at": None if past is None else past["at"]},
+            "diff": self._diff() if v.compare else None,
         }
+
+    # -- history: the scrubber, a moment of the past, a fork's diff -------------------------------
+    def _history(self) -> dict[str, Any]:
+        """The scrubber's range and marks (:func:`nbflow.views.history_marks`). While the run changes the
+        marks are read again at most every :data:`MARKS_REFRESH_S` (a 200,000-event history takes a few
+        hundred ms, as much as the rest of a refresh); the range's end is always the newest event."""
+        key, token, now = (self.store.url, self.run.id), self.run_updated(), time.monotonic()
+        with _MARKS_LOCK:
+            kept = _MARKS.get(key)
+        settled = bool(self.status) and RunStatus(self.status).terminal  # its last marks are shown whole
+        if kept is not None and (kept[0] == token or (not settled and now - kept[1] < MARKS_REFRESH_S)):
+            marks = kept[2]
+        else:
+            marks = views.history_marks(self.store, self.run.id)
+            with _MARKS_LOCK:
+                _MARKS[key] = (token, now, marks)
+                while len(_MARKS) > SHARED_VIEWS:
+                    _MARKS.popitem(last=False)
+        total = int(marks["total"])
+        if kept is not None and marks is kept[2] and kept[0] != token:
+            newest = self.store.event_rows(self.run.id, limit=1)  # the marks are a little behind: not the range
+            total = max(total, int(newest[0]["n"])) if newest else total
+        return {"total": total, "marks": list(marks["marks"])[:MARKS_SHOWN]}
+
+    def _past(self, n: int) -> dict[str, Any]:
+        """The run right after its *n*-th event (:func:`nbflow.views.run_state_at`): the past never
+        changes, so it is read once per process."""
+        return _VIEWS.get((self.store.url, self.run.id, "", f"at:{n}"), n,
+                          lambda: views.run_state_at(self.store, self.run.id, n))
+
+    def _detail_at(self, n: int, step: str, key: str | None) -> dict[str, Any]:
+        """The selected instance as it was right after event *n* (:meth:`nbflow.Run.at`): its status,
+        attempts, pause, error, inputs and output then, its history up to that event, and no verbs.
+        Its detail now (what the past is cut from) is kept while the instance does not change."""
+        if self._at_stamp != (n, step, key) or self._at_detail is None:
+            now = self._live_detail(step, key, force=False)
+            self._at_detail = self._read_detail_at(n, step, key, None if now.get("missing") else now)
+            self._at_stamp = (n, step, key)
+        return self._at_detail
+
+    def _read_detail_at(self, n: int, step: str, key: str | None, now: dict[str, Any] | None) -> dict[str, Any]:
+        moment = self.run.at(n)
+        try:
+            then = moment.instance(step, key)
+        except NbflowError:
+            then = None
+        if now is None or then is None:  # it did not exist yet at that event
+            return {"step": step, "key": key if now is None else now["key"], "missing": True, "at": True}
+        event_id, when = int(moment.event.id), views.iso(moment.event.ts) or ""
+        status = str(then.status)
+        output, _ = views.value_view(then.output)
+        inputs = {name: views.value_view(value)[0] for name, value in (then.inputs or {}).items()}
+        attempts = []
+        for made in now.get("attempts", []):
+            if made.get("attempt") is not None and made["attempt"] > (then.attempts or 0):
+                continue  # made after that moment
+            running = bool(made.get("finished")) and str(made["finished"]) > when  # it ended after that moment
+            attempts.append({**made, "outcome": None, "finished": None, "error": None, "traceback": None}
+                            if running else made)
+        return {
+            **now, "status": status, "attempt": then.attempts, "pause_reason": then.pause_reason,
+            "pause": PauseReason.parse(then.pause_reason).as_json() if then.pause_reason else None,
+            "error": None if then.error is None else {"type": then.error.type, "message": then.error.message,
+                                                      "traceback": then.error.traceback},
+            "started_at": views.iso(then.started_at), "finished_at": views.iso(then.finished_at),
+            "inputs": inputs, "readonly_inputs": list(inputs), "output": output, "output_editable": False,
+            "has_output": status in ("succeeded", "skipped"), "held_by": list(then.held_by or []), "verbs": [],
+            "token": None, "history": [e for e in now.get("history", []) if int(e["id"]) <= event_id],
+            "attempts": attempts, "logged": [], "code_changed": False, "at": True,
+        }
+
+    def _diff(self) -> dict[str, Any] | None:
+        """The "vs parent" panel: what this run changed against the run it was forked from
+        (:meth:`nbflow.Run.diff` of the parent with this run), the fork's step and keys, and both runs'
+        parameters and code versions; None for a run that is no fork."""
+        row = self.store.run_row(self.run.id)
+        parent_id = row["parent_run_id"]
+        if parent_id is None:
+            return None
+        return _VIEWS.get((self.store.url, self.run.id, "", "diff"), self.run_updated(),
+                          lambda: self._read_diff(str(parent_id), row))
+
+    def _read_diff(self, parent_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        parent = Run(self.store, parent_id)
+        found = parent.diff(self.run)
+        created = self.store.event_rows(self.run.id, kinds=["run_created"], limit=1)
+        data = _event_json(created[0]["data"]) if created else {}
+        out: dict[str, Any] = {
+            "parent": parent_id, "fork": data.get("fork") if isinstance(data, dict) else None,
+            "runs": [{"id": parent_id, "version": parent._row_cache["version"], "params": _small(parent.params)},
+                     {"id": self.run.id, "version": row["version"], "params": _small(self.run.params)}],
+            "counts": {section: len(found.get(section, [])) for section in ("changed", "added", "removed")},
+        }
+        for section in ("changed", "added", "removed"):
+            entries = list(found.get(section, []))
+            out[section] = [{"step": e["step"], "key": e["key"], "before": _small(e["before"], DIFF_VALUE_CHARS),
+                             "after": _small(e["after"], DIFF_VALUE_CHARS)} for e in entries[:DIFF_ENTRIES_SHOWN]]
+            out[f"{section}_omitted"] = max(len(entries) - DIFF_ENTRIES_SHOWN, 0)
+        return out
+
+    def _workflow_here(self) -> bool:
+        """The view's run carries its workflow's code (started or attached here): it can be forked."""
+        return self.run._wf is not None
+
+    def _live_detail(self, step: str, key: str | None, force: bool) -> dict[str, Any]:
+        """The instance's detail now; without *force*, re-read only when the instance or its code changed
+        (its values are decoded then)."""
+        change = views.code_changes(self.store, self.run.id).get(step)  # a hot fix changes no instance row
+        stamp = (step, key, views.instance_stamp(self.store, self.run.id, step, key),
+                 None if change is None else change.ts)
+        if force or stamp != self._detail_stamp or self._detail is None:
+            self._detail = views.instance_detail(self.store, self.run.id, step, key, user_keys=True) or {
+                "step": step, "key": key, "missing": True,
+            }
+            self._detail_stamp = stamp
+        return self._detail
 
     def _cached(self, what: str, compute: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
         """A view of the selected step, recomputed only when the run changed (:class:`_Recent`)."""
@@ -327,6 +489,8 @@ class Controller:
     def _page(self) -> dict[str, Any]:
         v = self._v
         assert v.step is not None
+        if v.at is not None:
+            return self._page_at(v.at)
         watch = [Expression(w, "watch expression") for w in v.watch]
         store_sort = v.sort if v.sort in ("item", "duration") else "item"
         try:
@@ -359,6 +523,28 @@ class Controller:
         page.update(status=v.status, text=v.text, group=v.group, sort={"by": v.sort, "desc": v.desc},
                     watch_filter=None if v.wfilter is None else {"index": v.wfilter[0], "text": v.wfilter[1]},
                     columns=[{"expr": w} for w in v.watch], inputs=list(node.get("inputs") or []))
+        return page
+
+    def _page_at(self, event: int) -> dict[str, Any]:
+        """The page as of the *event*-th event (:func:`nbflow.views.instance_page` with ``at``): the status
+        and text filters and the order apply; error groups and watch columns are of now, so they wait for live."""
+        v = self._v
+        assert v.step is not None
+        store_sort = v.sort if v.sort in ("item", "duration") else "item"
+        page = views.instance_page(self.store, self.run.id, v.step, status=v.status or None, text=v.text or None,
+                                   offset=v.offset, limit=self.page_size, user_keys=True, sort=store_sort,
+                                   desc=v.desc, at=event)
+        if v.status == views.PROBLEMS and not page["total"] and not v.text:
+            page = views.instance_page(self.store, self.run.id, v.step, offset=v.offset, limit=self.page_size,
+                                       user_keys=True, sort=store_sort, desc=v.desc, at=event)
+            page["status"] = ""
+        for row in page["rows"]:
+            row["verbs"] = []  # the past is read-only
+        v.offset = page["offset"]
+        node = next((n for n in self._nodes if n["step"] == v.step), {})
+        page.setdefault("status", v.status)
+        page.update(text=v.text, group="", sort={"by": store_sort, "desc": v.desc}, watch_filter=None,
+                    columns=[], inputs=list(node.get("inputs") or []))
         return page
 
     def _filter_moved(self) -> None:
@@ -481,6 +667,10 @@ class Controller:
                     "text": f"the arguments of {name} must be a JSON object"}
         self._command = None
         self._extra = {}
+        if self._v.at is not None and name in CHANGING_ACTIONS:
+            return {**out, "ok": False, "code": str(verbs.Refusal.STATE),
+                    "text": f"{name} refused: the view shows run {self.run.id} as it was at event {self._v.at} "
+                            "(the past is read-only); press Live to act on the run as it is now"}
         try:
             text = handler(args)
         except UnknownRunError as exc:
@@ -615,6 +805,51 @@ class Controller:
                                     limit=1, group=group or None)["total"]
         if total > WATCH_EVAL_LIMIT:
             raise NbflowError(_too_many(total))
+
+    # history
+    def _on_travel(self, m: Mapping[str, Any]) -> None:
+        """Show the run right after event *event* (its 1-based position in the history); null: live."""
+        event = m.get("event")
+        if event is None:
+            self._v.at = None
+            return
+        n = _position(event, "event")
+        total = self._history()["total"]
+        if n > total:
+            raise NbflowError(f"run {self.run.id} has {_plural(total, 'event')}: travel to an event from 1 to "
+                              f"{total}, or to null (live)")
+        self._v.at = n
+
+    def _on_diff(self, m: Mapping[str, Any]) -> None:
+        """Open (``on`` true, the default when closed) or close the "vs parent" panel of a fork."""
+        on = bool(m.get("on", not self._v.compare))
+        if on and self.store.run_row(self.run.id)["parent_run_id"] is None:
+            raise NbflowError(f"run {self.run.id} is no fork: it has no parent run to compare with")
+        self._v.compare = on
+
+    def _on_fork(self, m: Mapping[str, Any]) -> str:
+        """``run.fork(step, keys=...)`` in this process: the chosen items of a foreach (``keys``, or the
+        ``selected`` ones), or the whole step (no keys); answers ``fork {run, parent, from_step, keys}``."""
+        step = _step_arg(m) or self._v.step
+        if step is None:
+            raise NbflowError("fork needs the step to fork from: {step, keys}, or select a step first")
+        if m.get("selected"):
+            if step != self._v.step:
+                raise NbflowError(f"the selection is of {self._v.step}, not {step}")
+            keys: list[str | None] | None = self.selected_keys()
+        else:
+            keys = self._keys(m)
+        if not self._workflow_here():
+            where = f"{label(step, keys[0])}" if keys and len(keys) == 1 else step
+            raise CommandRefused(
+                f"forking run {self.run.id} needs its workflow's code, and this view has none: in a notebook, "
+                f"`wf.attach('{self.run.id}').fork('{step}', keys=[...])`; in a terminal, `nbflow fork {self.run.id} "
+                f"{where}`", verbs.Refusal.INVALID)
+        new = self.run.fork(step, keys=list(keys)) if keys else self.run.fork(step)
+        self.forks[new.id] = new
+        self._extra = {"fork": {"run": new.id, "parent": self.run.id, "from_step": step, "keys": keys}}
+        what = f"{_plural(len(keys), 'item')} of {step}" if keys else f"step {step}"
+        return f"forked run {new.id} from run {self.run.id}, re-running {what} and what depends on it"
 
     # expressions: watch columns and bulk edits
     def _on_watch_add(self, m: Mapping[str, Any]) -> str:
@@ -861,6 +1096,18 @@ def _int(value: Any, name: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise NbflowError(f"{name} must be a whole number") from None
+
+
+def _position(value: Any, name: str) -> int:
+    """An event's 1-based position in the run's history."""
+    n = _int(value, name)
+    if n < 1:
+        raise NbflowError(f"{name} must be an event's position in the history, from 1 (or null: live)")
+    return n
+
+
+def _event_json(text: str | None) -> Any:
+    return json.loads(text) if text else {}
 
 
 def _reason(m: Mapping[str, Any]) -> str | None:

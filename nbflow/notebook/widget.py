@@ -27,7 +27,16 @@ The DOM (tests/test_browser.py relies on it): ``.nbflow-widget[data-run-id]
 ``reason``, ``json-save``, ``json-cancel``, ``json-error``;
 ``add-breakpoint``, ``bp-condition``, ``bp-when``, ``bp-key``, ``remove-breakpoint``; ``message``
 (class ``error`` when refused); ``step-uses`` (what the chosen step reads from the notebook that is
-not stored with the run's code)."""
+not stored with the run's code). The history (issue 18): ``history-bar`` (the scrubber; ``history``
+is the panel's list) with ``history-range``, ``history-mark[data-kind][data-n]``, ``history-back``,
+``history-forward``, ``history-live``,
+``history-position`` and ``history-banner`` (the root has ``data-at`` and class ``nbf-at`` while it shows
+an event); ``fork-selected`` (the bulk bar), ``fork-step`` (a task's step), ``fork-result`` with
+``fork-run-id`` and ``open-fork``; ``forked-from``, ``diff-parent`` and ``diff-panel`` with
+``diff-parent-id``, ``diff-runs`` and ``diff-entry[data-section][data-step][data-key]``.
+
+Besides the controller's actions, the widget has one of its own: ``open_run {run}`` shows another
+run (the fork "Fork from here" started, with its handle) in the same widget."""
 from __future__ import annotations
 
 import contextlib
@@ -46,10 +55,14 @@ from anywidget.experimental import command
 from .. import views
 from .._compat import get_ipython
 from .._util import _actor, current_actor, set_actor
+from ..errors import NbflowError
 from ..run import Run
 from ..states import RunStatus
 from . import render
 from .controller import PAGE_SIZE, Controller
+
+OPEN_RUN = "open_run"
+"""The widget's own action (not the controller's: the sidebar's panel is of one run): show another run."""
 
 STATIC = Path(__file__).parent / "static"
 POLL_S = 0.1  # at most ~10 refreshes a second
@@ -83,6 +96,12 @@ class RunWidget(anywidget.AnyWidget):
     """What the bulk verbs act on: kind (none, keys, group, filter), keys, group, count, label."""
     timeline = traitlets.Dict(None, allow_none=True).tag(sync=True)
     """The selected step's durations and attempts over time (:func:`nbflow.views.timeline`)."""
+    history = traitlets.Dict().tag(sync=True)
+    """The history scrubber: total (events), marks (run-level events, pauses, failures) and at (the event
+    shown, None when live: :func:`nbflow.views.run_state_at`)."""
+    diff = traitlets.Dict(None, allow_none=True).tag(sync=True)
+    """A fork's "vs parent" panel while it is open: the parent, the fork's step and keys, both runs'
+    parameters and code versions, and the changed, added and removed items (:meth:`nbflow.Run.diff`)."""
     message = traitlets.Dict().tag(sync=True)
     """The last answer: seq, ok, text, action, req (echoed from :meth:`handle_message`)."""
     live = traitlets.Bool(False).tag(sync=True)
@@ -101,9 +120,13 @@ class RunWidget(anywidget.AnyWidget):
         values = self._compute()
         super().__init__(run_id=run.id, **values, **kwargs)  # the first state goes out with the comm's open
         if live and not RunStatus(self._status).terminal:
-            self.live = True
-            self._thread = threading.Thread(target=self._watch, name=f"nbflow-widget-{run.id}", daemon=True)
-            self._thread.start()
+            self._start_watching()
+
+    def _start_watching(self) -> None:
+        self.live = True
+        self._thread = threading.Thread(target=self._watch, args=(self._stop,), name=f"nbflow-widget-{self.run.id}",
+                                        daemon=True)
+        self._thread.start()
 
     @property
     def _status(self) -> str:
@@ -128,10 +151,10 @@ class RunWidget(anywidget.AnyWidget):
         return values
 
     # -- live updates -----------------------------------------------------------------------------
-    def _watch(self) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         last_full = time.monotonic()
         errors = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             t0 = time.monotonic()
             try:
                 if self.controller.pending:
@@ -153,9 +176,10 @@ class RunWidget(anywidget.AnyWidget):
                                "action": "watch"})
                     break
             spent = time.monotonic() - t0
-            self._stop.wait(max(POLL_S, BUSY_FACTOR * spent))  # coalesce, and leave the GIL to the run
+            stop.wait(max(POLL_S, BUSY_FACTOR * spent))  # coalesce, and leave the GIL to the run
         with self._lock:
-            self.live = False
+            if stop is self._stop:  # not a watcher of a run the widget showed before (open_run)
+                self.live = False
 
     def close(self) -> None:
         """Stop the live updates and close the widget."""
@@ -194,7 +218,7 @@ class RunWidget(anywidget.AnyWidget):
         token = set_actor(actor)
         try:
             with self._lock:
-                answer = self.controller.act(name, args)
+                answer = self._open_run(args) if name == OPEN_RUN else self.controller.act(name, args)
                 if answer["ok"]:
                     self.refresh()
                 else:
@@ -211,6 +235,33 @@ class RunWidget(anywidget.AnyWidget):
         finally:
             _actor.reset(token)
         return answer
+
+    def _open_run(self, args: Any) -> dict[str, Any]:
+        """``open_run {run}``: show another run in this widget: one this view forked (its handle, whose
+        scheduler lives in this kernel), its parent, or any run of the store; the live updates follow it."""
+        out: dict[str, Any] = {"ok": False, "text": None, "action": OPEN_RUN, "command": None}
+        run_id = args.get("run") if isinstance(args, Mapping) else None
+        if not isinstance(run_id, str) or not run_id:
+            return {**out, "text": "open_run needs the id of the run to show: {run}"}
+        run = self.controller.forks.get(run_id)
+        if run is None:
+            try:
+                run = Run(self.store, run_id)
+            except NbflowError as exc:
+                return {**out, "text": str(exc)}
+        forks = self.controller.forks
+        self._stop.set()  # the old run's watcher ends at its next look (it waits for this lock first)
+        self._stop = threading.Event()
+        self.run = run
+        self.controller = Controller(run, page_size=self.page_size, actor=self.controller.actor,
+                                     shell=self.controller.shell)
+        self.controller.forks.update(forks)
+        self.run_id = run.id
+        self.live = False
+        self.refresh()
+        if not RunStatus(self._status).terminal:
+            self._start_watching()
+        return {**out, "ok": True, "text": f"showing run {run.id}"}
 
     def _say(self, answer: Mapping[str, Any], req: Any = None) -> None:
         with self._lock:

@@ -268,7 +268,8 @@ class RunsHandler(ApiHandler):
 
 class RunHandler(ApiHandler):
     """``GET /nbflow/api/runs/<id>``: ``nbflow show RUN -o json`` (``?status=&limit=`` narrow the
-    instance list); ``?light=1``: :func:`nbflow.views.run_state` (no instance rows)."""
+    instance list); ``?light=1``: :func:`nbflow.views.run_state` (no instance rows); ``?at=E`` (an event
+    id or its position in the history): :func:`nbflow.views.run_state_at`, the run right after that event."""
 
     @web.authenticated
     @authorized
@@ -277,8 +278,11 @@ class RunHandler(ApiHandler):
         light = self.get_query_argument("light", "") not in ("", "0", "false")
         status = self.statuses("status", INSTANCE_STATUSES)
         limit = self.int_arg("limit", None)
+        at = self.int_arg("at", None)
 
         def work() -> dict[str, Any]:
+            if at is not None:
+                return views.run_state_at(self.store, run_id, at)
             if light:
                 return views.run_state(self.store, run_id)
             return views.run_view(self.store, run_id, status=status or None, limit=limit)
@@ -297,9 +301,20 @@ class HistoryHandler(ApiHandler):
         self.reply(await asyncio.to_thread(views.history_view, self.store, run_id, after))
 
 
+class MarksHandler(ApiHandler):
+    """``GET /nbflow/api/runs/<id>/marks``: what a history scrubber marks (:func:`nbflow.views.history_marks`)."""
+
+    @web.authenticated
+    @authorized
+    @_translate
+    async def get(self, run_id: str) -> None:
+        self.reply(await asyncio.to_thread(views.history_marks, self.store, run_id))
+
+
 class InstancesHandler(ApiHandler):
-    """``GET /nbflow/api/runs/<id>/instances?step=&status=&text=&offset=&limit=``: one page of a
-    step's instances (:func:`nbflow.views.instance_page`); ``limit`` is at most 1000 (0: the default 50)."""
+    """``GET /nbflow/api/runs/<id>/instances?step=&status=&text=&offset=&limit=&at=``: one page of a
+    step's instances (:func:`nbflow.views.instance_page`); ``limit`` is at most 1000 (0: the default 50);
+    ``at``: the page as it was right after that event (an id or a position)."""
 
     @web.authenticated
     @authorized
@@ -312,12 +327,13 @@ class InstancesHandler(ApiHandler):
         text = self.get_query_argument("text", None) or None
         offset = self.int_arg("offset", 0) or 0
         limit = self.int_arg("limit", 50, PAGE_MAX) or 50
+        at = self.int_arg("at", None)
 
         def work() -> dict[str, Any]:
             store = self.store
             check_target(store, store.run_row(run_id), step)
             return views.instance_page(store, run_id, step, status=status or None, text=text, offset=offset,
-                                       limit=limit)
+                                       limit=limit, at=at)
 
         self.reply(await asyncio.to_thread(work))
 
@@ -586,6 +602,7 @@ def handlers() -> list[tuple[str, type[web.RequestHandler]]]:
         (r"nbflow/api/runs", RunsHandler),
         (run, RunHandler),
         (run + r"/history", HistoryHandler),
+        (run + r"/marks", MarksHandler),
         (run + r"/instances", InstancesHandler),
         (run + r"/instances/([^/]+)", InstanceHandler),
         (run + r"/instances/([^/]+)/([^/]+)", InstanceHandler),

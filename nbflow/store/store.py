@@ -307,9 +307,9 @@ class Store:
             current = _revision(conn)
         if current == schema.SCHEMA_HEAD:
             return  # a store at head, the common case: alembic (~0.1 s to import) is not needed
-        from alembic.runtime.migration import MigrationContext
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
         cfg = Config()

@@ -66,6 +66,9 @@ class JupyterServer:
             JUPYTERLAB_WORKSPACES_DIR=str(self.base / "config" / "lab" / "workspaces"),
             IPYTHONDIR=str(self.base / "ipython"),
             JUPYTER_PLATFORM_DIRS="1",
+            # in a virtual environment Jupyter looks in the environment's data folder first (jupyter_core 5):
+            # the copy `pip install` put there, not this checkout's build linked into JUPYTER_DATA_DIR below
+            JUPYTER_PREFER_ENV_PATH="0",
             PYTHONUNBUFFERED="1",
         )
         env.pop("JUPYTER_TOKEN", None)
