@@ -28,7 +28,7 @@ def test_a_first_look_opens_the_paused_step_and_navigation_moves_the_view(server
     assert body["result"] == {"ok": True, "text": None, "action": "refresh", "command": None}
     state = body["state"]
     assert set(state) == {"summary", "dag", "selected_step", "instances", "selected", "detail", "live", "errors",
-                          "selection", "timeline"}
+                          "selection", "timeline", "history", "diff"}
     assert state["selected_step"] == "double" and state["live"] is True
     assert [n["status"] for n in state["dag"]["nodes"]] == ["succeeded", "paused"]
     assert [r["key"] for r in state["instances"]["rows"]] == [1, 2, 3]  # user keys, as the widget has them

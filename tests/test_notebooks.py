@@ -325,6 +325,25 @@ def test_scale_out_after_the_user_resumed_crunch_3_in_the_widget_says_so(tmp_pat
 
 
 # ---------------------------------------------------------------------------------- the folder
+@covers("07-history-and-what-if.ipynb")
+def test_history_frames_the_run_travels_to_its_pause_forks_one_item_and_diffs_the_runs(
+    tmp_path: Path, db_url: str
+) -> None:
+    ex = execute("07-history-and-what-if.ipynb", tmp_path, db_url)
+    run, fork = ex.runs("prices")
+    assert "paused | ['convert:37']" in ex.shown('breakpoints=["convert:37"]')
+    assert "{'succeeded': 100} | mean eur: 11.91 | item 37: 11.04" in ex.shown('frame["eur"]')
+    assert "run running; convert:37 paused (before); fee had 0 items then" in ex.shown("then = run.at(paused)")
+    assert "ran again in the fork: ['convert:37', 'fee:37', 'total']" in ex.shown("ran_again = ")
+    changed = ex.shown('diff = run.diff(fork)')
+    assert "convert:37  {'id': 37, 'eur': 11.04} -> {'id': 37, 'eur': 91.08}" in changed
+    assert "total  11.95 -> 12.75" in changed and "0 added, 0 removed" in changed
+    assert "changed (3)" in ex.shown("!nbflow diff")
+    assert fork.history()[0].data["fork"] == {"from_step": "convert", "keys": ["37"]}
+    assert [e.data["reason"] for e in fork.history() if e.kind == "inputs_changed"] == ["the feed had the wrong quote"]
+    assert (run.status, fork.status, fork.output("total")) == ("succeeded", "succeeded", 12.75)
+
+
 def test_every_notebook_has_a_test() -> None:
     found = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
     assert found, "notebooks/ has no notebooks"
