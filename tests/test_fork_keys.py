@@ -3,6 +3,7 @@ items made from them in each foreach over the step, and what needs their whole l
 the parent's checkpoints. Executions are counted with a Trail (a file)."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -165,3 +166,50 @@ def test_a_bad_fork_is_refused_naming_what_to_do_and_starts_no_run(db_url: str, 
 
     assert [r.id for r in nbflow.runs(wf.store)] == [parent.id]
     assert trail.items()[mark:] == []
+
+
+@pytest.mark.parametrize(("broken_before", "broken_after"), [({2}, set()), (set(), {2})],
+                         ids=["a-dead-letter-now-succeeds", "an-item-now-a-dead-letter"])
+def test_a_fork_three_foreach_levels_deep_matches_each_item_by_the_item_it_came_from(
+        db_url: str, trail: Trail, tmp_path: Path, broken_before: set[int], broken_after: set[int]) -> None:
+    """Default keys are positions: when the chosen item ends otherwise, every item after it moves, in
+    each level; the reused items are still those made from the same item of the chosen step."""
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(sorted(broken_before)))
+    wf = Workflow("deep", store=db_url)
+
+    @wf.step
+    def load():  # type: ignore[no-untyped-def]
+        return list(range(6))
+
+    @wf.foreach("load", on_item_error="continue")
+    def a(item):  # type: ignore[no-untyped-def]
+        trail.add(f"a:{item}")
+        if item in json.loads(broken.read_text()):
+            raise ValueError(f"bad {item}")
+        return item * 10
+
+    @wf.foreach("a")
+    def b(item):  # type: ignore[no-untyped-def]
+        trail.add(f"b:{item}")
+        return item + 1
+
+    @wf.foreach("b")
+    def c(item):  # type: ignore[no-untyped-def]
+        trail.add(f"c:{item}")
+        return item * 2
+
+    @wf.step
+    def total(c):  # type: ignore[no-untyped-def]
+        return c
+
+    parent = wf.run()
+    assert parent.wait(timeout=WAIT_S) == "succeeded"
+    broken.write_text(json.dumps(sorted(broken_after)))
+    mark = len(trail.items())
+
+    fork = parent.fork("a", keys=[2])
+
+    assert fork.wait(timeout=WAIT_S) == "succeeded"
+    assert fork.output("total") == [(i * 10 + 1) * 2 for i in range(6) if i not in broken_after]
+    assert since(trail, mark) == (["a:2", "b:20", "c:21"] if not broken_after else ["a:2"])

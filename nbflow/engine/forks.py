@@ -6,10 +6,12 @@ and so on down such a chain), and everything after them that needs a whole list 
 follows them) in full. The chosen step's other items are copied when the run is created; a foreach of
 the chain is filled in when it expands, from the parent's instances whose source item was not run
 again (:func:`reused_items`): indices shift when a re-run item ends otherwise (a dead letter that now
-succeeds), so items are matched by their source's key, not by position."""
+succeeds), so items are matched by the key of the chosen step's item they descend from (:func:`roots`),
+not by position or by their own key."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,26 +97,53 @@ def chosen_rows(store: Store, parent: str, from_step: str, keys: frozenset[str],
     return out
 
 
-def reused_items(store: Store, fork: KeyedFork, step: str, source: Sequence[Inst], keys: Sequence[str],
-                 encs: Sequence[tuple[str, bytes] | None], run_id: str) -> dict[int, Inst]:
+def roots(plan: Plan, from_step: str, step: str,
+          items_of: Callable[[str], Sequence[tuple[int, str | None, bool]]]) -> dict[int, str | None]:
+    """For each item of *step* (a foreach of the chain below *from_step*), the key of the *from_step* item
+    it descends from: a foreach over a foreach makes its i-th item from the i-th finished item of its
+    upstream, so the key of an item below changes when an item above it ends otherwise, the root's
+    does not. *items_of(s)*: the (item, key, finished) of step *s*, in item order."""
+    path = [step]
+    while path[-1] != from_step:
+        up = plan.steps[path[-1]].foreach
+        assert up is not None
+        path.append(up)
+    path.reverse()
+    found: dict[int, str | None] = {item: key for item, key, _done in items_of(from_step) if item != TASK_ITEM}
+    for above, below_step in itertools.pairwise(path):
+        finished = [found.get(item) for item, _key, done in items_of(above) if item != TASK_ITEM and done]
+        found = {item: finished[item] for item, _key, _done in items_of(below_step)
+                 if item != TASK_ITEM and 0 <= item < len(finished)}
+    return found
+
+
+def reused_items(store: Store, plan: Plan, fork: KeyedFork, step: str, source: Sequence[Inst],
+                 keys: Sequence[str], encs: Sequence[tuple[str, bytes] | None], run_id: str,
+                 fork_items_of: Callable[[str], Sequence[tuple[int, str | None, bool]]]) -> dict[int, Inst]:
     """For a foreach of the fork's chain expanding over *source* (its upstream's finished instances in this
     run, in item order, one per new item): the new items the parent's instances stand in for, by index.
-    An item is reused when its source item was copied (not run again) and the parent has its item
-    finished; it gets the new item's index and key."""
-    if step not in fork.chain or step == fork.from_step:
+    An item is reused when its source item was copied (not run again), its root (:func:`roots`) is not
+    a chosen key, and the parent has the item of that root finished; it gets the new item's index and key.
+    *fork_items_of*: :func:`roots`' reader over this run's instances."""
+    if step not in fork.chain or step == fork.from_step or not source:
         return {}
-    upstream = source[0].step if source else None
-    if upstream is None:
-        return {}
-    parent_source = [r["key"] for r in store.instance_rows(fork.parent, step=upstream, status=list(_DONE))]
-    parent_rows: Mapping[str, Mapping[str, Any]] = {
-        parent_source[r["item"]]: r for r in store.instance_rows(fork.parent, step=step, status=list(_DONE))
-        if 0 <= r["item"] < len(parent_source)
-    }
+    upstream = source[0].step
+    parent: dict[str, list[Mapping[str, Any]]] = {}
+
+    def parent_items_of(s: str) -> list[tuple[int, str | None, bool]]:
+        if s not in parent:
+            parent[s] = list(store.instance_rows(fork.parent, step=s))
+        return [(r["item"], r["key"], r["status"] in _DONE) for r in parent[s]]
+
+    parent_roots = roots(plan, fork.from_step, step, parent_items_of)
+    by_root = {parent_roots[r["item"]]: r for r in parent[step] if r["status"] in _DONE and r["item"] in parent_roots}
+    source_roots = roots(plan, fork.from_step, upstream, fork_items_of)
+    finished = [source_roots.get(i.item) for i in source]  # the root of each new item, by index
     out: dict[int, Inst] = {}
     for i, src in enumerate(source):
+        root = finished[i]
         copied = src.finished_at is not None and src.finished_at < fork.since
-        row = parent_rows.get(src.key) if copied and src.key is not None else None
+        row = by_root.get(root) if copied and root is not None and root not in fork.keys else None
         if row is None:
             continue
         inst = Inst.from_row({**row, "run_id": run_id})
@@ -123,4 +152,4 @@ def reused_items(store: Store, fork: KeyedFork, step: str, source: Sequence[Inst
     return out
 
 
-__all__ = ["KeyedFork", "below", "chain", "check_keys", "chosen_rows", "reused_items"]
+__all__ = ["KeyedFork", "below", "chain", "check_keys", "chosen_rows", "reused_items", "roots"]

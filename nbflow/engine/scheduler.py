@@ -423,7 +423,11 @@ class Scheduler(Gates, LiveCode, OwnerThreads):
             return {}
         up = self.specs[step].foreach
         source = [i for i in self.by_step[up] if i.status.done_ok] if up is not None else []
-        return forks.reused_items(self.store, fork, step, source, keys, encs, self.run_id)
+
+        def items_of(s: str) -> list[tuple[int, str | None, bool]]:
+            return sorted((i.item, i.key, i.status.done_ok) for i in self.by_step[s])
+
+        return forks.reused_items(self.store, self.plan, fork, step, source, keys, encs, self.run_id, items_of)
 
     def _items(self, step: str) -> list[Any]:
         """The elements a foreach iterates over (its upstream's output), cached."""
