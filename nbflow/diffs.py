@@ -3,6 +3,7 @@ instance by (step, key text). Values compare by what they are, not by their stor
 in another order are equal); large values show as references with their size and digest. Reads only."""
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -80,6 +81,26 @@ def _canonical(value: Any) -> str | None:
         return None
 
 
+def _same(x: Any, y: Any) -> bool:
+    """Whether two decoded values are equal: dicts key by key, lists and tuples item by item, and values
+    whose ``==`` is not a bool (numpy arrays, pandas objects) by ``.equals`` or by all their elements."""
+    if type(x) is type(y) and isinstance(x, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if type(x) is type(y) and isinstance(x, (list, tuple)):
+        return len(x) == len(y) and all(map(_same, x, y))
+    equals = getattr(x, "equals", None)
+    if type(x) is type(y) and callable(equals):
+        with contextlib.suppress(Exception):
+            return bool(equals(y))
+    try:
+        result = x == y
+        if isinstance(result, bool):
+            return result
+        return getattr(x, "shape", None) == getattr(y, "shape", None) and bool(result.all())
+    except Exception:  # noqa: BLE001 - a comparison may raise anything: not known equal
+        return False
+
+
 def _equal(a: _Side, ea: _Enc, b: _Side, eb: _Enc) -> bool:
     """Whether two stored values are the same value (bytes first, then decoded)."""
     if ea == eb:
@@ -96,7 +117,7 @@ def _equal(a: _Side, ea: _Enc, b: _Side, eb: _Enc) -> bool:
         if ca == codec.JSON:
             return _canonical(json.loads(da)) == _canonical(json.loads(db))
         if ca == codec.PICKLE:
-            return bool(cloudpickle.loads(da) == cloudpickle.loads(db))
+            return _same(cloudpickle.loads(da), cloudpickle.loads(db))
     except Exception:  # noqa: BLE001 - a value that cannot be loaded or compared here: not known equal
         return False
     return False

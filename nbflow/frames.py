@@ -16,7 +16,7 @@ import cloudpickle
 from .breakpoints import key_value
 from .definition import StoredDefinition, StoredStep
 from .errors import NbflowError
-from .states import TASK_ITEM, StepKind
+from .states import TASK_ITEM, InstanceStatus, StepKind
 from .store import Store, codec
 from .store import frames as rows_of
 
@@ -61,6 +61,9 @@ class Unavailable:
 def _digest(data: bytes) -> str:
     return data.decode().rsplit("/", 1)[-1]
 
+
+_FINISHED = frozenset({InstanceStatus.SUCCEEDED.value, InstanceStatus.SKIPPED.value})
+"""The statuses of a foreach's items whose outputs are in its list."""
 
 class Values:
     """Decodes a run's stored values in bulk: JSON ones in one parse, large ones (codec ``ref``) as
@@ -210,8 +213,12 @@ class _Upstream:
         outs = self.outputs(step, loaded=loaded)
         if self.is_task(step):
             return outs[0] if outs else None
-        items = self.columns(step)["item"]
-        return outs if TASK_ITEM not in items else [v for v, i in zip(outs, items) if i != TASK_ITEM]
+        cols = self.columns(step)
+        items, statuses = cols["item"], cols["status"]
+        if TASK_ITEM not in items and all(st in _FINISHED for st in statuses):
+            return outs
+        # as the scheduler hands it on: the items that succeeded or were skipped (a dead letter is left out)
+        return [v for v, i, st in zip(outs, items, statuses) if i != TASK_ITEM and st in _FINISHED]
 
 
 def _inputs(spec: StoredStep) -> list[tuple[str, str, str]]:

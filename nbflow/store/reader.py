@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..states import TASK_ITEM, StepKind
+from ..states import TASK_ITEM, InstanceStatus, StepKind
 from .store import Store
 
 _Row = Mapping[str, Any]
+_FINISHED = frozenset({InstanceStatus.SUCCEEDED.value, InstanceStatus.SKIPPED.value})
 
 
 class ValueReader:
@@ -47,8 +48,9 @@ class ValueReader:
         if step not in self._step_out:
             spec = self.definition.steps[step]
             rows = self.step_rows(step)
-            if spec.kind == StepKind.FOREACH:
-                self._step_out[step] = [self.value(r) for r in rows if r["item"] != TASK_ITEM]
+            if spec.kind == StepKind.FOREACH:  # as the scheduler hands it on: a dead letter is left out
+                self._step_out[step] = [self.value(r) for r in rows
+                                        if r["item"] != TASK_ITEM and r["status"] in _FINISHED]
             else:
                 self._step_out[step] = self.value(rows[0]) if rows else None
         return self._step_out[step]
