@@ -15,6 +15,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 from .breakpoints import key_text, key_value
@@ -309,11 +310,13 @@ def prepare(store: Store, run_id: str, events: int) -> bool:
 
 
 def resolve(b: replay.Bounds, run_id: str, event: Any) -> int:
-    """The id of *event*: an event id, a 1-based position in the history, or an ``Event`` (its ``id``)."""
+    """The id of *event*: an event id, a 1-based position in the history (any integer, a numpy one read
+    from a frame too; not a bool), or an ``Event`` (its ``id``)."""
     value = getattr(event, "id", event)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, Integral):
         raise NbflowError(f"an event is an event id, a position in the history (1..{b.total}) or an Event; "
                           f"got {event!r}")
+    value = int(value)
     if b.low < value <= b.last:
         return value
     if 1 <= value <= b.total:

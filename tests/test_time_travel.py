@@ -241,3 +241,16 @@ def test_large_inputs_changed_later_show_their_old_value_and_no_file_is_written(
     assert then.instance("count").inputs == {"rows": ["x" * 100] * 5000}
     assert sorted(p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()) == files
     assert run.output("count") == 1
+
+
+def test_at_takes_a_numpy_integer_as_a_position(db_url: str, tmp_path: Path) -> None:
+    import numpy
+
+    run = failing(db_url, Trail(str(tmp_path / "trail")))
+    history = run.history()
+    n = next(n for n, e in enumerate(history, 1) if e.kind == "run_paused")
+    for where in (numpy.int64(n), numpy.int64(history[n - 1].id)):
+        then = run.at(where)  # type: ignore[arg-type]  # a position read from a DataFrame
+        assert (then.n, then.event.kind, then.status) == (n, "run_paused", "paused")
+    with pytest.raises(NbflowError, match=r"an event id, a position in the history"):
+        run.at(True)  # type: ignore[arg-type]
