@@ -442,12 +442,13 @@ def _row_at(store: Store, ix: _Index, live: Mapping[str, Any], before: list[Mapp
         row.update(_replayed(ix, live, before, code))
     output_ok = row["status"] in ("succeeded", "skipped") or (
         row["status"] == "paused" and PauseReason.parse(row["pause_reason"]).when == When.AFTER.value)
-    changed = [e for e in after if e["kind"] == "output_changed"]
-    rerun = any(e["kind"] == "started" for e in after)
-    if not output_ok or (rerun and not changed):
+    # the first re-run or output edit after the moment decides: a re-run's output (edited or not) is not
+    # the moment's; an edit's ``old`` is
+    decides = next((e for e in after if e["kind"] in ("started", "output_changed")), None)
+    if not output_ok or (decides is not None and decides["kind"] == "started"):
         row["output_codec"], row["output"] = None, None
-    elif changed:
-        enc = codec.encode(_data(changed[0]["data"]).get("old"), "an output as it was")  # in memory: no file
+    elif decides is not None:
+        enc = codec.encode(_data(decides["data"]).get("old"), "an output as it was")  # in memory: no file
         row["output_codec"], row["output"] = enc.codec, enc.data
     edits = [e for e in after if e["kind"] == "inputs_changed"]
     if edits:

@@ -167,6 +167,26 @@ def test_an_output_changed_later_shows_the_old_value_at_the_earlier_event(db_url
     assert run.instance("total").output == 999
 
 
+def test_an_output_of_a_re_run_changed_later_is_not_shown_at_an_event_before_the_re_run(db_url: str) -> None:
+    wf = nbflow.Workflow("travel-rerun", store=db_url)
+
+    @wf.step
+    def answer(ctx):
+        return f"attempt-output-{ctx.attempt - 1}"
+
+    run = wf.run(breakpoints=[Breakpoint("answer", when="after")])
+    assert run.wait(timeout=WAIT_S) == "paused" and run.instance("answer").output == "attempt-output-0"
+    wf.breakpoints.add("answer", when="after")  # the run's own breakpoint fired once: the retry pauses on this one
+    run.retry("answer")
+    assert run.wait(timeout=WAIT_S) == "paused" and run.instance("answer").output == "attempt-output-1"
+    run.set_output("answer", value="C", reason="fix")
+    run.resume("answer")
+    assert run.wait(timeout=WAIT_S) == "succeeded" and run.output("answer") == "C"
+    first, second = nth(run, "paused", "answer", 0), nth(run, "paused", "answer", 1)
+    assert run.at(first).instance("answer").output is None  # re-run after it: nothing to show then
+    assert run.at(second).instance("answer").output == "attempt-output-1"  # changed after it: the old value
+
+
 def test_inputs_changed_later_show_the_old_value_at_the_earlier_event(db_url: str) -> None:
     run = gated(db_url, "before")
     run.set_inputs("total", numbers=[100], reason="fix")
