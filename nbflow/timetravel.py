@@ -127,9 +127,12 @@ class _Index:
 
     def fold(self, heads: Iterable[tuple[Any, ...]]) -> None:
         """Append events (``replay.heads`` tuples, oldest first) to the index (the hot loop of a first
-        travel: 200,000 events for a 100,000-item foreach; names bound locally)."""
+        travel: 200,000 events for a 100,000-item foreach; names bound locally). A reader in another
+        thread (:meth:`chain`) sees the events before the batch until the batch is whole: the batch's
+        positions are kept aside and published into ``last_pos`` only after the arrays they point into."""
         number, step_no, status, last_pos = self.number, {s: n for n, s in enumerate(self.order)}, self.status, \
             self.last_pos
+        moved: dict[int, int] = {}  # instance -> its newest position in this batch
         ids: list[int] = []
         insts: list[int] = []
         codes = bytearray()
@@ -160,8 +163,10 @@ class _Index:
                     inst, code = found, kind_code.get(kind, 0)
                     if code:
                         status[inst] = code
-                    prev = last_pos[inst]
-                    last_pos[inst] = pos
+                    prev = moved.get(inst, -2)
+                    if prev == -2:
+                        prev = last_pos[inst]
+                    moved[inst] = pos
                 ids.append(eid)
                 insts.append(inst)
                 codes.append(code)
@@ -174,6 +179,8 @@ class _Index:
             self.ev_inst.extend(insts)
             self.ev_code.extend(codes)
             self.ev_prev.extend(prevs)
+            for inst, at in moved.items():  # now that the positions exist
+                last_pos[inst] = at
             self.last = last
 
     def _expand(self, status: bytearray, step: str) -> None:
@@ -415,22 +422,33 @@ def _data(text: str | None) -> dict[str, Any]:
 def rows_at(store: Store, m: Moment, step: str, numbers: Sequence[int]) -> list[dict[str, Any]]:
     """The instance rows of *numbers* (of *step*) as they were at the moment: whole rows of the
     instances table, their state columns (and ``output``/``inputs``, encoded) replaced when the
-    instance changed after it. In the order of *numbers*."""
+    instance changed after it. In the order of *numbers*. The events newer than the index (the run went
+    on since it was folded, or another thread is folding them) are read too: the live rows show them."""
     ix = m.index
+    folded = ix.last
     items = [ix.items[i] for i in numbers]
     live = replay.instance_rows_at(store, m.index.run_id, step, items)
     chains = {i: ix.chain(i) for i in numbers}
     events = replay.events_by_id(store, [eid for ids in chains.values() for eid in ids])
+    newer: dict[int, list[Mapping[str, Any]]] = {}
+    for e in store.event_rows(ix.run_id, folded, step=step, kinds=_ROW_KINDS):
+        n = ix.number.get((step, e["key"]))
+        if n in chains and int(e["id"]) not in events:
+            newer.setdefault(n, []).append(e)
     out = []
     for i, item in zip(numbers, items):
         r = live.get(item)
         if r is None:
             continue
-        evs = [events[e] for e in chains[i] if e in events]
+        evs = [events[e] for e in chains[i] if e in events] + newer.get(i, [])
         before = [e for e in evs if e["id"] <= m.event_id]
         after = [e for e in evs if e["id"] > m.event_id]
         out.append(_row_at(store, ix, r, before, after, m.status[i]))
     return out
+
+
+_ROW_KINDS = (*STATE_KINDS, "output_changed", "inputs_changed")
+"""The kinds of event after a moment that :func:`_row_at` reads (``started`` is one of the state kinds)."""
 
 
 def _row_at(store: Store, ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any]],

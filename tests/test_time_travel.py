@@ -4,7 +4,10 @@ errors of that moment; a foreach's items absent before it expanded; outputs and 
 before an operator changed them; an unknown event refused naming the range; and nothing runs."""
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,7 @@ import nbflow
 from nbflow import Breakpoint
 from nbflow.errors import NbflowError
 from nbflow.run import Event
+from nbflow.store import replay
 from tests.sidefx import Trail
 
 pytestmark = pytest.mark.timeout(120)
@@ -274,3 +278,41 @@ def test_at_takes_a_numpy_integer_as_a_position(db_url: str, tmp_path: Path) -> 
         assert (then.n, then.event.kind, then.status) == (n, "run_paused", "paused")
     with pytest.raises(NbflowError, match=r"an event id, a position in the history"):
         run.at(True)  # type: ignore[arg-type]
+
+
+def test_a_held_view_reads_its_instances_while_another_thread_extends_the_index(db_url: str) -> None:
+    run = gated(db_url, "before")
+    then = run.at(nth(run, "paused", "total"))  # the index is folded up to the pause
+    run.resume("total")
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    ix = then._m.index
+    new = list(replay.heads(run.store, run.id, ix.last, replay.bounds(run.store, run.id).last))
+    assert any(h[1] == "total" for h in new)
+    assert str(then.instance("total").status) == "paused"  # the run went on; the index has not folded it yet
+    folded, read = threading.Event(), threading.Event()
+
+    def paced(heads: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        """Each event, then a read by the main thread while the fold is inside its loop."""
+        for h in heads:
+            yield h
+            folded.set()
+            assert read.wait(timeout=WAIT_S)
+            read.clear()
+
+    fold = threading.Thread(target=lambda: ix.fold(paced(new)), daemon=True)
+    fold.start()
+    seen: list[Any] = []
+    try:
+        for _ in new:
+            assert folded.wait(timeout=WAIT_S)
+            folded.clear()
+            try:
+                seen.append((str(then.instance("total").status), then.instance("numbers").output))
+            except Exception as exc:  # noqa: BLE001 - what a reader meets is what the test reports
+                seen.append(exc)
+            read.set()
+    finally:
+        read.set()
+        fold.join(timeout=WAIT_S)
+    assert seen == [("paused", [0, 1, 2, 3, 4])] * len(new)
+    assert str(then.instance("total").status) == "paused" and run.at(len(run.history())).instance("total").output == 10
