@@ -136,6 +136,18 @@ def test_the_panel_at_an_event_shows_the_instance_as_it_was_with_no_verbs(finish
     assert all(e["kind"] != "succeeded" for e in detail["history"])  # nothing after that moment
 
 
+def test_at_an_event_the_banners_total_is_the_runs_event_count_now_while_it_goes_on(db_url: str, trail: Trail) -> None:
+    run = chain(db_url, trail).run(params={"n": 3}, breakpoints=["enrich:3"])
+    assert run.wait(timeout=WAIT_S) == "paused"
+    c = Controller(run)
+    c.act("travel", {"event": 1})
+    assert c.state()["history"]["at"]["of"] == len(run.history())
+    run.resume("enrich", keys=[3])
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    history = c.state()["history"]
+    assert history["at"]["n"] == 1 and history["at"]["of"] == history["total"] == len(run.history())
+
+
 def test_the_past_refuses_every_verb_and_nothing_changes(db_url: str, trail: Trail) -> None:
     run = chain(db_url, trail).run(params={"n": 3}, breakpoints=["enrich:3"])
     assert run.wait(timeout=WAIT_S) == "paused"
