@@ -334,6 +334,13 @@ def resolve(b: replay.Bounds, run_id: str, event: Any) -> int:
                       f"(ids {b.low + 1}..{b.last})")
 
 
+_SAYS = re.compile(b"[" + b"".join(re.escape(bytes([_CODE[s]])) for s in ("failed", "retrying", "paused", "waiting"))
+                   + b"]")
+"""The status codes of the events after which an instance has a pause reason or an error."""
+_ROWS_READ = 500
+"""Instances whose rows of a moment one read asks for (a text filter's candidates)."""
+
+
 @dataclass
 class Moment:
     """Where a view of the past stands: the run's index, the event's id, its row, every status then."""
@@ -343,6 +350,7 @@ class Moment:
     event_id: int
     event: Mapping[str, Any]
     status: bytes = field(repr=False)
+    store: Store = field(repr=False)
 
     @property
     def n(self) -> int:
@@ -357,7 +365,8 @@ class Moment:
 
     def numbers(self, step: str, statuses: Iterable[str] | None = None, text: str | None = None) -> list[int]:
         """The numbers of *step*'s instances that existed then, in item order, narrowed by their status
-        then and by *text* found in their key."""
+        then and by *text* found, in any case, in their key or in their pause reason or error message
+        then (what a live page's filter matches)."""
         ix = self.index
         a = ix.start[step]
         names = status_filter(list(statuses), InstanceStatus) if statuses else None
@@ -365,9 +374,32 @@ class Moment:
         status = self.status
         found = [i for i in range(a, a + ix.size[step]) if status[i] and (codes is None or status[i] in codes)]
         if text:
+            needle = text.casefold()
             keys = {n: k for (s, k), n in ix.number.items() if s == step}
-            found = [i for i in found if text in (keys.get(i) or "")]
+            hits = {i for i in found if needle in (keys.get(i) or "").casefold()}
+            hits.update(self._said(step, [i for i in found if i not in hits], needle))
+            found = [i for i in found if i in hits]
         return found
+
+    def _said(self, step: str, numbers: Sequence[int], needle: str) -> set[int]:
+        """Those of *numbers* whose pause reason or error message then has *needle* (casefolded). Only an
+        instance with a ``failed``, ``retrying``, ``paused`` or ``waiting`` event up to the moment can have
+        one (a byte scan of the index finds them); their rows then are read from their events."""
+        ix = self.index
+        wanted = set(numbers)
+        if not wanted:
+            return set()
+        inst_of = ix.ev_inst
+        candidates = sorted({inst_of[m.start()] for m in _SAYS.finditer(ix.ev_code, 0, ix.position(self.event_id))}
+                            & wanted)
+        out: set[int] = set()
+        for c in range(0, len(candidates), _ROWS_READ):
+            chunk = candidates[c:c + _ROWS_READ]
+            by_item = {ix.items[i]: i for i in chunk}
+            for r in rows_at(self.store, self, step, chunk):
+                if any(needle in str(r[col] or "").casefold() for col in ("pause_reason", "error_message")):
+                    out.add(by_item[r["item"]])
+        return out
 
 
     def page(self, step: str, statuses: Iterable[str] | None, text: str | None, offset: int, limit: int,
@@ -408,7 +440,7 @@ def moment(store: Store, run_id: str, event: Any) -> Moment:
     row = replay.event_row(store, run_id, eid)
     if row is None:
         raise NbflowError(f"run {run_id} has no event {eid}")
-    return Moment(ix, b, eid, row, ix.statuses_at(eid))
+    return Moment(ix, b, eid, row, ix.statuses_at(eid), store)
 
 
 def _data(text: str | None) -> dict[str, Any]:
