@@ -15,6 +15,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 from .breakpoints import key_text, key_value
@@ -126,9 +127,12 @@ class _Index:
 
     def fold(self, heads: Iterable[tuple[Any, ...]]) -> None:
         """Append events (``replay.heads`` tuples, oldest first) to the index (the hot loop of a first
-        travel: 200,000 events for a 100,000-item foreach; names bound locally)."""
+        travel: 200,000 events for a 100,000-item foreach; names bound locally). A reader in another
+        thread (:meth:`chain`) sees the events before the batch until the batch is whole: the batch's
+        positions are kept aside and published into ``last_pos`` only after the arrays they point into."""
         number, step_no, status, last_pos = self.number, {s: n for n, s in enumerate(self.order)}, self.status, \
             self.last_pos
+        moved: dict[int, int] = {}  # instance -> its newest position in this batch
         ids: list[int] = []
         insts: list[int] = []
         codes = bytearray()
@@ -159,8 +163,10 @@ class _Index:
                     inst, code = found, kind_code.get(kind, 0)
                     if code:
                         status[inst] = code
-                    prev = last_pos[inst]
-                    last_pos[inst] = pos
+                    prev = moved.get(inst, -2)
+                    if prev == -2:
+                        prev = last_pos[inst]
+                    moved[inst] = pos
                 ids.append(eid)
                 insts.append(inst)
                 codes.append(code)
@@ -173,6 +179,8 @@ class _Index:
             self.ev_inst.extend(insts)
             self.ev_code.extend(codes)
             self.ev_prev.extend(prevs)
+            for inst, at in moved.items():  # now that the positions exist
+                last_pos[inst] = at
             self.last = last
 
     def _expand(self, status: bytearray, step: str) -> None:
@@ -309,11 +317,13 @@ def prepare(store: Store, run_id: str, events: int) -> bool:
 
 
 def resolve(b: replay.Bounds, run_id: str, event: Any) -> int:
-    """The id of *event*: an event id, a 1-based position in the history, or an ``Event`` (its ``id``)."""
+    """The id of *event*: an event id, a 1-based position in the history (any integer, a numpy one read
+    from a frame too; not a bool), or an ``Event`` (its ``id``)."""
     value = getattr(event, "id", event)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, Integral):
         raise NbflowError(f"an event is an event id, a position in the history (1..{b.total}) or an Event; "
                           f"got {event!r}")
+    value = int(value)
     if b.low < value <= b.last:
         return value
     if 1 <= value <= b.total:
@@ -322,6 +332,13 @@ def resolve(b: replay.Bounds, run_id: str, event: Any) -> int:
         raise NbflowError(f"run {run_id} has no events yet")
     raise NbflowError(f"run {run_id} has no event {value}: its history has {b.total} events, positions 1..{b.total} "
                       f"(ids {b.low + 1}..{b.last})")
+
+
+_SAYS = re.compile(b"[" + b"".join(re.escape(bytes([_CODE[s]])) for s in ("failed", "retrying", "paused", "waiting"))
+                   + b"]")
+"""The status codes of the events after which an instance has a pause reason or an error."""
+_ROWS_READ = 500
+"""Instances whose rows of a moment one read asks for (a text filter's candidates)."""
 
 
 @dataclass
@@ -333,6 +350,7 @@ class Moment:
     event_id: int
     event: Mapping[str, Any]
     status: bytes = field(repr=False)
+    store: Store = field(repr=False)
 
     @property
     def n(self) -> int:
@@ -347,7 +365,8 @@ class Moment:
 
     def numbers(self, step: str, statuses: Iterable[str] | None = None, text: str | None = None) -> list[int]:
         """The numbers of *step*'s instances that existed then, in item order, narrowed by their status
-        then and by *text* found in their key."""
+        then and by *text* found, in any case, in their key or in their pause reason or error message
+        then (what a live page's filter matches)."""
         ix = self.index
         a = ix.start[step]
         names = status_filter(list(statuses), InstanceStatus) if statuses else None
@@ -355,9 +374,32 @@ class Moment:
         status = self.status
         found = [i for i in range(a, a + ix.size[step]) if status[i] and (codes is None or status[i] in codes)]
         if text:
+            needle = text.casefold()
             keys = {n: k for (s, k), n in ix.number.items() if s == step}
-            found = [i for i in found if text in (keys.get(i) or "")]
+            hits = {i for i in found if needle in (keys.get(i) or "").casefold()}
+            hits.update(self._said(step, [i for i in found if i not in hits], needle))
+            found = [i for i in found if i in hits]
         return found
+
+    def _said(self, step: str, numbers: Sequence[int], needle: str) -> set[int]:
+        """Those of *numbers* whose pause reason or error message then has *needle* (casefolded). Only an
+        instance with a ``failed``, ``retrying``, ``paused`` or ``waiting`` event up to the moment can have
+        one (a byte scan of the index finds them); their rows then are read from their events."""
+        ix = self.index
+        wanted = set(numbers)
+        if not wanted:
+            return set()
+        inst_of = ix.ev_inst
+        candidates = sorted({inst_of[m.start()] for m in _SAYS.finditer(ix.ev_code, 0, ix.position(self.event_id))}
+                            & wanted)
+        out: set[int] = set()
+        for c in range(0, len(candidates), _ROWS_READ):
+            chunk = candidates[c:c + _ROWS_READ]
+            by_item = {ix.items[i]: i for i in chunk}
+            for r in rows_at(self.store, self, step, chunk):
+                if any(needle in str(r[col] or "").casefold() for col in ("pause_reason", "error_message")):
+                    out.add(by_item[r["item"]])
+        return out
 
 
     def page(self, step: str, statuses: Iterable[str] | None, text: str | None, offset: int, limit: int,
@@ -398,7 +440,7 @@ def moment(store: Store, run_id: str, event: Any) -> Moment:
     row = replay.event_row(store, run_id, eid)
     if row is None:
         raise NbflowError(f"run {run_id} has no event {eid}")
-    return Moment(ix, b, eid, row, ix.statuses_at(eid))
+    return Moment(ix, b, eid, row, ix.statuses_at(eid), store)
 
 
 def _data(text: str | None) -> dict[str, Any]:
@@ -412,22 +454,33 @@ def _data(text: str | None) -> dict[str, Any]:
 def rows_at(store: Store, m: Moment, step: str, numbers: Sequence[int]) -> list[dict[str, Any]]:
     """The instance rows of *numbers* (of *step*) as they were at the moment: whole rows of the
     instances table, their state columns (and ``output``/``inputs``, encoded) replaced when the
-    instance changed after it. In the order of *numbers*."""
+    instance changed after it. In the order of *numbers*. The events newer than the index (the run went
+    on since it was folded, or another thread is folding them) are read too: the live rows show them."""
     ix = m.index
+    folded = ix.last
     items = [ix.items[i] for i in numbers]
     live = replay.instance_rows_at(store, m.index.run_id, step, items)
     chains = {i: ix.chain(i) for i in numbers}
     events = replay.events_by_id(store, [eid for ids in chains.values() for eid in ids])
+    newer: dict[int, list[Mapping[str, Any]]] = {}
+    for e in store.event_rows(ix.run_id, folded, step=step, kinds=_ROW_KINDS):
+        n = ix.number.get((step, e["key"]))
+        if n in chains and int(e["id"]) not in events:
+            newer.setdefault(n, []).append(e)
     out = []
     for i, item in zip(numbers, items):
         r = live.get(item)
         if r is None:
             continue
-        evs = [events[e] for e in chains[i] if e in events]
+        evs = [events[e] for e in chains[i] if e in events] + newer.get(i, [])
         before = [e for e in evs if e["id"] <= m.event_id]
         after = [e for e in evs if e["id"] > m.event_id]
         out.append(_row_at(store, ix, r, before, after, m.status[i]))
     return out
+
+
+_ROW_KINDS = (*STATE_KINDS, "output_changed", "inputs_changed")
+"""The kinds of event after a moment that :func:`_row_at` reads (``started`` is one of the state kinds)."""
 
 
 def _row_at(store: Store, ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any]],
@@ -439,12 +492,13 @@ def _row_at(store: Store, ix: _Index, live: Mapping[str, Any], before: list[Mapp
         row.update(_replayed(ix, live, before, code))
     output_ok = row["status"] in ("succeeded", "skipped") or (
         row["status"] == "paused" and PauseReason.parse(row["pause_reason"]).when == When.AFTER.value)
-    changed = [e for e in after if e["kind"] == "output_changed"]
-    rerun = any(e["kind"] == "started" for e in after)
-    if not output_ok or (rerun and not changed):
+    # the first re-run or output edit after the moment decides: a re-run's output (edited or not) is not
+    # the moment's; an edit's ``old`` is
+    decides = next((e for e in after if e["kind"] in ("started", "output_changed")), None)
+    if not output_ok or (decides is not None and decides["kind"] == "started"):
         row["output_codec"], row["output"] = None, None
-    elif changed:
-        enc = codec.encode(_data(changed[0]["data"]).get("old"), "an output as it was")  # in memory: no file
+    elif decides is not None:
+        enc = codec.encode(_data(decides["data"]).get("old"), "an output as it was")  # in memory: no file
         row["output_codec"], row["output"] = enc.codec, enc.data
     edits = [e for e in after if e["kind"] == "inputs_changed"]
     if edits:

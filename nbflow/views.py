@@ -902,9 +902,9 @@ def instance_page_at(
 ) -> dict[str, Any]:
     """One page of *step*'s instances as they were right after event *at* (an id or a position):
     :func:`instance_page`'s shape (rows of :func:`instance_view`, ``verbs`` empty: the past is read-only)
-    plus ``at``. *status* narrows by the status then, *text* by the key; *sort* ``duration`` puts the
-    instances finished then first, by their duration as stored now. Error groups are of the run now
-    (refused)."""
+    plus ``at``. *status* narrows by the status then, *text* (in any case) by the key or the pause
+    reason or error message then, as live; *sort* ``duration`` puts the instances finished then first,
+    by their duration as stored now. Error groups are of the run now (refused)."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
     if step not in definition.steps:

@@ -12,7 +12,7 @@ import pytest
 
 import nbflow
 from nbflow import Workflow
-from nbflow.notebook.controller import NAVIGATION, Controller
+from nbflow.notebook.controller import ACTIONS, CHANGING_ACTIONS, NAVIGATION, Controller
 from nbflow.notebook.widget import RunWidget
 from tests.sidefx import Trail
 from tests.test_widget import WAIT_S, until
@@ -136,16 +136,50 @@ def test_the_panel_at_an_event_shows_the_instance_as_it_was_with_no_verbs(finish
     assert all(e["kind"] != "succeeded" for e in detail["history"])  # nothing after that moment
 
 
-def test_the_past_refuses_every_verb_and_nothing_changes(db_url: str, trail: Trail) -> None:
+def test_at_an_event_the_banners_total_is_the_runs_event_count_now_while_it_goes_on(db_url: str, trail: Trail) -> None:
     run = chain(db_url, trail).run(params={"n": 3}, breakpoints=["enrich:3"])
     assert run.wait(timeout=WAIT_S) == "paused"
     c = Controller(run)
     c.act("travel", {"event": 1})
-    events = len(run.history())
-    answer = c.act("resume", {"step": "enrich", "keys": [3]})
-    assert answer["ok"] is False and answer["code"] == "state" and "press Live" in answer["text"]
-    assert c.act("fork", {"step": "enrich", "keys": [3]})["code"] == "state"
-    assert len(run.history()) == events and str(run.instance("enrich", 3).status) == "paused"
+    assert c.state()["history"]["at"]["of"] == len(run.history())
+    run.resume("enrich", keys=[3])
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    history = c.state()["history"]
+    assert history["at"]["n"] == 1 and history["at"]["of"] == history["total"] == len(run.history())
+
+
+def test_the_past_refuses_every_verb_and_nothing_changes(db_url: str, trail: Trail) -> None:
+    run = chain(db_url, trail).run(params={"n": 3}, breakpoints=["enrich:3"])
+    assert run.wait(timeout=WAIT_S) == "paused"
+    c = Controller(run)
+    c.act("select_step", {"step": "enrich"})
+    c.act("select_instance", {"step": "enrich", "key": 3})
+    c.act("toggle", {"key": 3})
+    c.act("travel", {"event": 1})
+    # what changes nothing besides the view: a watch column, a preview of a bulk edit
+    assert set(ACTIONS) - set(NAVIGATION) - set(CHANGING_ACTIONS) == {"watch_add", "watch_remove", "preview_edit"}
+    args: dict[str, dict[str, Any]] = {
+        "skip": {"step": "enrich", "keys": [3], "output": 0},
+        "set_inputs": {"step": "enrich", "key": 3, "inputs": {"item": 30}, "reason": "fix"},
+        "set_output": {"step": "enrich", "key": 3, "value": 300, "reason": "fix"},
+        "add_breakpoint": {"step": "total", "when": "before"},
+        "remove_breakpoint": {"id": 1},
+        "edit_selected": {"expression": "output * 2"},
+        "approve": {"step": "enrich", "key": 3, "comment": "ok"},
+        "reject": {"step": "enrich", "key": 3, "comment": "no"},
+    }
+
+    def now() -> tuple[Any, ...]:
+        shown = sorted((i.step, str(i.key), str(i.status), i.output) for i in run.instances())
+        return len(run.history()), run.status, shown, [b.id for b in run.breakpoints()], len(nbflow.runs(run.store))
+
+    before = now()
+    for name in CHANGING_ACTIONS:
+        answer = c.act(name, args.get(name, {"step": "enrich", "keys": [3], "selected": True}))
+        assert answer["ok"] is False and answer["code"] == "state", (name, answer)
+        assert "press Live" in answer["text"] and answer["command"] is None, (name, answer)
+    assert now() == before and str(run.instance("enrich", 3).status) == "paused"
+    assert c.state()["history"]["at"]["n"] == 1  # still in the past
 
 
 def test_travel_past_the_history_is_refused_naming_the_range(finished: nbflow.Run) -> None:

@@ -4,7 +4,10 @@ errors of that moment; a foreach's items absent before it expanded; outputs and 
 before an operator changed them; an unknown event refused naming the range; and nothing runs."""
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,7 @@ import nbflow
 from nbflow import Breakpoint
 from nbflow.errors import NbflowError
 from nbflow.run import Event
+from nbflow.store import replay
 from tests.sidefx import Trail
 
 pytestmark = pytest.mark.timeout(120)
@@ -167,6 +171,26 @@ def test_an_output_changed_later_shows_the_old_value_at_the_earlier_event(db_url
     assert run.instance("total").output == 999
 
 
+def test_an_output_of_a_re_run_changed_later_is_not_shown_at_an_event_before_the_re_run(db_url: str) -> None:
+    wf = nbflow.Workflow("travel-rerun", store=db_url)
+
+    @wf.step
+    def answer(ctx):
+        return f"attempt-output-{ctx.attempt - 1}"
+
+    run = wf.run(breakpoints=[Breakpoint("answer", when="after")])
+    assert run.wait(timeout=WAIT_S) == "paused" and run.instance("answer").output == "attempt-output-0"
+    wf.breakpoints.add("answer", when="after")  # the run's own breakpoint fired once: the retry pauses on this one
+    run.retry("answer")
+    assert run.wait(timeout=WAIT_S) == "paused" and run.instance("answer").output == "attempt-output-1"
+    run.set_output("answer", value="C", reason="fix")
+    run.resume("answer")
+    assert run.wait(timeout=WAIT_S) == "succeeded" and run.output("answer") == "C"
+    first, second = nth(run, "paused", "answer", 0), nth(run, "paused", "answer", 1)
+    assert run.at(first).instance("answer").output is None  # re-run after it: nothing to show then
+    assert run.at(second).instance("answer").output == "attempt-output-1"  # changed after it: the old value
+
+
 def test_inputs_changed_later_show_the_old_value_at_the_earlier_event(db_url: str) -> None:
     run = gated(db_url, "before")
     run.set_inputs("total", numbers=[100], reason="fix")
@@ -241,3 +265,54 @@ def test_large_inputs_changed_later_show_their_old_value_and_no_file_is_written(
     assert then.instance("count").inputs == {"rows": ["x" * 100] * 5000}
     assert sorted(p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()) == files
     assert run.output("count") == 1
+
+
+def test_at_takes_a_numpy_integer_as_a_position(db_url: str, tmp_path: Path) -> None:
+    import numpy
+
+    run = failing(db_url, Trail(str(tmp_path / "trail")))
+    history = run.history()
+    n = next(n for n, e in enumerate(history, 1) if e.kind == "run_paused")
+    for where in (numpy.int64(n), numpy.int64(history[n - 1].id)):
+        then = run.at(where)  # type: ignore[arg-type]  # a position read from a DataFrame
+        assert (then.n, then.event.kind, then.status) == (n, "run_paused", "paused")
+    with pytest.raises(NbflowError, match=r"an event id, a position in the history"):
+        run.at(True)  # type: ignore[arg-type]
+
+
+def test_a_held_view_reads_its_instances_while_another_thread_extends_the_index(db_url: str) -> None:
+    run = gated(db_url, "before")
+    then = run.at(nth(run, "paused", "total"))  # the index is folded up to the pause
+    run.resume("total")
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    ix = then._m.index
+    new = list(replay.heads(run.store, run.id, ix.last, replay.bounds(run.store, run.id).last))
+    assert any(h[1] == "total" for h in new)
+    assert str(then.instance("total").status) == "paused"  # the run went on; the index has not folded it yet
+    folded, read = threading.Event(), threading.Event()
+
+    def paced(heads: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        """Each event, then a read by the main thread while the fold is inside its loop."""
+        for h in heads:
+            yield h
+            folded.set()
+            assert read.wait(timeout=WAIT_S)
+            read.clear()
+
+    fold = threading.Thread(target=lambda: ix.fold(paced(new)), daemon=True)
+    fold.start()
+    seen: list[Any] = []
+    try:
+        for _ in new:
+            assert folded.wait(timeout=WAIT_S)
+            folded.clear()
+            try:
+                seen.append((str(then.instance("total").status), then.instance("numbers").output))
+            except Exception as exc:  # noqa: BLE001 - what a reader meets is what the test reports
+                seen.append(exc)
+            read.set()
+    finally:
+        read.set()
+        fold.join(timeout=WAIT_S)
+    assert seen == [("paused", [0, 1, 2, 3, 4])] * len(new)
+    assert str(then.instance("total").status) == "paused" and run.at(len(run.history())).instance("total").output == 10

@@ -210,3 +210,42 @@ def test_a_page_at_an_event_by_duration_puts_what_had_finished_then_first(db_url
     assert shown == sorted(shown)
     slowest = views.instance_page(run.store, run.id, "enrich", at=n, sort="duration", desc=True)["rows"]
     assert [r["duration_s"] for r in slowest[:len(finished)]] == sorted(shown, reverse=True)
+
+
+def test_a_page_at_an_event_finds_the_text_in_the_pause_reason_and_the_error_then_in_any_case(db_url: str) -> None:
+    run, n = paused_then_finished(db_url)
+
+    def keys(at: int, text: str) -> list[str]:
+        page = views.instance_page(run.store, run.id, "enrich", at=at, text=text)
+        assert page["total"] == len(page["rows"])
+        return [r["key"] for r in page["rows"]]
+
+    assert keys(n, "Bad ROW") == ["3", "7"]  # their error message then
+    assert keys(n, "BEFORE") == ["2"]  # its pause reason then
+    assert keys(n, "ERROR") == ["3", "7"]  # paused on their error
+    expanded = next(i for i, e in enumerate(run.history(), 1) if e.kind == "expanded")
+    assert keys(expanded, "bad row") == [] and keys(expanded, "before") == []  # none had failed or paused yet
+    assert keys(len(run.history()), "before") == []  # resumed since: no pause reason
+    live = views.instance_page(run.store, run.id, "enrich", text="bad row")
+    assert [r["key"] for r in views.instance_page(run.store, run.id, "enrich", at=len(run.history()),
+                                                  text="bad row")["rows"]] == [r["key"] for r in live["rows"]]
+
+
+def test_a_page_at_an_event_finds_the_text_in_the_key_in_any_case(db_url: str) -> None:
+    wf = nbflow.Workflow("travel-keys", store=db_url)
+
+    @wf.step
+    def names():
+        return ["Alpha", "beta", "GAMMA"]
+
+    @wf.foreach("names", key=lambda name: name)
+    def greet(item):
+        return f"hi {item}"
+
+    run = wf.run()
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    last = len(run.history())
+    for text, found in (("alpha", ["Alpha"]), ("BETA", ["beta"]), ("a", ["Alpha", "beta", "GAMMA"]), ("z", [])):
+        page = views.instance_page(run.store, run.id, "greet", at=last, text=text)
+        assert [r["key"] for r in page["rows"]] == found, text
+        assert [r["key"] for r in views.instance_page(run.store, run.id, "greet", text=text)["rows"]] == found, text

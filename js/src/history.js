@@ -85,7 +85,7 @@ export function createHistory(ctx) {
     forward.disabled = !at;
     live.disabled = !at;
     live.classList.toggle("nbf-on", !at);
-    position.textContent = at ? `event ${fmt(at.n)} of ${fmt(at.of || hs.total)}` : `live · ${fmt(hs.total)} events`;
+    position.textContent = at ? `event ${fmt(at.n)} of ${fmt(hs.total)}` : `live · ${fmt(hs.total)} events`;
     const sig = JSON.stringify([hs.total, hs.marks.map((m) => m.n)]);
     if (sig !== marksSig) {
       marksSig = sig;
@@ -98,7 +98,7 @@ export function createHistory(ctx) {
     for (const b of marks.children) b.classList.toggle("nbf-here", !!at && Number(b.getAttribute("data-n")) === at.n);
     banner.hidden = !at;
     banner.replaceChildren(...(at ? [
-      h("b", {}, `Viewing event ${fmt(at.n)} of ${fmt(at.of || hs.total)}`), ` (${eventText(at)})`,
+      h("b", {}, `Viewing event ${fmt(at.n)} of ${fmt(hs.total)}`), ` (${eventText(at)})`,
       h("span", { class: "nbf-muted" }, " · the run as it was right after it; read-only"),
       h("button", { class: "nbf-btn nbf-small", testid: "history-banner-live", onclick: () => void go(null) }, "Back to live"),
     ] : []));

@@ -356,7 +356,7 @@ class Controller:
             "selected_step": v.step, "instances": page,
             "selected": None if v.sel is None else {"step": v.sel[0], "key": (detail or {"key": v.sel[1]})["key"]},
             "detail": detail, "errors": errors, "selection": self._selection(errors, page), "timeline": timeline,
-            "history": {**history, "at": None if past is None else past["at"]},
+            "history": {**history, "at": None if past is None else {**past["at"], "of": history["total"]}},
             "diff": self._diff() if v.compare else None,
         }
 
@@ -385,7 +385,8 @@ class Controller:
 
     def _past(self, n: int) -> dict[str, Any]:
         """The run right after its *n*-th event (:func:`nbflow.views.run_state_at`): the past never
-        changes, so it is read once per process."""
+        changes, so it is read once per process (its ``at.of``, the events then, does: :meth:`state`
+        gives the history's total now)."""
         return _VIEWS.get((self.store.url, self.run.id, "", f"at:{n}"), n,
                           lambda: views.run_state_at(self.store, self.run.id, n))
 
