@@ -192,3 +192,19 @@ def test_a_diff_reads_postgresql_as_it_reads_sqlite(store_url: str, calls: Trail
     a, b = finished(wf, n=50, bump=-1), finished(wf, n=50, bump=7)
     assert [(e["step"], e["key"]) for e in a.diff(b)["changed"]] == [
         ("price", 7), ("label", 7), ("total", None), ("report", None)]
+
+
+def test_equal_values_whose_equality_is_not_a_bool_are_equal(db_url: str) -> None:
+    """numpy arrays inside a pickled value: ``==`` gives an array; the diff compares them element by element."""
+    np = pytest.importorskip("numpy")
+    wf = Workflow("diffs-numpy", store=db_url)
+
+    @wf.step
+    def arrays(flip, bump):
+        value = {"a": np.arange(3) + bump, "b": (1, 2)}
+        return dict(reversed(list(value.items()))) if flip else value
+
+    a, b, c = finished(wf, flip=False, bump=0), finished(wf, flip=True, bump=0), finished(wf, flip=False, bump=1)
+
+    assert a.diff(b) == {"changed": [], "added": [], "removed": []}
+    assert [e["step"] for e in a.diff(c)["changed"]] == ["arrays"]

@@ -242,3 +242,31 @@ def test_a_step_without_instances_yet_frames_as_no_rows_with_its_columns(db_url:
     assert len(frame) == 0 and list(frame.columns)[-2:] == ["item", "rate"]
     whole = run.frame()  # a foreach has instances once its upstream output is known; tasks from the start
     assert whole["step"].tolist() == ["export", "total"] and whole["status"].tolist() == ["paused", "pending"]
+
+
+def test_a_foreach_over_one_with_a_dead_letter_frames_the_items_it_received(db_url: str) -> None:
+    """A dead letter is left out of its step's list (the scheduler hands on what succeeded): the items
+    after it move up, in the frame and in ``run.instance(...).inputs`` as in the step's body."""
+    wf = Workflow("frames-dead-letter", store=db_url)
+
+    @wf.step
+    def load():
+        return list(range(5))
+
+    @wf.foreach("load", on_item_error="continue")
+    def tens(item):
+        if item == 1:
+            raise ValueError("bad item 1")
+        return item * 10
+
+    @wf.foreach("tens")
+    def pair(item, tens):
+        return [item, len(tens)]
+
+    run = wf.run()
+    assert run.wait(timeout=WAIT_S) == "succeeded"
+    frame = run.frame("pair")
+    assert frame["output"].tolist() == [[0, 4], [20, 4], [30, 4], [40, 4]]
+    assert frame["item"].tolist() == [0, 20, 30, 40]
+    assert frame["tens"].tolist() == [[0, 20, 30, 40]] * 4
+    assert run.instance("pair", 1).inputs == {"item": 20, "tens": [0, 20, 30, 40]}
