@@ -23,16 +23,7 @@ BLOB_CHUNK = 500
 
 def _fetch(store: Store, stmt: sa.Select[Any], params: dict[str, Any]) -> list[Sequence[Any]]:
     """*stmt* executed on the driver's cursor, its rows as tuples (no SQLAlchemy row objects)."""
-    text, order = store.compiled(stmt)
-    with store.engine.connect() as c:
-        raw = c.connection.dbapi_connection
-        assert raw is not None  # a connection just checked out of the pool holds its driver's
-        cur = raw.cursor()
-        try:
-            cur.execute(text, tuple(params[k] for k in order) if order is not None else params)
-            return list(cur.fetchall())
-        finally:
-            cur.close()
+    return store.raw_rows(store.compiled(stmt), params)
 
 
 def frame_rows(store: Store, run_id: str, step: str | None = None) -> list[Sequence[Any]]:

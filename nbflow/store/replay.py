@@ -43,40 +43,23 @@ def identities(store: Store, run_id: str) -> Sequence[tuple[Any, ...]]:
     """``(step, item, key, status, finished_at)`` of each of the run's instances, in (step, item) order,
     as plain tuples on the DB-API cursor (100,000 of them to number once)."""
     t = schema.instances
-    text, order = store.compiled(
+    sql = store.compiled(
         sa.select(t.c.step, t.c.item, t.c.key, t.c.status, t.c.finished_at)
         .where(t.c.run_id == sa.bindparam("run_id")).order_by(t.c.step, t.c.item)
     )
-    with store.engine.connect() as c:
-        raw = c.connection.dbapi_connection
-        assert raw is not None  # a connection just checked out of the pool holds its driver's
-        cur = raw.cursor()
-        try:
-            cur.execute(text, (run_id,) if order is not None else {"run_id": run_id})
-            return cast("Sequence[tuple[Any, ...]]", cur.fetchall())
-        finally:
-            cur.close()
+    return cast("Sequence[tuple[Any, ...]]", store.raw_rows(sql, {"run_id": run_id}))
 
 
 def heads(store: Store, run_id: str, after_id: int, upto: int) -> Sequence[tuple[Any, ...]]:
     """``(id, step, key, kind)`` of the run's events in ``(after_id, upto]``, oldest first, without their
     data and without ``logpoint`` events (they change no state)."""
     e = schema.events
-    text, order = store.compiled(
+    sql = store.compiled(
         sa.select(e.c.id, e.c.step, e.c.key, e.c.kind)
         .where(e.c.id > sa.bindparam("a"), e.c.id <= sa.bindparam("b"), e.c.kind != sa.bindparam("k"))
         .order_by(e.c.id)
     )
-    params = {"a": after_id, "b": upto, "k": logpoints.LOGPOINT}
-    with store.engine.connect() as c:
-        raw = c.connection.dbapi_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            cur.execute(text, tuple(params[k] for k in order) if order is not None else params)
-            return cast("Sequence[tuple[Any, ...]]", cur.fetchall())
-        finally:
-            cur.close()
+    return cast("Sequence[tuple[Any, ...]]", store.raw_rows(sql, {"a": after_id, "b": upto, "k": logpoints.LOGPOINT}))
 
 
 def events_by_id(store: Store, ids: Iterable[int]) -> dict[int, _Row]:

@@ -541,15 +541,19 @@ class Store:
         """Every instance of a run without its values (outputs, inputs, logs): what scheduling needs,
         plus a last column telling whether the row has values to load later. In (step, item) order.
         Read on the DB-API cursor, rows as plain tuples: a takeover reads 10,000 of them (B3 in bench/)."""
-        text, order = self._state_sql
-        params = {"run_id": run_id}
+        return self.raw_rows(self._state_sql, {"run_id": run_id})
+
+    def raw_rows(self, sql: tuple[str, tuple[str, ...] | None], params: Mapping[str, Any]) -> list[Any]:
+        """A statement compiled by :meth:`compiled` run on the driver's cursor, its rows as the driver's
+        plain tuples (no SQLAlchemy row objects): for reads of 100,000 rows (B3, frames, time travel)."""
+        text, order = sql
         with self.engine.connect() as c:
             raw = c.connection.dbapi_connection
             assert raw is not None  # a connection just checked out of the pool holds its driver's
             cur = raw.cursor()
             try:
-                cur.execute(text, tuple(params[k] for k in order) if order is not None else params)
-                return cur.fetchall()
+                cur.execute(text, tuple(params[k] for k in order) if order is not None else dict(params))
+                return cast("list[Any]", cur.fetchall())
             finally:
                 cur.close()
 
