@@ -176,7 +176,12 @@ class RunWidget(anywidget.AnyWidget):
                                "action": "watch"})
                     break
             spent = time.monotonic() - t0
-            stop.wait(max(POLL_S, BUSY_FACTOR * spent))  # coalesce, and leave the GIL to the run
+            # coalesce, and leave the GIL to the run; but an owner's answer awaited is looked for every
+            # POLL_S (one row read), not only after a slow refresh's back-off
+            until = time.monotonic() + max(POLL_S, BUSY_FACTOR * spent)
+            while not stop.wait(max(min(POLL_S, until - time.monotonic()), 0)) and time.monotonic() < until:
+                if self.controller.pending:
+                    break
         with self._lock:
             if stop is self._stop:  # not a watcher of a run the widget showed before (open_run)
                 self.live = False
