@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from at_100k import machine, workflow
+from at_100k import machine, median_s, workflow
 
 import nbflow
 from nbflow import views
@@ -29,14 +27,8 @@ from nbflow.notebook.controller import Controller
 
 
 def median_ms(fn: Callable[[], Any], rounds: int, before: Callable[[], None] | None = None) -> float:
-    times = []
-    for _ in range(rounds):
-        if before is not None:
-            before()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(statistics.median(times) * 1000, 1)
+    """at_100k's median, in milliseconds to one decimal."""
+    return round(median_s(fn, rounds, before) * 1000, 1)
 
 
 def main() -> None:
