@@ -10,7 +10,10 @@ import bisect
 import itertools
 import json
 import re
+import sys
 import threading
+import time
+import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,6 +61,12 @@ RUNS_INDEXED = 4
 holds ~36 MB (bench/README.md)."""
 
 
+FOLD_FORMAT = 1
+"""The layout of a folded history kept in the store (:meth:`_Index.packed`); another one is folded again."""
+_ARRAYS = ("items", "ev_ids", "ev_inst", "ev_prev", "last_pos")
+_BYTES = ("copies", "initial", "status", "ev_code")
+
+
 def _label(step: str, key: str | None) -> str:
     return step if key is None else f"{step}:{key}"
 
@@ -87,7 +96,9 @@ class _Index:
         self.start: dict[str, int] = {}  # a step's first instance number
         self.size: dict[str, int] = {}
         self.first_item: dict[str, int] = {}  # the number of a foreach step's item 0
-        self.number: dict[tuple[str, str | None], int] = {}
+        self._number: dict[tuple[str, str | None], int] | None = {}
+        self._keys_zipped: bytes | None = None
+        number = self._number
         self.items = array("q")
         initial = bytearray()
         copies = bytearray()  # the status an instance copied from the parent run has (0: not copied)
@@ -98,7 +109,7 @@ class _Index:
             foreach = self.kinds[step] == StepKind.FOREACH
             self.first_item[step] = len(self.items) + sum(1 for r in rows if r[1] == TASK_ITEM)
             for _step, item, key, status, finished in rows:
-                self.number[(step, key)] = len(self.items)
+                number[(step, key)] = len(self.items)
                 self.items.append(item)
                 copied = status in ("succeeded", "skipped") and finished is not None and finished < b.created_at
                 copies.append(_CODE[status] if copied else 0)
@@ -119,11 +130,89 @@ class _Index:
         self.ev_prev = array("q")  # the position of the instance's previous event (-1: none)
         self.last_pos = array("q", [-1]) * len(self.items)
         self.snaps: list[bytes] = [self.initial]
+        self.zipped = 0  # the snapshots before this one are compressed (an index read from the store)
         self.run_ids: list[int] = []
         self.run_status: list[str] = []
         self._at: OrderedDict[int, bytes] = OrderedDict()  # the statuses at the events asked last
         self.last = b.low
+        self.kept = b.low  # the newest event of the fold kept in the store
         self.fold(heads)
+
+    def packed(self) -> bytes:
+        """The index as bytes to keep in the store (``replay.save_fold``): a JSON header (the layout, the
+        run-level statuses), then the arrays, the instances' keys and each snapshot, compressed apart: a
+        process that reads it back decompresses the keys and a snapshot only when it needs them."""
+        parts = [getattr(self, name).tobytes() for name in _ARRAYS] + [bytes(getattr(self, name)) for name in _BYTES]
+        arrays = zlib.compress(b"".join(parts), 1)
+        snaps = [s if k < self.zipped else zlib.compress(s, 1) for k, s in enumerate(self.snaps)]
+        head = json.dumps({
+            "byteorder": sys.byteorder, "order": self.order, "start": self.start, "size": self.size,
+            "first_item": self.first_item, "run_ids": self.run_ids, "run_status": self.run_status,
+            "last": self.last, "low": self.low, "lengths": [len(p) for p in parts],
+            "pieces": [len(arrays), len(self._keys()), *map(len, snaps)],
+        }).encode()
+        return b"".join([len(head).to_bytes(8, "little"), head, arrays, self._keys(), *snaps])
+
+    def _keys(self) -> bytes:
+        """The instances' keys in number order, per step, as compressed JSON (what :attr:`number` is built from)."""
+        if self._keys_zipped is None:
+            keys: dict[str, list[str | None]] = {s: [None] * self.size[s] for s in self.order}
+            for (step, key), n in self.number.items():
+                keys[step][n - self.start[step]] = key
+            self._keys_zipped = zlib.compress(json.dumps(keys).encode(), 1)
+        return self._keys_zipped
+
+    @property
+    def number(self) -> dict[tuple[str, str | None], int]:
+        """Each instance's number by ``(step, key text)`` (built on first use in a process that read the index)."""
+        if self._number is None:
+            number: dict[tuple[str, str | None], int] = {}
+            for step, keys in json.loads(zlib.decompress(self._keys())).items():
+                a = self.start[step]
+                number.update(zip(zip(itertools.repeat(step), keys), range(a, a + len(keys))))
+            self._number = number
+        return self._number
+
+    def snap(self, k: int) -> bytes:
+        """Every instance's status after the first ``k * SNAPSHOT_EVERY`` events."""
+        return zlib.decompress(self.snaps[k]) if k < self.zipped else self.snaps[k]
+
+    @classmethod
+    def unpacked(cls, data: bytes, run_id: str, definition: StoredDefinition, b: replay.Bounds) -> _Index | None:
+        """An index from :meth:`packed` bytes, or None when they do not fit this run as it is now (another
+        machine's byte order, another definition, events the store does not have)."""
+        size = int.from_bytes(data[:8], "little")
+        head = json.loads(data[8:8 + size])
+        order = list(definition.order)
+        if (head["byteorder"], head["order"], head["low"]) != (sys.byteorder, order, b.low) or head["last"] > b.last:
+            return None
+        self = cls.__new__(cls)
+        self.run_id, self.order, self.bounds, self.low, self.last = run_id, order, b, b.low, int(head["last"])
+        self.kept = self.last
+        self.kinds = {s: definition.steps[s].kind for s in order}
+        self.start, self.size, self.first_item = head["start"], head["size"], head["first_item"]
+        at = 8 + size
+        pieces = []
+        for n in head["pieces"]:
+            pieces.append(data[at:at + n])
+            at += n
+        raw = zlib.decompress(pieces[0])
+        at = 0
+        for name, n in zip((*_ARRAYS, *_BYTES), head["lengths"]):
+            chunk = raw[at:at + n]
+            at += n
+            if name in _ARRAYS:
+                values = array("q")
+                values.frombytes(chunk)
+                setattr(self, name, values)
+            else:
+                setattr(self, name, bytearray(chunk) if name in ("status", "ev_code") else chunk)
+        self._number, self._keys_zipped = None, pieces[1]
+        self.snaps = pieces[2:]
+        self.zipped = len(self.snaps)
+        self.run_ids, self.run_status = list(head["run_ids"]), list(head["run_status"])
+        self._at = OrderedDict()
+        return self
 
     def fold(self, heads: Iterable[tuple[Any, ...]]) -> None:
         """Append events (``replay.heads`` tuples, oldest first) to the index (the hot loop of a first
@@ -203,7 +292,7 @@ class _Index:
             return kept
         pos = self.position(event_id)
         k = min(pos // SNAPSHOT_EVERY, len(self.snaps) - 1)
-        status = bytearray(self.snaps[k])
+        status = bytearray(self.snap(k))
         inst_of, code_of = self.ev_inst, self.ev_code
         for j in range(k * SNAPSHOT_EVERY, pos):
             inst = inst_of[j]
@@ -251,8 +340,9 @@ _LOCK = threading.Lock()  # guards the two dicts
 
 
 def index(store: Store, run_id: str) -> tuple[_Index, replay.Bounds]:
-    """The run's index, folded up to its newest event (built once, then extended with new events). One
-    run's index is built by one thread at a time; other runs' reads go on meanwhile."""
+    """The run's index, folded up to its newest event: this process's, the store's (:func:`_kept`) or
+    folded now, then extended with the events since. One run's index is built by one thread at a time;
+    other runs' reads go on meanwhile. A long fold is kept in the store for the next process."""
     row = store.run_row(run_id)
     definition = store.definition(row["workflow"], row["version"])
     key = (str(store.url), run_id)
@@ -264,7 +354,9 @@ def index(store: Store, run_id: str) -> tuple[_Index, replay.Bounds]:
             found = _INDEXES.get(key)
         if found is not None and (found.last > b.last or found.order != list(definition.order)):
             found = None
-        elif found is not None and found.last < b.last:
+        if found is None:
+            found = _kept(store, run_id, definition, b)
+        if found is not None and found.last < b.last:
             try:
                 found.fold(replay.heads(store, run_id, found.last, b.last))
             except _Rebuild:
@@ -279,12 +371,32 @@ def index(store: Store, run_id: str) -> tuple[_Index, replay.Bounds]:
                 if not tries_left:
                     raise NbflowError(f"run {run_id} changes too fast to be read as it was; try again") from None
         assert found is not None
+        if found.position(found.last) - found.position(found.kept) >= PREPARE_EVENTS:
+            _keep(store, found)
         with _LOCK:
             _INDEXES[key] = found
             _INDEXES.move_to_end(key)
             while len(_INDEXES) > RUNS_INDEXED:
                 _INDEXES.popitem(last=False)
         return found, b
+
+
+def _kept(store: Store, run_id: str, definition: StoredDefinition, b: replay.Bounds) -> _Index | None:
+    """The run's index as the store keeps it, if it fits the run (None: fold it)."""
+    saved = replay.saved_fold(store, run_id, FOLD_FORMAT)
+    if saved is None:
+        return None
+    try:
+        return _Index.unpacked(saved[1], run_id, definition, b)
+    except (ValueError, KeyError, TypeError, zlib.error):  # a damaged row is only a cache: fold again
+        return None
+
+
+def _keep(store: Store, ix: _Index) -> None:
+    """Keep *ix* in the store for other processes. A cache: a store that cannot be written now (read-only,
+    locked past its timeout) keeps none, and the fold is done again where it is needed."""
+    if replay.save_fold(store, ix.run_id, ix.last, FOLD_FORMAT, ix.packed(), time.time()):
+        ix.kept = ix.last
 
 
 PREPARE_EVENTS = 20_000

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 
+from ..errors import StoreError
 from . import logpoints, schema
 from .store import Store
 
@@ -107,6 +108,27 @@ def durations(store: Store, run_id: str, step: str) -> dict[int, float | None]:
         return {int(item): None if d is None else float(d) for item, d in conn.execute(stmt)}
 
 
+def saved_fold(store: Store, run_id: str, fmt: int) -> tuple[int, bytes] | None:
+    """``(upto, data)`` of the run's folded history kept by :func:`save_fold` in format *fmt* (None: none)."""
+    t = schema.travel_folds
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(t.c.upto, t.c.data).where(t.c.run_id == run_id, t.c.format == fmt)).first()
+    return None if row is None else (int(row[0]), bytes(row[1]))
+
+
+def save_fold(store: Store, run_id: str, upto: int, fmt: int, data: bytes, ts: float) -> bool:
+    """Keep the run's folded history up to event *upto* (it replaces the one kept, in one transaction).
+    False when the store cannot be written now (read-only, or locked past its timeout): it is a cache."""
+    t = schema.travel_folds
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.run_id == run_id))
+            conn.execute(t.insert().values(run_id=run_id, upto=upto, format=fmt, data=data, created_at=ts))
+    except (sa.exc.DBAPIError, StoreError):  # the store says which (read-only, locked): a cache does without
+        return False
+    return True
+
+
 def marks(store: Store, run_id: str, kinds: Sequence[str], limit: int) -> list[_Row]:
     """The run's first *limit* events of *kinds* (id, n, kind, step, key, ts), oldest first."""
     e = schema.events
@@ -119,4 +141,5 @@ def marks(store: Store, run_id: str, kinds: Sequence[str], limit: int) -> list[_
 
 __all__ = [
     "Bounds", "bounds", "durations", "event_row", "events_by_id", "heads", "identities", "instance_rows_at", "marks",
+    "save_fold", "saved_fold",
 ]

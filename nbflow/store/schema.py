@@ -6,7 +6,7 @@ from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, M
 
 metadata = MetaData()
 
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 """The newest migration this nbflow knows; a store at another revision is migrated or refused."""
 
 EVENT_ID_SPAN = 2**30
@@ -181,3 +181,14 @@ signals = Table(
     Column("received_at", Float, nullable=False),
     Index("ix_signals_run", "run_id"),
 )
+
+travel_folds = Table(
+    "travel_folds",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("upto", BigInteger, nullable=False),  # the newest event folded
+    Column("format", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+"""Time travel's folded history of a long run (``nbflow.timetravel``): a cache, rebuilt when missing or stale."""
