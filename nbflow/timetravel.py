@@ -36,6 +36,7 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in InstanceStatus)
 _CODE = {s: n for n, s in enumerate(STATUSES, 1)}  # 0: the instance does not exist (yet)
 _NAME = (None, *STATUSES)
 _PENDING, _READY = _CODE["pending"], _CODE["ready"]
+_READY_BYTE = bytes([_READY])
 
 STATE_KINDS: dict[str, str] = {
     "started": "running", "succeeded": "succeeded", "failed": "failed", "retrying": "retrying",
@@ -63,6 +64,9 @@ holds ~36 MB (bench/README.md)."""
 
 FOLD_FORMAT = 1
 """The layout of a folded history kept in the store (:meth:`_Index.packed`); another one is folded again."""
+_FINDS_BEFORE_DICT = 32
+"""Lookups of an instance by key that scan the keys before :attr:`_Index.number` is built (a dict of
+100,000 keys costs about as much as 30 scans)."""
 _ARRAYS = ("items", "ev_ids", "ev_inst", "ev_prev", "last_pos")
 _BYTES = ("copies", "initial", "status", "ev_code")
 
@@ -73,6 +77,16 @@ def _label(step: str, key: str | None) -> str:
 
 class _Rebuild(Exception):
     """An event names an instance the index has not numbered (the run grew): build it again."""
+
+
+class _Finder:
+    """``number.get`` for :meth:`_Index.fold` over :meth:`_Index.find` (a few new events need no dict)."""
+
+    def __init__(self, ix: _Index) -> None:
+        self.ix = ix
+
+    def get(self, key: tuple[str, str | None]) -> int | None:
+        return self.ix.find(*key)
 
 
 class _Index:
@@ -98,6 +112,8 @@ class _Index:
         self.first_item: dict[str, int] = {}  # the number of a foreach step's item 0
         self._number: dict[tuple[str, str | None], int] | None = {}
         self._keys_zipped: bytes | None = None
+        self._key_lists: dict[str, list[str | None]] | None = None
+        self._finds = 0
         number = self._number
         self.items = array("q")
         initial = bytearray()
@@ -156,22 +172,48 @@ class _Index:
     def _keys(self) -> bytes:
         """The instances' keys in number order, per step, as compressed JSON (what :attr:`number` is built from)."""
         if self._keys_zipped is None:
-            keys: dict[str, list[str | None]] = {s: [None] * self.size[s] for s in self.order}
-            for (step, key), n in self.number.items():
-                keys[step][n - self.start[step]] = key
-            self._keys_zipped = zlib.compress(json.dumps(keys).encode(), 1)
+            self._keys_zipped = zlib.compress(json.dumps(self.keys()).encode(), 1)
         return self._keys_zipped
 
     @property
     def number(self) -> dict[tuple[str, str | None], int]:
-        """Each instance's number by ``(step, key text)`` (built on first use in a process that read the index)."""
+        """Each instance's number by ``(step, key text)`` (built on first use in a process that read the
+        index: ~0.1 s for 100,000 instances, so a few lookups go through :meth:`find` instead)."""
         if self._number is None:
             number: dict[tuple[str, str | None], int] = {}
-            for step, keys in json.loads(zlib.decompress(self._keys())).items():
+            for step, keys in self.keys().items():
                 a = self.start[step]
                 number.update(zip(zip(itertools.repeat(step), keys), range(a, a + len(keys))))
             self._number = number
         return self._number
+
+    def keys(self) -> dict[str, list[str | None]]:
+        """Each step's instances' key texts, in number order."""
+        if self._key_lists is None:
+            if self._number is not None:
+                lists: dict[str, list[str | None]] = {s: [None] * self.size[s] for s in self.order}
+                for (step, key), n in self._number.items():
+                    lists[step][n - self.start[step]] = key
+                self._key_lists = lists
+            else:
+                self._key_lists = json.loads(zlib.decompress(self._keys()))
+        assert self._key_lists is not None
+        return self._key_lists
+
+    def find(self, step: str, key: str | None) -> int | None:
+        """The number of *step*'s instance with key text *key* (None: not numbered). Without the
+        :attr:`number` dict a lookup is a scan of the step's keys in C; after a few the dict is built."""
+        if self._number is None:
+            self._finds += 1
+            if self._finds <= _FINDS_BEFORE_DICT:
+                keys = self.keys().get(step)
+                if keys is None:
+                    return None
+                try:
+                    return self.start[step] + keys.index(key)
+                except ValueError:
+                    return None
+        return self.number.get((step, key))
 
     def snap(self, k: int) -> bytes:
         """Every instance's status after the first ``k * SNAPSHOT_EVERY`` events."""
@@ -207,7 +249,7 @@ class _Index:
                 setattr(self, name, values)
             else:
                 setattr(self, name, bytearray(chunk) if name in ("status", "ev_code") else chunk)
-        self._number, self._keys_zipped = None, pieces[1]
+        self._number, self._keys_zipped, self._key_lists, self._finds = None, pieces[1], None, 0
         self.snaps = pieces[2:]
         self.zipped = len(self.snaps)
         self.run_ids, self.run_status = list(head["run_ids"]), list(head["run_status"])
@@ -219,8 +261,8 @@ class _Index:
         travel: 200,000 events for a 100,000-item foreach; names bound locally). A reader in another
         thread (:meth:`chain`) sees the events before the batch until the batch is whole: the batch's
         positions are kept aside and published into ``last_pos`` only after the arrays they point into."""
-        number, step_no, status, last_pos = self.number, {s: n for n, s in enumerate(self.order)}, self.status, \
-            self.last_pos
+        number: Any = self._number if self._number is not None else _Finder(self)
+        step_no, status, last_pos = {s: n for n, s in enumerate(self.order)}, self.status, self.last_pos
         moved: dict[int, int] = {}  # instance -> its newest position in this batch
         ids: list[int] = []
         insts: list[int] = []
@@ -275,10 +317,13 @@ class _Index:
     def _expand(self, status: bytearray, step: str) -> None:
         """The foreach's items come into being, ready (those a breakpoint holds move on in their own event)."""
         a, b = self.first_item[step], self.start[step] + self.size[step]
-        copies = self.copies
+        copies = self.copies[a:b]
+        if not copies.strip(b"\0"):  # no item reused from a parent run: every absent one is ready
+            status[a:b] = status[a:b].replace(b"\0", _READY_BYTE)
+            return
         for i in range(a, b):
             if not status[i]:
-                status[i] = copies[i] or _READY  # an item a fork reused is there as it was copied
+                status[i] = copies[i - a] or _READY  # an item a fork reused is there as it was copied
 
     def position(self, event_id: int) -> int:
         """How many of the index's events are at or before *event_id*."""
@@ -487,7 +532,7 @@ class Moment:
         found = [i for i in range(a, a + ix.size[step]) if status[i] and (codes is None or status[i] in codes)]
         if text:
             needle = text.casefold()
-            keys = {n: k for (s, k), n in ix.number.items() if s == step}
+            keys = dict(enumerate(ix.keys()[step], a))
             hits = {i for i in found if needle in (keys.get(i) or "").casefold()}
             hits.update(self._said(step, [i for i in found if i not in hits], needle))
             found = [i for i in found if i in hits]
@@ -576,7 +621,7 @@ def rows_at(store: Store, m: Moment, step: str, numbers: Sequence[int]) -> list[
     events = replay.events_by_id(store, [eid for ids in chains.values() for eid in ids])
     newer: dict[int, list[Mapping[str, Any]]] = {}
     for e in store.event_rows(ix.run_id, folded, step=step, kinds=_ROW_KINDS):
-        n = ix.number.get((step, e["key"]))
+        n = ix.find(step, e["key"])
         if n in chains and int(e["id"]) not in events:
             newer.setdefault(n, []).append(e)
     out = []
@@ -587,7 +632,7 @@ def rows_at(store: Store, m: Moment, step: str, numbers: Sequence[int]) -> list[
         evs = [events[e] for e in chains[i] if e in events] + newer.get(i, [])
         before = [e for e in evs if e["id"] <= m.event_id]
         after = [e for e in evs if e["id"] > m.event_id]
-        out.append(_row_at(store, ix, r, before, after, m.status[i]))
+        out.append(_row_at(store, ix, r, before, after, m.status[i], ix.copies[i]))
     return out
 
 
@@ -596,12 +641,12 @@ _ROW_KINDS = (*STATE_KINDS, "output_changed", "inputs_changed")
 
 
 def _row_at(store: Store, ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any]],
-            after: list[Mapping[str, Any]], code: int) -> dict[str, Any]:
+            after: list[Mapping[str, Any]], code: int, copied: int) -> dict[str, Any]:
     """One instance's row at the moment from its events before it (and the old values of the edits after)."""
     row = dict(live)
     state_after = [e for e in after if e["kind"] in STATE_KINDS or e["kind"] == "started"]
     if state_after:
-        row.update(_replayed(ix, live, before, code))
+        row.update(_replayed(ix, live, before, code, copied))
     output_ok = row["status"] in ("succeeded", "skipped") or (
         row["status"] == "paused" and PauseReason.parse(row["pause_reason"]).when == When.AFTER.value)
     # the first re-run or output edit after the moment decides: a re-run's output (edited or not) is not
@@ -622,7 +667,8 @@ def _row_at(store: Store, ix: _Index, live: Mapping[str, Any], before: list[Mapp
     return row
 
 
-def _replayed(ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any]], code: int) -> dict[str, Any]:
+def _replayed(ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any]], code: int,
+              copied: int) -> dict[str, Any]:
     """The state columns of an instance after the events *before* (its status then is *code*)."""
     status = _NAME[code] or "pending"
     attempt = 0
@@ -657,7 +703,7 @@ def _replayed(ix: _Index, live: Mapping[str, Any], before: list[Mapping[str, Any
             deadline = data.get("deadline")
         elif kind in STATE_KINDS:
             pause_reason, held_by = None, []
-    if not before and code and code == ix.copies[ix.number[(live["step"], live["key"])]]:
+    if not before and code and code == copied:
         return {}  # copied from the parent run: as it is
     err_type = err_msg = None
     if error is not None:
@@ -718,7 +764,7 @@ class RunAt:
 
     def _typed_key(self, step: str | None, key: str | None) -> Any:
         ix = self._m.index
-        number = ix.number.get((step, key)) if step is not None and key is not None else None
+        number = ix.find(step, key) if step is not None and key is not None else None
         if number is None:
             return key
         row = replay.instance_rows_at(self.store, self.run_id, str(step), [ix.items[number]]).get(ix.items[number])
@@ -747,7 +793,7 @@ class RunAt:
         if step not in ix.order:
             raise NbflowError(f"run {self.run_id} has no step {step!r}; steps are: {', '.join(ix.order)}")
         k = key_text(key)
-        number = ix.number.get((step, k))
+        number = ix.find(step, k)
         if number is None or not self._m.status[number]:
             raise NbflowError(f"step {step!r} of run {self.run_id} had no instance with key {k} at event "
                               f"{self._m.n} ({_label(step, k)} did not exist yet)")
