@@ -162,8 +162,8 @@ class _Index:
         arrays = zlib.compress(b"".join(parts), 1)
         snaps = [s if k < self.zipped else zlib.compress(s, 1) for k, s in enumerate(self.snaps)]
         head = json.dumps({
-            "byteorder": sys.byteorder, "order": self.order, "start": self.start, "size": self.size,
-            "first_item": self.first_item, "run_ids": self.run_ids, "run_status": self.run_status,
+            "byteorder": sys.byteorder, "order": self.order, "kinds": self.kinds, "start": self.start,
+            "size": self.size, "first_item": self.first_item, "run_ids": self.run_ids, "run_status": self.run_status,
             "last": self.last, "low": self.low, "lengths": [len(p) for p in parts],
             "pieces": [len(arrays), len(self._keys()), *map(len, snaps)],
         }).encode()
@@ -226,7 +226,9 @@ class _Index:
         size = int.from_bytes(data[:8], "little")
         head = json.loads(data[8:8 + size])
         order = list(definition.order)
-        if (head["byteorder"], head["order"], head["low"]) != (sys.byteorder, order, b.low) or head["last"] > b.last:
+        kinds = {s: str(definition.steps[s].kind) for s in order}
+        if (head["byteorder"], head["order"], head["kinds"], head["low"]) != (sys.byteorder, order, kinds, b.low) \
+                or head["last"] > b.last:
             return None
         self = cls.__new__(cls)
         self.run_id, self.order, self.bounds, self.low, self.last = run_id, order, b, b.low, int(head["last"])
@@ -433,7 +435,7 @@ def _kept(store: Store, run_id: str, definition: StoredDefinition, b: replay.Bou
         return None
     try:
         return _Index.unpacked(saved[1], run_id, definition, b)
-    except (ValueError, KeyError, TypeError, zlib.error):  # a damaged row is only a cache: fold again
+    except (ValueError, KeyError, TypeError, IndexError, zlib.error):  # a damaged row is only a cache: fold again
         return None
 
 
