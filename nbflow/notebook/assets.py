@@ -41,9 +41,11 @@ def assets_id() -> str:
 @functools.cache
 def loader_esm() -> str:
     """The widget's ``_esm``: ``static/loader.js`` with this build's :func:`assets_id`, without its
-    comment lines (it is what each saved widget state carries)."""
-    text = (STATIC / "loader.js").read_text(encoding="utf-8")
-    return _COMMENT_LINE.sub("", text).replace(_PLACEHOLDER, assets_id())
+    comment lines, indentation and blank lines (it is what each saved widget state carries; the file
+    has no multi-line string)."""
+    text = _COMMENT_LINE.sub("", (STATIC / "loader.js").read_text(encoding="utf-8"))
+    lines = (line.strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line).replace(_PLACEHOLDER, assets_id()) + "\n"
 
 
 def assets_message() -> dict[str, str]:
