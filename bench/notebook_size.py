@@ -2,7 +2,9 @@
 0, 1 and 10 times in a notebook executed by real papermill (a kernel with no front end); the script
 prints the saved file's size, its widget state (``metadata.widgets``) and the growth per displayed
 run (target: <= 10 KB), and the widget state one live view of the same run would save from JupyterLab
-("Save Widget State Automatically"). Rounds are interleaved; figures are medians."""
+("Save Widget State Automatically"). ``--before TREE`` measures another checkout of nbflow (e.g. the
+commit before, from ``git archive``) in the same rounds, on PYTHONPATH. Rounds are interleaved;
+figures are medians."""
 from __future__ import annotations
 
 import argparse
@@ -48,9 +50,12 @@ def notebook(path: Path, displays: int) -> None:
     nbformat.write(nb, path)
 
 
-def executed(src: Path, out: Path, db: str) -> dict[str, Any]:
+def env_for(tree: str, db: str) -> dict[str, str]:
+    return {**os.environ, "NBFLOW_DB": db, "PYTHONPATH": tree}
+
+
+def executed(src: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
     """Run *src* with papermill in a subprocess (as `papermill IN OUT` would); the saved file's sizes."""
-    env = {**os.environ, "NBFLOW_DB": db}
     subprocess.run([sys.executable, "-m", "papermill", "--no-progress-bar", str(src), str(out)], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=out.parent)
     saved = json.loads(out.read_text())
@@ -60,12 +65,11 @@ def executed(src: Path, out: Path, db: str) -> dict[str, Any]:
     return {"bytes": out.stat().st_size, "widget_state": len(json.dumps(widgets)), "widget_views": views}
 
 
-def live_state(db: str) -> int:
+def live_state(env: dict[str, str]) -> int:
     """The JSON size of one live view's widget state (what JupyterLab saves per displayed run)."""
     code = SETUP + ("run = wf.run(); run.wait()\nfrom nbflow.notebook.widget import RunWidget\n"
                     "import json; w = RunWidget(run, live=False); print(len(json.dumps(w.get_state()))); w.close()")
-    out = subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "NBFLOW_DB": db},
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
     return int(out.stdout.split()[-1])
 
 
@@ -83,28 +87,10 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), load average {load}, Python {platform.python_version()}"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    print(machine())
-    sizes: dict[int, list[dict[str, Any]]] = {0: [], 1: [], 10: []}
-    seconds: dict[int, list[float]] = {n: [] for n in sizes}
-    floors: list[float] = []
-    lives: list[int] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        for r in range(args.rounds):
-            floors.append(floor())
-            for n in sizes:  # interleaved: one of each per round
-                src, out = base / f"in{n}.ipynb", base / f"out{n}_{r}.ipynb"
-                notebook(src, n)
-                t0 = time.perf_counter()
-                sizes[n].append(executed(src, out, f"sqlite:///{base / f'{n}_{r}.db'}"))
-                seconds[n].append(time.perf_counter() - t0)
-            lives.append(live_state(f"sqlite:///{base / f'live_{r}.db'}"))
+def report(label: str, sizes: dict[int, list[dict[str, Any]]], seconds: dict[int, list[float]],
+           lives: list[int]) -> None:
     med = {n: {k: statistics.median(s[k] for s in runs) for k in runs[0]} for n, runs in sizes.items()}
-    print(f"floor `python -c pass`: {statistics.median(floors) * 1000:.0f} ms (median of {len(floors)})")
+    print(f"\n{label}")
     print(f"{'displayed runs':>15} {'saved bytes':>12} {'widget state':>13} {'widget views':>13} {'papermill s':>12}")
     for n, m in med.items():
         print(f"{n:>15} {m['bytes']:>12,.0f} {m['widget_state']:>13,.0f} {m['widget_views']:>13.0f} "
@@ -114,6 +100,38 @@ def main() -> None:
     print(f"growth: first displayed run {first / 1024:.1f} KB, each further one {each / 1024:.1f} KB (target <= 10 KB)")
     print(f"one live view's widget state (saved by JupyterLab with the widget state): "
           f"{statistics.median(lives) / 1024:.1f} KB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--before", help="another nbflow checkout to measure in the same rounds")
+    args = ap.parse_args()
+    print(machine())
+    trees = {"this tree": str(Path(__file__).resolve().parents[1])}
+    if args.before:
+        trees = {"before": str(Path(args.before).resolve()), **trees}
+    sizes: dict[str, dict[int, list[dict[str, Any]]]] = {t: {0: [], 1: [], 10: []} for t in trees}
+    seconds: dict[str, dict[int, list[float]]] = {t: {n: [] for n in (0, 1, 10)} for t in trees}
+    lives: dict[str, list[int]] = {t: [] for t in trees}
+    floors: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        for n in (0, 1, 10):
+            notebook(base / f"in{n}.ipynb", n)
+        for r in range(args.rounds):
+            floors.append(floor())
+            for t, tree in trees.items():  # interleaved: each tree and each size once per round
+                for n in (0, 1, 10):
+                    db = f"sqlite:///{base / f'{len(t)}_{n}_{r}.db'}"
+                    t0 = time.perf_counter()
+                    sizes[t][n].append(executed(base / f"in{n}.ipynb", base / f"out{len(t)}_{n}_{r}.ipynb",
+                                                env_for(tree, db)))
+                    seconds[t][n].append(time.perf_counter() - t0)
+                lives[t].append(live_state(env_for(tree, f"sqlite:///{base / f'live{len(t)}_{r}.db'}")))
+    print(f"floor `python -c pass`: {statistics.median(floors) * 1000:.0f} ms (median of {len(floors)})")
+    for t in trees:
+        report(f"{t} ({trees[t]}), median of {args.rounds} rounds:", sizes[t], seconds[t], lives[t])
 
 
 if __name__ == "__main__":
