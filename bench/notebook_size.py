@@ -69,7 +69,8 @@ def live_state(env: dict[str, str]) -> int:
     """The JSON size of one live view's widget state (what JupyterLab saves per displayed run)."""
     code = SETUP + ("run = wf.run(); run.wait()\nfrom nbflow.notebook.widget import RunWidget\n"
                     "import json; w = RunWidget(run, live=False); print(len(json.dumps(w.get_state()))); w.close()")
-    out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True,
+                         cwd=tempfile.gettempdir())  # not this checkout: `-c` puts the cwd before PYTHONPATH
     return int(out.stdout.split()[-1])
 
 
