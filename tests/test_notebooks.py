@@ -5,6 +5,7 @@ person has a next cell that does what the person would (through the API, the mag
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -73,7 +74,9 @@ def execute(name: str, tmp_path: Path, db_url: str, before: dict[str, str] | Non
     for contains, code in (before or {}).items():
         at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and contains in c.source)
         nb.cells.insert(at, nbformat.v4.new_code_cell(code))
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    # as in the person's JupyterLab, the runs display as the widget (nbclient alone gets the static view)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute(
+        env={**os.environ, "NBFLOW_WIDGET": "live"})
     assert not (work / ".nbflow").exists(), "the notebook wrote a store of its own instead of using NBFLOW_DB"
     return Executed(nb, db_url)
 

@@ -1,4 +1,5 @@
-"""The live debugger widget: an anywidget whose ESM/CSS ship in ``static/`` (built from ``js/``).
+"""The live debugger widget: an anywidget whose ESM/CSS ship in ``static/`` (built from ``js/``), sent
+to the browser once per page, not in each widget's state (:mod:`nbflow.notebook.assets`).
 
 State comes from :mod:`nbflow.views` (counts by GROUP BY, one page of instance rows, one
 instance's detail), so a 10,000-item foreach ships counts and one page, never every row.
@@ -45,7 +46,6 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -59,12 +59,12 @@ from ..errors import NbflowError
 from ..run import Run
 from ..states import RunStatus
 from . import render
+from .assets import assets_message, loader_esm
 from .controller import PAGE_SIZE, Controller
 
 OPEN_RUN = "open_run"
 """The widget's own action (not the controller's: the sidebar's panel is of one run): show another run."""
 
-STATIC = Path(__file__).parent / "static"
 POLL_S = 0.1  # at most ~10 refreshes a second
 BUSY_FACTOR = 6  # wait at least 6x as long as a refresh took: the watcher takes < ~15% of the process
 FULL_REFRESH_S = 5.0  # re-read even without a change (an owner's lease can expire silently)
@@ -73,8 +73,9 @@ FULL_REFRESH_S = 5.0  # re-read even without a change (an owner's lease can expi
 class RunWidget(anywidget.AnyWidget):
     """The debugger view of one run: header, DAG, a paged instance table, an instance panel, actions."""
 
-    _esm = STATIC / "widget.js"
-    _css = STATIC / "widget.css"
+    _esm = loader_esm()
+    """A ~2 KB loader (what a saved widget state carries): the view's code and CSS come from the server
+    extension's static route or from :meth:`assets`, once per page. No ``_css``: the loader adds it."""
 
     run_id = traitlets.Unicode("").tag(sync=True)
     summary = traitlets.Dict().tag(sync=True)
@@ -205,6 +206,12 @@ class RunWidget(anywidget.AnyWidget):
             return self.apply("?", None), []
         return self.apply(msg.get("name"), msg.get("args")), []
 
+    @command
+    def assets(self, msg: Any, buffers: list[bytes]) -> tuple[dict[str, str], list[bytes]]:
+        """The anywidget command the loader invokes where the server extension does not serve the view:
+        its code and CSS (:func:`nbflow.notebook.assets.assets_message`)."""
+        return assets_message(), []
+
     def handle_message(self, content: Mapping[str, Any]) -> dict[str, Any]:
         """Apply one action given as ``{"action": name, **args}`` (``req``, if any, is echoed in
         :attr:`message`); returns the answer. A refused or invalid action sets :attr:`message` with
@@ -313,12 +320,30 @@ def widgets_supported() -> bool:
     return ip is not None and getattr(ip, "kernel", None) is not None
 
 
+def frontend_connected() -> bool:
+    """False when the cell being run was sent by a batch executor (papermill, nbclient, ``nbflow run``,
+    ``jupyter nbconvert --execute``), which runs no JavaScript: it asks with ``allow_stdin`` false
+    (it cannot answer ``input()``), where JupyterLab, Notebook, VS Code and consoles ask with true.
+    ``NBFLOW_WIDGET=live`` or ``static`` decides instead (e.g. ``live`` for Voila)."""
+    choice = os.environ.get("NBFLOW_WIDGET", "").strip().lower()
+    if choice in ("live", "static"):
+        return choice == "live"
+    try:
+        kernel: Any = getattr(get_ipython(), "kernel", None)
+        parent: Any = kernel.get_parent()  # the request of the cell being run (ipykernel >= 6)
+        allow_stdin = parent.get("content", {}).get("allow_stdin")
+    except Exception:  # noqa: BLE001 - no kernel, or one without get_parent: assume a front end, as before
+        return True
+    return allow_stdin is not False
+
+
 def mimebundle(run: Run, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``Run._repr_mimebundle_``: the widget view plus a static ``text/html`` (SVG or summary) and
-    ``text/plain``, so outputs saved without JavaScript still show the DAG."""
+    ``text/plain``, so outputs saved without JavaScript still show the DAG. A batch executor gets the
+    static view only (:func:`frontend_connected`): no widget, so no widget state in the saved notebook."""
     data: dict[str, Any] = dict(render.static_bundle(run))
     meta: dict[str, Any] = {}
-    if widgets_supported():
+    if widgets_supported() and frontend_connected():
         try:
             bundle = widget_for(run)._repr_mimebundle_()
             assert bundle is not None  # anywidget returns None only for a widget without a view name
@@ -332,4 +357,4 @@ def mimebundle(run: Run, include: Any = None, exclude: Any = None) -> tuple[dict
     return data, meta
 
 
-__all__ = ["PAGE_SIZE", "RunWidget", "mimebundle", "widget_for", "widgets_supported"]
+__all__ = ["PAGE_SIZE", "RunWidget", "frontend_connected", "mimebundle", "widget_for", "widgets_supported"]

@@ -1,6 +1,7 @@
 """The Jupyter server extension: a REST API over the store under ``/nbflow/api/`` and the
 external callback endpoint ``/nbflow/signal/<token>`` (see :mod:`nbflow.server.handlers`), and the
-debugger view's one action endpoint (:mod:`nbflow.server.controller`)."""
+debugger view's one action endpoint (:mod:`nbflow.server.controller`), and the widget's code and styles
+under ``/nbflow/static/`` (:mod:`nbflow.server.static`)."""
 from __future__ import annotations
 
 import os
@@ -28,9 +29,11 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app.settings["nbflow_db"] = url
     base = web_app.settings.get("base_url", "/")
     from .controller import handlers as controller_handlers
+    from .static import handlers as static_handlers
     from .worker import TakeoverHandler
 
-    routes = [*handlers(), *controller_handlers(), (r"nbflow/api/runs/([^/]+)/takeover", TakeoverHandler)]
+    routes = [*handlers(), *controller_handlers(), (r"nbflow/api/runs/([^/]+)/takeover", TakeoverHandler),
+              *static_handlers()]
     web_app.add_handlers(".*$", [(url_path_join(base, pattern), cls) for pattern, cls in routes])
     from ..store.urls import shown
 
