@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import diffs, frames, views
+from ._util import DISPLAY
 from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
 from .definition import StoredStep, WorkflowDef
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 Display = Callable[["Run", Any, Any], "tuple[dict[str, Any], dict[str, Any]]"]
 """How a run shows itself in a notebook: ``(run, include, exclude) -> (data, metadata)``."""
-_display: list[Display] = []  # the one installed (a list: set without a global statement)
+_display: list[Display] = DISPLAY  # the one installed (a list: set without a global statement)
 
 
 def use_display(display: Display) -> None:

@@ -153,3 +153,5 @@ def resume_notebook(obj: State, run_id: str, targets: Sequence[str], notebook: P
                    f"`%nbflow run` or nbflow.batch.run_or_resume(wf, ...), which honour {PARAM_RESUME}", err=True)
     _report(obj, fmt, result, str(notebook))
 
+
+COMMANDS = (run_cmd,)
