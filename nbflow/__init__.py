@@ -126,7 +126,7 @@ def attach(run_id: str, store: str | Store | None = None) -> Run:
     """Debug a stored run from here. If its owner is gone (a batch run that paused and exited, a
     crashed kernel), this process takes it over with the code pinned in the store; otherwise (a live
     owner, or a finished run) the handle reads the run and its verbs go to the owner."""
-    from .engine.lifecycle import owner_alive as owner_alive
+    from .engine.owners import owner_alive
     from .run import Run, resume_pinned
     from .states import RunStatus
     from .store import Store

@@ -17,8 +17,7 @@ from ._jsontext import to_json_text
 from ._util import jsonable
 from .breakpoints import Action, Breakpoint, key_value
 from .definition import StoredDefinition
-from .engine.lifecycle import owner_alive, owner_text
-from .engine.pinning import Use
+from .engine.owners import owner_alive, owner_text
 from .errors import NbflowError
 from .states import BREAK_ON_ERROR, STEPPED_OVER, TASK_ITEM, InstanceStatus, PauseReason, RunStatus, label
 from .store import Store, queries, replay
@@ -343,6 +342,8 @@ def _base_view(
 ) -> dict[str, Any]:
     """The fields :func:`run_view` and :func:`run_state` share: the run, the DAG with counts and each
     step's newest code change, progress."""
+    from .engine.pinning import Use  # cloudpickle: only for the views that show a run's steps
+
     all_counts: Counter[str] = Counter()
     nodes = []
     for s in definition.order:

@@ -130,7 +130,7 @@ def resume_notebook(obj: State, run_id: str, targets: Sequence[str], notebook: P
                     kernel: str | None = None) -> None:
     """``nbflow resume RUN --notebook NB``: re-execute NB with ``nbflow_resume=RUN``; its workflow
     attaches to the stored run with today's code, and resumes every paused instance."""
-    from ..engine.lifecycle import owner_alive, owner_text
+    from ..engine.owners import owner_alive, owner_text
 
     if targets:
         raise click.UsageError("--notebook resumes every paused instance; name no STEP[:KEY] with it")
