@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -41,8 +42,18 @@ def machine() -> dict[str, Any]:
             "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
 
 
-def env_for(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree)}
+PYCACHE = tempfile.mkdtemp(prefix="nbflow-latency-pycache-")
+"""Compiled files for every process measured (``PYTHONPYCACHEPREFIX``): each figure is with compiled
+files, as an installed package runs, and the trees measured are not written to. Warmed by a first round
+that is not counted."""
+
+
+def env_for(tree: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    return env
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> float:
@@ -198,28 +209,33 @@ def main() -> None:
         store_of_runs(url, args.runs)
         report["store_of_runs_setup_s"] = round(time.perf_counter() - t0, 1)
         resume_url = f"sqlite:///{d}/resume.db"
-        run = paused_run(resume_url, args.rounds * len(trees))
+        run = paused_run(resume_url, (args.rounds + 1) * len(trees))
         floors: dict[str, Callable[[], float]] = {
-            "floor: python -c pass": lambda: timed([py, "-c", "pass"], dict(os.environ)),
-            "floor: import sqlalchemy": lambda: timed([py, "-c", "import sqlalchemy"], dict(os.environ)),
-            "floor: import click, sqlalchemy": lambda: timed([py, "-c", "import click, sqlalchemy"], dict(os.environ)),
+            "floor: python -c pass": lambda: timed([py, "-c", "pass"], env_for()),
+            "floor: import sqlalchemy": lambda: timed([py, "-c", "import sqlalchemy"], env_for()),
+            "floor: import click, sqlalchemy": lambda: timed([py, "-c", "import click, sqlalchemy"], env_for()),
         }
         samples: dict[str, list[float]] = {name: [] for name in floors}
         sqlite_us: list[float] = []
         key = 0
-        for _ in range(args.rounds):
+        for r in range(args.rounds + 1):  # round 0 writes the compiled files and is not counted
+            def keep(name: str, took: float, r: int = r) -> None:
+                if r:
+                    samples.setdefault(name, []).append(took)
+
             for name, fn in floors.items():
-                samples[name].append(fn())
-            sqlite_us.append(sqlite_floor(d) * 1e6)
+                keep(name, fn())
+            if r:
+                sqlite_us.append(sqlite_floor(d) * 1e6)
             for tree in trees:
                 env = env_for(tree)
                 tag = f" [{tree}]" if len(trees) > 1 else ""
                 for name, cmd in (("import nbflow", [py, "-c", "import nbflow"]),
                                   ("nbflow --help", [py, "-m", "nbflow", "--help"]),
                                   (f"nbflow runs ({args.runs} runs)", [py, "-m", "nbflow", "--db", url, "runs"])):
-                    samples.setdefault(name + tag, []).append(timed(cmd, env))
-                samples.setdefault("nbflow resume: launch to the instance running in the owner" + tag, []).append(
-                    resume_latency(run, key, resume_url, env))
+                    keep(name + tag, timed(cmd, env))
+                keep("nbflow resume: launch to the instance running in the owner" + tag,
+                     resume_latency(run, key, resume_url, env))
                 key += 1
         run.cancel()
         for k in range(args.kernel_rounds):
@@ -240,6 +256,7 @@ def main() -> None:
                         papermill_time(plain, d, env))
                     samples.setdefault("papermill: with the nbflow cells" + tag, []).append(
                         papermill_time(with_nbflow, d, env))
+    shutil.rmtree(PYCACHE, ignore_errors=True)
     report["median_ms"] = {name: median_ms(xs) for name, xs in samples.items()}
     report["floor: sqlite3 transaction, in process (median us)"] = round(statistics.median(sqlite_us), 1)
     report["all_ms"] = {name: [round(x * 1e3, 1) for x in xs] for name, xs in samples.items()}
