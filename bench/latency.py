@@ -178,12 +178,12 @@ def papermill_notebook(path: Path, with_nbflow: bool) -> None:
     nbformat.write(nb, path)
 
 
-def papermill_time(src: Path, d: str, env: dict[str, str]) -> float:
+def papermill_time(src: Path, d: str, env: dict[str, str], store: str) -> float:
+    """One ``papermill.execute_notebook`` in a new process, against *store* (a batch job's store, reused)."""
     out = Path(d) / f"out-{time.monotonic_ns()}.ipynb"
     code = (f"import papermill; papermill.execute_notebook({str(src)!r}, {str(out)!r}, kernel_name='python3', "
             "progress_bar=False)")
-    return timed([sys.executable, "-c", code], {**env, "NBFLOW_DB": f"sqlite:///{d}/pm-{time.monotonic_ns()}.db"},
-                 cwd=d)
+    return timed([sys.executable, "-c", code], {**env, "NBFLOW_DB": store}, cwd=d)
 
 
 def median_ms(xs: list[float]) -> float:
@@ -248,14 +248,14 @@ def main() -> None:
             plain, with_nbflow = Path(d) / "plain.ipynb", Path(d) / "with_nbflow.ipynb"
             papermill_notebook(plain, False)
             papermill_notebook(with_nbflow, True)
-            for _ in range(args.papermill_rounds):
-                for tree in trees:
+            for r in range(args.papermill_rounds + 1):  # round 0 creates each tree's store: not counted
+                for i, tree in enumerate(trees):
                     tag = f" [{tree}]" if len(trees) > 1 else ""
-                    env = env_for(tree)
-                    samples.setdefault("papermill: without the nbflow cells" + tag, []).append(
-                        papermill_time(plain, d, env))
-                    samples.setdefault("papermill: with the nbflow cells" + tag, []).append(
-                        papermill_time(with_nbflow, d, env))
+                    env, store = env_for(tree), f"sqlite:///{d}/papermill-{i}.db"
+                    for name, nb in (("without", plain), ("with", with_nbflow)):
+                        took = papermill_time(nb, d, env, store)
+                        if r:
+                            samples.setdefault(f"papermill: {name} the nbflow cells" + tag, []).append(took)
     shutil.rmtree(PYCACHE, ignore_errors=True)
     report["median_ms"] = {name: median_ms(xs) for name, xs in samples.items()}
     report["floor: sqlite3 transaction, in process (median us)"] = round(statistics.median(sqlite_us), 1)
