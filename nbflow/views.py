@@ -196,6 +196,16 @@ def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     for per_status in instance_counts(store, row["id"]).values():
         counts.update(per_status)
+    return _summary(row, counts)
+
+
+def run_summaries(store: Store, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`run_summary` of each of *rows*, their counts from one query (``nbflow runs``)."""
+    counts = queries.status_counts_of_runs(store, [row["id"] for row in rows])
+    return [_summary(row, Counter(counts.get(row["id"], {}))) for row in rows]
+
+
+def _summary(row: Mapping[str, Any], counts: Counter[str]) -> dict[str, Any]:
     return {
         **_run_fields(row),
         "paused": counts.get(InstanceStatus.PAUSED.value, 0),
@@ -485,6 +495,7 @@ __all__ = [
     "paused_instances",
     "run_state",
     "run_state_at",
+    "run_summaries",
     "run_summary",
     "run_view",
     "shown_key",

@@ -44,7 +44,7 @@ def runs_cmd(obj: State, workflow: str | None, status: tuple[str, ...], limit: i
     """List runs, newest first."""
     store = obj.store
     rows = store.run_rows(workflow=workflow, status=list(status) or None, limit=limit or None)
-    items = [views.run_summary(store, r) for r in rows]
+    items = views.run_summaries(store, rows)
     if obj.format(fmt) == "json":
         emit_json(items)
         return
