@@ -31,6 +31,21 @@ def test_nbflow_help_imports_neither_the_store_nor_rich() -> None:
     assert imported_after(code, *HEAVY, "rich", "cloudpickle", "nbflow.store") == []
 
 
+def test_nbflow_runs_imports_neither_the_engine_nor_run_nor_the_notebook_side(db_url: str) -> None:
+    wf = nbflow.Workflow("listed", store=db_url)
+
+    @wf.step
+    def one() -> int:
+        return 1
+
+    listed = wf.run()
+    assert listed.wait() == "succeeded"
+    code = (f"from nbflow.cli import main\ntry:\n    main(['--db', {db_url!r}, 'runs'])\nexcept SystemExit:\n    pass")
+
+    assert imported_after(code, "nbflow.engine.scheduler", "nbflow.engine.lifecycle", "nbflow.run", "rich.live",
+                          "IPython", "alembic", "papermill", "anywidget") == []
+
+
 def test_every_public_name_is_the_object_its_module_defines() -> None:
     for name in nbflow.__all__:
         value = getattr(nbflow, name)
