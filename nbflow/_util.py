@@ -16,6 +16,10 @@ from ._jsontext import has_lone_surrogate, to_json_text, utf8_text
 
 HOST = socket.gethostname()
 
+DISPLAY: list[Any] = []
+"""The rich display of runs (``nbflow.run.use_display``): here, below everything, so that ``import nbflow``
+installs the notebook's without importing ``Run``."""
+
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbflow_actor", default=None)
 
 

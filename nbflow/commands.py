@@ -22,7 +22,7 @@ from .breakpoints import (
     validate,
 )
 from .definition import StoredDefinition, StoredStep
-from .engine.lifecycle import live, owner_alive, owner_text
+from .engine.owners import live, owner_alive, owner_text
 from .errors import CommandRefused
 from .signals import SignalRefused, read_token
 from .states import InstanceStatus as S

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import diffs, frames, views
+from . import views
+from ._util import DISPLAY
 from .breakpoints import Breakpoint, key_text, key_value
 from .commands import CommandResult, submit
 from .definition import StoredStep, WorkflowDef
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 Display = Callable[["Run", Any, Any], "tuple[dict[str, Any], dict[str, Any]]"]
 """How a run shows itself in a notebook: ``(run, include, exclude) -> (data, metadata)``."""
-_display: list[Display] = []  # the one installed (a list: set without a global statement)
+_display: list[Display] = DISPLAY  # the one installed (a list: set without a global statement)
 
 
 def use_display(display: Display) -> None:
@@ -280,12 +281,16 @@ class Run:
         """The run as a pandas DataFrame, one row per instance of *step* (of every step, with a ``step``
         column, when None): key, status, attempts, times, error, output and one column per input. Values
         stored as files stay :class:`nbflow.ValueRef` unless ``values="load"``. Reads the store only."""
+        from . import frames  # pandas' side of a run: imported for its first frame
+
         return frames.frame(self.store, self.id, step, values=values)
 
     def diff(self, other: Run | str) -> dict[str, list[dict[str, Any]]]:
         """What differs between this run's outputs (``before``) and *other*'s (``after``), instance by
         instance: ``{"changed": [...], "added": [...], "removed": [...]}``, each ``{"step", "key",
         "before", "after"}``. Both runs must be of this workflow. Reads the store only."""
+        from . import diffs
+
         if isinstance(other, Run):
             return diffs.diff(self.store, self.id, other.id, other.store)
         return diffs.diff(self.store, self.id, other)

@@ -17,8 +17,7 @@ from ._jsontext import to_json_text
 from ._util import jsonable
 from .breakpoints import Action, Breakpoint, key_value
 from .definition import StoredDefinition
-from .engine.lifecycle import owner_alive, owner_text
-from .engine.pinning import Use
+from .engine.owners import owner_alive, owner_text
 from .errors import NbflowError
 from .states import BREAK_ON_ERROR, STEPPED_OVER, TASK_ITEM, InstanceStatus, PauseReason, RunStatus, label
 from .store import Store, queries, replay
@@ -197,6 +196,16 @@ def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     for per_status in instance_counts(store, row["id"]).values():
         counts.update(per_status)
+    return _summary(row, counts)
+
+
+def run_summaries(store: Store, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`run_summary` of each of *rows*, their counts from one query (``nbflow runs``)."""
+    counts = queries.status_counts_of_runs(store, [row["id"] for row in rows])
+    return [_summary(row, Counter(counts.get(row["id"], {}))) for row in rows]
+
+
+def _summary(row: Mapping[str, Any], counts: Counter[str]) -> dict[str, Any]:
     return {
         **_run_fields(row),
         "paused": counts.get(InstanceStatus.PAUSED.value, 0),
@@ -343,6 +352,8 @@ def _base_view(
 ) -> dict[str, Any]:
     """The fields :func:`run_view` and :func:`run_state` share: the run, the DAG with counts and each
     step's newest code change, progress."""
+    from .engine.pinning import Use  # cloudpickle: only for the views that show a run's steps
+
     all_counts: Counter[str] = Counter()
     nodes = []
     for s in definition.order:
@@ -484,6 +495,7 @@ __all__ = [
     "paused_instances",
     "run_state",
     "run_state_at",
+    "run_summaries",
     "run_summary",
     "run_view",
     "shown_key",

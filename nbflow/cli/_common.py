@@ -7,18 +7,22 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from .._util import dumps, parse_json
-from ..breakpoints import parse_target
 from ..errors import NbflowError
 from ..states import InstanceStatus, RunStatus, label
-from ..store import Store, urls
-from ..store.store import error_text, store_error
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from ..store import Store
+
+# rich, the store (SQLAlchemy) and the engine are imported where they are used, not here: ``nbflow
+# --help`` imports this module and none of them (bench/latency.py).
 
 APPLY_WAIT_S = 10.0
 """How long a verb sent to a live owner waits to report the owner's answer (it applies within ~0.1 s)."""
@@ -46,6 +50,8 @@ class State:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from ..store import Store, urls
+
             try:
                 self._store = Store.open(self.db)
             except urls.BadUrl as exc:
@@ -73,7 +79,14 @@ class Group(click.Group):
             return super().invoke(ctx)
         except NbflowError as exc:
             raise click.ClickException(str(exc)) from None
-        except urls.DATABASE_ERRORS as exc:  # a query the store's own mapping did not see
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            from ..store import urls
+            from ..store.store import error_text, store_error
+
+            if not isinstance(exc, urls.DATABASE_ERRORS):  # a query the store's own mapping did not see
+                raise
             obj = ctx.obj
             known = obj._store if isinstance(obj, State) else None
             where = known.where if known is not None else f"the store {getattr(obj, 'db', None) or '(default)'}"
@@ -102,6 +115,8 @@ def emit_json(value: Any) -> None:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
@@ -116,11 +131,15 @@ def local_time(iso: str | None) -> str:
 
 
 def status_text(status: str) -> Text:
+    from rich.text import Text
+
     return Text(status, style=STYLE.get(status, ""))
 
 
 def counts_text(counts: Mapping[str, int]) -> Text:
     """A step's per-status counts, coloured, the zero ones left out (``succeeded 983  paused 17``)."""
+    from rich.text import Text
+
     out = Text()
     for st, n in counts.items():
         if n:
@@ -172,6 +191,8 @@ Groups = Sequence[tuple[str | None, list[str] | None]]
 
 def groups_of(targets: Iterable[str]) -> list[tuple[str, list[str] | None]]:
     """``["enrich:3", "enrich:5", "report"]`` -> ``[("enrich", ["3", "5"]), ("report", None)]``."""
+    from ..breakpoints import parse_target
+
     by: dict[str, list[str] | None] = {}
     for text in targets:
         step, key = parse_target(text)

@@ -133,3 +133,5 @@ def breakpoint_rm(obj: State, workflow: str | None, run_id: str | None, target: 
     scope = f"run {run_id}" if run_id else f"workflow {name!r}"
     click.echo(f"removed {n} breakpoint(s) on {target_text(step, key)} from {scope}")
 
+
+COMMANDS = (breakpoint_grp,)

@@ -130,7 +130,7 @@ def resume_notebook(obj: State, run_id: str, targets: Sequence[str], notebook: P
                     kernel: str | None = None) -> None:
     """``nbflow resume RUN --notebook NB``: re-execute NB with ``nbflow_resume=RUN``; its workflow
     attaches to the stored run with today's code, and resumes every paused instance."""
-    from ..engine.lifecycle import owner_alive, owner_text
+    from ..engine.owners import owner_alive, owner_text
 
     if targets:
         raise click.UsageError("--notebook resumes every paused instance; name no STEP[:KEY] with it")
@@ -153,3 +153,5 @@ def resume_notebook(obj: State, run_id: str, targets: Sequence[str], notebook: P
                    f"`%nbflow run` or nbflow.batch.run_or_resume(wf, ...), which honour {PARAM_RESUME}", err=True)
     _report(obj, fmt, result, str(notebook))
 
+
+COMMANDS = (run_cmd,)

@@ -11,13 +11,10 @@ from rich.text import Text
 
 from .. import views
 from .._util import dumps
-from ..commands import check_target
 from ..errors import CommandRefused
-from ..run import Run
 from ..states import BREAK_ON_ERROR, STEPPED_OVER, StepKind
 from ..store import Store
 from ..verbs import allowed_verbs
-from . import watch
 from ._common import (
     ATTENTION,
     INSTANCE_STATUSES,
@@ -47,7 +44,7 @@ def runs_cmd(obj: State, workflow: str | None, status: tuple[str, ...], limit: i
     """List runs, newest first."""
     store = obj.store
     rows = store.run_rows(workflow=workflow, status=list(status) or None, limit=limit or None)
-    items = [views.run_summary(store, r) for r in rows]
+    items = views.run_summaries(store, rows)
     if obj.format(fmt) == "json":
         emit_json(items)
         return
@@ -75,6 +72,13 @@ def _owner_cell(view: Mapping[str, Any]) -> Text:
 
 
 # ---------------------------------------------------------------------------------- show
+def _check_interval(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """``--interval``'s check (:func:`.watch.check_interval`; rich's live display is imported for ``--watch``)."""
+    from .watch import check_interval
+
+    return check_interval(ctx, param, value)
+
+
 @click.command("show")
 @click.argument("run_id", metavar="RUN")
 @click.argument("target", required=False, metavar="[STEP[:KEY]]")
@@ -88,7 +92,7 @@ def _owner_cell(view: Mapping[str, Any]) -> Text:
 @click.option("--watch", "watching", is_flag=True,
               help="Redraw the view live (progress, counts per step, what is paused and what holds it) until the "
                    "run finishes or pauses (exit 0), or is interrupted (exit 1); Ctrl-C stops watching (exit 130).")
-@click.option("--interval", type=float, default=None, callback=watch.check_interval, metavar="SECONDS",
+@click.option("--interval", type=float, default=None, callback=_check_interval, metavar="SECONDS",
               help="With --watch: how often to look for changes (default 0.5).")
 @fmt_option
 @click.pass_obj
@@ -108,6 +112,8 @@ def show_cmd(obj: State, run_id: str, target: str | None, inst_status: tuple[str
         if obj.format(fmt) == "json":
             raise click.UsageError("--watch draws for people and does not go with -o json; a script polls "
                                    f"`nbflow show {run_id} -o json` (its `status` is paused or finished when done)")
+        from . import watch
+
         watch.watch(store, run_id, 0.5 if interval is None else interval)
         return
     if target is not None:
@@ -216,6 +222,8 @@ def _one_target(store: Store, row: Mapping[str, Any], target: str) -> tuple[str,
     ((step, keys),) = groups_of([target])
     key = keys[0] if keys else None
     if key is None or views.instance_stamp(store, row["id"], step, key) is None:
+        from ..commands import check_target
+
         check_target(store, row, step, keys)
     return step, key
 
@@ -396,6 +404,8 @@ def dead_letters_cmd(obj: State, run_id: str, step: str | None, fmt: str | None)
     steps = definition.steps
     if step is not None and step not in steps:
         raise CommandRefused(definition.no_step(run_id, step))
+    from ..run import Run
+
     items = [dead_letter_view(v) for v in Run(store, run_id).dead_letters(step)]
     if obj.format(fmt) == "json":
         emit_json(items)

@@ -260,3 +260,6 @@ def errors_cmd(obj: State, run_id: str, step: str | None, limit: int, fmt: str |
     for line in (f"nbflow retry {run_id} {step} --group N", f"nbflow skip {run_id} {step} --group N --output JSON",
                  f"nbflow set {run_id} {step} --group N --expr EXPR --reason TEXT [--dry-run]"):
         con.print(Text("  " + line, style="dim"), soft_wrap=True)
+
+
+COMMANDS = (errors_cmd,)

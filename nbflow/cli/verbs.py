@@ -45,7 +45,6 @@ from ._common import (
     status_text,
     target_text,
 )
-from .notebooks import resume_notebook
 from .triage import (
     PREVIEW,
     Selection,
@@ -203,6 +202,8 @@ def resume_cmd(
     if notebook is not None:
         if executor is not None:
             raise click.UsageError("--executor does not go with --notebook (set NBFLOW_EXECUTOR for the notebook)")
+        from .notebooks import resume_notebook  # papermill's side: only for --notebook
+
         resume_notebook(obj, run_id, targets, notebook, nb_output, nb_params, force, fmt)
         return
     if nb_output is not None or nb_params:

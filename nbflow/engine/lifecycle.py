@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._util import HOST, current_actor, now, pid_alive, process_started_at
+from .._util import HOST, current_actor, now
 from ..breakpoints import Breakpoint, normalize, validate
 from ..definition import Plan, StepSpec, StoredDefinition, StoredStep, WorkflowDef, version_of
 from ..errors import DefinitionError, OwnershipError, StoreError
@@ -28,14 +28,14 @@ from ..store import runs as run_rows
 from . import forks, pinning, source_lines
 from .adopt import ADOPT_WAIT_S, code_changed_data, step_diff
 from .backends import resolve
+from .owners import LEASE_S as LEASE_S  # re-exported: they were defined here
+from .owners import _live, _live_lock
+from .owners import live as live
+from .owners import owner_alive as owner_alive
+from .owners import owner_text as owner_text
 from .pinning import Use
 from .scheduler import Scheduler
 
-LEASE_S = 15.0
-"""A run whose owner on another host has not heartbeat for this long is interrupted."""
-
-_live: dict[str, Scheduler] = {}
-_live_lock = threading.Lock()
 _stopped: dict[str, BaseException] = {}
 """Runs whose scheduler in this process stopped on an error, and the error (until it drives them again)."""
 
@@ -47,12 +47,6 @@ class Taken:
 
     run_id: str
     workflow: WorkflowDef
-
-
-def live(run_id: str) -> Scheduler | None:
-    """The scheduler driving *run_id* in this process, if any."""
-    sched = _live.get(run_id)
-    return sched if sched is not None and sched.alive() else None
 
 
 def redefined(wf: WorkflowDef) -> None:
@@ -82,33 +76,6 @@ def forget(sched: Scheduler) -> None:
 def stopped_error(run_id: str) -> BaseException | None:
     """The error that stopped this process's scheduler of *run_id*, if that is how it last ended here."""
     return _stopped.get(run_id)
-
-
-def owner_alive(row: Mapping[str, Any]) -> bool:
-    """Whether the run's owner still drives it. Same host: by pid (at once); other hosts: by lease."""
-    if not row["owner_id"]:
-        return False
-    if row["owner_host"] == HOST:
-        if row["owner_pid"] == os.getpid():
-            sched = live(row["id"])
-            return sched is not None and sched.owner_id == row["owner_id"]
-        pid = int(row["owner_pid"] or 0)
-        if not pid_alive(pid):
-            return False
-        # A process that started after the owner's last heartbeat is not the owner: its pid was reused
-        # (a restarted container or machine hands out the same low pids again). The 2 s allow for
-        # start times known to the second.
-        started = process_started_at(pid)
-        return started is None or row["heartbeat_at"] is None or started <= row["heartbeat_at"] + 2.0
-    return row["heartbeat_at"] is not None and now() - row["heartbeat_at"] < LEASE_S
-
-
-def owner_text(row: Mapping[str, Any]) -> str:
-    """Who drives the run, for people: ``pid 123 on host``; ``nobody`` for an unfinished run no
-    process holds (a batch run that paused and exited); ``none: the run is finished`` once it is."""
-    if RunStatus(row["status"]).terminal:
-        return "none: the run is finished"
-    return f"pid {row['owner_pid']} on {row['owner_host']}" if row["owner_id"] else "nobody"
 
 
 def pin(wf: WorkflowDef, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]]:
