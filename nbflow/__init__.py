@@ -140,7 +140,7 @@ def attach(run_id: str, store: str | Store | None = None) -> Run:
 
 def _notebook_display(run: Run, include: Any, exclude: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """A run's rich display: the live widget, a static SVG and text (imported on first display)."""
-    from .notebook.widget import mimebundle
+    from .notebook.display import mimebundle
 
     return mimebundle(run, include, exclude)
 

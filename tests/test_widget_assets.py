@@ -154,6 +154,22 @@ def test_a_papermill_notebook_saves_the_static_view_and_no_widget_state(db_url: 
     assert not saved["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state")
 
 
+def test_a_papermill_notebooks_displays_import_no_widget_library(db_url: str, tmp_path: Path) -> None:
+    """The static view needs neither anywidget nor ipywidgets: a batch run does not pay their import."""
+    import papermill
+
+    src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    probe = "import sys; print(sorted(m for m in ('anywidget', 'ipywidgets') if m in sys.modules))"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (SETUP, SHOW, probe)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src)
+    papermill.execute_notebook(str(src), str(out), cwd=str(tmp_path), progress_bar=False)
+
+    cells = json.loads(out.read_text())["cells"]
+    assert any("<svg" in "".join(o.get("data", {}).get("text/html", "")) for o in cells[1]["outputs"])
+    assert "".join(cells[2]["outputs"][0]["text"]).strip() == "[]"
+
+
 def test_each_displayed_run_adds_at_most_10_kb_to_a_papermill_notebook(db_url: str, tmp_path: Path) -> None:
     one, three = _batch(tmp_path, 1), _batch(tmp_path, 3)
 
