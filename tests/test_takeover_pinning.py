@@ -160,25 +160,45 @@ def test_a_changed_option_pins_that_step_again(db_url: str) -> None:
     assert pinned_workflow(wf.store, "tk_pin", run.version).steps["scale"].retries == 3
 
 
-def test_a_step_reading_a_notebook_object_is_still_pickled_and_keeps_its_version(db_url: str) -> None:
-    """An instance of a notebook's class has no fingerprint: its step is pickled, as before, and the
-    same bytes keep the run's version."""
+def test_a_step_reading_a_notebook_object_is_still_pickled(db_url: str) -> None:
+    """An instance of a notebook's class has no fingerprint: its step is pickled, as before (the
+    others are not), and the run goes on with today's object."""
     extra = textwrap.dedent('''
         class Unit:
             def __init__(self, n):
                 self.n = n
 
-        UNIT = Unit(1)
+        UNIT = Unit({n})
 
         def report(cut):
             return sum(cut) * UNIT.n
     ''')
-    wf = define(db_url, extra=extra)
+    wf = define(db_url, extra=extra.format(n=1))
     run = wf.run(breakpoints=["cut"])
     assert run.wait(timeout=60) == "paused"
     stop_all()
-    wf = define(db_url, extra=extra)
+    wf = define(db_url, extra=extra.format(n=2))
     with pickled_steps() as pickled:
         taken = wf.attach(run.id)
     assert pickled == ["report"]
-    assert taken.version == run.version
+    taken.resume()
+    assert taken.wait(timeout=60) == "succeeded"
+    assert taken.output("report") == 120
+
+
+def test_a_changed_helper_pins_the_step_that_calls_it_again(db_url: str) -> None:
+    """The step's own source is the same; the notebook function it calls changed."""
+    helper = "\ndef helper(total):\n    return total + {}\n\ndef report(cut):\n    return helper(sum(cut))\n"
+    wf = define(db_url, extra=helper.format(1))
+    run = wf.run(breakpoints=["cut"])
+    assert run.wait(timeout=60) == "paused"
+    old_version = run.version
+    stop_all()
+    wf = define(db_url, extra=helper.format(2))
+    with pickled_steps() as pickled:
+        taken = wf.attach(run.id)
+    assert pickled == ["report"]
+    assert taken.version != old_version
+    taken.resume()
+    assert taken.wait(timeout=60) == "succeeded"
+    assert taken.output("report") == 62

@@ -536,25 +536,28 @@ def fingerprint(spec: Any) -> str | None:
     pickle can tell (see above). Equal fingerprints and equal definitions pin equal code."""
     fields = getattr(spec, "__dict__", None)
     if fields is None or _PINNED in fields or _by_reference is None:
-        return None  # pinned code loaded here: pickle_step returns its bytes at once
+        return None  # (pinned code loaded here: pickle_step returns its bytes at once)
     kind, retry_on = fields.get("kind"), fields.get("retry_on")
-    if type(fields.get("backoff")) is not Backoff or not isinstance(kind, enum.Enum) or type(retry_on) is not tuple:
+    if type(fields.get("backoff")) is not Backoff or type(retry_on) is not tuple:
+        return None  # the definition holds their values: these are the types it assumes
+    if not isinstance(kind, enum.Enum) or not _importable(type(kind)):
         return None
     by_value = frozenset({"__main__"} if _in_notebook(spec) else {
         getattr(f, "__module__", None) for f in (spec.fn, spec.key) if f is not None})
     fp = _Fingerprinter(by_value)
     try:
         head = (_qualified(type(spec)), tuple(fields), sorted(by_value, key=str), _qualified(type(kind)),
-                fp.field(retry_on) if _importable(type(kind)) else fp.value(kind),
+                fp.field(retry_on),
                 [(k, v if type(v) in _ATOMS else fp.field(v)) for k, v in fields.items() if k not in _IN_DEFINITION])
         # marshal's format 2 keeps no references (those depend on reference counts): the same data
         # gives the same bytes in every process of the same Python (the salt names it).
         text = marshal.dumps((_FP_SALT, head, fp.parts), 2)
-    except (_NoFingerprint, RecursionError, TypeError, ValueError, AttributeError):
+    except Exception:  # noqa: BLE001 - _NoFingerprint, or anything an odd object raises: pickling will tell
         return None
     if len(text) > _FP_BYTES:
         return None
     return hashlib.sha256(text).hexdigest()
+
 
 __all__ = [
     "LARGE_GLOBAL_BYTES", "Missing", "Use", "fingerprint", "functions", "loads", "notebook_uses", "pickle_step",
