@@ -414,11 +414,16 @@ class _Fingerprinter:
         self.memo: dict[int, int] = {}
         self.keep: list[Any] = []  # what memo's ids stand for, alive until the end
         self.items = 0
+        self.size = 0  # the characters and bytes of the strings read so far
         self.parts: list[Any] = []
 
     def value(self, v: Any, same: bool = True) -> Any:
         t = type(v)
         if t in _ATOMS:
+            if t is str or t is bytes:
+                self.size += len(v)
+                if self.size > _FP_BYTES:  # large data (a notebook use): not copied to find that out
+                    raise _NoFingerprint
             return v
         tag = _CONTAINERS.get(t)
         if tag is not None:
