@@ -348,6 +348,7 @@ class StoredStep:
     code_sha256: str | None = None
     uses: tuple[Mapping[str, Any], ...] = ()
     origins: tuple[Any, ...] = ()
+    fingerprint: str | None = None  # what the pickle was made from (``engine.pinning.fingerprint``), when known
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -378,6 +379,7 @@ class StoredStep:
             code_sha256=data.get("code_sha256"),
             uses=tuple(_frozen(u) for u in data.get("uses", ())),
             origins=tuple(data.get("origins", ())),
+            fingerprint=data.get("fingerprint"),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -398,6 +400,8 @@ class StoredStep:
             out["code_sha256"] = self.code_sha256
         out["uses"] = [dict(u) for u in self.uses]
         out["origins"] = list(self.origins)
+        if self.fingerprint is not None:
+            out["fingerprint"] = self.fingerprint
         return out
 
 

@@ -78,28 +78,82 @@ def stopped_error(run_id: str) -> BaseException | None:
     return _stopped.get(run_id)
 
 
-def pin(wf: WorkflowDef, plan: Plan) -> tuple[dict[str, Any], str, dict[str, bytes]]:
+@dataclass(frozen=True)
+class Known:
+    """A pinned version that today's code is compared with (the run's, in a takeover): a step whose
+    fingerprint is the one stored keeps its pinned code and hash, without pickling it again."""
+
+    version: str
+    definition: StoredDefinition
+    store: Store
+
+
+def pin(wf: WorkflowDef, plan: Plan, known: Known | None = None) -> tuple[dict[str, Any], str, dict[str, bytes]]:
     """The definition, version and pickled steps of *plan*. The version hashes each step's
     pickled bytes too, so two runs whose steps read different captured values never share code.
-    Each step's notebook uses (globals left out of its pickle) and source origins are recorded in
-    the definition after the version is taken: they say where the code came from, not what it is."""
+    Each step's notebook uses (globals left out of its pickle), fingerprint and source origins are
+    recorded in the definition after the version is taken: they say where the code came from, not
+    what it is. With *known*, a step whose fingerprint is the stored one is not pickled: its stored
+    hash stands, and when the version is *known*'s nothing else is made (the pickles are empty, the
+    origins left out: there is nothing to save); else its stored bytes are copied into the new one."""
     definition = wf.definition(plan)
     pickles: dict[str, bytes] = {}
-    uses: dict[str, list[Use]] = {}
-    for name in plan.order:
+    uses: dict[str, list[Any]] = {}
+    prints: dict[str, str | None] = {}
+    reused: list[str] = []
+
+    def pickle_one(name: str) -> None:
         try:
-            pickles[name], uses[name] = pinning.pickle_step(plan.steps[name])
+            pickles[name], found = pinning.pickle_step(plan.steps[name])
         except Exception as exc:  # noqa: BLE001 - pickling may raise anything: name the step and what to do
             raise DefinitionError(
                 f"step {name!r} cannot be pickled to pin its code ({type(exc).__name__}: {exc}); "
                 "a step must not close over open files, locks or connections"
             ) from None
         definition["steps"][name]["code_sha256"] = hashlib.sha256(pickles[name]).hexdigest()
-    version = version_of(definition)
+        uses[name] = [u.as_json() for u in found]
+
     for name in plan.order:
-        definition["steps"][name]["uses"] = [u.as_json() for u in uses[name]]
-        definition["steps"][name]["origins"] = [o.as_json() for o in source_lines.origins(plan.steps[name])]
+        prints[name] = fp = pinning.fingerprint(plan.steps[name])
+        old = known.definition.steps.get(name) if known is not None else None
+        if fp is not None and old is not None and old.fingerprint == fp and old.code_sha256:
+            definition["steps"][name]["code_sha256"], uses[name] = old.code_sha256, [dict(u) for u in old.uses]
+            reused.append(name)
+        else:
+            pickle_one(name)
+    version = version_of(definition)
+    if reused and known is not None and version != known.version:
+        # A new version: a reused step's pickle holds its options too, so it must be defined as stored.
+        changed = [n for n in reused
+                   if _described(definition["steps"][n]) != _described(known.definition.steps[n].as_json())]
+        for name in changed:
+            pickle_one(name)
+            reused.remove(name)
+        if changed:
+            version = version_of(definition)
+    for name in plan.order:
+        definition["steps"][name]["uses"] = uses[name]
+    if known is not None and version == known.version:
+        return definition, version, {}
+    if reused:
+        assert known is not None
+        stored = known.store.step_code(known.version)
+        for name in reused:
+            pickles[name] = stored[name][1]
+    for name in plan.order:
+        step = definition["steps"][name]
+        step["origins"] = [o.as_json() for o in source_lines.origins(plan.steps[name])]
+        if prints[name] is not None:
+            step["fingerprint"] = prints[name]
     return definition, version, pickles
+
+
+_PINNED_FACTS = ("code_sha256", "uses", "origins", "fingerprint")
+
+
+def _described(step: Mapping[str, Any]) -> dict[str, Any]:
+    """A step's JSON definition without what pinning adds to it (its code's hash, uses, origins, fingerprint)."""
+    return {k: v for k, v in step.items() if k not in _PINNED_FACTS}
 
 
 def stored_uses(step: StoredStep) -> list[Use]:
@@ -300,7 +354,7 @@ def take_over(
     stored_def = store.definition(row["workflow"], row["version"])
     plan = wf.plan()
     _check_same_graph(wf, plan, stored_def, run_id)
-    definition, version, pickles = pin(wf, plan)
+    definition, version, pickles = pin(wf, plan, Known(row["version"], stored_def, store))
     check_portable(definition, backend)
     diffs: dict[str, str] = {}
     if version != row["version"]:

@@ -10,7 +10,10 @@ when the code is loaded elsewhere, which names them if a step touches one.
 from __future__ import annotations
 
 import dis
+import enum
+import hashlib
 import io
+import marshal
 import pickle
 import sys
 import types
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
+
+from ..definition import Backoff
 
 LARGE_GLOBAL_BYTES = 1 << 20
 """A notebook global whose pickle is larger than this is data, not code: it is not pinned."""
@@ -333,4 +338,233 @@ def _module_dumps(spec: Any) -> bytes:
     return cloudpickle.dumps(spec)  # type: ignore[no-any-return]
 
 
-__all__ = ["LARGE_GLOBAL_BYTES", "Missing", "Use", "functions", "loads", "notebook_uses", "pickle_step", "remember"]
+# ------------------------------------------------------------------------------------ fingerprints
+# A takeover with today's code must know whether each step's pinned code is still today's. Pickling
+# every step again to compare the bytes costs ~150 us a step in cloudpickle's Python reducers; a
+# fingerprint reads the same inputs (the code objects' fields, the values the functions read, the
+# spec's options) without pickling functions. Equal fingerprints mean equal pinned code, so the
+# stored pickle and its hash stand. Anything a fingerprint cannot stand for exactly (an instance of
+# a notebook class, a numpy array, a class pickled by value, a large value) gives no fingerprint:
+# that step is pickled, as before.
+
+_cp = getattr(cloudpickle, "cloudpickle", None)
+_by_reference = getattr(_cp, "_should_pickle_by_reference", None)
+_submodules = getattr(_cp, "_find_imported_submodules", None)
+_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, types.EllipsisType, type(NotImplemented)})
+_CONTAINERS: dict[type, str] = {tuple: "tuple", list: "list", dict: "dict", set: "set", frozenset: "frozenset"}
+_FP_ITEMS = 10_000
+"""A step whose functions read more container items than this is pickled, not fingerprinted."""
+_FP_BYTES = LARGE_GLOBAL_BYTES // 2
+"""Nor one whose fingerprint's text is longer than this (a value that may be large data: a notebook use)."""
+_BASE_GLOBALS = ("__package__", "__name__", "__path__", "__file__")
+_FP_SALT = (sys.version, getattr(cloudpickle, "__version__", ""), 1)
+
+
+def _ref(kind: str, name: str) -> tuple[str, str, str]:
+    """In a fingerprint: an object pickled by reference (*kind* and qualified name), a function pickled
+    by value (its index), a repeated container, an absent global or an empty cell. Three items: a
+    container is two (its kind, its items), an atom is no tuple."""
+    return ("ref", kind, name)
+
+
+class _NoFingerprint(Exception):
+    """The step reaches something a fingerprint cannot stand for exactly: pickle it to know."""
+
+
+def _names(code: types.CodeType) -> dict[str, None]:
+    """Every name *code* (and code nested in it) uses, in order: a superset of the globals it reads
+    (attribute names too), which is all a fingerprint needs (cloudpickle's exact list parses bytecode)."""
+    out = dict.fromkeys(code.co_names)
+    for const in code.co_consts:
+        if type(const) is types.CodeType:
+            out.update(_names(const))
+    return out
+
+
+_IMPORTABLE: dict[type, bool] = {}
+
+
+def _importable(cls: type) -> bool:
+    """Whether cloudpickle pickles *cls* by reference (remembered for classes of imported modules:
+    those are the same objects for the life of the process; a notebook's are asked each time)."""
+    known = _IMPORTABLE.get(cls)
+    if known is not None:
+        return known
+    found = _by_reference is not None and bool(_by_reference(cls))
+    if cls.__module__ != "__main__" and not cloudpickle.list_registry_pickle_by_value():
+        _IMPORTABLE[cls] = found
+    return found
+
+
+def _qualified(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', None)}"
+
+
+def _ordered(items: set[Any] | frozenset[Any]) -> Any:
+    """A set's items sorted when they are all str, or all int (their pickle's order varies by process)."""
+    kinds = {type(x) for x in items}
+    return sorted(items) if kinds in ({str}, {int}) else items
+
+
+class _Fingerprinter:
+    """Turns what pickling a step would write into plain data (``parts``), or raises :class:`_NoFingerprint`."""
+
+    def __init__(self, by_value: frozenset[str | None]) -> None:
+        self.by_value = by_value  # the modules whose functions are pickled by value with the step
+        self.memo: dict[int, int] = {}
+        self.keep: list[Any] = []  # what memo's ids stand for, alive until the end
+        self.items = 0
+        self.size = 0  # the characters and bytes of the strings read so far
+        self.parts: list[Any] = []
+
+    def value(self, v: Any, same: bool = True) -> Any:
+        t = type(v)
+        if t in _ATOMS:
+            if t is str or t is bytes:
+                self.size += len(v)
+                if self.size > _FP_BYTES:  # large data (a notebook use): not copied to find that out
+                    raise _NoFingerprint
+            return v
+        tag = _CONTAINERS.get(t)
+        if tag is not None:
+            if same:  # two names for one list pickle as one object: so does this
+                seen = self.memo.get(id(v))
+                if seen is not None:
+                    return _ref("again", str(seen))
+                self.memo[id(v)] = len(self.memo)
+                self.keep.append(v)
+            self.items += len(v)
+            if self.items > _FP_ITEMS:
+                raise _NoFingerprint
+            if t is dict:
+                return (tag, [(self.value(k, same), self.value(x, same)) for k, x in v.items()])
+            if t is set or t is frozenset:
+                v = _ordered(v)  # a set of str iterates in an order that differs by process
+            return (tag, [self.value(x, same) for x in v])
+        if t is types.FunctionType:
+            return self.function(v)
+        if t is types.CodeType:
+            return _code_bytes(v)
+        if isinstance(v, type):
+            if v.__module__ not in self.by_value and _importable(v):
+                return _ref("global", _qualified(v))
+            raise _NoFingerprint  # a class pickled by value
+        if t is types.ModuleType:
+            if _by_reference is not None and _by_reference(v):
+                return _ref("module", v.__name__)
+            raise _NoFingerprint
+        if t is types.BuiltinFunctionType and (v.__self__ is None or type(v.__self__) is types.ModuleType):
+            return _ref("global", _qualified(v))
+        if isinstance(v, enum.Enum) and _importable(t):
+            return (_ref("enum", _qualified(t)), self.value(v._value_, same))
+        if t is Backoff:
+            return (_ref("global", _qualified(t)), self.value(vars(v), same))
+        raise _NoFingerprint  # an instance: its class's reduce decides what is pickled
+
+    def field(self, v: Any) -> Any:
+        """A step option's value: *value*, with shortcuts for the kinds every step has (names, its
+        kind, its backoff, builtin exception classes)."""
+        t = type(v)
+        if t in _ATOMS:
+            return v
+        if t is tuple or t is frozenset:
+            if all(type(x) is str for x in v):
+                return (_CONTAINERS[t], sorted(v) if t is frozenset else v)
+            if all(type(x) is type and x.__module__ == "builtins" for x in v):
+                return (_CONTAINERS[t], "builtins", sorted(x.__qualname__ for x in v) if t is frozenset
+                        else tuple(x.__qualname__ for x in v))
+        elif t is Backoff:
+            return ("backoff", v.base, v.factor, v.cap, v.jitter)
+        elif isinstance(v, enum.Enum) and type(v._value_) in _ATOMS and _importable(t):
+            return ("enum", _qualified(t), v._value_)
+        return self.value(v)
+
+    def function(self, f: types.FunctionType) -> Any:
+        seen = self.memo.get(id(f))
+        if seen is not None:
+            return _ref("function", str(seen))
+        if f.__module__ not in self.by_value and _by_reference is not None and _by_reference(f):
+            return _ref("global", _qualified(f))
+        index = self.memo[id(f)] = len(self.memo)
+        self.keep.append(f)
+        g, code, closure = f.__globals__, f.__code__, f.__closure__
+        names = [n for n in _names(code) if n in g]  # a global not there is not pickled either
+        cells: list[Any] = []
+        for cell in closure or ():
+            try:
+                cells.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                cells.append(_ref("empty", ""))
+        read = [g[n] for n in names] + cells
+        modules: list[Any] = []
+        if any(type(x) is types.ModuleType for x in read):
+            if _submodules is None:
+                raise _NoFingerprint
+            modules = sorted(m.__name__ for m in _submodules(code, read))
+        doc, annotations, attrs = f.__doc__, f.__annotations__, f.__dict__
+        kwdefaults, defaults = f.__kwdefaults__, f.__defaults__
+        self.parts.append((
+            index, f.__name__, f.__qualname__, f.__module__, doc if type(doc) in _ATOMS else self.value(doc),
+            _code_bytes(code), self.value(annotations, False) if annotations else None,
+            self.value(kwdefaults) if kwdefaults else kwdefaults, self.value(defaults) if defaults else defaults,
+            [self.value(c) for c in cells] if cells else None, [(n, self.value(g[n])) for n in names],
+            [(k, self.value(g[k])) for k in _BASE_GLOBALS if k in g], modules,
+            self.value(attrs, False) if attrs else None,
+        ))
+        return _ref("function", str(index))
+
+
+def _blank(code: types.CodeType) -> types.CodeType:
+    """*code* (and the code nested in it) without its file name: cloudpickle leaves it out too, and
+    a notebook cell's differs from one kernel to the next."""
+    consts = code.co_consts
+    if any(type(c) is types.CodeType for c in consts):
+        consts = tuple(_blank(c) if type(c) is types.CodeType else c for c in consts)
+        return code.replace(co_filename="", co_consts=consts)
+    return code.replace(co_filename="")
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    """Every field of *code* but its file name, in marshal's format 2 (no references: the same code
+    gives the same bytes in every process of the same Python)."""
+    return marshal.dumps(_blank(code), 2)
+
+
+_IN_DEFINITION = frozenset({"kind", "params", "defaults", "foreach", "after", "retries", "backoff", "retry_on",
+                            "timeout", "on_item_error", "max_parallel", "on_timeout", "source", "key_source"})
+"""The step's fields its stored definition holds (``definition_of``): its version compares them."""
+
+
+def fingerprint(spec: Any) -> str | None:
+    """What pinning *spec* would pickle beyond its stored definition (its functions, what they read,
+    the rest of its fields), as a SHA-256 (hex), without pickling its functions; None when only its
+    pickle can tell (see above). Equal fingerprints and equal definitions pin equal code."""
+    fields = getattr(spec, "__dict__", None)
+    if fields is None or _PINNED in fields or _by_reference is None:
+        return None  # (pinned code loaded here: pickle_step returns its bytes at once)
+    kind, retry_on = fields.get("kind"), fields.get("retry_on")
+    if type(fields.get("backoff")) is not Backoff or type(retry_on) is not tuple:
+        return None  # the definition holds their values: these are the types it assumes
+    if not isinstance(kind, enum.Enum) or not _importable(type(kind)):
+        return None
+    by_value = frozenset({"__main__"} if _in_notebook(spec) else {
+        getattr(f, "__module__", None) for f in (spec.fn, spec.key) if f is not None})
+    fp = _Fingerprinter(by_value)
+    try:
+        head = (_qualified(type(spec)), tuple(fields), sorted(by_value, key=str), _qualified(type(kind)),
+                fp.field(retry_on),
+                [(k, v if type(v) in _ATOMS else fp.field(v)) for k, v in fields.items() if k not in _IN_DEFINITION])
+        # marshal's format 2 keeps no references (those depend on reference counts): the same data
+        # gives the same bytes in every process of the same Python (the salt names it).
+        text = marshal.dumps((_FP_SALT, head, fp.parts), 2)
+    except Exception:  # noqa: BLE001 - _NoFingerprint, or anything an odd object raises: pickling will tell
+        return None
+    if len(text) > _FP_BYTES:
+        return None
+    return hashlib.sha256(text).hexdigest()
+
+
+__all__ = [
+    "LARGE_GLOBAL_BYTES", "Missing", "Use", "fingerprint", "functions", "loads", "notebook_uses", "pickle_step",
+    "remember",
+]
