@@ -33,7 +33,7 @@ from ..breakpoints import parse_target
 from ..errors import DefinitionError, NbflowError
 from ..run import Run
 from ..states import StepKind, label
-from ..views import run_summary
+from ..views import run_summaries
 from ..workflow import CTX, ITEM, StepSpec, Workflow, _check_options, check_step_name
 from . import debug
 
@@ -750,7 +750,7 @@ class NbflowMagics(Magics):
         store = wf.store
         rows = store.run_rows(workflow=None if args.all else wf.name, limit=args.limit or None)
         where = store.display_url + ("" if args.all else f" for workflow {wf.name!r}")
-        return RunsTable([run_summary(store, r) for r in rows], where)
+        return RunsTable(run_summaries(store, rows), where)
 
     def _do_show(self, args: argparse.Namespace) -> None:
         display(self._run_arg(args.run))

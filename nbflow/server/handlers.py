@@ -261,7 +261,7 @@ class RunsHandler(ApiHandler):
         def work() -> list[dict[str, Any]]:
             store = self.store
             rows = store.run_rows(workflow=workflow, status=status or None, limit=limit or None)
-            return [views.run_summary(store, r) for r in rows]
+            return views.run_summaries(store, rows)
 
         self.reply(await asyncio.to_thread(work))
 
