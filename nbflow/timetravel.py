@@ -167,7 +167,8 @@ class _Index:
             "last": self.last, "low": self.low, "lengths": [len(p) for p in parts],
             "pieces": [len(arrays), len(self._keys()), *map(len, snaps)],
         }).encode()
-        return b"".join([len(head).to_bytes(8, "little"), head, arrays, self._keys(), *snaps])
+        body = b"".join([len(head).to_bytes(8, "little"), head, arrays, self._keys(), *snaps])
+        return zlib.crc32(body).to_bytes(4, "little") + body
 
     def _keys(self) -> bytes:
         """The instances' keys in number order, per step, as compressed JSON (what :attr:`number` is built from)."""
@@ -222,7 +223,12 @@ class _Index:
     @classmethod
     def unpacked(cls, data: bytes, run_id: str, definition: StoredDefinition, b: replay.Bounds) -> _Index | None:
         """An index from :meth:`packed` bytes, or None when they do not fit this run as it is now (another
-        machine's byte order, another definition, events the store does not have)."""
+        machine's byte order, another definition, events the store does not have). Damaged bytes (their
+        checksum differs) are refused with ValueError: the keys and snapshots are decompressed later."""
+        body = memoryview(data)[4:]
+        if len(data) < 12 or zlib.crc32(body) != int.from_bytes(data[:4], "little"):
+            raise ValueError("a kept fold whose checksum differs")
+        data = data[4:]
         size = int.from_bytes(data[:8], "little")
         head = json.loads(data[8:8 + size])
         order = list(definition.order)
@@ -441,9 +447,10 @@ def _kept(store: Store, run_id: str, definition: StoredDefinition, b: replay.Bou
 
 def _keep(store: Store, ix: _Index) -> None:
     """Keep *ix* in the store for other processes. A cache: a store that cannot be written now (read-only,
-    locked past its timeout) keeps none, and the fold is done again where it is needed."""
-    if replay.save_fold(store, ix.run_id, ix.last, FOLD_FORMAT, ix.packed(), time.time()):
-        ix.kept = ix.last
+    or another connection holds its write lock) keeps none, and the fold is done again where it is
+    needed; this index does not try again until :data:`PREPARE_EVENTS` more events are folded."""
+    replay.save_fold(store, ix.run_id, ix.last, FOLD_FORMAT, ix.packed(), time.time())
+    ix.kept = ix.last  # kept or not, not tried again before as many events again
 
 
 PREPARE_EVENTS = 20_000

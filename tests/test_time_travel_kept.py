@@ -66,8 +66,7 @@ def moments(run: nbflow.Run) -> list[Any]:
 def another_process(db_url: str) -> dict[str, Any]:
     """What a new Python process sees traveling through the store's one run (and how many event heads it read)."""
     out = subprocess.run([sys.executable, "-c", MOMENTS, db_url, str(timetravel.PREPARE_EVENTS)],
-                         capture_output=True, text=True, check=True,
-                         timeout=WAIT_S)
+                         capture_output=True, text=True, check=True, timeout=25)
     return dict(json.loads(out.stdout))
 
 
@@ -105,17 +104,45 @@ def test_a_kept_fold_is_extended_with_the_events_after_it(kept: None, db_url: st
     assert there["moments"][-1][2] == ["numbers:None=succeeded", "total:None=succeeded"]
 
 
-def test_a_damaged_kept_fold_is_folded_again(kept: None, db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["replaced", "last_byte", "cut_short", "in_the_middle"])
+def test_a_damaged_kept_fold_is_folded_again(kept: None, db_url: str, tmp_path: Path, damage: str) -> None:
     run = failing(db_url, Trail(str(tmp_path / "trail")))
     here = moments(run)
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
-        conn.execute("UPDATE travel_folds SET data = ?", (b"\x00\x01 not a fold",))
+    path = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        data = bytearray(conn.execute("SELECT data FROM travel_folds").fetchone()[0])
+        if damage == "replaced":
+            data = bytearray(b"\x00\x01 not a fold")
+        elif damage == "cut_short":
+            del data[-5:]
+        else:  # a flipped byte: in the last snapshot (decompressed only when a moment needs it), or midway
+            data[-1 if damage == "last_byte" else len(data) // 2] ^= 0xFF
+        conn.execute("UPDATE travel_folds SET data = ?", (bytes(data),))
 
     there = another_process(db_url)
 
     assert there["moments"] == here
     assert there["heads_read"] == len([e for e in run.history() if e.kind != "logpoint"])
-    assert kept_rows(db_url)[0][2] > 100  # the fold was kept again, whole
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT data FROM travel_folds").fetchone()[0] != bytes(data)  # kept again
+
+
+def test_a_store_whose_write_lock_is_held_travels_without_waiting_for_it(kept: None, db_url: str,
+                                                                         tmp_path: Path) -> None:
+    run = failing(db_url, Trail(str(tmp_path / "trail")))
+    here = moments(run)
+    timetravel._INDEXES.clear()
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+        conn.execute("DELETE FROM travel_folds")
+        conn.commit()
+        conn.execute("BEGIN IMMEDIATE")  # another connection's transaction holds the write lock
+        try:
+            there = another_process(db_url)  # within its timeout, well under the store's 30 s busy timeout
+        finally:
+            conn.rollback()
+
+    assert there["moments"] == here
+    assert kept_rows(db_url) == []
 
 
 def test_a_read_only_store_travels_without_keeping_a_fold(kept: None, db_url: str, tmp_path: Path,
@@ -127,9 +154,18 @@ def test_a_read_only_store_travels_without_keeping_a_fold(kept: None, db_url: st
     monkeypatch.setattr(timetravel, "PREPARE_EVENTS", 3)
     path = db_url.removeprefix("sqlite:///")
     read_only = nbflow.Run(nbflow.Store.open(f"sqlite:///file:{path}?mode=ro&uri=true"), run.id)
+    tries: list[int] = []
+    save = replay.save_fold
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        tries.append(1)
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(replay, "save_fold", counted)
 
     assert moments(read_only) == here
+    assert moments(read_only) == here
     assert kept_rows(db_url) == []
+    assert len(tries) == 1  # tried once, not at every travel
 
 
 def test_the_kept_fold_is_a_cache_of_what_folding_gives(kept: None, db_url: str, tmp_path: Path) -> None:

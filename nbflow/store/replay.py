@@ -116,17 +116,38 @@ def saved_fold(store: Store, run_id: str, fmt: int) -> tuple[int, bytes] | None:
     return None if row is None else (int(row[0]), bytes(row[1]))
 
 
+SAVE_WAIT_MS = 200
+"""How long keeping a fold waits for SQLite's write lock (another connection's transaction) before it
+gives up: a reader's ``run.at()`` must not wait the store's 30 s busy timeout for a cache."""
+
+
 def save_fold(store: Store, run_id: str, upto: int, fmt: int, data: bytes, ts: float) -> bool:
     """Keep the run's folded history up to event *upto* (it replaces the one kept, in one transaction).
-    False when the store cannot be written now (read-only, or locked past its timeout): it is a cache."""
+    False when the store cannot be written now (read-only, or its write lock is held for more than
+    :data:`SAVE_WAIT_MS`): it is a cache."""
     t = schema.travel_folds
-    try:
-        with store.engine.begin() as conn:
+    kept = False
+    with store.engine.connect() as conn:
+        waited = None
+        try:
+            if conn.dialect.name == "sqlite":
+                waited = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={SAVE_WAIT_MS}")
             conn.execute(t.delete().where(t.c.run_id == run_id))
             conn.execute(t.insert().values(run_id=run_id, upto=upto, format=fmt, data=data, created_at=ts))
-    except (sa.exc.DBAPIError, StoreError):  # the store says which (read-only, locked): a cache does without
-        return False
-    return True
+            conn.commit()
+            kept = True
+        except (sa.exc.DBAPIError, StoreError):  # the store says which (read-only, locked): a cache does without
+            pass
+        finally:
+            try:
+                conn.rollback()
+                if waited is not None:  # the pooled connection goes back with the store's own timeout
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(waited)}")
+                    conn.commit()
+            except (sa.exc.DBAPIError, StoreError):
+                conn.invalidate()  # never back to the pool with the short timeout
+    return kept
 
 
 def marks(store: Store, run_id: str, kinds: Sequence[str], limit: int) -> list[_Row]:
