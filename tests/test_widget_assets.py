@@ -15,7 +15,7 @@ import pytest
 import requests
 from browser.notebook import open_notebook, run_all_cells, wait_kernel_idle, write_notebook
 
-from nbflow.notebook.assets import asset, assets_id, loader_esm
+from nbflow.notebook.assets import SERVED_ENV, asset, assets_id, loader_esm
 
 if TYPE_CHECKING:
     from api_server import Server
@@ -75,7 +75,13 @@ def _state_of(results: list[dict[str, Any]], opened: list[dict[str, Any]]) -> di
     return state
 
 
-def test_a_live_views_state_carries_the_loader_not_the_views_code(db_url: str) -> None:
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel is one nbflow's server extension started (it sets this in the kernels' environment)."""
+    monkeypatch.setenv(SERVED_ENV, assets_id())
+
+
+def test_a_live_views_state_carries_the_loader_not_the_views_code(db_url: str, served: None) -> None:
     results, opened, _ = _in_kernel(SETUP + SHOW)
 
     state = _state_of(results, opened)
@@ -85,7 +91,18 @@ def test_a_live_views_state_carries_the_loader_not_the_views_code(db_url: str) -
     assert state["summary"]["status"] == "succeeded"
 
 
-def test_the_kernel_sends_the_views_code_and_css_when_the_loader_asks(db_url: str) -> None:
+def test_a_kernel_no_nbflow_server_started_carries_the_whole_view(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VS Code, Colab, a server without the extension or with another nbflow: its page may have no route,
+    and a kernel busy running the cell could not answer the loader until the cell ends."""
+    monkeypatch.setenv(SERVED_ENV, "another-build")
+    results, opened, _ = _in_kernel(SETUP + SHOW)
+
+    state = _state_of(results, opened)
+    assert state["_esm"].encode() == asset("widget.js") and state["_css"].encode() == asset("widget.css")
+    assert state["summary"]["status"] == "succeeded"
+
+
+def test_the_kernel_sends_the_views_code_and_css_when_the_loader_asks(db_url: str, served: None) -> None:
     def ask(kc: Any, results: list[dict[str, Any]], opened: list[dict[str, Any]]) -> dict[str, Any]:
         model_id = results[-1][WIDGET_MIME]["model_id"]
         msg = kc.session.msg("comm_msg", {"comm_id": model_id, "data": {"method": "custom", "content": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -48,9 +49,23 @@ def loader_esm() -> str:
     return "\n".join(line for line in lines if line).replace(_PLACEHOLDER, assets_id()) + "\n"
 
 
+SERVED_ENV = "NBFLOW_WIDGET_ASSETS"
+"""Set by nbflow's Jupyter server extension, to :func:`assets_id`, in the environment the kernels it
+starts inherit: such a kernel's widgets carry the loader, since their page can fetch the files."""
+
+
+def served() -> bool:
+    """True in a kernel started by a Jupyter server whose nbflow extension serves this build's files.
+    Any other kernel (VS Code, Colab, a server without the extension or with another nbflow) puts the
+    whole view in each widget's state, as before: its front end may have no route, and a kernel busy
+    running a cell cannot answer the loader's ``assets`` command until the cell ends."""
+    return os.environ.get(SERVED_ENV) == assets_id()
+
+
 def assets_message() -> dict[str, str]:
     """The answer to the widget's ``assets`` command: the id and both files as text."""
     return {"id": assets_id(), "js": asset("widget.js").decode("utf-8"), "css": asset("widget.css").decode("utf-8")}
 
 
-__all__ = ["CONTENT_TYPES", "NAMES", "STATIC", "asset", "assets_id", "assets_message", "loader_esm"]
+__all__ = ["CONTENT_TYPES", "NAMES", "SERVED_ENV", "STATIC", "asset", "assets_id", "assets_message", "loader_esm",
+           "served"]

@@ -58,7 +58,7 @@ from .._util import _actor, current_actor, set_actor
 from ..errors import NbflowError
 from ..run import Run
 from ..states import RunStatus
-from .assets import assets_message, loader_esm
+from .assets import asset, assets_message, loader_esm, served
 from .controller import PAGE_SIZE, Controller
 
 OPEN_RUN = "open_run"
@@ -72,9 +72,11 @@ FULL_REFRESH_S = 5.0  # re-read even without a change (an owner's lease can expi
 class RunWidget(anywidget.AnyWidget):
     """The debugger view of one run: header, DAG, a paged instance table, an instance panel, actions."""
 
-    _esm = loader_esm()
-    """A ~2 KB loader (what a saved widget state carries): the view's code and CSS come from the server
-    extension's static route or from :meth:`assets`, once per page. No ``_css``: the loader adds it."""
+    _esm: str = loader_esm()
+    """A ~2 KB loader (what a saved widget state carries) in a kernel that nbflow's server extension
+    started (:func:`nbflow.notebook.assets.served`): the view's code and CSS come from the extension's
+    static route or from :meth:`assets`, once per page. No ``_css``: the loader adds it. In any other
+    kernel the widget carries the whole view (``_esm`` and ``_css``), as anywidget's widgets do."""
 
     run_id = traitlets.Unicode("").tag(sync=True)
     summary = traitlets.Dict().tag(sync=True)
@@ -117,6 +119,8 @@ class RunWidget(anywidget.AnyWidget):
         self._token: tuple[Any, ...] | None = None
         self._seq = 0
         self._thread: threading.Thread | None = None
+        if not served():  # no route to the files for this kernel's page: the state carries the whole view
+            self._esm, self._css = asset("widget.js").decode(), asset("widget.css").decode()
         values = self._compute()
         super().__init__(run_id=run.id, **values, **kwargs)  # the first state goes out with the comm's open
         if live and not RunStatus(self._status).terminal:

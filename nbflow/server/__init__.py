@@ -35,6 +35,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     routes = [*handlers(), *controller_handlers(), (r"nbflow/api/runs/([^/]+)/takeover", TakeoverHandler),
               *static_handlers()]
     web_app.add_handlers(".*$", [(url_path_join(base, pattern), cls) for pattern, cls in routes])
+    from ..notebook.assets import SERVED_ENV, assets_id
+
+    os.environ[SERVED_ENV] = assets_id()  # the kernels this server starts inherit it: their widgets carry a loader
     from ..store.urls import shown
 
     serverapp.log.info("nbflow: REST API at %snbflow/api/, store %s", base, shown(url))
