@@ -130,6 +130,14 @@ def test_nbflow_widget_static_makes_a_front_end_get_the_static_view_only(db_url:
     assert not [o for o in opened if o.get("target_name") == "jupyter.widget"]
 
 
+def test_an_unknown_nbflow_widget_value_is_named_in_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.notebook.display import frontend_connected
+
+    monkeypatch.setenv("NBFLOW_WIDGET", "yes")
+    with pytest.warns(UserWarning, match=r"NBFLOW_WIDGET='yes' is not 'live' or 'static'"):
+        assert frontend_connected() is True  # no kernel here: as if a front end ran it
+
+
 # ------------------------------------------------------------------ the server extension's route
 def test_the_server_serves_the_view_under_its_digest_without_a_login(server: Server) -> None:
     for name, kind in (("widget.js", "text/javascript"), ("widget.css", "text/css")):

@@ -4,6 +4,7 @@ display (papermill, ``nbflow run``: the static view only) does not import anywid
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from .._compat import get_ipython
@@ -30,6 +31,9 @@ def frontend_connected() -> bool:
     choice = os.environ.get("NBFLOW_WIDGET", "").strip().lower()
     if choice in ("live", "static"):
         return choice == "live"
+    if choice:
+        warnings.warn(f"NBFLOW_WIDGET={os.environ['NBFLOW_WIDGET']!r} is not 'live' or 'static': ignored (unset it to "
+                      "let nbflow choose)", stacklevel=2)
     try:
         kernel: Any = getattr(get_ipython(), "kernel", None)
         parent: Any = kernel.get_parent()  # the request of the cell being run (ipykernel >= 6)
