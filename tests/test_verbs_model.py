@@ -26,6 +26,7 @@ import nbflow
 from nbflow import CommandRefused, DefinitionError, Workflow
 from nbflow.commands import CommandResult
 from nbflow.engine.lifecycle import stop_all
+from nbflow.engine.owners import _live
 from nbflow.verbs import VERBS, CommandState
 from nbflow.verbs import Target as Names
 
@@ -345,6 +346,15 @@ def shop(db_url: str) -> Workflow:
     return wf
 
 
+def owner_state(run: nbflow.Run) -> dict[str, Any]:
+    """What a failed expectation about the owner reports: the run's status, its scheduler, its last events
+    (a verb left queued in this process means the scheduler had stopped: these say why)."""
+    sched = _live.get(run.id)
+    return {"status": run.store.run_row(run.id)["status"], "scheduler": None if sched is None else {
+        "alive": sched.alive(), "stop_requested": sched.stop_requested, "error": repr(sched.error),
+        "status": str(sched.status)}, "last_events": [(e.kind, e.step, e.key) for e in run.history()[-12:]]}
+
+
 def settle(run: nbflow.Run) -> str:
     """``run.wait()``: it returns once nothing can move without an operator, and what it returns is what
     the store shows (no status read before the scheduler published a change)."""
@@ -465,8 +475,8 @@ class VerbsAgainstTheModel(RuleBasedStateMachine):
         if name is not None and not applied:
             assert code in VERBS[name].refusals, (name, code)
         if name is not None and applied:
-            assert isinstance(result, CommandResult) and (result.state, result.applied) == (CommandState.APPLIED,
-                                                                                             True), result
+            done = isinstance(result, CommandResult) and (result.state, result.applied) == (CommandState.APPLIED, True)
+            assert done, (result, owner_state(self.run))
         try:
             expect(model, result)
             accepted = True
