@@ -66,8 +66,11 @@ def executed(src: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def live_state(env: dict[str, str]) -> int:
-    """The JSON size of one live view's widget state (what JupyterLab saves per displayed run)."""
-    code = SETUP + ("run = wf.run(); run.wait()\nfrom nbflow.notebook.widget import RunWidget\n"
+    """The JSON size of one live view's widget state (what JupyterLab saves per displayed run), in a kernel
+    that nbflow's server extension started (it sets NBFLOW_WIDGET_ASSETS; a tree before it has none)."""
+    served = ("import os\ntry:\n    from nbflow.notebook.assets import SERVED_ENV, assets_id\n"
+              "    os.environ[SERVED_ENV] = assets_id()\nexcept ImportError:\n    pass\n")
+    code = served + SETUP + ("run = wf.run(); run.wait()\nfrom nbflow.notebook.widget import RunWidget\n"
                     "import json; w = RunWidget(run, live=False); print(len(json.dumps(w.get_state()))); w.close()")
     out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True,
                          cwd=tempfile.gettempdir())  # not this checkout: `-c` puts the cwd before PYTHONPATH
