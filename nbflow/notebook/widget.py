@@ -1,5 +1,6 @@
 """The live debugger widget: an anywidget whose ESM/CSS ship in ``static/`` (built from ``js/``), sent
-to the browser once per page, not in each widget's state (:mod:`nbflow.notebook.assets`).
+to the browser once per page where nbflow's server extension serves them, else in each widget's state
+(:mod:`nbflow.notebook.assets`).
 
 State comes from :mod:`nbflow.views` (counts by GROUP BY, one page of instance rows, one
 instance's detail), so a 10,000-item foreach ships counts and one page, never every row.
