@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import sqlite3
 import statistics
 import tempfile
 import time
-from pathlib import Path
+
+from sqlite_floor import floor_once
 
 import nbflow
 from nbflow.engine.lifecycle import stop_all
@@ -48,23 +48,6 @@ def nbflow_once(n: int, url: str | None = None) -> tuple[float, float]:
     stop_all()
     wf.store.dispose()
     return (t2 - t0) / n, (t2 - t1) / n
-
-
-def floor_once(n: int) -> float:
-    with tempfile.TemporaryDirectory() as d:
-        con = sqlite3.connect(Path(d) / "floor.db", isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
-        row = b"x" * 200
-        t0 = time.perf_counter()
-        for i in range(n):
-            con.execute("BEGIN")
-            con.execute("INSERT INTO t (id, v) VALUES (?, ?)", (i, row))
-            con.execute("COMMIT")
-        elapsed = time.perf_counter() - t0
-        con.close()
-        return elapsed / n
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ import gc
 import json
 import os
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from sqlite_floor import floor_us
 
 STEPS = 1000
 KILLED_AT = 500
@@ -60,24 +61,6 @@ def owner(url: str, n: int) -> None:
     run = wf.run()
     print(run.id, flush=True)
     run.wait()
-
-
-def floor_us(n: int = 1000) -> float:
-    """A raw sqlite3 WAL transaction (one 200-byte row), µs: b1_chain.py's floor."""
-    with tempfile.TemporaryDirectory() as d:
-        con = sqlite3.connect(Path(d) / "floor.db", isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
-        row = b"x" * 200
-        t0 = time.perf_counter()
-        for i in range(n):
-            con.execute("BEGIN")
-            con.execute("INSERT INTO t (id, v) VALUES (?, ?)", (i, row))
-            con.execute("COMMIT")
-        elapsed = time.perf_counter() - t0
-        con.close()
-        return elapsed / n * 1e6
 
 
 def once(n: int, changed: bool) -> dict[str, Any]:

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlite_floor import floor_us
+
 HERE = Path(__file__).resolve().parent
 KILLED_AT = 500
 
@@ -197,23 +199,6 @@ def dbos_measure(bench: str, n: int) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------ the rounds
 UNITS = {"b1": "us_per_step", "b2": "seconds", "b3": "ms_to_next_step"}
-
-
-def floor_us(n: int = 1000) -> float:
-    with tempfile.TemporaryDirectory() as d:
-        con = sqlite3.connect(Path(d) / "floor.db", isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
-        row = b"x" * 200
-        t0 = time.perf_counter()
-        for i in range(n):
-            con.execute("BEGIN")
-            con.execute("INSERT INTO t (id, v) VALUES (?, ?)", (i, row))
-            con.execute("COMMIT")
-        elapsed = time.perf_counter() - t0
-        con.close()
-        return elapsed / n * 1e6
 
 
 def _one(python: str, system: str, bench: str, n: int, env: dict[str, str]) -> dict[str, float]:
