@@ -193,10 +193,7 @@ def _run_fields(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_summary(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
     """One line of ``nbflow runs`` (counts from one GROUP BY: the sidebar polls this)."""
-    counts: Counter[str] = Counter()
-    for per_status in instance_counts(store, row["id"]).values():
-        counts.update(per_status)
-    return _summary(row, counts)
+    return run_summaries(store, [row])[0]
 
 
 def run_summaries(store: Store, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
